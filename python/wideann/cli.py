@@ -1,0 +1,143 @@
+"""The ``wideann`` command line (also ``python -m wideann``).
+
+Exit codes: 0 done; 2 wrong usage; 1 bad data or I/O failure, with one line on stderr that names the
+file (and for data errors the 1-based line and column); 130 interrupted. Outputs are written under a
+temporary name and renamed when complete, so a failed or interrupted run leaves nothing behind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+from . import __version__
+from .engine import DataError, default_stats_path, denormalize, make_data, normalize, compute_stats
+from .stats import Stats
+
+
+def _add_csv_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--header", choices=("auto", "yes", "no"), default="auto",
+                   help="does each input start with a header line? (default: auto-detect)")
+    p.add_argument("--delimiter", default=",", help="field delimiter (default: ,)")
+    p.add_argument("--threads", type=int, default=0, help="worker threads (default: all cores)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="wideann", description="Streaming min-max normalization of wide "
+                                 "numeric CSV tables, and back.")
+    ap.add_argument("--version", action="version", version=f"wideann {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("stats", help="pass 1 only: per-column min, max, count -> stats JSON")
+    p.add_argument("inputs", nargs="+", metavar="IN.csv")
+    p.add_argument("-o", "--output", required=True, metavar="STATS.json")
+    _add_csv_options(p)
+
+    p = sub.add_parser("normalize", help="min-max normalize CSV(s) to [0,1] as .npy or .csv")
+    p.add_argument("inputs", nargs="+", metavar="IN.csv")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.{npy,csv}")
+    p.add_argument("--stats", metavar="STATS.json", help="apply these stats instead of fitting (test data)")
+    p.add_argument("--stats-out", metavar="STATS.json",
+                   help="where to write fitted stats (default: beside OUT, t.npy -> t.stats.json)")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--clip", action="store_true", help="clip values outside the fitted range to [0,1]")
+    _add_csv_options(p)
+
+    p = sub.add_parser("denormalize", help="normalized values (CSV or .npy) back to original units (CSV)")
+    p.add_argument("input", metavar="IN.{csv,npy}")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    p.add_argument("--stats", required=True, metavar="STATS.json")
+    p.add_argument("--columns", nargs="+", metavar="COL",
+                   help="stats column (name or 0-based position) of each input column; default: a "
+                        "one-column input is the target, otherwise all columns in order")
+    _add_csv_options(p)
+
+    p = sub.add_parser("merge-stats", help="merge stats of shards exactly")
+    p.add_argument("inputs", nargs="+", metavar="STATS.json")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.json")
+
+    p = sub.add_parser("make-data", help="write raw example data (Friedman #1 target + noise inputs)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    p.add_argument("--rows", type=int, required=True)
+    p.add_argument("--cols", type=int, required=True, help="columns in all, the target y included")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise", type=float, default=1.0, help="standard deviation of the noise on y")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--quiet", "-q", action="store_true")
+
+    p = sub.add_parser("info", help="describe a .npy table, a CSV file or a stats file")
+    p.add_argument("path")
+    return ap
+
+
+def _progress(args) -> bool:
+    return not getattr(args, "quiet", True) and sys.stderr.isatty()
+
+
+def _columns_arg(cols):
+    if cols is None:
+        return None
+    return [int(c) if c.lstrip("-").isdigit() else c for c in cols]
+
+
+def run(args) -> None:
+    cmd = args.command
+    if cmd == "stats":
+        st = compute_stats(args.inputs, header=args.header, delimiter=args.delimiter,
+                           threads=args.threads, progress=_progress(args))
+        st.save(args.output)
+        print(f"{len(st.columns)} columns, {st.n_rows} rows -> {args.output}", file=sys.stderr)
+    elif cmd == "normalize":
+        st = normalize(args.inputs, args.output, stats=args.stats, stats_out=args.stats_out,
+                       dtype=args.dtype, threads=args.threads, header=args.header,
+                       delimiter=args.delimiter, clip=args.clip, progress=_progress(args))
+        where = args.output if args.stats else f"{args.output} (stats: {args.stats_out or default_stats_path(args.output)})"
+        print(f"{st.n_columns} columns -> {where}", file=sys.stderr)
+    elif cmd == "denormalize":
+        n = denormalize(args.input, args.output, stats=args.stats, columns=_columns_arg(args.columns),
+                        header=args.header, delimiter=args.delimiter, threads=args.threads,
+                        progress=_progress(args))
+        print(f"{n} rows -> {args.output}", file=sys.stderr)
+    elif cmd == "merge-stats":
+        merged = Stats.merge([Stats.load(p) for p in args.inputs])
+        merged.save(args.output)
+        print(f"{len(args.inputs)} stats files, {merged.n_rows} rows -> {args.output}", file=sys.stderr)
+    elif cmd == "make-data":
+        make_data(args.output, args.rows, args.cols, seed=args.seed, noise=args.noise,
+                  threads=args.threads, progress=_progress(args))
+    elif cmd == "info":
+        from .info import describe
+
+        print(describe(args.path))
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e) or type(e).__name__
+    if isinstance(e, OSError) and e.filename and e.strerror:
+        msg = f"{e.filename}: {e.strerror}"
+    return " ".join(msg.split("\n"))
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "threads", 0) < 0:
+        parser.error("--threads must be >= 0")
+    # SIGTERM is handled like Ctrl-C: the engine is cancelled and temporary files are removed.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        run(args)
+    except KeyboardInterrupt:
+        print("wideann: interrupted; no output written", file=sys.stderr)
+        return 130
+    except (DataError, OSError, ValueError) as e:
+        print(f"wideann: error: {_one_line(e)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

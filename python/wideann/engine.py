@@ -1,0 +1,224 @@
+"""The Python face of the C++ engine: compute_stats, normalize, denormalize, make_data.
+
+Each call runs the native job on a worker thread (the engine releases the GIL) while this thread
+waits, draws the progress bar and turns Ctrl-C into a prompt, clean cancellation: the engine stops
+within milliseconds and removes its temporary output, so nothing is left at the output path.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from . import _native
+from ._atomic import atomic_path
+from .stats import Stats
+
+PathLike = Union[str, os.PathLike]
+
+DataError = _native.DataError
+"""Raised for bad input data; the message names the file, line and column (1-based)."""
+
+DTYPES = ("float32", "float16")
+
+
+def _paths(inputs) -> list[str]:
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    paths = [os.fspath(p) for p in inputs]
+    if not paths:
+        raise ValueError("no input files given")
+    for p in paths:
+        if os.path.isdir(p):
+            raise DataError(f"{p}: is a folder, expected a CSV file")
+        if not os.path.exists(p):
+            raise DataError(f"{p}: no such file")
+        if not os.access(p, os.R_OK):
+            raise DataError(f"{p}: cannot be read (permission denied)")
+    return paths
+
+
+def _threads(threads) -> int:
+    if threads is None or threads == 0:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads < 0:
+        raise ValueError("threads must be >= 1")
+    return int(threads)
+
+
+def _check_delimiter(delimiter: str) -> str:
+    if len(delimiter) != 1 or delimiter in '"\r\n' or ord(delimiter) > 127:
+        raise ValueError(f"delimiter must be one ASCII character other than a quote or newline, got {delimiter!r}")
+    return delimiter
+
+
+def _check_header(header: str) -> str:
+    if header not in ("auto", "yes", "no"):
+        raise ValueError(f"header must be 'auto', 'yes' or 'no', got {header!r}")
+    return header
+
+
+def _run(fn, *args, progress: bool = False, desc: str = ""):
+    """Run a native job on a worker thread; show progress; cancel it cleanly on Ctrl-C."""
+    prog = _native.Progress()
+    box: dict = {}
+
+    def work():
+        try:
+            box["result"] = fn(*args, prog)
+        except BaseException as e:  # re-raised on the calling thread
+            box["error"] = e
+
+    t = threading.Thread(target=work, name="wideann-engine", daemon=True)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                   file=sys.stderr, leave=False, dynamic_ncols=True)
+    t.start()
+    try:
+        while t.is_alive():
+            t.join(0.1)
+            if bar is not None:
+                bar.total = max(prog.total, 1)
+                bar.n = prog.done
+                bar.refresh()
+    except BaseException:
+        prog.cancel()  # the engine checks this between blocks and between rows
+        t.join()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def compute_stats(inputs, *, header: str = "auto", delimiter: str = ",", threads=None,
+                  progress: bool = False) -> Stats:
+    """Pass 1 only: per-column min, max and row count of one or more CSV files (concatenated).
+
+    Column names come from the header (``header="auto"`` detects one: a first line with any
+    non-numeric field), else they are ``x1 … x{n-1}, y``.
+    """
+    paths = _paths(inputs)
+    r = _run(_native.compute_stats, paths, _check_header(header), _check_delimiter(delimiter),
+             _threads(threads), progress=progress, desc="stats")
+    return Stats(r["columns"], r["min"], r["max"], r["n_rows"], [os.path.abspath(p) for p in paths])
+
+
+def default_stats_path(output: PathLike) -> str:
+    """``t.npy`` -> ``t.stats.json`` (beside the output)."""
+    root, _ext = os.path.splitext(os.fspath(output))
+    return root + ".stats.json"
+
+
+def _output_format(path: str) -> str:
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npy":
+        return "npy"
+    if ext == ".csv":
+        return "csv"
+    raise ValueError(f"{path}: output must end in .npy or .csv")
+
+
+def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: str = "float32",
+              threads=None, header: str = "auto", delimiter: str = ",", clip: bool = False,
+              progress: bool = False) -> Stats:
+    """Min-max normalize CSV input(s) to ``output`` (``.npy`` or ``.csv``), streaming.
+
+    Without ``stats`` the statistics are fitted on all inputs (pass 1) and saved to ``stats_out``
+    (default: beside the output, ``t.npy`` -> ``t.stats.json``); with ``stats`` (a ``Stats`` or a
+    path) they are applied as they are, e.g. to a test set. Values outside the fitted range stay
+    outside [0, 1] unless ``clip``. Returns the stats used. Nothing is left at ``output`` (or at the
+    stats path) if anything fails.
+    """
+    paths = _paths(inputs)
+    output = os.fspath(output)
+    fmt = _output_format(output)
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    header, delimiter, n_threads = _check_header(header), _check_delimiter(delimiter), _threads(threads)
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise DataError(f"{output}: output folder {out_dir} does not exist")
+
+    fitted = stats is None
+    if fitted:
+        st = compute_stats(paths, header=header, delimiter=delimiter, threads=n_threads, progress=progress)
+    else:
+        st = stats if isinstance(stats, Stats) else Stats.load(stats)
+
+    def run_pass2():
+        n = _run(_native.normalize, paths, output, st.data_min, st.data_max, st.columns, dtype, fmt,
+                 header, delimiter, n_threads, bool(clip), progress=progress, desc="normalize")
+        return n
+
+    if fitted:
+        stats_path = os.fspath(stats_out) if stats_out is not None else default_stats_path(output)
+        # The stats file is renamed into place only once the table is complete.
+        with atomic_path(stats_path) as tmp:
+            st.save(tmp)
+            run_pass2()
+    else:
+        n = run_pass2()
+        if stats_out is not None:
+            try:
+                Stats(st.columns, st.data_min, st.data_max, n, [os.path.abspath(p) for p in paths]).save(stats_out)
+            except BaseException:
+                os.unlink(output)
+                raise
+    return st
+
+
+def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence | None = None,
+                header: str = "auto", delimiter: str = ",", threads=None, progress: bool = False) -> int:
+    """Turn normalized values (a ``.npy`` or CSV table) back into original units, as CSV.
+
+    A one-column input is the target (the last column of the stats); an input with as many columns
+    as the stats uses them all; otherwise name the stats column of each input column with
+    ``columns`` (names or positions), e.g. ``columns=["y", "y"]`` for ``y_true, y_pred``.
+    Returns the number of rows written.
+    """
+    input, output = os.fspath(input), os.fspath(output)
+    _paths([input])
+    if _output_format(output) != "csv":
+        raise ValueError(f"{output}: denormalize writes CSV; name the output *.csv")
+    st = stats if isinstance(stats, Stats) else Stats.load(stats)
+    in_fmt = "npy" if input.lower().endswith(".npy") else "csv"
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise DataError(f"{output}: output folder {out_dir} does not exist")
+    idx = None if columns is None else st.column_indices(columns)
+    return _run(_native.denormalize, input, in_fmt, output, st.data_min, st.data_max, st.columns,
+                None if idx is None else [int(i) for i in idx], _check_header(header),
+                _check_delimiter(delimiter), _threads(threads), progress=progress, desc="denormalize")
+
+
+def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: float = 1.0,
+              threads=None, progress: bool = False) -> None:
+    """Write raw example data as CSV: ``cols - 1`` inputs and the target ``y`` last.
+
+    ``y`` is Friedman #1 on the first five inputs, ``10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5``,
+    plus Gaussian noise of standard deviation ``noise`` (so ``noise`` is the best RMSE any model can
+    reach); the other inputs are pure noise. Inputs are drawn uniform in [0, 1] and then each put on
+    its own scale and offset; ``y`` keeps Friedman's units. The same seed gives the same bytes.
+    """
+    output = os.fspath(output)
+    if cols < 6:
+        raise ValueError("make-data needs at least 6 columns (5 Friedman inputs and y)")
+    if rows < 1:
+        raise ValueError("make-data needs at least 1 row")
+    if not (noise >= 0 and np.isfinite(noise)):
+        raise ValueError("noise must be a finite number >= 0")
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise DataError(f"{output}: output folder {out_dir} does not exist")
+    _run(_native.make_data, output, int(rows), int(cols), int(seed), float(noise), _threads(threads),
+         progress=progress, desc="make-data")
