@@ -1,0 +1,605 @@
+#!/usr/bin/env python3
+"""Benchmark: wideann's streaming min-max normalizer against the tools users would pick instead.
+
+Two raw CSV files with every column on its own scale:
+
+* tall: 100 columns x 500,000 rows
+* wide: 12,849 columns x 2,000 rows
+
+Two jobs on each:
+
+* ``stats`` - pass 1 alone: per-column min, max and row count, written as JSON;
+* ``full``  - the whole job: pass 1, then every value written as ``(v - min) / (max - min)`` in float32
+  (a constant column gives 0).
+
+Tools, each written the way an experienced user would write it (streaming engines on, all cores,
+reasonable chunk sizes):
+
+* wideann  - ``wideann stats IN -o S.json``; ``wideann normalize IN -o OUT.npy`` (the CLI's ``main``).
+* polars   - lazy ``scan_csv`` with an explicit Float64 schema -> min/max/len collected with the streaming
+  engine; then ``scan_csv`` -> normalizing expressions -> ``sink_csv`` (CSV out).
+* duckdb   - ``SELECT min(COLUMNS(*)), max(COLUMNS(*)), count(*) FROM read_csv(...)``; then
+  ``COPY (SELECT (x - min) / range ...) TO OUT.csv`` (CSV out).
+* pyarrow  - ``pyarrow.csv.open_csv`` streaming record batches, two passes; output rows go into a
+  ``.npy`` opened with ``numpy.lib.format.open_memmap``.
+* pandas   - ``read_csv(chunksize=...)``, two passes; ``.npy`` out via ``open_memmap``.
+* sklearn  - ``MinMaxScaler.partial_fit`` over ``read_csv`` chunks, then ``transform`` chunk by chunk;
+  ``.npy`` out via ``open_memmap``.
+
+Every run is its own fresh process, started by a small wrapper process that runs exactly that one job and
+reads its peak RSS from ``getrusage(RUSAGE_CHILDREN)``. Wall seconds are those of the whole job process
+(interpreter start and imports included; the time spent in imports is reported separately). Before
+every timed run the input file is read once end to end, so every tool starts with the input in the page
+cache. Every result is checked (min/max/count against wideann's stats, the output's shape and sampled
+rows against values recomputed from the raw text) so that no tool is timed doing the wrong job.
+
+    python benchmarks/normalize_vs_peers.py                 # both files, all tools, best of 1
+    python benchmarks/normalize_vs_peers.py --quick         # small files: a smoke run
+    python benchmarks/normalize_vs_peers.py --only wide --repeat 3 --json out.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+WORK = os.path.join(HERE, "work")
+
+SIZES = {"tall": (500_000, 100), "wide": (2_000, 12_849)}        # rows, columns
+QUICK_SIZES = {"tall": (50_000, 100), "wide": (200, 12_849)}
+TOOLS = ["wideann", "polars", "duckdb", "pyarrow", "pandas", "sklearn"]
+JOBS = ["stats", "full"]
+OUTPUT_KIND = {"wideann": "npy", "polars": "csv", "duckdb": "csv", "pyarrow": "npy", "pandas": "npy",
+               "sklearn": "npy"}
+LIBS = {"polars": "polars", "duckdb": "duckdb", "pyarrow": "pyarrow", "pandas": "pandas",
+        "sklearn": "scikit-learn", "numpy": "numpy", "wideann": "wideann"}
+# The targets of issue 2 (2-core machine): wideann's speed-up over Polars, and its peak RSS.
+TARGETS = {("tall", "stats"): 2.0, ("wide", "stats"): 3.0, ("tall", "full"): 3.0, ("wide", "full"): 5.0}
+RSS_TARGET_MB = 200
+
+CHUNK_VALUES = 1 << 22          # pandas / sklearn: ~4M values (32 MB of float64) per chunk
+ARROW_BLOCK = 1 << 24           # pyarrow: 16 MB blocks of CSV text per batch
+
+
+# ============================================================================================
+# The jobs (run inside the job process; heavy imports happen here, inside the timed process)
+# ============================================================================================
+
+def _header(path: str) -> list[str]:
+    with open(path, "r", encoding="utf-8-sig", newline="") as f:
+        return [c.strip().strip('"') for c in f.readline().rstrip("\r\n").split(",")]
+
+
+def _write_stats(path: str, columns, mn, mx, n_rows: int) -> None:
+    with open(path, "w") as f:
+        json.dump({"columns": list(columns), "min": [float(v) for v in mn], "max": [float(v) for v in mx],
+                   "n_rows": int(n_rows)}, f)
+
+
+def _ranges(mn, mx):
+    import numpy as np
+
+    mn, mx = np.asarray(mn, dtype=np.float64), np.asarray(mx, dtype=np.float64)
+    rng = mx - mn
+    return mn, np.where(rng == 0, 1.0, rng)   # a constant column maps to 0
+
+
+def job_wideann(job, inp, out):
+    from wideann.cli import main          # exactly what the `wideann` console script runs
+
+    t0 = time.perf_counter()
+    if job == "stats":
+        rc = main(["stats", inp, "-o", os.path.join(out, "stats.json"), "-q"])
+    else:
+        rc = main(["normalize", inp, "-o", os.path.join(out, "out.npy"), "-q",
+                   "--stats-out", os.path.join(out, "stats.json")])
+    if rc:
+        raise SystemExit(rc)
+    return t0
+
+
+def _pandas_chunks(inp, ncols):
+    import numpy as np
+    import pandas as pd
+
+    rows = max(1, CHUNK_VALUES // ncols)
+    return pd.read_csv(inp, chunksize=rows, dtype=np.float64, engine="c")
+
+
+def job_pandas(job, inp, out):
+    import numpy as np
+    import pandas as pd  # noqa: F401  (import counted as start-up)
+
+    t0 = time.perf_counter()
+    cols = _header(inp)
+    mn = np.full(len(cols), np.inf)
+    mx = np.full(len(cols), -np.inf)
+    n = 0
+    for chunk in _pandas_chunks(inp, len(cols)):
+        a = chunk.to_numpy()
+        np.minimum(mn, a.min(axis=0), out=mn)
+        np.maximum(mx, a.max(axis=0), out=mx)
+        n += a.shape[0]
+    _write_stats(os.path.join(out, "stats.json"), cols, mn, mx, n)
+    if job == "full":
+        lo, rng = _ranges(mn, mx)
+        res = np.lib.format.open_memmap(os.path.join(out, "out.npy"), mode="w+", dtype=np.float32,
+                                        shape=(n, len(cols)))
+        r = 0
+        for chunk in _pandas_chunks(inp, len(cols)):
+            a = chunk.to_numpy()
+            res[r:r + a.shape[0]] = (a - lo) / rng
+            r += a.shape[0]
+        res.flush()
+        del res
+    return t0
+
+
+def job_sklearn(job, inp, out):
+    import numpy as np
+    import pandas as pd  # noqa: F401
+    from sklearn.preprocessing import MinMaxScaler
+
+    t0 = time.perf_counter()
+    cols = _header(inp)
+    sc = MinMaxScaler()
+    n = 0
+    for chunk in _pandas_chunks(inp, len(cols)):
+        sc.partial_fit(chunk.to_numpy())
+        n += len(chunk)
+    _write_stats(os.path.join(out, "stats.json"), cols, sc.data_min_, sc.data_max_, n)
+    if job == "full":
+        res = np.lib.format.open_memmap(os.path.join(out, "out.npy"), mode="w+", dtype=np.float32,
+                                        shape=(n, len(cols)))
+        r = 0
+        for chunk in _pandas_chunks(inp, len(cols)):
+            a = sc.transform(chunk.to_numpy())
+            res[r:r + a.shape[0]] = a
+            r += a.shape[0]
+        res.flush()
+        del res
+    return t0
+
+
+def job_polars(job, inp, out):
+    import polars as pl
+
+    t0 = time.perf_counter()
+    cols = _header(inp)
+    schema = {c: pl.Float64 for c in cols}
+    lf = pl.scan_csv(inp, schema=schema)
+    agg = lf.select(pl.all().min().name.prefix("min:"), pl.all().max().name.prefix("max:"),
+                    pl.len().alias("__n")).collect(engine="streaming")
+    row = agg.row(0)
+    k = len(cols)
+    mn, mx, n = row[:k], row[k:2 * k], row[2 * k]
+    _write_stats(os.path.join(out, "stats.json"), cols, mn, mx, n)
+    if job == "full":
+        lo, rng = _ranges(mn, mx)
+        exprs = [((pl.col(c) - float(lo[i])) / float(rng[i])).cast(pl.Float32).alias(c)
+                 for i, c in enumerate(cols)]
+        pl.scan_csv(inp, schema=schema).select(exprs).sink_csv(os.path.join(out, "out.csv"))
+    return t0
+
+
+def _q(c: str) -> str:
+    return '"' + c.replace('"', '""') + '"'
+
+
+def _sqlstr(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def job_duckdb(job, inp, out):
+    import duckdb
+
+    t0 = time.perf_counter()
+    cols = _header(inp)
+    con = duckdb.connect()                # in memory; threads = all cores by default
+    types = ", ".join(f"{_sqlstr(c)}: 'DOUBLE'" for c in cols)
+    src = f"read_csv({_sqlstr(inp)}, header = true, delim = ',', columns = {{{types}}})"
+    row = con.execute(f"SELECT min(COLUMNS(*)), max(COLUMNS(*)), count(*) FROM {src}").fetchone()
+    k = len(cols)
+    mn, mx, n = row[:k], row[k:2 * k], row[2 * k]
+    _write_stats(os.path.join(out, "stats.json"), cols, mn, mx, n)
+    if job == "full":
+        lo, rng = _ranges(mn, mx)
+        sel = ", ".join(f"CAST(({_q(c)} - {float(lo[i])!r}) / {float(rng[i])!r} AS FLOAT) AS {_q(c)}"
+                        for i, c in enumerate(cols))
+        dst = _sqlstr(os.path.join(out, "out.csv"))
+        con.execute(f"COPY (SELECT {sel} FROM {src}) TO {dst} (FORMAT csv, HEADER true)")
+    con.close()
+    return t0
+
+
+def _arrow_batches(inp, cols):
+    import pyarrow as pa
+    from pyarrow import csv
+
+    return csv.open_csv(inp, read_options=csv.ReadOptions(block_size=ARROW_BLOCK, use_threads=True),
+                        convert_options=csv.ConvertOptions(column_types={c: pa.float64() for c in cols}))
+
+
+def job_pyarrow(job, inp, out):
+    import numpy as np
+    import pyarrow  # noqa: F401
+
+    t0 = time.perf_counter()
+    cols = _header(inp)
+    mn = np.full(len(cols), np.inf)
+    mx = np.full(len(cols), -np.inf)
+    n = 0
+    for batch in _arrow_batches(inp, cols):
+        if batch.num_rows == 0:
+            continue
+        a = np.column_stack([c.to_numpy() for c in batch.columns])
+        np.minimum(mn, a.min(axis=0), out=mn)
+        np.maximum(mx, a.max(axis=0), out=mx)
+        n += batch.num_rows
+    _write_stats(os.path.join(out, "stats.json"), cols, mn, mx, n)
+    if job == "full":
+        lo, rng = _ranges(mn, mx)
+        res = np.lib.format.open_memmap(os.path.join(out, "out.npy"), mode="w+", dtype=np.float32,
+                                        shape=(n, len(cols)))
+        r = 0
+        for batch in _arrow_batches(inp, cols):
+            if batch.num_rows == 0:
+                continue
+            a = np.column_stack([c.to_numpy() for c in batch.columns])
+            res[r:r + a.shape[0]] = (a - lo) / rng
+            r += a.shape[0]
+        res.flush()
+        del res
+    return t0
+
+
+JOB_FUNCS = {"wideann": job_wideann, "pandas": job_pandas, "sklearn": job_sklearn, "polars": job_polars,
+             "duckdb": job_duckdb, "pyarrow": job_pyarrow}
+
+
+def run_job(tool, job, inp, out):
+    """Entry of the job process: one tool, one job; timings into out/timing.json."""
+    t_start = time.perf_counter()
+    t_work = JOB_FUNCS[tool](job, inp, out)     # returns the time its imports were done
+    t_end = time.perf_counter()
+    with open(os.path.join(out, "timing.json"), "w") as f:
+        json.dump({"imports_s": t_work - t_start, "work_s": t_end - t_work}, f)
+
+
+# ============================================================================================
+# The wrapper: runs exactly one job process and reports its wall time and peak RSS
+# ============================================================================================
+
+def run_measure(result_path, cmd, timeout):
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=timeout)
+        rc, err = p.returncode, p.stderr.decode(errors="replace")[-2000:]
+    except subprocess.TimeoutExpired as e:
+        rc, err = -9, f"timed out after {timeout} s; {(e.stderr or b'').decode(errors='replace')[-1000:]}"
+    wall = time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)   # only child: the job process
+    with open(result_path, "w") as f:
+        json.dump({"wall_s": wall, "peak_rss_mb": ru.ru_maxrss / 1024, "cpu_s": ru.ru_utime + ru.ru_stime,
+                   "rc": rc, "stderr": err}, f)
+
+
+# ============================================================================================
+# Data generation
+# ============================================================================================
+
+def generate_own(path, rows, cols, seed=1):
+    """Fallback generator (numpy + polars): every column on its own scale and offset, 6 significant digits."""
+    import numpy as np
+    import polars as pl
+
+    rs = np.random.default_rng(seed)
+    scale = 10.0 ** rs.uniform(-2, 4, cols)
+    offset = rs.uniform(-1, 1, cols) * 10.0 ** rs.uniform(0, 5, cols)
+    names = [f"x{i + 1}" for i in range(cols - 1)] + ["y"]
+    step = max(1, (1 << 23) // cols)
+    with open(path + ".tmp", "wb") as f:
+        for r0 in range(0, rows, step):
+            n = min(step, rows - r0)
+            a = offset + scale * rs.random((n, cols))
+            mag = np.floor(np.log10(np.abs(a) + 1e-300))
+            q = 10.0 ** (5 - mag)
+            a = np.round(a * q) / q
+            pl.DataFrame(a, schema=names, orient="row").write_csv(f, include_header=(r0 == 0))
+    os.replace(path + ".tmp", path)
+
+
+def ensure_data(name, rows, cols, generator):
+    os.makedirs(WORK, exist_ok=True)
+    path = os.path.join(WORK, f"{name}_{cols}x{rows}.csv")
+    meta_path = path + ".meta.json"
+    if os.path.exists(path) and os.path.exists(meta_path):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        if meta.get("generator") == generator and meta.get("bytes") == os.path.getsize(path):
+            return path, meta
+    t0 = time.perf_counter()
+    if generator == "wideann":
+        subprocess.run([sys.executable, "-m", "wideann", "make-data", "-o", path, "--rows", str(rows),
+                        "--cols", str(cols), "--seed", "1", "-q"], check=True)
+    else:
+        subprocess.run([sys.executable, __file__, "--_gen", path, str(rows), str(cols)], check=True)
+    meta = {"generator": generator, "rows": rows, "cols": cols, "bytes": os.path.getsize(path),
+            "gen_s": round(time.perf_counter() - t0, 2)}
+    with open(meta_path, "w") as f:
+        json.dump(meta, f)
+    return path, meta
+
+
+def warm_cache(path):
+    """Read the whole file once (untimed) so that every tool starts with it in the page cache."""
+    buf = bytearray(1 << 22)
+    with open(path, "rb", buffering=0) as f:
+        while f.readinto(buf):
+            pass
+
+
+# ============================================================================================
+# Checks: no tool is timed doing the wrong job
+# ============================================================================================
+
+def _raw_rows(path, k=50):
+    """Header-less first k data rows and the last row of a CSV, parsed as float64."""
+    import numpy as np
+
+    with open(path, "rb") as f:
+        f.readline()
+        head = [f.readline() for _ in range(k)]
+        size = os.fstat(f.fileno()).st_size
+        back = min(size, 8 << 20)
+        f.seek(size - back)
+        tail = f.read().rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+    parse = lambda line: np.array(line.decode().strip().split(","), dtype=np.float64)
+    return np.array([parse(l) for l in head if l.strip()]), parse(tail)
+
+
+def _count_lines(path):
+    n, buf = 0, bytearray(1 << 24)
+    with open(path, "rb", buffering=0) as f:
+        while True:
+            k = f.readinto(buf)
+            if not k:
+                break
+            n += buf.count(b"\n", 0, k)
+    with open(path, "rb") as f:
+        f.seek(max(0, os.path.getsize(path) - 1))
+        if f.read(1) not in (b"\n", b""):
+            n += 1
+    return n
+
+
+def check_result(tool, job, inp, out, ref):
+    """Return a list of problems ('' if none). ref: wideann stats dict (or None: this run is the reference)."""
+    import numpy as np
+
+    problems = []
+    st = json.load(open(os.path.join(out, "stats.json")))
+    mn, mx = np.array(st["min"], dtype=np.float64), np.array(st["max"], dtype=np.float64)
+    n_rows, ncols = int(st["n_rows"]), len(st["min"])
+    if ref is not None:
+        rmn, rmx = np.array(ref["min"]), np.array(ref["max"])
+        if mn.shape != rmn.shape:
+            problems.append(f"{ncols} columns, wideann found {rmn.size}")
+        else:
+            for what, a, b in (("min", mn, rmn), ("max", mx, rmx)):
+                bad = np.flatnonzero(~np.isclose(a, b, rtol=1e-12, atol=0))
+                if bad.size:
+                    problems.append(f"{what} differs from wideann's in {bad.size} columns "
+                                    f"(column {bad[0] + 1}: {a[bad[0]]!r} vs {b[bad[0]]!r})")
+        if n_rows != ref["n_rows"]:
+            problems.append(f"{n_rows} rows, wideann counted {ref['n_rows']}")
+    if job == "full":
+        head, last = _raw_rows(inp)
+        lo, rng = _ranges(mn, mx)
+        exp_head, exp_last = (head - lo) / rng, (last - lo) / rng
+        if OUTPUT_KIND[tool] == "npy":
+            a = np.load(os.path.join(out, "out.npy"), mmap_mode="r")
+            if a.shape != (n_rows, ncols) or a.dtype != np.float32:
+                problems.append(f"output is {a.dtype}{a.shape}, expected float32{(n_rows, ncols)}")
+                return problems
+            got_head, got_last = np.asarray(a[:len(head)], dtype=np.float64), np.asarray(a[-1], np.float64)
+            del a
+        else:
+            p = os.path.join(out, "out.csv")
+            lines = _count_lines(p)
+            if lines != n_rows + 1:
+                problems.append(f"output has {lines} lines, expected {n_rows + 1}")
+            got_head, got_last = _raw_rows(p, len(head))
+        for what, g, e in (("first rows", got_head, exp_head), ("last row", got_last, exp_last)):
+            if g.shape != e.shape or not np.allclose(g, e, rtol=0, atol=2e-6):
+                problems.append(f"{what} of the output differ from (v-min)/(max-min) of the input")
+    return problems
+
+
+# ============================================================================================
+# Driver
+# ============================================================================================
+
+def versions():
+    from importlib import metadata
+
+    v = {"python": platform.python_version()}
+    for tool, dist in LIBS.items():
+        try:
+            v[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            v[dist] = None
+    return v
+
+
+def machine():
+    model = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = int(line.split()[1]) / 1024 / 1024
+    except OSError:
+        pass
+    return {"nproc": len(os.sched_getaffinity(0)), "cpu": model, "ram_gib": round(mem, 1),
+            "kernel": platform.release(), "loadavg_at_start": os.getloadavg()}
+
+
+def one_run(tool, job, inp, dataset, timeout):
+    out = os.path.join(WORK, "out", f"{dataset}-{tool}-{job}")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    warm_cache(inp)
+    mfile = os.path.join(out, "measure.json")
+    subprocess.run([sys.executable, __file__, "--_measure", mfile, str(timeout), "--",
+                    sys.executable, __file__, "--_job", tool, job, inp, out], check=True)
+    m = json.load(open(mfile))
+    if m["rc"] == 0:
+        m.update(json.load(open(os.path.join(out, "timing.json"))))
+    return m, out
+
+
+def fmt_table(rows, dataset, job, mb):
+    lines = [f"| tool | output | wall s | of which imports s | input MB/s | CPU s | peak RSS MB | wideann speed-up |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['tool']} | {r['output']} | failed: {r['error'][:60]} | | | | | |")
+            continue
+        sp = "—" if r["tool"] == "wideann" else (f"{r['speedup']:.2f}×" if r.get("speedup") else "n/a")
+        lines.append(f"| {r['tool']} | {r['output']} | {r['wall_s']:.2f} | {r.get('imports_s', 0):.2f} | "
+                     f"{mb / r['wall_s']:.0f} | {r['cpu_s']:.2f} | {r['peak_rss_mb']:.0f} | {sp} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small files (a smoke run)")
+    ap.add_argument("--only", choices=("tall", "wide"), help="one file only")
+    ap.add_argument("--tools", default=",".join(TOOLS), help=f"comma-separated subset of {','.join(TOOLS)}")
+    ap.add_argument("--jobs", default=",".join(JOBS), help="comma-separated subset of stats,full")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of each job; the best (fastest) counts")
+    ap.add_argument("--json", metavar="OUT.json", help="write all measurements here")
+    ap.add_argument("--generator", choices=("auto", "wideann", "own"), default="auto",
+                    help="input data: `wideann make-data` (auto: when wideann is installed) or a numpy one")
+    ap.add_argument("--timeout", type=int, default=900, help="seconds before one run is abandoned")
+    ap.add_argument("--keep", action="store_true", help="keep the outputs of the last run of each job")
+    args = ap.parse_args(argv)
+
+    tools = [t for t in args.tools.split(",") if t]
+    jobs = [j for j in args.jobs.split(",") if j]
+    for t in tools:
+        if t not in TOOLS:
+            ap.error(f"unknown tool {t!r}")
+    if "wideann" in tools:   # wideann first: its stats are the reference the others are checked against
+        tools = ["wideann"] + [t for t in tools if t != "wideann"]
+    generator = args.generator
+    if generator == "auto":
+        import importlib.util
+
+        generator = "wideann" if importlib.util.find_spec("wideann") else "own"
+    sizes = QUICK_SIZES if args.quick else SIZES
+    datasets = [args.only] if args.only else ["tall", "wide"]
+
+    report = {"machine": machine(), "versions": versions(), "repeat": args.repeat, "quick": args.quick,
+              "page_cache": "input read once end to end before every timed run", "datasets": {}}
+    print(f"# machine: {report['machine']}", flush=True)
+    print(f"# versions: {report['versions']}", flush=True)
+    all_ok = True
+    for ds in datasets:
+        rows, cols = sizes[ds]
+        inp, meta = ensure_data(ds, rows, cols, generator)
+        mb = meta["bytes"] / 1e6
+        print(f"\n## {ds}: {cols} columns x {rows} rows, {mb:.1f} MB ({generator} generator) -> {inp}", flush=True)
+        best: dict = {}
+        ref = None
+        for rep in range(args.repeat):
+            for job in jobs:
+                for tool in tools:
+                    m, out = one_run(tool, job, inp, ds, args.timeout)
+                    key = (tool, job)
+                    if m["rc"] != 0:
+                        err = m["stderr"].strip().splitlines()[-1:] or [f"exit {m['rc']}"]
+                        print(f"  {ds} {job:5s} {tool:8s} FAILED ({m['rc']}): {err[0]}", flush=True)
+                        best.setdefault(key, {"tool": tool, "output": OUTPUT_KIND[tool] if job == 'full' else 'json',
+                                              "error": err[0]})
+                        all_ok = False
+                        continue
+                    is_ref = ref is None     # wideann's stats (or, without wideann, the first tool's)
+                    if is_ref:
+                        ref = json.load(open(os.path.join(out, "stats.json")))
+                    problems = check_result(tool, job, inp, out, None if is_ref else ref)
+                    status = "ok" if not problems else "WRONG: " + "; ".join(problems)
+                    print(f"  {ds} {job:5s} {tool:8s} rep {rep + 1}: {m['wall_s']:7.2f} s "
+                          f"(imports {m['imports_s']:.2f}, cpu {m['cpu_s']:.1f} s) {mb / m['wall_s']:7.0f} MB/s "
+                          f"{m['peak_rss_mb']:6.0f} MB  {status}", flush=True)
+                    if problems:
+                        all_ok = False
+                    m.update(tool=tool, output=OUTPUT_KIND[tool] if job == "full" else "json",
+                             correct=not problems, problems=problems)
+                    prev = best.get(key)
+                    if prev is None or prev.get("error") or m["wall_s"] < prev["wall_s"]:
+                        m["peak_rss_mb"] = max(m["peak_rss_mb"], (prev or {}).get("peak_rss_mb", 0))
+                        best[key] = m
+                    else:
+                        prev["peak_rss_mb"] = max(prev["peak_rss_mb"], m["peak_rss_mb"])
+                    if not args.keep:
+                        shutil.rmtree(out, ignore_errors=True)
+        res = {"rows": rows, "cols": cols, "bytes": meta["bytes"], "generator": generator, "jobs": {}}
+        for job in jobs:
+            rows_ = [best[(t, job)] for t in tools if (t, job) in best]
+            w = best.get(("wideann", job))
+            for r in rows_:
+                if w and not w.get("error") and not r.get("error"):
+                    r["speedup"] = r["wall_s"] / w["wall_s"]
+                r.pop("stderr", None)
+            res["jobs"][job] = rows_
+            title = "pass 1 alone (min, max, count)" if job == "stats" else "full job (stats + normalized output)"
+            print(f"\n### {ds}, {title}: best of {args.repeat}\n")
+            print(fmt_table(rows_, ds, job, mb))
+        report["datasets"][ds] = res
+
+    # Targets of issue 2
+    print("\n## targets (issue 2)")
+    for (ds, job), want in TARGETS.items():
+        if ds not in report["datasets"] or job not in report["datasets"][ds]["jobs"]:
+            continue
+        rs = {r["tool"]: r for r in report["datasets"][ds]["jobs"][job]}
+        p, w = rs.get("polars"), rs.get("wideann")
+        if p and w and p.get("speedup"):
+            print(f"  {ds} {job}: wideann {p['speedup']:.2f}x Polars (target >= {want}x): "
+                  f"{'met' if p['speedup'] >= want else 'MISSED'}")
+        if w and not w.get("error"):
+            print(f"  {ds} {job}: wideann peak RSS {w['peak_rss_mb']:.0f} MB (target <= {RSS_TARGET_MB}): "
+                  f"{'met' if w['peak_rss_mb'] <= RSS_TARGET_MB else 'MISSED'}")
+    report["machine"]["loadavg_at_end"] = os.getloadavg()
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=1)
+    return 0 if all_ok else 1
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--_job":
+        run_job(*sys.argv[2:6])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--_measure":
+        i = sys.argv.index("--")
+        run_measure(sys.argv[2], sys.argv[i + 1:], int(sys.argv[3]))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--_gen":
+        generate_own(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
+    else:
+        sys.exit(main())
