@@ -1,0 +1,201 @@
+"""wideann.data: the .npy reader, the splits and the sharded out-of-core batch source."""
+import os
+
+import numpy as np
+import pytest
+
+from wideann import data
+
+
+@pytest.fixture
+def table(tmp_path):
+    a = np.random.default_rng(0).random((1003, 9), dtype=np.float32)
+    path = tmp_path / "t.npy"
+    np.save(path, a)
+    return path, a
+
+
+def test_reads_row_ranges_like_numpy(table):
+    path, a = table
+    with data.NpyTable(path) as t:
+        assert (t.n_rows, t.n_columns, t.n_inputs) == (1003, 9, 8)
+        assert t.dtype == np.float32
+        for lo, hi in [(0, 0), (0, 1), (5, 77), (1000, 1003), (0, 1003)]:
+            np.testing.assert_array_equal(t.read_rows(lo, hi), a[lo:hi])
+        rows = np.array([1, 2, 3, 10, 500, 501, 1002])
+        np.testing.assert_array_equal(t.read_index(rows), a[rows])
+        with pytest.raises(IndexError):
+            t.read_rows(1000, 1004)
+    np.testing.assert_array_equal(data.load_table(path), a)
+
+
+def test_float16_and_format_versions(tmp_path):
+    a = np.random.default_rng(1).random((50, 4)).astype(np.float16)
+    p = tmp_path / "h.npy"
+    np.save(p, a)
+    got = data.NpyTable(p).read_rows(10, 20)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, a[10:20].astype(np.float32))
+    # a version 2.0 header
+    p2 = tmp_path / "v2.npy"
+    with open(p2, "wb") as f:
+        np.lib.format.write_array(f, a.astype(np.float32), version=(2, 0))
+    np.testing.assert_array_equal(data.load_table(p2), a.astype(np.float32))
+
+
+@pytest.mark.parametrize("arr, what", [
+    (np.zeros((3, 4), dtype=np.int32), "float"),
+    (np.zeros((3,), dtype=np.float32), "2-D"),
+    (np.asfortranarray(np.zeros((3, 4), dtype=np.float32)), "Fortran"),
+])
+def test_refuses_tables_it_cannot_read(tmp_path, arr, what):
+    p = tmp_path / "bad.npy"
+    np.save(p, arr)
+    with pytest.raises(ValueError, match=what):
+        data.NpyTable(p)
+
+
+def test_refuses_truncated_and_non_npy(tmp_path, table):
+    path, _ = table
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(ValueError, match="truncated"):
+        data.NpyTable(cut)
+    txt = tmp_path / "x.npy"
+    txt.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="not a .npy"):
+        data.NpyTable(txt)
+
+
+def test_no_memory_map_is_kept(table):
+    """Reading must not leave the file mapped (mapped pages count as resident memory)."""
+    path, _ = table
+    t = data.NpyTable(path)
+    src = data.ShardedBatches(t, np.arange(t.n_rows), 100)
+    for _ in src.epoch(0):
+        pass
+    with open(f"/proc/{os.getpid()}/maps") as f:
+        assert str(path) not in f.read()
+
+
+def test_split_is_seeded_disjoint_complete_and_keeps_the_test_set():
+    s = data.split_rows(10_000, test_fraction=0.2, val_fraction=0.1, seed=3)
+    allrows = np.concatenate(s)
+    assert np.array_equal(np.sort(allrows), np.arange(10_000))
+    assert abs(len(s.test) - 2000) <= data.SPLIT_BLOCK_ROWS and abs(len(s.val) - 1000) <= data.SPLIT_BLOCK_ROWS
+    for part in s:
+        assert np.all(np.diff(part) > 0)
+    again = data.split_rows(10_000, test_fraction=0.2, val_fraction=0.1, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(s, again))
+    other = data.split_rows(10_000, test_fraction=0.2, val_fraction=0.1, seed=4)
+    assert not np.array_equal(s.test, other.test)
+    # lesson 1 (no validation set) and lesson 2 (with one) test on the same rows
+    no_val = data.split_rows(10_000, test_fraction=0.2, seed=3)
+    assert np.array_equal(no_val.test, s.test) and len(no_val.val) == 0
+    per_row = data.split_rows(100, 0.2, 0.2, seed=0, block_rows=1)
+    assert (len(per_row.train), len(per_row.val), len(per_row.test)) == (60, 20, 20)
+    with pytest.raises(ValueError):
+        data.split_rows(100, 0.6, 0.5)
+
+
+def test_runs_of():
+    assert data.runs_of(np.array([], dtype=np.int64)) == []
+    assert data.runs_of(np.array([3, 4, 5, 9, 11, 12])) == [(3, 6), (9, 10), (11, 13)]
+    with pytest.raises(ValueError):
+        data.runs_of(np.array([2, 1]))
+
+
+@pytest.mark.parametrize("n_rows, batch, world", [(1003, 32, 1), (1003, 32, 2), (1003, 7, 3), (5, 4, 4), (64, 8, 4)])
+def test_shards_cover_every_row_once_per_epoch(n_rows, batch, world):
+    rows = np.arange(n_rows) * 2  # any subset of a table's rows
+    t = _FakeTable(2 * n_rows)
+    srcs = [data.ShardedBatches(t, rows, batch, rank=r, world_size=world, seed=7) for r in range(world)]
+    assert len({len(s) for s in srcs}) == 1, "every process runs the same number of steps"
+    assert len(srcs[0]) == -(-n_rows // (batch * world))
+    for epoch in (0, 1):
+        shards = [s.shard(epoch) for s in srcs]
+        allrows = np.concatenate(shards)
+        assert len(allrows) == n_rows and np.array_equal(np.sort(allrows), rows)
+        sizes = [len(x) for x in shards]
+        assert max(sizes) - min(sizes) <= 1
+    if n_rows > 4 * srcs[0].shuffle_rows:
+        assert not np.array_equal(srcs[0].epoch_order(0), srcs[0].epoch_order(1)), "reshuffled each epoch"
+
+
+def test_global_batches_do_not_depend_on_the_number_of_processes():
+    rows = np.arange(999)
+    t = _FakeTable(999)
+    one = data.ShardedBatches(t, rows, 64, seed=1)
+    for world in (2, 4):
+        many = [data.ShardedBatches(t, rows, 64 // world, rank=r, world_size=world, seed=1) for r in range(world)]
+        assert len(many[0]) == len(one)
+        o1, om = one.epoch_order(3), many[0].epoch_order(3)
+        for step in range(len(one)):
+            union = np.sort(np.concatenate([m.step_rows(om, step) for m in many]))
+            assert np.array_equal(union, one.step_rows(o1, step))
+
+
+def test_shuffling_keeps_runs_of_consecutive_rows_together():
+    t = _FakeTable(10_000)
+    src = data.ShardedBatches(t, np.arange(10_000), 256, seed=0, shuffle_rows=16)
+    order = src.epoch_order(0)
+    assert np.all(order.reshape(-1, 16)[:, 1:] - order.reshape(-1, 16)[:, :-1] == 1)
+    assert not np.array_equal(order, np.arange(10_000))
+    same = data.ShardedBatches(t, np.arange(10_000), 256, seed=0, shuffle_rows=16)
+    assert np.array_equal(same.epoch_order(0), order)
+    assert np.array_equal(data.ShardedBatches(t, np.arange(50), 8, shuffle=False).epoch_order(5), np.arange(50))
+
+
+@pytest.mark.parametrize("prefetch", [0, 3])
+def test_batches_hold_the_right_rows_and_resume_exactly(table, prefetch):
+    path, a = table
+    split = data.split_rows(len(a), 0.2, seed=0)
+    src = data.ShardedBatches(path, split.train, 50, rank=1, world_size=2, seed=9, prefetch=prefetch)
+    order = src.epoch_order(2)
+    got = [(x.clone(), y.clone()) for x, y in src.epoch(2)]
+    assert len(got) == len(src)
+    for step, (x, y) in enumerate(got):
+        rows = src.step_rows(order, step)
+        np.testing.assert_array_equal(x.numpy(), a[rows, :-1])
+        np.testing.assert_array_equal(y.numpy(), a[rows, -1:])
+    assert src.rows_read == sum(len(x) for x, _ in got)
+    resumed = list(src.epoch(2, start_step=4))
+    assert len(resumed) == len(got) - 4
+    for (x1, y1), (x2, y2) in zip(got[4:], resumed):
+        assert (x1 == x2).all() and (y1 == y2).all()
+
+
+def test_empty_batch_on_a_process_when_rows_run_out(table):
+    path, a = table
+    srcs = [data.ShardedBatches(path, np.arange(3), 1, rank=r, world_size=4, prefetch=0) for r in range(4)]
+    sizes = [[len(x) for x, _ in s.epoch(0)] for s in srcs]
+    assert sizes == [[0], [1], [1], [1]]
+    x, y = next(iter(srcs[0].epoch(0)))
+    assert x.shape == (0, a.shape[1] - 1) and y.shape == (0, 1)
+
+
+def test_reader_errors_reach_the_consumer_and_early_exit_stops_the_thread(table):
+    import threading
+
+    path, _ = table
+    src = data.ShardedBatches(path, np.arange(1000), 10, prefetch=2)
+    it = src.epoch(0)
+    next(it)
+    it.close()  # a consumer that stops early must not leave the reader thread running
+    assert not any(t.name == "wideann-prefetch" for t in threading.enumerate())
+
+    class Boom(data.NpyTable):
+        def read_index(self, rows, out=None):
+            raise OSError("disk on fire")
+
+    bad = data.ShardedBatches(Boom(path), np.arange(100), 10, prefetch=2)
+    with pytest.raises(OSError, match="disk on fire"):
+        list(bad.epoch(0))
+
+
+class _FakeTable:
+    """Enough of an NpyTable for plans that do no I/O."""
+
+    def __init__(self, n_rows, n_columns=3):
+        self.n_rows, self.n_columns, self.row_bytes, self.path = n_rows, n_columns, 4 * n_columns, "fake"
+
