@@ -108,6 +108,7 @@ def run(args) -> None:
     elif cmd == "make-data":
         make_data(args.output, args.rows, args.cols, seed=args.seed, noise=args.noise,
                   threads=args.threads, progress=_progress(args))
+        print(f"{args.rows} rows x {args.cols} columns -> {args.output}", file=sys.stderr)
     elif cmd == "info":
         from .info import describe
 

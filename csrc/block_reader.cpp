@@ -1,0 +1,174 @@
+#include "block_reader.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "tokenizer.hpp"
+
+namespace wideann {
+
+HeaderMode parse_header_mode(const std::string& s) {
+  if (s == "auto") return HeaderMode::Auto;
+  if (s == "yes") return HeaderMode::Yes;
+  if (s == "no") return HeaderMode::No;
+  throw std::invalid_argument("header must be auto, yes or no");
+}
+
+namespace {
+
+bool is_blank(const char* p, const char* end) {
+  for (; p < end; ++p)
+    if (*p != '\n' && *p != '\r') return false;
+  return true;
+}
+
+std::vector<std::string> default_names(size_t n) {
+  std::vector<std::string> names;
+  for (size_t i = 1; i < n; ++i) names.push_back("x" + std::to_string(i));
+  names.push_back("y");
+  return names;
+}
+
+}  // namespace
+
+BlockReader::BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim)
+    : paths_(paths), mode_(mode), delim_(delim) {
+  if (paths_.empty()) throw DataError("no input files given");
+  for (const auto& p : paths_) {
+    files_.push_back(std::make_unique<InputFile>(p));
+    total_bytes_ += files_.back()->size();
+  }
+  open_next_file();  // reads the header / first line of the first file and fixes the column count
+}
+
+size_t BlockReader::read_more(std::vector<char>& buf, size_t used, size_t want) {
+  if (buf.size() < used + want + 1) buf.resize(used + want + 1);  // +1: slack for the tokenizer
+  const InputFile& f = *files_[cur_];
+  size_t got = pread_fully(f.fd(), buf.data() + used, want, read_pos_, f.path());
+  read_pos_ += got;
+  if (got < want) eof_ = true;
+  return got;
+}
+
+void BlockReader::fill_until_newline(size_t from) {
+  size_t used = carry_.size();
+  carry_.resize(used);
+  while (!eof_) {
+    const char* nl = static_cast<const char*>(std::memchr(carry_.data() + from, '\n', used - from));
+    if (nl) break;
+    from = used;
+    size_t want = std::max(block_size(), used);
+    size_t got = read_more(carry_, used, want);
+    used += got;
+    carry_.resize(used);
+  }
+}
+
+void BlockReader::open_next_file() {
+  const std::string& path = paths_[cur_];
+  open_ = true;
+  eof_ = false;
+  read_pos_ = 0;
+  carry_.clear();
+  carry_offset_ = 0;
+  file_has_rows_ = false;
+  file_has_header_ = false;
+
+  fill_until_newline(0);
+  size_t start = 0;
+  if (carry_.size() >= 3 && std::memcmp(carry_.data(), "\xEF\xBB\xBF", 3) == 0) start = 3;  // UTF-8 BOM
+  for (;;) {  // skip blank lines before the first line
+    while (start < carry_.size() && (carry_[start] == '\n' || carry_[start] == '\r')) ++start;
+    if (start < carry_.size()) break;
+    if (eof_) throw DataError(path + ": empty file, expected a header or data rows");
+    fill_until_newline(start);
+  }
+  // Make sure the whole first line is in memory.
+  fill_until_newline(start);
+  const char* line = carry_.data() + start;
+  const char* nl = static_cast<const char*>(std::memchr(line, '\n', carry_.size() - start));
+  const char* line_end = nl ? nl : carry_.data() + carry_.size();
+  const char* content_end = line_end_without_cr(line, line_end);
+  std::vector<std::string> fields = split_fields(line, content_end, delim_);
+
+  bool header = mode_ == HeaderMode::Yes;
+  if (mode_ == HeaderMode::Auto) {
+    for (const auto& f : fields)
+      if (!f.empty() && !looks_numeric(f)) header = true;
+  }
+  file_has_header_ = header;
+  if (cur_ == 0) {
+    n_columns_ = fields.size();
+    first_has_header_ = header;
+    names_ = header ? fields : default_names(n_columns_);
+    if (header) {
+      for (size_t i = 0; i < names_.size(); ++i)
+        if (names_[i].empty()) names_[i] = "column" + std::to_string(i + 1);
+    }
+  } else if (fields.size() != n_columns_) {
+    throw DataError(path + ", line 1: expected " + std::to_string(n_columns_) + " fields (as in " +
+                    paths_[0] + "), found " + std::to_string(fields.size()));
+  } else if (header && first_has_header_) {
+    for (size_t i = 0; i < fields.size(); ++i) {
+      if (fields[i] != names_[i] && !(fields[i].empty() && names_[i] == "column" + std::to_string(i + 1)))
+        throw DataError(path + ", line 1, column " + std::to_string(i + 1) + ": expected header '" +
+                        names_[i] + "' (as in " + paths_[0] + "), found '" + fields[i] + "'");
+    }
+  }
+  if (header) start = static_cast<size_t>(line_end - carry_.data()) + (nl ? 1 : 0);
+  carry_.erase(carry_.begin(), carry_.begin() + static_cast<std::ptrdiff_t>(start));
+  carry_offset_ = start;
+}
+
+bool BlockReader::next(Block& b) {
+  while (cur_ < paths_.size()) {
+    if (!open_) open_next_file();
+    // Start the block with the carried-over bytes, then read up to a block's worth more.
+    size_t used = carry_.size();
+    if (b.buf.size() < used + 1) b.buf.resize(used + 1);
+    std::memcpy(b.buf.data(), carry_.data(), used);
+    uint64_t offset = carry_offset_;
+    carry_.clear();
+    size_t cut = 0;
+    for (;;) {
+      if (!eof_) used += read_more(b.buf, used, std::max(block_size(), used));
+      const char* base = b.buf.data();
+      const char* last_nl = nullptr;
+      for (const char* p = base + used; p > base;) {  // the last newline
+        --p;
+        if (*p == '\n') {
+          last_nl = p;
+          break;
+        }
+      }
+      if (last_nl) {
+        cut = static_cast<size_t>(last_nl - base) + 1;
+        break;
+      }
+      if (eof_) {  // last line without a final newline
+        cut = used;
+        break;
+      }
+      // One line longer than the block: read more into the same block.
+    }
+    carry_.assign(b.buf.data() + cut, b.buf.data() + used);
+    carry_offset_ = offset + cut;
+    if (cut == 0) {  // this file is done
+      if (!file_has_rows_) {
+        const std::string& path = paths_[cur_];
+        throw DataError(path + (file_has_header_ ? ": has a header but no data rows" : ": empty file, expected data rows"));
+      }
+      open_ = false;
+      ++cur_;
+      continue;
+    }
+    if (!file_has_rows_ && !is_blank(b.buf.data(), b.buf.data() + cut)) file_has_rows_ = true;
+    b.size = cut;
+    b.file_index = cur_;
+    b.offset = offset;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace wideann

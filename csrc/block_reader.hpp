@@ -1,0 +1,90 @@
+// Reads one or more CSV files, in order, as blocks of whole lines.
+//
+// Each block is about block_size() bytes; a line longer than that gets a larger block. Blocks never
+// span two files. The reader handles a UTF-8 BOM, detects (or is told about) a header line in each
+// file, and checks that every file has the same number of columns. It is not thread-safe: the
+// pipeline calls next() under its lock, so blocks come out in file order.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "tokenizer.hpp"
+
+namespace wideann {
+
+enum class HeaderMode { Auto, Yes, No };
+HeaderMode parse_header_mode(const std::string& s);
+
+struct Block {
+  std::vector<char> buf;  // lines in [0, size); the vector may be larger
+  size_t size = 0;
+  size_t file_index = 0;
+  uint64_t offset = 0;  // file offset of buf[0]
+};
+
+class BlockReader {
+ public:
+  // Opens every input (so a missing one fails before any work) and reads the first file's first line.
+  BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim);
+
+  size_t n_columns() const { return n_columns_; }
+  // Names from the first file's header, else x1 ... x{n-1}, y.
+  const std::vector<std::string>& names() const { return names_; }
+  bool first_file_has_header() const { return first_has_header_; }
+  uint64_t total_bytes() const { return total_bytes_; }
+  const std::vector<std::string>& paths() const { return paths_; }
+
+  // Fills `b` with the next block of whole lines; false when all files are done.
+  bool next(Block& b);
+
+ private:
+  void open_next_file();
+  void fill_until_newline(size_t from);  // reads into carry_ until it holds a '\n' or the file ends
+  size_t read_more(std::vector<char>& buf, size_t used, size_t want);
+
+  std::vector<std::string> paths_;
+  std::vector<std::unique_ptr<InputFile>> files_;
+  HeaderMode mode_;
+  char delim_;
+  size_t n_columns_ = 0;
+  std::vector<std::string> names_;
+  bool first_has_header_ = false;
+  uint64_t total_bytes_ = 0;
+
+  // State of the file being read.
+  size_t cur_ = 0;           // index of the current file; == paths_.size() when done
+  bool open_ = false;
+  bool eof_ = false;
+  uint64_t read_pos_ = 0;    // file offset of the next byte to read
+  std::vector<char> carry_;  // bytes read but not handed out yet
+  uint64_t carry_offset_ = 0;
+  bool file_has_rows_ = false;
+  bool file_has_header_ = false;
+};
+
+// Calls row_fn(line_begin, line_end) for each non-blank line of a block ('\r' stripped), and turns a
+// FieldError into a RowErrorException that knows where the line starts in its file.
+template <class RowFn>
+inline void for_each_line(const Block& b, RowFn&& row_fn) {
+  const char* p = b.buf.data();
+  const char* end = p + b.size;
+  while (p < end) {
+    const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
+    const char* line_end = nl ? nl : end;
+    const char* content_end = line_end_without_cr(p, line_end);
+    if (content_end > p) {
+      FieldError err;
+      if (!row_fn(p, content_end, err))
+        throw RowErrorException(RowError{b.file_index, b.offset + static_cast<uint64_t>(p - b.buf.data()),
+                                         err.column, err.message});
+    }
+    p = line_end + 1;
+  }
+}
+
+}  // namespace wideann

@@ -1,0 +1,75 @@
+// Pass 1: per-column min, max and row count. Each worker keeps its own min/max arrays (no sharing in
+// the hot loop); they are merged once at the end. Min and max are exact doubles as parsed.
+#include <cstring>
+#include <limits>
+
+#include "engine.hpp"
+#include "pipeline.hpp"
+#include "tokenizer.hpp"
+
+namespace wideann {
+
+namespace {
+
+struct StatsWorker {
+  Block block;
+  std::vector<double> min, max;
+  uint64_t rows = 0;
+};
+
+}  // namespace
+
+ColumnStats compute_stats(const std::vector<std::string>& inputs, const CsvOptions& opt, Progress& progress) {
+  BlockReader reader(inputs, opt.header, opt.delimiter);
+  const size_t n = reader.n_columns();
+  progress.total = reader.total_bytes();
+  const size_t n_threads = opt.threads ? opt.threads : 1;
+  std::vector<StatsWorker> workers(n_threads);
+  for (auto& w : workers) {
+    w.min.assign(n, std::numeric_limits<double>::infinity());
+    w.max.assign(n, -std::numeric_limits<double>::infinity());
+  }
+  const char delim = opt.delimiter;
+
+  PipelineSteps steps;
+  steps.produce = [&](size_t w) { return reader.next(workers[w].block); };
+  steps.work = [&](size_t w) {
+    StatsWorker& s = workers[w];
+    double* mn = s.min.data();
+    double* mx = s.max.data();
+    uint64_t rows = 0;
+    for_each_line(s.block, [&](const char* a, const char* b, FieldError& err) {
+      bool ok = for_each_value(a, b, delim, n, [&](size_t c, double v) {
+        if (v < mn[c]) mn[c] = v;
+        if (v > mx[c]) mx[c] = v;
+      }, err);
+      rows += ok;
+      return ok;
+    });
+    s.rows += rows;
+    progress.done += s.block.size;
+  };
+  steps.commit = [](size_t) {};
+  try {
+    run_pipeline(n_threads, progress, steps);
+  } catch (const RowErrorException& e) {
+    throw describe(e.err, inputs);
+  }
+
+  ColumnStats out;
+  out.names = reader.names();
+  out.min = std::move(workers[0].min);
+  out.max = std::move(workers[0].max);
+  out.n_rows = workers[0].rows;
+  for (size_t w = 1; w < n_threads; ++w) {
+    for (size_t c = 0; c < n; ++c) {
+      if (workers[w].min[c] < out.min[c]) out.min[c] = workers[w].min[c];
+      if (workers[w].max[c] > out.max[c]) out.max[c] = workers[w].max[c];
+    }
+    out.n_rows += workers[w].rows;
+  }
+  if (out.n_rows == 0) throw DataError(inputs[0] + ": no data rows");
+  return out;
+}
+
+}  // namespace wideann

@@ -1,0 +1,82 @@
+// Shared pieces of the engine: error types, the progress/cancel handle, and small file helpers.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace wideann {
+
+// Bad input data or an I/O failure. The message is one line that names the file and, for data
+// errors, the 1-based line and column: "data.csv, line 5, column 3: expected a number, found 'x'".
+struct DataError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// The job was cancelled through its Progress handle (Ctrl-C in Python).
+struct Cancelled : std::runtime_error {
+  Cancelled() : std::runtime_error("cancelled") {}
+};
+
+// A data error found by a worker, before its line number is known. Workers only know the byte offset
+// of the line in its file; the line number is counted once, after the pipeline has stopped.
+struct RowError {
+  size_t file_index = 0;
+  uint64_t line_offset = 0;  // byte offset of the start of the offending line in its file
+  size_t column = 0;         // 1-based field index
+  std::string message;       // "expected a number, found 'x'"
+};
+
+struct RowErrorException : std::exception {
+  RowError err;
+  explicit RowErrorException(RowError e) : err(std::move(e)) {}
+  const char* what() const noexcept override { return err.message.c_str(); }
+};
+
+// Progress and cancellation, shared between the job (any thread) and the caller.
+struct Progress {
+  std::atomic<uint64_t> total{0};
+  std::atomic<uint64_t> done{0};
+  std::atomic<bool> cancelled{false};
+  void check() const {
+    if (cancelled.load(std::memory_order_relaxed)) throw Cancelled();
+  }
+};
+
+// "line N, column C" for a RowError: counts the newlines before the offending line in its file.
+DataError describe(const RowError& e, const std::vector<std::string>& paths);
+
+// A short, printable excerpt of a field for error messages.
+std::string excerpt(const char* begin, const char* end, size_t max_len = 40);
+
+std::string errno_message(const std::string& path, const std::string& what);
+
+// Reads up to n bytes (fewer only at end of file); throws DataError naming the path on failure.
+size_t read_fully(int fd, char* buf, size_t n, const std::string& path);
+// pread variant.
+size_t pread_fully(int fd, char* buf, size_t n, uint64_t offset, const std::string& path);
+
+// A read-only file descriptor that closes itself.
+class InputFile {
+ public:
+  explicit InputFile(const std::string& path);
+  ~InputFile();
+  InputFile(const InputFile&) = delete;
+  InputFile& operator=(const InputFile&) = delete;
+  int fd() const { return fd_; }
+  uint64_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+};
+
+// Block size for streaming (bytes of input a worker takes at a time). WIDEANN_BLOCK_SIZE overrides it
+// (tests use small blocks to exercise block boundaries); never below 64 bytes.
+size_t block_size();
+
+}  // namespace wideann

@@ -1,0 +1,151 @@
+// Inverse transform: x * (max - min) + min, from a CSV or .npy of normalized values to CSV.
+#include <algorithm>
+#include <cmath>
+
+#include "engine.hpp"
+#include "pipeline.hpp"
+#include "tokenizer.hpp"
+#include "writers.hpp"
+
+namespace wideann {
+
+namespace {
+
+struct DenormalizeWorker {
+  Block block;             // CSV input
+  uint64_t row0 = 0, rows = 0;  // .npy input: the row range
+  std::vector<char> raw;   // .npy input bytes
+  std::vector<char> out;
+  size_t out_size = 0;
+  uint64_t n_out = 0;
+};
+
+// The stats column of each input column (see engine.hpp).
+std::vector<size_t> resolve_columns(const std::string& input, size_t k, size_t n_stats,
+                                    const std::vector<int64_t>& columns) {
+  std::vector<size_t> idx;
+  if (!columns.empty()) {
+    if (columns.size() != k)
+      throw DataError(input + ": has " + std::to_string(k) + " columns, but " + std::to_string(columns.size()) +
+                      " stats columns were named for them");
+    for (int64_t c : columns) {
+      if (c < -static_cast<int64_t>(n_stats) || c >= static_cast<int64_t>(n_stats))
+        throw DataError(input + ": stats column " + std::to_string(c) + " out of range");
+      idx.push_back(static_cast<size_t>(c < 0 ? c + static_cast<int64_t>(n_stats) : c));
+    }
+  } else if (k == 1) {
+    idx.push_back(n_stats - 1);  // predictions: the target is the last column
+  } else if (k == n_stats) {
+    for (size_t c = 0; c < k; ++c) idx.push_back(c);
+  } else {
+    throw DataError(input + ": has " + std::to_string(k) + " columns but the stats have " + std::to_string(n_stats) +
+                    "; name the stats column of each input column (--columns)");
+  }
+  return idx;
+}
+
+}  // namespace
+
+uint64_t denormalize(const std::string& input, bool input_is_npy, const std::string& output,
+                     const std::vector<double>& min, const std::vector<double>& max,
+                     const std::vector<std::string>& names, const std::vector<int64_t>& columns,
+                     const CsvOptions& opt, Progress& progress) {
+  const size_t n_stats = min.size();
+  std::unique_ptr<BlockReader> reader;
+  std::unique_ptr<InputFile> npy_file;
+  NpyInfo npy;
+  size_t k;
+  std::vector<std::string> out_names;
+  if (input_is_npy) {
+    npy_file = std::make_unique<InputFile>(input);
+    npy = read_npy_header(npy_file->fd(), input);
+    k = npy.cols;
+    uint64_t need = npy.data_offset + npy.rows * k * npy.item_size;
+    if (npy_file->size() < need) throw DataError(input + ": truncated .npy data");
+    progress.total = npy.rows * k * npy.item_size;
+  } else {
+    reader = std::make_unique<BlockReader>(std::vector<std::string>{input}, opt.header, opt.delimiter);
+    k = reader->n_columns();
+    if (reader->first_file_has_header()) out_names = reader->names();
+    progress.total = reader->total_bytes();
+  }
+  const std::vector<size_t> idx = resolve_columns(input, k, n_stats, columns);
+  if (out_names.empty())
+    for (size_t c : idx) out_names.push_back(c < names.size() ? names[c] : "column" + std::to_string(c + 1));
+  std::vector<double> lo(k), range(k);
+  for (size_t j = 0; j < k; ++j) lo[j] = min[idx[j]], range[j] = max[idx[j]] - min[idx[j]];
+
+  OutputFile out(output);
+  std::string h = csv_header(out_names, ',');
+  out.write(h.data(), h.size());
+
+  const size_t n_threads = opt.threads ? opt.threads : 1;
+  std::vector<DenormalizeWorker> workers(n_threads);
+  const uint64_t rows_per_block = std::max<uint64_t>(1, block_size() / (k * (input_is_npy ? npy.item_size : 8)));
+  uint64_t next_row = 0, total_rows = 0;
+  const char delim = opt.delimiter;
+
+  auto emit = [&](DenormalizeWorker& s, size_t j, double v) {
+    if (j) append_char(s.out, s.out_size, ',');
+    append_shortest(s.out, s.out_size, v * range[j] + lo[j]);
+  };
+
+  PipelineSteps steps;
+  steps.produce = [&](size_t w) {
+    DenormalizeWorker& s = workers[w];
+    if (!input_is_npy) return reader->next(s.block);
+    if (next_row >= npy.rows) return false;
+    s.row0 = next_row;
+    s.rows = std::min(rows_per_block, npy.rows - next_row);
+    next_row += s.rows;
+    return true;
+  };
+  steps.work = [&](size_t w) {
+    DenormalizeWorker& s = workers[w];
+    s.out_size = 0;
+    s.n_out = 0;
+    if (input_is_npy) {
+      size_t bytes = static_cast<size_t>(s.rows * k * npy.item_size);
+      if (s.raw.size() < bytes) s.raw.resize(bytes);
+      if (pread_fully(npy_file->fd(), s.raw.data(), bytes, npy.data_offset + s.row0 * k * npy.item_size, input) != bytes)
+        throw DataError(input + ": truncated .npy data");
+      for (uint64_t r = 0; r < s.rows; ++r) {
+        for (size_t j = 0; j < k; ++j) {
+          const char* p = s.raw.data() + (r * k + j) * npy.item_size;
+          double v;
+          if (npy.item_size == 4) { float f; std::memcpy(&f, p, 4); v = f; }
+          else if (npy.item_size == 2) { uint16_t b; std::memcpy(&b, p, 2); v = half_bits_to_float(b); }
+          else std::memcpy(&v, p, 8);
+          if (!std::isfinite(v))
+            throw DataError(input + ", row " + std::to_string(s.row0 + r + 1) + ", column " + std::to_string(j + 1) +
+                            ": expected a finite number, found " + (std::isnan(v) ? "nan" : "inf"));
+          emit(s, j, v);
+        }
+        append_char(s.out, s.out_size, '\n');
+      }
+      s.n_out = s.rows;
+      progress.done += bytes;
+      return;
+    }
+    for_each_line(s.block, [&](const char* a, const char* b, FieldError& err) {
+      bool ok = for_each_value(a, b, delim, k, [&](size_t j, double v) { emit(s, j, v); }, err);
+      append_char(s.out, s.out_size, '\n');
+      s.n_out += ok;
+      return ok;
+    });
+    progress.done += s.block.size;
+  };
+  steps.commit = [&](size_t w) {
+    out.write(workers[w].out.data(), workers[w].out_size);
+    total_rows += workers[w].n_out;
+  };
+  try {
+    run_pipeline(n_threads, progress, steps);
+  } catch (const RowErrorException& e) {
+    throw describe(e.err, {input});
+  }
+  out.commit();
+  return total_rows;
+}
+
+}  // namespace wideann

@@ -1,0 +1,58 @@
+// The engine's jobs, as the bindings (and any C++ caller) see them. Every job streams its input in
+// blocks through run_pipeline, so memory is O(columns + threads x block), never O(rows).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "block_reader.hpp"
+#include "common.hpp"
+
+namespace wideann {
+
+struct CsvOptions {
+  HeaderMode header = HeaderMode::Auto;
+  char delimiter = ',';
+  size_t threads = 1;
+};
+
+struct ColumnStats {
+  std::vector<std::string> names;
+  std::vector<double> min, max;
+  uint64_t n_rows = 0;
+};
+
+// Pass 1: per-column min and max, and the row count, over the inputs concatenated.
+ColumnStats compute_stats(const std::vector<std::string>& inputs, const CsvOptions& opt, Progress& progress);
+
+enum class OutputFormat { Npy, Csv };
+enum class OutputDtype { Float32, Float16 };
+
+struct NormalizeOptions {
+  CsvOptions csv;
+  OutputFormat format = OutputFormat::Npy;
+  OutputDtype dtype = OutputDtype::Float32;
+  bool clip = false;
+};
+
+// Pass 2: writes (v - min) / (max - min) for every value (0 for a constant column) to `output`,
+// atomically. `names` head the CSV output. Returns the number of rows written.
+uint64_t normalize(const std::vector<std::string>& inputs, const std::string& output,
+                   const std::vector<double>& min, const std::vector<double>& max,
+                   const std::vector<std::string>& names, const NormalizeOptions& opt, Progress& progress);
+
+// Inverse transform of a CSV or .npy table of normalized values into a CSV in original units.
+// `columns` gives the stats column of each input column; empty means: a one-column input is the
+// target (the last stats column), an input as wide as the stats uses all columns in order.
+uint64_t denormalize(const std::string& input, bool input_is_npy, const std::string& output,
+                     const std::vector<double>& min, const std::vector<double>& max,
+                     const std::vector<std::string>& names, const std::vector<int64_t>& columns,
+                     const CsvOptions& opt, Progress& progress);
+
+// Raw example data: Friedman #1 target on the first five inputs plus noise inputs (see make_data.cpp).
+void make_data(const std::string& output, uint64_t rows, size_t cols, uint64_t seed, double noise,
+               size_t threads, Progress& progress);
+
+}  // namespace wideann

@@ -1,0 +1,110 @@
+// Raw example data: y = 10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5 + noise * N(0, 1)
+// (Friedman #1), with x ~ U(0, 1); inputs after the fifth are pure noise. Each input column is then
+// put on its own scale and offset (raw = offset + scale * x, scale = 10^U(-3, 3), offset = scale *
+// U(-10, 10)), so normalization matters; y keeps Friedman's units, so that `noise` is the best RMSE
+// any model can reach. Rows are generated in chunks, each from its own seeded stream, so the bytes
+// depend only on the seed, not on the thread count.
+#include <charconv>
+#include <cmath>
+
+#include "engine.hpp"
+#include "pipeline.hpp"
+#include "writers.hpp"
+
+namespace wideann {
+
+namespace {
+
+// SplitMix64: small, fast, and good enough for example data.
+struct Rng {
+  uint64_t state;
+  explicit Rng(uint64_t seed) : state(seed) {}
+  uint64_t next() {
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }  // [0, 1)
+  double normal() {  // Box-Muller
+    double u1 = 1.0 - uniform(), u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * M_PI * u2);
+  }
+};
+
+constexpr uint64_t kRowsPerChunk = 1024;
+
+void append_number(std::vector<char>& out, size_t& n, double v) {
+  if (out.size() < n + 32) out.resize((n + 32) * 2);
+  n = static_cast<size_t>(
+      std::to_chars(out.data() + n, out.data() + out.size(), v, std::chars_format::general, 7).ptr - out.data());
+}
+
+struct MakeDataWorker {
+  uint64_t chunk = 0;
+  std::vector<char> out;
+  size_t out_size = 0;
+  std::vector<double> x;
+};
+
+}  // namespace
+
+void make_data(const std::string& output, uint64_t rows, size_t cols, uint64_t seed, double noise,
+               size_t threads, Progress& progress) {
+  if (cols < 6) throw DataError("make-data needs at least 6 columns");
+  const size_t n_in = cols - 1;
+  Rng col_rng(seed ^ 0x5EEDC01Dull);
+  std::vector<double> scale(n_in), offset(n_in);
+  for (size_t j = 0; j < n_in; ++j) {
+    scale[j] = std::pow(10.0, -3.0 + 6.0 * col_rng.uniform());
+    offset[j] = scale[j] * (-10.0 + 20.0 * col_rng.uniform());
+  }
+
+  OutputFile out(output);
+  std::vector<std::string> names;
+  for (size_t j = 1; j <= n_in; ++j) names.push_back("x" + std::to_string(j));
+  names.push_back("y");
+  std::string h = csv_header(names, ',');
+  out.write(h.data(), h.size());
+
+  const uint64_t n_chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
+  progress.total = rows * cols * 11;  // an estimate: about 11 bytes a value
+  uint64_t next_chunk = 0;
+  const size_t n_threads = threads ? threads : 1;
+  std::vector<MakeDataWorker> workers(n_threads);
+
+  PipelineSteps steps;
+  steps.produce = [&](size_t w) {
+    if (next_chunk >= n_chunks) return false;
+    workers[w].chunk = next_chunk++;
+    return true;
+  };
+  steps.work = [&](size_t w) {
+    MakeDataWorker& s = workers[w];
+    Rng rng(Rng(seed * 0x2545F4914F6CDD1Dull + s.chunk).next());
+    s.out_size = 0;
+    s.x.resize(n_in);
+    const uint64_t r0 = s.chunk * kRowsPerChunk, r1 = std::min(rows, r0 + kRowsPerChunk);
+    for (uint64_t r = r0; r < r1; ++r) {
+      for (size_t j = 0; j < n_in; ++j) s.x[j] = rng.uniform();
+      const double* x = s.x.data();
+      double y = 10.0 * std::sin(M_PI * x[0] * x[1]) + 20.0 * (x[2] - 0.5) * (x[2] - 0.5) + 10.0 * x[3] + 5.0 * x[4];
+      y += noise * rng.normal();
+      for (size_t j = 0; j < n_in; ++j) {
+        append_number(s.out, s.out_size, offset[j] + scale[j] * x[j]);
+        append_char(s.out, s.out_size, ',');
+      }
+      append_number(s.out, s.out_size, y);
+      append_char(s.out, s.out_size, '\n');
+    }
+  };
+  steps.commit = [&](size_t w) {
+    out.write(workers[w].out.data(), workers[w].out_size);
+    progress.done += workers[w].out_size;
+  };
+  run_pipeline(n_threads, progress, steps);
+  progress.total = progress.done.load();
+  out.commit();
+}
+
+}  // namespace wideann
