@@ -1,0 +1,427 @@
+"""Bad input, I/O failures, usage errors and interrupts: exit code, the one-line message (file, line,
+column, what was found) and that nothing is left at the output or stats path, temp files included."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import (WIDEANN, assert_failed_cleanly, cli_env, default_names, ok, popen_cli,
+                      random_numeric_csv, run_cli, temp_leftovers, wait_for, write_csv, write_text)
+
+HEADER = "a,b,c\n"
+GOOD = "1,2,3\n4,5,6\n"
+
+
+def normalize_fails(tmp_path, inp, *extra, line=None, column=None, found=None, names=None, env=None):
+    """Run normalize (fit mode) on ``inp`` and check it fails cleanly; returns the message."""
+    out = tmp_path / "out.npy"
+    p = run_cli("normalize", *(inp if isinstance(inp, (list, tuple)) else [inp]), "-o", out, *extra,
+                env=env)
+    first = inp[0] if isinstance(inp, (list, tuple)) else inp
+    msg = assert_failed_cleanly(p, leftovers=[out, tmp_path / "out.stats.json"], folder=tmp_path,
+                                names=names if names is not None else [Path(first).name],
+                                line=line, column=column)
+    if found is not None:
+        assert found in msg, f"message should show what was found ({found!r}): {msg}"
+    return msg
+
+
+# ---- data errors: exact line and column ---------------------------------------------------------
+
+@pytest.mark.parametrize("body, line, column, found", [
+    (HEADER + GOOD + "7,8\n", 4, 3, None),                    # too few fields: first missing one
+    (HEADER + "7,8,9,10\n" + GOOD, 2, 4, None),               # too many fields: first extra one
+    (HEADER + GOOD + "7,8,9,\n", 4, 4, None),                 # trailing delimiter = a 4th field
+    (HEADER + "1,abc,3\n" + GOOD, 2, 2, "abc"),               # non-numeric
+    (HEADER + GOOD + "1,2,3x\n", 4, 3, "3x"),                 # number with trailing garbage
+    (HEADER + GOOD + "1,2,1.2.3\n", 4, 3, "1.2.3"),
+    (HEADER + GOOD + "1,,3\n", 4, 2, None),                   # empty field
+    (HEADER + GOOD + ",2,3\n", 4, 1, None),                   # empty first field
+    (HEADER + GOOD + "1,2,\n", 4, 3, None),                   # empty last field
+    (HEADER + "nan,2,3\n" + GOOD, 2, 1, "nan"),
+    (HEADER + GOOD + "1,NaN,3\n", 4, 2, "NaN"),
+    (HEADER + GOOD + "1,2,inf\n", 4, 3, "inf"),
+    (HEADER + GOOD + "-Infinity,2,3\n", 4, 1, "-Infinity"),
+    (HEADER + GOOD + "1,1e999,3\n", 4, 2, "1e999"),           # overflows to inf
+    (HEADER + GOOD + '1,"x",3\n', 4, 2, "x"),                 # quoted non-number
+    (HEADER + GOOD + "1,2,0x10\n", 4, 3, "0x10"),                # hex is not a CSV number
+    ("1,2,3\n4,five,6\n", 2, 2, "five"),                      # no header: line 2 is the 2nd line
+])
+def test_data_error_line_and_column(tmp_path, body, line, column, found):
+    inp = write_text(tmp_path / "bad.csv", body)
+    normalize_fails(tmp_path, inp, line=line, column=column, found=found)
+
+
+def test_header_no_with_text_first_line(tmp_path):
+    inp = write_text(tmp_path / "bad.csv", HEADER + GOOD)
+    normalize_fails(tmp_path, inp, "--header", "no", line=1, column=1, found="a")
+
+
+def test_crlf_and_bom_do_not_shift_line_or_column(tmp_path):
+    inp = tmp_path / "bad.csv"
+    inp.write_bytes(b"\xef\xbb\xbfa,b,c\r\n1,2,3\r\n4,5,6\r\n7,oops,9\r\n")
+    normalize_fails(tmp_path, inp, line=4, column=2, found="oops")
+    inp.write_bytes(b"\xef\xbb\xbf1,2,3\r\n4,5,6\r\n7,8,x\r\n")
+    normalize_fails(tmp_path, inp, line=3, column=3, found="x")
+
+
+def test_ragged_header_is_caught_on_first_row(tmp_path):
+    inp = write_text(tmp_path / "bad.csv", "a,b\n1,2,3\n")
+    normalize_fails(tmp_path, inp, line=2, column=3)
+
+
+def test_error_without_final_newline_on_last_line(tmp_path):
+    inp = write_text(tmp_path / "bad.csv", HEADER + GOOD + "1,2,zz")
+    normalize_fails(tmp_path, inp, line=4, column=3, found="zz")
+
+
+def test_error_in_second_input_names_that_file_and_its_own_line(tmp_path, rng):
+    a, _ = random_numeric_csv(tmp_path / "first.csv", rng, 30, 3)
+    b = write_text(tmp_path / "second.csv", HEADER + GOOD + GOOD + "1,2,bad\n")
+    msg = normalize_fails(tmp_path, [a, b], line=6, column=3, names=["second.csv"], found="bad")
+    assert "first.csv" not in msg
+
+
+def test_column_count_differs_between_inputs(tmp_path, rng):
+    a, _ = random_numeric_csv(tmp_path / "first.csv", rng, 5, 3)
+    b, _ = random_numeric_csv(tmp_path / "second.csv", rng, 5, 4)
+    normalize_fails(tmp_path, [a, b], names=["second.csv"])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_deep_error_exact_line_with_small_blocks(tmp_path, rng, threads):
+    """Line numbers stay exact when the error is many blocks into the file, and with two errors the
+    first one in the file is reported whatever the thread count."""
+    vals = np.round(rng.uniform(-100, 100, (3000, 6)), 2)
+    lines = ["a,b,c,d,e,y"] + [",".join(map(repr, map(float, r))) for r in vals]
+    lines[2345] = lines[2345].rsplit(",", 1)[0] + ",X1"       # file line 2346, column 6
+    cells = lines[2900].split(",")
+    cells[1] = "X2"
+    lines[2900] = ",".join(cells)                             # a later error that must not win
+    inp = write_text(tmp_path / "deep.csv", "\n".join(lines) + "\n")
+    env = cli_env(WIDEANN_BLOCK_SIZE=1024)
+    msg = normalize_fails(tmp_path, inp, "--threads", str(threads), line=2346, column=6, found="X1",
+                          env=env)
+    assert "X2" not in msg
+
+
+def test_apply_mode_error_late_in_pass_two_leaves_nothing(tmp_path, rng):
+    """In apply mode the data are first read while writing: an error at the end of a multi-block file
+    must remove the partly written output."""
+    train, _ = random_numeric_csv(tmp_path / "train.csv", rng, 10, 5)
+    ok("stats", train, "-o", tmp_path / "s.json")
+    vals = np.round(rng.uniform(-100, 100, (4000, 5)), 2)
+    lines = ["x1,x2,x3,x4,y"] + [",".join(map(repr, map(float, r))) for r in vals] + ["1,2,3,4,nan"]
+    inp = write_text(tmp_path / "test.csv", "\n".join(lines) + "\n")
+    for out in ("out.npy", "out.csv"):
+        p = run_cli("normalize", inp, "-o", tmp_path / out, "--stats", tmp_path / "s.json", "--threads", "2",
+                    env=cli_env(WIDEANN_BLOCK_SIZE=4096))
+        assert_failed_cleanly(p, leftovers=[tmp_path / out], folder=tmp_path, names=["test.csv"],
+                              line=4002, column=5)
+
+
+def test_failure_keeps_a_previous_output_untouched(tmp_path):
+    out = tmp_path / "out.npy"
+    out.write_bytes(b"previous result")
+    (tmp_path / "out.stats.json").write_text("{}")
+    inp = write_text(tmp_path / "bad.csv", HEADER + "1,x,3\n")
+    p = run_cli("normalize", inp, "-o", out)
+    assert_failed_cleanly(p, folder=tmp_path, names=["bad.csv"], line=2, column=2)
+    assert out.read_bytes() == b"previous result"
+    assert (tmp_path / "out.stats.json").read_text() == "{}"
+
+
+def test_stats_command_failure_leaves_no_stats(tmp_path):
+    inp = write_text(tmp_path / "bad.csv", HEADER + GOOD + "1,2,nan\n")
+    p = run_cli("stats", inp, "-o", tmp_path / "s.json")
+    assert_failed_cleanly(p, leftovers=[tmp_path / "s.json"], folder=tmp_path, names=["bad.csv"],
+                          line=4, column=3)
+
+
+def test_denormalize_bad_csv(tmp_path, rng):
+    train, _ = random_numeric_csv(tmp_path / "train.csv", rng, 10, 3)
+    ok("stats", train, "-o", tmp_path / "s.json")
+    inp = write_text(tmp_path / "pred.csv", "y_pred\n0.5\n0.25\nhuh\n")
+    p = run_cli("denormalize", inp, "-o", tmp_path / "o.csv", "--stats", tmp_path / "s.json")
+    assert_failed_cleanly(p, leftovers=[tmp_path / "o.csv"], folder=tmp_path, names=["pred.csv"],
+                          line=4, column=1)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "not-npy", "3d", "strings"])
+def test_denormalize_bad_npy(tmp_path, rng, kind):
+    train, _ = random_numeric_csv(tmp_path / "train.csv", rng, 10, 3)
+    ok("stats", train, "-o", tmp_path / "s.json")
+    bad = tmp_path / "bad.npy"
+    if kind == "truncated":
+        np.save(bad, np.zeros((100, 3), np.float32))
+        bad.write_bytes(bad.read_bytes()[:-50])
+    elif kind == "not-npy":
+        bad.write_bytes(b"0.1,0.2,0.3\n")
+    elif kind == "3d":
+        np.save(bad, np.zeros((2, 2, 3), np.float32))
+    else:
+        np.save(bad, np.array([["a", "b", "c"]]))
+    p = run_cli("denormalize", bad, "-o", tmp_path / "o.csv", "--stats", tmp_path / "s.json")
+    assert_failed_cleanly(p, leftovers=[tmp_path / "o.csv"], folder=tmp_path, names=["bad.npy"])
+
+
+# ---- files that are not there or cannot be read ---------------------------------------------------
+
+def test_empty_file(tmp_path):
+    inp = write_text(tmp_path / "empty.csv", "")
+    normalize_fails(tmp_path, inp)
+
+
+def test_only_bom_and_newline(tmp_path):
+    inp = tmp_path / "empty.csv"
+    inp.write_bytes(b"\xef\xbb\xbf\n")
+    normalize_fails(tmp_path, inp)
+
+
+def test_header_without_rows(tmp_path):
+    inp = write_text(tmp_path / "hdr.csv", "a,b,y\n")
+    normalize_fails(tmp_path, inp)
+    inp = write_text(tmp_path / "hdr.csv", "a,b,y")
+    normalize_fails(tmp_path, inp)
+
+
+def test_missing_input(tmp_path, rng):
+    a, _ = random_numeric_csv(tmp_path / "there.csv", rng, 5, 3)
+    normalize_fails(tmp_path, [a, tmp_path / "not-there.csv"], names=["not-there.csv"])
+    p = run_cli("stats", tmp_path / "not-there.csv", "-o", tmp_path / "s.json")
+    assert_failed_cleanly(p, leftovers=[tmp_path / "s.json"], folder=tmp_path, names=["not-there.csv"])
+
+
+def test_input_is_a_folder(tmp_path):
+    (tmp_path / "adir.csv").mkdir()
+    normalize_fails(tmp_path, tmp_path / "adir.csv", names=["adir.csv"])
+
+
+def test_unreadable_input(tmp_path):
+    """chmod 000 stops everyone but root: run the CLI as 'nobody' when we are root."""
+    work = Path(tempfile.mkdtemp(prefix="wideann-perm-"))
+    try:
+        os.chmod(work, 0o777)
+        inp = write_text(work / "secret.csv", HEADER + GOOD)
+        os.chmod(inp, 0)
+        kw = {}
+        if os.geteuid() == 0:
+            kw["user"] = 65534
+            probe = subprocess.run(WIDEANN + ["--version"], capture_output=True, text=True, user=65534)
+            if probe.returncode != 0:
+                pytest.skip(f"cannot run wideann as nobody here: {probe.stderr.strip()[-200:]}")
+        elif os.access(inp, os.R_OK):
+            pytest.skip("this user can read a chmod 000 file")
+        out = work / "out.npy"
+        p = subprocess.run(WIDEANN + ["normalize", os.fspath(inp), "-o", os.fspath(out)],
+                           capture_output=True, text=True, timeout=60, **kw)
+        assert_failed_cleanly(p, leftovers=[out, work / "out.stats.json"], folder=work, names=["secret.csv"])
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_missing_output_folder(tmp_path, rng):
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 5, 3)
+    out = tmp_path / "no" / "such" / "out.npy"
+    p = run_cli("normalize", inp, "-o", out)
+    assert_failed_cleanly(p, folder=tmp_path, names=["out.npy"])
+    assert not (tmp_path / "no").exists()
+    for cmd in (["stats", inp, "-o", tmp_path / "no" / "s.json"],
+                ["make-data", "-o", tmp_path / "no" / "d.csv", "--rows", "5", "--cols", "7"]):
+        p = run_cli(*cmd)
+        assert_failed_cleanly(p, folder=tmp_path, names=[Path(cmd[cmd.index("-o") + 1]).name])
+
+
+def test_missing_stats_out_folder_leaves_no_table(tmp_path, rng):
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 5, 3)
+    p = run_cli("normalize", inp, "-o", tmp_path / "out.npy", "--stats-out", tmp_path / "no" / "s.json")
+    assert_failed_cleanly(p, leftovers=[tmp_path / "out.npy"], folder=tmp_path, names=["s.json"])
+
+
+def test_output_path_is_a_folder(tmp_path, rng):
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 5, 3)
+    (tmp_path / "out.npy").mkdir()
+    p = run_cli("normalize", inp, "-o", tmp_path / "out.npy")
+    assert_failed_cleanly(p, folder=tmp_path, names=["out.npy"])
+    assert (tmp_path / "out.npy").is_dir() and not (tmp_path / "out.stats.json").exists()
+
+
+# ---- stats files --------------------------------------------------------------------------------
+
+GOOD_STATS = {"format": "wideann-stats", "version": 1, "columns": ["a", "b", "c"], "min": [0, 0, 0],
+              "max": [1, 2, 3], "n_rows": 2, "sources": []}
+
+
+@pytest.mark.parametrize("content", [
+    '{"format": "wideann-stats", "columns": ["a"',                  # truncated JSON
+    "",                                                              # empty
+    "[1, 2, 3]",                                                     # JSON, not an object
+    json.dumps({**GOOD_STATS, "format": "other"}),
+    json.dumps({k: v for k, v in GOOD_STATS.items() if k != "max"}),
+    json.dumps({**GOOD_STATS, "min": [0, 0]}),                       # lengths disagree
+    json.dumps({**GOOD_STATS, "min": [0, 5, 0]}),                    # max < min
+    json.dumps({**GOOD_STATS, "max": [1, "two", 3]}),
+    json.dumps({**GOOD_STATS, "max": [1, None, 3]}),
+    '{"format": "wideann-stats", "version": 1, "columns": ["a","b","c"], "min": [0,0,0], '
+    '"max": [1, NaN, 3], "n_rows": 2, "sources": []}',
+], ids=["truncated", "empty", "list", "format", "no-max", "lengths", "max<min", "string", "null", "nan"])
+def test_corrupt_stats(tmp_path, content):
+    inp = write_text(tmp_path / "in.csv", HEADER + GOOD)
+    st = write_text(tmp_path / "broken.json", content)
+    for cmd in (["normalize", inp, "-o", tmp_path / "out.npy", "--stats", st],
+                ["denormalize", inp, "-o", tmp_path / "out.csv", "--stats", st],
+                ["merge-stats", st, st, "-o", tmp_path / "m.json"]):
+        p = run_cli(*cmd)
+        assert_failed_cleanly(p, leftovers=[tmp_path / "out.npy", tmp_path / "out.csv", tmp_path / "m.json",
+                                            tmp_path / "out.stats.json"],
+                              folder=tmp_path, names=["broken.json"])
+
+
+def test_missing_stats(tmp_path):
+    inp = write_text(tmp_path / "in.csv", HEADER + GOOD)
+    p = run_cli("normalize", inp, "-o", tmp_path / "out.npy", "--stats", tmp_path / "gone.json")
+    assert_failed_cleanly(p, leftovers=[tmp_path / "out.npy"], folder=tmp_path, names=["gone.json"])
+
+
+def test_stats_data_mismatch(tmp_path):
+    inp = write_text(tmp_path / "four.csv", "a,b,c,d\n1,2,3,4\n")
+    st = write_text(tmp_path / "s.json", json.dumps(GOOD_STATS))
+    p = run_cli("normalize", inp, "-o", tmp_path / "out.npy", "--stats", st)
+    assert_failed_cleanly(p, leftovers=[tmp_path / "out.npy"], folder=tmp_path, names=["four.csv"])
+
+
+# ---- full disk ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("out_name", ["out.npy", "out.csv"])
+def test_full_disk(tmp_path, rng, tiny_fs, out_name):
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 1500, 30)  # output ~180 KB > 64 KiB
+    out = tiny_fs / out_name
+    p = run_cli("normalize", inp, "-o", out)
+    assert_failed_cleanly(p, names=[out_name])
+    assert os.listdir(tiny_fs) == [], f"left on the full disk: {os.listdir(tiny_fs)}"
+
+
+def test_full_disk_stats(tmp_path, rng, tiny_fs):
+    cols = 6000  # the stats file alone is larger than 64 KiB
+    names = [f"column_number_{j}" for j in range(cols)]
+    inp = write_csv(tmp_path / "wide.csv", [rng.integers(0, 9, cols).tolist()], header=names)
+    p = run_cli("stats", inp, "-o", tiny_fs / "s.json")
+    assert_failed_cleanly(p, names=["s.json"])
+    assert os.listdir(tiny_fs) == []
+    p = run_cli("normalize", inp, "-o", tmp_path / "t.npy", "--stats-out", tiny_fs / "s.json")
+    assert_failed_cleanly(p, leftovers=[tmp_path / "t.npy"], names=["s.json"])
+    assert os.listdir(tiny_fs) == [] and temp_leftovers(tmp_path) == []
+
+
+def test_full_disk_denormalize_and_make_data(tmp_path, rng, tiny_fs):
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 3000, 4)
+    ok("normalize", inp, "-o", tmp_path / "t.npy")
+    p = run_cli("denormalize", tmp_path / "t.npy", "-o", tiny_fs / "back.csv", "--stats", tmp_path / "t.stats.json")
+    assert_failed_cleanly(p, names=["back.csv"])
+    assert os.listdir(tiny_fs) == []
+    p = run_cli("make-data", "-o", tiny_fs / "d.csv", "--rows", "2000", "--cols", "10")
+    assert_failed_cleanly(p, names=["d.csv"])
+    assert os.listdir(tiny_fs) == []
+
+
+# ---- usage errors -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["frobnicate"],
+    ["normalize", "in.csv"],                                   # no -o
+    ["normalize", "-o", "out.npy"],                            # no input
+    ["normalize", "in.csv", "-o", "out.npy", "--dtype", "float64"],
+    ["normalize", "in.csv", "-o", "out.npy", "--header", "maybe"],
+    ["normalize", "in.csv", "-o", "out.npy", "--threads", "-1"],
+    ["normalize", "in.csv", "-o", "out.npy", "--threads", "two"],
+    ["normalize", "in.csv", "-o", "out.npy", "--no-such-flag"],
+    ["denormalize", "in.csv", "-o", "out.csv"],                # no --stats
+    ["make-data", "-o", "d.csv", "--cols", "7"],               # no --rows
+    ["make-data", "-o", "d.csv", "--rows", "x", "--cols", "7"],
+    ["merge-stats", "-o", "m.json"],
+], ids=lambda a: " ".join(a) or "nothing")
+def test_usage_errors_exit_2(tmp_path, args):
+    write_text(tmp_path / "in.csv", HEADER + GOOD)
+    p = run_cli(*args, cwd=tmp_path)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "usage" in p.stderr.lower()
+    assert "Traceback" not in p.stderr
+    assert sorted(os.listdir(tmp_path)) == ["in.csv"]
+
+
+def test_bad_output_extension(tmp_path):
+    write_text(tmp_path / "in.csv", HEADER + GOOD)
+    p = run_cli("normalize", "in.csv", "-o", "out.txt", cwd=tmp_path)
+    assert p.returncode in (1, 2)
+    assert len(p.stderr.strip().splitlines()) == 1 and "out.txt" in p.stderr
+    assert sorted(os.listdir(tmp_path)) == ["in.csv"]
+
+
+# ---- interrupts ---------------------------------------------------------------------------------
+
+def _interrupt(tmp_path, big_csv, sig, *, when: str, deadline: float = 1.5):
+    out = tmp_path / "out.npy"
+    p = popen_cli("normalize", big_csv, "-o", out, "--threads", "1")
+    try:
+        if when == "pass2":
+            # the table's temporary file appears when pass 2 starts writing
+            assert wait_for(lambda: any(n.startswith(".out.npy.") for n in os.listdir(tmp_path)), 30), \
+                "pass 2 never started"
+        else:
+            time.sleep(0.5)
+        assert p.poll() is None, "the run ended before it could be interrupted: make big_csv bigger"
+        t0 = time.monotonic()
+        p.send_signal(sig)
+        try:
+            _, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running 10 s after {sig!r}")
+        took = time.monotonic() - t0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    if sig == signal.SIGKILL:
+        assert not out.exists() and not (tmp_path / "out.stats.json").exists()
+        return
+    assert p.returncode == 130, (p.returncode, err)
+    assert took < deadline, f"took {took:.2f} s to stop after {sig!r}"
+    assert "Traceback" not in err
+    assert not out.exists() and not (tmp_path / "out.stats.json").exists()
+    assert temp_leftovers(tmp_path) == [], temp_leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("when", ["early", "pass2"])
+def test_sigint(tmp_path, big_csv, when):
+    _interrupt(tmp_path, big_csv, signal.SIGINT, when=when)
+
+
+@pytest.mark.parametrize("when", ["early", "pass2"])
+def test_sigterm(tmp_path, big_csv, when):
+    _interrupt(tmp_path, big_csv, signal.SIGTERM, when=when)
+
+
+def test_sigkill_leaves_nothing_at_the_output_path(tmp_path, big_csv):
+    _interrupt(tmp_path, big_csv, signal.SIGKILL, when="pass2")
+
+
+def test_sigint_during_stats(tmp_path, big_csv):
+    p = popen_cli("stats", big_csv, "-o", tmp_path / "s.json", "--threads", "1")
+    time.sleep(0.4)
+    assert p.poll() is None, "stats ended before it could be interrupted"
+    t0 = time.monotonic()
+    p.send_signal(signal.SIGINT)
+    p.communicate(timeout=10)
+    assert time.monotonic() - t0 < 1.5
+    assert p.returncode == 130
+    assert os.listdir(tmp_path) == []

@@ -1,0 +1,80 @@
+"""The command line as a user meets it: entry points, help, output streams, the whole flow."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import wideann
+from conftest import WIDEANN, load_stats_json, ok, read_csv_table, run_cli, temp_leftovers
+
+COMMANDS = ("stats", "normalize", "denormalize", "merge-stats", "make-data", "info")
+
+
+def test_version_and_help():
+    p = ok("--version")
+    assert wideann.__version__ in p.stdout + p.stderr
+    out = ok("--help").stdout
+    for c in COMMANDS:
+        assert c in out, f"--help does not list {c}"
+    for c in COMMANDS:
+        assert "usage" in ok(c, "--help").stdout.lower()
+
+
+def test_console_script_matches_python_m(tmp_path):
+    exe = shutil.which("wideann") or os.path.join(os.path.dirname(sys.executable), "wideann")
+    assert os.path.exists(exe), "the console script 'wideann' is not installed"
+    a = subprocess.run([exe, "make-data", "-o", tmp_path / "a.csv", "--rows", "20", "--cols", "6", "--seed", "5"],
+                       capture_output=True, text=True)
+    assert a.returncode == 0, a.stderr
+    ok("make-data", "-o", tmp_path / "b.csv", "--rows", "20", "--cols", "6", "--seed", "5")
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+
+
+def test_whole_flow_make_data_normalize_denormalize(tmp_path):
+    """The README's flow: make-data -> normalize -> (predictions) -> denormalize."""
+    ok("make-data", "-o", tmp_path / "train.csv", "--rows", "500", "--cols", "12", "--seed", "1")
+    ok("make-data", "-o", tmp_path / "test.csv", "--rows", "100", "--cols", "12", "--seed", "2")
+    p = ok("normalize", tmp_path / "train.csv", "-o", tmp_path / "train.npy")
+    assert p.stdout == "", "normalize prints its summary on stderr, stdout stays clean"
+    assert "\r" not in p.stderr, "no progress bar when stderr is not a terminal"
+    ok("normalize", tmp_path / "test.csv", "-o", tmp_path / "test.npy", "--stats", tmp_path / "train.stats.json")
+    test = np.load(tmp_path / "test.npy", mmap_mode="r")
+    assert test.shape == (100, 12)
+    # "predictions": the normalized target itself, written as a one-column CSV with a header
+    pred = tmp_path / "predictions.csv"
+    pred.write_text("y_pred\n" + "\n".join(repr(float(v)) for v in test[:, -1]) + "\n")
+    ok("denormalize", pred, "-o", tmp_path / "pred_units.csv", "--stats", tmp_path / "train.stats.json")
+    _, back = read_csv_table(tmp_path / "pred_units.csv")
+    _, raw = read_csv_table(tmp_path / "test.csv")
+    st = load_stats_json(tmp_path / "train.stats.json")
+    tol = 2.5e-7 * (st["max"][-1] - st["min"][-1]) + 1e-12
+    assert np.all(np.abs(back[:, 0] - raw[:, -1]) <= tol)
+    assert temp_leftovers(tmp_path) == []
+
+
+def test_quiet_and_threads_flags_accepted(tmp_path):
+    ok("make-data", "-o", tmp_path / "d.csv", "--rows", "30", "--cols", "6", "-q")
+    ok("normalize", tmp_path / "d.csv", "-o", tmp_path / "d.npy", "--quiet", "--threads", "1")
+    ok("stats", tmp_path / "d.csv", "-o", tmp_path / "s.json", "-q", "--threads", "2")
+    ok("merge-stats", tmp_path / "s.json", tmp_path / "d.stats.json", "-o", tmp_path / "m.json")
+    assert load_stats_json(tmp_path / "m.json")["n_rows"] == 60
+
+
+def test_relative_paths_and_cwd(tmp_path):
+    ok("make-data", "-o", "d.csv", "--rows", "10", "--cols", "6", cwd=tmp_path)
+    ok("normalize", "d.csv", "-o", "d.npy", cwd=tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["d.csv", "d.npy", "d.stats.json"]
+
+
+def test_info_on_stats_lists_columns(tmp_path):
+    ok("make-data", "-o", tmp_path / "d.csv", "--rows", "25", "--cols", "7")
+    ok("stats", tmp_path / "d.csv", "-o", tmp_path / "s.json")
+    out = ok("info", tmp_path / "s.json").stdout
+    assert "25" in out and "7" in out
+    out = ok("info", tmp_path / "d.csv").stdout
+    assert "7" in out

@@ -1,0 +1,132 @@
+"""The Python API: Stats (load, save, merge, transform, inverse_transform, to_sklearn), compute_stats,
+normalize, denormalize — on real files, against numpy and scikit-learn."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.preprocessing import MinMaxScaler
+
+import wideann
+from wideann import Stats
+from conftest import (default_names, load_stats_json, minmax_oracle, random_numeric_csv, read_csv_table,
+                      temp_leftovers, varied_table, write_csv, write_text)
+
+
+def test_public_api_is_documented():
+    for name in ("Stats", "compute_stats", "normalize", "denormalize"):
+        obj = getattr(wideann, name)
+        assert obj.__doc__ and len(obj.__doc__.strip()) > 20, f"wideann.{name} has no docstring"
+    for name in ("load", "save", "merge", "transform", "inverse_transform", "to_sklearn"):
+        assert callable(getattr(Stats, name)), f"Stats.{name}"
+
+
+def test_compute_stats_matches_numpy_exactly(tmp_path, rng):
+    rows_txt, values = varied_table(rng, 200)
+    path = write_csv(tmp_path / "v.csv", rows_txt, header=[f"c{i}" for i in range(values.shape[1])])
+    for arg in (path, os.fspath(path), [path]):
+        st = wideann.compute_stats(arg)
+        assert isinstance(st, Stats)
+        assert st.columns == [f"c{i}" for i in range(values.shape[1])]
+        assert st.n_rows == 200
+        assert np.array_equal(st.data_min, values.min(axis=0))
+        assert np.array_equal(st.data_max, values.max(axis=0))
+
+
+def test_save_load_round_trips_bit_for_bit(tmp_path, rng):
+    rows_txt, values = varied_table(rng, 50)
+    st = wideann.compute_stats(write_csv(tmp_path / "v.csv", rows_txt))
+    st.save(tmp_path / "s.json")
+    again = Stats.load(tmp_path / "s.json")
+    assert again == st
+    assert np.array_equal(again.data_min, st.data_min) and np.array_equal(again.data_max, st.data_max)
+    d = load_stats_json(tmp_path / "s.json")
+    assert d["format"] == "wideann-stats" and isinstance(d["version"], int)
+    assert d["columns"] == default_names(values.shape[1])
+    assert temp_leftovers(tmp_path) == []
+
+
+def test_transform_and_inverse_match_engine_and_sklearn(tmp_path, rng):
+    rows_txt, values = varied_table(rng, 100)
+    path = write_csv(tmp_path / "v.csv", rows_txt)
+    st = wideann.normalize(path, tmp_path / "t.npy")
+    engine = np.load(tmp_path / "t.npy")
+    py = st.transform(values)
+    np.testing.assert_allclose(py, engine, atol=1e-6)
+    np.testing.assert_allclose(py, MinMaxScaler().fit_transform(values), atol=1e-12)
+    back = st.inverse_transform(py)
+    np.testing.assert_allclose(back, values, rtol=1e-12, atol=1e-300)
+    # a 1-D input is the target
+    np.testing.assert_allclose(st.inverse_transform(py[:, -1]), values[:, -1], rtol=1e-12)
+    # column selection by name and position
+    np.testing.assert_allclose(st.transform(values[:, [2, 0]], columns=["x3", 0]), py[:, [2, 0]])
+    # clip
+    assert st.transform(values * 3 + 1, clip=True).max() <= 1
+
+
+def test_to_sklearn_is_a_fitted_minmaxscaler(tmp_path, rng):
+    path, vals = random_numeric_csv(tmp_path / "r.csv", rng, 40, 5)
+    st = wideann.compute_stats(path)
+    sk = st.to_sklearn()
+    assert isinstance(sk, MinMaxScaler)
+    np.testing.assert_allclose(sk.transform(vals), MinMaxScaler().fit_transform(vals), atol=1e-12)
+    assert sk.n_samples_seen_ == 40
+
+
+def test_merge(tmp_path, rng):
+    a, va = random_numeric_csv(tmp_path / "a.csv", rng, 10, 4)
+    b, vb = random_numeric_csv(tmp_path / "b.csv", rng, 3, 4)
+    sa, sb = wideann.compute_stats(a), wideann.compute_stats(b)
+    m = Stats.merge([sa, sb])
+    assert m == Stats.merge(sa, sb)
+    whole = np.vstack([va, vb])
+    assert np.array_equal(m.data_min, whole.min(axis=0)) and m.n_rows == 13
+    with pytest.raises(ValueError):
+        Stats.merge([sa, wideann.compute_stats(write_csv(tmp_path / "c.csv", [[1, 2, 3]]))])
+
+
+def test_normalize_api_apply_mode_with_stats_object(tmp_path, rng):
+    train, vtr = random_numeric_csv(tmp_path / "train.csv", rng, 20, 3)
+    test, vte = random_numeric_csv(tmp_path / "test.csv", rng, 7, 3)
+    st = wideann.compute_stats(train)
+    used = wideann.normalize(test, tmp_path / "t.npy", stats=st)
+    assert used == st
+    np.testing.assert_allclose(np.load(tmp_path / "t.npy"), minmax_oracle(vte, vtr.min(0), vtr.max(0)), atol=1e-6)
+    assert not (tmp_path / "t.stats.json").exists()
+
+
+def test_denormalize_api(tmp_path, rng):
+    path, vals = random_numeric_csv(tmp_path / "r.csv", rng, 30, 4)
+    st = wideann.normalize(path, tmp_path / "t.npy")
+    n = wideann.denormalize(tmp_path / "t.npy", tmp_path / "b.csv", stats=st)
+    assert n == 30
+    _, back = read_csv_table(tmp_path / "b.csv")
+    np.testing.assert_allclose(back, vals, atol=5e-4)  # float32 precision of a ~2000 range
+    np.save(tmp_path / "two.npy", np.load(tmp_path / "t.npy")[:, [3, 3]].copy())
+    wideann.denormalize(tmp_path / "two.npy", tmp_path / "yy.csv", stats=tmp_path / "t.stats.json",
+                        columns=["y", -1])
+    _, yy = read_csv_table(tmp_path / "yy.csv")
+    np.testing.assert_allclose(yy[:, 0], vals[:, 3], atol=1e-3)
+    np.testing.assert_array_equal(yy[:, 0], yy[:, 1])
+
+
+def test_api_raises_data_error_and_leaves_nothing(tmp_path):
+    bad = write_text(tmp_path / "bad.csv", "a,b\n1,2\n3,x\n")
+    with pytest.raises(wideann.DataError) as e:
+        wideann.normalize(bad, tmp_path / "t.npy")
+    assert "bad.csv" in str(e.value) and "line 3, column 2" in str(e.value)
+    assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
+    with pytest.raises(wideann.DataError):
+        wideann.compute_stats(tmp_path / "missing.csv")
+
+
+def test_make_data_api(tmp_path):
+    wideann.make_data(tmp_path / "d.csv", 50, 7, seed=1)
+    header, vals = read_csv_table(tmp_path / "d.csv")
+    assert vals.shape == (50, 7) and header[-1] == "y"
+    with pytest.raises(ValueError):
+        wideann.make_data(tmp_path / "e.csv", 50, 3)
+    assert not (tmp_path / "e.csv").exists()
