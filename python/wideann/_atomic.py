@@ -13,8 +13,17 @@ def temp_name(path) -> str:
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{path}: output folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what a plain open() would
+    finally:
+        os.close(fd)
     return tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
