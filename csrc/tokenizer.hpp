@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,9 +26,50 @@ struct FieldError {
 // nullptr and fills `err` (column is filled by the caller).
 const char* parse_field_slow(const char* p, const char* end, char delim, double& value, std::string& err);
 
+// Powers of ten that are exact doubles (Clinger's fast path).
+constexpr double kExactPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
 // Parses one field; returns the position just past it (at the delimiter or `end`), or nullptr.
+//
+// Fast path for the common shape [-]digits[.digits][e[+-]digits]: with at most 2^53 as the digit value
+// and a power of ten of at most 22, value = digits / 10^k (or * 10^k) is one correctly rounded IEEE
+// operation on two exact doubles, so the result is exactly what from_chars gives. Everything else
+// goes to from_chars, then to the slow path.
 inline const char* parse_field(const char* p, const char* end, char delim, double& value,
                                std::string& err) {
+  const char* s = p;
+  const bool neg = s < end && *s == '-';
+  s += neg;
+  uint64_t m = 0;
+  const char* d0 = s;
+  while (s < end && static_cast<unsigned>(*s - '0') < 10) m = m * 10 + static_cast<unsigned>(*s++ - '0');
+  int n_digits = static_cast<int>(s - d0);
+  int exp10 = 0;
+  if (s < end && *s == '.') {
+    const char* f0 = ++s;
+    while (s < end && static_cast<unsigned>(*s - '0') < 10) m = m * 10 + static_cast<unsigned>(*s++ - '0');
+    exp10 = -static_cast<int>(s - f0);
+    n_digits -= exp10;
+  }
+  if (s < end && (*s == 'e' || *s == 'E')) {
+    const char* e = s + 1;
+    const bool eneg = e < end && *e == '-';
+    e += (e < end && (*e == '-' || *e == '+'));
+    int x = 0;
+    const char* x0 = e;
+    while (e < end && static_cast<unsigned>(*e - '0') < 10 && e - x0 < 6) x = x * 10 + (*e++ - '0');
+    if (e == x0) n_digits = 0;  // "1e": not a number; let the slow path say so
+    exp10 += eneg ? -x : x;
+    s = e;
+  }
+  if (n_digits > 0 && n_digits <= 19 && m <= (uint64_t(1) << 53) && exp10 >= -22 && exp10 <= 22 &&
+      (s == end || *s == delim)) {
+    double v = static_cast<double>(m);
+    v = exp10 < 0 ? v / kExactPow10[-exp10] : v * kExactPow10[exp10];
+    value = neg ? -v : v;
+    return s;
+  }
   auto r = std::from_chars(p, end, value);
   if (r.ec == std::errc() && (r.ptr == end || *r.ptr == delim) && std::isfinite(value)) return r.ptr;
   return parse_field_slow(p, end, delim, value, err);
