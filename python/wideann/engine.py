@@ -66,31 +66,32 @@ def _run(fn, *args, progress: bool = False, desc: str = ""):
     """Run a native job on a worker thread; show progress; cancel it cleanly on Ctrl-C."""
     prog = _native.Progress()
     box: dict = {}
+    done = threading.Event()  # waited on instead of Thread.join, which an interrupt can leave broken
 
     def work():
         try:
             box["result"] = fn(*args, prog)
         except BaseException as e:  # re-raised on the calling thread
             box["error"] = e
+        finally:
+            done.set()
 
-    t = threading.Thread(target=work, name="wideann-engine", daemon=True)
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
                    file=sys.stderr, leave=False, dynamic_ncols=True)
-    t.start()
+    threading.Thread(target=work, name="wideann-engine", daemon=True).start()
     try:
-        while t.is_alive():
-            t.join(0.1)
+        while not done.wait(0.1):
             if bar is not None:
                 bar.total = max(prog.total, 1)
                 bar.n = prog.done
                 bar.refresh()
     except BaseException:
-        prog.cancel()  # the engine checks this between blocks and between rows
-        t.join()
+        prog.cancel()  # the engine checks this before each block and stops within milliseconds
+        _wait_uninterrupted(done)  # it removes its temporary output before it returns
         raise
     finally:
         if bar is not None:
@@ -98,6 +99,15 @@ def _run(fn, *args, progress: bool = False, desc: str = ""):
     if "error" in box:
         raise box["error"]
     return box.get("result")
+
+
+def _wait_uninterrupted(done: threading.Event) -> None:
+    while True:
+        try:
+            if done.wait(0.1):
+                return
+        except KeyboardInterrupt:  # a second Ctrl-C: keep waiting, the job is already stopping
+            continue
 
 
 def compute_stats(inputs, *, header: str = "auto", delimiter: str = ",", threads=None,
