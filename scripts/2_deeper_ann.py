@@ -1,0 +1,139 @@
+"""Lesson 2: a deeper ANN as an `nn.Module`, with mini-batches from a `DataLoader` and a validation set.
+
+Lesson 1's network becomes a class (`MLP`) whose depth and width are options (`--hidden 128 64` is two
+hidden layers of 128 and 64 neurons). A `DataLoader` serves shuffled mini-batches. The rows are split
+three ways: training rows to learn from, validation rows to watch after every epoch (the model never
+learns from them, so their error shows when it starts to memorize instead of generalize), and test rows
+for the final report. The weights of the epoch with the lowest validation error are kept in
+`best_model.pt` and used for the test; the loss curves are drawn into `loss.png`.
+
+Lines marked `# New:` are additions to lesson 1, lines marked `# Changed:` replace lesson 1's lines.
+
+Removed from lesson 1:
+    - the hand-made mini-batches (`torch.randperm` and slicing); the `DataLoader` makes them now.
+    - the `nn.Sequential` model built inline; `MLP` builds it from `--hidden`.
+
+Run it:
+    accelerate launch scripts/2_deeper_ann.py
+    accelerate launch scripts/2_deeper_ann.py --hidden 256 128 64 --epochs 60
+"""
+import time
+from pathlib import Path  # New
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset  # New: mini-batches and datasets
+
+from wideann import course, data, metrics, plots  # Changed: + plots
+
+
+# New: the network as a class, so that its depth and width are parameters
+class MLP(nn.Module):
+    """A multilayer perceptron: Linear + ReLU per hidden layer, then one Linear to the output y."""
+    def __init__(self, n_inputs, hidden):
+        super().__init__()
+        layers, width = [], n_inputs
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+    def forward(self, x):
+        return self.net(x)
+
+
+# New: the predictions of a model for all rows of a loader, without training
+@torch.no_grad()
+def predict(model, loader, device):
+    model.eval()
+    return torch.cat([model(x.to(device)).cpu() for x, _ in loader])
+
+
+def main():
+    # ---- 1. Options and the device ----------------------------------------------------------------
+    parser = course.parser(__doc__, "2_deeper_ann", epochs=30, batch_size=64, lr=2e-3)  # Changed: lesson name
+    # Changed: several hidden layers, one width each
+    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64],
+                        help="neurons in each hidden layer (one number per layer)")
+    args = parser.parse_args()
+    accelerator = Accelerator()
+    torch.manual_seed(args.seed)  # the same seed gives the same initial weights and the same run
+    accelerator.print(f"device: {accelerator.device}")
+    out_dir = Path(args.output_dir)  # New: the run folder (checkpoint, plots)
+
+    # ---- 2. The data ------------------------------------------------------------------------------
+    # The whole table in memory as one tensor, its rows split into training, validation and test rows.  # Changed: + validation
+    files = course.prepare_data(args, accelerator)
+    table = torch.from_numpy(data.load_table(files.train))
+    # Changed: a validation set too (10% of the rows)
+    split = data.split_rows(len(table), test_fraction=0.0 if files.test else 0.2, val_fraction=0.1,
+                            seed=args.seed)
+    train, val = table[split.train], table[split.val]  # Changed: + validation rows
+    test = torch.from_numpy(data.load_table(files.test)) if files.test else table[split.test]
+    x_train, y_train = train[:, :-1], train[:, -1:]  # inputs: every column but the last; target: the last
+    x_val, y_val = val[:, :-1], val[:, -1:]  # New
+    x_test, y_test = test[:, :-1], test[:, -1:]
+    n_inputs = x_train.shape[1]
+    # Changed: + validation rows
+    accelerator.print(f"table: {len(table)} rows, {n_inputs} inputs -> {len(x_train)} training rows, "
+                      f"{len(x_val)} validation rows, {len(x_test)} test rows")
+    # New: a DataLoader shuffles the training rows every epoch and cuts them into mini-batches
+    train_loader = DataLoader(TensorDataset(x_train, y_train), batch_size=args.batch_size, shuffle=True,
+                              generator=torch.Generator().manual_seed(args.seed))
+    val_loader = DataLoader(TensorDataset(x_val, y_val), batch_size=1024)
+    test_loader = DataLoader(TensorDataset(x_test, y_test), batch_size=1024)
+
+    # ---- 3. The model -----------------------------------------------------------------------------
+    # Inputs -> hidden layers -> y.  # Changed: several hidden layers
+    model = MLP(n_inputs, args.hidden)  # Changed: the class above
+    loss_fn = nn.MSELoss()  # mean squared error
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    # Changed: accelerate also prepares the training loader: its batches arrive on the device
+    model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    accelerator.print(model)
+
+    # ---- 4. Training ------------------------------------------------------------------------------
+    history, best_val_loss, best_epoch = [], float("inf"), 0  # New: loss per epoch; the best epoch so far
+    start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        total_loss = 0.0
+        for x, y in train_loader:  # Changed: mini-batches from the DataLoader, already on the device
+            prediction = model(x)                # forward pass
+            loss = loss_fn(prediction, y)        # how far off the predictions are
+            optimizer.zero_grad()                # forget the gradients of the previous step
+            accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
+            optimizer.step()                     # move the weights a little against the gradients
+            total_loss += loss.item() * len(x)  # Changed: len(x)
+        # New: validation loss; keep the weights of the best epoch
+        train_loss = total_loss / len(x_train)
+        val_loss = loss_fn(predict(model, val_loader, accelerator.device), y_val).item()
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        if val_loss < best_val_loss:
+            best_val_loss, best_epoch = val_loss, epoch
+            course.save_model(accelerator.unwrap_model(model).state_dict(), out_dir / "best_model.pt")
+        # Changed: + validation loss
+        accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  validation loss {val_loss:.6f}"
+                          + ("  *best*" if best_epoch == epoch else ""))
+    train_seconds = time.perf_counter() - start
+    # New: the loss curves
+    plots.loss_curve(history, out_dir / "loss.png", title="lesson 2: loss per epoch")
+    accelerator.print(f"best validation loss {best_val_loss:.6f} at epoch {best_epoch} -> {out_dir / 'best_model.pt'}")
+
+    # ---- 5. Test ----------------------------------------------------------------------------------
+    # Predictions for rows the model never saw, compared with the truth in the original units of y.
+    # Changed: the best epoch's weights, predicted batch by batch
+    accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt"))
+    prediction = predict(model, test_loader, accelerator.device)
+    result = metrics.regression(y_test, prediction, files.stats)
+    # Changed: lesson name; + the best epoch and its validation loss
+    course.write_metrics(args, accelerator, lesson="2_deeper_ann", **result, epochs=args.epochs,
+                         best_epoch=best_epoch, best_val_loss=best_val_loss,
+                         train_seconds=train_seconds,
+                         samples_per_second=args.epochs * len(x_train) / train_seconds,
+                         world_size=accelerator.num_processes)
+
+
+if __name__ == "__main__":
+    main()
