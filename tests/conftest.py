@@ -31,9 +31,13 @@ def cli_env(**extra: str) -> dict:
     return env
 
 
+def _arg(a) -> str:
+    return os.fspath(a) if isinstance(a, (str, os.PathLike)) else str(a)
+
+
 def run_cli(*args, timeout: float = 120, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     """Run ``wideann ARGS...`` and return the completed process (text stdout/stderr)."""
-    cmd = WIDEANN + [os.fspath(a) for a in args]
+    cmd = WIDEANN + [_arg(a) for a in args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                           env=env if env is not None else _ENV, **kw)
 
@@ -46,7 +50,7 @@ def ok(*args, **kw) -> subprocess.CompletedProcess:
 
 
 def popen_cli(*args, env: dict | None = None, **kw) -> subprocess.Popen:
-    cmd = WIDEANN + [os.fspath(a) for a in args]
+    cmd = WIDEANN + [_arg(a) for a in args]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env if env is not None else _ENV, **kw)
 
@@ -116,7 +120,7 @@ def varied_table(rng: np.random.Generator, rows: int) -> tuple[list[list[str]], 
     values = np.empty((rows, len(specs)))
     for j, (gen, f) in enumerate(specs):
         v = gen()
-        txt = [f(x) for x in v]
+        txt = [f(float(x)) for x in v]
         cells.append(txt)
         values[:, j] = [float(t) for t in txt]  # exactly what the text denotes
     rows_txt = [list(r) for r in zip(*cells)]

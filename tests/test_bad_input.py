@@ -85,10 +85,16 @@ def test_error_without_final_newline_on_last_line(tmp_path):
 
 
 def test_error_in_second_input_names_that_file_and_its_own_line(tmp_path, rng):
-    a, _ = random_numeric_csv(tmp_path / "first.csv", rng, 30, 3)
+    a = write_text(tmp_path / "first.csv", HEADER + GOOD * 20)
     b = write_text(tmp_path / "second.csv", HEADER + GOOD + GOOD + "1,2,bad\n")
     msg = normalize_fails(tmp_path, [a, b], line=6, column=3, names=["second.csv"], found="bad")
     assert "first.csv" not in msg
+
+
+def test_inputs_with_different_headers_are_refused(tmp_path):
+    a = write_text(tmp_path / "first.csv", HEADER + GOOD)
+    b = write_text(tmp_path / "second.csv", "a,B,c\n" + GOOD)
+    normalize_fails(tmp_path, [a, b], names=["second.csv"], line=1, column=2)
 
 
 def test_column_count_differs_between_inputs(tmp_path, rng):
@@ -207,26 +213,32 @@ def test_input_is_a_folder(tmp_path):
 
 
 def test_unreadable_input(tmp_path):
-    """chmod 000 stops everyone but root: run the CLI as 'nobody' when we are root."""
-    work = Path(tempfile.mkdtemp(prefix="wideann-perm-"))
+    """chmod 000 stops everyone but root; as root, run the CLI without CAP_DAC_OVERRIDE (setpriv)."""
+    inp = write_text(tmp_path / "secret.csv", HEADER + GOOD)
+    os.chmod(inp, 0)
+    prefix = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root and setpriv is not available")
+        prefix = [setpriv, "--bounding-set=-dac_override,-dac_read_search",
+                  "--inh-caps=-dac_override,-dac_read_search", "--"]
+        probe = subprocess.run(prefix + ["cat", os.fspath(inp)], capture_output=True)
+        if probe.returncode == 0:
+            pytest.skip("cannot drop the right to read a chmod 000 file here")
+    elif os.access(inp, os.R_OK):
+        pytest.skip("this user can read a chmod 000 file")
+    out = tmp_path / "out.npy"
     try:
-        os.chmod(work, 0o777)
-        inp = write_text(work / "secret.csv", HEADER + GOOD)
-        os.chmod(inp, 0)
-        kw = {}
-        if os.geteuid() == 0:
-            kw["user"] = 65534
-            probe = subprocess.run(WIDEANN + ["--version"], capture_output=True, text=True, user=65534)
-            if probe.returncode != 0:
-                pytest.skip(f"cannot run wideann as nobody here: {probe.stderr.strip()[-200:]}")
-        elif os.access(inp, os.R_OK):
-            pytest.skip("this user can read a chmod 000 file")
-        out = work / "out.npy"
-        p = subprocess.run(WIDEANN + ["normalize", os.fspath(inp), "-o", os.fspath(out)],
-                           capture_output=True, text=True, timeout=60, **kw)
-        assert_failed_cleanly(p, leftovers=[out, work / "out.stats.json"], folder=work, names=["secret.csv"])
+        for cmd in (["normalize", inp, "-o", out], ["stats", inp, "-o", out.with_suffix(".json")],
+                    ["denormalize", inp, "-o", out.with_suffix(".csv"), "--stats", out.with_suffix(".json")]):
+            p = subprocess.run(prefix + WIDEANN + [os.fspath(c) for c in cmd], capture_output=True, text=True,
+                               timeout=60)
+            assert_failed_cleanly(p, leftovers=[out, tmp_path / "out.stats.json", out.with_suffix(".json"),
+                                                out.with_suffix(".csv")],
+                                  folder=tmp_path, names=["secret.csv"])
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        os.chmod(inp, 0o644)
 
 
 def test_missing_output_folder(tmp_path, rng):
