@@ -53,8 +53,7 @@ def predict(model, loader, device):
 def main():
     # ---- 1. Options and the device ----------------------------------------------------------------
     parser = course.parser(__doc__, "2_deeper_ann", epochs=30, batch_size=64, lr=2e-3)  # Changed: lesson name
-    # Changed: several hidden layers, one width each
-    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64],
+    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64],  # Changed: one width per layer
                         help="neurons in each hidden layer (one number per layer)")
     args = parser.parse_args()
     accelerator = Accelerator()
@@ -63,11 +62,10 @@ def main():
     out_dir = Path(args.output_dir)  # New: the run folder (checkpoint, plots)
 
     # ---- 2. The data ------------------------------------------------------------------------------
-    # The whole table in memory as one tensor, its rows split into training, validation and test rows.  # Changed: + validation
+    # The whole table in memory as one tensor, its rows split into training, validation and test rows.  # Changed
     files = course.prepare_data(args, accelerator)
     table = torch.from_numpy(data.load_table(files.train))
-    # Changed: a validation set too (10% of the rows)
-    split = data.split_rows(len(table), test_fraction=0.0 if files.test else 0.2, val_fraction=0.1,
+    split = data.split_rows(len(table), test_fraction=0.0 if files.test else 0.2, val_fraction=0.1,  # Changed
                             seed=args.seed)
     train, val = table[split.train], table[split.val]  # Changed: + validation rows
     test = torch.from_numpy(data.load_table(files.test)) if files.test else table[split.test]
@@ -75,9 +73,9 @@ def main():
     x_val, y_val = val[:, :-1], val[:, -1:]  # New
     x_test, y_test = test[:, :-1], test[:, -1:]
     n_inputs = x_train.shape[1]
-    # Changed: + validation rows
-    accelerator.print(f"table: {len(table)} rows, {n_inputs} inputs -> {len(x_train)} training rows, "
+    accelerator.print(f"table: {len(table)} rows, {n_inputs} inputs -> {len(x_train)} training rows, "  # Changed
                       f"{len(x_val)} validation rows, {len(x_test)} test rows")
+
     # New: a DataLoader shuffles the training rows every epoch and cuts them into mini-batches
     train_loader = DataLoader(TensorDataset(x_train, y_train), batch_size=args.batch_size, shuffle=True,
                               generator=torch.Generator().manual_seed(args.seed))
@@ -85,12 +83,13 @@ def main():
     test_loader = DataLoader(TensorDataset(x_test, y_test), batch_size=1024)
 
     # ---- 3. The model -----------------------------------------------------------------------------
-    # Inputs -> hidden layers -> y.  # Changed: several hidden layers
+    # Inputs -> hidden layers -> y.  # Changed
     model = MLP(n_inputs, args.hidden)  # Changed: the class above
     loss_fn = nn.MSELoss()  # mean squared error
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    # Changed: accelerate also prepares the training loader: its batches arrive on the device
+    # Changed: accelerate also prepares the training loader (its batches arrive on the device)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+
     accelerator.print(model)
 
     # ---- 4. Training ------------------------------------------------------------------------------
@@ -106,30 +105,32 @@ def main():
             accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
             optimizer.step()                     # move the weights a little against the gradients
             total_loss += loss.item() * len(x)  # Changed: len(x)
-        # New: validation loss; keep the weights of the best epoch
+
+        # New: the loss on the validation rows; keep the weights of the best epoch
         train_loss = total_loss / len(x_train)
         val_loss = loss_fn(predict(model, val_loader, accelerator.device), y_val).item()
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         if val_loss < best_val_loss:
             best_val_loss, best_epoch = val_loss, epoch
             course.save_model(accelerator.unwrap_model(model).state_dict(), out_dir / "best_model.pt")
-        # Changed: + validation loss
-        accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  validation loss {val_loss:.6f}"
-                          + ("  *best*" if best_epoch == epoch else ""))
+
+        accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  "  # Changed: + validation
+                          f"validation loss {val_loss:.6f}" + ("  *best*" if best_epoch == epoch else ""))
     train_seconds = time.perf_counter() - start
+
     # New: the loss curves
     plots.loss_curve(history, out_dir / "loss.png", title="lesson 2: loss per epoch")
     accelerator.print(f"best validation loss {best_val_loss:.6f} at epoch {best_epoch} -> {out_dir / 'best_model.pt'}")
 
     # ---- 5. Test ----------------------------------------------------------------------------------
     # Predictions for rows the model never saw, compared with the truth in the original units of y.
-    # Changed: the best epoch's weights, predicted batch by batch
+    # Changed: the weights of the best epoch, predictions batch by batch
     accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt"))
     prediction = predict(model, test_loader, accelerator.device)
+
     result = metrics.regression(y_test, prediction, files.stats)
-    # Changed: lesson name; + the best epoch and its validation loss
-    course.write_metrics(args, accelerator, lesson="2_deeper_ann", **result, epochs=args.epochs,
-                         best_epoch=best_epoch, best_val_loss=best_val_loss,
+    course.write_metrics(args, accelerator, lesson="2_deeper_ann", **result, epochs=args.epochs,  # Changed
+                         best_epoch=best_epoch, best_val_loss=best_val_loss,  # New
                          train_seconds=train_seconds,
                          samples_per_second=args.epochs * len(x_train) / train_seconds,
                          world_size=accelerator.num_processes)
