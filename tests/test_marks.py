@@ -3,11 +3,13 @@
 Conventions (scripts/README.md, "How to read the marks"):
 
 - ``# New: why`` or ``# Changed: why`` alone on a line marks the block below it: the following lines up
-  to the first blank line or the first line indented less than the mark. Every statement in the block
-  must be new or changed (a block never hides unchanged lines).
+  to the first blank line or the first line indented less than the mark. Every statement in a ``# New``
+  block is new; at least half of the statements in a ``# Changed`` block (a reworked piece) are changed.
 - ``code  # New`` or ``code  # Changed: why`` at the end of a line marks that line's statement (all its
   lines, when it spans several).
 - ``# New`` is for lines lesson N did not have, ``# Changed`` for lines that replace lines of lesson N.
+- The explanation of a mark on its own line is part of the lesson: lesson N+1 keeps it as a plain
+  comment (``# New: read ahead`` in lesson N is ``# read ahead`` in lesson N+1, unmarked).
 - Lines removed without replacement are listed in the docstring under ``Removed from lesson N:``.
 
 The test diffs consecutive lessons (module docstrings left out, marks stripped) and fails when a line
@@ -45,6 +47,7 @@ class Lesson:
         self.lines = []      # stripped code lines (marks removed)
         self.numbers = []    # their 1-based line numbers in the file
         self.marks = []      # (kind, file line number, [indices into self.lines covered])
+        self.mark_comments = set()  # indices of "# why" lines taken from "# New: why" marks
         raw = text.splitlines()
         pending = None       # a block mark waiting for its block: (kind, lineno, indent, covered)
         for no, line in enumerate(raw, start=1):
@@ -55,6 +58,11 @@ class Lesson:
                 if pending:
                     self.marks.append(pending[:2] + (pending[3],))
                 pending = (m.group(2), no, len(m.group(1)), [])
+                if m.group(3):  # the explanation stays as a plain comment in the next lesson
+                    self.mark_comments.add(len(self.lines))
+                    pending[3].append(len(self.lines))
+                    self.lines.append(f"{m.group(1)}# {m.group(3)[2:]}".rstrip())
+                    self.numbers.append(no)
                 continue
             indent = len(line) - len(line.lstrip())
             if pending and (not line.strip() or indent < pending[2]):
@@ -94,15 +102,17 @@ class Lesson:
 def _diff(old: Lesson, new: Lesson):
     """Indices of new's lines that are added/changed, and per index whether lines were removed there."""
     sm = difflib.SequenceMatcher(a=old.lines, b=new.lines, autojunk=False)
-    added, replaced_near, deletions = set(), set(), []
+    added, removed_at, deletions = set(), set(), []
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
         if tag in ("insert", "replace"):
             added.update(range(j1, j2))
         if tag == "replace":
-            replaced_near.update(range(j1, j2))
+            removed_at.update(range(j1, j2))
         if tag == "delete":
             deletions.append((i1, i2, j1))
-            replaced_near.update({max(j1 - 1, 0), j1})
+            removed_at.add(j1)
+    # a '# Changed' mark needs lines of the old lesson removed at or near (within 5 lines of) its lines
+    replaced_near = {j + d for j in removed_at for d in range(-5, 6)}
     return added, replaced_near, deletions
 
 
@@ -142,17 +152,22 @@ def test_every_change_is_marked_and_every_mark_is_true(old_name, new_name):
     for kind, no, idxs in new.marks:
         if len(idxs) == 1:
             idxs = new.statement[idxs[0]]
-        code = [i for i in idxs if new.lines[i].strip()]
+        code = [i for i in idxs if new.lines[i].strip() and i not in new.mark_comments]
         if not code:
             problems.append(f"{new.path.name}:{no}: '# {kind}' mark covers no line")
             continue
         if not any(i in added for i in code):
             problems.append(f"{new.path.name}:{no}: stale '# {kind}' mark: the lines it covers are as in {old_name}")
-        else:
+        elif kind == "New":
             for i in code:
                 if i not in changed_statement:
-                    problems.append(f"line unchanged from {old_name} inside the '# {kind}' block of line {no}  "
+                    problems.append(f"line unchanged from {old_name} inside the '# New' block of line {no}  "
                                     f"{_where(new, i)}")
+        else:
+            same = [i for i in code if i not in changed_statement]
+            if 2 * len(same) > len(code):
+                problems.append(f"{new.path.name}:{no}: most lines of this '# Changed' block are as in {old_name}; "
+                                f"mark the changed lines only (e.g. {_where(new, same[0])})")
         if kind == "Changed" and not any(i in replaced_near for i in idxs):
             problems.append(f"{new.path.name}:{no}: '# Changed' mark but nothing of {old_name} was replaced here "
                             "(use '# New')")
@@ -189,4 +204,5 @@ def test_the_checker_catches_unmarked_and_stale_marks(tmp_path):
     covered = {i for _, _, idxs in new.marks for i in idxs}
     assert {new.lines[i] for i in added - covered} == {"y = 5", "w = 0"}
     kind, no, idxs = new.marks[0]
-    assert kind == "New" and [new.lines[i] for i in idxs] == ["z = 3"] and not set(idxs) & added
+    assert kind == "New" and new.lines[idxs[0]] == "# stale" and idxs[0] in new.mark_comments
+    assert [new.lines[i] for i in idxs[1:]] == ["z = 3"] and not set(idxs[1:]) & added

@@ -1,0 +1,216 @@
+"""Lesson 3: training out of core, on a table read from disk batch by batch, with everything a long run needs.
+
+Lessons 1 and 2 loaded the whole table into memory; that stops working when the table is larger than
+memory (12,849 columns and millions of rows is hundreds of GB). Here the rows of each mini-batch are read
+straight from the `.npy` file on disk (`wideann.data.ShardedBatches`, a background thread reading ahead),
+so memory use does not depend on the size of the table. A long run also needs:
+
+- normalization (`LayerNorm`) and dropout layers, which keep a deeper network trainable and less prone
+  to memorizing the training rows;
+- a learning-rate schedule (one cycle: warm up, then anneal) instead of one fixed rate;
+- early stopping: training ends when the validation loss has not improved for `--patience` epochs;
+- checkpoints (`accelerator.save_state`) every `--checkpoint-every` steps and after every epoch, and
+  `--resume` to continue an interrupted run exactly where it stopped (same batches, same random numbers);
+- the test predictions written in original units by the C++ denormalizer (`predictions.csv`) and a
+  predicted-vs-actual plot (`predicted_vs_actual.png`).
+
+Lines marked `# New:` are additions to lesson 2, lines marked `# Changed:` replace lesson 2's lines.
+
+Removed from lesson 2:
+    - `DataLoader` and `TensorDataset`, and the table loaded into memory (`data.load_table`): batches are
+      read from disk now.
+    - the training loader passed to `accelerator.prepare` (our batches are moved to the device by hand).
+    - the local `history` / `best_val_loss` / `best_epoch` variables: they live in `TrainingState`, which
+      is saved with every checkpoint.
+
+Run it:
+    accelerate launch scripts/3_out_of_core_ann.py
+    accelerate launch scripts/3_out_of_core_ann.py --data big_table.npy --max-steps 2000
+    accelerate launch scripts/3_out_of_core_ann.py --resume          # continue from the last checkpoint
+"""
+import time
+from pathlib import Path
+
+import numpy as np  # New
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from wideann import course, data, metrics, plots
+
+
+# the network as a class, so that its depth and width are parameters
+class MLP(nn.Module):
+    """A multilayer perceptron: Linear + LayerNorm + ReLU + Dropout per hidden layer, then one Linear to y."""  # Changed
+    def __init__(self, n_inputs, hidden, dropout=0.0):  # Changed: + dropout
+        super().__init__()
+        layers, width = [], n_inputs
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LayerNorm(h), nn.ReLU(), nn.Dropout(dropout)]  # Changed
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+    def forward(self, x):
+        return self.net(x)
+
+
+# Changed: the predictions of a model for all rows of a batch source (and their true values), without training
+@torch.no_grad()
+def predict(model, batches, device):
+    model.eval()
+    truth, predictions = [], []  # New
+    for x, y in batches.epoch(0):  # New
+        truth.append(y)  # New
+        predictions.append(model(x.to(device)).float().cpu())  # New
+    return torch.cat(truth), torch.cat(predictions)  # Changed
+
+
+# New: where training stands; saved with every checkpoint, so that --resume continues exactly
+class TrainingState:
+    def __init__(self):
+        self.epoch, self.step, self.global_step = 1, 0, 0   # the next epoch and step to run
+        self.loss_sum, self.rows = 0.0, 0                   # the running training loss of this epoch
+        self.best_val_loss, self.best_epoch, self.bad_epochs = float("inf"), 0, 0
+        self.history = []
+    def state_dict(self):
+        return dict(vars(self))
+    def load_state_dict(self, state):
+        vars(self).update(state)
+
+
+def main():
+    # ---- 1. Options and the device ----------------------------------------------------------------
+    parser = course.parser(__doc__, "3_out_of_core_ann", epochs=30, batch_size=64, lr=2e-3)  # Changed
+    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64],
+                        help="neurons in each hidden layer (one number per layer)")
+    # New: the options of a long run
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer")
+    parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
+    parser.add_argument("--patience", type=int, default=5,
+                        help="stop when the validation loss has not improved for this many epochs")
+    parser.add_argument("--checkpoint-every", type=int, default=500, help="save a checkpoint every N steps")
+    parser.add_argument("--resume", nargs="?", const="latest",
+                        help="continue from a checkpoint folder (default: the newest in OUTPUT_DIR/checkpoints)")
+
+    args = parser.parse_args()
+    accelerator = Accelerator()
+    torch.manual_seed(args.seed)  # the same seed gives the same initial weights and the same run
+    accelerator.print(f"device: {accelerator.device}")
+    out_dir = Path(args.output_dir)
+
+    # ---- 2. The data ------------------------------------------------------------------------------
+    # The table stays on disk; batches of rows are read from it while the model trains.  # Changed
+    files = course.prepare_data(args, accelerator)
+    table = data.NpyTable(files.train)  # Changed: opens the file, reads only its header
+    split = data.split_rows(table.n_rows, test_fraction=0.0 if files.test else 0.2, val_fraction=0.1,  # Changed
+                            seed=args.seed)
+    test_table = data.NpyTable(files.test) if files.test else table  # Changed
+    test_rows = np.arange(test_table.n_rows) if files.test else split.test  # New
+    n_inputs = table.n_inputs  # Changed
+    accelerator.print(f"table: {table.n_rows} rows, {n_inputs} inputs -> {len(split.train)} training rows, "  # Changed
+                      f"{len(split.val)} validation rows, {len(test_rows)} test rows "
+                      f"({table.n_rows * table.row_bytes / 2**20:.1f} MiB on disk, read in batches)")
+
+    # Changed: every epoch a new seeded order of the training rows, read ahead on a background thread
+    train_batches = data.ShardedBatches(table, split.train, args.batch_size, seed=args.seed)
+    val_batches = data.ShardedBatches(table, split.val, 1024, shuffle=False)
+    test_batches = data.ShardedBatches(test_table, test_rows, 1024, shuffle=False)
+
+    # ---- 3. The model -----------------------------------------------------------------------------
+    # Inputs -> hidden layers -> y.
+    model = MLP(n_inputs, args.hidden, args.dropout)  # Changed: + dropout
+    loss_fn = nn.MSELoss()  # mean squared error
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    # New: the learning rate rises for the first 30% of the steps, then falls towards zero
+    total_steps = args.epochs * len(train_batches)
+    if args.max_steps:
+        total_steps = min(total_steps, args.max_steps)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
+
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)  # Changed: + scheduler
+    accelerator.print(model)
+
+    # New: resume from a checkpoint: weights, optimizer, schedule, random numbers and TrainingState
+    state = TrainingState()
+    accelerator.register_for_checkpointing(state)
+    checkpoints = out_dir / "checkpoints"
+    if args.resume:
+        path = course.latest_checkpoint(checkpoints) if args.resume == "latest" else Path(args.resume)
+        if path is None:
+            raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
+        accelerator.load_state(str(path))
+        accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
+
+    # ---- 4. Training ------------------------------------------------------------------------------
+    start = time.perf_counter()
+    rows_trained = 0  # New
+    for epoch in range(state.epoch, args.epochs + 1):  # Changed: from the resumed epoch
+        model.train()
+        for x, y in train_batches.epoch(epoch, start_step=state.step):  # Changed: batches read from disk
+            x, y = x.to(accelerator.device), y.to(accelerator.device)  # New
+            prediction = model(x)                # forward pass
+            loss = loss_fn(prediction, y)        # how far off the predictions are
+            optimizer.zero_grad()                # forget the gradients of the previous step
+            accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
+            optimizer.step()                     # move the weights a little against the gradients
+            # New: the schedule sets the learning rate of the next step; checkpoints; the step limit
+            scheduler.step()
+            state.step, state.global_step = state.step + 1, state.global_step + 1
+            state.loss_sum, state.rows = state.loss_sum + loss.item() * len(x), state.rows + len(x)
+            rows_trained += len(x)
+            if state.global_step % args.checkpoint_every == 0:
+                course.save_checkpoint(accelerator, checkpoints, state.global_step)
+            if state.global_step == args.max_steps:
+                break
+
+        # Changed: the loss on the validation rows; keep the weights of the best epoch; early stopping
+        train_loss = state.loss_sum / max(state.rows, 1)
+        y_val, prediction = predict(model, val_batches, accelerator.device)
+        val_loss = loss_fn(prediction, y_val).item()
+        state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        if val_loss < state.best_val_loss:
+            state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
+
+            course.save_model(accelerator.unwrap_model(model).state_dict(), out_dir / "best_model.pt")
+        else:  # New
+            state.bad_epochs += 1  # New
+        accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  "  # Changed
+                          f"validation loss {val_loss:.6f}" + ("  *best*" if state.best_epoch == epoch else "")
+                          + f"  lr {scheduler.get_last_lr()[0]:.2e}")
+        # New: on to the next epoch, after a checkpoint; or stop early, or at the step limit
+        state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
+        course.save_checkpoint(accelerator, checkpoints, state.global_step)
+        if state.bad_epochs >= args.patience:
+            accelerator.print(f"early stop: no improvement for {args.patience} epochs")
+            break
+        if state.global_step == args.max_steps:
+            accelerator.print(f"reached --max-steps {args.max_steps}")
+            break
+    train_seconds = time.perf_counter() - start
+
+    # the loss curves
+    plots.loss_curve(state.history, out_dir / "loss.png", title="lesson 3: loss per epoch")  # Changed: state
+    accelerator.print(f"best validation loss {state.best_val_loss:.6f} at epoch {state.best_epoch} "  # Changed
+                      f"-> {out_dir / 'best_model.pt'}")
+
+    # ---- 5. Test ----------------------------------------------------------------------------------
+    # Predictions for rows the model never saw, compared with the truth in the original units of y.
+    # Changed: the weights of the best epoch, predictions batch by batch from disk
+    accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt"))
+    y_test, prediction = predict(model, test_batches, accelerator.device)
+
+    # New: the predictions in original units, by the C++ denormalizer, and a plot of them
+    predictions_csv = course.write_predictions(y_test, prediction, files.stats_path, out_dir / "predictions.csv")
+    y_true, y_pred = np.loadtxt(predictions_csv, delimiter=",", skiprows=1, ndmin=2).T
+    plots.predicted_vs_actual(y_true, y_pred, out_dir / "predicted_vs_actual.png", title="lesson 3: test set")
+
+    result = metrics.regression(y_test, prediction, files.stats)
+    course.write_metrics(args, accelerator, lesson="3_out_of_core_ann", **result, epochs=len(state.history),  # Changed
+                         best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,  # Changed
+                         train_seconds=train_seconds,
+                         samples_per_second=rows_trained / train_seconds,  # Changed
+                         world_size=accelerator.num_processes)
+
+
+if __name__ == "__main__":
+    main()
