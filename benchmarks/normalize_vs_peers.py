@@ -18,7 +18,8 @@ reasonable chunk sizes):
 * wideann  - ``wideann stats IN -o S.json``; ``wideann normalize IN -o OUT.npy`` (the CLI's ``main``).
 * polars   - lazy ``scan_csv`` with an explicit Float64 schema -> min/max/len collected with the streaming
   engine; then ``scan_csv`` -> normalizing expressions -> ``sink_csv`` (CSV out).
-* duckdb   - ``SELECT min(COLUMNS(*)), max(COLUMNS(*)), count(*) FROM read_csv(...)``; then
+* duckdb   - ``SELECT min(COLUMNS(*)), max(COLUMNS(*)), count(*) FROM read_csv(...)`` (types and dialect
+  given, sniffer off); then
   ``COPY (SELECT (x - min) / range ...) TO OUT.csv`` (CSV out).
 * pyarrow  - ``pyarrow.csv.open_csv`` streaming record batches, two passes; output rows go into a
   ``.npy`` opened with ``numpy.lib.format.open_memmap``.
@@ -204,7 +205,8 @@ def job_duckdb(job, inp, out):
     cols = _header(inp)
     con = duckdb.connect()                # in memory; threads = all cores by default
     types = ", ".join(f"{_sqlstr(c)}: 'DOUBLE'" for c in cols)
-    src = f"read_csv({_sqlstr(inp)}, header = true, delim = ',', columns = {{{types}}})"
+    # Dialect and types given: with 12,849 columns DuckDB's sniffer alone would take many seconds.
+    src = f"read_csv({_sqlstr(inp)}, header = true, auto_detect = false, delim = ',', columns = {{{types}}})"
     row = con.execute(f"SELECT min(COLUMNS(*)), max(COLUMNS(*)), count(*) FROM {src}").fetchone()
     k = len(cols)
     mn, mx, n = row[:k], row[k:2 * k], row[2 * k]
