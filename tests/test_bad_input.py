@@ -180,6 +180,31 @@ def test_denormalize_bad_npy(tmp_path, rng, kind):
     assert_failed_cleanly(p, leftovers=[tmp_path / "o.csv"], folder=tmp_path, names=["bad.npy"])
 
 
+def test_range_that_overflows_a_double_is_not_silently_nan(tmp_path):
+    """max - min = inf (a column spanning -1e308 .. 1e308): either a clean error naming the file and
+    column, or correct finite output -- never NaN or inf in the table."""
+    inp = write_text(tmp_path / "huge.csv", "a,b,y\n-1e308,1,2\n1e308,2,3\n0,3,4\n")
+    out = tmp_path / "out.npy"
+    p = run_cli("normalize", inp, "-o", out)
+    if p.returncode == 0:
+        got = np.load(out)
+        assert np.all(np.isfinite(got)), f"non-finite values written: {got[:, 0]}"
+        np.testing.assert_allclose(got[:, 0], [0, 1, 0.5], atol=1e-6)
+    else:
+        assert_failed_cleanly(p, leftovers=[out, tmp_path / "out.stats.json"], folder=tmp_path,
+                              names=["huge.csv"])
+
+
+def test_denormalize_unknown_column_names_the_stats_file(tmp_path):
+    write_text(tmp_path / "s.json", json.dumps(GOOD_STATS))
+    inp = write_text(tmp_path / "pred.csv", "p,q\n0.1,0.2\n")
+    for cols in (["c", "nope"], ["0", "7"], ["c"]):
+        p = run_cli("denormalize", inp, "-o", tmp_path / "o.csv", "--stats", tmp_path / "s.json", "--columns", *cols)
+        assert_failed_cleanly(p, leftovers=[tmp_path / "o.csv"], folder=tmp_path)
+    p = run_cli("denormalize", inp, "-o", tmp_path / "o.csv", "--stats", tmp_path / "s.json", "--columns", "c", "nope")
+    assert_failed_cleanly(p, names=["s.json", "nope"])
+
+
 # ---- files that are not there or cannot be read ---------------------------------------------------
 
 def test_empty_file(tmp_path):

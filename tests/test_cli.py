@@ -1,10 +1,14 @@
 """The command line as a user meets it: entry points, help, output streams, the whole flow."""
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
 import shutil
+import struct
 import subprocess
 import sys
+import termios
 
 import numpy as np
 import pytest
@@ -78,3 +82,36 @@ def test_info_on_stats_lists_columns(tmp_path):
     assert "25" in out and "7" in out
     out = ok("info", tmp_path / "d.csv").stdout
     assert "7" in out
+
+
+def _stderr_on_a_terminal(args, cwd):
+    """Run the CLI with stderr on a pseudo-terminal (100 x 24) and return what it wrote there."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    p = subprocess.Popen(WIDEANN + [os.fspath(a) for a in args], stderr=slave, stdout=subprocess.DEVNULL, cwd=cwd)
+    os.close(slave)
+    buf = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO once the child has closed the terminal
+            break
+        if not chunk:
+            break
+        buf += chunk
+    os.close(master)
+    assert p.wait(timeout=60) == 0
+    return buf.decode("utf-8", "replace")
+
+
+def test_progress_bar_on_a_terminal_and_quiet(tmp_path):
+    rows = "\n".join(",".join(f"{(i * 7 + j) % 1000 / 7:.4f}" for j in range(20)) for i in range(2000)) + "\n"
+    with open(tmp_path / "in.csv", "w") as f:
+        f.write(",".join(f"c{j}" for j in range(20)) + "\n")
+        for _ in range(60):  # ~12 MB
+            f.write(rows)
+    err = _stderr_on_a_terminal(["normalize", "in.csv", "-o", "t.npy"], tmp_path)
+    assert "B/s" in err and "\r" in err, f"no progress bar (bytes, rate) on a terminal: {err[-300:]!r}"
+    err = _stderr_on_a_terminal(["normalize", "in.csv", "-o", "t.npy", "--quiet"], tmp_path)
+    assert "B/s" not in err and "%" not in err, f"--quiet still shows progress: {err!r}"
+    assert temp_leftovers(tmp_path) == []

@@ -86,3 +86,18 @@ def test_peak_rss_denormalize_and_stats(tmp_path, wide_files):
         a, b = rss[(job, 300)], rss[(job, 600)]
         assert b < LIMIT_MB, f"{job}: peak RSS {b:.0f} MB"
         assert b - a < GROWTH_MB, f"{job}: peak RSS grew from {a:.0f} to {b:.0f} MB when the rows doubled"
+
+
+def test_peak_rss_bounded_with_many_threads(tmp_path, wide_files):
+    """The default thread count is all cores (16 on the GPU machines): buffers in flight must stay
+    within the same 200 MB on a 12,849-column file."""
+    path = wide_files[600]
+    npy = tmp_path / "t.npy"
+    rss = {
+        "normalize .npy": peak_rss_mb(["normalize", path, "-o", npy, "--threads", "16"]),
+        "normalize .csv": peak_rss_mb(["normalize", path, "-o", tmp_path / "t.csv", "--threads", "16"]),
+        "denormalize": peak_rss_mb(["denormalize", npy, "-o", tmp_path / "d.csv", "--stats",
+                                    tmp_path / "t.stats.json", "--threads", "16"]),
+    }
+    over = {k: round(v) for k, v in rss.items() if v >= LIMIT_MB}
+    assert not over, f"peak RSS (MB) over {LIMIT_MB} MB with --threads 16: {over}"

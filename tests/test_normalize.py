@@ -428,7 +428,7 @@ def test_merge_stats_refuses_different_columns(tmp_path, rng):
         ok("stats", f, "-o", f.with_suffix(".json"))
     for other in ("b.json", "c.json"):
         p = run_cli("merge-stats", tmp_path / "a.json", tmp_path / other, "-o", tmp_path / "m.json")
-        assert_failed_cleanly(p, leftovers=[tmp_path / "m.json"], folder=tmp_path)
+        assert_failed_cleanly(p, leftovers=[tmp_path / "m.json"], folder=tmp_path, names=[other])
 
 
 # ---- make-data ----------------------------------------------------------------------------------

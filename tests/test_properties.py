@@ -102,7 +102,7 @@ def test_merge_of_any_split_equals_whole(vals, data):
         assert np.array_equal(together.data_min, whole.data_min) and together.n_rows == rows
 
 
-@settings(max_examples=6, **SETTINGS)
+@settings(max_examples=4, **SETTINGS)
 @given(vals=tables(max_rows=400, max_cols=5), block=st.sampled_from([64, 100, 257, 1000]),
        crlf=st.booleans())
 def test_thread_count_does_not_change_bytes(vals, block, crlf):
@@ -115,12 +115,12 @@ def test_thread_count_does_not_change_bytes(vals, block, crlf):
         if crlf:
             src.write_bytes(src.read_bytes().replace(b"\n", b"\r\n"))
         outs = {}
-        for t in (1, 2, 3, 8):
+        for t in (1, 3, 8):
             ok("normalize", src, "-o", d / f"t{t}.npy", "--threads", t, env=env)
             ok("normalize", src, "-o", d / f"t{t}.csv", "--threads", t, "--stats-out", d / f"c{t}.json", env=env)
             outs[t] = ((d / f"t{t}.npy").read_bytes(), (d / f"t{t}.csv").read_bytes(),
                        (d / f"t{t}.stats.json").read_text())
-        for t in (2, 3, 8):
+        for t in (3, 8):
             assert outs[t][0] == outs[1][0], f"npy differs with {t} threads"
             assert outs[t][1] == outs[1][1], f"csv differs with {t} threads"
         np.testing.assert_allclose(np.load(d / "t8.npy"), minmax_oracle(vals), atol=1e-6)

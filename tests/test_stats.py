@@ -68,6 +68,7 @@ def test_transform_and_inverse_match_engine_and_sklearn(tmp_path, rng):
     assert st.transform(values * 3 + 1, clip=True).max() <= 1
 
 
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
 def test_to_sklearn_is_a_fitted_minmaxscaler(tmp_path, rng):
     path, vals = random_numeric_csv(tmp_path / "r.csv", rng, 40, 5)
     st = wideann.compute_stats(path)
