@@ -106,6 +106,7 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
     main = accelerator is None or accelerator.is_main_process
     say = print if main else (lambda *a, **k: None)
     out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = out_dir / "data"
 
     def work():
@@ -217,9 +218,34 @@ def save_checkpoint(accelerator, folder, step: int, keep: int = 2) -> Path:
     return final
 
 
-def save_model(state_dict, path) -> None:
-    """``torch.save`` to a temporary name, then rename (a best-model file is never half-written)."""
+def save_model(state_dict, path, accelerator=None) -> None:
+    """``torch.save`` to a temporary name, then rename (a best-model file is never half-written).
+
+    With an ``accelerator`` only the main process writes.
+    """
     import torch
 
+    if accelerator is not None and not accelerator.is_main_process:
+        return
     with atomic_path(path) as tmp:
         torch.save(state_dict, tmp)
+
+
+def mixed_precision(requested: str | None) -> str:
+    """The mixed precision to train with: ``requested`` if given, else the launcher's setting
+    (``accelerate launch --mixed_precision`` or a config file), else bf16 on a GPU that has it.
+    Without a GPU, a precision that came from a config falls back to full float32, with a note:
+    bf16 on a CPU is slow where the CPU lacks bf16 instructions, and fp16 is GPU-only."""
+    import torch
+
+    if requested:
+        return requested
+    from_launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if not torch.cuda.is_available():
+        if from_launcher != "no":
+            print(f"no GPU: mixed precision {from_launcher} from the launcher is not used on the CPU "
+                  "(pass --mixed-precision bf16 to force it)")
+        return "no"
+    if from_launcher != "no":
+        return from_launcher
+    return "bf16" if torch.cuda.is_bf16_supported() else "no"

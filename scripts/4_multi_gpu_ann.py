@@ -1,0 +1,269 @@
+"""Lesson 4: a large MLP on several GPUs (or CPU processes, or machines), with the same script everywhere.
+
+Lesson 3 trained on one device. Here `accelerate launch` starts one process per GPU (or several CPU
+processes, or processes on several machines) and accelerate wraps the model in PyTorch's
+DistributedDataParallel (DDP): every process holds a copy of the model, trains on its own shard of the
+rows, and the gradients are averaged across processes before every optimizer step, so the copies stay
+identical. What this lesson adds:
+
+- each process reads its own shard of the table from disk: every global batch (`--batch-size` rows per
+  process, times the number of processes) is split between the processes, no row is read twice in an
+  epoch and none is skipped (`wideann.data.ShardedBatches`, rank and world size from the accelerator);
+- pinned host memory and read-ahead, so that copying batches to the GPU overlaps the compute;
+- bf16 mixed precision on GPUs that have it (`--mixed-precision`; full float32 on CPUs);
+- gradient accumulation (`--grad-accum N`): N batches per optimizer step, for a global batch larger than
+  memory allows; the processes only exchange gradients on the last of the N;
+- the loss summed over the rows and divided by the nominal batch size, so that a short last batch (or an
+  empty one on some process) weighs exactly its rows, and results do not depend on the process count;
+- validation and test predictions made by every process on its shard and gathered across processes;
+- a throughput report in samples per second.
+
+On the example data it trains a wider network (`--hidden 1024 256`); on the reference table with
+12,849 columns this is the 12,848 -> 1024 -> 256 -> 1 MLP.
+
+Lines marked `# New:` are additions to lesson 3, lines marked `# Changed:` replace lesson 3's lines.
+
+Removed from lesson 3:
+    - the `optimizer.zero_grad()` before every backward pass (with accumulation the gradients are added up
+      over several batches and cleared after the optimizer step).
+    - `nn.MSELoss()`'s mean over the batch (replaced by a sum divided by the nominal batch size).
+
+Run it:
+    accelerate launch scripts/4_multi_gpu_ann.py                                      # 1 process
+    accelerate launch --config_file scripts/configs/cpu_2proc.yaml scripts/4_multi_gpu_ann.py  # 2 CPU processes
+    accelerate launch --config_file scripts/configs/4gpu.yaml scripts/4_multi_gpu_ann.py \
+        --data big_table.npy --batch-size 256 --grad-accum 2                                # 4 GPUs, bf16
+    accelerate launch --config_file scripts/configs/multinode.yaml --machine_rank R scripts/4_multi_gpu_ann.py
+"""
+import contextlib  # New
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from wideann import course, data, metrics, plots
+
+
+# the network as a class, so that its depth and width are parameters
+class MLP(nn.Module):
+    """A multilayer perceptron: Linear + LayerNorm + ReLU + Dropout per hidden layer, then one Linear to y."""
+    def __init__(self, n_inputs, hidden, dropout=0.0):
+        super().__init__()
+        layers, width = [], n_inputs
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LayerNorm(h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+    def forward(self, x):
+        return self.net(x)
+
+
+# Changed: every process predicts its shard of the rows; the pieces are gathered, in row order, on every process
+@torch.no_grad()
+def predict(model, batches, accelerator):
+    model.eval()
+    truth, predictions = [], []
+    for x, y in batches.epoch(0):
+        truth.append(y[:, 0])
+        predictions.append(model(x.to(accelerator.device, non_blocking=True)).float().cpu()[:, 0])
+    pieces = [torch.from_numpy(batches.shard(0)), torch.cat(truth), torch.cat(predictions)]
+    pieces = accelerator.pad_across_processes([p.to(accelerator.device) for p in pieces], pad_index=-1)
+    rows, truth, predictions = (accelerator.gather(p).cpu() for p in pieces)
+    order = torch.argsort(rows[rows >= 0])  # drop the padding, back to row order
+    return truth[rows >= 0][order, None], predictions[rows >= 0][order, None]
+
+
+# where training stands; saved with every checkpoint, so that --resume continues exactly
+class TrainingState:
+    def __init__(self):
+        self.epoch, self.step, self.global_step = 1, 0, 0   # the next epoch and step to run
+        self.loss_sum, self.rows = 0.0, 0                   # the running training loss of this epoch
+        self.best_val_loss, self.best_epoch, self.bad_epochs = float("inf"), 0, 0
+        self.history = []
+    def state_dict(self):
+        return dict(vars(self))
+    def load_state_dict(self, state):
+        vars(self).update(state)
+
+
+def main():
+    # ---- 1. Options and the device ----------------------------------------------------------------
+    parser = course.parser(__doc__, "4_multi_gpu_ann", epochs=30, batch_size=256, lr=1e-3)  # Changed
+    parser.add_argument("--hidden", type=int, nargs="+", default=[1024, 256],  # Changed: a large MLP
+                        help="neurons in each hidden layer (one number per layer)")
+    # the options of a long run
+    parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer")
+    parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
+    parser.add_argument("--patience", type=int, default=5,
+                        help="stop when the validation loss has not improved for this many epochs")
+    parser.add_argument("--checkpoint-every", type=int, default=500, help="save a checkpoint every N steps")
+    parser.add_argument("--resume", nargs="?", const="latest",
+                        help="continue from a checkpoint folder (default: the newest in OUTPUT_DIR/checkpoints)")
+    # New: the options of several devices
+    parser.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step (gradient accumulation)")
+    parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
+                        help="default: the launcher's setting, else bf16 on a GPU that has it, else no")
+
+    args = parser.parse_args()
+    # Changed: cpu=True without GPUs, so that several CPU processes train together (gloo) instead of each
+    # believing it is alone; the scheduler steps once per optimizer step, whatever the number of processes
+    accelerator = Accelerator(cpu=not torch.cuda.is_available(),
+                              mixed_precision=course.mixed_precision(args.mixed_precision),
+                              step_scheduler_with_optimizer=False)
+    torch.manual_seed(args.seed)  # the same seed gives the same initial weights and the same run
+    accelerator.print(f"device: {accelerator.device} x {accelerator.num_processes} process(es), "  # Changed
+                      f"mixed precision: {accelerator.mixed_precision}")
+    out_dir = Path(args.output_dir)
+
+    # ---- 2. The data ------------------------------------------------------------------------------
+    # The table stays on disk; batches of rows are read from it while the model trains.
+    files = course.prepare_data(args, accelerator)
+    table = data.NpyTable(files.train)
+    split = data.split_rows(table.n_rows, test_fraction=0.0 if files.test else 0.2, val_fraction=0.1,
+                            seed=args.seed)
+    test_table = data.NpyTable(files.test) if files.test else table
+    test_rows = np.arange(test_table.n_rows) if files.test else split.test
+    n_inputs = table.n_inputs
+    accelerator.print(f"table: {table.n_rows} rows, {n_inputs} inputs -> {len(split.train)} training rows, "
+                      f"{len(split.val)} validation rows, {len(test_rows)} test rows "
+                      f"({table.n_rows * table.row_bytes / 2**20:.1f} MiB on disk, read in batches)")
+
+    # every epoch a new seeded order of the training rows, read ahead on a background thread
+    # Changed: each process reads its own shard; pinned memory for fast copies to the GPU
+    shard = dict(rank=accelerator.process_index, world_size=accelerator.num_processes)
+    train_batches = data.ShardedBatches(table, split.train, args.batch_size, seed=args.seed, **shard,
+                                        prefetch=4, pin_memory=torch.cuda.is_available())
+    val_batches = data.ShardedBatches(table, split.val, 1024, shuffle=False, **shard)
+    test_batches = data.ShardedBatches(test_table, test_rows, 1024, shuffle=False, **shard)
+    accelerator.print(f"global batch: {args.batch_size} rows x {accelerator.num_processes} process(es) x "  # New
+                      f"{args.grad_accum} accumulated = {args.batch_size * accelerator.num_processes * args.grad_accum} rows")
+
+    # ---- 3. The model -----------------------------------------------------------------------------
+    # Inputs -> hidden layers -> y.
+    model = MLP(n_inputs, args.hidden, args.dropout)
+    loss_fn = nn.MSELoss(reduction="sum")  # Changed: summed squared errors (divided below)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    # the learning rate rises for the first 30% of the steps, then falls towards zero
+    total_steps = args.epochs * -(-len(train_batches) // args.grad_accum)  # Changed: optimizer steps
+    if args.max_steps:
+        total_steps = min(total_steps, args.max_steps)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
+
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    accelerator.print(model)
+
+    # resume from a checkpoint: weights, optimizer, schedule, random numbers and TrainingState
+    state = TrainingState()
+    accelerator.register_for_checkpointing(state)
+    checkpoints = out_dir / "checkpoints"
+    if args.resume:
+        path = course.latest_checkpoint(checkpoints) if args.resume == "latest" else Path(args.resume)
+        if path is None:
+            raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
+        accelerator.load_state(str(path))
+        accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
+
+    # ---- 4. Training ------------------------------------------------------------------------------
+    start = time.perf_counter()
+    rows_trained = 0
+    for epoch in range(state.epoch, args.epochs + 1):
+        model.train()
+        epoch_start, epoch_rows = time.perf_counter(), 0  # New: for the throughput
+        for x, y in train_batches.epoch(epoch, start_step=state.step):
+            x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)  # Changed
+            # New: gradient accumulation: the optimizer steps after every grad_accum batches (and after the last
+            # batch of the epoch); on the batches before, no_sync skips the exchange of gradients between processes
+            state.step += 1
+            sync = state.step % args.grad_accum == 0 or state.step == len(train_batches)
+            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                prediction = model(x)                # forward pass
+                # Changed: the sum of squared errors over the nominal batch size: every row weighs the same even
+                # when a batch is short, and DDP's average over processes gives the same gradient as one process
+                loss = loss_fn(prediction, y) / (args.batch_size * args.grad_accum)
+                accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
+            state.loss_sum, state.rows = state.loss_sum + loss.item() * args.batch_size * args.grad_accum, state.rows + len(x)  # Changed
+            rows_trained, epoch_rows = rows_trained + len(x), epoch_rows + len(x)  # Changed
+            if not sync:  # New
+                continue  # New
+            optimizer.step()                     # move the weights a little against the gradients
+            # the schedule sets the learning rate of the next step; checkpoints; the step limit
+            scheduler.step()
+            optimizer.zero_grad()  # New: clear the gradients added up since the last step
+            state.global_step += 1  # Changed
+            if state.global_step % args.checkpoint_every == 0:
+                course.save_checkpoint(accelerator, checkpoints, state.global_step)
+            if state.global_step == args.max_steps:
+                break
+
+        # Changed: the training loss and throughput summed over all processes
+        totals = accelerator.reduce(torch.tensor([state.loss_sum, state.rows, epoch_rows], dtype=torch.float64,
+                                                 device=accelerator.device), reduction="sum").tolist()
+        train_loss = totals[0] / max(totals[1], 1)
+        samples_per_second = totals[2] / (time.perf_counter() - epoch_start)
+
+        # the loss on the validation rows; keep the weights of the best epoch; early stopping
+        y_val, prediction = predict(model, val_batches, accelerator)  # Changed: gathered from all processes
+        val_loss = ((prediction - y_val) ** 2).mean().item()  # Changed: the mean squared error
+        state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
+        if val_loss < state.best_val_loss:
+            state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
+
+            course.save_model(accelerator.unwrap_model(model).state_dict(), out_dir / "best_model.pt", accelerator)  # Changed
+        else:
+            state.bad_epochs += 1
+        accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  "
+                          f"validation loss {val_loss:.6f}" + ("  *best*" if state.best_epoch == epoch else "")
+                          + f"  lr {scheduler.get_last_lr()[0]:.2e}  {samples_per_second:,.0f} samples/s")  # Changed
+        # on to the next epoch, after a checkpoint; or stop early, or at the step limit
+        state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
+        course.save_checkpoint(accelerator, checkpoints, state.global_step)
+        if state.bad_epochs >= args.patience:
+            accelerator.print(f"early stop: no improvement for {args.patience} epochs")
+            break
+        if state.global_step == args.max_steps:
+            accelerator.print(f"reached --max-steps {args.max_steps}")
+            break
+    train_seconds = time.perf_counter() - start
+    # New: rows trained by each process, and the throughput of all of them together
+    rows_per_process = accelerator.gather(torch.tensor([rows_trained], device=accelerator.device)).tolist()
+    accelerator.print(f"rows trained per process: {rows_per_process}; "
+                      f"{sum(rows_per_process) / train_seconds:,.0f} samples/s in all")
+
+    # the loss curves
+    if accelerator.is_main_process:  # New
+        plots.loss_curve(state.history, out_dir / "loss.png", title="lesson 4: loss per epoch")  # Changed
+    accelerator.print(f"best validation loss {state.best_val_loss:.6f} at epoch {state.best_epoch} "
+                      f"-> {out_dir / 'best_model.pt'}")
+
+    # ---- 5. Test ----------------------------------------------------------------------------------
+    # Predictions for rows the model never saw, compared with the truth in the original units of y.
+    # the weights of the best epoch, predictions batch by batch from disk
+    accelerator.wait_for_everyone()  # New: the main process has written best_model.pt
+    accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt"))
+    y_test, prediction = predict(model, test_batches, accelerator)  # Changed: gathered from all processes
+
+    # the predictions in original units, by the C++ denormalizer, and a plot of them
+    if accelerator.is_main_process:  # New
+        # Changed: written by the main process only
+        predictions_csv = course.write_predictions(y_test, prediction, files.stats_path, out_dir / "predictions.csv")
+        y_true, y_pred = np.loadtxt(predictions_csv, delimiter=",", skiprows=1, ndmin=2).T
+        plots.predicted_vs_actual(y_true, y_pred, out_dir / "predicted_vs_actual.png", title="lesson 4: test set")
+
+    result = metrics.regression(y_test, prediction, files.stats)
+    course.write_metrics(args, accelerator, lesson="4_multi_gpu_ann", **result, epochs=len(state.history),  # Changed
+                         best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,
+                         train_seconds=train_seconds,
+                         samples_per_second=sum(rows_per_process) / train_seconds,  # Changed
+                         world_size=accelerator.num_processes,
+                         # New: what the global batch was made of
+                         global_batch_size=args.batch_size * accelerator.num_processes * args.grad_accum,
+                         grad_accum=args.grad_accum, mixed_precision=accelerator.mixed_precision,
+                         train_rows_per_process=rows_per_process)
+
+
+if __name__ == "__main__":
+    main()
