@@ -1,0 +1,209 @@
+"""The four lessons, end to end under `accelerate launch`, on tiny data (CPU only).
+
+- every lesson writes a sane metrics.json, its plots and its checkpoints;
+- lesson 4 on 2 CPU processes ends with the same metrics as on 1 process with the same global batch,
+  and each process trained on half of the rows;
+- lesson 3 killed after some steps and run again with --resume ends with exactly the metrics and
+  weights of an uninterrupted run.
+"""
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+
+import wideann  # noqa: E402
+import wideann.data  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+CONFIGS = SCRIPTS / "configs"
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _env(tmp_path):
+    env = dict(os.environ)
+    env["HF_HOME"] = str(tmp_path / "hf")  # no user accelerate config can leak into the runs
+    env.pop("ACCELERATE_USE_CPU", None)
+    env.pop("ACCELERATE_MIXED_PRECISION", None)
+    env["OMP_NUM_THREADS"] = "1"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch_cmd(script, *args, config="cpu.yaml"):
+    cmd = [sys.executable, "-m", "accelerate.commands.launch"]
+    if config:
+        cmd += ["--config_file", str(CONFIGS / config)]
+        if config == "cpu_2proc.yaml":
+            cmd += ["--main_process_port", str(_free_port())]
+    return cmd + [str(SCRIPTS / script), *map(str, args)]
+
+
+def launch(tmp_path, script, *args, config="cpu.yaml", timeout=240):
+    r = subprocess.run(_launch_cmd(script, *args, config=config), cwd=tmp_path, env=_env(tmp_path),
+                       capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, f"{script} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+    return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A small raw CSV, its normalized table, and a separately normalized test table."""
+    d = tmp_path_factory.mktemp("tiny")
+    wideann.make_data(d / "tiny.csv", rows=1203, cols=10, seed=1, noise=0.5)
+    wideann.make_data(d / "tiny_test.csv", rows=200, cols=10, seed=2, noise=0.5)
+    wideann.normalize([d / "tiny.csv"], d / "tiny.npy")
+    return d
+
+
+def _metrics(out: Path) -> dict:
+    m = json.loads((out / "metrics.json").read_text())
+    for key in ("test_rmse", "test_r2", "epochs", "train_seconds", "samples_per_second", "world_size"):
+        assert key in m, key
+    assert math.isfinite(m["test_rmse"]) and m["test_rmse"] > 0
+    assert math.isfinite(m["test_r2"]) and m["test_r2"] <= 1
+    assert m["train_seconds"] > 0 and m["samples_per_second"] > 0
+    return m
+
+
+def _is_png(p: Path):
+    assert p.is_file(), p
+    assert p.read_bytes()[:8] == PNG and p.stat().st_size > 2000, p
+
+
+def test_lesson1_runs_with_no_data_option_on_the_shipped_example(tmp_path):
+    out = launch(tmp_path, "1_first_ann.py", "--epochs", "1", config=None)
+    run = tmp_path / "runs" / "1_first_ann"
+    assert "wideann normalize" in out and "example.csv" in out, out
+    assert (run / "data" / "example.npy").is_file() and (run / "data" / "example.stats.json").is_file()
+    m = _metrics(run)
+    assert m["epochs"] == 1 and m["world_size"] == 1
+    assert m["test_rows"] == 3200
+    assert m["test_rmse"] < 4.0  # even one epoch beats predicting the mean (std of y is ~5)
+
+
+def test_lesson2_csv_input_and_separate_test_data(tmp_path, tiny):
+    out_dir = tmp_path / "l2"
+    out = launch(tmp_path, "2_deeper_ann.py", "--data", tiny / "tiny.csv", "--test-data", tiny / "tiny_test.csv",
+                 "--epochs", "4", "--hidden", "16", "8", "--output-dir", out_dir)
+    assert "wideann normalize" in out and "--stats" in out
+    m = _metrics(out_dir)
+    assert m["epochs"] == 4 and m["test_rows"] == 200 and 1 <= m["best_epoch"] <= 4
+    _is_png(out_dir / "loss.png")
+    state = torch.load(out_dir / "best_model.pt")
+    assert state["net.0.weight"].shape == (16, 9)
+
+
+def test_lesson3_writes_predictions_in_original_units_plots_and_checkpoints(tmp_path, tiny):
+    out_dir = tmp_path / "l3"
+    launch(tmp_path, "3_out_of_core_ann.py", "--data", tiny / "tiny.npy", "--epochs", "3", "--hidden", "16",
+           "--batch-size", "32", "--checkpoint-every", "10", "--output-dir", out_dir)
+    m = _metrics(out_dir)
+    _is_png(out_dir / "loss.png")
+    _is_png(out_dir / "predicted_vs_actual.png")
+    ckpts = sorted((out_dir / "checkpoints").glob("step_*"))
+    assert 1 <= len(ckpts) <= 2 and (ckpts[-1] / "model.safetensors").is_file()
+    assert not list((out_dir / "checkpoints").glob(".*.tmp"))
+    # predictions.csv is in original units and agrees with the metrics
+    pred = np.loadtxt(out_dir / "predictions.csv", delimiter=",", skiprows=1)
+    assert pred.shape == (m["test_rows"], 2)
+    raw = np.loadtxt(tiny / "tiny.csv", delimiter=",", skiprows=1)
+    test_rows = wideann.data.split_rows(len(raw), test_fraction=0.2, val_fraction=0.1, seed=0).test
+    np.testing.assert_allclose(pred[:, 0], raw[test_rows, -1], atol=1e-4, err_msg="y_true is not in original units")
+    assert abs(np.sqrt(np.mean((pred[:, 1] - pred[:, 0]) ** 2)) - m["test_rmse"]) < 1e-4 * max(1, m["test_rmse"])
+
+
+def test_lesson3_resume_after_a_kill_is_exact(tmp_path, tiny):
+    common = ["--data", tiny / "tiny.npy", "--epochs", "8", "--hidden", "256", "256", "--dropout", "0.1",
+              "--batch-size", "16", "--checkpoint-every", "7", "--patience", "100"]
+    full = tmp_path / "full"
+    launch(tmp_path, "3_out_of_core_ann.py", *common, "--output-dir", full)
+
+    cut = tmp_path / "cut"
+    p = subprocess.Popen(_launch_cmd("3_out_of_core_ann.py", *common, "--output-dir", cut), cwd=tmp_path,
+                         env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while not list((cut / "checkpoints").glob("step_*")) and p.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        os.killpg(p.pid, signal.SIGSTOP)  # freeze it first, then check it really was mid-run
+        finished = (cut / "metrics.json").exists()
+        os.killpg(p.pid, signal.SIGKILL)
+    finally:
+        p.wait(timeout=30)
+    assert not finished, "the run ended before it could be interrupted"
+    assert list((cut / "checkpoints").glob("step_*"))
+
+    out = launch(tmp_path, "3_out_of_core_ann.py", *common, "--output-dir", cut, "--resume")
+    assert "resumed from" in out
+    a, b = _metrics(full), _metrics(cut)
+    for key in ("test_rmse", "test_r2", "best_epoch", "best_val_loss", "epochs"):
+        assert a[key] == b[key], (key, a[key], b[key])
+    wa, wb = torch.load(full / "best_model.pt"), torch.load(cut / "best_model.pt")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (full / "predictions.csv").read_bytes() == (cut / "predictions.csv").read_bytes()
+
+
+def test_lesson4_two_cpu_processes_equal_one_with_the_same_global_batch(tmp_path, tiny):
+    # 1203 rows: the split leaves a training set that does not divide into the global batch, so the
+    # last batch of every epoch is short and split unevenly between the processes
+    common = ["--data", tiny / "tiny.npy", "--epochs", "3", "--hidden", "32", "16", "--patience", "100"]
+    one = tmp_path / "one"
+    launch(tmp_path, "4_multi_gpu_ann.py", *common, "--batch-size", "64", "--output-dir", one)
+    two = tmp_path / "two"
+    out = launch(tmp_path, "4_multi_gpu_ann.py", *common, "--batch-size", "32", "--output-dir", two,
+                 config="cpu_2proc.yaml")
+    assert "x 2 process(es)" in out, "the 2-process config did not start 2 processes"
+    acc = tmp_path / "acc"
+    launch(tmp_path, "4_multi_gpu_ann.py", *common, "--batch-size", "16", "--grad-accum", "2",
+           "--output-dir", acc, config="cpu_2proc.yaml")
+
+    m1, m2, m3 = _metrics(one), _metrics(two), _metrics(acc)
+    assert (m1["world_size"], m2["world_size"], m3["world_size"]) == (1, 2, 2)
+    assert m1["global_batch_size"] == m2["global_batch_size"] == m3["global_batch_size"] == 64
+    for m in (m2, m3):
+        assert abs(m["test_rmse"] - m1["test_rmse"]) < 1e-4 * max(1, m1["test_rmse"])
+        assert abs(m["test_r2"] - m1["test_r2"]) < 1e-4
+        assert abs(m["best_val_loss"] - m1["best_val_loss"]) < 1e-4 * m1["best_val_loss"]
+    # each process trained on half of the rows, and together on all of them every epoch
+    n_train = m1["train_rows_per_process"][0]
+    for m in (m2, m3):
+        a, b = m["train_rows_per_process"]
+        assert a + b == n_train and abs(a - b) <= m["epochs"]
+    for run in (one, two):
+        _is_png(run / "loss.png")
+        _is_png(run / "predicted_vs_actual.png")
+        assert list((run / "checkpoints").glob("step_*"))
+        assert (run / "predictions.csv").is_file()
+
+
+def test_cpu_configs_are_what_their_names_say():
+    import yaml
+
+    one = yaml.safe_load((CONFIGS / "cpu.yaml").read_text())
+    two = yaml.safe_load((CONFIGS / "cpu_2proc.yaml").read_text())
+    gpus = yaml.safe_load((CONFIGS / "4gpu.yaml").read_text())
+    nodes = yaml.safe_load((CONFIGS / "multinode.yaml").read_text())
+    assert one["num_processes"] == 1 and one["use_cpu"]
+    # MULTI_CPU would start one process without mpirun: the trap DESIGN.md describes
+    assert two["distributed_type"] == "MULTI_GPU" and two["num_processes"] == 2
+    assert gpus["num_processes"] == 4 and gpus["mixed_precision"] == "bf16"
+    assert nodes["num_machines"] >= 2 and nodes["num_processes"] % nodes["num_machines"] == 0
