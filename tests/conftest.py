@@ -246,7 +246,8 @@ def big_csv(tmp_path_factory) -> Path:
         while n < target:
             f.write(blk)
             n += len(blk)
-    return path
+    yield path
+    path.unlink()  # 400 MB: do not keep it among pytest's last three temporary folders
 
 
 @pytest.fixture

@@ -103,8 +103,8 @@ def test_column_count_differs_between_inputs(tmp_path, rng):
     normalize_fails(tmp_path, [a, b], names=["second.csv"])
 
 
-@pytest.mark.parametrize("threads", [1, 2, 3])
-def test_deep_error_exact_line_with_small_blocks(tmp_path, rng, threads):
+@pytest.mark.parametrize("threads, newline", [(1, "\n"), (2, "\n"), (3, "\r\n")])
+def test_deep_error_exact_line_with_small_blocks(tmp_path, rng, threads, newline):
     """Line numbers stay exact when the error is many blocks into the file, and with two errors the
     first one in the file is reported whatever the thread count."""
     vals = np.round(rng.uniform(-100, 100, (3000, 6)), 2)
@@ -113,7 +113,7 @@ def test_deep_error_exact_line_with_small_blocks(tmp_path, rng, threads):
     cells = lines[2900].split(",")
     cells[1] = "X2"
     lines[2900] = ",".join(cells)                             # a later error that must not win
-    inp = write_text(tmp_path / "deep.csv", "\n".join(lines) + "\n")
+    inp = write_text(tmp_path / "deep.csv", newline.join(lines) + newline)
     env = cli_env(WIDEANN_BLOCK_SIZE=1024)
     msg = normalize_fails(tmp_path, inp, "--threads", str(threads), line=2346, column=6, found="X1",
                           env=env)

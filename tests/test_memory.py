@@ -54,7 +54,9 @@ def wide_files(tmp_path_factory):
             for i in range(rows):
                 f.write(pool[(i * 7 + i // 30) % 30])
         paths[rows] = p
-    return paths
+    yield paths
+    for p in paths.values():
+        p.unlink()
 
 
 @pytest.mark.parametrize("fmt", ["npy", "csv"])

@@ -455,23 +455,25 @@ def _best_friedman_residual(x5, y):
 
 
 def test_make_data_is_deterministic_and_shaped(tmp_path):
-    ok("make-data", "-o", tmp_path / "a.csv", "--rows", "200", "--cols", "9", "--seed", "3")
-    ok("make-data", "-o", tmp_path / "b.csv", "--rows", "200", "--cols", "9", "--seed", "3", "--threads", "1")
-    ok("make-data", "-o", tmp_path / "c.csv", "--rows", "200", "--cols", "9", "--seed", "4")
+    # several thousand rows: the generator works in chunks, so threads really share the work
+    ok("make-data", "-o", tmp_path / "a.csv", "--rows", "3500", "--cols", "9", "--seed", "3", "--threads", "3")
+    ok("make-data", "-o", tmp_path / "b.csv", "--rows", "3500", "--cols", "9", "--seed", "3", "--threads", "1")
+    ok("make-data", "-o", tmp_path / "c.csv", "--rows", "3500", "--cols", "9", "--seed", "4")
     a = (tmp_path / "a.csv").read_bytes()
     assert a == (tmp_path / "b.csv").read_bytes(), "same seed, same bytes (whatever the thread count)"
     assert a != (tmp_path / "c.csv").read_bytes()
     header, vals = read_csv_table(tmp_path / "a.csv")
     assert header is not None and len(header) == 9 and header[-1] == "y"
     assert len(set(header)) == 9
-    assert vals.shape == (200, 9) and np.all(np.isfinite(vals))
+    assert vals.shape == (3500, 9) and np.all(np.isfinite(vals))
+    assert len(np.unique(vals[:, 0])) > 3000, "rows are not repeated"
     # every column on its own scale and offset
     lo, hi = vals[:, :-1].min(axis=0), vals[:, :-1].max(axis=0)
     assert len(set(np.round(np.log10(hi - lo), 1))) > 4 or len(set(np.round(lo, 3))) > 4
     assert not (np.all(lo >= 0) and np.all(hi <= 1)), "inputs are not left in [0, 1]"
     # the engine reads what make-data wrote
     ok("normalize", tmp_path / "a.csv", "-o", tmp_path / "a.npy")
-    assert np.load(tmp_path / "a.npy").shape == (200, 9)
+    assert np.load(tmp_path / "a.npy").shape == (3500, 9)
 
 
 def test_make_data_noise_zero_is_exact_friedman(tmp_path):
