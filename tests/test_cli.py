@@ -115,3 +115,20 @@ def test_progress_bar_on_a_terminal_and_quiet(tmp_path):
     err = _stderr_on_a_terminal(["normalize", "in.csv", "-o", "t.npy", "--quiet"], tmp_path)
     assert "B/s" not in err and "%" not in err, f"--quiet still shows progress: {err!r}"
     assert temp_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_outputs_respect_the_umask(tmp_path, umask, mode):
+    """Temporary-then-rename must not leave outputs with mkstemp's private 0600 mode."""
+    steps = [["make-data", "-o", "d.csv", "--rows", "20", "--cols", "6"],
+             ["normalize", "d.csv", "-o", "t.npy"],
+             ["normalize", "d.csv", "-o", "t2.csv", "--stats", "t.stats.json"],
+             ["stats", "d.csv", "-o", "s.json"],
+             ["merge-stats", "s.json", "s.json", "-o", "m.json"],
+             ["denormalize", "t.npy", "-o", "b.csv", "--stats", "t.stats.json"]]
+    for args in steps:
+        p = subprocess.run(WIDEANN + args, cwd=tmp_path, capture_output=True, text=True, umask=umask)
+        assert p.returncode == 0, p.stderr
+    for name in ("d.csv", "t.npy", "t.stats.json", "t2.csv", "s.json", "m.json", "b.csv"):
+        got = os.stat(tmp_path / name).st_mode & 0o777
+        assert got == mode, f"{name}: mode {got:o}, expected {mode:o} under umask {umask:03o}"
