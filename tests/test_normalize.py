@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -502,11 +503,17 @@ def test_make_data_noise_level_and_noise_inputs(tmp_path):
 def test_info_describes_npy_csv_and_stats(tmp_path, rng):
     path, _ = random_numeric_csv(tmp_path / "r.csv", rng, 37, 6)
     ok("normalize", path, "-o", tmp_path / "t.npy")
+    def has(n, text):
+        return re.search(rf"(?<![\d.]){n}(?![\d.])", text) is not None
+
     out = ok("info", tmp_path / "t.npy").stdout
-    assert "37" in out and "6" in out and "float32" in out
+    assert has(37, out) and has(6, out) and "float32" in out, out
+    ok("normalize", path, "-o", tmp_path / "h.npy", "--dtype", "float16", "--stats-out", tmp_path / "h.json")
+    assert "float16" in ok("info", tmp_path / "h.npy").stdout
     out = ok("info", tmp_path / "t.stats.json").stdout
-    assert "6" in out and "37" in out
+    assert has(6, out) and has(37, out), out
+    assert "x1" in out and "y" in out
     out = ok("info", path).stdout
-    assert "6" in out
+    assert has(6, out) and has(37, out), out
     p = run_cli("info", tmp_path / "nope.npy")
     assert_failed_cleanly(p, names=["nope.npy"])
