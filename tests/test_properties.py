@@ -51,7 +51,7 @@ def _tol(vals):
     return 2.5e-7 * (hi - lo) + 4 * np.finfo(np.float64).eps * np.maximum(abs(lo), abs(hi))
 
 
-@settings(max_examples=40, **SETTINGS)
+@settings(max_examples=100, **SETTINGS)
 @given(vals=tables())
 def test_denormalize_normalize_round_trip(vals):
     with tempfile.TemporaryDirectory() as d:
@@ -72,7 +72,7 @@ def test_denormalize_normalize_round_trip(vals):
         np.testing.assert_allclose(st_.transform(vals), norm, atol=1e-6)
 
 
-@settings(max_examples=30, **SETTINGS)
+@settings(max_examples=60, **SETTINGS)
 @given(vals=tables(max_rows=30), data=st.data())
 def test_merge_of_any_split_equals_whole(vals, data):
     rows = vals.shape[0]
