@@ -175,6 +175,12 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
         denormalize(tmp, out_csv, stats=stats_path, columns=[target, target])
     finally:
         tmp.unlink(missing_ok=True)
+    # the engine names both columns after the stats column (y,y); say which is which
+    text = out_csv.read_text()
+    first, _, rest = text.partition("\n")
+    if first.count(",") == 1:
+        with atomic_path(out_csv) as t:
+            Path(t).write_text(f"{target}_true,{target}_pred\n" + rest)
     return out_csv
 
 

@@ -325,9 +325,10 @@ class ShardedBatches:
             xc = torch.empty(x.shape, dtype=torch.float32, pin_memory=True)
             yc = torch.empty(y.shape, dtype=torch.float32, pin_memory=True)
             return xc.copy_(x), yc.copy_(y)
-        # On the CPU both stay views of the one buffer (no copy): matrix multiplication takes the
-        # strided inputs as they are.
-        return x, y
+        # On the CPU the inputs stay a view of the buffer (no copy): matrix multiplication takes the
+        # strided rows as they are. The target gets its own small tensor, so that keeping the targets
+        # of many batches (to compute metrics) does not keep their whole buffers alive.
+        return x, y.clone()
 
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator:
         """Yield ``(x, y)`` for steps ``start_step .. len(self)-1`` of ``epoch``."""

@@ -1,0 +1,71 @@
+"""Helpers of the lesson benchmarks: wide random tables written straight to .npy, peak RSS of a command."""
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+WORK = ROOT / "benchmarks" / "work"
+REFERENCE_COLUMNS = 12_849  # 12,848 inputs and y
+
+
+def write_random_table(path, rows: int, cols: int = REFERENCE_COLUMNS, seed: int = 0, chunk_rows: int = 2048):
+    """A float32 ``rows x cols`` .npy of uniform [0, 1) values, as if normalized, written in chunks (never
+    the whole table in memory, no CSV on the way), with an all-[0, 1] stats file beside it. Reused when
+    it already exists with the right shape."""
+    import wideann
+
+    path = Path(path)
+    stats_path = path.with_suffix(".stats.json")
+    if path.is_file() and stats_path.is_file():
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            shape, _, _ = np.lib.format._read_array_header(f, version)
+        if shape == (rows, cols):
+            return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (rows, cols)})
+        for start in range(0, rows, chunk_rows):
+            n = min(chunk_rows, rows - start)
+            f.write(rng.random((n, cols), dtype=np.float32).tobytes())
+    os.replace(tmp, path)
+    names = [f"x{i + 1}" for i in range(cols - 1)] + ["y"]
+    wideann.Stats(names, np.zeros(cols), np.ones(cols), rows, [str(path)]).save(stats_path)
+    return path
+
+
+def run_with_peak_rss(cmd, **kw):
+    """Run ``cmd``; return (completed process, peak RSS in bytes of its largest process).
+
+    A fresh Python process runs the command and reports ``RUSAGE_CHILDREN`` max RSS, so the number
+    covers this command only (``accelerate launch`` and the training process it starts)."""
+    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
+             "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+             "sys.exit(r.returncode)")
+    r = subprocess.run([sys.executable, "-c", probe, *map(str, cmd)], capture_output=True, text=True, **kw)
+    peak = None
+    for line in r.stderr.splitlines():
+        if line.startswith("PEAK_RSS_KB"):
+            peak = int(line.split()[1]) * 1024
+    return r, peak
+
+
+def machine() -> str:
+    import platform
+
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{len(os.sched_getaffinity(0))} cores ({cpu or platform.machine()}), {mem:.0f} GiB RAM, Python {sys.version.split()[0]}"

@@ -1,0 +1,121 @@
+"""Lesson 4's data path: training samples/s reading batches from the .npy on disk vs. the table in memory.
+
+The reference model 12,848 -> 1024 -> 256 -> 1 (lesson 4's `MLP`, imported from the script) trains with
+lesson 4's step (summed loss over the nominal batch, Adam) on a random float32 table of 12,849 columns
+written straight to .npy. Two data sources feed the same rows in the same order:
+
+- disk: `wideann.data.ShardedBatches` (preadv into fresh buffers, a read-ahead thread), as in lesson 4;
+- memory: the whole table in one tensor, each batch gathered by row index (what a DataLoader over a
+  TensorDataset does).
+
+Each variant runs in its own process; the two alternate for --rounds rounds and the best round of each
+counts (other work on the machine only ever slows a round down). Target: disk >= 90% of memory.
+
+    python benchmarks/lessons_data_path.py [--rows 16384] [--steps 40] [--batch-size 256]
+"""
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lessons_common import REFERENCE_COLUMNS, ROOT, WORK, machine, write_random_table  # noqa: E402
+
+
+def worker(args):
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from wideann import data
+
+    spec = importlib.util.spec_from_file_location("lesson4", ROOT / "scripts" / "4_multi_gpu_ann.py")
+    lesson4 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lesson4)
+
+    torch.manual_seed(0)
+    table = data.NpyTable(args.table)
+    rows = np.arange(table.n_rows)
+    batches = data.ShardedBatches(table, rows, args.batch_size, seed=0, prefetch=4)
+    model = lesson4.MLP(table.n_inputs, [1024, 256])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    loss_fn = nn.MSELoss(reduction="sum")
+
+    def step(x, y):
+        loss = loss_fn(model(x), y) / args.batch_size
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    if args.variant == "disk":
+        source = batches.epoch(0)
+    else:  # the whole table in memory, the same rows in the same order
+        whole = torch.from_numpy(data.load_table(args.table))
+        order = batches.epoch_order(0)
+
+        def gen():
+            for s in range(len(batches)):
+                idx = torch.from_numpy(batches.step_rows(order, s))
+                b = whole[idx]
+                yield b[:, :-1], b[:, -1:]
+        source = gen()
+    total = args.warmup + args.steps
+    seen = 0
+    for i, (x, y) in enumerate(source):
+        if i == args.warmup:
+            t0, seen = time.perf_counter(), 0
+        step(x, y)
+        seen += len(x)
+        if i + 1 == total:
+            break
+    dt = time.perf_counter() - t0
+    print(json.dumps({"variant": args.variant, "samples_per_second": seen / dt, "seconds": dt, "rows": seen}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=16384, help="rows of the generated table (16384 = 0.84 GB)")
+    ap.add_argument("--steps", type=int, default=40)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--table", default=None)
+    ap.add_argument("--variant", choices=["disk", "memory"], help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.variant:
+        return worker(args)
+    if (args.warmup + args.steps) * args.batch_size > args.rows:
+        sys.exit("--rows must cover (warmup + steps) x batch-size rows (one epoch)")
+
+    table = Path(args.table or WORK / f"lessons_{args.rows}x{REFERENCE_COLUMNS}.npy")
+    print(f"table: {table} ({args.rows} x {REFERENCE_COLUMNS} float32, {args.rows * REFERENCE_COLUMNS * 4 / 1e9:.2f} GB)",
+          flush=True)
+    write_random_table(table, args.rows)
+    best = {}
+    for r in range(args.rounds):
+        for variant in ("memory", "disk"):
+            cmd = [sys.executable, __file__, "--variant", variant, "--table", str(table), "--steps", str(args.steps),
+                   "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--rows", str(args.rows)]
+            out = subprocess.run(cmd, capture_output=True, text=True)
+            if out.returncode:
+                sys.exit(out.stderr[-4000:])
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+            print(f"round {r + 1}: {variant:6s} {res['samples_per_second']:8.1f} samples/s", flush=True)
+            best[variant] = max(best.get(variant, 0.0), res["samples_per_second"])
+    ratio = best["disk"] / best["memory"]
+    print()
+    print(f"machine: {machine()}")
+    print(f"model 12,848 -> 1024 -> 256 -> 1, batch {args.batch_size}, {args.steps} timed steps after {args.warmup}, "
+          f"best of {args.rounds} rounds")
+    print("| data source | samples/s | vs. in memory |")
+    print("| --- | ---: | ---: |")
+    print(f"| whole table in memory (tensor, gathered by index) | {best['memory']:.1f} | 100% |")
+    print(f"| `.npy` on disk via `wideann.data.ShardedBatches` (lesson 4) | {best['disk']:.1f} | {100 * ratio:.0f}% |")
+    print(f"target >= 90%: {'met' if ratio >= 0.9 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()

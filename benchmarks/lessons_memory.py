@@ -1,0 +1,73 @@
+"""Peak resident memory of lessons 3 and 4 training over a table far larger than they may hold.
+
+Writes a random float32 .npy of 12,849 columns (8 GB by default: 155,650 rows; straight to .npy, no CSV),
+then runs `accelerate launch scripts/3_out_of_core_ann.py` and `scripts/4_multi_gpu_ann.py` on it for
+--max-steps 200 with their default model and batch (lesson 4: 12,848 -> 1024 -> 256 -> 1, 256 rows per
+step), one process each, then their validation and test passes over the held-out rows. Peak RSS is the
+largest process's `ru_maxrss`. Run it with `--gb 1` as well to see that the peak does not depend on the
+table size. Target: under 3 GB.
+
+    python benchmarks/lessons_memory.py [--gb 8] [--steps 200]
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lessons_common import REFERENCE_COLUMNS, ROOT, WORK, machine, run_with_peak_rss, write_random_table  # noqa: E402
+
+LESSONS = ["3_out_of_core_ann.py", "4_multi_gpu_ann.py"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--gb", type=float, default=8.0, help="size of the generated table in GB (1e9 bytes)")
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--lessons", nargs="*", default=LESSONS)
+    args = ap.parse_args()
+
+    rows = math.ceil(args.gb * 1e9 / (REFERENCE_COLUMNS * 4))
+    table = WORK / f"lessons_{rows}x{REFERENCE_COLUMNS}.npy"
+    t0 = time.perf_counter()
+    write_random_table(table, rows)
+    size = table.stat().st_size
+    print(f"table: {table} ({rows} x {REFERENCE_COLUMNS}, {size / 1e9:.2f} GB; ready in {time.perf_counter() - t0:.0f} s)",
+          flush=True)
+
+    env = dict(os.environ, HF_HOME=str(WORK / "hf"))
+    results = []
+    for lesson in args.lessons:
+        out = WORK / f"memory_{Path(lesson).stem}_{rows}"
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
+               ROOT / "scripts" / lesson, "--data", table, "--max-steps", args.steps, "--checkpoint-every", 100000,
+               "--output-dir", out]
+        t0 = time.perf_counter()
+        r, peak = run_with_peak_rss(cmd, env=env, cwd=ROOT)
+        wall = time.perf_counter() - t0
+        if r.returncode:
+            sys.exit(f"{lesson} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+        m = json.loads((out / "metrics.json").read_text())
+        results.append((lesson, peak, wall, m))
+        print(f"{lesson}: peak RSS {peak / 2**30:.2f} GiB, wall {wall:.0f} s, "
+              f"{m['samples_per_second']:.0f} samples/s (training + evaluation)", flush=True)
+
+    print()
+    print(f"machine: {machine()}")
+    print(f"table: {rows} rows x {REFERENCE_COLUMNS} columns float32 = {size / 1e9:.2f} GB; {args.steps} training steps, "
+          "then validation and test passes")
+    print("| lesson | model | rows per step | peak RSS | wall |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    hidden = {"3_out_of_core_ann.py": "12,848 -> 128 -> 64 -> 1", "4_multi_gpu_ann.py": "12,848 -> 1024 -> 256 -> 1"}
+    batch = {"3_out_of_core_ann.py": 64, "4_multi_gpu_ann.py": 256}
+    for lesson, peak, wall, m in results:
+        print(f"| `{lesson}` | {hidden.get(lesson, '?')} | {batch.get(lesson, '?')} | {peak / 2**30:.2f} GiB | {wall:.0f} s |")
+    worst = max(p for _, p, _, _ in results)
+    print(f"target < 3 GB: {'met' if worst < 3e9 else 'NOT met'} (largest peak {worst / 1e9:.2f} GB)")
+
+
+if __name__ == "__main__":
+    main()
