@@ -21,11 +21,11 @@ def write_random_table(path, rows: int, cols: int = REFERENCE_COLUMNS, seed: int
     path = Path(path)
     stats_path = path.with_suffix(".stats.json")
     if path.is_file() and stats_path.is_file():
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            shape, _, _ = np.lib.format._read_array_header(f, version)
-        if shape == (rows, cols):
-            return path
+        from wideann.data import NpyTable
+
+        with NpyTable(path) as t:
+            if t.shape == (rows, cols) and t.dtype == np.float32:
+                return path
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     tmp = path.with_name(path.name + ".tmp")

@@ -36,6 +36,7 @@ Run it:
     accelerate launch --config_file scripts/configs/multinode.yaml --machine_rank R scripts/4_multi_gpu_ann.py
 """
 import contextlib  # New
+import math  # New
 import time
 from pathlib import Path
 
@@ -139,8 +140,9 @@ def main():
                                         prefetch=4, pin_memory=torch.cuda.is_available())
     val_batches = data.ShardedBatches(table, split.val, 1024, shuffle=False, **shard)
     test_batches = data.ShardedBatches(test_table, test_rows, 1024, shuffle=False, **shard)
+    global_batch = args.batch_size * accelerator.num_processes * args.grad_accum  # New
     accelerator.print(f"global batch: {args.batch_size} rows x {accelerator.num_processes} process(es) x "  # New
-                      f"{args.grad_accum} accumulated = {args.batch_size * accelerator.num_processes * args.grad_accum} rows")
+                      f"{args.grad_accum} accumulated = {global_batch} rows")
 
     # ---- 3. The model -----------------------------------------------------------------------------
     # Inputs -> hidden layers -> y.
@@ -148,7 +150,7 @@ def main():
     loss_fn = nn.MSELoss(reduction="sum")  # Changed: summed squared errors (divided below)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     # the learning rate rises for the first 30% of the steps, then falls towards zero
-    total_steps = args.epochs * -(-len(train_batches) // args.grad_accum)  # Changed: optimizer steps
+    total_steps = args.epochs * math.ceil(len(train_batches) / args.grad_accum)  # Changed: optimizer steps
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
@@ -185,7 +187,8 @@ def main():
                 # when a batch is short, and DDP's average over processes gives the same gradient as one process
                 loss = loss_fn(prediction, y) / (args.batch_size * args.grad_accum)
                 accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
-            state.loss_sum, state.rows = state.loss_sum + loss.item() * args.batch_size * args.grad_accum, state.rows + len(x)  # Changed
+            state.loss_sum += loss.item() * args.batch_size * args.grad_accum  # Changed: summed squared errors
+            state.rows += len(x)  # Changed
             rows_trained, epoch_rows = rows_trained + len(x), epoch_rows + len(x)  # Changed
             if not sync:  # New
                 continue  # New
@@ -212,7 +215,9 @@ def main():
         if val_loss < state.best_val_loss:
             state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
 
-            course.save_model(accelerator.unwrap_model(model).state_dict(), out_dir / "best_model.pt", accelerator)  # Changed
+            # Changed: written by the main process only
+            best = accelerator.unwrap_model(model).state_dict()
+            course.save_model(best, out_dir / "best_model.pt", accelerator)
         else:
             state.bad_epochs += 1
         accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  "
@@ -260,7 +265,7 @@ def main():
                          samples_per_second=sum(rows_per_process) / train_seconds,  # Changed
                          world_size=accelerator.num_processes,
                          # New: what the global batch was made of
-                         global_batch_size=args.batch_size * accelerator.num_processes * args.grad_accum,
+                         global_batch_size=global_batch,
                          grad_accum=args.grad_accum, mixed_precision=accelerator.mixed_precision,
                          train_rows_per_process=rows_per_process)
 
