@@ -495,6 +495,23 @@ def fmt_table(rows, dataset, job, mb):
     return "\n".join(lines)
 
 
+def render_markdown(report) -> str:
+    """The results as Markdown: the machine, the versions, one table per file and job, the targets."""
+    m, v = report["machine"], report["versions"]
+    out = [f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, Linux {m['kernel']}; "
+           f"load average {m['loadavg_at_start'][0]:.2f} at the start, {m.get('loadavg_at_end', [0])[0]:.2f} at the end.",
+           "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".",
+           f"Best of {report['repeat']} runs (a run over {report.get('no_repeat_over', 15):g} s is not repeated); "
+           "peak RSS is the largest of the runs. Page cache warmed before every run.", ""]
+    for ds, res in report["datasets"].items():
+        mb = res["bytes"] / 1e6
+        for job, rows in res["jobs"].items():
+            title = "pass 1 alone (min, max, count)" if job == "stats" else "full job (stats + normalized output)"
+            out += [f"**{ds}** ({res['cols']:,} columns × {res['rows']:,} rows, {mb:.0f} MB of CSV), {title}:", "",
+                    fmt_table(rows, ds, job, mb), ""]
+    return "\n".join(out)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small files (a smoke run)")
@@ -505,6 +522,7 @@ def main(argv=None):
     ap.add_argument("--no-repeat-over", type=float, default=15.0, metavar="S",
                     help="a job whose first run took longer than S seconds is not repeated (default 15)")
     ap.add_argument("--json", metavar="OUT.json", help="write all measurements here")
+    ap.add_argument("--markdown", metavar="OUT.md", help="write the results as Markdown tables here")
     ap.add_argument("--generator", choices=("auto", "wideann", "own"), default="auto",
                     help="input data: `wideann make-data` (auto: when wideann is installed) or a numpy one")
     ap.add_argument("--timeout", type=int, default=900, help="seconds before one run is abandoned")
@@ -527,6 +545,7 @@ def main(argv=None):
     datasets = [args.only] if args.only else ["tall", "wide"]
 
     report = {"machine": machine(), "versions": versions(), "repeat": args.repeat, "quick": args.quick,
+              "no_repeat_over": args.no_repeat_over,
               "page_cache": "input read once end to end before every timed run", "datasets": {}}
     print(f"# machine: {report['machine']}", flush=True)
     print(f"# versions: {report['versions']}", flush=True)
@@ -604,6 +623,9 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(render_markdown(report))
     return 0 if all_ok else 1
 
 
