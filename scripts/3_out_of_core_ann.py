@@ -139,6 +139,8 @@ def main():
         if path is None:
             raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
         accelerator.load_state(str(path))
+        if scheduler.scheduler.total_steps != total_steps:  # New
+            raise SystemExit("--resume: give the options of the interrupted run (--epochs, --max-steps, ...)")  # New
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
 
     # ---- 4. Training ------------------------------------------------------------------------------

@@ -167,6 +167,8 @@ def main():
         if path is None:
             raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
         accelerator.load_state(str(path))
+        if scheduler.scheduler.total_steps != total_steps:
+            raise SystemExit("--resume: give the options of the interrupted run (--epochs, --max-steps, ...)")
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
 
     # ---- 4. Training ------------------------------------------------------------------------------
@@ -248,7 +250,8 @@ def main():
     # Predictions for rows the model never saw, compared with the truth in the original units of y.
     # the weights of the best epoch, predictions batch by batch from disk
     accelerator.wait_for_everyone()  # New: the main process has written best_model.pt
-    accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt"))
+    best = torch.load(out_dir / "best_model.pt", map_location="cpu")  # Changed: not all onto the main GPU
+    accelerator.unwrap_model(model).load_state_dict(best)  # Changed
     y_test, prediction = predict(model, test_batches, accelerator)  # Changed: gathered from all processes
 
     # the predictions in original units, by the C++ denormalizer, and a plot of them
