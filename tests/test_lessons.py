@@ -210,3 +210,28 @@ def test_cpu_configs_are_what_their_names_say():
     assert two["distributed_type"] == "MULTI_GPU" and two["num_processes"] == 2
     assert gpus["num_processes"] == 4 and gpus["mixed_precision"] == "bf16"
     assert nodes["num_machines"] >= 2 and nodes["num_processes"] % nodes["num_machines"] == 0
+
+
+def test_checkpoints_are_complete_and_a_new_run_never_resumes_an_old_runs_later_steps(tmp_path):
+    from wideann import course
+
+    class FakeAccelerator:
+        is_main_process = True
+
+        def wait_for_everyone(self):
+            pass
+
+        def save_state(self, folder):
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            (Path(folder) / "model.safetensors").write_text("weights")
+
+    ckpts = tmp_path / "checkpoints"
+    (ckpts / "step_00005250").mkdir(parents=True)        # left by an earlier, longer run
+    (ckpts / ".step_00000030.tmp").mkdir()                # a save that was killed half-way
+    os.utime(ckpts / "step_00005250", (1, 1))
+    assert course.latest_checkpoint(ckpts).name == "step_00005250"
+    course.save_checkpoint(FakeAccelerator(), ckpts, 10)
+    assert course.latest_checkpoint(ckpts).name == "step_00000010"
+    course.save_checkpoint(FakeAccelerator(), ckpts, 20)
+    assert sorted(p.name for p in ckpts.glob("step_*")) == ["step_00000010", "step_00000020"]
+    assert course.latest_checkpoint(ckpts).name == "step_00000020"

@@ -188,13 +188,21 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
 _CKPT = re.compile(r"^step_(\d+)$")
 
 
+def _checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, oldest first. By time written, then step: a new run in a folder that
+    still holds an old run's later steps must not resume from those."""
+    found = []
+    for p in folder.iterdir() if folder.is_dir() else []:
+        m = _CKPT.match(p.name)
+        if m and p.is_dir():
+            found.append((p.stat().st_mtime_ns, int(m.group(1)), p))
+    return [p for _, _, p in sorted(found)]
+
+
 def latest_checkpoint(folder) -> Path | None:
     """The newest complete checkpoint ``folder/step_N`` (None if there is none)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    steps = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT.match(p.name)) and p.is_dir()]
-    return max(steps)[1] if steps else None
+    found = _checkpoints(Path(folder))
+    return found[-1] if found else None
 
 
 def save_checkpoint(accelerator, folder, step: int, keep: int = 2) -> Path:
@@ -216,9 +224,9 @@ def save_checkpoint(accelerator, folder, step: int, keep: int = 2) -> Path:
     if accelerator.is_main_process:
         if final.exists():
             shutil.rmtree(final)
+        os.utime(tmp)  # the folder's time is when it became complete
         os.replace(tmp, final)
-        old = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT.match(p.name)))
-        for _, p in old[:-keep]:
+        for p in _checkpoints(folder)[:-keep]:
             shutil.rmtree(p, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
