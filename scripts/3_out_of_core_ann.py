@@ -58,11 +58,11 @@ class MLP(nn.Module):
 @torch.no_grad()
 def predict(model, batches, device):
     model.eval()
-    truth, predictions = [], []  # New
-    for x, y in batches.epoch(0):  # New
-        truth.append(y)  # New
-        predictions.append(model(x.to(device)).float().cpu())  # New
-    return torch.cat(truth), torch.cat(predictions)  # Changed
+    truth, predictions = [], []
+    for x, y in batches.epoch(0):
+        truth.append(y)
+        predictions.append(model(x.to(device)).float().cpu())
+    return torch.cat(truth), torch.cat(predictions)
 
 
 # New: where training stands; saved with every checkpoint, so that --resume continues exactly
