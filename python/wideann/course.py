@@ -256,7 +256,7 @@ def mixed_precision(requested: str | None) -> str:
         return requested
     from_launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
     if not torch.cuda.is_available():
-        if from_launcher != "no":
+        if from_launcher != "no" and os.environ.get("RANK", "0") == "0":
             print(f"no GPU: mixed precision {from_launcher} from the launcher is not used on the CPU "
                   "(pass --mixed-precision bf16 to force it)")
         return "no"
