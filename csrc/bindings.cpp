@@ -108,5 +108,6 @@ PYBIND11_MODULE(_native, m) {
         py::arg("output"), py::arg("rows"), py::arg("cols"), py::arg("seed"), py::arg("noise"), py::arg("threads"),
         py::arg("progress"));
 
-  m.def("block_size", &block_size, "Bytes of input a worker takes at a time (WIDEANN_BLOCK_SIZE overrides it)");
+  m.def("block_size", &block_size, py::arg("threads") = 1,
+        "Bytes of input a worker takes at a time (WIDEANN_BLOCK_SIZE overrides it)");
 }

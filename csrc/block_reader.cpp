@@ -31,8 +31,8 @@ std::vector<std::string> default_names(size_t n) {
 
 }  // namespace
 
-BlockReader::BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim)
-    : paths_(paths), mode_(mode), delim_(delim) {
+BlockReader::BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim, size_t threads)
+    : paths_(paths), mode_(mode), delim_(delim), block_size_(block_size(threads)) {
   if (paths_.empty()) throw DataError("no input files given");
   for (const auto& p : paths_) {
     files_.push_back(std::make_unique<InputFile>(p));
@@ -57,7 +57,7 @@ void BlockReader::fill_until_newline(size_t from) {
     const char* nl = static_cast<const char*>(std::memchr(carry_.data() + from, '\n', used - from));
     if (nl) break;
     from = used;
-    size_t want = std::max(block_size(), used);
+    size_t want = std::max(block_size_, used);
     size_t got = read_more(carry_, used, want);
     used += got;
     carry_.resize(used);
@@ -131,7 +131,7 @@ bool BlockReader::next(Block& b) {
     carry_.clear();
     size_t cut = 0;
     for (;;) {
-      if (!eof_) used += read_more(b.buf, used, std::max(block_size(), used));
+      if (!eof_) used += read_more(b.buf, used, std::max(block_size_, used));
       const char* base = b.buf.data();
       const char* last_nl = nullptr;
       for (const char* p = base + used; p > base;) {  // the last newline

@@ -30,7 +30,8 @@ struct Block {
 class BlockReader {
  public:
   // Opens every input (so a missing one fails before any work) and reads the first file's first line.
-  BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim);
+  // `threads` sets the block size (see block_size()).
+  BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim, size_t threads = 1);
 
   size_t n_columns() const { return n_columns_; }
   // Names from the first file's header, else x1 ... x{n-1}, y.
@@ -51,6 +52,7 @@ class BlockReader {
   std::vector<std::unique_ptr<InputFile>> files_;
   HeaderMode mode_;
   char delim_;
+  size_t block_size_;
   size_t n_columns_ = 0;
   std::vector<std::string> names_;
   bool first_has_header_ = false;

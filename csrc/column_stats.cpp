@@ -20,7 +20,7 @@ struct StatsWorker {
 }  // namespace
 
 ColumnStats compute_stats(const std::vector<std::string>& inputs, const CsvOptions& opt, Progress& progress) {
-  BlockReader reader(inputs, opt.header, opt.delimiter);
+  BlockReader reader(inputs, opt.header, opt.delimiter, opt.threads);
   const size_t n = reader.n_columns();
   progress.total = reader.total_bytes();
   const size_t n_threads = opt.threads ? opt.threads : 1;

@@ -1,5 +1,6 @@
 #include "common.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -98,16 +99,15 @@ DataError describe(const RowError& e, const std::vector<std::string>& paths) {
   return DataError(where + ": " + e.message);
 }
 
-size_t block_size() {
-  static const size_t size = [] {
-    size_t s = size_t(4) << 20;
-    if (const char* env = std::getenv("WIDEANN_BLOCK_SIZE")) {
-      long long v = std::atoll(env);
-      if (v > 0) s = static_cast<size_t>(v);
-    }
-    return s < 64 ? size_t(64) : s;
+size_t block_size(size_t threads) {
+  static const size_t forced = [] {
+    const char* env = std::getenv("WIDEANN_BLOCK_SIZE");
+    long long v = env ? std::atoll(env) : 0;
+    return v > 0 ? std::max<size_t>(64, static_cast<size_t>(v)) : size_t(0);
   }();
-  return size;
+  if (forced) return forced;
+  const size_t budget = size_t(24) << 20, most = size_t(4) << 20, least = size_t(256) << 10;
+  return std::min(most, std::max(least, budget / std::max<size_t>(1, threads)));
 }
 
 }  // namespace wideann

@@ -75,8 +75,10 @@ class InputFile {
   uint64_t size_ = 0;
 };
 
-// Block size for streaming (bytes of input a worker takes at a time). WIDEANN_BLOCK_SIZE overrides it
-// (tests use small blocks to exercise block boundaries); never below 64 bytes.
-size_t block_size();
+// Block size for streaming: the bytes of input a worker takes at a time. 4 MiB, less with many threads
+// so that all blocks in flight stay within about 24 MiB of input (peak memory must not grow with the
+// core count). WIDEANN_BLOCK_SIZE overrides it (tests use tiny blocks to exercise block boundaries);
+// never below 64 bytes.
+size_t block_size(size_t threads = 1);
 
 }  // namespace wideann

@@ -64,7 +64,7 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
     if (npy_file->size() < need) throw DataError(input + ": truncated .npy data");
     progress.total = npy.rows * k * npy.item_size;
   } else {
-    reader = std::make_unique<BlockReader>(std::vector<std::string>{input}, opt.header, opt.delimiter);
+    reader = std::make_unique<BlockReader>(std::vector<std::string>{input}, opt.header, opt.delimiter, opt.threads);
     k = reader->n_columns();
     if (reader->first_file_has_header()) out_names = reader->names();
     progress.total = reader->total_bytes();
@@ -72,8 +72,18 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
   const std::vector<size_t> idx = resolve_columns(input, k, n_stats, columns);
   if (out_names.empty())
     for (size_t c : idx) out_names.push_back(c < names.size() ? names[c] : "column" + std::to_string(c + 1));
-  std::vector<double> lo(k), range(k);
-  for (size_t j = 0; j < k; ++j) lo[j] = min[idx[j]], range[j] = max[idx[j]] - min[idx[j]];
+  // x * range + lo per input column; for a range that overflows a double, in halves, then doubled
+  // (exact, like the halving in normalize).
+  std::vector<double> lo(k), range(k), out_scale(k, 1.0);
+  for (size_t j = 0; j < k; ++j) {
+    lo[j] = min[idx[j]];
+    range[j] = max[idx[j]] - min[idx[j]];
+    if (!std::isfinite(range[j])) {
+      lo[j] = 0.5 * min[idx[j]];
+      range[j] = 0.5 * max[idx[j]] - 0.5 * min[idx[j]];
+      out_scale[j] = 2.0;
+    }
+  }
 
   OutputFile out(output);
   std::string h = csv_header(out_names, ',');
@@ -81,13 +91,14 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
 
   const size_t n_threads = opt.threads ? opt.threads : 1;
   std::vector<DenormalizeWorker> workers(n_threads);
-  const uint64_t rows_per_block = std::max<uint64_t>(1, block_size() / (k * (input_is_npy ? npy.item_size : 8)));
+  // About a block of output text (up to ~24 bytes a value) per .npy block.
+  const uint64_t rows_per_block = std::max<uint64_t>(1, block_size(opt.threads) / (k * 24));
   uint64_t next_row = 0, total_rows = 0;
   const char delim = opt.delimiter;
 
   auto emit = [&](DenormalizeWorker& s, size_t j, double v) {
     if (j) append_char(s.out, s.out_size, ',');
-    append_shortest(s.out, s.out_size, v * range[j] + lo[j]);
+    append_shortest(s.out, s.out_size, (v * range[j] + lo[j]) * out_scale[j]);
   };
 
   PipelineSteps steps;

@@ -1,5 +1,7 @@
 // Pass 2: (v - min) / (max - min) for every value, written as .npy (float32/float16) or CSV.
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 
 #include "engine.hpp"
 #include "pipeline.hpp"
@@ -22,16 +24,25 @@ struct NormalizeWorker {
 uint64_t normalize(const std::vector<std::string>& inputs, const std::string& output,
                    const std::vector<double>& min, const std::vector<double>& max,
                    const std::vector<std::string>& names, const NormalizeOptions& opt, Progress& progress) {
-  BlockReader reader(inputs, opt.csv.header, opt.csv.delimiter);
+  BlockReader reader(inputs, opt.csv.header, opt.csv.delimiter, opt.csv.threads);
   const size_t n = reader.n_columns();
   if (n != min.size() || n != max.size())
     throw DataError(inputs[0] + ", line 1: expected " + std::to_string(min.size()) +
                     " fields (as in the stats), found " + std::to_string(n));
   progress.total = reader.total_bytes();
 
-  // Per column: the offset, and the range (0 marks a constant column, which maps to 0).
-  std::vector<double> lo(min), range(n);
-  for (size_t c = 0; c < n; ++c) range[c] = max[c] - min[c];
+  // Per column: x = (v * in_scale - lo) / range, with range 0 marking a constant column (maps to 0).
+  // in_scale is 1, or 1/2 for a column whose max - min overflows a double (say -1e308 .. 1e308): halving
+  // is exact, so the result is the same as with unlimited range.
+  std::vector<double> lo(min), range(n), in_scale(n, 1.0);
+  for (size_t c = 0; c < n; ++c) {
+    range[c] = max[c] - min[c];
+    if (!std::isfinite(range[c])) {
+      in_scale[c] = 0.5;
+      lo[c] = 0.5 * min[c];
+      range[c] = 0.5 * max[c] - 0.5 * min[c];
+    }
+  }
 
   OutputFile out(output);
   const bool npy = opt.format == OutputFormat::Npy;
@@ -62,11 +73,21 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
     s.rows = 0;
     const double* plo = lo.data();
     const double* prange = range.data();
+    const double* pscale = in_scale.data();
     for_each_line(s.block, [&](const char* a, const char* b, FieldError& err) {
       auto scaled = [&](size_t c, double v) {
-        double x = prange[c] != 0 ? (v - plo[c]) / prange[c] : 0.0;
+        double x = prange[c] != 0 ? (v * pscale[c] - plo[c]) / prange[c] : 0.0;
         if (clip) x = std::min(1.0, std::max(0.0, x));
         return x;
+      };
+      // float16 holds at most 65504: a test value that far outside the fitted range is refused, not
+      // written as inf.
+      size_t overflow_col = 0;
+      double overflow_x = 0;
+      auto to_half = [&](size_t c, double x) {
+        uint16_t h = to_half_bits(x);
+        if ((h & 0x7fff) == 0x7c00 && !overflow_col) overflow_col = c + 1, overflow_x = x;
+        return h;
       };
       bool ok;
       if (npy) {
@@ -74,7 +95,7 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
         char* dst = s.out.data() + s.out_size;
         if (half) {
           ok = for_each_value(a, b, delim, n, [&](size_t c, double v) {
-            uint16_t h = to_half_bits(scaled(c, v));
+            uint16_t h = to_half(c, scaled(c, v));
             std::memcpy(dst + 2 * c, &h, 2);
           }, err);
         } else {
@@ -88,10 +109,17 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
         ok = for_each_value(a, b, delim, n, [&](size_t c, double v) {
           if (c) append_char(s.out, s.out_size, ',');
           double x = scaled(c, v);
-          if (half) append_shortest(s.out, s.out_size, half_bits_to_float(to_half_bits(x)));
+          if (half) append_shortest(s.out, s.out_size, half_bits_to_float(to_half(c, x)));
           else append_shortest(s.out, s.out_size, static_cast<float>(x));
         }, err);
         append_char(s.out, s.out_size, '\n');
+      }
+      if (ok && overflow_col) {
+        err.column = overflow_col;
+        char text[32];
+        std::snprintf(text, sizeof text, "%.6g", overflow_x);
+        err.message = std::string("normalized value ") + text + " does not fit float16 (at most 65504); use --dtype float32";
+        ok = false;
       }
       s.rows += ok;
       return ok;

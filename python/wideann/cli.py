@@ -102,7 +102,12 @@ def run(args) -> None:
                         progress=_progress(args))
         print(f"{n} rows -> {args.output}", file=sys.stderr)
     elif cmd == "merge-stats":
-        merged = Stats.merge([Stats.load(p) for p in args.inputs])
+        parts = [Stats.load(p) for p in args.inputs]
+        for path, st in zip(args.inputs[1:], parts[1:]):
+            if st.columns != parts[0].columns:
+                raise ValueError(f"{path}: columns differ from {args.inputs[0]}'s "
+                                 f"({st.n_columns} vs {parts[0].n_columns} columns)")
+        merged = Stats.merge(parts)
         merged.save(args.output)
         print(f"{len(args.inputs)} stats files, {merged.n_rows} rows -> {args.output}", file=sys.stderr)
     elif cmd == "make-data":

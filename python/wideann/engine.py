@@ -67,9 +67,15 @@ def _run(fn, *args, progress: bool = False, desc: str = ""):
     prog = _native.Progress()
     box: dict = {}
     done = threading.Event()  # waited on instead of Thread.join, which an interrupt can leave broken
+    gate = threading.Lock()  # decides, once, whether the job runs or was abandoned before it began
+    state = {"running": False, "abandoned": False}
 
     def work():
         try:
+            with gate:
+                if state["abandoned"]:
+                    return
+                state["running"] = True
             box["result"] = fn(*args, prog)
         except BaseException as e:  # re-raised on the calling thread
             box["error"] = e
@@ -82,16 +88,21 @@ def _run(fn, *args, progress: bool = False, desc: str = ""):
 
         bar = tqdm(total=0, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
                    file=sys.stderr, leave=False, dynamic_ncols=True)
-    threading.Thread(target=work, name="wideann-engine", daemon=True).start()
     try:
+        # Inside the try: Ctrl-C can land while start() waits for the new thread to begin.
+        threading.Thread(target=work, name="wideann-engine", daemon=True).start()
         while not done.wait(0.1):
             if bar is not None:
                 bar.total = max(prog.total, 1)
                 bar.n = prog.done
                 bar.refresh()
     except BaseException:
-        prog.cancel()  # the engine checks this before each block and stops within milliseconds
-        _wait_uninterrupted(done)  # it removes its temporary output before it returns
+        with gate:
+            state["abandoned"] = True
+            running = state["running"]
+        if running:
+            prog.cancel()  # the engine checks this before each block and stops within milliseconds
+            _wait_uninterrupted(done)  # it removes its temporary output before it returns
         raise
     finally:
         if bar is not None:
@@ -205,7 +216,11 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
     out_dir = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(out_dir):
         raise DataError(f"{output}: output folder {out_dir} does not exist")
-    idx = None if columns is None else st.column_indices(columns)
+    try:
+        idx = None if columns is None else st.column_indices(columns)
+    except ValueError as e:
+        where = os.fspath(stats) if not isinstance(stats, Stats) else "stats"
+        raise ValueError(f"{where}: {str(e).removeprefix('stats: ')}") from None
     return _run(_native.denormalize, input, in_fmt, output, st.data_min, st.data_max, st.columns,
                 None if idx is None else [int(i) for i in idx], _check_header(header),
                 _check_delimiter(delimiter), _threads(threads), progress=progress, desc="denormalize")

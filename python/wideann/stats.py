@@ -59,8 +59,9 @@ class Stats:
 
     @property
     def data_range(self) -> np.ndarray:
-        """max - min per column (0 for a constant column)."""
-        return self.data_max - self.data_min
+        """max - min per column (0 for a constant column; inf where it overflows a double)."""
+        with np.errstate(over="ignore"):
+            return self.data_max - self.data_min
 
     def __repr__(self) -> str:
         return f"Stats({self.n_columns} columns, {self.n_rows} rows)"
@@ -96,9 +97,11 @@ class Stats:
         """Normalize ``X`` (rows x columns, or 1-D for a single column) to [0, 1], in float64."""
         idx = self.column_indices(columns)
         X = np.asarray(X, dtype=np.float64)
-        lo, rng = self.data_min[idx], self.data_range[idx]
+        lo, hi = self.data_min[idx], self.data_max[idx]
+        # In halves (exact) so that a range wider than a double holds, as in the engine.
+        rng = hi / 2 - lo / 2
         safe = np.where(rng == 0, 1.0, rng)
-        out = np.where(rng == 0, 0.0, (X - lo) / safe)
+        out = np.where(rng == 0, 0.0, (X / 2 - lo / 2) / safe)
         return np.clip(out, 0.0, 1.0) if clip else out
 
     def inverse_transform(self, X, columns=None) -> np.ndarray:
@@ -110,7 +113,14 @@ class Stats:
         if columns is None and X.ndim == 1:
             columns = [-1]
         idx = self.column_indices(columns)
-        return X * self.data_range[idx] + self.data_min[idx]
+        lo, hi = self.data_min[idx], self.data_max[idx]
+        with np.errstate(over="ignore"):
+            rng = hi - lo
+        wide = ~np.isfinite(rng)
+        if not np.any(wide):
+            return X * rng + lo
+        # A range wider than a double: in halves, then doubled (exact), as in the engine.
+        return np.where(wide, (X * (hi / 2 - lo / 2) + lo / 2) * 2, X * np.where(wide, 0.0, rng) + lo)
 
     def to_sklearn(self):
         """A fitted ``sklearn.preprocessing.MinMaxScaler`` with these statistics."""
@@ -178,6 +188,12 @@ class Stats:
 
     def save(self, path) -> None:
         """Write the stats file atomically (a temporary name in the same folder, then rename)."""
+        try:
+            self._save(path)
+        except OSError as e:  # e.g. a full disk: name the stats file, not the temporary one
+            raise OSError(e.errno, e.strerror or str(e), os.fspath(path)) from None
+
+    def _save(self, path) -> None:
         with atomic_path(path) as tmp:
             with open(tmp, "w", encoding="utf-8") as f:
                 # One key a line, each list on its line: readable, and compact for 12,849 columns.
