@@ -131,8 +131,8 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
 
     if accelerator is None:
         train, test, stats_path = work()
-    else:  # the main process normalizes; the others then find its files up to date
-        with accelerator.main_process_first():
+    else:  # one process per machine normalizes; the others then find its files up to date
+        with accelerator.local_main_process_first():
             train, test, stats_path = work()
     return SimpleNamespace(train=train, test=test, stats_path=stats_path, stats=Stats.load(stats_path))
 
