@@ -17,10 +17,15 @@ from .engine import DataError, default_stats_path, denormalize, make_data, norma
 from .stats import Stats
 
 
+def _delimiter(text: str) -> str:
+    return "\t" if text in ("\\t", "tab", "TAB") else text
+
+
 def _add_csv_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--header", choices=("auto", "yes", "no"), default="auto",
                    help="does each input start with a header line? (default: auto-detect)")
-    p.add_argument("--delimiter", default=",", help="field delimiter (default: ,)")
+    p.add_argument("--delimiter", default=",", type=_delimiter,
+                   help="field delimiter (default: ,); \\t or 'tab' for a tab")
     p.add_argument("--threads", type=int, default=0, help="worker threads (default: all cores)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
