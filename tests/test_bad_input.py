@@ -336,6 +336,31 @@ def test_stats_data_mismatch(tmp_path):
     assert_failed_cleanly(p, leftovers=[tmp_path / "out.npy"], folder=tmp_path, names=["four.csv"])
 
 
+
+def test_stats_header_names_differ(tmp_path):
+    """Apply mode: a header naming the columns in another order is refused (line 1, the column)."""
+    inp = write_text(tmp_path / "swapped.csv", "b,a,c\n1,2,3\n")
+    st = write_text(tmp_path / "s.json", json.dumps(GOOD_STATS))
+    p = run_cli("normalize", inp, "-o", tmp_path / "out.npy", "--stats", st)
+    msg = assert_failed_cleanly(p, leftovers=[tmp_path / "out.npy"], folder=tmp_path,
+                                names=["swapped.csv"], line=1, column=1)
+    assert "'a'" in msg and "'b'" in msg
+    # --header no reads the same file as data from line 1: the names are no longer compared
+    p = run_cli("normalize", inp, "-o", tmp_path / "out.npy", "--stats", st, "--header", "no")
+    assert p.returncode == 1 and "line 1, column 1" in p.stderr  # 'b' is not a number
+
+
+def test_float16_overflow_is_refused_not_inf(tmp_path):
+    """A test value so far outside the fitted range that it exceeds float16's 65504 is an error."""
+    st = write_text(tmp_path / "s.json", json.dumps(GOOD_STATS))
+    inp = write_text(tmp_path / "far.csv", HEADER + "1,2,3\n1e12,2,3\n")
+    out = tmp_path / "out.npy"
+    p = run_cli("normalize", inp, "-o", out, "--stats", st, "--dtype", "float16")
+    msg = assert_failed_cleanly(p, leftovers=[out], folder=tmp_path, names=["far.csv"], line=3, column=1)
+    assert "float16" in msg
+    ok("normalize", inp, "-o", out, "--stats", st)  # float32 holds it
+    assert np.isfinite(np.load(out)).all()
+
 # ---- full disk ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("out_name", ["out.npy", "out.csv"])
