@@ -1,6 +1,5 @@
 """Helpers of the lesson benchmarks: wide random tables written straight to .npy, peak RSS of a command."""
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
