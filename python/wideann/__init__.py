@@ -7,5 +7,7 @@ __version__ = "0.1.0"
 
 from .stats import Stats
 from .engine import DataError, compute_stats, denormalize, make_data, normalize
+from . import data  # reading .npy tables in batches (imports torch only when asked for tensors)
 
-__all__ = ["Stats", "DataError", "compute_stats", "normalize", "denormalize", "make_data", "__version__"]
+__all__ = ["Stats", "DataError", "compute_stats", "normalize", "denormalize", "make_data", "data",
+           "__version__"]

@@ -233,7 +233,9 @@ def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: f
     ``y`` is Friedman #1 on the first five inputs, ``10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5``,
     plus Gaussian noise of standard deviation ``noise`` (so ``noise`` is the best RMSE any model can
     reach); the other inputs are pure noise. Inputs are drawn uniform in [0, 1] and then each put on
-    its own scale and offset; ``y`` keeps Friedman's units. The same seed gives the same bytes.
+    its own scale and offset, which depend on the column alone (so files made with different seeds,
+    e.g. a test set, share one distribution); ``y`` keeps Friedman's units. The same seed gives the
+    same bytes, whatever the thread count.
     """
     output = os.fspath(output)
     if cols < 6:
