@@ -14,20 +14,6 @@ std::string errno_message(const std::string& path, const std::string& what) {
   return path + ": " + what + ": " + std::strerror(errno);
 }
 
-size_t read_fully(int fd, char* buf, size_t n, const std::string& path) {
-  size_t got = 0;
-  while (got < n) {
-    ssize_t r = ::read(fd, buf + got, n - got);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      throw DataError(errno_message(path, "read failed"));
-    }
-    if (r == 0) break;
-    got += static_cast<size_t>(r);
-  }
-  return got;
-}
-
 size_t pread_fully(int fd, char* buf, size_t n, uint64_t offset, const std::string& path) {
   size_t got = 0;
   while (got < n) {

@@ -53,9 +53,7 @@ std::string excerpt(const char* begin, const char* end, size_t max_len = 40);
 
 std::string errno_message(const std::string& path, const std::string& what);
 
-// Reads up to n bytes (fewer only at end of file); throws DataError naming the path on failure.
-size_t read_fully(int fd, char* buf, size_t n, const std::string& path);
-// pread variant.
+// Reads up to n bytes at `offset` (fewer only at end of file); throws DataError naming the path.
 size_t pread_fully(int fd, char* buf, size_t n, uint64_t offset, const std::string& path);
 
 // A read-only file descriptor that closes itself.
