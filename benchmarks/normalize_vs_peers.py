@@ -295,9 +295,10 @@ def run_measure(result_path, cmd, timeout):
         rc, err = -9, f"timed out after {timeout} s; {(e.stderr or b'').decode(errors='replace')[-1000:]}"
     wall = time.perf_counter() - t0
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)   # only child: the job process
+    me = resource.getrusage(resource.RUSAGE_SELF)
     with open(result_path, "w") as f:
         json.dump({"wall_s": wall, "peak_rss_mb": ru.ru_maxrss / 1024, "cpu_s": ru.ru_utime + ru.ru_stime,
-                   "rc": rc, "stderr": err}, f)
+                   "wrapper_cpu_s": me.ru_utime + me.ru_stime, "rc": rc, "stderr": err}, f)
 
 
 # ============================================================================================
@@ -468,30 +469,62 @@ def machine():
             "kernel": platform.release(), "loadavg_at_start": os.getloadavg()}
 
 
-def one_run(tool, job, inp, dataset, timeout):
+def _busy_cpu_s():
+    """CPU seconds spent by the whole machine so far (all processes), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = v[3] + (v[4] if len(v) > 4 else 0)
+    return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(max_busy, max_wait):
+    """Wait (at most max_wait s) until the other processes on the machine use < max_busy cores."""
+    t0 = time.monotonic()
+    while True:
+        a = _busy_cpu_s()
+        if a is None:
+            return None
+        time.sleep(1.0)
+        busy = _busy_cpu_s() - a
+        if busy < max_busy or time.monotonic() - t0 > max_wait:
+            return busy
+
+
+def one_run(tool, job, inp, dataset, timeout, idle_cores, idle_wait):
     out = os.path.join(WORK, "out", f"{dataset}-{tool}-{job}")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
+    before = wait_idle(idle_cores, idle_wait) if idle_wait > 0 else None
     warm_cache(inp)
     mfile = os.path.join(out, "measure.json")
+    b0 = _busy_cpu_s()
     subprocess.run([sys.executable, __file__, "--_measure", mfile, str(timeout), "--",
                     sys.executable, __file__, "--_job", tool, job, inp, out], check=True)
+    b1 = _busy_cpu_s()
     m = json.load(open(mfile))
+    m["load_before"] = before
+    # The rest of the machine during the run: all CPU time minus the job's, in cores (0 = had it alone).
+    m["others_cores"] = (max(0.0, (b1 - b0) - m["cpu_s"] - m["wrapper_cpu_s"]) / m["wall_s"]) if b0 is not None else None
     if m["rc"] == 0:
         m.update(json.load(open(os.path.join(out, "timing.json"))))
     return m, out
 
 
 def fmt_table(rows, dataset, job, mb):
-    lines = [f"| tool | output | wall s | of which imports s | input MB/s | CPU s | peak RSS MB | wideann speed-up |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [f"| tool | output | wall s | of which imports s | input MB/s | CPU s | peak RSS MB | wideann speed-up "
+             f"| others' load (cores) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         if r.get("error"):
-            lines.append(f"| {r['tool']} | {r['output']} | failed: {r['error'][:60]} | | | | | |")
+            lines.append(f"| {r['tool']} | {r['output']} | failed: {r['error'][:60]} | | | | | | |")
             continue
         sp = "—" if r["tool"] == "wideann" else (f"{r['speedup']:.2f}×" if r.get("speedup") else "n/a")
         lines.append(f"| {r['tool']} | {r['output']} | {r['wall_s']:.2f} | {r.get('imports_s', 0):.2f} | "
-                     f"{mb / r['wall_s']:.0f} | {r['cpu_s']:.2f} | {r['peak_rss_mb']:.0f} | {sp} |")
+                     f"{mb / r['wall_s']:.0f} | {r['cpu_s']:.2f} | {r['peak_rss_mb']:.0f} | {sp} | "
+                     f"{r.get('others_cores') or 0:.2f} |")
     return "\n".join(lines)
 
 
@@ -521,6 +554,10 @@ def main(argv=None):
     ap.add_argument("--repeat", type=int, default=1, help="runs of each job; the best (fastest) counts")
     ap.add_argument("--no-repeat-over", type=float, default=15.0, metavar="S",
                     help="a job whose first run took longer than S seconds is not repeated (default 15)")
+    ap.add_argument("--idle-cores", type=float, default=0.25, metavar="C",
+                    help="before each run wait until other processes use < C cores (default 0.25) ...")
+    ap.add_argument("--idle-wait", type=float, default=60, metavar="S",
+                    help="... but at most S seconds (default 60; 0: do not wait)")
     ap.add_argument("--json", metavar="OUT.json", help="write all measurements here")
     ap.add_argument("--markdown", metavar="OUT.md", help="write the results as Markdown tables here")
     ap.add_argument("--generator", choices=("auto", "wideann", "own"), default="auto",
@@ -563,7 +600,7 @@ def main(argv=None):
                     prev = best.get((tool, job))
                     if rep and prev and (prev.get("error") or prev["wall_s"] > args.no_repeat_over):
                         continue     # a long run is not repeated: noise matters little there
-                    m, out = one_run(tool, job, inp, ds, args.timeout)
+                    m, out = one_run(tool, job, inp, ds, args.timeout, args.idle_cores, args.idle_wait)
                     key = (tool, job)
                     if m["rc"] != 0:
                         err = m["stderr"].strip().splitlines()[-1:] or [f"exit {m['rc']}"]
@@ -579,7 +616,8 @@ def main(argv=None):
                     status = "ok" if not problems else "WRONG: " + "; ".join(problems)
                     print(f"  {ds} {job:5s} {tool:8s} rep {rep + 1}: {m['wall_s']:7.2f} s "
                           f"(imports {m['imports_s']:.2f}, cpu {m['cpu_s']:.1f} s) {mb / m['wall_s']:7.0f} MB/s "
-                          f"{m['peak_rss_mb']:6.0f} MB  {status}", flush=True)
+                          f"{m['peak_rss_mb']:6.0f} MB  others {m['others_cores'] or 0:.2f} cores  {status}",
+                          flush=True)
                     if problems:
                         all_ok = False
                     m.update(tool=tool, output=OUTPUT_KIND[tool] if job == "full" else "json",
