@@ -593,6 +593,7 @@ def main(argv=None):
         mb = meta["bytes"] / 1e6
         print(f"\n## {ds}: {cols} columns x {rows} rows, {mb:.1f} MB ({generator} generator) -> {inp}", flush=True)
         best: dict = {}
+        walls: dict = {}     # every run's wall seconds, per (tool, job)
         ref = None
         for rep in range(args.repeat):
             for job in jobs:
@@ -622,6 +623,7 @@ def main(argv=None):
                         all_ok = False
                     m.update(tool=tool, output=OUTPUT_KIND[tool] if job == "full" else "json",
                              correct=not problems, problems=problems)
+                    walls.setdefault(key, []).append(round(m["wall_s"], 3))
                     prev = best.get(key)
                     if prev is None or prev.get("error") or m["wall_s"] < prev["wall_s"]:
                         m["peak_rss_mb"] = max(m["peak_rss_mb"], (prev or {}).get("peak_rss_mb", 0))
@@ -638,6 +640,7 @@ def main(argv=None):
                 if w and not w.get("error") and not r.get("error"):
                     r["speedup"] = r["wall_s"] / w["wall_s"]
                 r.pop("stderr", None)
+                r["all_wall_s"] = walls.get((r["tool"], job), [])
             res["jobs"][job] = rows_
             title = "pass 1 alone (min, max, count)" if job == "stats" else "full job (stats + normalized output)"
             print(f"\n### {ds}, {title}: best of {args.repeat} (runs over {args.no_repeat_over:g} s: once)\n")
