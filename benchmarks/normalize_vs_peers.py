@@ -35,9 +35,14 @@ every timed run the input file is read once end to end, so every tool starts wit
 cache. Every result is checked (min/max/count against wideann's stats, the output's shape and sampled
 rows against values recomputed from the raw text) so that no tool is timed doing the wrong job.
 
+On a shared machine the script waits before each run until the other processes use less than
+``--idle-cores`` cores (at most ``--idle-wait`` seconds) and reports how many cores the rest of the
+machine used during each run.
+
     python benchmarks/normalize_vs_peers.py                 # both files, all tools, best of 1
     python benchmarks/normalize_vs_peers.py --quick         # small files: a smoke run
-    python benchmarks/normalize_vs_peers.py --only wide --repeat 3 --json out.json
+    python benchmarks/normalize_vs_peers.py --only wide --repeat 3 --json out.json --markdown out.md
+    python benchmarks/normalize_vs_peers.py --tools wideann,polars --jobs stats --repeat 5
 """
 from __future__ import annotations
 
