@@ -331,14 +331,28 @@ def generate_own(path, rows, cols, seed=1):
     os.replace(path + ".tmp", path)
 
 
+def _engine_id():
+    """Size and mtime of the built engine: a rebuilt engine may write different make-data."""
+    import importlib.util
+
+    try:
+        origin = importlib.util.find_spec("wideann._native").origin
+        st = os.stat(origin)
+        return [st.st_size, int(st.st_mtime)]
+    except Exception:
+        return None
+
+
 def ensure_data(name, rows, cols, generator):
     os.makedirs(WORK, exist_ok=True)
     path = os.path.join(WORK, f"{name}_{cols}x{rows}.csv")
     meta_path = path + ".meta.json"
+    engine = _engine_id() if generator == "wideann" else None
     if os.path.exists(path) and os.path.exists(meta_path):
         with open(meta_path) as f:
             meta = json.load(f)
-        if meta.get("generator") == generator and meta.get("bytes") == os.path.getsize(path):
+        if (meta.get("generator") == generator and meta.get("bytes") == os.path.getsize(path)
+                and meta.get("engine") == engine):
             return path, meta
     t0 = time.perf_counter()
     if generator == "wideann":
@@ -346,7 +360,7 @@ def ensure_data(name, rows, cols, generator):
                         "--cols", str(cols), "--seed", "1", "-q"], check=True)
     else:
         subprocess.run([sys.executable, __file__, "--_gen", path, str(rows), str(cols)], check=True)
-    meta = {"generator": generator, "rows": rows, "cols": cols, "bytes": os.path.getsize(path),
+    meta = {"generator": generator, "engine": engine, "rows": rows, "cols": cols, "bytes": os.path.getsize(path),
             "gen_s": round(time.perf_counter() - t0, 2)}
     with open(meta_path, "w") as f:
         json.dump(meta, f)
