@@ -1,6 +1,5 @@
 // pybind11 bindings: converts arguments, releases the GIL around each job, maps errors to Python.
 // No logic lives here beyond that.
-#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -18,12 +17,6 @@ CsvOptions csv_options(const std::string& header, const std::string& delimiter, 
   o.delimiter = delimiter[0];
   o.threads = threads;
   return o;
-}
-
-py::array_t<double> to_array(const std::vector<double>& v) {
-  py::array_t<double> a(static_cast<py::ssize_t>(v.size()));
-  std::copy(v.begin(), v.end(), a.mutable_data());
-  return a;
 }
 
 }  // namespace
@@ -58,8 +51,8 @@ PYBIND11_MODULE(_native, m) {
           }
           py::dict d;
           d["columns"] = s.names;
-          d["min"] = to_array(s.min);
-          d["max"] = to_array(s.max);
+          d["min"] = s.min;  // lists: the caller needs no numpy for them
+          d["max"] = s.max;
           d["n_rows"] = s.n_rows;
           return d;
         },

@@ -42,7 +42,7 @@ BlockReader::BlockReader(const std::vector<std::string>& paths, HeaderMode mode,
 }
 
 size_t BlockReader::read_more(std::vector<char>& buf, size_t used, size_t want) {
-  if (buf.size() < used + want + 1) buf.resize(used + want + 1);  // +1: slack for the tokenizer
+  if (buf.size() < used + want + kReadPadding) buf.resize(used + want + kReadPadding);  // the tokenizer reads ahead
   const InputFile& f = *files_[cur_];
   size_t got = pread_fully(f.fd(), buf.data() + used, want, read_pos_, f.path());
   read_pos_ += got;
@@ -125,7 +125,7 @@ bool BlockReader::next(Block& b) {
     if (!open_) open_next_file();
     // Start the block with the carried-over bytes, then read up to a block's worth more.
     size_t used = carry_.size();
-    if (b.buf.size() < used + 1) b.buf.resize(used + 1);
+    if (b.buf.size() < used + kReadPadding) b.buf.resize(used + kReadPadding);
     std::memcpy(b.buf.data(), carry_.data(), used);
     uint64_t offset = carry_offset_;
     carry_.clear();

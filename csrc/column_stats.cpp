@@ -1,5 +1,6 @@
 // Pass 1: per-column min, max and row count. Each worker keeps its own min/max arrays (no sharing in
 // the hot loop); they are merged once at the end. Min and max are exact doubles as parsed.
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -40,8 +41,8 @@ ColumnStats compute_stats(const std::vector<std::string>& inputs, const CsvOptio
     uint64_t rows = 0;
     for_each_line(s.block, [&](const char* a, const char* b, FieldError& err) {
       bool ok = for_each_value(a, b, delim, n, [&](size_t c, double v) {
-        if (v < mn[c]) mn[c] = v;
-        if (v > mx[c]) mx[c] = v;
+        mn[c] = std::min(v, mn[c]);  // minsd/maxsd: no branch to mispredict
+        mx[c] = std::max(v, mx[c]);
       }, err);
       rows += ok;
       return ok;

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -30,27 +31,83 @@ const char* parse_field_slow(const char* p, const char* end, char delim, double&
 constexpr double kExactPow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+// The bytes a caller must have readable past the end of a line: the digit reader below loads 8 bytes at
+// a time (block buffers are padded by this much).
+constexpr size_t kReadPadding = 16;
+
+// Appends the run of ASCII digits at `s` (not past `end`) to m (m = m * 10^len + digits) and returns
+// its length. Eight bytes at a time, without a branch per digit (the SWAR tricks of fast_float and
+// simdjson): on a wide table each column has its own number of digits, so a byte-by-byte loop
+// mispredicts its exit on nearly every field.
+inline size_t append_digit_run(const char* s, const char* end, uint64_t& m) {
+  static constexpr uint64_t kPow10[9] = {1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000};
+  size_t total = 0;
+  for (;;) {
+    uint64_t v;
+    std::memcpy(&v, s, 8);
+    // High bit of each byte that is not '0'..'9'; the lowest one marks the end of the run exactly
+    // (bytes below it are digits, so no carry or borrow reaches it).
+    const uint64_t non_digit = ((v + 0x4646464646464646ull) | (v - 0x3030303030303030ull)) & 0x8080808080808080ull;
+    // Index of the first non-digit byte, 8 when there is none (the sentinel bit 63 gives (63+1)/8);
+    // never zero, so no branch on it.
+    size_t n = static_cast<size_t>(__builtin_ctzll((non_digit >> 7) | (uint64_t(1) << 63)) + 1) >> 3;
+    const size_t left = static_cast<size_t>(end - s);
+    n = n < left ? n : left;
+    // The n digits, as the low digits of an 8-digit number with leading zeros, to an integer (0 when
+    // n is 0: two shifts, since one shift by 64 is undefined).
+    const unsigned half_shift = static_cast<unsigned>(4 * (8 - n));
+    uint64_t x = ((v - 0x3030303030303030ull) << half_shift) << half_shift;
+    x = x * 10 + (x >> 8);
+    x = (((x & 0x000000FF000000FFull) * 0x000F424000000064ull) +
+         (((x >> 16) & 0x000000FF000000FFull) * 0x0000271000000001ull)) >> 32;
+    m = m * kPow10[n] + static_cast<uint32_t>(x);
+    total += n;
+    if (n < 8) return total;
+    s += 8;
+  }
+}
+
+// How runs of digits are read. A byte-by-byte loop is fastest when the branch predictor can learn each
+// column's number of digits, which it does for tables of up to a few hundred columns; on a wide table
+// (thousands of columns) it mispredicts on nearly every field and the branch-free reader wins. Measured
+// in benchmarks/README.md ("digit reader").
+enum class DigitReader { Loop, BranchFree };
+constexpr size_t kBranchFreeFromColumns = 1000;
+inline DigitReader digit_reader_for(size_t n_cols) {
+  return n_cols >= kBranchFreeFromColumns ? DigitReader::BranchFree : DigitReader::Loop;
+}
+
+inline size_t append_digit_loop(const char* s, const char* end, uint64_t& m) {
+  const char* d0 = s;
+  while (s < end && static_cast<unsigned>(*s - '0') < 10) m = m * 10 + static_cast<unsigned>(*s++ - '0');
+  return static_cast<size_t>(s - d0);
+}
+
 // Parses one field; returns the position just past it (at the delimiter or `end`), or nullptr.
 //
 // Fast path for the common shape [-]digits[.digits][e[+-]digits]: with at most 2^53 as the digit value
 // and a power of ten of at most 22, value = digits / 10^k (or * 10^k) is one correctly rounded IEEE
 // operation on two exact doubles, so the result is exactly what from_chars gives. Everything else
-// goes to from_chars, then to the slow path.
+// goes to from_chars, then to the slow path. Reads up to kReadPadding bytes past `end`.
 inline const char* parse_field(const char* p, const char* end, char delim, double& value,
-                               std::string& err) {
+                               std::string& err, DigitReader reader = DigitReader::Loop) {
+  auto digits = [reader, end](const char* at, uint64_t& m) {
+    return reader == DigitReader::BranchFree ? append_digit_run(at, end, m) : append_digit_loop(at, end, m);
+  };
   const char* s = p;
-  const bool neg = s < end && *s == '-';
+  const bool neg = (s < end) & (*s == '-');
   s += neg;
   uint64_t m = 0;
-  const char* d0 = s;
-  while (s < end && static_cast<unsigned>(*s - '0') < 10) m = m * 10 + static_cast<unsigned>(*s++ - '0');
-  int n_digits = static_cast<int>(s - d0);
+  size_t run = digits(s, m);
+  s += run;
+  int n_digits = static_cast<int>(run);
   int exp10 = 0;
   if (s < end && *s == '.') {
-    const char* f0 = ++s;
-    while (s < end && static_cast<unsigned>(*s - '0') < 10) m = m * 10 + static_cast<unsigned>(*s++ - '0');
-    exp10 = -static_cast<int>(s - f0);
-    n_digits -= exp10;
+    ++s;
+    run = digits(s, m);
+    s += run;
+    exp10 = -static_cast<int>(run);
+    n_digits += static_cast<int>(run);
   }
   if (s < end && (*s == 'e' || *s == 'E')) {
     const char* e = s + 1;
@@ -67,7 +124,11 @@ inline const char* parse_field(const char* p, const char* end, char delim, doubl
       (s == end || *s == delim)) {
     double v = static_cast<double>(m);
     v = exp10 < 0 ? v / kExactPow10[-exp10] : v * kExactPow10[exp10];
-    value = neg ? -v : v;
+    // The sign without a branch: columns of a wide table each have their own sign pattern.
+    uint64_t bits;
+    std::memcpy(&bits, &v, 8);
+    bits |= static_cast<uint64_t>(neg) << 63;
+    std::memcpy(&value, &bits, 8);
     return s;
   }
   auto r = std::from_chars(p, end, value);
@@ -80,6 +141,7 @@ inline const char* parse_field(const char* p, const char* end, char delim, doubl
 template <class Fn>
 inline bool for_each_value(const char* p, const char* end, char delim, size_t n_cols, Fn&& fn,
                            FieldError& err) {
+  const DigitReader reader = digit_reader_for(n_cols);
   double v;
   for (size_t c = 0; c < n_cols; ++c) {
     if (p > end) {  // ran out of fields: the previous one ended the line
@@ -87,7 +149,7 @@ inline bool for_each_value(const char* p, const char* end, char delim, size_t n_
       err.message = "expected " + std::to_string(n_cols) + " fields, found " + std::to_string(c);
       return false;
     }
-    const char* q = parse_field(p, end, delim, v, err.message);
+    const char* q = parse_field(p, end, delim, v, err.message, reader);
     if (q == nullptr) {
       err.column = c + 1;
       return false;

@@ -6,13 +6,12 @@ within milliseconds and removes its temporary output, so nothing is left at the 
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
 from pathlib import Path
 from typing import Sequence, Union
-
-import numpy as np
 
 from . import _native
 from ._atomic import atomic_path
@@ -177,7 +176,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
         st = stats if isinstance(stats, Stats) else Stats.load(stats)
 
     def run_pass2():
-        n = _run(_native.normalize, paths, output, st.data_min, st.data_max, st.columns, dtype, fmt,
+        n = _run(_native.normalize, paths, output, st._min, st._max, st.columns, dtype, fmt,
                  header, delimiter, n_threads, bool(clip), progress=progress, desc="normalize")
         return n
 
@@ -191,7 +190,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
         n = run_pass2()
         if stats_out is not None:
             try:
-                Stats(st.columns, st.data_min, st.data_max, n, [os.path.abspath(p) for p in paths]).save(stats_out)
+                Stats(st.columns, st._min, st._max, n, [os.path.abspath(p) for p in paths]).save(stats_out)
             except BaseException:
                 os.unlink(output)
                 raise
@@ -221,7 +220,7 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
     except ValueError as e:
         where = os.fspath(stats) if not isinstance(stats, Stats) else "stats"
         raise ValueError(f"{where}: {str(e).removeprefix('stats: ')}") from None
-    return _run(_native.denormalize, input, in_fmt, output, st.data_min, st.data_max, st.columns,
+    return _run(_native.denormalize, input, in_fmt, output, st._min, st._max, st.columns,
                 None if idx is None else [int(i) for i in idx], _check_header(header),
                 _check_delimiter(delimiter), _threads(threads), progress=progress, desc="denormalize")
 
@@ -242,7 +241,7 @@ def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: f
         raise ValueError("make-data needs at least 6 columns (5 Friedman inputs and y)")
     if rows < 1:
         raise ValueError("make-data needs at least 1 row")
-    if not (noise >= 0 and np.isfinite(noise)):
+    if not (noise >= 0 and math.isfinite(noise)):
         raise ValueError("noise must be a finite number >= 0")
     out_dir = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(out_dir):

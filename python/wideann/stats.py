@@ -6,7 +6,8 @@ A stats file is JSON::
      "count": [...], "n_rows": N, "sources": [...]}
 
 Numbers are written with Python's shortest round-trip repr, so a saved and re-loaded file gives the
-same doubles bit for bit.
+same doubles bit for bit. Loading, merging and saving need no numpy (so ``wideann stats`` and
+``merge-stats`` start fast); the arrays and transforms import it when first used.
 """
 from __future__ import annotations
 
@@ -15,8 +16,6 @@ import math
 import os
 from pathlib import Path
 from typing import Iterable, Sequence
-
-import numpy as np
 
 from ._atomic import atomic_path
 
@@ -34,32 +33,59 @@ class Stats:
     def __init__(self, columns: Sequence[str], data_min, data_max, n_rows: int,
                  sources: Sequence[str] = (), count=None):
         self.columns = [str(c) for c in columns]
-        self.data_min = np.asarray(data_min, dtype=np.float64).copy()
-        self.data_max = np.asarray(data_max, dtype=np.float64).copy()
         self.n_rows = int(n_rows)
         self.sources = [str(s) for s in sources]
         n = len(self.columns)
-        self.count = (np.full(n, self.n_rows, dtype=np.int64) if count is None
-                      else np.asarray(count, dtype=np.int64).copy())
-        if not (self.data_min.shape == self.data_max.shape == self.count.shape == (n,)):
-            raise ValueError(f"stats: {n} column names but {self.data_min.size} minima, "
-                             f"{self.data_max.size} maxima and {self.count.size} counts")
+        # Plain lists inside: the engine takes them as they are; numpy arrays are made on first use.
+        self._min = [float(v) for v in data_min]
+        self._max = [float(v) for v in data_max]
+        self._count = [self.n_rows] * n if count is None else [int(c) for c in count]
+        self._arrays: dict = {}
+        if not (len(self._min) == len(self._max) == len(self._count) == n):
+            raise ValueError(f"stats: {n} column names but {len(self._min)} minima, "
+                             f"{len(self._max)} maxima and {len(self._count)} counts")
         if n == 0:
             raise ValueError("stats: no columns")
-        if not (np.all(np.isfinite(self.data_min)) and np.all(np.isfinite(self.data_max))):
+        if not all(map(math.isfinite, self._min)) or not all(map(math.isfinite, self._max)):
             raise ValueError("stats: min and max must be finite numbers")
-        bad = np.flatnonzero(self.data_max < self.data_min)
-        if bad.size:
-            raise ValueError(f"stats: column {self.columns[bad[0]]!r} has max < min")
+        for name, lo, hi in zip(self.columns, self._min, self._max):
+            if hi < lo:
+                raise ValueError(f"stats: column {name!r} has max < min")
 
     # ---- shape -------------------------------------------------------------------------------
+    def _array(self, key: str, values, dtype: str):
+        if key not in self._arrays:
+            import numpy as np
+
+            a = np.array(values, dtype=dtype)
+            a.flags.writeable = False  # the lists stay the truth: these are read-only views of them
+            self._arrays[key] = a
+        return self._arrays[key]
+
+    @property
+    def data_min(self):
+        """Minimum per column (float64 numpy array)."""
+        return self._array("min", self._min, "float64")
+
+    @property
+    def data_max(self):
+        """Maximum per column (float64 numpy array)."""
+        return self._array("max", self._max, "float64")
+
+    @property
+    def count(self):
+        """Values counted per column (int64 numpy array; every column has n_rows)."""
+        return self._array("count", self._count, "int64")
+
     @property
     def n_columns(self) -> int:
         return len(self.columns)
 
     @property
-    def data_range(self) -> np.ndarray:
+    def data_range(self):
         """max - min per column (0 for a constant column; inf where it overflows a double)."""
+        import numpy as np
+
         with np.errstate(over="ignore"):
             return self.data_max - self.data_min
 
@@ -70,12 +96,13 @@ class Stats:
         if not isinstance(other, Stats):
             return NotImplemented
         return (self.columns == other.columns and self.n_rows == other.n_rows
-                and np.array_equal(self.data_min, other.data_min)
-                and np.array_equal(self.data_max, other.data_max)
-                and np.array_equal(self.count, other.count))
+                and self._min == other._min and self._max == other._max
+                and self._count == other._count)
 
-    def column_indices(self, columns=None) -> np.ndarray:
-        """Positions of ``columns`` (names or ints; negative ints count from the end)."""
+    def column_indices(self, columns=None):
+        """Positions of ``columns`` (names or ints; negative ints count from the end), an int64 array."""
+        import numpy as np
+
         if columns is None:
             return np.arange(self.n_columns)
         out = []
@@ -93,8 +120,10 @@ class Stats:
         return np.asarray(out, dtype=np.int64)
 
     # ---- transform ---------------------------------------------------------------------------
-    def transform(self, X, columns=None, clip: bool = False) -> np.ndarray:
+    def transform(self, X, columns=None, clip: bool = False):
         """Normalize ``X`` (rows x columns, or 1-D for a single column) to [0, 1], in float64."""
+        import numpy as np
+
         idx = self.column_indices(columns)
         X = np.asarray(X, dtype=np.float64)
         lo, hi = self.data_min[idx], self.data_max[idx]
@@ -104,11 +133,13 @@ class Stats:
         out = np.where(rng == 0, 0.0, (X / 2 - lo / 2) / safe)
         return np.clip(out, 0.0, 1.0) if clip else out
 
-    def inverse_transform(self, X, columns=None) -> np.ndarray:
+    def inverse_transform(self, X, columns=None):
         """Back to original units: ``x * (max - min) + min``, in float64.
 
         A 1-D input with ``columns=None`` is taken as the target (the last column).
         """
+        import numpy as np
+
         X = np.asarray(X, dtype=np.float64)
         if columns is None and X.ndim == 1:
             columns = [-1]
@@ -124,6 +155,7 @@ class Stats:
 
     def to_sklearn(self):
         """A fitted ``sklearn.preprocessing.MinMaxScaler`` with these statistics."""
+        import numpy as np
         from sklearn.preprocessing import MinMaxScaler
 
         scaler = MinMaxScaler().fit(np.vstack([self.data_min, self.data_max]))
@@ -145,11 +177,11 @@ class Stats:
                 raise ValueError(f"merge: columns differ ({p.n_columns} columns "
                                  f"{_first_difference(first.columns, p.columns)})")
         return cls(first.columns,
-                   np.minimum.reduce([p.data_min for p in parts]),
-                   np.maximum.reduce([p.data_max for p in parts]),
+                   [min(vs) for vs in zip(*(p._min for p in parts))],
+                   [max(vs) for vs in zip(*(p._max for p in parts))],
                    sum(p.n_rows for p in parts),
                    [s for p in parts for s in p.sources],
-                   np.sum([p.count for p in parts], axis=0))
+                   [sum(cs) for cs in zip(*(p._count for p in parts))])
 
     # ---- file --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -157,9 +189,9 @@ class Stats:
             "format": FORMAT,
             "version": VERSION,
             "columns": self.columns,
-            "min": [_num(v) for v in self.data_min],
-            "max": [_num(v) for v in self.data_max],
-            "count": [int(c) for c in self.count],
+            "min": [_num(v) for v in self._min],
+            "max": [_num(v) for v in self._max],
+            "count": list(self._count),
             "n_rows": self.n_rows,
             "sources": self.sources,
         }
