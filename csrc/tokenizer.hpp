@@ -77,37 +77,45 @@ inline DigitReader digit_reader_for(size_t n_cols) {
   return n_cols >= kBranchFreeFromColumns ? DigitReader::BranchFree : DigitReader::Loop;
 }
 
-inline size_t append_digit_loop(const char* s, const char* end, uint64_t& m) {
-  const char* d0 = s;
-  while (s < end && static_cast<unsigned>(*s - '0') < 10) m = m * 10 + static_cast<unsigned>(*s++ - '0');
-  return static_cast<size_t>(s - d0);
-}
-
 // Parses one field; returns the position just past it (at the delimiter or `end`), or nullptr.
 //
 // Fast path for the common shape [-]digits[.digits][e[+-]digits]: with at most 2^53 as the digit value
 // and a power of ten of at most 22, value = digits / 10^k (or * 10^k) is one correctly rounded IEEE
 // operation on two exact doubles, so the result is exactly what from_chars gives. Everything else
 // goes to from_chars, then to the slow path. Reads up to kReadPadding bytes past `end`.
+template <DigitReader kReader = DigitReader::Loop>
 inline const char* parse_field(const char* p, const char* end, char delim, double& value,
-                               std::string& err, DigitReader reader = DigitReader::Loop) {
-  auto digits = [reader, end](const char* at, uint64_t& m) {
-    return reader == DigitReader::BranchFree ? append_digit_run(at, end, m) : append_digit_loop(at, end, m);
-  };
+                               std::string& err) {
+  // A template parameter, not a run-time switch: each instantiation stays small enough to inline.
   const char* s = p;
-  const bool neg = (s < end) & (*s == '-');
-  s += neg;
   uint64_t m = 0;
-  size_t run = digits(s, m);
-  s += run;
-  int n_digits = static_cast<int>(run);
-  int exp10 = 0;
-  if (s < end && *s == '.') {
-    ++s;
-    run = digits(s, m);
+  int n_digits, exp10 = 0;
+  bool neg;
+  if constexpr (kReader == DigitReader::BranchFree) {
+    neg = (s < end) & (*s == '-');
+    s += neg;
+    size_t run = append_digit_run(s, end, m);
     s += run;
-    exp10 = -static_cast<int>(run);
-    n_digits += static_cast<int>(run);
+    n_digits = static_cast<int>(run);
+    if (s < end && *s == '.') {
+      ++s;
+      run = append_digit_run(s, end, m);
+      s += run;
+      exp10 = -static_cast<int>(run);
+      n_digits += static_cast<int>(run);
+    }
+  } else {
+    neg = s < end && *s == '-';
+    s += neg;
+    const char* d0 = s;
+    while (s < end && static_cast<unsigned>(*s - '0') < 10) m = m * 10 + static_cast<unsigned>(*s++ - '0');
+    n_digits = static_cast<int>(s - d0);
+    if (s < end && *s == '.') {
+      const char* f0 = ++s;
+      while (s < end && static_cast<unsigned>(*s - '0') < 10) m = m * 10 + static_cast<unsigned>(*s++ - '0');
+      exp10 = -static_cast<int>(s - f0);
+      n_digits -= exp10;
+    }
   }
   if (s < end && (*s == 'e' || *s == 'E')) {
     const char* e = s + 1;
@@ -124,11 +132,15 @@ inline const char* parse_field(const char* p, const char* end, char delim, doubl
       (s == end || *s == delim)) {
     double v = static_cast<double>(m);
     v = exp10 < 0 ? v / kExactPow10[-exp10] : v * kExactPow10[exp10];
-    // The sign without a branch: columns of a wide table each have their own sign pattern.
-    uint64_t bits;
-    std::memcpy(&bits, &v, 8);
-    bits |= static_cast<uint64_t>(neg) << 63;
-    std::memcpy(&value, &bits, 8);
+    if constexpr (kReader == DigitReader::BranchFree) {
+      // The sign without a branch: columns of a wide table each have their own sign pattern.
+      uint64_t bits;
+      std::memcpy(&bits, &v, 8);
+      bits |= static_cast<uint64_t>(neg) << 63;
+      std::memcpy(&value, &bits, 8);
+    } else {
+      value = neg ? -v : v;  // on a narrow table the predictor learns each column's sign
+    }
     return s;
   }
   auto r = std::from_chars(p, end, value);
@@ -136,12 +148,10 @@ inline const char* parse_field(const char* p, const char* end, char delim, doubl
   return parse_field_slow(p, end, delim, value, err);
 }
 
-// Calls fn(column_index, value) for each of the `n_cols` fields of a line (no newline, no '\r').
-// Returns false and fills `err` on a bad field or a wrong number of fields.
-template <class Fn>
-inline bool for_each_value(const char* p, const char* end, char delim, size_t n_cols, Fn&& fn,
-                           FieldError& err) {
-  const DigitReader reader = digit_reader_for(n_cols);
+// for_each_value with a given digit reader.
+template <DigitReader kReader, class Fn>
+inline bool for_each_value_with(const char* p, const char* end, char delim, size_t n_cols, Fn& fn,
+                                FieldError& err) {
   double v;
   for (size_t c = 0; c < n_cols; ++c) {
     if (p > end) {  // ran out of fields: the previous one ended the line
@@ -149,7 +159,7 @@ inline bool for_each_value(const char* p, const char* end, char delim, size_t n_
       err.message = "expected " + std::to_string(n_cols) + " fields, found " + std::to_string(c);
       return false;
     }
-    const char* q = parse_field(p, end, delim, v, err.message, reader);
+    const char* q = parse_field<kReader>(p, end, delim, v, err.message);
     if (q == nullptr) {
       err.column = c + 1;
       return false;
@@ -165,6 +175,16 @@ inline bool for_each_value(const char* p, const char* end, char delim, size_t n_
     return false;
   }
   return true;
+}
+
+// Calls fn(column_index, value) for each of the `n_cols` fields of a line (no newline, no '\r').
+// Returns false and fills `err` on a bad field or a wrong number of fields.
+template <class Fn>
+inline bool for_each_value(const char* p, const char* end, char delim, size_t n_cols, Fn&& fn,
+                           FieldError& err) {
+  if (digit_reader_for(n_cols) == DigitReader::BranchFree)
+    return for_each_value_with<DigitReader::BranchFree>(p, end, delim, n_cols, fn, err);
+  return for_each_value_with<DigitReader::Loop>(p, end, delim, n_cols, fn, err);
 }
 
 // Splits a line into raw field texts (quote-aware: "a,b" is one field, "" is an escaped quote).
