@@ -1,5 +1,6 @@
 #include "tokenizer.hpp"
 
+#include <cstdlib>
 #include <cstring>
 
 #include "common.hpp"
@@ -21,6 +22,18 @@ const char* field_end(const char* p, const char* end, char delim) {
 }
 
 }  // namespace
+
+DigitReader digit_reader_for(size_t n_cols) {
+  static const int forced = [] {  // -1: choose by width; 0: loop; 1: branch-free
+    const char* env = std::getenv("WIDEANN_DIGIT_READER");
+    if (!env) return -1;
+    if (std::strcmp(env, "loop") == 0) return 0;
+    if (std::strcmp(env, "branch-free") == 0) return 1;
+    return -1;
+  }();
+  if (forced >= 0) return forced ? DigitReader::BranchFree : DigitReader::Loop;
+  return n_cols >= kBranchFreeFromColumns ? DigitReader::BranchFree : DigitReader::Loop;
+}
 
 const char* parse_field_slow(const char* p, const char* end, char delim, double& value, std::string& err) {
   const char* fend = field_end(p, end, delim);

@@ -70,12 +70,11 @@ inline size_t append_digit_run(const char* s, const char* end, uint64_t& m) {
 // How runs of digits are read. A byte-by-byte loop is fastest when the branch predictor can learn each
 // column's number of digits, which it does for tables of up to a few hundred columns; on a wide table
 // (thousands of columns) it mispredicts on nearly every field and the branch-free reader wins. Measured
-// in benchmarks/README.md ("digit reader").
+// in benchmarks/README.md ("Digit reader").
+// WIDEANN_DIGIT_READER=loop|branch-free forces one (benchmarks/digit_reader.py compares them).
 enum class DigitReader { Loop, BranchFree };
-constexpr size_t kBranchFreeFromColumns = 1000;
-inline DigitReader digit_reader_for(size_t n_cols) {
-  return n_cols >= kBranchFreeFromColumns ? DigitReader::BranchFree : DigitReader::Loop;
-}
+constexpr size_t kBranchFreeFromColumns = 3000;
+DigitReader digit_reader_for(size_t n_cols);
 
 // Parses one field; returns the position just past it (at the delimiter or `end`), or nullptr.
 //
