@@ -68,8 +68,8 @@ inline size_t append_digit_run(const char* s, const char* end, uint64_t& m) {
 }
 
 // How runs of digits are read. A byte-by-byte loop is fastest when the branch predictor can learn each
-// column's number of digits, which it does for tables of up to a few hundred columns; on a wide table
-// (thousands of columns) it mispredicts on nearly every field and the branch-free reader wins. Measured
+// column's number of digits, which it does for tables of up to about 3,000 columns; on wider tables
+// it mispredicts on nearly every field and the branch-free reader wins. Measured
 // in benchmarks/README.md ("Digit reader").
 // WIDEANN_DIGIT_READER=loop|branch-free forces one (benchmarks/digit_reader.py compares them).
 enum class DigitReader { Loop, BranchFree };
