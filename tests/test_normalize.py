@@ -517,3 +517,38 @@ def test_info_describes_npy_csv_and_stats(tmp_path, rng):
     assert has(6, out) and has(37, out), out
     p = run_cli("info", tmp_path / "nope.npy")
     assert_failed_cleanly(p, names=["nope.npy"])
+
+
+# ---- the tokenizer's two digit readers ------------------------------------------------------------
+
+@pytest.mark.parametrize("cols", [7, 3500])  # below and above the width where the engine switches
+def test_digit_readers_parse_every_number_exactly(tmp_path, cols):
+    """Both digit readers (forced with WIDEANN_DIGIT_READER) give exactly the doubles Python parses,
+    on numbers of every shape: long digit runs (8 and more), signs, leading zeros, exponents."""
+    from conftest import cli_env
+    rng = np.random.default_rng(cols)
+    shapes = [lambda: f"{rng.uniform(-1e6, 1e6)!r}",
+              lambda: f"{rng.uniform(-1, 1):.{rng.integers(0, 19)}f}",
+              lambda: f"{rng.uniform(-1e5, 1e5):.{rng.integers(1, 17)}e}",
+              lambda: "-" * int(rng.integers(0, 2)) + "".join(map(str, rng.integers(0, 10, rng.integers(1, 18))))
+              + "." + "".join(map(str, rng.integers(0, 10, rng.integers(0, 18)))),
+              lambda: str(rng.choice(["0", "-0", "12345678", "-12345678.87654321", "0.00000001",
+                                      "9007199254740993", "99999999", "100000000", "1e22", "-.5", "5."]))]
+    rows = [[shapes[int(rng.integers(0, len(shapes)))]() for _ in range(cols)] for _ in range(3)]
+    # One row per file line; each value's min and max over a single-row file is the value itself.
+    inp = tmp_path / "numbers.csv"
+    inp.write_text("\n".join(",".join(r) for r in rows[:1]))  # no final newline: the buffer's last bytes
+    want = np.array([float(v) for v in rows[0]])
+    for reader in ("loop", "branch-free"):
+        ok("stats", inp, "-o", tmp_path / f"{reader}.json", "--header", "no",
+           env=cli_env(WIDEANN_DIGIT_READER=reader))
+        st = load_stats_json(tmp_path / f"{reader}.json")
+        assert np.array_equal(np.array(st["min"], dtype=float), want), reader
+    # And the same normalized bytes from both, on all three rows.
+    inp.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    outs = []
+    for reader in ("loop", "branch-free"):
+        out = tmp_path / f"{reader}.npy"
+        ok("normalize", inp, "-o", out, "--header", "no", env=cli_env(WIDEANN_DIGIT_READER=reader))
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
