@@ -7,8 +7,6 @@ temporary name and renamed when complete, so a failed or interrupted run leaves 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import signal
 import sys
 

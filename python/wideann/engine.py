@@ -10,7 +10,6 @@ import math
 import os
 import sys
 import threading
-from pathlib import Path
 from typing import Sequence, Union
 
 from . import _native
@@ -47,6 +46,13 @@ def _threads(threads) -> int:
     if threads < 0:
         raise ValueError("threads must be >= 1")
     return int(threads)
+
+
+def _check_output_folder(output: str) -> None:
+    """Fail before any work (not after pass 1) when the output's folder is missing."""
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise DataError(f"{output}: output folder {out_dir} does not exist")
 
 
 def _check_delimiter(delimiter: str) -> str:
@@ -165,9 +171,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     header, delimiter, n_threads = _check_header(header), _check_delimiter(delimiter), _threads(threads)
-    out_dir = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(out_dir):
-        raise DataError(f"{output}: output folder {out_dir} does not exist")
+    _check_output_folder(output)
 
     fitted = stats is None
     if fitted:
@@ -212,9 +216,7 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
         raise ValueError(f"{output}: denormalize writes CSV; name the output *.csv")
     st = stats if isinstance(stats, Stats) else Stats.load(stats)
     in_fmt = "npy" if input.lower().endswith(".npy") else "csv"
-    out_dir = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(out_dir):
-        raise DataError(f"{output}: output folder {out_dir} does not exist")
+    _check_output_folder(output)
     try:
         idx = None if columns is None else st.column_indices(columns)
     except ValueError as e:
@@ -243,8 +245,6 @@ def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: f
         raise ValueError("make-data needs at least 1 row")
     if not (noise >= 0 and math.isfinite(noise)):
         raise ValueError("noise must be a finite number >= 0")
-    out_dir = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(out_dir):
-        raise DataError(f"{output}: output folder {out_dir} does not exist")
+    _check_output_folder(output)
     _run(_native.make_data, output, int(rows), int(cols), int(seed), float(noise), _threads(threads),
          progress=progress, desc="make-data")

@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from ._atomic import atomic_path
 
