@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -44,6 +45,19 @@ struct Progress {
     if (cancelled.load(std::memory_order_relaxed)) throw Cancelled();
   }
 };
+
+// A column's min-max transform: lo = min, range = max - min, and 1 as the returned factor; or, when
+// max - min overflows a double (say -1e308 .. 1e308), all in halves with 0.5 as the factor. Halving is
+// exact, so normalize's (v * factor - lo) / range and denormalize's (x * range + lo) / factor give the
+// same result as with unlimited range.
+inline double column_scale(double min, double max, double& lo, double& range) {
+  lo = min;
+  range = max - min;
+  if (std::isfinite(range)) return 1.0;
+  lo = 0.5 * min;
+  range = 0.5 * max - 0.5 * min;
+  return 0.5;
+}
 
 // "line N, column C" for a RowError: counts the newlines before the offending line in its file.
 DataError describe(const RowError& e, const std::vector<std::string>& paths);

@@ -72,18 +72,9 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
   const std::vector<size_t> idx = resolve_columns(input, k, n_stats, columns);
   if (out_names.empty())
     for (size_t c : idx) out_names.push_back(c < names.size() ? names[c] : "column" + std::to_string(c + 1));
-  // x * range + lo per input column; for a range that overflows a double, in halves, then doubled
-  // (exact, like the halving in normalize).
-  std::vector<double> lo(k), range(k), out_scale(k, 1.0);
-  for (size_t j = 0; j < k; ++j) {
-    lo[j] = min[idx[j]];
-    range[j] = max[idx[j]] - min[idx[j]];
-    if (!std::isfinite(range[j])) {
-      lo[j] = 0.5 * min[idx[j]];
-      range[j] = 0.5 * max[idx[j]] - 0.5 * min[idx[j]];
-      out_scale[j] = 2.0;
-    }
-  }
+  // (x * range + lo) * out_scale per input column (see column_scale).
+  std::vector<double> lo(k), range(k), out_scale(k);
+  for (size_t j = 0; j < k; ++j) out_scale[j] = 1.0 / column_scale(min[idx[j]], max[idx[j]], lo[j], range[j]);
 
   OutputFile out(output);
   std::string h = csv_header(out_names, ',');

@@ -39,18 +39,10 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
   }
   progress.total = reader.total_bytes();
 
-  // Per column: x = (v * in_scale - lo) / range, with range 0 marking a constant column (maps to 0).
-  // in_scale is 1, or 1/2 for a column whose max - min overflows a double (say -1e308 .. 1e308): halving
-  // is exact, so the result is the same as with unlimited range.
-  std::vector<double> lo(min), range(n), in_scale(n, 1.0);
-  for (size_t c = 0; c < n; ++c) {
-    range[c] = max[c] - min[c];
-    if (!std::isfinite(range[c])) {
-      in_scale[c] = 0.5;
-      lo[c] = 0.5 * min[c];
-      range[c] = 0.5 * max[c] - 0.5 * min[c];
-    }
-  }
+  // Per column: x = (v * in_scale - lo) / range (see column_scale), with range 0 marking a constant
+  // column (maps to 0).
+  std::vector<double> lo(n), range(n), in_scale(n);
+  for (size_t c = 0; c < n; ++c) in_scale[c] = column_scale(min[c], max[c], lo[c], range[c]);
 
   OutputFile out(output);
   const bool npy = opt.format == OutputFormat::Npy;
