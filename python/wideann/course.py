@@ -30,6 +30,16 @@ from .stats import Stats
 EXAMPLE_NAME = "example.csv"
 
 
+class LessonError(Exception):
+    """A mistake in the user's data or files (not a bug of ours): reported as one line, exit code 1."""
+    exit_code = 1
+
+
+class UsageError(LessonError):
+    """A wrong option or combination of options: reported as one line, exit code 2 (argparse's way)."""
+    exit_code = 2
+
+
 # ---- options --------------------------------------------------------------------------------
 def parser(doc: str | None, lesson: str, *, epochs: int, batch_size: int, lr: float) -> argparse.ArgumentParser:
     """The options every lesson takes; ``lesson`` names the default run folder ``runs/<lesson>/``."""

@@ -1,0 +1,52 @@
+"""Free-space checks before long work: refuse at the start, with one clear line, rather than fail
+after an hour on a full disk.
+
+Whoever is about to write a large output whose size is known in advance (pass 2 of ``normalize``, a
+lesson's checkpoint, model or predictions) calls :func:`require_free` on the output's folder first.
+The full-disk behaviour of the writers themselves (nothing left behind) stays: this check only moves
+the failure to the start.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+
+__all__ = ["NotEnoughSpace", "require_free", "human_bytes"]
+
+
+class NotEnoughSpace(OSError):
+    """The output folder has less free space than the output needs (``errno.ENOSPC``)."""
+
+
+def human_bytes(n: float) -> str:
+    """``1536`` -> ``'1.5 KiB'``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def _existing_folder(path) -> str:
+    """The folder ``path`` will be written in, or its nearest existing ancestor."""
+    folder = os.path.abspath(os.fspath(path))
+    if not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return folder
+
+
+def require_free(path, nbytes: int, what: str) -> None:
+    """Raise :class:`NotEnoughSpace` unless the folder of ``path`` (a file to be written, or a folder)
+    has at least ``nbytes`` free. ``what`` names the output in the message, e.g. ``"the table t.npy"``.
+
+    The message is one line: ``<folder>: not enough free space for <what>: needs <n>, <m> free``.
+    """
+    folder = _existing_folder(path)
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise NotEnoughSpace(errno.ENOSPC,
+                             f"not enough free space for {what}: needs {human_bytes(nbytes)}, "
+                             f"{human_bytes(free)} free", folder)
