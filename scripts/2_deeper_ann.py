@@ -64,9 +64,9 @@ def main():
     torch.manual_seed(args.seed)  # the same seed gives the same initial weights and the same run
     accelerator.print(f"device: {accelerator.device}")
     out_dir = Path(args.output_dir)  # the run folder (model, predictions)
-    # New: the tracked run starts with the options (a new run replaces the tracker's curves from step 0 on)
+    # New: the tracked run starts with the options (a new run replaces an old run's curves in the same folder)
     accelerator.init_trackers("2_deeper_ann", config=course.tracker_config(args),
-                              init_kwargs=course.tracker_kwargs(first_step=0))
+                              init_kwargs=course.tracker_kwargs(first_step=1))
 
     # ---- 2. The data ------------------------------------------------------------------------------
     # The whole table in memory as one tensor, its rows split into training, validation and test rows.  # Changed

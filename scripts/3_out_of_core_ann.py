@@ -146,7 +146,7 @@ def main():
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
     # New: the tracked run starts with the options, here after a resume: it continues from the checkpoint's step
     accelerator.init_trackers("3_out_of_core_ann", config=course.tracker_config(args),
-                              init_kwargs=course.tracker_kwargs(first_step=state.global_step))
+                              init_kwargs=course.tracker_kwargs(first_step=state.global_step + 1))
 
     # ---- 4. Training ------------------------------------------------------------------------------
     start = time.perf_counter()

@@ -1,12 +1,18 @@
 """Plumbing the four lessons in ``scripts/`` share, kept out of them so they read as lessons.
 
-- :func:`parser`: the command-line options every lesson has (each lesson adds its own).
+- :func:`parser`: the command-line options every lesson has (each lesson adds its own), ``--quiet``
+  included (no progress bars; the bars themselves are :mod:`wideann.progress`).
+- :func:`add_tracking_options`, :func:`tracker_config`, :func:`tracker_kwargs`: ``--log-with`` /
+  ``--log-every`` for accelerate's experiment trackers (a tracker that is unknown or not installed is a
+  one-line usage error, exit code 2), and what ``accelerator.init_trackers`` is given.
 - :func:`prepare_data`: finds the table to train on. With no ``--data`` it takes the shipped example
   CSV (``data/example.csv``) and normalizes it with the C++ engine into the run folder, printing the
   ``wideann normalize`` command it ran; a CSV given with ``--data`` / ``--test-data`` is handled the
   same way; a ``.npy`` is used as it is, with its stats file beside it.
 - :func:`write_metrics`: ``metrics.json`` in the run folder, and the same numbers printed.
 - :func:`save_checkpoint` / :func:`latest_checkpoint`: complete-or-absent checkpoints for ``--resume``.
+- :func:`save_model`: the model's weights, and beside them ``model.json`` and ``stats.json`` for
+  ``wideann predict`` (see :mod:`wideann.modelcard`).
 - :func:`write_predictions`: test predictions back in original units through the C++ denormalizer.
 """
 from __future__ import annotations
@@ -109,10 +115,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def tracker_kwargs(first_step: int = 0) -> dict:
-    """``init_kwargs`` for ``accelerator.init_trackers``: TensorBoard drops what an earlier run in the
-    same folder logged from ``first_step`` on, so a new run (0) does not draw over an old one's curves
-    and a resumed run (its checkpoint's step) continues them without the interrupted run's tail."""
+def tracker_kwargs(first_step: int = 1) -> dict:
+    """``init_kwargs`` for ``accelerator.init_trackers``, given the first step this run will log:
+    TensorBoard drops what an earlier run in the same folder logged from that step on. So a new run
+    (step 1) does not draw over an old one's curves, and a run resumed from the checkpoint of step S
+    (first step S + 1) continues them without the interrupted run's tail."""
     return {"tensorboard": {"purge_step": int(first_step)}}
 
 
