@@ -1,5 +1,6 @@
-"""Progress bars of the lessons and of `wideann predict`: drawn on a terminal (steps, rows/s, the running
-loss), never into a pipe or a log, not with --quiet, and only by the main process.
+"""Progress bars of the lessons and of `wideann predict`: drawn on a terminal (steps, rows/s, the running loss), not with --quiet,
+only by the main process, and never into a pipe or a log (the lesson runs of test_trained_runs.py check
+that last one on all four lessons).
 
 The lessons run for real under `accelerate launch` with stderr on a pseudo-terminal, as a user sees them.
 """
@@ -22,6 +23,7 @@ pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 
 import wideann  # noqa: E402
+from conftest import WIDEANN  # noqa: E402
 from wideann import progress  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,13 +82,15 @@ def test_lesson_shows_a_progress_bar_on_a_terminal_and_none_with_quiet(tmp_path,
     assert rc == 0, err[-3000:]
     assert "rows/s" not in err and "steps" not in err, f"--quiet still shows progress: {err[-1000:]!r}"
 
-
-def test_lesson_draws_no_bar_into_a_pipe(tmp_path, tiny):
-    p = subprocess.run(_lesson("2_deeper_ann.py", tiny, tmp_path / "a", "--epochs", "1", "--hidden", "8"),
-                       cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=240)
-    assert p.returncode == 0, p.stderr[-3000:]
-    assert "rows/s" not in p.stderr and "steps" not in p.stderr and "\r" not in p.stderr, p.stderr[-1000:]
-    assert "epoch   1  training loss" in p.stdout  # the epoch lines stay
+    # wideann predict with the trained model: its own bar over the batches (1000 rows, 10 batches)
+    predict = [*WIDEANN, "predict", tmp_path / "a", tiny / "tiny.csv", "-o", tmp_path / "p.csv", "--batch-size", "100"]
+    rc, err = _on_a_terminal(predict, tmp_path, _env(tmp_path))
+    assert rc == 0, err[-3000:]
+    assert "predict: 100%" in err and "10/10 batches" in err and "rows/s" in err, err[-2000:]
+    rc, err = _on_a_terminal(predict + ["--quiet"], tmp_path, _env(tmp_path))
+    assert rc == 0 and "rows/s" not in err and "batches" not in err, err[-2000:]
+    p = subprocess.run(predict, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "\r" not in p.stderr and "rows/s" not in p.stderr, p.stderr
 
 
 def test_only_the_main_process_draws_the_bar(tmp_path, tiny):

@@ -118,7 +118,7 @@ def _run_model(model, table_path: str, n_inputs: int, out_npy: str, batch_size: 
         batches = (range(a, min(a + batch_size, n)) for a in range(0, n, batch_size))
         next_batch = reader.submit(table.read_rows, 0, min(batch_size, n))
         with torch.no_grad():
-            for rows in Bar(batches, "predict", quiet, total=-(-n // batch_size)):
+            for rows in Bar(batches, "predict", quiet, total=-(-n // batch_size), unit="batches"):
                 x = next_batch.result()
                 if rows.stop < n:  # read the next batch while the model works on this one
                     next_batch = reader.submit(table.read_rows, rows.stop, min(rows.stop + batch_size, n))
