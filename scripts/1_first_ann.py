@@ -6,19 +6,23 @@ optimizer, in a training loop written out step by step. Accelerate's `Accelerato
 (CPU here, a GPU when there is one). At the end the test error is reported in the original units of y.
 
 The table comes normalized to [0, 1] by the C++ engine (`wideann normalize`): inputs in every column
-but the last, the target y in the last.
+but the last, the target y in the last. On a terminal a progress bar shows each epoch's steps, rows per
+second and running loss (`--quiet` hides it). The test predictions are written in original units
+(`predictions.csv`), and the trained model is saved with what is needed to use it on new raw data:
+`wideann predict runs/1_first_ann new.csv -o new_predictions.csv`.
 
 Run it:
     accelerate launch scripts/1_first_ann.py
     accelerate launch scripts/1_first_ann.py --data my_table.npy --epochs 50 --hidden 128
 """
 import time
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from torch import nn
 
-from wideann import course, data, metrics
+from wideann import course, data, metrics, progress
 
 
 def main():
@@ -29,6 +33,7 @@ def main():
     accelerator = Accelerator()
     torch.manual_seed(args.seed)  # the same seed gives the same initial weights and the same run
     accelerator.print(f"device: {accelerator.device}")
+    out_dir = Path(args.output_dir)  # the run folder (model, predictions)
 
     # ---- 2. The data ------------------------------------------------------------------------------
     # The whole table in memory as one tensor, its rows split into training rows and test rows.
@@ -61,8 +66,9 @@ def main():
         model.train()
         order = torch.randperm(len(x_train))  # a new random order of the training rows every epoch
         total_loss = 0.0
-        for i in range(0, len(order), args.batch_size):
-            rows = order[i:i + args.batch_size]  # one mini-batch of rows
+        # the shuffled rows cut into mini-batches of --batch-size rows; on a terminal, a progress bar (rows/s, loss)
+        batches = progress.bar(order.split(args.batch_size), f"epoch {epoch}", args.quiet, accelerator)
+        for rows in batches:  # one mini-batch of rows
             x = x_train[rows].to(accelerator.device)
             y = y_train[rows].to(accelerator.device)
             prediction = model(x)                # forward pass
@@ -71,14 +77,20 @@ def main():
             accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
             optimizer.step()                     # move the weights a little against the gradients
             total_loss += loss.item() * len(rows)
+            batches.show_loss(total_loss / batches.rows)  # the running training loss of the epoch
         accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {total_loss / len(order):.6f}")
     train_seconds = time.perf_counter() - start
+    # the trained weights, with what `wideann predict` needs beside them: model.json (the layers, the
+    # options) and stats.json (the stats new data must be normalized with)
+    course.save_model(model, out_dir / "model.pt", accelerator, args, files)
 
     # ---- 5. Test ----------------------------------------------------------------------------------
     # Predictions for rows the model never saw, compared with the truth in the original units of y.
     model.eval()
     with torch.no_grad():
         prediction = model(x_test.to(accelerator.device)).cpu()
+    # the predictions in original units, by the C++ denormalizer (predictions.csv: y_true, y_pred)
+    course.write_predictions(y_test, prediction, files.stats_path, out_dir / "predictions.csv")
     result = metrics.regression(y_test, prediction, files.stats)
     course.write_metrics(args, accelerator, lesson="1_first_ann", **result, epochs=args.epochs,
                          train_seconds=train_seconds,

@@ -5,27 +5,30 @@ hidden layers of 128 and 64 neurons). A `DataLoader` serves shuffled mini-batche
 three ways: training rows to learn from, validation rows to watch after every epoch (the model never
 learns from them, so their error shows when it starts to memorize instead of generalize), and test rows
 for the final report. The weights of the epoch with the lowest validation error are kept in
-`best_model.pt` and used for the test; the loss curves are drawn into `loss.png`.
+`best_model.pt` and used for the test; the loss curves are drawn into `loss.png`. With `--log-with
+tensorboard` (or another of accelerate's experiment trackers) the options, the losses, the learning rate
+and the final numbers are logged as the run goes (`tensorboard --logdir runs`).
 
 Lines marked `# New:` are additions to lesson 1, lines marked `# Changed:` replace lesson 1's lines.
 
 Removed from lesson 1:
-    - the hand-made mini-batches (`torch.randperm` and slicing); the `DataLoader` makes them now.
+    - the hand-made mini-batches (`torch.randperm` and `split`); the `DataLoader` makes them now.
     - the `nn.Sequential` model built inline; `MLP` builds it from `--hidden`.
+    - the model saved after the last epoch (`model.pt`): the best epoch's is saved instead.
 
 Run it:
     accelerate launch scripts/2_deeper_ann.py
     accelerate launch scripts/2_deeper_ann.py --hidden 256 128 64 --epochs 60
 """
 import time
-from pathlib import Path  # New
+from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset  # New: mini-batches and datasets
 
-from wideann import course, data, metrics, plots  # Changed: + plots
+from wideann import course, data, metrics, plots, progress  # Changed: + plots
 
 
 # New: the network as a class, so that its depth and width are parameters
@@ -55,11 +58,15 @@ def main():
     parser = course.parser(__doc__, "2_deeper_ann", epochs=30, batch_size=64, lr=2e-3)  # Changed: lesson name
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64],  # Changed: one width per layer
                         help="neurons in each hidden layer (one number per layer)")
+    course.add_tracking_options(parser)  # New: --log-with tensorboard|wandb|mlflow|..., --log-every N
     args = parser.parse_args()
-    accelerator = Accelerator()
+    accelerator = Accelerator(log_with=args.log_with, project_dir=args.output_dir)  # Changed: + trackers (--log-with)
     torch.manual_seed(args.seed)  # the same seed gives the same initial weights and the same run
     accelerator.print(f"device: {accelerator.device}")
-    out_dir = Path(args.output_dir)  # New: the run folder (checkpoint, plots)
+    out_dir = Path(args.output_dir)  # the run folder (model, predictions)
+    # New: the tracked run starts with the options (a new run replaces an old run's curves in the same folder)
+    accelerator.init_trackers("2_deeper_ann", config=course.tracker_config(args),
+                              init_kwargs=course.tracker_kwargs(first_step=1))
 
     # ---- 2. The data ------------------------------------------------------------------------------
     # The whole table in memory as one tensor, its rows split into training, validation and test rows.  # Changed
@@ -94,28 +101,40 @@ def main():
 
     # ---- 4. Training ------------------------------------------------------------------------------
     history, best_val_loss, best_epoch = [], float("inf"), 0  # New: loss per epoch; the best epoch so far
+    step = 0  # New: optimizer steps so far, the x axis of the tracked curves
     start = time.perf_counter()
     for epoch in range(1, args.epochs + 1):
         model.train()
         total_loss = 0.0
-        for x, y in train_loader:  # Changed: mini-batches from the DataLoader, already on the device
+        epoch_start = time.perf_counter()  # New: for the throughput
+        batches = progress.bar(train_loader, f"epoch {epoch}", args.quiet, accelerator)  # Changed: the DataLoader's
+        for x, y in batches:  # Changed: mini-batches from the DataLoader, already on the device
             prediction = model(x)                # forward pass
             loss = loss_fn(prediction, y)        # how far off the predictions are
             optimizer.zero_grad()                # forget the gradients of the previous step
             accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
             optimizer.step()                     # move the weights a little against the gradients
             total_loss += loss.item() * len(x)  # Changed: len(x)
+            batches.show_loss(total_loss / batches.rows)  # the running training loss of the epoch
+            # New: the loss and the learning rate to the experiment trackers, every --log-every steps
+            step += 1
+            if step % args.log_every == 0:
+                accelerator.log({"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"]}, step=step)
 
         # New: the loss on the validation rows; keep the weights of the best epoch
         train_loss = total_loss / len(x_train)
+        samples_per_second = batches.rows / (time.perf_counter() - epoch_start)
         val_loss = loss_fn(predict(model, val_loader, accelerator.device), y_val).item()
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         if val_loss < best_val_loss:
             best_val_loss, best_epoch = val_loss, epoch
-            course.save_model(accelerator.unwrap_model(model).state_dict(), out_dir / "best_model.pt")
+            course.save_model(accelerator.unwrap_model(model), out_dir / "best_model.pt", accelerator, args, files)
 
         accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  "  # Changed: + validation
                           f"validation loss {val_loss:.6f}" + ("  *best*" if best_epoch == epoch else ""))
+        # New: the epoch's numbers to the experiment trackers
+        accelerator.log({"epoch/train_loss": train_loss, "epoch/val_loss": val_loss,
+                         "epoch/samples_per_second": samples_per_second, "epoch": epoch}, step=step)
     train_seconds = time.perf_counter() - start
 
     # New: the loss curves
@@ -128,12 +147,17 @@ def main():
     accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt"))
     prediction = predict(model, test_loader, accelerator.device)
 
+    # the predictions in original units, by the C++ denormalizer (predictions.csv: y_true, y_pred)
+    course.write_predictions(y_test, prediction, files.stats_path, out_dir / "predictions.csv")
     result = metrics.regression(y_test, prediction, files.stats)
-    course.write_metrics(args, accelerator, lesson="2_deeper_ann", **result, epochs=args.epochs,  # Changed
-                         best_epoch=best_epoch, best_val_loss=best_val_loss,  # New
-                         train_seconds=train_seconds,
-                         samples_per_second=args.epochs * len(x_train) / train_seconds,
-                         world_size=accelerator.num_processes)
+    final = course.write_metrics(args, accelerator, lesson="2_deeper_ann", **result, epochs=args.epochs,  # Changed
+                                 best_epoch=best_epoch, best_val_loss=best_val_loss,  # New
+                                 train_seconds=train_seconds,
+                                 samples_per_second=args.epochs * len(x_train) / train_seconds,
+                                 world_size=accelerator.num_processes)
+    # New: the final numbers to the experiment trackers; the end of the tracked run
+    accelerator.log({f"final/{k}": v for k, v in final.items() if isinstance(v, (int, float))}, step=step)
+    accelerator.end_training()
 
 
 if __name__ == "__main__":

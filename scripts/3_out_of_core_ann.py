@@ -11,8 +11,7 @@ so memory use does not depend on the size of the table. A long run also needs:
 - early stopping: training ends when the validation loss has not improved for `--patience` epochs;
 - checkpoints (`accelerator.save_state`) every `--checkpoint-every` steps and after every epoch, and
   `--resume` to continue an interrupted run exactly where it stopped (same batches, same random numbers);
-- the test predictions written in original units by the C++ denormalizer (`predictions.csv`) and a
-  predicted-vs-actual plot (`predicted_vs_actual.png`).
+- a predicted-vs-actual plot of the test predictions (`predicted_vs_actual.png`).
 
 Lines marked `# New:` are additions to lesson 2, lines marked `# Changed:` replace lesson 2's lines.
 
@@ -20,8 +19,10 @@ Removed from lesson 2:
     - `DataLoader` and `TensorDataset`, and the table loaded into memory (`data.load_table`): batches are
       read from disk now.
     - the training loader passed to `accelerator.prepare` (our batches are moved to the device by hand).
-    - the local `history` / `best_val_loss` / `best_epoch` variables: they live in `TrainingState`, which
-      is saved with every checkpoint.
+    - the local `history` / `best_val_loss` / `best_epoch` variables and the `step` counter: they live in
+      `TrainingState`, which is saved with every checkpoint.
+    - `accelerator.init_trackers` right after the `Accelerator`: it comes after a resume now, so that the
+      tracked curves continue from the checkpoint's step.
 
 Run it:
     accelerate launch scripts/3_out_of_core_ann.py
@@ -36,7 +37,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from wideann import course, data, metrics, plots
+from wideann import course, data, metrics, plots, progress
 
 
 # the network as a class, so that its depth and width are parameters
@@ -83,6 +84,7 @@ def main():
     parser = course.parser(__doc__, "3_out_of_core_ann", epochs=30, batch_size=64, lr=2e-3)  # Changed
     parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64],
                         help="neurons in each hidden layer (one number per layer)")
+    course.add_tracking_options(parser)
     # New: the options of a long run
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
@@ -93,10 +95,10 @@ def main():
                         help="continue from a checkpoint folder (default: the newest in OUTPUT_DIR/checkpoints)")
 
     args = parser.parse_args()
-    accelerator = Accelerator()
+    accelerator = Accelerator(log_with=args.log_with, project_dir=args.output_dir)
     torch.manual_seed(args.seed)  # the same seed gives the same initial weights and the same run
     accelerator.print(f"device: {accelerator.device}")
-    out_dir = Path(args.output_dir)
+    out_dir = Path(args.output_dir)  # the run folder (model, predictions)
 
     # ---- 2. The data ------------------------------------------------------------------------------
     # The table stays on disk; batches of rows are read from it while the model trains.  # Changed
@@ -142,24 +144,37 @@ def main():
         if scheduler.scheduler.total_steps != total_steps:  # New
             raise SystemExit("--resume: give the options of the interrupted run (--epochs, --max-steps, ...)")  # New
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
+    # New: the tracked run starts with the options, here after a resume: it continues from the checkpoint's step
+    accelerator.init_trackers("3_out_of_core_ann", config=course.tracker_config(args),
+                              init_kwargs=course.tracker_kwargs(first_step=state.global_step + 1))
 
     # ---- 4. Training ------------------------------------------------------------------------------
     start = time.perf_counter()
     rows_trained = 0  # New
     for epoch in range(state.epoch, args.epochs + 1):  # Changed: from the resumed epoch
         model.train()
-        for x, y in train_batches.epoch(epoch, start_step=state.step):  # Changed: batches read from disk
+        epoch_start = time.perf_counter()
+        batches = progress.bar(train_batches.epoch(epoch, start_step=state.step), f"epoch {epoch}", args.quiet,  # Changed
+                               accelerator, total=len(train_batches), initial=state.step)  # batches read from disk
+        for x, y in batches:
             x, y = x.to(accelerator.device), y.to(accelerator.device)  # New
             prediction = model(x)                # forward pass
             loss = loss_fn(prediction, y)        # how far off the predictions are
             optimizer.zero_grad()                # forget the gradients of the previous step
             accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
             optimizer.step()                     # move the weights a little against the gradients
-            # New: the schedule sets the learning rate of the next step; checkpoints; the step limit
+            # New: the schedule sets the learning rate of the next step; the state counts steps and rows
             scheduler.step()
             state.step, state.global_step = state.step + 1, state.global_step + 1
             state.loss_sum, state.rows = state.loss_sum + loss.item() * len(x), state.rows + len(x)
             rows_trained += len(x)
+
+            batches.show_loss(state.loss_sum / max(state.rows, 1))  # Changed: the running loss, kept in the state
+            # the loss and the learning rate to the experiment trackers, every --log-every steps
+            if state.global_step % args.log_every == 0:  # Changed: the state counts the steps
+                accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]},  # Changed
+                                step=state.global_step)
+            # New: checkpoints; the step limit
             if state.global_step % args.checkpoint_every == 0:
                 course.save_checkpoint(accelerator, checkpoints, state.global_step)
             if state.global_step == args.max_steps:
@@ -167,18 +182,22 @@ def main():
 
         # Changed: the loss on the validation rows; keep the weights of the best epoch; early stopping
         train_loss = state.loss_sum / max(state.rows, 1)
+        samples_per_second = batches.rows / (time.perf_counter() - epoch_start)
         y_val, prediction = predict(model, val_batches, accelerator.device)
         val_loss = loss_fn(prediction, y_val).item()
         state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss})
         if val_loss < state.best_val_loss:
             state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
 
-            course.save_model(accelerator.unwrap_model(model).state_dict(), out_dir / "best_model.pt")
+            course.save_model(accelerator.unwrap_model(model), out_dir / "best_model.pt", accelerator, args, files)
         else:  # New
             state.bad_epochs += 1  # New
         accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  "  # Changed
                           f"validation loss {val_loss:.6f}" + ("  *best*" if state.best_epoch == epoch else "")
                           + f"  lr {scheduler.get_last_lr()[0]:.2e}")
+        # the epoch's numbers to the experiment trackers
+        accelerator.log({"epoch/train_loss": train_loss, "epoch/val_loss": val_loss,
+                         "epoch/samples_per_second": samples_per_second, "epoch": epoch}, step=state.global_step)  # Changed
         # New: on to the next epoch, after a checkpoint; or stop early, or at the step limit
         state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
         course.save_checkpoint(accelerator, checkpoints, state.global_step)
@@ -201,17 +220,22 @@ def main():
     accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt"))
     y_test, prediction = predict(model, test_batches, accelerator.device)
 
-    # New: the predictions in original units, by the C++ denormalizer, and a plot of them
-    predictions_csv = course.write_predictions(y_test, prediction, files.stats_path, out_dir / "predictions.csv")
+    # the predictions in original units, by the C++ denormalizer (predictions.csv: y_true, y_pred)
+    predictions_csv = course.write_predictions(y_test, prediction, files.stats_path, out_dir / "predictions.csv")  # Changed
+    # New: a plot of them
     y_true, y_pred = np.loadtxt(predictions_csv, delimiter=",", skiprows=1, ndmin=2).T
     plots.predicted_vs_actual(y_true, y_pred, out_dir / "predicted_vs_actual.png", title="lesson 3: test set")
 
     result = metrics.regression(y_test, prediction, files.stats)
-    course.write_metrics(args, accelerator, lesson="3_out_of_core_ann", **result, epochs=len(state.history),  # Changed
-                         best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,  # Changed
-                         train_seconds=train_seconds,
-                         samples_per_second=rows_trained / train_seconds,  # Changed
-                         world_size=accelerator.num_processes)
+    final = course.write_metrics(args, accelerator, lesson="3_out_of_core_ann", **result, epochs=len(state.history),  # Changed
+                                 best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,  # Changed
+                                 train_seconds=train_seconds,
+                                 samples_per_second=rows_trained / train_seconds,  # Changed
+                                 world_size=accelerator.num_processes)
+    # the final numbers to the experiment trackers; the end of the tracked run
+    accelerator.log({f"final/{k}": v for k, v in final.items() if isinstance(v, (int, float))},  # Changed
+                    step=state.global_step)
+    accelerator.end_training()
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from wideann import course, data, metrics, plots
+from wideann import course, data, metrics, plots, progress
 
 
 # the network as a class, so that its depth and width are parameters
@@ -96,6 +96,7 @@ def main():
     parser = course.parser(__doc__, "4_multi_gpu_ann", epochs=30, batch_size=256, lr=1e-3)  # Changed
     parser.add_argument("--hidden", type=int, nargs="+", default=[1024, 256],  # Changed: a large MLP
                         help="neurons in each hidden layer (one number per layer)")
+    course.add_tracking_options(parser)
     # the options of a long run
     parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer")
     parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
@@ -114,11 +115,12 @@ def main():
     # believing it is alone; the scheduler steps once per optimizer step, whatever the number of processes
     accelerator = Accelerator(cpu=not torch.cuda.is_available(),
                               mixed_precision=course.mixed_precision(args.mixed_precision),
-                              step_scheduler_with_optimizer=False)
+                              step_scheduler_with_optimizer=False,
+                              log_with=args.log_with, project_dir=args.output_dir)
     torch.manual_seed(args.seed)  # the same seed gives the same initial weights and the same run
     accelerator.print(f"device: {accelerator.device} x {accelerator.num_processes} process(es), "  # Changed
                       f"mixed precision: {accelerator.mixed_precision}")
-    out_dir = Path(args.output_dir)
+    out_dir = Path(args.output_dir)  # the run folder (model, predictions)
 
     # ---- 2. The data ------------------------------------------------------------------------------
     # The table stays on disk; batches of rows are read from it while the model trains.
@@ -170,14 +172,19 @@ def main():
         if scheduler.scheduler.total_steps != total_steps:
             raise SystemExit("--resume: give the options of the interrupted run (--epochs, --max-steps, ...)")
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
+    # the tracked run starts with the options, here after a resume: it continues from the checkpoint's step
+    accelerator.init_trackers("4_multi_gpu_ann", config=course.tracker_config(args),  # Changed: lesson name
+                              init_kwargs=course.tracker_kwargs(first_step=state.global_step + 1))
 
     # ---- 4. Training ------------------------------------------------------------------------------
     start = time.perf_counter()
     rows_trained = 0
     for epoch in range(state.epoch, args.epochs + 1):
         model.train()
-        epoch_start, epoch_rows = time.perf_counter(), 0  # New: for the throughput
-        for x, y in train_batches.epoch(epoch, start_step=state.step):
+        epoch_start = time.perf_counter()
+        batches = progress.bar(train_batches.epoch(epoch, start_step=state.step), f"epoch {epoch}", args.quiet,
+                               accelerator, total=len(train_batches), initial=state.step)  # batches read from disk
+        for x, y in batches:
             x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)  # Changed
             # New: gradient accumulation: the optimizer steps after every grad_accum batches (and after the last
             # batch of the epoch); on the batches before, no_sync skips the exchange of gradients between processes
@@ -191,21 +198,29 @@ def main():
                 accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
             state.loss_sum += loss.item() * args.batch_size * args.grad_accum  # Changed: summed squared errors
             state.rows += len(x)  # Changed
-            rows_trained, epoch_rows = rows_trained + len(x), epoch_rows + len(x)  # Changed
+            rows_trained += len(x)  # Changed
+            batches.show_loss(state.loss_sum / max(state.rows, 1))  # Changed: on every batch, accumulated or not
             if not sync:  # New
                 continue  # New
             optimizer.step()                     # move the weights a little against the gradients
-            # the schedule sets the learning rate of the next step; checkpoints; the step limit
+            # the schedule sets the learning rate of the next step; the state counts steps and rows
             scheduler.step()
             optimizer.zero_grad()  # New: clear the gradients added up since the last step
             state.global_step += 1  # Changed
+
+            # the loss and the learning rate to the experiment trackers, every --log-every steps
+            if state.global_step % args.log_every == 0:
+                step_loss = loss.item() * args.grad_accum  # New: the batch's mean squared error
+                accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]},  # Changed
+                                step=state.global_step)
+            # checkpoints; the step limit
             if state.global_step % args.checkpoint_every == 0:
                 course.save_checkpoint(accelerator, checkpoints, state.global_step)
             if state.global_step == args.max_steps:
                 break
 
         # Changed: the training loss and throughput summed over all processes
-        totals = accelerator.reduce(torch.tensor([state.loss_sum, state.rows, epoch_rows], dtype=torch.float64,
+        totals = accelerator.reduce(torch.tensor([state.loss_sum, state.rows, batches.rows], dtype=torch.float64,
                                                  device=accelerator.device), reduction="sum").tolist()
         train_loss = totals[0] / max(totals[1], 1)
         samples_per_second = totals[2] / (time.perf_counter() - epoch_start)
@@ -217,14 +232,15 @@ def main():
         if val_loss < state.best_val_loss:
             state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
 
-            # Changed: written by the main process only
-            best = accelerator.unwrap_model(model).state_dict()
-            course.save_model(best, out_dir / "best_model.pt", accelerator)
+            course.save_model(accelerator.unwrap_model(model), out_dir / "best_model.pt", accelerator, args, files)
         else:
             state.bad_epochs += 1
         accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  "
                           f"validation loss {val_loss:.6f}" + ("  *best*" if state.best_epoch == epoch else "")
                           + f"  lr {scheduler.get_last_lr()[0]:.2e}  {samples_per_second:,.0f} samples/s")  # Changed
+        # the epoch's numbers to the experiment trackers
+        accelerator.log({"epoch/train_loss": train_loss, "epoch/val_loss": val_loss,
+                         "epoch/samples_per_second": samples_per_second, "epoch": epoch}, step=state.global_step)
         # on to the next epoch, after a checkpoint; or stop early, or at the step limit
         state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
         course.save_checkpoint(accelerator, checkpoints, state.global_step)
@@ -254,23 +270,27 @@ def main():
     accelerator.unwrap_model(model).load_state_dict(best)  # Changed
     y_test, prediction = predict(model, test_batches, accelerator)  # Changed: gathered from all processes
 
-    # the predictions in original units, by the C++ denormalizer, and a plot of them
+    # the predictions in original units, by the C++ denormalizer (predictions.csv: y_true, y_pred)
     if accelerator.is_main_process:  # New
-        # Changed: written by the main process only
+        # Changed: written by the main process only, then a plot of them
         predictions_csv = course.write_predictions(y_test, prediction, files.stats_path, out_dir / "predictions.csv")
         y_true, y_pred = np.loadtxt(predictions_csv, delimiter=",", skiprows=1, ndmin=2).T
         plots.predicted_vs_actual(y_true, y_pred, out_dir / "predicted_vs_actual.png", title="lesson 4: test set")
 
     result = metrics.regression(y_test, prediction, files.stats)
-    course.write_metrics(args, accelerator, lesson="4_multi_gpu_ann", **result, epochs=len(state.history),  # Changed
-                         best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,
-                         train_seconds=train_seconds,
-                         samples_per_second=sum(rows_per_process) / train_seconds,  # Changed
-                         world_size=accelerator.num_processes,
-                         # New: what the global batch was made of
-                         global_batch_size=global_batch,
-                         grad_accum=args.grad_accum, mixed_precision=accelerator.mixed_precision,
-                         train_rows_per_process=rows_per_process)
+    final = course.write_metrics(args, accelerator, lesson="4_multi_gpu_ann", **result, epochs=len(state.history),  # Changed
+                                 best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,
+                                 train_seconds=train_seconds,
+                                 samples_per_second=sum(rows_per_process) / train_seconds,  # Changed
+                                 world_size=accelerator.num_processes,
+                                 # New: what the global batch was made of
+                                 global_batch_size=global_batch,
+                                 grad_accum=args.grad_accum, mixed_precision=accelerator.mixed_precision,
+                                 train_rows_per_process=rows_per_process)
+    # the final numbers to the experiment trackers; the end of the tracked run
+    accelerator.log({f"final/{k}": v for k, v in final.items() if isinstance(v, (int, float))},
+                    step=state.global_step)
+    accelerator.end_training()
 
 
 if __name__ == "__main__":

@@ -73,7 +73,35 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="describe a .npy table, a CSV file or a stats file")
     p.add_argument("path")
+
+    p = sub.add_parser("predict", help="a trained lesson run applied to new raw data: predictions in original units",
+                       description="Normalize NEW.csv with the run's training stats (C++ engine), run the run's "
+                                   "model over it in batches, and write its predictions in the target's original "
+                                   "units (C++ denormalizer) as OUT.csv: a column <target>_pred, one row per "
+                                   "record of NEW.csv in order. NEW.csv holds the training table's columns, or "
+                                   "its input columns only.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="the lesson's run folder (runs/<lesson>: model.json, "
+                   "its weights, stats.json)")
+    p.add_argument("input", metavar="NEW.csv")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.csv")
+    p.add_argument("--row-numbers", action="store_true",
+                   help="write first a column 'row' with each record's 0-based number in NEW.csv (header "
+                        "and blank lines not counted), to join the predictions back")
+    p.add_argument("--batch-size", type=_positive_int, default=1024, help="rows per model call (default: 1024)")
+    p.add_argument("--device", help="where the model runs: cpu, cuda, cuda:1, ... (default: cuda when "
+                                    "there is a GPU, else cpu)")
+    _add_csv_options(p)
     return ap
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, found {value}")
+    return value
 
 
 def _progress(args) -> bool:
@@ -121,6 +149,13 @@ def run(args) -> None:
         from .info import describe
 
         print(describe(args.path))
+    elif cmd == "predict":
+        from .predict import predict  # imports torch: only this command needs it
+
+        n = predict(args.run_dir, args.input, args.output, row_numbers=args.row_numbers,
+                    batch_size=args.batch_size, device=args.device, header=args.header,
+                    delimiter=args.delimiter, threads=args.threads, progress=_progress(args))
+        print(f"{n} predictions -> {args.output}", file=sys.stderr)
 
 
 def _one_line(e: BaseException) -> str:

@@ -1,12 +1,18 @@
 """Plumbing the four lessons in ``scripts/`` share, kept out of them so they read as lessons.
 
-- :func:`parser`: the command-line options every lesson has (each lesson adds its own).
+- :func:`parser`: the command-line options every lesson has (each lesson adds its own), ``--quiet``
+  included (no progress bars; the bars themselves are :mod:`wideann.progress`).
+- :func:`add_tracking_options`, :func:`tracker_config`, :func:`tracker_kwargs`: ``--log-with`` /
+  ``--log-every`` for accelerate's experiment trackers (a tracker that is unknown or not installed is a
+  one-line usage error, exit code 2), and what ``accelerator.init_trackers`` is given.
 - :func:`prepare_data`: finds the table to train on. With no ``--data`` it takes the shipped example
   CSV (``data/example.csv``) and normalizes it with the C++ engine into the run folder, printing the
   ``wideann normalize`` command it ran; a CSV given with ``--data`` / ``--test-data`` is handled the
   same way; a ``.npy`` is used as it is, with its stats file beside it.
 - :func:`write_metrics`: ``metrics.json`` in the run folder, and the same numbers printed.
 - :func:`save_checkpoint` / :func:`latest_checkpoint`: complete-or-absent checkpoints for ``--resume``.
+- :func:`save_model`: the model's weights, and beside them ``model.json`` and ``stats.json`` for
+  ``wideann predict`` (see :mod:`wideann.modelcard`).
 - :func:`write_predictions`: test predictions back in original units through the C++ denormalizer.
 """
 from __future__ import annotations
@@ -55,7 +61,80 @@ def parser(doc: str | None, lesson: str, *, epochs: int, batch_size: int, lr: fl
     p.add_argument("--lr", type=float, default=lr, help="learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the shuffling and the initial weights")
     p.add_argument("--output-dir", default=os.path.join("runs", lesson), help="where the run writes its files")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars (they show only on a terminal)")
     return p
+
+
+# ---- experiment tracking --------------------------------------------------------------------
+# the package each of accelerate's trackers needs (pip names)
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio", "aim": "aim",
+                    "comet_ml": "comet-ml", "mlflow": "mlflow", "clearml": "clearml", "dvclive": "dvclive",
+                    "swanlab": "swanlab"}
+
+
+class _Trackers(argparse.Action):
+    """``--log-with``: names of accelerate trackers, each checked to be known and installed (accelerate
+    itself would silently drop one that is not installed)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from accelerate.tracking import get_available_trackers
+        from accelerate.utils import LoggerType
+
+        known = LoggerType.list()
+        installed = [str(t) for t in get_available_trackers()]
+        for name in values:
+            if name not in known:
+                parser.exit(2, f"{parser.prog}: error: argument {option_string}: unknown tracker {name!r} "
+                               f"(choose from {', '.join(known)})\n")
+            if name == "all" and not installed:
+                parser.exit(2, f"{parser.prog}: error: argument {option_string}: no tracker is installed "
+                               f"(pip install tensorboard, for example)\n")
+            if name != "all" and name not in installed:
+                parser.exit(2, f"{parser.prog}: error: argument {option_string}: the {name} tracker is not "
+                               f"installed (pip install {TRACKER_PACKAGES.get(name, name)})\n")
+        setattr(namespace, self.dest, list(dict.fromkeys(values)))
+
+
+def add_tracking_options(p: argparse.ArgumentParser) -> None:
+    """``--log-with TRACKER...`` and ``--log-every N``: experiment tracking through accelerate."""
+    p.add_argument("--log-with", nargs="+", action=_Trackers, metavar="TRACKER",
+                   help="log the run to these experiment trackers (accelerate's: tensorboard, wandb, mlflow, "
+                        "comet_ml, aim, clearml, dvclive, swanlab, trackio, or all installed ones); "
+                        "tensorboard writes into OUTPUT_DIR/<lesson>/")
+    p.add_argument("--log-every", type=_positive_int, default=10, metavar="N",
+                   help="log the training loss and learning rate every N steps")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, found {value}")
+    return value
+
+
+def tracker_kwargs(first_step: int = 1) -> dict:
+    """``init_kwargs`` for ``accelerator.init_trackers``, given the first step this run will log:
+    TensorBoard drops what an earlier run in the same folder logged from that step on. So a new run
+    (step 1) does not draw over an old one's curves, and a run resumed from the checkpoint of step S
+    (first step S + 1) continues them without the interrupted run's tail."""
+    return {"tensorboard": {"purge_step": int(first_step)}}
+
+
+def tracker_config(args) -> dict:
+    """The options as the trackers take them (numbers, strings and flags; a list becomes ``"128 64"``)."""
+    out = {}
+    for key, value in vars(args).items():
+        if isinstance(value, (list, tuple)):
+            value = " ".join(map(str, value))
+        elif value is None:
+            value = "none"
+        elif not isinstance(value, (bool, int, float, str)):
+            value = str(value)
+        out[key] = value
+    return out
 
 
 # ---- data -----------------------------------------------------------------------------------
@@ -242,17 +321,28 @@ def save_checkpoint(accelerator, folder, step: int, keep: int = 2) -> Path:
     return final
 
 
-def save_model(state_dict, path, accelerator=None) -> None:
-    """``torch.save`` to a temporary name, then rename (a best-model file is never half-written).
+def save_model(model, path, accelerator=None, args=None, files=None) -> None:
+    """The model's weights (its ``state_dict``) to ``path``, written to a temporary name and renamed
+    (a best-model file is never half-written). With an ``accelerator`` only the main process writes.
 
-    With an ``accelerator`` only the main process writes.
+    Given the lesson's ``args`` and ``files`` (from :func:`prepare_data`), it also writes what is needed
+    to use the model on new data: ``model.json`` beside it (the layers, the options, the training
+    table's dtype; see :mod:`wideann.modelcard`) and a copy of the training stats, ``stats.json``.
+    ``wideann predict RUN_DIR NEW.csv -o OUT.csv`` reads them.
     """
     import torch
 
     if accelerator is not None and not accelerator.is_main_process:
         return
+    path = Path(path)
+    state = model.state_dict() if hasattr(model, "state_dict") else model
     with atomic_path(path) as tmp:
-        torch.save(state_dict, tmp)
+        torch.save(state, tmp)
+    if files is not None and hasattr(model, "state_dict"):
+        from . import modelcard
+
+        modelcard.write(model, path.parent, path.name, stats_path=files.stats_path, train=files.train,
+                        options=vars(args) if args is not None else None, lesson=Path(sys.argv[0]).name)
 
 
 def mixed_precision(requested: str | None) -> str:

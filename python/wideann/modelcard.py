@@ -1,0 +1,224 @@
+"""What a trained lesson model is, written beside its weights, so that ``wideann predict`` can use it.
+
+A lesson's model is its own class (``MLP`` in lessons 2-4, an ``nn.Sequential`` in lesson 1), which the
+package cannot import. What it can do is describe the model's layers and rebuild the same network:
+
+- :func:`describe` lists the model's leaf modules in order (``Linear`` sizes, ``LayerNorm`` and
+  ``Dropout`` settings, the activation) with their names in the model's ``state_dict``; it refuses a
+  layer type it cannot rebuild.
+- :func:`build` makes an ``nn.Sequential`` of those layers, and :func:`load_weights` loads the
+  lesson's ``state_dict`` into it (``net.0.weight`` -> ``0.weight``), with ``weights_only=True``.
+- :func:`write` saves the card, ``model.json`` in the run folder, after checking on a few rows that
+  the rebuilt network computes what the lesson's model computes (so a model whose ``forward`` is not
+  "the layers in order" is caught when it is saved, not turned into wrong predictions later).
+
+The card (JSON): ``format`` ("wideann-model"), ``version``, ``weights`` (file name beside the card),
+``stats`` (the training stats, copied beside the card), ``table_dtype`` (of the training table),
+``n_inputs``, ``target``, ``layers`` (or null with ``not_rebuildable`` saying why), ``lesson`` and
+``options`` (the lesson's command-line options).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ._atomic import atomic_path
+
+FORMAT = "wideann-model"
+VERSION = 1
+CARD_NAME = "model.json"
+STATS_NAME = "stats.json"
+
+# layer type -> the constructor arguments that define it (read from the module's attributes)
+_LAYERS = {
+    "Linear": ("in_features", "out_features", "bias"),
+    "LayerNorm": ("normalized_shape", "eps", "elementwise_affine", "bias"),
+    "BatchNorm1d": ("num_features", "eps", "momentum", "affine", "track_running_stats"),
+    "Dropout": ("p",),
+    "ReLU": (),
+    "LeakyReLU": ("negative_slope",),
+    "GELU": ("approximate",),
+    "SiLU": (),
+    "ELU": ("alpha",),
+    "Tanh": (),
+    "Sigmoid": (),
+    "Identity": (),
+}
+
+
+def _arg(module, name):
+    value = getattr(module, name)
+    if name == "bias":  # Linear / LayerNorm keep the bias tensor (or None), the constructor a flag
+        return value is not None
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def describe(model) -> list[dict]:
+    """The model's leaf modules in order, as ``{"type", "name", <constructor arguments>}`` dicts.
+
+    Raises ``ValueError`` for a layer type :func:`build` cannot make.
+    """
+    layers = []
+    for name, module in model.named_modules():
+        if any(True for _ in module.children()):
+            continue  # a container: its leaves follow
+        kind = type(module).__name__
+        if kind not in _LAYERS or type(module).__module__.split(".")[:2] != ["torch", "nn"]:
+            raise ValueError(f"layer {name or kind} ({kind}) is not one wideann predict can rebuild "
+                             f"(it knows {', '.join(_LAYERS)})")
+        layers.append({"type": kind, "name": name, **{a: _arg(module, a) for a in _LAYERS[kind]}})
+    if not layers:
+        raise ValueError("the model has no layers")
+    return layers
+
+
+def build(layers: list[dict]):
+    """An ``nn.Sequential`` of the described layers (fresh weights)."""
+    from torch import nn
+
+    modules = []
+    for layer in layers:
+        kind = layer["type"]
+        if kind not in _LAYERS:
+            raise ValueError(f"unknown layer type {kind!r}")
+        kwargs = {a: layer[a] for a in _LAYERS[kind]}
+        if kind == "LayerNorm" and isinstance(kwargs["normalized_shape"], list):
+            kwargs["normalized_shape"] = tuple(kwargs["normalized_shape"])
+        modules.append(getattr(nn, kind)(**kwargs))
+    return nn.Sequential(*modules)
+
+
+def _renamed(state: dict, layers: list[dict]) -> dict:
+    """The lesson's ``state_dict`` keys (``net.3.weight``) as the rebuilt Sequential's (``1.weight``)."""
+    index = {layer["name"]: str(i) for i, layer in enumerate(layers)}
+    out = {}
+    for key, value in state.items():
+        owner, _, param = key.rpartition(".")
+        if owner not in index:
+            raise ValueError(f"weight {key!r} belongs to no layer of the model description")
+        out[f"{index[owner]}.{param}"] = value
+    return out
+
+
+def load_weights(seq, layers: list[dict], state: dict) -> None:
+    """Load a lesson's ``state_dict`` into the rebuilt ``seq`` (every weight must match)."""
+    result = seq.load_state_dict(_renamed(state, layers), strict=False)
+    missing = [k for k in result.missing_keys]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"weights do not match the model description (missing: {missing[:3]}, "
+                         f"unexpected: {list(result.unexpected_keys)[:3]})")
+
+
+def _check_rebuild(model, layers: list[dict], n_inputs: int) -> None:
+    """The rebuilt network gives the lesson model's outputs on a few rows (raises ValueError if not).
+
+    The rebuilt layers take the model's own tensors (no copy: a large model is not duplicated in memory)
+    and run on its device.
+    """
+    import torch
+
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    rows = torch.rand(8, n_inputs, generator=torch.Generator().manual_seed(0)).to(device)  # not the global RNG
+    with torch.device("meta"):
+        seq = build(layers)
+    result = seq.load_state_dict(_renamed(model.state_dict(), layers), strict=False, assign=True)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError("the model's weights do not match its layers")
+    seq.eval()
+    was_training = model.training
+    forward = getattr(model, "_original_forward", model)  # without accelerate's mixed-precision wrapper
+    model.eval()
+    try:
+        with torch.no_grad():
+            want, got = forward(rows).float(), seq(rows).float()
+    finally:
+        model.train(was_training)
+    if want.shape != got.shape or not torch.allclose(got, want, rtol=1e-5, atol=1e-6 * (1 + float(want.abs().max()))):
+        raise ValueError("the model's forward is not its layers applied in order")
+
+
+def _jsonable(value):
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)
+
+
+def _table_dtype(train) -> str:
+    """The dtype of the training table (a ``.npy`` path or a list of shards), for normalizing new data
+    the same way; float32 when it cannot be read."""
+    first = train[0] if isinstance(train, (list, tuple)) and train else train
+    try:
+        from .data import NpyTable
+
+        with NpyTable(first) as t:
+            return t.dtype.name
+    except Exception:
+        return "float32"
+
+
+def write(model, folder, weights_name: str, *, stats_path, train=None, options=None, lesson=None) -> dict:
+    """Write ``folder/model.json`` for ``model`` (whose weights are ``folder/weights_name``) and copy the
+    training stats to ``folder/stats.json``. Returns the card.
+
+    When the model cannot be rebuilt (a layer type or a ``forward`` that :func:`build` does not
+    reproduce), the card says why in ``not_rebuildable`` and ``wideann predict`` refuses the run.
+    """
+    from .stats import Stats
+
+    folder = Path(folder)
+    stats = Stats.load(stats_path)  # checked: a stats file
+    n_inputs = stats.n_columns - 1
+    card = {"format": FORMAT, "version": VERSION, "weights": weights_name, "stats": STATS_NAME,
+            "table_dtype": _table_dtype(train) if train is not None else "float32",
+            "n_inputs": n_inputs, "target": stats.columns[-1]}
+    try:
+        layers = describe(model)
+        _check_rebuild(model, layers, n_inputs)
+        card["layers"] = layers
+    except ValueError as e:
+        card["layers"], card["not_rebuildable"] = None, str(e)
+    card["lesson"] = lesson
+    card["options"] = _jsonable(dict(options or {}))
+
+    stats_copy, text = folder / STATS_NAME, Path(stats_path).read_bytes()
+    if not (stats_copy.is_file() and stats_copy.read_bytes() == text):  # written once per run, not per save
+        with atomic_path(stats_copy) as tmp:
+            Path(tmp).write_bytes(text)
+    with atomic_path(folder / CARD_NAME) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(card, f, indent=1)
+            f.write("\n")
+    return card
+
+
+def read(run_dir) -> dict:
+    """The card of a run folder, checked; raises ``FileNotFoundError`` / ``ValueError`` with one line."""
+    run_dir = Path(run_dir)
+    path = run_dir / CARD_NAME
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run folder")
+    if not path.is_file():
+        raise FileNotFoundError(f"{run_dir}: not a lesson run folder (no {CARD_NAME}; a lesson writes it "
+                                "with its model)")
+    try:
+        card = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a valid model card ({e})") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a wideann model card")
+    if card.get("version") != VERSION:
+        raise ValueError(f"{path}: model card version {card.get('version')} (this wideann reads {VERSION})")
+    if not card.get("layers"):
+        raise ValueError(f"{path}: this model cannot be rebuilt by wideann predict: "
+                         f"{card.get('not_rebuildable', 'no layers described')}")
+    for key in ("weights", "stats"):
+        if not (run_dir / card[key]).is_file():
+            raise FileNotFoundError(f"{run_dir / card[key]}: missing ({CARD_NAME} names it)")
+    return card

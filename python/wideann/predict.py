@@ -1,0 +1,189 @@
+"""``wideann predict RUN_DIR NEW.csv -o OUT.csv``: a trained lesson model applied to new raw data.
+
+1. The run folder's ``model.json`` (written by the lesson with its model, see :mod:`wideann.modelcard`)
+   gives the layers, the weights file and ``stats.json``, the stats the model was trained with.
+2. The C++ engine normalizes ``NEW.csv`` with those stats (apply mode: a header must name the columns as
+   the training table did, in the same order) into a temporary ``.npy`` in the output's folder. The CSV
+   holds the training table's columns, or its input columns only (no target column).
+3. The model, rebuilt as an ``nn.Sequential`` and loaded with ``torch.load(weights_only=True)``, runs
+   over the table in batches read from disk (the next batch is read while the model works on this
+   one), so memory stays a few batches whatever the size of the table; its normalized predictions go
+   to a temporary ``.npy`` as they come.
+4. The C++ denormalizer turns them back into the target's original units, and the output CSV is
+   ``<target>_pred`` (for example ``y_pred``), one row per record of ``NEW.csv`` in its order, with
+   ``--row-numbers`` a first column ``row`` of 0-based record numbers (header and blank lines not counted) to
+   join back on.
+
+Nothing is left at the output path or in its folder after a failure or Ctrl-C. This module imports
+torch; the command line imports it only for ``predict``.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from . import modelcard
+from ._atomic import atomic_path
+from .diskspace import require_free
+from .engine import DataError, _check_output_folder, denormalize, normalize
+from .stats import Stats
+
+DEFAULT_BATCH_SIZE = 1024  # as the lessons predict: the same batches give the same float32 results
+
+
+def _first_line_fields(path: str, delimiter: str) -> tuple[int, int]:
+    """Fields in the first non-blank line of a CSV, and that line's length in bytes (for a size
+    estimate). Reads one line only."""
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
+            if line.strip():
+                return line.count(delimiter) + 1, len(raw)
+    raise DataError(f"{path}: the file is empty")
+
+
+def _inputs_stats(path: str, stats: Stats, delimiter: str) -> Stats:
+    """The stats to normalize ``path`` with: all the training columns, or the inputs only."""
+    n_fields, _ = _first_line_fields(path, delimiter)
+    n = stats.n_columns
+    if n_fields == n:
+        return stats
+    if n_fields == n - 1:
+        return Stats(stats.columns[:-1], stats._min[:-1], stats._max[:-1], stats.n_rows, stats.sources)
+    raise DataError(f"{path}, line 1: {n_fields} columns, but the model was trained on {n} "
+                    f"({n - 1} inputs and the target {stats.columns[-1]!r}): give the {n - 1} input columns "
+                    f"in training order, with or without the target last")
+
+
+def _estimate_table_bytes(path: str, n_columns: int, itemsize: int, delimiter: str) -> int:
+    """Roughly the size of the normalized table, from the file size and its first line's length."""
+    _, first_len = _first_line_fields(path, delimiter)
+    rows = os.path.getsize(path) / max(first_len, 1)
+    return int(rows * n_columns * itemsize)
+
+
+def _device(requested: str | None):
+    import torch
+
+    if not requested:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ValueError(f"--device {requested}: not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise ValueError(f"--device {requested}: no such CUDA device here")
+    return device
+
+
+def _load_model(run_dir: Path, card: dict, device):
+    import pickle
+
+    import torch
+
+    weights = run_dir / card["weights"]
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        raise DataError(f"{weights}: cannot be read as PyTorch weights ({' '.join(str(e).split())[:200]})") from None
+    if not isinstance(state, dict):
+        raise DataError(f"{weights}: not a state_dict")
+    model = modelcard.build(card["layers"])
+    try:
+        modelcard.load_weights(model, card["layers"], state)
+    except (ValueError, RuntimeError) as e:
+        raise DataError(f"{weights}: {' '.join(str(e).split())[:300]}") from None
+    return model.to(device).eval()
+
+
+def _write_npy_header(f, n_rows: int) -> None:
+    np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n_rows, 1)})
+
+
+def _run_model(model, table_path: str, n_inputs: int, out_npy: str, batch_size: int, device, quiet: bool) -> int:
+    """Predictions for every row of the normalized table, batch by batch, into a one-column ``.npy``."""
+    import torch
+
+    from .data import NpyTable
+    from .progress import Bar
+
+    with NpyTable(table_path) as table, open(out_npy, "wb") as out, ThreadPoolExecutor(1) as reader:
+        n = table.n_rows
+        _write_npy_header(out, n)
+        batches = (range(a, min(a + batch_size, n)) for a in range(0, n, batch_size))
+        next_batch = reader.submit(table.read_rows, 0, min(batch_size, n))
+        with torch.no_grad():
+            for rows in Bar(batches, "predict", quiet, total=-(-n // batch_size), unit="batches"):
+                x = next_batch.result()
+                if rows.stop < n:  # read the next batch while the model works on this one
+                    next_batch = reader.submit(table.read_rows, rows.stop, min(rows.stop + batch_size, n))
+                y = model(torch.from_numpy(x[:, :n_inputs]).to(device, non_blocking=True))
+                out.write(np.ascontiguousarray(y.float().cpu().numpy(), dtype="<f4").tobytes())
+    return n
+
+
+def _write_output(denormalized: str, output: str, target: str, row_numbers: bool) -> None:
+    """The denormalizer's one-column CSV (header: the target's name) as ``[row,]<target>_pred``."""
+    with open(denormalized, "r", newline="") as src, atomic_path(output) as tmp:
+        with open(tmp, "w", newline="") as dst:
+            src.readline()  # the engine's header
+            header = f"{target}_pred"
+            if not row_numbers:
+                dst.write(header + "\n")
+                shutil.copyfileobj(src, dst, 1 << 20)
+                return
+            dst.write(f"row,{header}\n")
+            i = 0
+            while True:
+                lines = src.readlines(1 << 20)
+                if not lines:
+                    break
+                dst.write("".join(f"{i + k},{line}" for k, line in enumerate(lines)))
+                i += len(lines)
+
+
+def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size: int = DEFAULT_BATCH_SIZE,
+            device: str | None = None, header: str = "auto", delimiter: str = ",", threads=None,
+            progress: bool = False) -> int:
+    """Apply the model of a lesson run (``run_dir``) to a raw CSV; write its predictions in original
+    units to ``output`` (CSV). Returns the number of rows predicted. See the module docstring."""
+    run_dir, input_csv, output = Path(run_dir), os.fspath(input_csv), os.fspath(output)
+    card = modelcard.read(run_dir)
+    if not output.lower().endswith(".csv"):
+        raise ValueError(f"{output}: predict writes CSV; name the output *.csv")
+    if batch_size < 1:
+        raise ValueError("batch size must be at least 1")
+    _check_output_folder(output)
+    if not os.path.isfile(input_csv):
+        raise DataError(f"{input_csv}: no such file")
+    stats = Stats.load(run_dir / card["stats"])
+    if stats.n_columns - 1 != card["n_inputs"]:
+        raise DataError(f"{run_dir / card['stats']}: {stats.n_columns} columns, but {run_dir / 'model.json'} "
+                        f"describes a model of {card['n_inputs']} inputs")
+    inputs = _inputs_stats(input_csv, stats, delimiter)
+    dtype = card.get("table_dtype", "float32")
+    device = _device(device)
+    model = _load_model(run_dir, card, device)
+
+    folder = os.path.dirname(os.path.abspath(output))
+    require_free(folder, _estimate_table_bytes(input_csv, inputs.n_columns, np.dtype(dtype).itemsize, delimiter),
+                 f"the temporary normalized table of {input_csv}")
+    work = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.", suffix=".tmp", dir=folder)
+    try:
+        table = os.path.join(work, "inputs.npy")
+        normalize([input_csv], table, stats=inputs, dtype=dtype, threads=threads, header=header,
+                  delimiter=delimiter, progress=progress)
+        pred = os.path.join(work, "predictions.npy")
+        n = _run_model(model, table, card["n_inputs"], pred, batch_size, device, quiet=not progress)
+        os.unlink(table)  # free its space before the output is written
+        pred_csv = os.path.join(work, "predictions.csv")
+        denormalize(pred, pred_csv, stats=stats, threads=threads, progress=progress)  # one column: the target
+        _write_output(pred_csv, output, stats.columns[-1], row_numbers)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return n
