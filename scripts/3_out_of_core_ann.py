@@ -81,14 +81,17 @@ class TrainingState:
 def main():
     # ---- 1. Options and the device ----------------------------------------------------------------
     parser = course.parser(__doc__, "3_out_of_core_ann", epochs=30, batch_size=64, lr=2e-3)  # Changed
-    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64],
+    parser.add_argument("--hidden", type=course.positive_int, nargs="+", default=[128, 64],
                         help="neurons in each hidden layer (one number per layer)")
     # New: the options of a long run
-    parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer")
-    parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
-    parser.add_argument("--patience", type=int, default=5,
+    parser.add_argument("--dropout", type=course.probability, default=0.0,
+                        help="dropout probability after each hidden layer")
+    parser.add_argument("--max-steps", type=course.non_negative_int, default=0,
+                        help="stop after this many steps (0: no limit)")
+    parser.add_argument("--patience", type=course.positive_int, default=5,
                         help="stop when the validation loss has not improved for this many epochs")
-    parser.add_argument("--checkpoint-every", type=int, default=500, help="save a checkpoint every N steps")
+    parser.add_argument("--checkpoint-every", type=course.positive_int, default=500,
+                        help="save a checkpoint every N steps")
     parser.add_argument("--resume", nargs="?", const="latest",
                         help="continue from a checkpoint folder (default: the newest in OUTPUT_DIR/checkpoints)")
 
@@ -133,37 +136,41 @@ def main():
     # New: resume from a checkpoint: weights, optimizer, schedule, random numbers and TrainingState
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
-    checkpoints = out_dir / "checkpoints"
+    # each checkpoint keeps the best model of its time and the options (a resume with others is refused)
+    checkpoints = course.Checkpoints(out_dir / "checkpoints", args, files=[out_dir / "best_model.pt"])
     if args.resume:
-        path = course.latest_checkpoint(checkpoints) if args.resume == "latest" else Path(args.resume)
-        if path is None:
-            raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
-        accelerator.load_state(str(path))
-        if scheduler.scheduler.total_steps != total_steps:  # New
-            raise SystemExit("--resume: give the options of the interrupted run (--epochs, --max-steps, ...)")  # New
+        path = checkpoints.load(accelerator, args.resume)  # accelerator.load_state, every file weights-only
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
 
     # ---- 4. Training ------------------------------------------------------------------------------
     start = time.perf_counter()
     rows_trained = 0  # New
     for epoch in range(state.epoch, args.epochs + 1):  # Changed: from the resumed epoch
+        # New: stop early, or at the step limit; checked first, so that a resumed run that had stopped stays stopped
+        if state.bad_epochs >= args.patience:
+            accelerator.print(f"early stop: no improvement for {args.patience} epochs")
+            break
+        if args.max_steps and state.global_step == args.max_steps:
+            accelerator.print(f"reached --max-steps {args.max_steps}")
+            break
+
         model.train()
         for x, y in train_batches.epoch(epoch, start_step=state.step):  # Changed: batches read from disk
+            if args.max_steps and state.global_step == args.max_steps:  # New: the step limit, checked first (as above)
+                break  # New
             x, y = x.to(accelerator.device), y.to(accelerator.device)  # New
             prediction = model(x)                # forward pass
             loss = loss_fn(prediction, y)        # how far off the predictions are
             optimizer.zero_grad()                # forget the gradients of the previous step
             accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
             optimizer.step()                     # move the weights a little against the gradients
-            # New: the schedule sets the learning rate of the next step; checkpoints; the step limit
+            # New: the schedule sets the learning rate of the next step; checkpoints
             scheduler.step()
             state.step, state.global_step = state.step + 1, state.global_step + 1
             state.loss_sum, state.rows = state.loss_sum + loss.item() * len(x), state.rows + len(x)
             rows_trained += len(x)
             if state.global_step % args.checkpoint_every == 0:
-                course.save_checkpoint(accelerator, checkpoints, state.global_step)
-            if state.global_step == args.max_steps:
-                break
+                checkpoints.save(accelerator, state.global_step)
 
         # Changed: the loss on the validation rows; keep the weights of the best epoch; early stopping
         train_loss = state.loss_sum / max(state.rows, 1)
@@ -179,15 +186,9 @@ def main():
         accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  "  # Changed
                           f"validation loss {val_loss:.6f}" + ("  *best*" if state.best_epoch == epoch else "")
                           + f"  lr {scheduler.get_last_lr()[0]:.2e}")
-        # New: on to the next epoch, after a checkpoint; or stop early, or at the step limit
+        # New: on to the next epoch, after a checkpoint
         state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
-        course.save_checkpoint(accelerator, checkpoints, state.global_step)
-        if state.bad_epochs >= args.patience:
-            accelerator.print(f"early stop: no improvement for {args.patience} epochs")
-            break
-        if state.global_step == args.max_steps:
-            accelerator.print(f"reached --max-steps {args.max_steps}")
-            break
+        checkpoints.save(accelerator, state.global_step)
     train_seconds = time.perf_counter() - start
 
     # the loss curves
@@ -198,7 +199,7 @@ def main():
     # ---- 5. Test ----------------------------------------------------------------------------------
     # Predictions for rows the model never saw, compared with the truth in the original units of y.
     # Changed: the weights of the best epoch, predictions batch by batch from disk
-    accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt"))
+    accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt", weights_only=True))
     y_test, prediction = predict(model, test_batches, accelerator.device)
 
     # New: the predictions in original units, by the C++ denormalizer, and a plot of them
@@ -215,4 +216,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    course.run(main)  # a mistake in the options or the data ends in one line on stderr, not a traceback

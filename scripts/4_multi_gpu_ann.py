@@ -94,18 +94,22 @@ class TrainingState:
 def main():
     # ---- 1. Options and the device ----------------------------------------------------------------
     parser = course.parser(__doc__, "4_multi_gpu_ann", epochs=30, batch_size=256, lr=1e-3)  # Changed
-    parser.add_argument("--hidden", type=int, nargs="+", default=[1024, 256],  # Changed: a large MLP
+    parser.add_argument("--hidden", type=course.positive_int, nargs="+", default=[1024, 256],  # Changed: a large MLP
                         help="neurons in each hidden layer (one number per layer)")
     # the options of a long run
-    parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer")
-    parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
-    parser.add_argument("--patience", type=int, default=5,
+    parser.add_argument("--dropout", type=course.probability, default=0.0,
+                        help="dropout probability after each hidden layer")
+    parser.add_argument("--max-steps", type=course.non_negative_int, default=0,
+                        help="stop after this many steps (0: no limit)")
+    parser.add_argument("--patience", type=course.positive_int, default=5,
                         help="stop when the validation loss has not improved for this many epochs")
-    parser.add_argument("--checkpoint-every", type=int, default=500, help="save a checkpoint every N steps")
+    parser.add_argument("--checkpoint-every", type=course.positive_int, default=500,
+                        help="save a checkpoint every N steps")
     parser.add_argument("--resume", nargs="?", const="latest",
                         help="continue from a checkpoint folder (default: the newest in OUTPUT_DIR/checkpoints)")
     # New: the options of several devices
-    parser.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step (gradient accumulation)")
+    parser.add_argument("--grad-accum", type=course.positive_int, default=1,
+                        help="batches per optimizer step (gradient accumulation)")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
                         help="default: the launcher's setting, else bf16 on a GPU that has it, else no")
 
@@ -161,23 +165,29 @@ def main():
     # resume from a checkpoint: weights, optimizer, schedule, random numbers and TrainingState
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
-    checkpoints = out_dir / "checkpoints"
+    # each checkpoint keeps the best model of its time and the options (a resume with others is refused)
+    checkpoints = course.Checkpoints(out_dir / "checkpoints", args, files=[out_dir / "best_model.pt"])
     if args.resume:
-        path = course.latest_checkpoint(checkpoints) if args.resume == "latest" else Path(args.resume)
-        if path is None:
-            raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
-        accelerator.load_state(str(path))
-        if scheduler.scheduler.total_steps != total_steps:
-            raise SystemExit("--resume: give the options of the interrupted run (--epochs, --max-steps, ...)")
+        path = checkpoints.load(accelerator, args.resume)  # accelerator.load_state, every file weights-only
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
 
     # ---- 4. Training ------------------------------------------------------------------------------
     start = time.perf_counter()
     rows_trained = 0
     for epoch in range(state.epoch, args.epochs + 1):
+        # stop early, or at the step limit; checked first, so that a resumed run that had stopped stays stopped
+        if state.bad_epochs >= args.patience:
+            accelerator.print(f"early stop: no improvement for {args.patience} epochs")
+            break
+        if args.max_steps and state.global_step == args.max_steps:
+            accelerator.print(f"reached --max-steps {args.max_steps}")
+            break
+
         model.train()
         epoch_start, epoch_rows = time.perf_counter(), 0  # New: for the throughput
         for x, y in train_batches.epoch(epoch, start_step=state.step):
+            if args.max_steps and state.global_step == args.max_steps:
+                break
             x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)  # Changed
             # New: gradient accumulation: the optimizer steps after every grad_accum batches (and after the last
             # batch of the epoch); on the batches before, no_sync skips the exchange of gradients between processes
@@ -195,14 +205,12 @@ def main():
             if not sync:  # New
                 continue  # New
             optimizer.step()                     # move the weights a little against the gradients
-            # the schedule sets the learning rate of the next step; checkpoints; the step limit
+            # the schedule sets the learning rate of the next step; checkpoints
             scheduler.step()
             optimizer.zero_grad()  # New: clear the gradients added up since the last step
             state.global_step += 1  # Changed
             if state.global_step % args.checkpoint_every == 0:
-                course.save_checkpoint(accelerator, checkpoints, state.global_step)
-            if state.global_step == args.max_steps:
-                break
+                checkpoints.save(accelerator, state.global_step)
 
         # Changed: the training loss and throughput summed over all processes
         totals = accelerator.reduce(torch.tensor([state.loss_sum, state.rows, epoch_rows], dtype=torch.float64,
@@ -225,15 +233,9 @@ def main():
         accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  "
                           f"validation loss {val_loss:.6f}" + ("  *best*" if state.best_epoch == epoch else "")
                           + f"  lr {scheduler.get_last_lr()[0]:.2e}  {samples_per_second:,.0f} samples/s")  # Changed
-        # on to the next epoch, after a checkpoint; or stop early, or at the step limit
+        # on to the next epoch, after a checkpoint
         state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
-        course.save_checkpoint(accelerator, checkpoints, state.global_step)
-        if state.bad_epochs >= args.patience:
-            accelerator.print(f"early stop: no improvement for {args.patience} epochs")
-            break
-        if state.global_step == args.max_steps:
-            accelerator.print(f"reached --max-steps {args.max_steps}")
-            break
+        checkpoints.save(accelerator, state.global_step)
     train_seconds = time.perf_counter() - start
     # New: rows trained by each process, and the throughput of all of them together
     rows_per_process = accelerator.gather(torch.tensor([rows_trained], device=accelerator.device)).tolist()
@@ -250,7 +252,7 @@ def main():
     # Predictions for rows the model never saw, compared with the truth in the original units of y.
     # the weights of the best epoch, predictions batch by batch from disk
     accelerator.wait_for_everyone()  # New: the main process has written best_model.pt
-    best = torch.load(out_dir / "best_model.pt", map_location="cpu")  # Changed: not all onto the main GPU
+    best = torch.load(out_dir / "best_model.pt", map_location="cpu", weights_only=True)  # Changed: not all onto GPU 0
     accelerator.unwrap_model(model).load_state_dict(best)  # Changed
     y_test, prediction = predict(model, test_batches, accelerator)  # Changed: gathered from all processes
 
@@ -274,4 +276,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    course.run(main)  # a mistake in the options or the data ends in one line on stderr, not a traceback
