@@ -9,7 +9,8 @@ exit status and stderr, through ``tests/lesson_forks.py``: one interpreter start
 under ``accelerate launch -q``, on one process and on two CPU processes (where the line must appear
 once, not once per process). ``accelerate launch`` ends with its own exit code 1 whatever the lesson's
 code; with two processes torchrun adds its own report of the failed process (ChildFailedError) after the
-lesson's line, which is the launcher's, not the lesson's.
+lesson's line, which is the launcher's, not the lesson's; without ``-q`` accelerate adds its
+CalledProcessError traceback (one case checks that, as the course text says).
 """
 import json
 import shutil
@@ -87,6 +88,7 @@ BUG_SCRIPTS = {  # not the user's mistakes: they keep their traceback
     "bug_value_error.py": ("ValueError", "def main():\n    raise ValueError('a bug of ours')\n"),
     "bug_missing_file.py": ("FileNotFoundError", "def main():\n    open('written-by-no-one.npy')\n"),
 }
+CTRL_C = ("ctrl_c.py", "def main():\n    raise KeyboardInterrupt\n")
 
 
 def _run_id(n, name):
@@ -118,7 +120,7 @@ def work(tmp_path_factory):
         shutil.copy(d / "tiny.stats.json", d / f"{name}.stats.json")
     (d / "folder.npy").mkdir()
     (d / "a_file").write_text("not a folder\n")
-    for name, (_, body) in BUG_SCRIPTS.items():
+    for name, (_, body) in [*BUG_SCRIPTS.items(), (CTRL_C[0], (None, CTRL_C[1]))]:
         (d / name).write_text(f"from wideann import course\n\n\n{body}\n\ncourse.run(main)\n")
     return d
 
@@ -137,7 +139,7 @@ def forked(work):
     jobs.append({"wait": True})  # the --resume cases need their checkpoints
     jobs += [job(_run_id(n, name), SCRIPTS / LESSONS[n], args, out=f"runs/{n}-{name}")
              for n, name, args, _, _ in _cases()]
-    jobs += [job(f"bug:{name}", work / name, []) for name in BUG_SCRIPTS]
+    jobs += [job(f"bug:{name}", work / name, []) for name in [*BUG_SCRIPTS, CTRL_C[0]]]
     env = _env(work)
     r = subprocess.run([sys.executable, str(ROOT / "tests" / "lesson_forks.py"), "2"], cwd=work, env=env,
                        input="".join(json.dumps(j) + "\n" for j in jobs), capture_output=True, text=True,
@@ -188,6 +190,11 @@ def test_a_bug_of_ours_keeps_its_traceback(forked, name):
     assert BUG_SCRIPTS[name][0] in res["stderr"].splitlines()[-1], res["stderr"]
 
 
+def test_ctrl_c_is_one_line_and_exit_code_130(forked):
+    res = forked[f"bug:{CTRL_C[0]}"]
+    assert res["code"] == 130 and res["stderr"] == f"{CTRL_C[0]}: interrupted\n", res
+
+
 def test_a_fresh_interpreter_says_the_same(forked, work):
     """The same cases as plain ``python scripts/N_*.py``: exactly the fork's exit code and line."""
     picks = [(1, "epochs-0"), (2, "missing-data"), (3, "dropout-1"), (4, "bad-csv")]
@@ -207,39 +214,45 @@ def test_a_fresh_interpreter_says_the_same(forked, work):
         assert line == res["stderr"].strip()
 
 
-LAUNCHED = [  # (lesson, case, config): one and two processes, options, data and --resume
-    (1, "batch-size-0", "cpu.yaml"),
-    (2, "bad-csv", "cpu.yaml"),
-    (3, "too-few-rows", "cpu.yaml"),
-    (3, "resume-other-options", "cpu.yaml"),
-    (4, "test-npy-other-columns", "cpu.yaml"),
-    (4, "missing-data", "cpu_2proc.yaml"),          # fails on the main process, the other one waits
-    (4, "epochs-0", "cpu_2proc.yaml"),              # fails on both processes at once
-    (4, "resume-without-checkpoint", "cpu_2proc.yaml"),
+LAUNCHED = [  # (lesson, case, config, -q): one and two processes, options, data and --resume
+    (1, "batch-size-0", "cpu.yaml", True),
+    (2, "bad-csv", "cpu.yaml", True),
+    (3, "too-few-rows", "cpu.yaml", True),
+    (3, "resume-other-options", "cpu.yaml", True),
+    (4, "test-npy-other-columns", "cpu.yaml", True),
+    (4, "missing-data", "cpu_2proc.yaml", True),          # fails on the main process, the other one waits
+    (4, "epochs-0", "cpu_2proc.yaml", True),              # fails on both processes at once
+    (4, "resume-without-checkpoint", "cpu_2proc.yaml", True),
+    (2, "missing-data", "cpu.yaml", False),               # what plain accelerate launch adds
 ]
 
 
-def test_under_accelerate_launch_quiet_the_line_comes_once(forked, work):
+def test_under_accelerate_launch_the_line_comes_once(forked, work):
     """``accelerate launch -q``: the lesson's line, once, whatever the number of processes; exit code 1
-    (accelerate's for any failure); no traceback of the lesson's, nor of its other processes."""
+    (accelerate's for any failure); no traceback of the lesson's, nor of its other processes. Without
+    ``-q``, accelerate adds its own CalledProcessError traceback (what the course text says)."""
     def launch(item):
-        n, name, config = item
+        n, name, config, quiet = item
         args = next(a for nm, _, a, _, _ in CASES if nm == name)
         args = [a.format(n=n) for a in args]
         if "--output-dir" not in args:
             args += ["--output-dir", f"runs/launched-{n}-{name}"]
         cmd = _launch_cmd(LESSONS[n], *args, config=config)
-        cmd.insert(cmd.index("accelerate.commands.launch") + 1, "-q")
+        if quiet:
+            cmd.insert(cmd.index("accelerate.commands.launch") + 1, "-q")
         return subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=300)
 
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(launch, LAUNCHED))
-    for (n, name, config), r in zip(LAUNCHED, done):
+    for (n, name, config, quiet), r in zip(LAUNCHED, done):
         line = forked[_run_id(n, name)]["stderr"].strip()
         assert r.returncode == 1, (n, name, r.returncode, r.stderr[-3000:])
         ours = [ln for ln in r.stderr.splitlines() if ": error: " in ln]
         assert ours == [line], f"L{n} {name} on {config}: expected the line once\n{r.stderr[-4000:]}"
-        if config == "cpu.yaml":
+        if not quiet:
+            assert r.stderr.startswith(line) and "subprocess.CalledProcessError" in r.stderr, r.stderr[-3000:]
+            assert str(SCRIPTS) + '", line' not in r.stderr, "a traceback of the lesson's"
+        elif config == "cpu.yaml":
             assert "Traceback" not in r.stderr and r.stderr.strip() == line, r.stderr[-3000:]
         else:  # torchrun's report of the failed process follows; nothing of the lesson's processes
             assert str(SCRIPTS) + '", line' not in r.stderr and "[rank" not in r.stderr, r.stderr[-4000:]
