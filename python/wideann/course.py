@@ -727,9 +727,10 @@ class Checkpoints:
 
         The state is written under a temporary name; the main process then adds the kept files and
         ``checkpoint.json``, syncs it all to disk and renames the folder. Only the newest ``keep``
-        checkpoints stay; older ones are removed before the write (so the disk holds at most ``keep``),
-        the newest complete one never. The free space is checked first; a full disk ends the run with
-        one line and leaves the checkpoints that were complete. Call it on every process.
+        checkpoints stay; older ones are removed before the write (so the disk holds at most ``keep``,
+        or 2 with ``keep=1``), the newest complete one never. The free space is checked first; a full
+        disk ends the run with one line and leaves the checkpoints that were complete. Call it on every
+        process; on several machines the folder must be one they share (as for ``save_state``).
         """
         final = self.folder / f"step_{step:08d}"
         tmp = self.folder / f".step_{step:08d}.tmp"
@@ -743,7 +744,7 @@ class Checkpoints:
                     if p.name.startswith((".step_", ".trash.")):
                         shutil.rmtree(p) if p.is_dir() else p.unlink()
                 others = [c for c in _checkpoints(self.folder) if c.name != final.name]
-                for old in others[:len(others) - (self.keep - 1)]:
+                for old in others[:len(others) - max(self.keep - 1, 1)]:
                     self._remove(old)
                 need = self._size(accelerator, self.latest())
                 require_free(self.folder, need, what)
