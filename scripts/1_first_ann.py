@@ -28,7 +28,7 @@ from wideann import course, data, metrics, progress
 def main():
     # ---- 1. Options and the device ----------------------------------------------------------------
     parser = course.parser(__doc__, "1_first_ann", epochs=30, batch_size=64, lr=2e-3)
-    parser.add_argument("--hidden", type=int, default=64, help="neurons in the hidden layer")
+    parser.add_argument("--hidden", type=course.positive_int, default=64, help="neurons in the hidden layer")
     args = parser.parse_args()
     accelerator = Accelerator()
     torch.manual_seed(args.seed)  # the same seed gives the same initial weights and the same run
@@ -99,4 +99,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    course.run(main)  # a mistake in the options or the data ends in one line on stderr, not a traceback

@@ -56,8 +56,8 @@ def predict(model, loader, device):
 def main():
     # ---- 1. Options and the device ----------------------------------------------------------------
     parser = course.parser(__doc__, "2_deeper_ann", epochs=30, batch_size=64, lr=2e-3)  # Changed: lesson name
-    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64],  # Changed: one width per layer
-                        help="neurons in each hidden layer (one number per layer)")
+    parser.add_argument("--hidden", type=course.positive_int, nargs="+", default=[128, 64],
+                        help="neurons in each hidden layer (one number per layer)")  # Changed: one width per layer
     course.add_tracking_options(parser)  # New: --log-with tensorboard|wandb|mlflow|..., --log-every N
     args = parser.parse_args()
     accelerator = Accelerator(log_with=args.log_with, project_dir=args.output_dir)  # Changed: + trackers (--log-with)
@@ -144,7 +144,7 @@ def main():
     # ---- 5. Test ----------------------------------------------------------------------------------
     # Predictions for rows the model never saw, compared with the truth in the original units of y.
     # Changed: the weights of the best epoch, predictions batch by batch
-    accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt"))
+    accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt", weights_only=True))
     prediction = predict(model, test_loader, accelerator.device)
 
     # the predictions in original units, by the C++ denormalizer (predictions.csv: y_true, y_pred)
@@ -161,4 +161,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    course.run(main)  # a mistake in the options or the data ends in one line on stderr, not a traceback

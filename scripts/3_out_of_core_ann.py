@@ -82,15 +82,18 @@ class TrainingState:
 def main():
     # ---- 1. Options and the device ----------------------------------------------------------------
     parser = course.parser(__doc__, "3_out_of_core_ann", epochs=30, batch_size=64, lr=2e-3)  # Changed
-    parser.add_argument("--hidden", type=int, nargs="+", default=[128, 64],
+    parser.add_argument("--hidden", type=course.positive_int, nargs="+", default=[128, 64],
                         help="neurons in each hidden layer (one number per layer)")
     course.add_tracking_options(parser)
     # New: the options of a long run
-    parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer")
-    parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
-    parser.add_argument("--patience", type=int, default=5,
+    parser.add_argument("--dropout", type=course.probability, default=0.0,
+                        help="dropout probability after each hidden layer")
+    parser.add_argument("--max-steps", type=course.non_negative_int, default=0,
+                        help="stop after this many steps (0: no limit)")
+    parser.add_argument("--patience", type=course.positive_int, default=5,
                         help="stop when the validation loss has not improved for this many epochs")
-    parser.add_argument("--checkpoint-every", type=int, default=500, help="save a checkpoint every N steps")
+    parser.add_argument("--checkpoint-every", type=course.positive_int, default=500,
+                        help="save a checkpoint every N steps")
     parser.add_argument("--resume", nargs="?", const="latest",
                         help="continue from a checkpoint folder (default: the newest in OUTPUT_DIR/checkpoints)")
 
@@ -135,14 +138,10 @@ def main():
     # New: resume from a checkpoint: weights, optimizer, schedule, random numbers and TrainingState
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
-    checkpoints = out_dir / "checkpoints"
+    # each checkpoint keeps the best model of its time and the options (a resume with others is refused)
+    checkpoints = course.Checkpoints(out_dir / "checkpoints", args, files=[out_dir / "best_model.pt"])
     if args.resume:
-        path = course.latest_checkpoint(checkpoints) if args.resume == "latest" else Path(args.resume)
-        if path is None:
-            raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
-        accelerator.load_state(str(path))
-        if scheduler.scheduler.total_steps != total_steps:  # New
-            raise SystemExit("--resume: give the options of the interrupted run (--epochs, --max-steps, ...)")  # New
+        path = checkpoints.load(accelerator, args.resume)  # accelerator.load_state, every file weights-only
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
     # New: the tracked run starts with the options, here after a resume: it continues from the checkpoint's step
     accelerator.init_trackers("3_out_of_core_ann", config=course.tracker_config(args),
@@ -152,11 +151,21 @@ def main():
     start = time.perf_counter()
     rows_trained = 0  # New
     for epoch in range(state.epoch, args.epochs + 1):  # Changed: from the resumed epoch
+        # New: stop early, or at the step limit; checked first, so that a resumed run that had stopped stays stopped
+        if state.bad_epochs >= args.patience:
+            accelerator.print(f"early stop: no improvement for {args.patience} epochs")
+            break
+        if args.max_steps and state.global_step == args.max_steps:
+            accelerator.print(f"reached --max-steps {args.max_steps}")
+            break
+
         model.train()
         epoch_start = time.perf_counter()
         batches = progress.bar(train_batches.epoch(epoch, start_step=state.step), f"epoch {epoch}", args.quiet,  # Changed
                                accelerator, total=len(train_batches), initial=state.step)  # batches read from disk
         for x, y in batches:
+            if args.max_steps and state.global_step == args.max_steps:  # New: the step limit, checked first (as above)
+                break  # New
             x, y = x.to(accelerator.device), y.to(accelerator.device)  # New
             prediction = model(x)                # forward pass
             loss = loss_fn(prediction, y)        # how far off the predictions are
@@ -174,11 +183,9 @@ def main():
             if state.global_step % args.log_every == 0:  # Changed: the state counts the steps
                 accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]},  # Changed
                                 step=state.global_step)
-            # New: checkpoints; the step limit
+            # New: checkpoints
             if state.global_step % args.checkpoint_every == 0:
-                course.save_checkpoint(accelerator, checkpoints, state.global_step)
-            if state.global_step == args.max_steps:
-                break
+                checkpoints.save(accelerator, state.global_step)
 
         # Changed: the loss on the validation rows; keep the weights of the best epoch; early stopping
         train_loss = state.loss_sum / max(state.rows, 1)
@@ -198,15 +205,9 @@ def main():
         # the epoch's numbers to the experiment trackers
         accelerator.log({"epoch/train_loss": train_loss, "epoch/val_loss": val_loss,
                          "epoch/samples_per_second": samples_per_second, "epoch": epoch}, step=state.global_step)  # Changed
-        # New: on to the next epoch, after a checkpoint; or stop early, or at the step limit
+        # New: on to the next epoch, after a checkpoint
         state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
-        course.save_checkpoint(accelerator, checkpoints, state.global_step)
-        if state.bad_epochs >= args.patience:
-            accelerator.print(f"early stop: no improvement for {args.patience} epochs")
-            break
-        if state.global_step == args.max_steps:
-            accelerator.print(f"reached --max-steps {args.max_steps}")
-            break
+        checkpoints.save(accelerator, state.global_step)
     train_seconds = time.perf_counter() - start
 
     # the loss curves
@@ -217,7 +218,7 @@ def main():
     # ---- 5. Test ----------------------------------------------------------------------------------
     # Predictions for rows the model never saw, compared with the truth in the original units of y.
     # Changed: the weights of the best epoch, predictions batch by batch from disk
-    accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt"))
+    accelerator.unwrap_model(model).load_state_dict(torch.load(out_dir / "best_model.pt", weights_only=True))
     y_test, prediction = predict(model, test_batches, accelerator.device)
 
     # the predictions in original units, by the C++ denormalizer (predictions.csv: y_true, y_pred)
@@ -239,4 +240,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    course.run(main)  # a mistake in the options or the data ends in one line on stderr, not a traceback

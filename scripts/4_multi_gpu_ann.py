@@ -94,19 +94,23 @@ class TrainingState:
 def main():
     # ---- 1. Options and the device ----------------------------------------------------------------
     parser = course.parser(__doc__, "4_multi_gpu_ann", epochs=30, batch_size=256, lr=1e-3)  # Changed
-    parser.add_argument("--hidden", type=int, nargs="+", default=[1024, 256],  # Changed: a large MLP
+    parser.add_argument("--hidden", type=course.positive_int, nargs="+", default=[1024, 256],  # Changed: a large MLP
                         help="neurons in each hidden layer (one number per layer)")
     course.add_tracking_options(parser)
     # the options of a long run
-    parser.add_argument("--dropout", type=float, default=0.0, help="dropout probability after each hidden layer")
-    parser.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
-    parser.add_argument("--patience", type=int, default=5,
+    parser.add_argument("--dropout", type=course.probability, default=0.0,
+                        help="dropout probability after each hidden layer")
+    parser.add_argument("--max-steps", type=course.non_negative_int, default=0,
+                        help="stop after this many steps (0: no limit)")
+    parser.add_argument("--patience", type=course.positive_int, default=5,
                         help="stop when the validation loss has not improved for this many epochs")
-    parser.add_argument("--checkpoint-every", type=int, default=500, help="save a checkpoint every N steps")
+    parser.add_argument("--checkpoint-every", type=course.positive_int, default=500,
+                        help="save a checkpoint every N steps")
     parser.add_argument("--resume", nargs="?", const="latest",
                         help="continue from a checkpoint folder (default: the newest in OUTPUT_DIR/checkpoints)")
     # New: the options of several devices
-    parser.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step (gradient accumulation)")
+    parser.add_argument("--grad-accum", type=course.positive_int, default=1,
+                        help="batches per optimizer step (gradient accumulation)")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
                         help="default: the launcher's setting, else bf16 on a GPU that has it, else no")
 
@@ -163,14 +167,10 @@ def main():
     # resume from a checkpoint: weights, optimizer, schedule, random numbers and TrainingState
     state = TrainingState()
     accelerator.register_for_checkpointing(state)
-    checkpoints = out_dir / "checkpoints"
+    # each checkpoint keeps the best model of its time and the options (a resume with others is refused)
+    checkpoints = course.Checkpoints(out_dir / "checkpoints", args, files=[out_dir / "best_model.pt"])
     if args.resume:
-        path = course.latest_checkpoint(checkpoints) if args.resume == "latest" else Path(args.resume)
-        if path is None:
-            raise SystemExit(f"--resume: no checkpoint in {checkpoints}")
-        accelerator.load_state(str(path))
-        if scheduler.scheduler.total_steps != total_steps:
-            raise SystemExit("--resume: give the options of the interrupted run (--epochs, --max-steps, ...)")
+        path = checkpoints.load(accelerator, args.resume)  # accelerator.load_state, every file weights-only
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
     # the tracked run starts with the options, here after a resume: it continues from the checkpoint's step
     accelerator.init_trackers("4_multi_gpu_ann", config=course.tracker_config(args),  # Changed: lesson name
@@ -180,11 +180,21 @@ def main():
     start = time.perf_counter()
     rows_trained = 0
     for epoch in range(state.epoch, args.epochs + 1):
+        # stop early, or at the step limit; checked first, so that a resumed run that had stopped stays stopped
+        if state.bad_epochs >= args.patience:
+            accelerator.print(f"early stop: no improvement for {args.patience} epochs")
+            break
+        if args.max_steps and state.global_step == args.max_steps:
+            accelerator.print(f"reached --max-steps {args.max_steps}")
+            break
+
         model.train()
         epoch_start = time.perf_counter()
         batches = progress.bar(train_batches.epoch(epoch, start_step=state.step), f"epoch {epoch}", args.quiet,
                                accelerator, total=len(train_batches), initial=state.step)  # batches read from disk
         for x, y in batches:
+            if args.max_steps and state.global_step == args.max_steps:
+                break
             x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)  # Changed
             # New: gradient accumulation: the optimizer steps after every grad_accum batches (and after the last
             # batch of the epoch); on the batches before, no_sync skips the exchange of gradients between processes
@@ -213,11 +223,9 @@ def main():
                 step_loss = loss.item() * args.grad_accum  # New: the batch's mean squared error
                 accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]},  # Changed
                                 step=state.global_step)
-            # checkpoints; the step limit
+            # checkpoints
             if state.global_step % args.checkpoint_every == 0:
-                course.save_checkpoint(accelerator, checkpoints, state.global_step)
-            if state.global_step == args.max_steps:
-                break
+                checkpoints.save(accelerator, state.global_step)
 
         # Changed: the training loss and throughput summed over all processes
         totals = accelerator.reduce(torch.tensor([state.loss_sum, state.rows, batches.rows], dtype=torch.float64,
@@ -241,15 +249,9 @@ def main():
         # the epoch's numbers to the experiment trackers
         accelerator.log({"epoch/train_loss": train_loss, "epoch/val_loss": val_loss,
                          "epoch/samples_per_second": samples_per_second, "epoch": epoch}, step=state.global_step)
-        # on to the next epoch, after a checkpoint; or stop early, or at the step limit
+        # on to the next epoch, after a checkpoint
         state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
-        course.save_checkpoint(accelerator, checkpoints, state.global_step)
-        if state.bad_epochs >= args.patience:
-            accelerator.print(f"early stop: no improvement for {args.patience} epochs")
-            break
-        if state.global_step == args.max_steps:
-            accelerator.print(f"reached --max-steps {args.max_steps}")
-            break
+        checkpoints.save(accelerator, state.global_step)
     train_seconds = time.perf_counter() - start
     # New: rows trained by each process, and the throughput of all of them together
     rows_per_process = accelerator.gather(torch.tensor([rows_trained], device=accelerator.device)).tolist()
@@ -266,7 +268,7 @@ def main():
     # Predictions for rows the model never saw, compared with the truth in the original units of y.
     # the weights of the best epoch, predictions batch by batch from disk
     accelerator.wait_for_everyone()  # New: the main process has written best_model.pt
-    best = torch.load(out_dir / "best_model.pt", map_location="cpu")  # Changed: not all onto the main GPU
+    best = torch.load(out_dir / "best_model.pt", map_location="cpu", weights_only=True)  # Changed: not all onto GPU 0
     accelerator.unwrap_model(model).load_state_dict(best)  # Changed
     y_test, prediction = predict(model, test_batches, accelerator)  # Changed: gathered from all processes
 
@@ -294,4 +296,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    course.run(main)  # a mistake in the options or the data ends in one line on stderr, not a traceback

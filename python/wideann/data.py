@@ -37,7 +37,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["NpyTable", "load_table", "split_rows", "Split", "ShardedBatches", "runs_of",
+__all__ = ["NpyTable", "load_table", "split_rows", "Split", "TooFewRows", "ShardedBatches", "runs_of",
            "SPLIT_BLOCK_ROWS"]
 
 _MAGIC = b"\x93NUMPY"
@@ -199,6 +199,10 @@ class Split(NamedTuple):
     test: np.ndarray
 
 
+class TooFewRows(ValueError):
+    """A table with too few rows for the split asked for; the message says how many it needs."""
+
+
 def split_rows(n_rows: int, test_fraction: float = 0.2, val_fraction: float = 0.0, seed: int = 0,
                block_rows: int = SPLIT_BLOCK_ROWS) -> Split:
     """Seeded split of rows ``0..n_rows-1`` into train / validation / test.
@@ -211,18 +215,24 @@ def split_rows(n_rows: int, test_fraction: float = 0.2, val_fraction: float = 0.
     """
     if not (0 <= test_fraction < 1 and 0 <= val_fraction < 1 and test_fraction + val_fraction < 1):
         raise ValueError("fractions must be in [0, 1) and leave rows for training")
-    if n_rows < 1 or block_rows < 1:
-        raise ValueError("need at least one row and block_rows >= 1")
+    if block_rows < 1:
+        raise ValueError("block_rows must be >= 1")
+
+    def sizes(n_blocks):  # blocks of the test and validation sets: each set asked for gets one at least
+        n_test = max(int(round(test_fraction * n_blocks)), 1 if test_fraction > 0 else 0)
+        n_val = max(int(round(val_fraction * n_blocks)), 1 if val_fraction > 0 else 0)
+        return n_test, n_val
+
     n_blocks = math.ceil(n_rows / block_rows)
+    n_test, n_val = sizes(n_blocks)
+    if n_rows < 1 or n_test + n_val >= n_blocks:
+        enough = next(n for n in range(1, 10**6) if sum(sizes(n)) < n)
+        sets = ["training"] + ["validation"] * (val_fraction > 0) + ["test"] * (test_fraction > 0)
+        into = f"{', '.join(sets[:-1])} and {sets[-1]} rows" if len(sets) > 1 else "training rows"
+        raise TooFewRows(f"{n_rows} rows are too few to split into {into} (they go in blocks of {block_rows} "
+                         f"consecutive rows): this needs at least {(enough - 1) * block_rows + 1} rows"
+                         + (" (or give --test-data)" if test_fraction else ""))
     perm = np.random.default_rng(seed).permutation(n_blocks)
-    n_test = int(round(test_fraction * n_blocks))
-    n_val = int(round(val_fraction * n_blocks))
-    if test_fraction > 0 and n_blocks >= 3:
-        n_test = max(n_test, 1)
-    if val_fraction > 0 and n_blocks >= 3:
-        n_val = max(n_val, 1)
-    if n_test + n_val >= n_blocks:
-        raise ValueError(f"{n_rows} rows in {n_blocks} blocks of {block_rows} are too few to split")
 
     def rows_of(blocks):
         blocks = np.sort(blocks)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_path
+
 
 def _pyplot():
     import matplotlib
@@ -13,6 +15,17 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _save(plt, fig, path) -> Path:
+    """The figure as a file, written under a temporary name and renamed: never half a picture (a full disk)."""
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix.lstrip(".") or "png")
+    finally:
+        plt.close(fig)
+    return path
 
 
 def loss_curve(history: list[dict], path, title: str = "") -> Path:
@@ -31,10 +44,7 @@ def loss_curve(history: list[dict], path, title: str = "") -> Path:
     ax.legend()
     ax.set_title(title or "loss per epoch")
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def predicted_vs_actual(y_true, y_pred, path, title: str = "", max_points: int = 20000) -> Path:
@@ -55,7 +65,4 @@ def predicted_vs_actual(y_true, y_pred, path, title: str = "", max_points: int =
     ax.legend(loc="upper left")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -1,0 +1,264 @@
+"""Every lesson answers every user mistake with one line on stderr and its exit code, no traceback.
+
+2 for wrong options (argparse's way), 1 for bad data or files; a bug of ours keeps its traceback.
+
+Every mistake is tried against every lesson that has the option, each as a real process with its own
+exit status and stderr, through ``tests/lesson_forks.py``: one interpreter start-up for all of them
+(each child is a fork, as cheap as the lesson's work until it fails). A few cases also run as plain
+``python scripts/N_*.py`` (a fresh interpreter: the fork changes nothing), and a representative set runs
+under ``accelerate launch -q``, on one process and on two CPU processes (where the line must appear
+once, not once per process). ``accelerate launch`` ends with its own exit code 1 whatever the lesson's
+code; with two processes torchrun adds its own report of the failed process (ChildFailedError) after the
+lesson's line, which is the launcher's, not the lesson's; without ``-q`` accelerate adds its
+CalledProcessError traceback (one case checks that, as the course text says).
+"""
+import json
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+
+import wideann  # noqa: E402
+from test_lessons import SCRIPTS, _env, _launch_cmd  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = {1: "1_first_ann.py", 2: "2_deeper_ann.py", 3: "3_out_of_core_ann.py", 4: "4_multi_gpu_ann.py"}
+ALL, LONG_RUN, MULTI = (1, 2, 3, 4), (3, 4), (4,)
+TINY = ["--data", "tiny.npy"]
+SMALL_RUN = TINY + ["--epochs", "1", "--max-steps", "2", "--checkpoint-every", "1", "--hidden", "8"]
+
+# (name, lessons, arguments, exit code, what the line must say)
+CASES = [
+    # files that are not there, or not what they should be
+    ("missing-data", ALL, ["--data", "missing.npy"], 1, "--data missing.npy: no such file"),
+    ("missing-csv", ALL, ["--data", "missing.csv"], 1, "--data missing.csv: no such file"),
+    ("data-is-a-folder", ALL, ["--data", "folder.npy"], 1, "--data folder.npy: is a folder"),
+    ("bad-csv", ALL, ["--data", "bad.csv"], 1, "bad.csv, line 3, column 2: expected a number, found 'x'"),
+    ("npy-without-stats", ALL, ["--data", "orphan.npy"], 1,
+     "orphan.stats.json: the stats file of orphan.npy is missing"),
+    ("not-a-npy", ALL, ["--data", "garbage.npy"], 1, "--data garbage.npy: not a .npy file"),
+    ("truncated-npy", ALL, ["--data", "truncated.npy"], 1, "--data truncated.npy: file is truncated"),
+    ("missing-stats", ALL, TINY + ["--stats", "missing.json"], 1, "--stats missing.json: no such file"),
+    ("stats-not-json", ALL, TINY + ["--stats", "bad.csv"], 1, "bad.csv: line 1, column 1: invalid JSON"),
+    ("stats-of-another-table", ALL, TINY + ["--stats", "wide.stats.json"], 1,
+     "wide.stats.json describes 12 columns but tiny.npy has 10: it is the stats file of another table"),
+    ("test-npy-other-columns", ALL, TINY + ["--test-data", "wide.npy"], 1,
+     "--test-data wide.npy has 12 columns but the training table tiny.npy has 10"),
+    ("test-csv-other-columns", ALL, TINY + ["--test-data", "wide.csv"], 1,
+     "wide.csv, line 1: expected 10 fields (as in the stats), found 12"),
+    ("test-npy-own-stats", ALL, TINY + ["--test-data", "own_test.npy"], 1,
+     "--test-data own_test.npy was normalized with its own stats"),
+    ("missing-test-data", ALL, TINY + ["--test-data", "missing.npy"], 1, "--test-data missing.npy: no such file"),
+    ("too-few-rows", ALL, ["--data", "small.npy"], 1, "3 rows are too few to split into training"),
+    ("output-dir-is-a-file", ALL, TINY + ["--output-dir", "a_file"], 1, "a_file"),
+    # options out of range, or not options at all
+    ("batch-size-0", ALL, ["--batch-size", "0"], 2, "argument --batch-size: must be at least 1, got 0"),
+    ("epochs-0", ALL, ["--epochs", "0"], 2, "argument --epochs: must be at least 1, got 0"),
+    ("lr-negative", ALL, ["--lr", "-1"], 2, "argument --lr: must be a number above 0, got -1"),
+    ("lr-nan", ALL, ["--lr", "nan"], 2, "argument --lr: must be a number above 0, got nan"),
+    ("seed-negative", ALL, ["--seed", "-1"], 2, "argument --seed: must be 0 or more, got -1"),
+    ("epochs-not-a-number", ALL, ["--epochs", "x"], 2, "argument --epochs: expected a whole number, got 'x'"),
+    ("hidden-0", ALL, ["--hidden", "0"], 2, "argument --hidden: must be at least 1, got 0"),
+    ("unknown-option", ALL, ["--bogus"], 2, "unrecognized arguments: --bogus"),
+    ("dropout-1", LONG_RUN, ["--dropout", "1"], 2, "argument --dropout: must be at least 0 and below 1, got 1"),
+    ("checkpoint-every-0", LONG_RUN, ["--checkpoint-every", "0"], 2, "argument --checkpoint-every: must be at least 1"),
+    ("patience-0", LONG_RUN, ["--patience", "0"], 2, "argument --patience: must be at least 1, got 0"),
+    ("max-steps-negative", LONG_RUN, ["--max-steps", "-1"], 2, "argument --max-steps: must be 0 or more, got -1"),
+    ("grad-accum-0", MULTI, ["--grad-accum", "0"], 2, "argument --grad-accum: must be at least 1, got 0"),
+    # --resume without a checkpoint, from something else, with other options
+    ("resume-without-checkpoint", LONG_RUN, TINY + ["--output-dir", "fresh", "--resume"], 1,
+     "--resume: no checkpoint in fresh/checkpoints to continue from"),
+    ("resume-not-a-checkpoint", LONG_RUN, TINY + ["--resume", "folder.npy"], 1,
+     "--resume folder.npy: not a complete checkpoint"),
+    ("resume-other-options", LONG_RUN, SMALL_RUN + ["--lr", "0.01", "--output-dir", "ckpt{n}", "--resume"], 2,
+     "was made with other options: --lr 0.005 (now: 0.01); give the options of the interrupted run"),
+]
+if not __import__("torch").cuda.is_available():
+    CASES.append(("fp16-without-gpu", MULTI, ["--mixed-precision", "fp16"], 2,
+                  "--mixed-precision fp16 needs a GPU; on the CPU use bf16 or no"))
+
+BUG_SCRIPTS = {  # not the user's mistakes: they keep their traceback
+    "bug_value_error.py": ("ValueError", "def main():\n    raise ValueError('a bug of ours')\n"),
+    "bug_missing_file.py": ("FileNotFoundError", "def main():\n    open('written-by-no-one.npy')\n"),
+}
+CTRL_C = ("ctrl_c.py", "def main():\n    raise KeyboardInterrupt\n")
+
+
+def _run_id(n, name):
+    return f"{n}:{name}"
+
+
+def _cases():
+    return [(n, name, args, code, says) for name, lessons, args, code, says in CASES for n in lessons]
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """The mistakes' files: good tables, and tables and files with something wrong."""
+    d = tmp_path_factory.mktemp("mistakes")
+    wideann.make_data(d / "all.csv", rows=1403, cols=10, seed=1, noise=0.5)
+    header, *lines = (d / "all.csv").read_text().splitlines(keepends=True)
+    (d / "tiny.csv").write_text(header + "".join(lines[:1203]))
+    (d / "test.csv").write_text(header + "".join(lines[1203:]))
+    wideann.normalize([d / "tiny.csv"], d / "tiny.npy")
+    wideann.normalize([d / "test.csv"], d / "own_test.npy")  # fitted on itself: stats beside it
+    wideann.make_data(d / "wide.csv", rows=300, cols=12, seed=2)
+    wideann.normalize([d / "wide.csv"], d / "wide.npy")
+    (d / "bad.csv").write_text("x1,x2,y\n1,2,3\n4,x,6\n")
+    shutil.copy(d / "tiny.npy", d / "orphan.npy")
+    (d / "garbage.npy").write_bytes(np.random.default_rng(0).bytes(500))
+    (d / "truncated.npy").write_bytes((d / "tiny.npy").read_bytes()[:5000])
+    np.save(d / "small.npy", np.random.default_rng(0).random((3, 10), dtype=np.float32))
+    for name in ("small", "garbage", "truncated"):  # their only fault: the table itself
+        shutil.copy(d / "tiny.stats.json", d / f"{name}.stats.json")
+    (d / "folder.npy").mkdir()
+    (d / "a_file").write_text("not a folder\n")
+    for name, (_, body) in [*BUG_SCRIPTS.items(), (CTRL_C[0], (None, CTRL_C[1]))]:
+        (d / name).write_text(f"from wideann import course\n\n\n{body}\n\ncourse.run(main)\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def forked(work):
+    """Every case against every lesson, each a forked process; {id: {"code", "stdout", "stderr"}}."""
+    def job(id_, script, args, out=None):
+        args = [a.format(n=id_.split(":")[0]) for a in args]
+        if out and "--output-dir" not in args:
+            args += ["--output-dir", out]
+        return {"id": id_, "script": str(script), "args": args, "cwd": str(work), "env": {}}
+
+    jobs = [job(f"setup:{n}", SCRIPTS / LESSONS[n], SMALL_RUN + ["--lr", "0.005", "--output-dir", f"ckpt{n}"])
+            for n in LONG_RUN]
+    jobs.append({"wait": True})  # the --resume cases need their checkpoints
+    jobs += [job(_run_id(n, name), SCRIPTS / LESSONS[n], args, out=f"runs/{n}-{name}")
+             for n, name, args, _, _ in _cases()]
+    jobs += [job(f"bug:{name}", work / name, []) for name in [*BUG_SCRIPTS, CTRL_C[0]]]
+    env = _env(work)
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "lesson_forks.py"), "2"], cwd=work, env=env,
+                       input="".join(json.dumps(j) + "\n" for j in jobs), capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = {}
+    for line in r.stdout.splitlines():
+        res = json.loads(line)
+        results[res["id"]] = res
+    for n in LONG_RUN:
+        setup = results[f"setup:{n}"]
+        assert setup["code"] == 0, setup["stderr"][-3000:]
+    return results
+
+
+def check_one_line(code: int, stderr: str, script: str, want_code: int, says: str) -> str:
+    """Exit code, exactly one line on stderr, ``<script>: error: ...`` saying ``says``; no traceback."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert code == want_code, f"exit {code}, expected {want_code}; stderr:\n{stderr[-3000:]}"
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{stderr[-3000:]}"
+    assert lines[0].startswith(f"{script}: error: "), lines[0]
+    assert says in lines[0], f"the line should say {says!r}: {lines[0]}"
+    return lines[0]
+
+
+@pytest.mark.parametrize("n, name, args, code, says", _cases(), ids=[f"L{c[0]}-{c[1]}" for c in _cases()])
+def test_a_mistake_is_one_line_and_its_exit_code(forked, n, name, args, code, says):
+    res = forked[_run_id(n, name)]
+    check_one_line(res["code"], res["stderr"], LESSONS[n], code, says)
+
+
+def test_nothing_is_left_behind_by_a_mistake(forked, work):
+    """A failed run leaves no temporary files, no checkpoint and no model in its run folder."""
+    for n, name, *_ in _cases():
+        out = work / "runs" / f"{n}-{name}"
+        if out.is_dir():
+            left = [p.relative_to(out) for p in out.rglob("*")
+                    if p.is_file() and not p.is_relative_to(out / "data")]
+            assert left == [], (n, name, left)
+
+
+@pytest.mark.parametrize("name", sorted(BUG_SCRIPTS))
+def test_a_bug_of_ours_keeps_its_traceback(forked, name):
+    res = forked[f"bug:{name}"]
+    assert res["code"] == 1, res
+    assert "Traceback (most recent call last)" in res["stderr"], res["stderr"]
+    assert BUG_SCRIPTS[name][0] in res["stderr"].splitlines()[-1], res["stderr"]
+
+
+def test_ctrl_c_is_one_line_and_exit_code_130(forked):
+    res = forked[f"bug:{CTRL_C[0]}"]
+    assert res["code"] == 130 and res["stderr"] == f"{CTRL_C[0]}: interrupted\n", res
+
+
+def test_a_fresh_interpreter_says_the_same(forked, work):
+    """The same cases as plain ``python scripts/N_*.py``: exactly the fork's exit code and line."""
+    picks = [(1, "epochs-0"), (2, "missing-data"), (3, "dropout-1"), (4, "bad-csv")]
+
+    def plain(pick):
+        n, name = pick
+        args = next(a for nm, _, a, _, _ in CASES if nm == name)
+        cmd = [sys.executable, str(SCRIPTS / LESSONS[n]), *args, "--output-dir", f"runs/plain-{n}-{name}"]
+        return subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=300)
+
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(plain, picks))
+    for (n, name), r in zip(picks, done):
+        res = forked[_run_id(n, name)]
+        _, _, _, code, says = next(c for c in _cases() if c[:2] == (n, name))
+        line = check_one_line(r.returncode, r.stderr, LESSONS[n], code, says)
+        assert line == res["stderr"].strip()
+
+
+LAUNCHED = [  # (lesson, case, config, -q): one and two processes, options, data and --resume
+    (1, "batch-size-0", "cpu.yaml", True),
+    (2, "bad-csv", "cpu.yaml", True),
+    (3, "too-few-rows", "cpu.yaml", True),
+    (3, "resume-other-options", "cpu.yaml", True),
+    (4, "test-npy-other-columns", "cpu.yaml", True),
+    (4, "missing-data", "cpu_2proc.yaml", True),          # fails on the main process, the other one waits
+    (4, "epochs-0", "cpu_2proc.yaml", True),              # fails on both processes at once
+    (4, "resume-without-checkpoint", "cpu_2proc.yaml", True),
+    (2, "missing-data", "cpu.yaml", False),               # what plain accelerate launch adds
+]
+
+
+def test_under_accelerate_launch_the_line_comes_once(forked, work):
+    """``accelerate launch -q``: the lesson's line, once, whatever the number of processes; exit code 1
+    (accelerate's for any failure); no traceback of the lesson's, nor of its other processes. Without
+    ``-q``, accelerate adds its own CalledProcessError traceback (what the course text says)."""
+    def launch(item):
+        n, name, config, quiet = item
+        args = next(a for nm, _, a, _, _ in CASES if nm == name)
+        args = [a.format(n=n) for a in args]
+        if "--output-dir" not in args:
+            args += ["--output-dir", f"runs/launched-{n}-{name}"]
+        cmd = _launch_cmd(LESSONS[n], *args, config=config)
+        if quiet:
+            cmd.insert(cmd.index("accelerate.commands.launch") + 1, "-q")
+        return subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=300)
+
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(launch, LAUNCHED))
+    for (n, name, config, quiet), r in zip(LAUNCHED, done):
+        line = forked[_run_id(n, name)]["stderr"].strip()
+        assert r.returncode == 1, (n, name, r.returncode, r.stderr[-3000:])
+        ours = [ln for ln in r.stderr.splitlines() if ": error: " in ln]
+        assert ours == [line], f"L{n} {name} on {config}: expected the line once\n{r.stderr[-4000:]}"
+        if not quiet:
+            assert r.stderr.startswith(line) and "subprocess.CalledProcessError" in r.stderr, r.stderr[-3000:]
+            assert str(SCRIPTS) + '", line' not in r.stderr, "a traceback of the lesson's"
+        elif config == "cpu.yaml":
+            assert "Traceback" not in r.stderr and r.stderr.strip() == line, r.stderr[-3000:]
+        else:  # torchrun's report of the failed process follows; nothing of the lesson's processes
+            assert str(SCRIPTS) + '", line' not in r.stderr and "[rank" not in r.stderr, r.stderr[-4000:]
+            assert "ChildFailedError" in r.stderr
+
+
+def test_the_course_text_says_what_plain_accelerate_launch_adds():
+    text = (SCRIPTS / "README.md").read_text()
+    assert "CalledProcessError" in text and "accelerate launch -q" in text

@@ -1,0 +1,517 @@
+"""Checkpoints and runs that survive faults (lessons 3 and 4).
+
+- ``kill -9`` at the moments that matter (inside a checkpoint's write, while an old one is deleted,
+  while ``best_model.pt`` is written or just after it, once training has ended) and at an arbitrary
+  moment, then ``--resume``, again and again: the run ends exactly as an uninterrupted one (metrics,
+  ``best_model.pt`` and ``predictions.csv`` bit for bit), and a half-written checkpoint is never loaded.
+  Lesson 3 on one process, lesson 4 on two CPU processes (whose checkpoint a one-process run refuses).
+- A full disk (a small tmpfs) while a checkpoint, the best model or the predictions are written: one
+  line, exit code 1, nothing half-written left, the checkpoints that were complete still there, and
+  ``--resume`` after freeing space ends exactly as an uninterrupted run.
+- Checkpoints and models load weights-only: a checkpoint file whose unpickling would run code is refused
+  (accelerate itself would run it) and the code does not run.
+
+The moments come from the test hook ``WIDEANN_TEST_PAUSE=<point>:<n>`` in ``wideann.course``: the main
+process stops itself (SIGSTOP) there; the test then kills every process of the run, or fills the disk
+and lets it go on. Nothing of ours is replaced: the lessons run as users run them.
+"""
+import hashlib
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+
+import wideann  # noqa: E402
+from test_lessons import SCRIPTS, _env, _launch_cmd  # noqa: E402
+from wideann import course  # noqa: E402
+
+L3, L4 = "3_out_of_core_ann.py", "4_multi_gpu_ann.py"
+L3_RUN = ["--epochs", "5", "--hidden", "32", "32", "--dropout", "0.1", "--batch-size", "32",
+          "--checkpoint-every", "7", "--patience", "100"]
+L4_RUN = ["--epochs", "4", "--max-steps", "30", "--hidden", "32", "16", "--dropout", "0.1", "--batch-size", "16",
+          "--grad-accum", "2", "--checkpoint-every", "5", "--patience", "100"]
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    d = tmp_path_factory.mktemp("resume")
+    wideann.make_data(d / "t.csv", rows=1203, cols=10, seed=1, noise=0.5)
+    wideann.normalize([d / "t.csv"], d / "t.npy")
+    return d / "t.npy"
+
+
+# ---- running, pausing and killing lessons --------------------------------------------------------
+def _cmd(script, args, config):
+    if config is None:  # lesson 3: plain python, one process
+        return [sys.executable, str(SCRIPTS / script), *map(str, args)]
+    return _launch_cmd(script, *args, config=config)
+
+
+def run_to_end(cwd, script, args, config=None, timeout=300) -> str:
+    r = subprocess.run(_cmd(script, args, config), cwd=cwd, env=_env(cwd), capture_output=True, text=True,
+                       timeout=timeout)
+    assert r.returncode == 0, f"{script} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
+    return r.stdout
+
+
+def _children() -> dict:
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                stat = Path(f"/proc/{d}/stat").read_text()
+            except OSError:
+                continue
+            kids.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(d))
+    return kids
+
+
+def _tree(pid) -> list:
+    kids, out, todo = _children(), [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += kids.get(p, [])
+    return out
+
+
+def _signal_all(pids, sig):
+    for p in pids:
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
+def kill_9(p: subprocess.Popen) -> None:
+    """``kill -9`` of the launch and every process under it (torchrun's workers have their own session),
+    all frozen first so that none goes on while the others die."""
+    pids = _tree(p.pid)
+    _signal_all(pids, signal.SIGSTOP)
+    pids = _tree(p.pid)
+    _signal_all(pids, signal.SIGKILL)
+    p.wait(timeout=60)
+
+
+def _stopped(pid) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except OSError:
+        return False
+
+
+class Paused:
+    """A lesson started with the pause hook at ``point``; ``wait()`` returns once it stands there."""
+
+    def __init__(self, cwd, script, args, point, config=None):
+        self.report = Path(cwd) / f"paused-{time.monotonic_ns()}"
+        env = _env(cwd)
+        env.update(WIDEANN_TEST_PAUSE=point, WIDEANN_TEST_PAUSE_FILE=str(self.report))
+        self.point = point
+        self.out = open(Path(cwd) / f"{self.report.name}.log", "w+")
+        self.p = subprocess.Popen(_cmd(script, args, config), cwd=cwd, env=env, stdout=self.out,
+                                  stderr=subprocess.STDOUT, text=True)
+
+    def log(self) -> str:
+        self.out.seek(0)
+        return self.out.read()
+
+    def wait(self, timeout=300) -> int:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.report.is_file():
+                pid = int(self.report.read_text())
+                if _stopped(pid):
+                    return pid
+            elif self.p.poll() is not None:
+                break
+            time.sleep(0.02)
+        kill_9(self.p)
+        pytest.fail(f"the run never reached {self.point}:\n{self.log()[-4000:]}")
+
+    def kill(self):
+        kill_9(self.p)
+
+    def go_on(self, pid, timeout=300) -> tuple:
+        """Let it continue (SIGCONT) and wait for its end: (exit code, output)."""
+        os.kill(pid, signal.SIGCONT)
+        code = self.p.wait(timeout=timeout)
+        return code, self.log()
+
+
+def resumed_from(out: str) -> str:
+    line = next((ln for ln in out.splitlines() if ln.startswith("resumed from ")), None)
+    assert line, f"no 'resumed from' in the output:\n{out[-3000:]}"
+    return line.split()[2].rstrip(":")
+
+
+def assert_same_end(a: Path, b: Path):
+    """Two runs ended alike: metrics, best model and predictions, bit for bit."""
+    ma, mb = (json.loads((r / "metrics.json").read_text()) for r in (a, b))
+    for key in ("test_rmse", "test_r2", "best_epoch", "best_val_loss", "epochs", "test_rows"):
+        assert ma[key] == mb[key], (key, ma[key], mb[key])
+    wa, wb = (torch.load(r / "best_model.pt", weights_only=True) for r in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (a / "predictions.csv").read_bytes() == (b / "predictions.csv").read_bytes()
+
+
+def _digest(folder: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def _complete(run: Path) -> dict:
+    """The complete checkpoints of a run and the digests of their files."""
+    return {c.name: _digest(c) for c in (run / "checkpoints").glob("step_*")}
+
+
+# ---- kill -9 at the moments that matter, then --resume -------------------------------------------
+@pytest.fixture(scope="module")
+def uninterrupted3(table, tmp_path_factory):
+    d = tmp_path_factory.mktemp("l3full")
+    run_to_end(d, L3, ["--data", table, *L3_RUN, "--output-dir", d / "run"])
+    return d / "run"
+
+
+def test_lesson3_killed_again_and_again_ends_as_if_never_interrupted(table, uninterrupted3, tmp_path):
+    run = tmp_path / "run"
+    args = ["--data", table, *L3_RUN, "--output-dir", run]
+
+    # inside a checkpoint's write: every file of it written, not yet complete
+    paused = Paused(tmp_path, L3, args, "checkpoint-written:3")
+    paused.wait()
+    paused.kill()
+    half = list((run / "checkpoints").glob(".step_*.tmp"))
+    assert len(half) == 1 and (half[0] / "model.safetensors").is_file() and (half[0] / "checkpoint.json").is_file()
+    before = course.latest_checkpoint(run / "checkpoints")
+    assert before is not None and before.name < half[0].name[1:]
+
+    # a best model written after the last checkpoint (its epoch is run again)
+    paused = Paused(tmp_path, L3, [*args, "--resume"], "model-saved:1")
+    paused.wait()
+    paused.kill()
+    assert resumed_from(paused.log()) == str(before), "a half-written checkpoint was loaded"
+    latest = course.latest_checkpoint(run / "checkpoints")
+    kept = latest / "best_model.pt"
+    assert not kept.exists() or kept.read_bytes() != (run / "best_model.pt").read_bytes()
+
+    # while an old checkpoint is deleted
+    paused = Paused(tmp_path, L3, [*args, "--resume"], "checkpoint-pruning:2")
+    paused.wait()
+    paused.kill()
+    assert resumed_from(paused.log()) == str(latest)
+    assert list((run / "checkpoints").glob(".trash.*"))
+
+    # inside the write of best_model.pt
+    paused = Paused(tmp_path, L3, [*args, "--resume"], "model-written:1")
+    paused.wait()
+    paused.kill()
+    assert list(run.glob(".best_model.pt.*.tmp"))
+
+    # training over, the test predictions about to be written
+    paused = Paused(tmp_path, L3, [*args, "--resume"], "predictions-begin:1")
+    paused.wait()
+    paused.kill()
+    assert not (run / "predictions.csv").exists()
+
+    out = run_to_end(tmp_path, L3, [*args, "--resume"])
+    assert "resumed from" in out
+    assert_same_end(uninterrupted3, run)
+    assert not list((run / "checkpoints").glob(".*")), "leftovers of killed saves"
+    assert not list(run.glob(".*.tmp"))
+    assert len(list((run / "checkpoints").glob("step_*"))) == 2
+
+
+def test_lesson4_on_two_processes_killed_again_and_again_ends_as_if_never_interrupted(table, tmp_path):
+    full = tmp_path / "full"
+    run_to_end(tmp_path, L4, ["--data", table, *L4_RUN, "--output-dir", full], config="cpu_2proc.yaml")
+    run = tmp_path / "run"
+    args = ["--data", table, *L4_RUN, "--output-dir", run]
+
+    # at an arbitrary moment, from outside: as soon as the first checkpoint is there
+    p = subprocess.Popen(_cmd(L4, args, "cpu_2proc.yaml"), cwd=tmp_path, env=_env(tmp_path),
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while course.latest_checkpoint(run / "checkpoints") is None and p.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    kill_9(p)
+    assert not (run / "metrics.json").exists(), "the run ended before it could be interrupted"
+
+    # inside a checkpoint's write (the other process waits for the main one)
+    paused = Paused(tmp_path, L4, [*args, "--resume"], "checkpoint-written:2", config="cpu_2proc.yaml")
+    paused.wait()
+    paused.kill()
+    assert list((run / "checkpoints").glob(".step_*.tmp"))
+    latest = course.latest_checkpoint(run / "checkpoints")
+
+    # a best model written after the last checkpoint
+    paused = Paused(tmp_path, L4, [*args, "--resume"], "model-saved:1", config="cpu_2proc.yaml")
+    paused.wait()
+    paused.kill()
+    assert resumed_from(paused.log()) == str(latest)
+
+    # training over
+    paused = Paused(tmp_path, L4, [*args, "--resume"], "predictions-begin:1", config="cpu_2proc.yaml")
+    paused.wait()
+    paused.kill()
+
+    out = run_to_end(tmp_path, L4, [*args, "--resume"], config="cpu_2proc.yaml")
+    assert "x 2 process(es)" in out and "resumed from" in out
+    assert_same_end(full, run)
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["world_size"] == 2
+
+    # the checkpoint is of two processes: a resume on one is refused
+    r = subprocess.run(_cmd(L4, [*args, "--resume"], None), cwd=tmp_path, env=_env(tmp_path),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-3000:]
+    assert "was made by 2 process(es), this run has 1: launch it as the interrupted run was" in r.stderr
+
+
+# ---- a full disk ----------------------------------------------------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs; skipped where mounting is not allowed."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", os.fspath(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", os.fspath(mnt)], capture_output=True)
+
+
+def fill(folder: Path) -> Path:
+    """Fill the file system of ``folder`` to the last byte."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for size in (1 << 16, 4096, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                pass
+    return filler
+
+
+def one_line(code: int, out: str, says: str) -> str:
+    lines = [ln for ln in out.splitlines() if ": error: " in ln]
+    assert code == 1 and "Traceback" not in out, f"exit {code}:\n{out[-4000:]}"
+    assert len(lines) == 1 and says in lines[0], out[-4000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("point, says", [
+    ("checkpoint-begin:3", "the disk filled up while writing checkpoint step_00000021"),
+    ("model-begin:2", "the disk filled up while writing the model best_model.pt"),
+    ("predictions-begin:1", "the disk filled up while writing the predictions predictions.csv"),
+])
+def test_a_disk_that_fills_up_during_a_write(table, uninterrupted3, small_disk, tmp_path, point, says):
+    """Paused just after the free-space check, the disk filled, then on: the write itself fails."""
+    run = small_disk / "run"
+    args = ["--data", table, *L3_RUN, "--output-dir", run]
+    paused = Paused(tmp_path, L3, args, point)
+    pid = paused.wait()
+    complete = _complete(run)
+    best = (run / "best_model.pt").read_bytes() if (run / "best_model.pt").exists() else None
+    filler = fill(small_disk)
+    code, out = paused.go_on(pid)
+    line = one_line(code, out, says)
+    assert "free some space and run again" in line
+    assert _complete(run) == complete, "a complete checkpoint was changed"
+    assert not list((run / "checkpoints").glob(".*")) and not list(run.glob(".*")), "half-written files left"
+    if best is not None:
+        assert (run / "best_model.pt").read_bytes() == best
+    assert not (run / "predictions.csv").exists()
+
+    filler.unlink()
+    assert resumed_from(run_to_end(tmp_path, L3, [*args, "--resume"]))
+    assert_same_end(uninterrupted3, run)
+
+
+def test_a_disk_that_fills_up_on_two_processes_is_said_once(table, small_disk, tmp_path):
+    """Lesson 4 on two processes: every process learns that the checkpoint failed, one line is said."""
+    run = small_disk / "run"
+    paused = Paused(tmp_path, L4, ["--data", table, *L4_RUN, "--output-dir", run], "checkpoint-begin:2",
+                    config="cpu_2proc.yaml")
+    pid = paused.wait()
+    complete = _complete(run)
+    fill(small_disk)
+    code, out = paused.go_on(pid)
+    assert code == 1
+    lines = [ln for ln in out.splitlines() if ": error: " in ln]
+    assert len(lines) == 1 and "the disk filled up while writing checkpoint step_00000010" in lines[0], out[-4000:]
+    assert "[rank" not in out and str(SCRIPTS) + '", line' not in out, out[-4000:]
+    assert _complete(run) == complete and not list((run / "checkpoints").glob(".*"))
+
+
+def test_too_little_space_is_refused_before_the_write(table, tiny_fs, tmp_path):
+    """A 64 KiB disk: the first checkpoint does not fit, and the lesson says so before writing it."""
+    run = tiny_fs / "run"
+    r = subprocess.run(_cmd(L3, ["--data", table, *L3_RUN, "--output-dir", run], None), cwd=tmp_path,
+                       env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    line = one_line(r.returncode, r.stderr, "not enough free space for checkpoint step_00000007: needs")
+    assert str(run / "checkpoints") in line and "free some space and run again" in line
+    assert not list((run / "checkpoints").iterdir())
+
+
+# ---- weights only -------------------------------------------------------------------------------
+class _RunsCode:
+    """Unpickling this creates a file: what a checkpoint must never be able to do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class _State:
+    def __init__(self):
+        self.epoch, self.history = 1, []
+
+    def state_dict(self):
+        return dict(vars(self))
+
+    def load_state_dict(self, state):
+        vars(self).update(state)
+
+
+def _args(**kw):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**{"lr": 0.1, "resume": None, "output_dir": "x", "data": None, **kw})
+
+
+def _fresh(folder, args=None, files=(), seed=0):
+    """What a lesson has when it saves or resumes: a real Accelerator, a model, optimizer and schedule
+    after one step, a registered training state, and the run's Checkpoints."""
+    from accelerate import Accelerator
+
+    accelerator = Accelerator(cpu=True)
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+    model, opt, sched = accelerator.prepare(model, opt, sched)
+    model(torch.ones(2, 4)).sum().backward()
+    opt.step()
+    sched.step()
+    state = _State()
+    accelerator.register_for_checkpointing(state)
+    return accelerator, model, state, course.Checkpoints(folder, args or _args(), files=files)
+
+
+def test_a_checkpoint_comes_back_exactly(tmp_path):
+    best_path = tmp_path / "best_model.pt"
+    acc, model, state, ckpts = _fresh(tmp_path / "c", files=[best_path], seed=0)
+    state.epoch, state.history = 7, [{"epoch": 1, "val_loss": float("inf")}]
+    course.save_model(model.state_dict(), best_path)
+    ckpts.save(acc, 5)
+    want = {k: v.clone() for k, v in model.state_dict().items()}
+    best = best_path.read_bytes()
+    course.save_model({"w": torch.ones(1)}, best_path)  # written after the checkpoint
+    (tmp_path / ".best_model.pt.abcd1234.tmp").write_bytes(b"half")  # and a write that was killed
+
+    acc, model, state, ckpts = _fresh(tmp_path / "c", files=[best_path], seed=1)
+    assert not torch.equal(model.state_dict()["weight"], want["weight"])
+    assert ckpts.load(acc).name == "step_00000005"
+    assert all(torch.equal(model.state_dict()[k], want[k]) for k in want)
+    assert state.epoch == 7 and state.history == [{"epoch": 1, "val_loss": float("inf")}]
+    assert best_path.read_bytes() == best, "best_model.pt is not the one of the checkpoint's time"
+    assert not (tmp_path / ".best_model.pt.abcd1234.tmp").exists()
+
+
+@pytest.mark.parametrize("victim", ["custom_checkpoint_0.pkl", "optimizer.bin", "scheduler.bin",
+                                    "random_states_0.pkl", "best_model.pt"])
+def test_a_checkpoint_file_that_would_run_code_is_refused(tmp_path, victim, monkeypatch):
+    folder, best_path = tmp_path / "c", tmp_path / "best_model.pt"
+    acc, model, _, ckpts = _fresh(folder, files=[best_path])
+    course.save_model(model.state_dict(), best_path)
+    step = ckpts.save(acc, 3)
+    marker = tmp_path / "code-ran"
+    (step / victim).unlink()
+    with open(step / victim, "wb") as f:  # tensors and, inside, a call
+        pickle.dump({"weights": torch.zeros(2), "payload": _RunsCode(marker)}, f, protocol=2)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")  # even where a user asked for unsafe loads
+
+    acc, _, _, ckpts = _fresh(folder, files=[best_path])
+    with pytest.raises(course.LessonError, match=f"{victim}: refused: .* could run code"):
+        ckpts.load(acc)
+    assert not marker.exists(), "code in a checkpoint ran"
+
+
+def test_accelerate_alone_would_run_the_code_of_a_registered_object(tmp_path):
+    """Why the lessons do not leave loading to accelerate: it loads ``register_for_checkpointing``
+    objects with ``weights_only=False`` (this test fails the day it stops doing so)."""
+    from accelerate.checkpointing import load_custom_state
+
+    marker = tmp_path / "code-ran"
+    with open(tmp_path / "custom_checkpoint_0.pkl", "wb") as f:
+        pickle.dump(_RunsCode(marker), f)
+    with pytest.raises(Exception):
+        load_custom_state(_State(), str(tmp_path), 0)  # not a state dict; the code ran before that
+    assert marker.exists()
+
+
+def test_the_lessons_load_models_weights_only():
+    import ast
+
+    for name in ("2_deeper_ann.py", L3, L4):
+        tree = ast.parse((SCRIPTS / name).read_text())
+        loads = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and ast.unparse(c.func) == "torch.load"]
+        assert loads, name
+        for c in loads:
+            assert any(k.arg == "weights_only" and ast.unparse(k.value) == "True" for k in c.keywords), \
+                f"{name}: {ast.unparse(c)}"
+
+
+# ---- the checkpoint folder ------------------------------------------------------------------------
+def test_only_complete_checkpoints_count_and_the_newest_is_never_removed(tmp_path):
+    folder = tmp_path / "checkpoints"
+    acc, _, _, ckpts = _fresh(folder)
+    ckpts.save(acc, 5250)  # left by an earlier, longer run
+    old = folder / "step_00005250"
+    info = json.loads((old / "checkpoint.json").read_text())
+    info["completed_ns"] = 1
+    (old / "checkpoint.json").write_text(json.dumps(info))
+    (folder / ".step_00000030.tmp").mkdir()           # a save that was killed half-way
+    (folder / "step_00000040").mkdir()                # no checkpoint.json: never complete
+    (folder / ".trash.step_00000001.123").mkdir()     # a removal that was killed half-way
+    assert course.latest_checkpoint(folder) == old
+
+    ckpts.save(acc, 10)
+    assert course.latest_checkpoint(folder).name == "step_00000010"
+    assert not (folder / ".step_00000030.tmp").exists() and not (folder / ".trash.step_00000001.123").exists()
+    ckpts.save(acc, 20)
+    ckpts.save(acc, 20)  # the same step again (the end of an epoch): replaced
+    assert sorted(p.name for p in folder.glob("step_*")) == ["step_00000010", "step_00000020", "step_00000040"]
+    assert course.latest_checkpoint(folder).name == "step_00000020"
+    ckpts.save(acc, 30)
+    assert sorted(p.name for p in folder.glob("step_*") if (p / "checkpoint.json").exists()) == \
+        ["step_00000020", "step_00000030"]
+
+
+def test_a_resume_with_other_options_is_refused_and_paths_compare_resolved(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "t.npy").write_bytes(b"")
+    folder = tmp_path / "checkpoints"
+    acc, _, _, ckpts = _fresh(folder, _args(data="t.npy", checkpoint_every=5))
+    ckpts.save(acc, 1)
+    # the same table named another way, another checkpoint period: the same run
+    acc, _, _, ckpts = _fresh(folder, _args(data=str(tmp_path / "t.npy"), checkpoint_every=9))
+    ckpts.load(acc)
+    acc, _, _, ckpts = _fresh(folder, _args(data="t.npy", checkpoint_every=5, lr=0.5, hidden=[3]))
+    with pytest.raises(course.UsageError, match=r"--hidden not given \(now: 3\), --lr 0.1 \(now: 0.5\)"):
+        ckpts.load(acc)
