@@ -1,0 +1,23 @@
+"""Reading normalized ``.npy`` tables in batches, without holding them in memory.
+
+A table made by ``wideann normalize`` is a C-ordered ``rows x columns`` array of float32 (or float16)
+in a ``.npy`` file: the inputs in every column but the last, the target ``y`` in the last.
+
+The modules, one job each:
+
+- :mod:`.npy` -- the ``.npy`` format: :class:`NpyTable` parses the header and reads any rows with
+  ``os.preadv`` (no memory map is kept: its pages would count as resident memory); :func:`runs_of`.
+- :mod:`.shards` -- opening a table: :func:`load_table` (the whole table in memory, lessons 1-2).
+- :mod:`.splits` -- :func:`split_rows` splits row indices into train / validation / test sets, seeded,
+  in blocks of consecutive rows so that the sets can be read from disk in large pieces.
+- :mod:`.batches` -- :class:`ShardedBatches`, the out-of-core batch source of lessons 3 and 4
+  (per-epoch seeded shuffling, one part of every global batch per process, read-ahead); its docstring
+  states the rule by which rows are shared between processes.
+"""
+from .batches import ShardedBatches
+from .npy import NpyTable, runs_of
+from .shards import load_table
+from .splits import SPLIT_BLOCK_ROWS, Split, split_rows
+
+__all__ = ["NpyTable", "load_table", "split_rows", "Split", "ShardedBatches", "runs_of",
+           "SPLIT_BLOCK_ROWS"]
