@@ -101,10 +101,10 @@ def main():
     # ---- 2. The data ------------------------------------------------------------------------------
     # The table stays on disk; batches of rows are read from it while the model trains.  # Changed
     files = course.prepare_data(args, accelerator)
-    table = data.NpyTable(files.train)  # Changed: opens the file, reads only its header
+    table = data.open_table(files.train)  # Changed: opens the .npy file(s), reads only the headers
     split = data.split_rows(table.n_rows, test_fraction=0.0 if files.test else 0.2, val_fraction=0.1,  # Changed
                             seed=args.seed)
-    test_table = data.NpyTable(files.test) if files.test else table  # Changed
+    test_table = data.open_table(files.test) if files.test else table  # Changed
     test_rows = np.arange(test_table.n_rows) if files.test else split.test  # New
     n_inputs = table.n_inputs  # Changed
     accelerator.print(f"table: {table.n_rows} rows, {n_inputs} inputs -> {len(split.train)} training rows, "  # Changed

@@ -123,10 +123,10 @@ def main():
     # ---- 2. The data ------------------------------------------------------------------------------
     # The table stays on disk; batches of rows are read from it while the model trains.
     files = course.prepare_data(args, accelerator)
-    table = data.NpyTable(files.train)
+    table = data.open_table(files.train)
     split = data.split_rows(table.n_rows, test_fraction=0.0 if files.test else 0.2, val_fraction=0.1,
                             seed=args.seed)
-    test_table = data.NpyTable(files.test) if files.test else table
+    test_table = data.open_table(files.test) if files.test else table
     test_rows = np.arange(test_table.n_rows) if files.test else split.test
     n_inputs = table.n_inputs
     accelerator.print(f"table: {table.n_rows} rows, {n_inputs} inputs -> {len(split.train)} training rows, "

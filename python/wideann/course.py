@@ -3,8 +3,9 @@
 - :func:`parser`: the command-line options every lesson has (each lesson adds its own).
 - :func:`prepare_data`: finds the table to train on. With no ``--data`` it takes the shipped example
   CSV (``data/example.csv``) and normalizes it with the C++ engine into the run folder, printing the
-  ``wideann normalize`` command it ran; a CSV given with ``--data`` / ``--test-data`` is handled the
-  same way; a ``.npy`` is used as it is, with its stats file beside it.
+  ``wideann normalize`` command it ran; CSV files given with ``--data`` / ``--test-data`` are handled
+  the same way; ``.npy`` tables (one file, several shards or a folder of them) are used as they are,
+  with their stats file (beside them, or ``--stats``), after checking that the shards agree.
 - :func:`write_metrics`: ``metrics.json`` in the run folder, and the same numbers printed.
 - :func:`save_checkpoint` / :func:`latest_checkpoint`: complete-or-absent checkpoints for ``--resume``.
 - :func:`write_predictions`: test predictions back in original units through the C++ denormalizer.
@@ -24,7 +25,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ._atomic import atomic_path
-from .engine import default_stats_path, denormalize, normalize
+from .engine import DataError, default_stats_path, denormalize, normalize
 from .stats import Stats
 
 EXAMPLE_NAME = "example.csv"
@@ -45,11 +46,14 @@ def parser(doc: str | None, lesson: str, *, epochs: int, batch_size: int, lr: fl
     """The options every lesson takes; ``lesson`` names the default run folder ``runs/<lesson>/``."""
     first = (doc or "").strip().splitlines()[0] if doc else lesson
     p = argparse.ArgumentParser(description=first, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", help="training table: a normalized .npy (stats file beside it) or a raw CSV, "
-                   "normalized into the run folder (default: the shipped example data/example.csv)")
-    p.add_argument("--test-data", help="a separate test table (.npy normalized with the training stats, or a "
-                   "raw CSV); default: a seeded split of --data")
-    p.add_argument("--stats", help="stats file of --data (default: beside it, t.npy -> t.stats.json)")
+    p.add_argument("--data", nargs="+", metavar="T", help="training table: a normalized .npy (stats file beside "
+                   "it), several .npy shards of one table or a folder of them (read as one table, in the order given; "
+                   "a folder's in name order), or raw CSV files, normalized into the run folder (default: the shipped "
+                   "example data/example.csv)")
+    p.add_argument("--test-data", nargs="+", metavar="T", help="a separate test table (.npy file(s) or folder, "
+                   "normalized with the training stats, or raw CSV files); default: a seeded split of --data")
+    p.add_argument("--stats", help="stats file of --data (default: beside it, t.npy -> t.stats.json; for shards "
+                   "normalized with merged stats: the merged file)")
     p.add_argument("--epochs", type=int, default=epochs, help="passes over the training rows")
     p.add_argument("--batch-size", type=int, default=batch_size, help="rows per training step (per process)")
     p.add_argument("--lr", type=float, default=lr, help="learning rate")
@@ -89,54 +93,104 @@ def _is_up_to_date(out: Path, sources: list[Path]) -> bool:
     return out.is_file() and all(out.stat().st_mtime >= s.stat().st_mtime for s in sources)
 
 
-def _normalize_csv(csv: Path, folder: Path, stats: Path | None, say) -> tuple[Path, Path]:
-    """CSV -> ``folder/<name>.npy`` with the engine (fitting stats unless ``stats`` is given)."""
-    out = folder / (csv.stem + ".npy")
+def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say) -> tuple[Path, Path]:
+    """CSV file(s) -> ``folder/<name>.npy`` with the engine (fitting stats unless ``stats`` is given).
+
+    Several CSV files are one table (concatenated in order, as ``wideann normalize a.csv b.csv`` does);
+    the output is named after the first, with ``+N`` for the others."""
+    name = csvs[0].stem + (f"+{len(csvs) - 1}" if len(csvs) > 1 else "")
+    out = folder / (name + ".npy")
     st_path = Path(stats) if stats else Path(default_stats_path(out))
-    deps = [csv] + ([Path(stats)] if stats else [])
-    if _is_up_to_date(out, deps) and st_path.is_file():
-        say(f"using {_shell_path(out)} (normalized from {_shell_path(csv)} earlier)")
+    deps = list(csvs) + ([Path(stats)] if stats else [])
+    if _is_up_to_date(out, deps) and st_path.is_file() and _sources_match(out, csvs, stats):
+        say(f"using {_shell_path(out)} (normalized from {' '.join(_shell_path(c) for c in csvs)} earlier)")
         return out, st_path
     folder.mkdir(parents=True, exist_ok=True)
-    cmd = ["wideann", "normalize", _shell_path(csv), "-o", _shell_path(out)]
+    cmd = ["wideann", "normalize", *(_shell_path(c) for c in csvs), "-o", _shell_path(out)]
     if stats:
         cmd += ["--stats", _shell_path(stats)]
     say("normalizing with the C++ engine:  " + " ".join(cmd))
-    normalize([csv], out, stats=stats)
+    _sources_file(out).unlink(missing_ok=True)  # written again only once the new table is complete
+    normalize(csvs, out, stats=stats)
+    _sources_file(out).write_text(json.dumps(_sources_key(csvs, stats)))
     return out, st_path
+
+
+def _sources_file(out: Path) -> Path:
+    return out.with_name(out.name + ".sources.json")
+
+
+def _sources_key(csvs, stats) -> list:
+    return [os.path.abspath(c) for c in csvs] + ([os.path.abspath(stats)] if stats else [])
+
+
+def _sources_match(out: Path, csvs, stats) -> bool:
+    """The table in the run folder was made from exactly these files (not from others of the same name)."""
+    try:
+        return json.loads(_sources_file(out).read_text()) == _sources_key(csvs, stats)
+    except (OSError, ValueError):
+        return False
+
+
+def _table_files(option: str, given, default=None) -> tuple[str, list[Path]]:
+    """``("npy", shards)`` or ``("csv", files)`` for the paths given to ``option``; a folder means its .npy
+    files. A mix of .npy tables and CSV files is refused."""
+    items = [Path(p) for p in given] if given else [default]
+    for p in items:
+        if not p.exists():
+            raise LessonError(f"{p}: no such file or folder ({option})")
+    csvs = [p for p in items if p.is_file() and p.suffix.lower() != ".npy"]
+    if csvs and len(csvs) != len(items):
+        raise UsageError(f"{option}: give .npy tables (files or folders) or raw CSV files, not both")
+    if csvs:
+        return "csv", csvs
+    return "npy", _data_call(data_pkg().table_paths, items)
+
+
+def data_pkg():
+    from . import data
+
+    return data
+
+
+def _data_call(fn, *args, **kw):
+    """A call into wideann.data whose data errors are the user's: one line, exit 1."""
+    try:
+        return fn(*args, **kw)
+    except (DataError, ValueError) as e:  # DataError is a ValueError; both name the file
+        raise LessonError(str(e)) from None
 
 
 def prepare_data(args, accelerator=None) -> SimpleNamespace:
     """Resolve ``--data`` / ``--test-data`` / ``--stats`` into normalized tables.
 
-    Returns a namespace with ``train`` (a ``.npy`` path), ``test`` (a ``.npy`` path or None),
-    ``stats_path`` and ``stats`` (:class:`wideann.Stats`). With several processes the main one
-    normalizes and the others wait for it.
+    Returns a namespace with ``train`` (the list of ``.npy`` shard paths of the training table: one for
+    a single file), ``test`` (the test table's shard paths, or None), ``stats_path`` and ``stats``
+    (:class:`wideann.Stats`). Shards that disagree with each other (columns, dtype, stats file) or a test
+    table whose columns differ from the training table's raise :class:`LessonError` naming the odd file.
+    With several processes the main one normalizes and the others wait for it.
     """
     main = accelerator is None or accelerator.is_main_process
     say = print if main else (lambda *a, **k: None)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = out_dir / "data"
+    data = data_pkg()
 
     def work():
-        src = Path(args.data) if args.data else example_csv()
-        if not src.is_file():
-            raise FileNotFoundError(f"{src}: no such file")
-        if src.suffix.lower() == ".npy":
-            train, stats_path = src, Path(args.stats or default_stats_path(src))
-            if not stats_path.is_file():
-                raise FileNotFoundError(f"{stats_path}: stats file of {src} not found (pass --stats)")
+        kind, found = _table_files("--data", args.data, None if args.data else example_csv())
+        if kind == "npy":
+            train = found
+            stats_path, _ = _data_call(data.table_stats, train, args.stats)
         else:
             if not args.data:
-                say(f"no --data given: using the example data {_shell_path(src)}")
-            train, stats_path = _normalize_csv(src, data_dir, args.stats, say)
+                say(f"no --data given: using the example data {_shell_path(found[0])}")
+            table, stats_path = _normalize_csv(found, data_dir, args.stats, say)
+            train = [table]
         test = None
         if args.test_data:
-            t = Path(args.test_data)
-            if not t.is_file():
-                raise FileNotFoundError(f"{t}: no such file")
-            test = t if t.suffix.lower() == ".npy" else _normalize_csv(t, data_dir / "test", stats_path, say)[0]
+            kind, found = _table_files("--test-data", args.test_data)
+            test = found if kind == "npy" else [_normalize_csv(found, data_dir / "test", stats_path, say)[0]]
         return train, test, stats_path
 
     if accelerator is None:
@@ -144,6 +198,13 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
     else:  # one process per machine normalizes; the others then find its files up to date
         with accelerator.local_main_process_first():
             train, test, stats_path = work()
+    # the shards agree with each other (columns, dtype), and the test table has the training columns
+    with _data_call(data.open_table, train) as t:
+        if test is not None:
+            with _data_call(data.open_table, test) as tt:
+                if tt.n_columns != t.n_columns:
+                    raise LessonError(f"{tt.path}: {tt.n_columns} columns, but the training table {t.path} has "
+                                      f"{t.n_columns} (--test-data must have the training table's columns)")
     return SimpleNamespace(train=train, test=test, stats_path=stats_path, stats=Stats.load(stats_path))
 
 

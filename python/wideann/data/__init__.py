@@ -7,7 +7,10 @@ The modules, one job each:
 
 - :mod:`.npy` -- the ``.npy`` format: :class:`NpyTable` parses the header and reads any rows with
   ``os.preadv`` (no memory map is kept: its pages would count as resident memory); :func:`runs_of`.
-- :mod:`.shards` -- opening a table: :func:`load_table` (the whole table in memory, lessons 1-2).
+- :mod:`.shards` -- a table is one ``.npy`` or several shards read as one (same columns, dtype and
+  stats; rows in file order; a folder means its ``.npy`` files in name order): :func:`table_paths`,
+  :func:`open_table` (an :class:`NpyTable` or a :class:`ShardSet`), :func:`table_stats` (the stats file,
+  checked against every shard), :func:`load_table` (the whole table in memory, lessons 1-2).
 - :mod:`.splits` -- :func:`split_rows` splits row indices into train / validation / test sets, seeded,
   in blocks of consecutive rows so that the sets can be read from disk in large pieces.
 - :mod:`.batches` -- :class:`ShardedBatches`, the out-of-core batch source of lessons 3 and 4
@@ -16,8 +19,8 @@ The modules, one job each:
 """
 from .batches import ShardedBatches
 from .npy import NpyTable, runs_of
-from .shards import load_table
+from .shards import ShardSet, load_table, open_table, stats_beside, table_paths, table_stats
 from .splits import SPLIT_BLOCK_ROWS, Split, split_rows
 
-__all__ = ["NpyTable", "load_table", "split_rows", "Split", "ShardedBatches", "runs_of",
-           "SPLIT_BLOCK_ROWS"]
+__all__ = ["NpyTable", "ShardSet", "open_table", "table_paths", "table_stats", "stats_beside", "load_table",
+           "split_rows", "Split", "ShardedBatches", "runs_of", "SPLIT_BLOCK_ROWS"]

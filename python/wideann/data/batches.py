@@ -26,7 +26,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from .npy import NpyTable
+from .shards import open_table
 
 
 def _default_shuffle_rows(row_bytes: int) -> int:
@@ -52,7 +52,7 @@ class ShardedBatches:
     def __init__(self, table, rows: Sequence[int] | np.ndarray, batch_size: int, *, rank: int = 0,
                  world_size: int = 1, seed: int = 0, shuffle: bool = True,
                  shuffle_rows: int | None = None, prefetch: int = 4, pin_memory: bool | None = None):
-        self.table = NpyTable(table) if isinstance(table, (str, os.PathLike)) else table
+        self.table = open_table(table) if isinstance(table, (str, os.PathLike, list, tuple)) else table
         self.rows = np.asarray(rows, dtype=np.int64)
         if self.rows.ndim != 1:
             raise ValueError("rows must be a 1-D array of row indices")

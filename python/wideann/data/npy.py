@@ -11,8 +11,11 @@ import os
 
 import numpy as np
 
+from ..engine import DataError
+
 _MAGIC = b"\x93NUMPY"
 _FLOAT_KINDS = {"f"}
+
 
 class NpyTable:
     """A 2-D ``.npy`` table on disk, read by row ranges with ``os.preadv``.
@@ -38,7 +41,7 @@ class NpyTable:
         need = self.offset + self.n_rows * self.row_bytes
         if size < need:
             os.close(self._fd)
-            raise ValueError(f"{self.path}: file is truncated ({size} bytes, the header promises {need})")
+            raise DataError(f"{self.path}: file is truncated ({size} bytes, the header promises {need})")
 
     # ---- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -69,6 +72,15 @@ class NpyTable:
         """Input columns: all but the last (the target)."""
         return self.n_columns - 1
 
+    @property
+    def shards(self) -> list["NpyTable"]:
+        """The files of the table: this one (a :class:`~wideann.data.shards.ShardSet` has several)."""
+        return [self]
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path]
+
     # ---- reading -----------------------------------------------------------------------------
     def _pread_into(self, buf: np.ndarray, start: int) -> None:
         """Fill ``buf`` (C-contiguous, the table's dtype) with the rows starting at ``start``."""
@@ -77,7 +89,7 @@ class NpyTable:
         while pos < len(mv):
             n = os.preadv(self._fd, [mv[pos:]], off + pos)
             if n <= 0:
-                raise OSError(f"{self.path}: unexpected end of file at byte {off + pos}")
+                raise DataError(f"{self.path}: unexpected end of file at byte {off + pos} (truncated while being read?)")
             pos += n
 
     def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -127,7 +139,7 @@ def runs_of(rows: np.ndarray) -> list[tuple[int, int]]:
 def _parse_header(fd: int, path: str):
     head = os.pread(fd, 10, 0)
     if len(head) < 10 or head[:6] != _MAGIC:
-        raise ValueError(f"{path}: not a .npy file (no NUMPY magic)")
+        raise DataError(f"{path}: not a .npy file (no NUMPY magic)")
     major = head[6]
     if major == 1:
         hlen, start = int.from_bytes(head[8:10], "little"), 10
@@ -135,18 +147,18 @@ def _parse_header(fd: int, path: str):
         head = os.pread(fd, 12, 0)
         hlen, start = int.from_bytes(head[8:12], "little"), 12
     else:
-        raise ValueError(f"{path}: unsupported .npy format version {major}")
+        raise DataError(f"{path}: unsupported .npy format version {major}")
     text = os.pread(fd, hlen, start).decode("latin1" if major < 3 else "utf-8")
     try:
         meta = ast.literal_eval(text.strip())
         dtype = np.dtype(meta["descr"])
         fortran, shape = bool(meta["fortran_order"]), tuple(int(s) for s in meta["shape"])
     except Exception:
-        raise ValueError(f"{path}: unreadable .npy header {text.strip()!r}") from None
+        raise DataError(f"{path}: unreadable .npy header {text.strip()!r}") from None
     if dtype.kind not in _FLOAT_KINDS or dtype.byteorder == ">" or dtype.itemsize not in (2, 4, 8):
-        raise ValueError(f"{path}: expected a little-endian float16/float32/float64 table, found {dtype}")
+        raise DataError(f"{path}: expected a little-endian float16/float32/float64 table, found {dtype}")
     if fortran:
-        raise ValueError(f"{path}: Fortran-ordered tables are not supported (rows must be contiguous)")
+        raise DataError(f"{path}: Fortran-ordered tables are not supported (rows must be contiguous)")
     if len(shape) != 2:
-        raise ValueError(f"{path}: expected a 2-D table (rows x columns), found shape {shape}")
+        raise DataError(f"{path}: expected a 2-D table (rows x columns), found shape {shape}")
     return dtype, shape, start + hlen
