@@ -146,8 +146,10 @@ def main():
     # ---- 4. Training ------------------------------------------------------------------------------
     start = time.perf_counter()
     rows_trained = 0  # New
+    steps_seconds = 0.0  # New: time in the training steps alone (no validation, no checkpoints)
     for epoch in range(state.epoch, args.epochs + 1):  # Changed: from the resumed epoch
         model.train()
+        steps_start = time.perf_counter()  # New
         for x, y in train_batches.epoch(epoch, start_step=state.step):  # Changed: batches read from disk
             x, y = x.to(accelerator.device), y.to(accelerator.device)  # New
             prediction = model(x)                # forward pass
@@ -161,9 +163,12 @@ def main():
             state.loss_sum, state.rows = state.loss_sum + loss.item() * len(x), state.rows + len(x)
             rows_trained += len(x)
             if state.global_step % args.checkpoint_every == 0:
+                steps_seconds += time.perf_counter() - steps_start  # New: the clock stops for the checkpoint
                 course.save_checkpoint(accelerator, checkpoints, state.global_step)
+                steps_start = time.perf_counter()  # New
             if state.global_step == args.max_steps:
                 break
+        steps_seconds += time.perf_counter() - steps_start  # New
 
         # Changed: the loss on the validation rows; keep the weights of the best epoch; early stopping
         train_loss = state.loss_sum / max(state.rows, 1)
@@ -211,6 +216,8 @@ def main():
                          best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,  # Changed
                          train_seconds=train_seconds,
                          samples_per_second=rows_trained / train_seconds,  # Changed
+                         train_samples_per_second=rows_trained / steps_seconds,  # the steps alone
+                         data_tier=train_batches.tier, table_dtype=str(table.dtype),
                          world_size=accelerator.num_processes)
 
 

@@ -9,7 +9,10 @@ identical. What this lesson adds:
 - each process reads its own shard of the table from disk: every global batch (`--batch-size` rows per
   process, times the number of processes) is split between the processes, no row is read twice in an
   epoch and none is skipped (`wideann.data.ShardedBatches`, rank and world size from the accelerator);
-- pinned host memory and read-ahead, so that copying batches to the GPU overlaps the compute;
+- batches delivered on the device: read ahead into a few reusable pinned buffers and copied to the GPU on
+  a side stream, so that the copy overlaps the compute; or, when the rows fit in GPU memory, held there
+  once and gathered by index (the resident tier, `--data-tier`, `--resident-budget`); the lesson prints
+  which tier it uses and why;
 - bf16 mixed precision on GPUs that have it (`--mixed-precision`; full float32 on CPUs);
 - gradient accumulation (`--grad-accum N`): N batches per optimizer step, for a global batch larger than
   memory allows; the processes only exchange gradients on the last of the N;
@@ -108,6 +111,11 @@ def main():
     parser.add_argument("--grad-accum", type=int, default=1, help="batches per optimizer step (gradient accumulation)")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
                         help="default: the launcher's setting, else bf16 on a GPU that has it, else no")
+    parser.add_argument("--data-tier", choices=["auto", "stream", "resident"], default="auto",
+                        help="auto: the rows held in GPU memory when they fit --resident-budget, else streamed from "
+                        "disk; stream: always stream; resident: always hold them (on a CPU: in host memory)")
+    parser.add_argument("--resident-budget", type=float, metavar="GIB",
+                        help="device memory the held rows may take (default: half of the device's free memory)")
 
     args = parser.parse_args()
     # Changed: cpu=True without GPUs, so that several CPU processes train together (gloo) instead of each
@@ -134,11 +142,15 @@ def main():
                       f"({table.n_rows * table.row_bytes / 2**20:.1f} MiB on disk, read in batches)")
 
     # every epoch a new seeded order of the training rows, read ahead on a background thread
-    # Changed: each process reads its own shard; pinned memory for fast copies to the GPU
-    shard = dict(rank=accelerator.process_index, world_size=accelerator.num_processes)
+    # Changed: each process reads its own shard, and the batches arrive on its device: through reusable pinned
+    # buffers and a copy on a side stream (streamed), or, when the rows fit in device memory, held there
+    # and gathered by index (resident). Any training row can reach any process in some epoch: each holds them all.
+    tier = data.device_tier(table, [split.train, split.val], accelerator.device, args.data_tier, args.resident_budget)
+    accelerator.print(f"data tier: {tier.name}: {tier.reason}")
+    shard = dict(rank=accelerator.process_index, world_size=accelerator.num_processes, device=accelerator.device)
     train_batches = data.ShardedBatches(table, split.train, args.batch_size, seed=args.seed, **shard,
-                                        prefetch=4, pin_memory=torch.cuda.is_available())
-    val_batches = data.ShardedBatches(table, split.val, 1024, shuffle=False, **shard)
+                                        prefetch=4, resident=tier.store)
+    val_batches = data.ShardedBatches(table, split.val, 1024, shuffle=False, **shard, resident=tier.store)
     test_batches = data.ShardedBatches(test_table, test_rows, 1024, shuffle=False, **shard)
     global_batch = args.batch_size * accelerator.num_processes * args.grad_accum  # New
     accelerator.print(f"global batch: {args.batch_size} rows x {accelerator.num_processes} process(es) x "  # New
@@ -174,11 +186,13 @@ def main():
     # ---- 4. Training ------------------------------------------------------------------------------
     start = time.perf_counter()
     rows_trained = 0
+    steps_seconds = 0.0
     for epoch in range(state.epoch, args.epochs + 1):
         model.train()
+        steps_start = time.perf_counter()
         epoch_start, epoch_rows = time.perf_counter(), 0  # New: for the throughput
         for x, y in train_batches.epoch(epoch, start_step=state.step):
-            x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)  # Changed
+            x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)  # Changed: no-op when already there
             # New: gradient accumulation: the optimizer steps after every grad_accum batches (and after the last
             # batch of the epoch); on the batches before, no_sync skips the exchange of gradients between processes
             state.step += 1
@@ -200,9 +214,12 @@ def main():
             optimizer.zero_grad()  # New: clear the gradients added up since the last step
             state.global_step += 1  # Changed
             if state.global_step % args.checkpoint_every == 0:
+                steps_seconds += time.perf_counter() - steps_start
                 course.save_checkpoint(accelerator, checkpoints, state.global_step)
+                steps_start = time.perf_counter()
             if state.global_step == args.max_steps:
                 break
+        steps_seconds += time.perf_counter() - steps_start
 
         # Changed: the training loss and throughput summed over all processes
         totals = accelerator.reduce(torch.tensor([state.loss_sum, state.rows, epoch_rows], dtype=torch.float64,
@@ -266,6 +283,8 @@ def main():
                          best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,
                          train_seconds=train_seconds,
                          samples_per_second=sum(rows_per_process) / train_seconds,  # Changed
+                         train_samples_per_second=sum(rows_per_process) / steps_seconds,  # the steps alone
+                         data_tier=train_batches.tier, table_dtype=str(table.dtype),
                          world_size=accelerator.num_processes,
                          # New: what the global batch was made of
                          global_batch_size=global_batch,

@@ -59,4 +59,5 @@ def test_stats_merge_normalize_per_shard_then_lesson4_equals_the_concatenated_ta
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert (whole / "predictions.csv").read_bytes() == (sharded / "predictions.csv").read_bytes()
     # and the shards hold exactly the bytes of the concatenated table
-    np.testing.assert_array_equal(wideann.data.load_table(tmp_path / "shards"), wideann.data.load_table(tmp_path / "all.npy"))
+    np.testing.assert_array_equal(wideann.data.load_table(tmp_path / "shards"),
+                                  wideann.data.load_table(tmp_path / "all.npy"))

@@ -74,7 +74,9 @@ def _describe_shards(source) -> str:
         size = sum(os.path.getsize(p) for p in paths)
         lines = [f"{where}: {len(paths)} .npy shard{'s' if len(paths) != 1 else ''} read as one table, "
                  f"{t.n_rows} x {t.n_columns} {t.dtype} ({_size(size)}), rows in this order:"]
-        shown = list(range(len(paths))) if len(paths) <= 12 else list(range(5)) + [-1] + list(range(len(paths) - 5, len(paths)))
+        shown = list(range(len(paths)))
+        if len(paths) > 12:  # the first and last five
+            shown = shown[:5] + [-1] + shown[-5:]
         for k in shown:
             if k < 0:
                 lines.append(f"  ... {len(paths) - 10} more shards ...")

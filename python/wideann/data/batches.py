@@ -1,7 +1,19 @@
 """The out-of-core batch source of lessons 3 and 4: :class:`ShardedBatches`.
 
 Per-epoch seeded shuffling of small runs of consecutive rows, one part of every global batch per
-process, read ahead on a background thread into (pinned, when CUDA is present) memory.
+process. Where the rows come from (the tier) does not change which rows a batch holds:
+
+- streamed (the default): a background thread reads each batch ahead with the native reader (several
+  threads, one ``preadv`` per run of rows, inputs and targets into their own buffers). Batches for the
+  CPU are fresh tensors. Batches for a GPU go through a small ring of reusable pinned buffers
+  (:class:`~wideann.data.pinned_ring.PinnedRing`) and are copied on a side CUDA stream, so the copy of
+  the next batch overlaps the compute on this one; the training stream waits for the copy's event.
+- resident (``resident=``, a :class:`~wideann.data.resident.ResidentRows`): the rows are already in the
+  device's memory and a batch is gathered there (``index_select``), with no thread and no copy.
+
+Tables in float16 travel as float16 (2 bytes a value read, pinned and copied) and are converted to
+float32 (``dtype``) where the batch is delivered: on the GPU after the copy; on a CPU after the read, on
+the reader thread (a CPU multiplies float32 far faster than float16, and the conversion overlaps the step).
 
 How rows are shared between processes (the rule lessons 3-4 rely on)
 --------------------------------------------------------------------
@@ -26,6 +38,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .resident import torch_dtype
 from .shards import open_table
 
 
@@ -37,21 +50,30 @@ def _default_shuffle_rows(row_bytes: int) -> int:
 class ShardedBatches:
     """The batches one process trains on, read from a table on disk, ahead of use.
 
-    ``rows`` are the table rows to use (e.g. ``split.train``); ``batch_size`` is per process, the
-    global batch is ``batch_size * world_size``. See the module docstring for how the rows of an epoch
-    are ordered and shared between processes. ``for x, y in source.epoch(e)`` gives float32 tensors
-    ``x`` (inputs) and ``y`` (target, shape ``(n, 1)``); ``source.epoch(e, start_step=k)`` resumes an
-    epoch at step ``k`` exactly as it would have gone on.
+    ``table`` is an :class:`~wideann.data.npy.NpyTable`, a :class:`~wideann.data.shards.ShardSet`, or
+    a path / folder / list of ``.npy`` shards. ``rows`` are the table rows to use (e.g. ``split.train``);
+    ``batch_size`` is per process, the global batch is ``batch_size * world_size``. See the module
+    docstring for how the rows of an epoch are ordered and shared between processes. ``for x, y in
+    source.epoch(e)`` gives tensors ``x`` (inputs) and ``y`` (target, shape ``(n, 1)``), float32 unless
+    ``dtype`` says otherwise; ``source.epoch(e, start_step=k)`` resumes an epoch at step ``k`` exactly as
+    it would have gone on.
 
     Options: ``shuffle`` (per-epoch seeded order of runs of ``shuffle_rows`` consecutive rows; False
     keeps row order, for evaluation), ``prefetch`` (batches read ahead by a background thread; 0
-    reads on the calling thread), ``pin_memory`` (default: when CUDA is available, so the copy to the
-    GPU can overlap compute). ``rows_read`` counts the rows this process has read.
+    reads on the calling thread), ``device`` (where batches are delivered: None or a CPU device gives
+    CPU tensors; a CUDA device gives tensors on it, through reusable pinned buffers and a side-stream
+    copy), ``resident`` (a :class:`~wideann.data.resident.ResidentRows` holding the rows on ``device``:
+    batches are gathered there), ``pin_memory`` (without ``device``: CPU batches in fresh pinned memory,
+    default when CUDA is available, for ``x.to(device, non_blocking=True)``), ``reader_threads`` (threads
+    of the native reader; default :func:`~wideann.data.native_reader.default_threads`), ``dtype`` (of the
+    delivered batches; None keeps the table's). ``rows_read`` counts the rows this process has read.
+    Batches are fresh tensors that stay valid after the next one: keeping them is safe.
     """
 
     def __init__(self, table, rows: Sequence[int] | np.ndarray, batch_size: int, *, rank: int = 0,
                  world_size: int = 1, seed: int = 0, shuffle: bool = True,
-                 shuffle_rows: int | None = None, prefetch: int = 4, pin_memory: bool | None = None):
+                 shuffle_rows: int | None = None, prefetch: int = 4, pin_memory: bool | None = None,
+                 device=None, resident=None, reader_threads: int | None = None, dtype="float32"):
         self.table = open_table(table) if isinstance(table, (str, os.PathLike, list, tuple)) else table
         self.rows = np.asarray(rows, dtype=np.int64)
         if self.rows.ndim != 1:
@@ -65,11 +87,20 @@ class ShardedBatches:
         self.batch_size, self.rank, self.world_size = int(batch_size), int(rank), int(world_size)
         self.seed, self.shuffle, self.prefetch = int(seed), bool(shuffle), int(prefetch)
         self.shuffle_rows = int(shuffle_rows or _default_shuffle_rows(self.table.row_bytes))
-        if pin_memory is None:
-            import torch
+        import torch
 
-            pin_memory = torch.cuda.is_available()
+        self.device = torch.device(device) if device is not None else None
+        self.cuda = self.device is not None and self.device.type == "cuda"
+        if pin_memory is None:
+            pin_memory = self.cuda or (self.device is None and torch.cuda.is_available())
         self.pin_memory = bool(pin_memory)
+        if resident is not None and (self.device is None or resident.device != self.device
+                                     or resident.table is not self.table):
+            raise ValueError("resident rows must hold this table on this source's device")
+        self.resident = resident
+        if reader_threads is not None:
+            self.table.reader_threads = int(reader_threads)
+        self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         self.rows_read = 0
 
     @property
@@ -79,6 +110,11 @@ class ShardedBatches:
     def __len__(self) -> int:
         """Steps per epoch (the same on every process)."""
         return math.ceil(self.rows.size / self.global_batch_size)
+
+    @property
+    def tier(self) -> str:
+        """Where the batches come from: "resident" or "stream"."""
+        return "resident" if self.resident is not None else "stream"
 
     # -- the plan (pure functions of seed, epoch, step, rank; no I/O) --
     def epoch_order(self, epoch: int) -> np.ndarray:
@@ -108,36 +144,124 @@ class ShardedBatches:
         return np.concatenate([self.step_rows(order, s) for s in range(len(self))] or [np.empty(0, np.int64)])
 
     # -- reading --
-    def _load(self, rows: np.ndarray):
-        import torch
-
-        t = self.table
-        data = torch.empty((rows.size, t.n_columns), dtype=torch.float32, pin_memory=self.pin_memory)
-        t.read_index(rows, out=data.numpy())
-        x, y = data[:, :-1], data[:, -1:]
-        if self.pin_memory:
-            # For the GPU: contiguous pinned tensors, so ``.to(device, non_blocking=True)`` is one DMA copy.
-            xc = torch.empty(x.shape, dtype=torch.float32, pin_memory=True)
-            yc = torch.empty(y.shape, dtype=torch.float32, pin_memory=True)
-            return xc.copy_(x), yc.copy_(y)
-        # On the CPU the inputs stay a view of the buffer (no copy): matrix multiplication takes the
-        # strided rows as they are. The target gets its own small tensor, so that keeping the targets
-        # of many batches (to compute metrics) does not keep their whole buffers alive.
-        return x, y.clone()
-
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator:
         """Yield ``(x, y)`` for steps ``start_step .. len(self)-1`` of ``epoch``."""
         order = self.epoch_order(epoch)
         steps = range(int(start_step), len(self))
-        if self.prefetch <= 0:
+        if self.resident is not None:
+            yield from self._gathered(order, steps)
+        elif self.cuda:
+            yield from self._to_gpu(order, steps)
+        elif self.prefetch <= 0:
+            load = self._host_loader()
             for s in steps:
                 rows = self.step_rows(order, s)
                 self.rows_read += rows.size
-                yield self._load(rows)
-            return
-        yield from self._prefetched(order, steps)
+                yield load(rows)
+        else:
+            load = self._host_loader()
+            yield from self._ahead((lambda s: load(self.step_rows(order, s))), steps)
 
-    def _prefetched(self, order, steps):
+    def _out_dtype(self):
+        return self.dtype if self.dtype is not None else torch_dtype(self.table.dtype)
+
+    def _host_loader(self):
+        """``load(rows) -> (x, y)``: fresh CPU tensors (pinned when ``pin_memory``), read by the native
+        reader; a table in another dtype than the batches is read into a scratch buffer kept by this
+        loader, then converted into the fresh tensors."""
+        import torch
+
+        t, out = self.table, self._out_dtype()
+        raw = torch_dtype(t.dtype)
+        scratch = {}
+
+        def load(rows):
+            n = rows.size
+            x = torch.empty((n, t.n_inputs), dtype=out, pin_memory=self.pin_memory)
+            y = torch.empty((n, 1), dtype=out, pin_memory=self.pin_memory)
+            if raw == out:
+                t.read_index(rows, (x.numpy(), y.numpy()))
+                return x, y
+            if scratch.get("rows", -1) < n:
+                scratch["x"] = torch.empty((n, t.n_inputs), dtype=raw)
+                scratch["y"] = torch.empty((n, 1), dtype=raw)
+                scratch["rows"] = n
+            sx, sy = scratch["x"][:n], scratch["y"][:n]
+            t.read_index(rows, (sx.numpy(), sy.numpy()))
+            return x.copy_(sx), y.copy_(sy)
+
+        return load
+
+    def _gathered(self, order, steps):
+        """The resident tier: every batch of the epoch gathered from the rows held on the device."""
+        import torch
+
+        store, out = self.resident, self._out_dtype()
+        parts = [self.step_rows(order, s) for s in steps]
+        bounds = np.cumsum([0] + [p.size for p in parts])
+        pos = store.positions(np.concatenate(parts) if parts else np.empty(0, np.int64))
+        pos = torch.from_numpy(pos).to(store.device)  # one upload per epoch, no host sync per step
+        for i in range(len(parts)):
+            p = pos[bounds[i]:bounds[i + 1]]
+            self.rows_read += parts[i].size
+            yield store.x.index_select(0, p).to(out), store.y.index_select(0, p).to(out)
+
+    def _to_gpu(self, order, steps):
+        """Streamed to a GPU: read into a ring of pinned buffers on the reader thread, copied to the device
+        on a side stream (converted there), handed over with the copy's event."""
+        import torch
+
+        from .pinned_ring import PinnedRing
+
+        t, device, out = self.table, self.device, self._out_dtype()
+        # slots: one being filled, `prefetch` queued, one whose copy may still run; rows: the largest step's
+        most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
+        ring = PinnedRing(max(2, self.prefetch + 2), most, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory)
+        side = torch.cuda.Stream(device)
+        state = {"device_set": False}
+
+        def load(s):
+            if not state["device_set"]:  # the reader thread's current device
+                torch.cuda.set_device(device)
+                state["device_set"] = True
+            rows = self.step_rows(order, s)
+            n = rows.size
+            k = ring.acquire()
+            hx, hy = ring.x[k][:n], ring.y[k][:n]
+            t.read_index(rows, (hx.numpy(), hy.numpy()))
+            with torch.cuda.stream(side):
+                x = hx.to(device, non_blocking=True).to(out)
+                y = hy.to(device, non_blocking=True).to(out)
+                done = torch.cuda.Event()
+                done.record(side)
+            ring.release(k, done)
+            return x, y, done
+
+        def deliver(item):
+            x, y, done = item
+            stream = torch.cuda.current_stream(device)
+            stream.wait_event(done)          # the step waits for the copy, the host does not
+            x.record_stream(stream)          # memory made on the side stream, used on this one
+            y.record_stream(stream)
+            return x, y
+
+        ahead = self._ahead(load, steps) if self.prefetch > 0 else None
+        try:
+            if ahead is None:
+                for s in steps:
+                    item = load(s)
+                    self.rows_read += item[0].shape[0]
+                    yield deliver(item)
+            else:
+                for item in ahead:
+                    yield deliver(item)
+        finally:
+            if ahead is not None:
+                ahead.close()  # stops and joins the reader thread before the buffers go
+            ring.drain()
+
+    def _ahead(self, load, steps):
+        """``load(step)`` for every step on a background thread, at most ``prefetch`` batches ahead."""
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
         done = object()
@@ -154,8 +278,7 @@ class ShardedBatches:
         def reader():
             try:
                 for s in steps:
-                    rows = self.step_rows(order, s)
-                    if not put((rows.size, self._load(rows))):
+                    if not put(load(s)):
                         return
                 put(done)
             except BaseException as e:  # handed to the consumer, raised there
@@ -170,9 +293,8 @@ class ShardedBatches:
                     return
                 if isinstance(item, _Failure):
                     raise item.error
-                n, batch = item
-                self.rows_read += n
-                yield batch
+                self.rows_read += item[0].shape[0]
+                yield item
         finally:
             stop.set()
             th.join()

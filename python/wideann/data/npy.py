@@ -37,7 +37,11 @@ class NpyTable:
             raise
         self.n_rows, self.n_columns = self.shape
         self.row_bytes = self.n_columns * self.dtype.itemsize
-        size = os.fstat(self._fd).st_size
+        st = os.fstat(self._fd)
+        # what the file was when its header was read: the native reader refuses to read it once changed
+        size = st.st_size
+        self.file_size, self.mtime_ns = size, st.st_mtime_ns
+        self.reader_threads: int | None = None  # threads of the native batch reader (None: the default)
         need = self.offset + self.n_rows * self.row_bytes
         if size < need:
             os.close(self._fd)
@@ -89,7 +93,8 @@ class NpyTable:
         while pos < len(mv):
             n = os.preadv(self._fd, [mv[pos:]], off + pos)
             if n <= 0:
-                raise DataError(f"{self.path}: unexpected end of file at byte {off + pos} (truncated while being read?)")
+                raise DataError(f"{self.path}: unexpected end of file at byte {off + pos} "
+                                "(truncated while being read?)")
             pos += n
 
     def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
@@ -111,8 +116,17 @@ class NpyTable:
             out[...] = raw
         return out
 
-    def read_index(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The rows with these (sorted) indices as float32; runs of consecutive rows are read in one go."""
+    def read_index(self, rows: np.ndarray, out=None):
+        """The rows with these (sorted) indices as float32; runs of consecutive rows are read in one go.
+
+        With ``out=(x, y)``, two C-contiguous arrays in the table's own dtype of shapes ``(n, n_inputs)``
+        and ``(n, 1)``, the native reader fills them instead (several threads, the inputs and the targets
+        apart, no conversion): the path of the batch sources."""
+        if isinstance(out, tuple):
+            from .native_reader import read_into
+
+            read_into(self, rows, *out)
+            return out
         rows = np.asarray(rows, dtype=np.int64)
         if out is None:
             out = np.empty((rows.size, self.n_columns), dtype=np.float32)

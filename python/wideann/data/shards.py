@@ -93,6 +93,7 @@ class ShardSet:
         self.path = first.path if len(self.shards) == 1 else f"{first.path} (+{len(self.shards) - 1} shards)"
         self.dtype, self.n_columns, self.row_bytes = first.dtype, first.n_columns, first.row_bytes
         self.starts = np.cumsum([0] + [t.n_rows for t in self.shards]).astype(np.int64)
+        self.reader_threads: int | None = None  # threads of the native batch reader (None: the default)
         self.n_rows = int(self.starts[-1])
         self.shape = (self.n_rows, self.n_columns)
 
@@ -145,8 +146,16 @@ class ShardSet:
             shard.read_rows(a, b, out[at:at + b - a])
         return out
 
-    def read_index(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """The rows with these (sorted) indices as float32; runs of consecutive rows are read in one go."""
+    def read_index(self, rows: np.ndarray, out=None):
+        """The rows with these (sorted) indices as float32; runs of consecutive rows are read in one go.
+
+        With ``out=(x, y)`` (the table's dtype, inputs and targets apart) the native reader fills them,
+        as :meth:`NpyTable.read_index <wideann.data.npy.NpyTable.read_index>` does."""
+        if isinstance(out, tuple):
+            from .native_reader import read_into
+
+            read_into(self, rows, *out)
+            return out
         rows = np.asarray(rows, dtype=np.int64)
         if out is None:
             out = np.empty((rows.size, self.n_columns), dtype=np.float32)
