@@ -8,6 +8,10 @@
 // calling thread take tasks from a shared counter until none is left. One preadv per task reads a whole
 // run of rows; a short read means the file was truncated under us.
 //
+// A float16 table can be delivered as float32 (on a CPU, which multiplies float32 far faster): each task
+// then reads its run into a small buffer of its thread and converts it into x and y, with F16C where the
+// CPU has it (exact: every float16 is a float32), so the conversion is spread over the reading threads.
+//
 // After the reads, every shard the batch touched is checked with fstat against the size and modification
 // time it had when its header was read: a file written in place while training is an error, not a batch
 // mixing old and new rows. (A file replaced by rename is a new file; the descriptor keeps reading the old
@@ -29,6 +33,12 @@
 #include <thread>
 
 #include "engine.hpp"
+#include "writers.hpp"  // half_bits_to_float
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define WIDEANN_X86 1
+#endif
 
 namespace wideann {
 namespace {
@@ -110,6 +120,49 @@ class Pool {
   size_t tickets_ = 0, pending_ = 0;
   bool stop_ = false;
 };
+
+void halves_to_floats_soft(const uint16_t* in, float* out, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] = half_bits_to_float(in[i]);
+}
+
+#ifdef WIDEANN_X86
+__attribute__((target("f16c,avx"))) void halves_to_floats_f16c(const uint16_t* in, float* out, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
+  halves_to_floats_soft(in + i, out + i, n - i);
+}
+#endif
+
+void halves_to_floats(const char* in, char* out, size_t n) {
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(in);  // in: from a std::vector<char>, 2-aligned
+  float* f = reinterpret_cast<float*>(out);
+#ifdef WIDEANN_X86
+  static const bool f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  if (f16c) return halves_to_floats_f16c(h, f, n);
+#endif
+  halves_to_floats_soft(h, f, n);
+}
+
+// Reads `n` bytes at `offset` into buf; a short read is the file truncated under the reader.
+void pread_all(const Shard& sh, char* buf, uint64_t n, uint64_t offset) {
+  if (pread_fully(sh.fd, buf, n, offset, sh.path) != n)
+    throw DataError(sh.path + ": unexpected end of file near byte " + std::to_string(offset + n) + " (" +
+                    std::to_string(sh.size) + " bytes when its header was read: truncated while being read?)");
+}
+
+// Reads the task's float16 rows into `scratch`, then converts them: inputs into x, targets into y (float32).
+void read_task_to_float32(const Shard& sh, const Task& t, char* x, char* y, size_t n_inputs,
+                          std::vector<char>& scratch) {
+  const size_t row_bytes = (n_inputs + 1) * 2;
+  scratch.resize(t.count * row_bytes);
+  pread_all(sh, scratch.data(), t.count * row_bytes, sh.offset + t.local_row * row_bytes);
+  for (uint64_t i = 0; i < t.count; ++i) {
+    const char* row = scratch.data() + i * row_bytes;
+    halves_to_floats(row, x + (t.out_row + i) * n_inputs * 4, n_inputs);
+    halves_to_floats(row + n_inputs * 2, y + (t.out_row + i) * 4, 1);
+  }
+}
 
 // Reads the task's rows with preadv: each row's inputs into x, its target into y.
 void read_task(const Shard& sh, const Task& t, char* x, char* y, size_t x_row, size_t item,
@@ -215,8 +268,9 @@ size_t BatchReader::n_columns() const { return impl_->n_columns; }
 size_t BatchReader::item_size() const { return impl_->item; }
 size_t BatchReader::threads() const { return impl_->threads; }
 
-void BatchReader::read(const int64_t* rows, size_t n, char* x, char* y) {
+void BatchReader::read(const int64_t* rows, size_t n, char* x, char* y, bool to_float32) {
   Impl& im = *impl_;
+  if (to_float32 && im.item != 2) throw std::invalid_argument("only a float16 table is converted to float32");
   std::lock_guard<std::mutex> call(im.call);
   const uint64_t total = im.starts.back();
   // the tasks: runs of consecutive rows within one shard, at most rows_per_task rows each
@@ -246,13 +300,17 @@ void BatchReader::read(const int64_t* rows, size_t n, char* x, char* y) {
   std::mutex error_m;
   const std::function<void()> job = [&] {
     std::vector<iovec> iov;
+    std::vector<char> scratch;
     iov.reserve(2 * im.rows_per_task);
     for (;;) {
       const size_t t = next.fetch_add(1, std::memory_order_relaxed);
       if (t >= im.tasks.size() || failed.load(std::memory_order_relaxed)) return;
       try {
         const Task& task = im.tasks[t];
-        read_task(im.shards[task.shard], task, x, y, im.x_row, im.item, iov);
+        if (to_float32)
+          read_task_to_float32(im.shards[task.shard], task, x, y, im.n_columns - 1, scratch);
+        else
+          read_task(im.shards[task.shard], task, x, y, im.x_row, im.item, iov);
       } catch (...) {
         std::lock_guard<std::mutex> lk(error_m);
         if (!error) error = std::current_exception();

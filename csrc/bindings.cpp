@@ -138,15 +138,19 @@ PYBIND11_MODULE(_native, m) {
       .def("read",
            [](BatchReader& r, py::array_t<int64_t, py::array::c_style | py::array::forcecast> rows, py::buffer x,
               py::buffer y) {
-             const size_t n = static_cast<size_t>(rows.size()), item = r.item_size();
+             const size_t n = static_cast<size_t>(rows.size());
+             // a float16 table into float32 buffers: converted by the reading threads
+             const bool to_float32 = r.item_size() == 2 && x.request().itemsize == 4;
+             const size_t item = to_float32 ? 4 : r.item_size();
              char* xp = batch_buffer(x, n * (r.n_columns() - 1) * item, item, "x");
              char* yp = batch_buffer(y, n * item, item, "y");
              const int64_t* rp = rows.data();
              py::gil_scoped_release release;
-             r.read(rp, n, xp, yp);
+             r.read(rp, n, xp, yp, to_float32);
            },
            py::arg("rows"), py::arg("x"), py::arg("y"),
-           "Reads the rows (strictly increasing global numbers) into x (n x columns-1) and y (n x 1)");
+           "Reads the rows (strictly increasing global numbers) into x (n x columns-1) and y (n x 1), in the "
+           "table's dtype (or float32 buffers for a float16 table: converted while reading)");
 
   m.def("block_size", &block_size, py::arg("threads") = 1,
         "Bytes of input a worker takes at a time (WIDEANN_BLOCK_SIZE overrides it)");

@@ -68,14 +68,15 @@ struct NpyShardSpec {
 // Batches of rows of a .npy table of one or several shards (global row numbers, shards in order), read
 // with `threads` threads (a pool kept between calls), one preadv per run of consecutive rows, straight
 // into the caller's buffers: the inputs (all columns but the last) into `x` (n x (columns-1) values),
-// the targets into `y` (n values), raw (no conversion). A short read or a file whose size or time
-// changed since its header was read is a DataError: never a wrong batch. See batch_reader.cpp.
+// the targets into `y` (n values), in the table's dtype, or, for a float16 table with `to_float32`, as
+// float32 converted by the reading threads (F16C where the CPU has it). A short read or a file whose size
+// or time changed since its header was read is a DataError: never a wrong batch. See batch_reader.cpp.
 class BatchReader {
  public:
   BatchReader(const std::vector<NpyShardSpec>& shards, size_t n_columns, size_t item_size, size_t threads);
   ~BatchReader();
   // `rows`: n strictly increasing global row numbers. Thread-safe (calls are serialized).
-  void read(const int64_t* rows, size_t n, char* x, char* y);
+  void read(const int64_t* rows, size_t n, char* x, char* y, bool to_float32 = false);
   uint64_t n_rows() const;
   size_t n_columns() const;
   size_t item_size() const;

@@ -91,12 +91,33 @@ def test_batch_sources_deliver_float32_short_last_batches_and_the_raw_dtype_on_r
     assert x.numpy().dtype == dtype and x.numpy().tobytes() == a[raw.step_rows(raw.epoch_order(0), 0), :-1].tobytes()
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_float16_read_into_float32_is_converted_exactly(tmp_path, threads):
+    """Every finite float16 (subnormals, negatives, 65504 included), 37 inputs: the vector loop and its tail."""
+    bits = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    bits = bits[np.isfinite(bits)]
+    a = np.resize(bits, (bits.size // 38 + 1) * 38).reshape(-1, 38)
+    np.save(tmp_path / "h.npy", a)
+    rows = np.sort(np.random.default_rng(3).choice(len(a), 900, replace=False))
+    with data.NpyTable(tmp_path / "h.npy") as t:
+        t.reader_threads = threads
+        x, y = np.empty((900, 37), np.float32), np.empty((900, 1), np.float32)
+        t.read_index(rows, (x, y))
+        assert x.tobytes() == a[rows, :-1].astype(np.float32).tobytes()
+        assert y.tobytes() == a[rows, -1:].astype(np.float32).tobytes()
+        x, y = np.empty((len(a), 37), np.float32), np.empty((len(a), 1), np.float32)
+        t.read_index(np.arange(len(a)), (x, y))
+        assert x.tobytes() == a[:, :-1].astype(np.float32).tobytes()
+
+
 def test_wrong_buffers_and_row_lists_are_refused(tmp_path):
     p, a = _table(tmp_path, 50, 4, np.float16)
     t = data.NpyTable(p)
     rows = np.array([1, 2, 3])
     with pytest.raises(ValueError, match="dtype"):
-        t.read_index(rows, (np.empty((3, 3), np.float32), np.empty((3, 1), np.float32)))
+        t.read_index(rows, (np.empty((3, 3), np.float64), np.empty((3, 1), np.float64)))
+    with pytest.raises(ValueError, match="dtype"):
+        t.read_index(rows, (np.empty((3, 3), np.float32), np.empty((3, 1), np.float16)))
     with pytest.raises(ValueError, match="shape"):
         t.read_index(rows, (np.empty((2, 3), np.float16), np.empty((3, 1), np.float16)))
     with pytest.raises(ValueError, match="C-contiguous"):
@@ -153,3 +174,35 @@ def test_a_file_changed_between_its_header_and_the_first_read_is_refused(tmp_pat
         f.write(b"\0" * 8)
     with pytest.raises(wideann.DataError, match="changed after its header was read"):
         _read(t, [0])
+
+
+def test_batch_memory_is_recycled_only_when_nothing_uses_it(tmp_path):
+    import torch
+
+    p, a = _table(tmp_path, 640, 9, np.float32)
+    src = data.ShardedBatches(p, np.arange(640), 16, seed=1, pin_memory=False, prefetch=2)
+    order = src.epoch_order(0)
+    w = torch.ones(8, requires_grad=True)
+    it = src.epoch(0)
+    x0, _ = next(it)
+    expected = x0.clone().sum(0)
+    loss = (x0 * w).sum()  # autograd keeps x0 for the backward pass
+    kept = x0[3:5]         # and a view of it
+    del x0
+    for step, (x, y) in enumerate(it, start=1):  # the rest of the epoch, dropped as it goes
+        rows = src.step_rows(order, step)
+        np.testing.assert_array_equal(x.numpy(), a[rows, :-1])
+    loss.backward()
+    assert torch.equal(w.grad, expected), "memory still used by an autograd graph was reused"
+    np.testing.assert_array_equal(kept.numpy(), a[src.step_rows(order, 0)[3:5], :-1])
+    assert src._pool.allocated <= src.prefetch + 6, "memory of dropped batches was not reused"
+
+
+def test_a_float16_table_truncated_under_the_converting_reader_is_an_error(tmp_path):
+    p, a = _table(tmp_path, 100, 10, np.float16)
+    t = data.NpyTable(p)
+    x, y = np.empty((2, 9), np.float32), np.empty((2, 1), np.float32)
+    t.read_index(np.array([0, 1]), (x, y))  # the reader is made and works
+    os.truncate(p, os.path.getsize(p) - 20)
+    with pytest.raises(wideann.DataError, match="unexpected end of file"):
+        t.read_index(np.array([98, 99]), (x, y))

@@ -12,8 +12,9 @@ process. Where the rows come from (the tier) does not change which rows a batch 
   device's memory and a batch is gathered there (``index_select``), with no thread and no copy.
 
 Tables in float16 travel as float16 (2 bytes a value read, pinned and copied) and are converted to
-float32 (``dtype``) where the batch is delivered: on the GPU after the copy; on a CPU after the read, on
-the reader thread (a CPU multiplies float32 far faster than float16, and the conversion overlaps the step).
+float32 (``dtype``) where the batch is delivered: on the GPU after the copy; on a CPU by the native
+reader's threads as they read (a CPU multiplies float32 far faster than float16; the conversion is
+spread over the reading threads, off the training thread, with F16C where the CPU has it).
 
 How rows are shared between processes (the rule lessons 3-4 rely on)
 --------------------------------------------------------------------
@@ -38,6 +39,7 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from .host_pool import BlockPool
 from .resident import torch_dtype
 from .shards import open_table
 
@@ -166,20 +168,30 @@ class ShardedBatches:
         return self.dtype if self.dtype is not None else torch_dtype(self.table.dtype)
 
     def _host_loader(self):
-        """``load(rows) -> (x, y)``: fresh CPU tensors (pinned when ``pin_memory``), read by the native
-        reader; a table in another dtype than the batches is read into a scratch buffer kept by this
-        loader, then converted into the fresh tensors."""
+        """``load(rows) -> (x, y)``: new CPU tensors, read by the native reader. The inputs' memory is
+        recycled once nothing uses it (:class:`~wideann.data.host_pool.BlockPool`: no page faults per
+        batch); pinned ones (``pin_memory``) are fresh. A float16 table is converted to float32 by the
+        reader; other pairs of dtypes are read into a scratch buffer kept by this loader, then converted."""
         import torch
 
         t, out = self.table, self._out_dtype()
         raw = torch_dtype(t.dtype)
         scratch = {}
+        most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
+        pool = self.__dict__.setdefault("_pool", BlockPool(most * t.n_inputs * out.itemsize, self.prefetch + 4))
+        np_out = torch.empty(0, dtype=out).numpy().dtype
+
+        def empty(shape):
+            if self.pin_memory:  # page-locked memory is made by torch (fresh: the copy to the GPU reads it)
+                return torch.empty(shape, dtype=out, pin_memory=True)
+            if shape[1] == 1:  # targets: small, and often kept (metrics)
+                return torch.empty(shape, dtype=out)
+            return torch.from_numpy(pool.array(shape, np_out))
 
         def load(rows):
             n = rows.size
-            x = torch.empty((n, t.n_inputs), dtype=out, pin_memory=self.pin_memory)
-            y = torch.empty((n, 1), dtype=out, pin_memory=self.pin_memory)
-            if raw == out:
+            x, y = empty((n, t.n_inputs)), empty((n, 1))
+            if raw == out or (raw == torch.float16 and out == torch.float32):  # the reader converts those
                 t.read_index(rows, (x.numpy(), y.numpy()))
                 return x, y
             if scratch.get("rows", -1) < n:
@@ -214,10 +226,14 @@ class ShardedBatches:
         from .pinned_ring import PinnedRing
 
         t, device, out = self.table, self.device, self._out_dtype()
-        # slots: one being filled, `prefetch` queued, one whose copy may still run; rows: the largest step's
-        most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
-        ring = PinnedRing(max(2, self.prefetch + 2), most, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory)
-        side = torch.cuda.Stream(device)
+        # The ring and the side stream are made once and kept for the next epoch (pinning memory is slow);
+        # an iterator running beside another one makes its own.
+        ring, side = self.__dict__.pop("_gpu_kit", (None, None))
+        if ring is None:
+            # slots: one being filled, `prefetch` queued, one whose copy may still run; rows: the largest step's
+            most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
+            ring = PinnedRing(max(2, self.prefetch + 2), most, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory)
+            side = torch.cuda.Stream(device)
         state = {"device_set": False}
 
         def load(s):
@@ -257,8 +273,9 @@ class ShardedBatches:
                     yield deliver(item)
         finally:
             if ahead is not None:
-                ahead.close()  # stops and joins the reader thread before the buffers go
+                ahead.close()  # stops and joins the reader thread before the buffers are reused or freed
             ring.drain()
+            self.__dict__["_gpu_kit"] = (ring, side)
 
     def _ahead(self, load, steps):
         """``load(step)`` for every step on a background thread, at most ``prefetch`` batches ahead."""

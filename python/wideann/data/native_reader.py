@@ -3,7 +3,9 @@
 :func:`read_into` reads the rows of a batch of a table (an :class:`~wideann.data.npy.NpyTable` or a
 :class:`~wideann.data.shards.ShardSet`) straight into two caller-owned buffers in the table's dtype: the
 inputs into ``x`` (``n x n_inputs``), the targets into ``y`` (``n x 1``). Several threads, the GIL
-released, one ``preadv`` per run of consecutive rows, no conversion and no second copy. A truncated file
+released, one ``preadv`` per run of consecutive rows, no conversion and no second copy -- except that a
+float16 table read into float32 buffers is converted by the reading threads as they go (F16C where the
+CPU has it: the CPU path, where the model wants float32). A truncated file
 or a file written in place since its header was read raises :class:`wideann.DataError`.
 
 The reader (its descriptors and its thread pool) is made on first use and kept on the table; its thread
@@ -44,13 +46,15 @@ def reader_of(table) -> "_native.BatchReader":
 
 
 def read_into(table, rows, x: np.ndarray, y: np.ndarray) -> None:
-    """Rows (strictly increasing global row numbers) into ``x`` (inputs) and ``y`` (targets)."""
+    """Rows (strictly increasing global row numbers) into ``x`` (inputs) and ``y`` (targets), both in the
+    table's dtype, or both float32 for a float16 table."""
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     n = rows.size
     if x.shape != (n, table.n_inputs) or y.shape != (n, 1):
         raise ValueError(f"x must have shape {(n, table.n_inputs)} and y {(n, 1)}, got {x.shape} and {y.shape}")
-    if x.dtype != table.dtype or y.dtype != table.dtype:
-        raise ValueError(f"x and y must hold the table's dtype {table.dtype} (converting is the caller's job)")
+    f16_to_f32 = table.dtype == np.float16 and x.dtype == y.dtype == np.float32
+    if not f16_to_f32 and (x.dtype != table.dtype or y.dtype != table.dtype):
+        raise ValueError(f"x and y must hold the table's dtype {table.dtype} (or float32 for a float16 table)")
     if n == 0:
         return
     try:
