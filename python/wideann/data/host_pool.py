@@ -10,7 +10,8 @@ How it knows: each batch array is a fresh numpy view of a pool block, and a ``we
 view returns the block. ``torch.from_numpy`` keeps the view alive for as long as any tensor shares its
 memory, so the block is only reused when no tensor can see it. Keeping batches (a list of them, targets
 kept for metrics) is therefore safe; it only means the pool allocates more blocks. At most ``keep``
-free blocks are kept; the rest are freed.
+free blocks are kept, and only while the pool is in use (between :meth:`BlockPool.open` and
+:meth:`BlockPool.close`, e.g. during an epoch): an idle batch source holds no memory.
 """
 from __future__ import annotations
 
@@ -25,7 +26,18 @@ class BlockPool:
     def __init__(self, nbytes: int, keep: int = 8):
         self.nbytes, self.keep = int(nbytes), int(keep)
         self._free: list[np.ndarray] = []
+        self._users = 0
         self.allocated = 0  # blocks made (for tests and curiosity)
+
+    def open(self) -> None:
+        """Someone hands out arrays now: blocks that come back are kept for reuse."""
+        self._users += 1
+
+    def close(self) -> None:
+        """That someone is done; with nobody left, free blocks are released (and later ones too)."""
+        self._users = max(0, self._users - 1)
+        if not self._users:
+            self._free.clear()
 
     def array(self, shape, dtype) -> np.ndarray:
         """A C-contiguous array of ``shape`` and ``dtype`` (uninitialized) over a pooled block."""
@@ -43,5 +55,5 @@ class BlockPool:
         return view
 
     def _give_back(self, block: np.ndarray) -> None:
-        if len(self._free) < self.keep:
+        if self._users and len(self._free) < self.keep:
             self._free.append(block)

@@ -48,7 +48,7 @@ class ResidentRows:
 
         self.table = table
         self.rows = np.unique(np.asarray(rows, dtype=np.int64))
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         dtype = torch_dtype(table.dtype)
         n, k = self.rows.size, table.n_inputs
         self.x = torch.empty((n, k), dtype=dtype, device=self.device)
@@ -81,6 +81,17 @@ class ResidentRows:
         if rows.size and not np.array_equal(self.rows[pos], rows):
             raise KeyError("a batch asks for rows the resident tier does not hold")
         return pos
+
+
+def resolve_device(device):
+    """``device`` as a ``torch.device``; a GPU without an index is the current one (``cuda`` -> ``cuda:0``),
+    so that devices compare equal and ``torch.cuda.set_device`` accepts them."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def torch_dtype(np_dtype):
@@ -127,7 +138,7 @@ def device_tier(table, rows: Sequence[np.ndarray], device, tier: str = "auto",
 
     if tier not in TIERS:
         raise ValueError(f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
-    device = torch.device(device)
+    device = resolve_device(device)
     if tier == "stream":
         return Tier("stream", "streaming was asked for (--data-tier stream)")
     held = np.unique(np.concatenate([np.asarray(r, dtype=np.int64) for r in rows] or [np.empty(0, np.int64)]))
