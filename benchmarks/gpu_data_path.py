@@ -173,11 +173,13 @@ def gpu_half(args, tables):
 def gpu_markdown(report):
     lines = [f"GPU: {report['gpu']}; {report['machine']}; table {report['rows']:,} x {REFERENCE_COLUMNS:,}; "
              f"{report['seconds']:g} s per figure after 5 warm-up batches.", "",
-             "| dtype | batch | (a) on the GPU | (b) reader alone | reader GB/s | (c) streamed | (c)/(a) | (d) resident | (d)/(a) |",
+             "| dtype | batch | (a) on the GPU | (b) reader alone | reader GB/s | (c) streamed | (c)/(a) "
+             "| (d) resident | (d)/(a) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["results"]:
-        lines.append(f"| {r['dtype']} | {r['batch']} | {r['ceiling']:,.0f} | {r['reader']:,.0f} | {r['reader_gb_s']:.1f} | "
-                     f"{r['streamed']:,.0f} | {r['streamed_ratio']:.0%} | {r['resident']:,.0f} | {r['resident_ratio']:.0%} |")
+        lines.append(f"| {r['dtype']} | {r['batch']} | {r['ceiling']:,.0f} | {r['reader']:,.0f} | "
+                     f"{r['reader_gb_s']:.1f} | {r['streamed']:,.0f} | {r['streamed_ratio']:.0%} | "
+                     f"{r['resident']:,.0f} | {r['resident_ratio']:.0%} |")
     return "\n".join(lines)
 
 

@@ -192,7 +192,7 @@ def main():
         steps_start = time.perf_counter()
         epoch_start, epoch_rows = time.perf_counter(), 0  # New: for the throughput
         for x, y in train_batches.epoch(epoch, start_step=state.step):
-            x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)  # Changed: no-op when already there
+            x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)  # Changed
             # New: gradient accumulation: the optimizer steps after every grad_accum batches (and after the last
             # batch of the epoch); on the batches before, no_sync skips the exchange of gradients between processes
             state.step += 1

@@ -5,9 +5,10 @@ process. Where the rows come from (the tier) does not change which rows a batch 
 
 - streamed (the default): a background thread reads each batch ahead with the native reader (several
   threads, one ``preadv`` per run of rows, inputs and targets into their own buffers). Batches for the
-  CPU are new tensors whose memory is recycled once nothing uses it. Batches for a GPU go through a small ring of reusable pinned buffers
-  (:class:`~wideann.data.pinned_ring.PinnedRing`) and are copied on a side CUDA stream, so the copy of
-  the next batch overlaps the compute on this one; the training stream waits for the copy's event.
+  CPU are new tensors whose memory is recycled once nothing uses it. Batches for a GPU go through a
+  small ring of reusable pinned buffers (:class:`~wideann.data.pinned_ring.PinnedRing`) and are copied
+  on a side CUDA stream, so the copy of the next batch overlaps the compute on this one; the training
+  stream waits for the copy's event.
 - resident (``resident=``, a :class:`~wideann.data.resident.ResidentRows`): the rows are already in the
   device's memory and a batch is gathered there (``index_select``), with no thread and no copy.
 
@@ -154,27 +155,23 @@ class ShardedBatches:
             yield from self._gathered(order, steps)
         elif self.cuda:
             yield from self._to_gpu(order, steps)
+        elif self.prefetch <= 0:
+            load = self._host_loader()
+            for s in steps:
+                rows = self.step_rows(order, s)
+                self.rows_read += rows.size
+                yield load(rows)
         else:
-            load, pool = self._host_loader()
-            pool.open()
-            try:
-                if self.prefetch <= 0:
-                    for s in steps:
-                        rows = self.step_rows(order, s)
-                        self.rows_read += rows.size
-                        yield load(rows)
-                else:
-                    yield from self._ahead((lambda s: load(self.step_rows(order, s))), steps)
-            finally:
-                pool.close()
+            load = self._host_loader()
+            yield from self._ahead((lambda s: load(self.step_rows(order, s))), steps)
 
     def _out_dtype(self):
         return self.dtype if self.dtype is not None else torch_dtype(self.table.dtype)
 
     def _host_loader(self):
-        """``(load, pool)``: ``load(rows) -> (x, y)`` gives new CPU tensors read by the native reader; the
-        inputs' memory comes from ``pool`` (:class:`~wideann.data.host_pool.BlockPool`), recycled once
-        nothing uses it (no page faults per batch); pinned ones (``pin_memory``) are fresh. A float16
+        """``load(rows) -> (x, y)``: new CPU tensors read by the native reader; the inputs' memory comes
+        from a :class:`~wideann.data.host_pool.BlockPool`, recycled once nothing uses it (no page faults
+        per batch); pinned ones (``pin_memory``) are fresh. A float16
         table is converted to float32 by the reader; other pairs of dtypes are read into a scratch buffer
         kept by this loader, then converted."""
         import torch
@@ -183,7 +180,7 @@ class ShardedBatches:
         raw = torch_dtype(t.dtype)
         scratch = {}
         most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
-        pool = self.__dict__.setdefault("_pool", BlockPool(most * t.n_inputs * out.itemsize, self.prefetch + 2))
+        pool = self.__dict__.setdefault("_pool", BlockPool.shared(most * t.n_inputs * out.itemsize, self.prefetch + 2))
         np_out = torch.empty(0, dtype=out).numpy().dtype
 
         def empty(shape):
@@ -207,7 +204,7 @@ class ShardedBatches:
             t.read_index(rows, (sx.numpy(), sy.numpy()))
             return x.copy_(sx), y.copy_(sy)
 
-        return load, pool
+        return load
 
     def _gathered(self, order, steps):
         """The resident tier: every batch of the epoch gathered from the rows held on the device."""

@@ -10,8 +10,9 @@ How it knows: each batch array is a fresh numpy view of a pool block, and a ``we
 view returns the block. ``torch.from_numpy`` keeps the view alive for as long as any tensor shares its
 memory, so the block is only reused when no tensor can see it. Keeping batches (a list of them, targets
 kept for metrics) is therefore safe; it only means the pool allocates more blocks. At most ``keep``
-free blocks are kept, and only while the pool is in use (between :meth:`BlockPool.open` and
-:meth:`BlockPool.close`, e.g. during an epoch): an idle batch source holds no memory.
+free blocks are kept (from one epoch to the next: a fresh block costs its page faults again), and batch
+sources whose batches have the same size share one pool (:meth:`BlockPool.shared`: the validation and
+test sources of a lesson hold one set of spare blocks, not two).
 """
 from __future__ import annotations
 
@@ -26,18 +27,22 @@ class BlockPool:
     def __init__(self, nbytes: int, keep: int = 8):
         self.nbytes, self.keep = int(nbytes), int(keep)
         self._free: list[np.ndarray] = []
-        self._users = 0
         self.allocated = 0  # blocks made (for tests and curiosity)
 
-    def open(self) -> None:
-        """Someone hands out arrays now: blocks that come back are kept for reuse."""
-        self._users += 1
+    @classmethod
+    def shared(cls, nbytes: int, keep: int) -> "BlockPool":
+        """The pool of ``nbytes`` blocks that other users of that size share (made if there is none; it
+        lives as long as one of them keeps it)."""
+        pool = _SHARED.get(int(nbytes))
+        if pool is None:
+            pool = _SHARED[int(nbytes)] = cls(nbytes, keep)
+        pool.keep = max(pool.keep, int(keep))
+        return pool
 
-    def close(self) -> None:
-        """That someone is done; with nobody left, free blocks are released (and later ones too)."""
-        self._users = max(0, self._users - 1)
-        if not self._users:
-            self._free.clear()
+    @property
+    def spare(self) -> int:
+        """Free blocks held now."""
+        return len(self._free)
 
     def array(self, shape, dtype) -> np.ndarray:
         """A C-contiguous array of ``shape`` and ``dtype`` (uninitialized) over a pooled block."""
@@ -55,5 +60,8 @@ class BlockPool:
         return view
 
     def _give_back(self, block: np.ndarray) -> None:
-        if self._users and len(self._free) < self.keep:
+        if len(self._free) < self.keep:
             self._free.append(block)
+
+
+_SHARED: "weakref.WeakValueDictionary[int, BlockPool]" = weakref.WeakValueDictionary()

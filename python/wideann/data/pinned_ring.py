@@ -2,8 +2,9 @@
 
 A fresh pinned buffer per batch costs a ``cudaHostAlloc`` (slow, and it serializes with the GPU) and its
 page faults every time. :class:`PinnedRing` allocates a few batch buffers once (a batch source keeps its
-ring from one epoch iterator to the next) and hands them out in turn; a buffer is handed out again only when the copy to the GPU that reads it has finished
-(the CUDA event recorded after that copy), so the reader never overwrites rows still on their way.
+ring from one epoch iterator to the next) and hands them out in turn; a buffer is handed out again only
+when the copy to the GPU that reads it has finished (the CUDA event recorded after that copy), so the
+reader never overwrites rows still on their way.
 
 On a CPU there is nothing to copy: the batch sources do not use a ring there (see
 :class:`~wideann.data.batches.ShardedBatches`).
