@@ -135,6 +135,8 @@ def _sources_match(out: Path, csvs, stats) -> bool:
 def _table_files(option: str, given, default=None) -> tuple[str, list[Path]]:
     """``("npy", shards)`` or ``("csv", files)`` for the paths given to ``option``; a folder means its .npy
     files. A mix of .npy tables and CSV files is refused."""
+    if isinstance(given, (str, os.PathLike)):  # one path given by a caller other than the parser
+        given = [given]
     items = [Path(p) for p in given] if given else [default]
     for p in items:
         if not p.exists():
