@@ -128,6 +128,9 @@ def test_wrong_buffers_and_row_lists_are_refused(tmp_path):
         _read(t, [2, 2])
     with pytest.raises(IndexError, match="out of range"):
         _read(t, [10, 50])
+    t.close()
+    with pytest.raises(ValueError, match="closed"):
+        _read(t, [1])
 
 
 def _old_mtime(path):

@@ -49,6 +49,7 @@ class NpyTable:
 
     # ---- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
+        self.__dict__.pop("_native_reader", None)  # its threads and its copies of the descriptor
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1

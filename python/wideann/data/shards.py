@@ -99,6 +99,7 @@ class ShardSet:
 
     # ---- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
+        self.__dict__.pop("_native_reader", None)  # its threads and its copies of the descriptors
         for t in self.shards:
             t.close()
 
