@@ -16,7 +16,8 @@ With a CUDA GPU, for batch 256, 1024 and 4096 and both dtypes, samples/s of:
                    batch gathered by index and converted -> the step;
 
 each with its ratio to (a). Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024;
-resident >= 95% at 256 and 1024, >= 90% at 4096. About 2 minutes on one H100 with the defaults.
+resident >= 95% at 256 and 1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (24 figures of
+--seconds each plus 5 warm-up batches, the tables made once); not yet run on a GPU.
 
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
 source at commit fc86d48: Python `preadv` per run into a fresh float32 buffer, a second copy to split x
