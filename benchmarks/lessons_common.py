@@ -11,10 +11,11 @@ WORK = ROOT / "benchmarks" / "work"
 REFERENCE_COLUMNS = 12_849  # 12,848 inputs and y
 
 
-def write_random_table(path, rows: int, cols: int = REFERENCE_COLUMNS, seed: int = 0, chunk_rows: int = 2048):
-    """A float32 ``rows x cols`` .npy of uniform [0, 1) values, as if normalized, written in chunks (never
-    the whole table in memory, no CSV on the way), with an all-[0, 1] stats file beside it. Reused when
-    it already exists with the right shape."""
+def write_random_table(path, rows: int, cols: int = REFERENCE_COLUMNS, seed: int = 0, chunk_rows: int = 2048,
+                       dtype: str = "float32"):
+    """A float32 (or ``dtype``) ``rows x cols`` .npy of uniform [0, 1) values, as if normalized, written in
+    chunks (never the whole table in memory, no CSV on the way), with an all-[0, 1] stats file beside it.
+    Reused when it already exists with the right shape and dtype."""
     import wideann
 
     path = Path(path)
@@ -23,16 +24,17 @@ def write_random_table(path, rows: int, cols: int = REFERENCE_COLUMNS, seed: int
         from wideann.data import NpyTable
 
         with NpyTable(path) as t:
-            if t.shape == (rows, cols) and t.dtype == np.float32:
+            if t.shape == (rows, cols) and t.dtype == np.dtype(dtype):
                 return path
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
-        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (rows, cols)})
+        descr = np.dtype(dtype).newbyteorder("<").str
+        np.lib.format.write_array_header_1_0(f, {"descr": descr, "fortran_order": False, "shape": (rows, cols)})
         for start in range(0, rows, chunk_rows):
             n = min(chunk_rows, rows - start)
-            f.write(rng.random((n, cols), dtype=np.float32).tobytes())
+            f.write(rng.random((n, cols), dtype=np.float32).astype(dtype).tobytes())
     os.replace(tmp, path)
     names = [f"x{i + 1}" for i in range(cols - 1)] + ["y"]
     wideann.Stats(names, np.zeros(cols), np.ones(cols), rows, [str(path)]).save(stats_path)

@@ -1,5 +1,6 @@
 // pybind11 bindings: converts arguments, releases the GIL around each job, maps errors to Python.
 // No logic lives here beyond that.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -17,6 +18,25 @@ CsvOptions csv_options(const std::string& header, const std::string& delimiter, 
   o.delimiter = delimiter[0];
   o.threads = threads;
   return o;
+}
+
+// The start of a writable, C-contiguous buffer of exactly `bytes` bytes of `item`-byte floats.
+char* batch_buffer(py::buffer& b, size_t bytes, size_t item, const char* what) {
+  py::buffer_info info = b.request(true);
+  const char want = item == 2 ? 'e' : item == 4 ? 'f' : 'd';
+  if (static_cast<size_t>(info.itemsize) != item || info.format.empty() || info.format.back() != want)
+    throw std::invalid_argument(std::string(what) + " must hold the table's dtype (" + std::to_string(item) +
+                                "-byte floats), got format '" + info.format + "'");
+  py::ssize_t stride = info.itemsize;
+  for (py::ssize_t d = info.ndim - 1; d >= 0; --d) {
+    if (info.shape[d] > 1 && info.strides[d] != stride)
+      throw std::invalid_argument(std::string(what) + " must be C-contiguous");
+    stride *= info.shape[d];
+  }
+  if (static_cast<size_t>(info.size * info.itemsize) != bytes)
+    throw std::invalid_argument(std::string(what) + " holds " + std::to_string(info.size * info.itemsize) +
+                                " bytes, the batch needs " + std::to_string(bytes));
+  return static_cast<char*>(info.ptr);
 }
 
 }  // namespace
@@ -100,6 +120,37 @@ PYBIND11_MODULE(_native, m) {
         },
         py::arg("output"), py::arg("rows"), py::arg("cols"), py::arg("seed"), py::arg("noise"), py::arg("threads"),
         py::arg("progress"));
+
+  py::class_<BatchReader>(m, "BatchReader",
+                          "Rows of a .npy table (one or several shards) read by several threads straight into "
+                          "the caller's buffers: inputs into x, targets into y")
+      .def(py::init([](const std::vector<std::tuple<int, std::string, uint64_t, uint64_t, uint64_t, int64_t>>& shards,
+                       size_t n_columns, size_t item_size, size_t threads) {
+             std::vector<NpyShardSpec> specs;
+             for (const auto& [fd, path, offset, n_rows, size, mtime_ns] : shards)
+               specs.push_back({fd, path, offset, n_rows, size, mtime_ns});
+             return std::make_unique<BatchReader>(specs, n_columns, item_size, threads);
+           }),
+           py::arg("shards"), py::arg("n_columns"), py::arg("item_size"), py::arg("threads"),
+           "shards: (fd, path, data offset, rows, file size, mtime_ns) per file, in table order")
+      .def_property_readonly("n_rows", &BatchReader::n_rows)
+      .def_property_readonly("threads", &BatchReader::threads)
+      .def("read",
+           [](BatchReader& r, py::array_t<int64_t, py::array::c_style | py::array::forcecast> rows, py::buffer x,
+              py::buffer y) {
+             const size_t n = static_cast<size_t>(rows.size());
+             // a float16 table into float32 buffers: converted by the reading threads
+             const bool to_float32 = r.item_size() == 2 && x.request().itemsize == 4;
+             const size_t item = to_float32 ? 4 : r.item_size();
+             char* xp = batch_buffer(x, n * (r.n_columns() - 1) * item, item, "x");
+             char* yp = batch_buffer(y, n * item, item, "y");
+             const int64_t* rp = rows.data();
+             py::gil_scoped_release release;
+             r.read(rp, n, xp, yp, to_float32);
+           },
+           py::arg("rows"), py::arg("x"), py::arg("y"),
+           "Reads the rows (strictly increasing global numbers) into x (n x columns-1) and y (n x 1), in the "
+           "table's dtype (or float32 buffers for a float16 table: converted while reading)");
 
   m.def("block_size", &block_size, py::arg("threads") = 1,
         "Bytes of input a worker takes at a time (WIDEANN_BLOCK_SIZE overrides it)");

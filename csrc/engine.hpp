@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,5 +55,36 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
 // Raw example data: Friedman #1 target on the first five inputs plus noise inputs (see make_data.cpp).
 void make_data(const std::string& output, uint64_t rows, size_t cols, uint64_t seed, double noise,
                size_t threads, Progress& progress);
+
+// One .npy file of a table: an open descriptor (duplicated; the caller keeps its own), where row 0
+// starts, and the size and modification time it had when its header was read.
+struct NpyShardSpec {
+  int fd = -1;
+  std::string path;
+  uint64_t data_offset = 0, n_rows = 0, size = 0;
+  int64_t mtime_ns = 0;
+};
+
+// Batches of rows of a .npy table of one or several shards (global row numbers, shards in order), read
+// with `threads` threads (a pool kept between calls), one preadv per run of consecutive rows, straight
+// into the caller's buffers: the inputs (all columns but the last) into `x` (n x (columns-1) values),
+// the targets into `y` (n values), in the table's dtype, or, for a float16 table with `to_float32`, as
+// float32 converted by the reading threads (F16C where the CPU has it). A short read or a file whose size
+// or time changed since its header was read is a DataError: never a wrong batch. See batch_reader.cpp.
+class BatchReader {
+ public:
+  BatchReader(const std::vector<NpyShardSpec>& shards, size_t n_columns, size_t item_size, size_t threads);
+  ~BatchReader();
+  // `rows`: n strictly increasing global row numbers. Thread-safe (calls are serialized).
+  void read(const int64_t* rows, size_t n, char* x, char* y, bool to_float32 = false);
+  uint64_t n_rows() const;
+  size_t n_columns() const;
+  size_t item_size() const;
+  size_t threads() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace wideann

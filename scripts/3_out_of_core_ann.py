@@ -106,10 +106,10 @@ def main():
     # ---- 2. The data ------------------------------------------------------------------------------
     # The table stays on disk; batches of rows are read from it while the model trains.  # Changed
     files = course.prepare_data(args, accelerator)
-    table = data.NpyTable(files.train)  # Changed: opens the file, reads only its header
+    table = data.open_table(files.train)  # Changed: opens the .npy file(s), reads only the headers
     split = data.split_rows(table.n_rows, test_fraction=0.0 if files.test else 0.2, val_fraction=0.1,  # Changed
                             seed=args.seed)
-    test_table = data.NpyTable(files.test) if files.test else table  # Changed
+    test_table = data.open_table(files.test) if files.test else table  # Changed
     test_rows = np.arange(test_table.n_rows) if files.test else split.test  # New
     n_inputs = table.n_inputs  # Changed
     accelerator.print(f"table: {table.n_rows} rows, {n_inputs} inputs -> {len(split.train)} training rows, "  # Changed
@@ -150,6 +150,7 @@ def main():
     # ---- 4. Training ------------------------------------------------------------------------------
     start = time.perf_counter()
     rows_trained = 0  # New
+    steps_seconds = 0.0  # New: time in the training steps alone (no validation, no checkpoints)
     for epoch in range(state.epoch, args.epochs + 1):  # Changed: from the resumed epoch
         # New: stop early, or at the step limit; checked first, so that a resumed run that had stopped stays stopped
         if state.bad_epochs >= args.patience:
@@ -161,6 +162,7 @@ def main():
 
         model.train()
         epoch_start = time.perf_counter()
+        steps_start = time.perf_counter()  # New
         batches = progress.bar(train_batches.epoch(epoch, start_step=state.step), f"epoch {epoch}", args.quiet,  # Changed
                                accelerator, total=len(train_batches), initial=state.step)  # batches read from disk
         for x, y in batches:
@@ -185,7 +187,10 @@ def main():
                                 step=state.global_step)
             # New: checkpoints
             if state.global_step % args.checkpoint_every == 0:
+                steps_seconds += time.perf_counter() - steps_start  # New: the clock stops for the checkpoint
                 checkpoints.save(accelerator, state.global_step)
+                steps_start = time.perf_counter()  # New
+        steps_seconds += time.perf_counter() - steps_start  # New
 
         # Changed: the loss on the validation rows; keep the weights of the best epoch; early stopping
         train_loss = state.loss_sum / max(state.rows, 1)
@@ -232,6 +237,8 @@ def main():
                                  best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,  # Changed
                                  train_seconds=train_seconds,
                                  samples_per_second=rows_trained / train_seconds,  # Changed
+                                 train_samples_per_second=rows_trained / max(steps_seconds, 1e-9),  # the steps alone
+                                 data_tier=train_batches.tier, table_dtype=str(table.dtype),
                                  world_size=accelerator.num_processes)
     # the final numbers to the experiment trackers; the end of the tracked run
     accelerator.log({f"final/{k}": v for k, v in final.items() if isinstance(v, (int, float))},  # Changed

@@ -9,7 +9,10 @@ identical. What this lesson adds:
 - each process reads its own shard of the table from disk: every global batch (`--batch-size` rows per
   process, times the number of processes) is split between the processes, no row is read twice in an
   epoch and none is skipped (`wideann.data.ShardedBatches`, rank and world size from the accelerator);
-- pinned host memory and read-ahead, so that copying batches to the GPU overlaps the compute;
+- batches delivered on the device: read ahead into a few reusable pinned buffers and copied to the GPU on
+  a side stream, so that the copy overlaps the compute; or, when the rows fit in GPU memory, held there
+  once and gathered by index (the resident tier, `--data-tier`, `--resident-budget`); the lesson prints
+  which tier it uses and why;
 - bf16 mixed precision on GPUs that have it (`--mixed-precision`; full float32 on CPUs);
 - gradient accumulation (`--grad-accum N`): N batches per optimizer step, for a global batch larger than
   memory allows; the processes only exchange gradients on the last of the N;
@@ -113,6 +116,11 @@ def main():
                         help="batches per optimizer step (gradient accumulation)")
     parser.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"],
                         help="default: the launcher's setting, else bf16 on a GPU that has it, else no")
+    parser.add_argument("--data-tier", choices=["auto", "stream", "resident"], default="auto",
+                        help="auto: the rows held in GPU memory when they fit --resident-budget, else streamed from "
+                        "disk; stream: always stream; resident: always hold them (on a CPU: in host memory)")
+    parser.add_argument("--resident-budget", type=float, metavar="GIB",
+                        help="device memory the held rows may take (default: half of the device's free memory)")
 
     args = parser.parse_args()
     # Changed: cpu=True without GPUs, so that several CPU processes train together (gloo) instead of each
@@ -129,10 +137,10 @@ def main():
     # ---- 2. The data ------------------------------------------------------------------------------
     # The table stays on disk; batches of rows are read from it while the model trains.
     files = course.prepare_data(args, accelerator)
-    table = data.NpyTable(files.train)
+    table = data.open_table(files.train)
     split = data.split_rows(table.n_rows, test_fraction=0.0 if files.test else 0.2, val_fraction=0.1,
                             seed=args.seed)
-    test_table = data.NpyTable(files.test) if files.test else table
+    test_table = data.open_table(files.test) if files.test else table
     test_rows = np.arange(test_table.n_rows) if files.test else split.test
     n_inputs = table.n_inputs
     accelerator.print(f"table: {table.n_rows} rows, {n_inputs} inputs -> {len(split.train)} training rows, "
@@ -140,11 +148,15 @@ def main():
                       f"({table.n_rows * table.row_bytes / 2**20:.1f} MiB on disk, read in batches)")
 
     # every epoch a new seeded order of the training rows, read ahead on a background thread
-    # Changed: each process reads its own shard; pinned memory for fast copies to the GPU
-    shard = dict(rank=accelerator.process_index, world_size=accelerator.num_processes)
+    # Changed: each process reads its own shard, and the batches arrive on its device: through reusable pinned
+    # buffers and a copy on a side stream (streamed), or, when the rows fit in device memory, held there
+    # and gathered by index (resident). Any training row can reach any process in some epoch: each holds them all.
+    tier = data.device_tier(table, [split.train, split.val], accelerator.device, args.data_tier, args.resident_budget)
+    accelerator.print(f"data tier: {tier.name}: {tier.reason}")
+    shard = dict(rank=accelerator.process_index, world_size=accelerator.num_processes, device=accelerator.device)
     train_batches = data.ShardedBatches(table, split.train, args.batch_size, seed=args.seed, **shard,
-                                        prefetch=4, pin_memory=torch.cuda.is_available())
-    val_batches = data.ShardedBatches(table, split.val, 1024, shuffle=False, **shard)
+                                        prefetch=4, resident=tier.store)
+    val_batches = data.ShardedBatches(table, split.val, 1024, shuffle=False, **shard, resident=tier.store)
     test_batches = data.ShardedBatches(test_table, test_rows, 1024, shuffle=False, **shard)
     global_batch = args.batch_size * accelerator.num_processes * args.grad_accum  # New
     accelerator.print(f"global batch: {args.batch_size} rows x {accelerator.num_processes} process(es) x "  # New
@@ -179,6 +191,7 @@ def main():
     # ---- 4. Training ------------------------------------------------------------------------------
     start = time.perf_counter()
     rows_trained = 0
+    steps_seconds = 0.0
     for epoch in range(state.epoch, args.epochs + 1):
         # stop early, or at the step limit; checked first, so that a resumed run that had stopped stays stopped
         if state.bad_epochs >= args.patience:
@@ -190,6 +203,7 @@ def main():
 
         model.train()
         epoch_start = time.perf_counter()
+        steps_start = time.perf_counter()
         batches = progress.bar(train_batches.epoch(epoch, start_step=state.step), f"epoch {epoch}", args.quiet,
                                accelerator, total=len(train_batches), initial=state.step)  # batches read from disk
         for x, y in batches:
@@ -225,7 +239,10 @@ def main():
                                 step=state.global_step)
             # checkpoints
             if state.global_step % args.checkpoint_every == 0:
+                steps_seconds += time.perf_counter() - steps_start
                 checkpoints.save(accelerator, state.global_step)
+                steps_start = time.perf_counter()
+        steps_seconds += time.perf_counter() - steps_start
 
         # Changed: the training loss and throughput summed over all processes
         totals = accelerator.reduce(torch.tensor([state.loss_sum, state.rows, batches.rows], dtype=torch.float64,
@@ -284,6 +301,8 @@ def main():
                                  best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,
                                  train_seconds=train_seconds,
                                  samples_per_second=sum(rows_per_process) / train_seconds,  # Changed
+                                 train_samples_per_second=sum(rows_per_process) / max(steps_seconds, 1e-9),  # Changed: the steps alone
+                                 data_tier=train_batches.tier, table_dtype=str(table.dtype),
                                  world_size=accelerator.num_processes,
                                  # New: what the global batch was made of
                                  global_batch_size=global_batch,

@@ -10,8 +10,9 @@
   one-line usage error, exit code 2), and what ``accelerator.init_trackers`` is given.
 - :func:`prepare_data`: finds the table to train on. With no ``--data`` it takes the shipped example
   CSV (``data/example.csv``) and normalizes it with the C++ engine into the run folder, printing the
-  ``wideann normalize`` command it ran; a CSV given with ``--data`` / ``--test-data`` is handled the
-  same way; a ``.npy`` is used as it is, with its stats file beside it.
+  ``wideann normalize`` command it ran; CSV files given with ``--data`` / ``--test-data`` are handled
+  the same way; ``.npy`` tables (one file, several shards or a folder of them) are used as they are,
+  with their stats file (beside them, or ``--stats``), after checking that the shards agree.
 - :func:`write_metrics`: ``metrics.json`` in the run folder, and the same numbers printed.
 - :class:`Checkpoints`: complete-or-absent checkpoints for ``--resume``, loaded weights-only, that refuse
   a resume with other options.
@@ -41,7 +42,7 @@ import numpy as np
 
 from ._atomic import atomic_path
 from .diskspace import NotEnoughSpace, human_bytes, require_free
-from .engine import default_stats_path, denormalize, normalize
+from .engine import DataError, default_stats_path, denormalize, normalize
 from .stats import Stats
 
 EXAMPLE_NAME = "example.csv"
@@ -288,11 +289,14 @@ def parser(doc: str | None, lesson: str, *, epochs: int, batch_size: int, lr: fl
     Wrong options are :class:`UsageError` s (exit code 2), reported in one line by :func:`run`."""
     first = (doc or "").strip().splitlines()[0] if doc else lesson
     p = _Parser(description=first, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", help="training table: a normalized .npy (stats file beside it) or a raw CSV, "
-                   "normalized into the run folder (default: the shipped example data/example.csv)")
-    p.add_argument("--test-data", help="a separate test table (.npy normalized with the training stats, or a "
-                   "raw CSV); default: a seeded split of --data")
-    p.add_argument("--stats", help="stats file of --data (default: beside it, t.npy -> t.stats.json)")
+    p.add_argument("--data", nargs="+", metavar="T", help="training table: a normalized .npy (stats file beside "
+                   "it), several .npy shards of one table or a folder of them (read as one table, in the order given; "
+                   "a folder's in name order), or raw CSV files, normalized into the run folder (default: the shipped "
+                   "example data/example.csv)")
+    p.add_argument("--test-data", nargs="+", metavar="T", help="a separate test table (.npy file(s) or folder, "
+                   "normalized with the training stats, or raw CSV files); default: a seeded split of --data")
+    p.add_argument("--stats", help="stats file of --data (default: beside it, t.npy -> t.stats.json; for shards "
+                   "normalized with merged stats: the merged file)")
     p.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training rows")
     p.add_argument("--batch-size", type=positive_int, default=batch_size, help="rows per training step (per process)")
     p.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
@@ -396,55 +400,112 @@ def _is_up_to_date(out: Path, sources: list[Path]) -> bool:
     return out.is_file() and all(out.stat().st_mtime >= s.stat().st_mtime for s in sources)
 
 
-def _normalize_csv(csv: Path, folder: Path, stats: Path | None, say) -> tuple[Path, Path]:
-    """CSV -> ``folder/<name>.npy`` with the engine (fitting stats unless ``stats`` is given)."""
-    out = folder / (csv.stem + ".npy")
+def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say) -> tuple[Path, Path]:
+    """CSV file(s) -> ``folder/<name>.npy`` with the engine (fitting stats unless ``stats`` is given).
+
+    Several CSV files are one table (concatenated in order, as ``wideann normalize a.csv b.csv`` does);
+    the output is named after the first, with ``+N`` for the others."""
+    name = csvs[0].stem + (f"+{len(csvs) - 1}" if len(csvs) > 1 else "")
+    out = folder / (name + ".npy")
     st_path = Path(stats) if stats else Path(default_stats_path(out))
-    deps = [csv] + ([Path(stats)] if stats else [])
-    if _is_up_to_date(out, deps) and st_path.is_file():
-        say(f"using {_shell_path(out)} (normalized from {_shell_path(csv)} earlier)")
+    deps = list(csvs) + ([Path(stats)] if stats else [])
+    if _is_up_to_date(out, deps) and st_path.is_file() and _sources_match(out, csvs, stats):
+        say(f"using {_shell_path(out)} (normalized from {' '.join(_shell_path(c) for c in csvs)} earlier)")
         return out, st_path
     folder.mkdir(parents=True, exist_ok=True)
-    cmd = ["wideann", "normalize", _shell_path(csv), "-o", _shell_path(out)]
+    cmd = ["wideann", "normalize", *(_shell_path(c) for c in csvs), "-o", _shell_path(out)]
     if stats:
         cmd += ["--stats", _shell_path(stats)]
     say("normalizing with the C++ engine:  " + " ".join(cmd))
-    normalize([csv], out, stats=stats)
+    _sources_file(out).unlink(missing_ok=True)  # written again only once the new table is complete
+    normalize(csvs, out, stats=stats)
+    _sources_file(out).write_text(json.dumps(_sources_key(csvs, stats)))
     return out, st_path
+
+
+def _sources_file(out: Path) -> Path:
+    return out.with_name(out.name + ".sources.json")
+
+
+def _sources_key(csvs, stats) -> list:
+    return [os.path.abspath(c) for c in csvs] + ([os.path.abspath(stats)] if stats else [])
+
+
+def _sources_match(out: Path, csvs, stats) -> bool:
+    """The table in the run folder was made from exactly these files (not from others of the same name)."""
+    try:
+        return json.loads(_sources_file(out).read_text()) == _sources_key(csvs, stats)
+    except (OSError, ValueError):
+        return False
+
+
+def _table_files(option: str, given, default=None) -> tuple[str, list[Path]]:
+    """``("npy", shards)`` or ``("csv", files)`` for the paths given to ``option``; a folder means its .npy
+    files. A mix of .npy tables and CSV files is refused."""
+    if isinstance(given, (str, os.PathLike)):  # one path given by a caller other than the parser
+        given = [given]
+    items = [Path(p) for p in given] if given else [default]
+    for p in items:
+        if not p.exists():
+            raise LessonError(f"{option} {p}: no such file")
+        if p.is_dir() and not any(q.suffix.lower() == ".npy" and q.is_file() for q in p.iterdir()):
+            raise LessonError(f"{option} {p}: is a folder without .npy tables; give .npy tables (files, or a "
+                              "folder of shards) or raw CSV files")
+    csvs = [p for p in items if p.is_file() and p.suffix.lower() != ".npy"]
+    if csvs and len(csvs) != len(items):
+        raise UsageError(f"{option}: give .npy tables (files or folders) or raw CSV files, not both")
+    if csvs:
+        return "csv", csvs
+    return "npy", _data_call(data_pkg().table_paths, items, option=option)
+
+
+def data_pkg():
+    from . import data
+
+    return data
+
+
+def _data_call(fn, *args, option: str = "", **kw):
+    """A call into wideann.data whose data errors are the user's: one line (after ``option``, the option
+    that named the table), exit 1."""
+    try:
+        return fn(*args, **kw)
+    except (DataError, ValueError) as e:  # DataError is a ValueError; both name the file
+        raise LessonError(f"{option} {e}" if option else str(e)) from None
 
 
 def prepare_data(args, accelerator=None) -> SimpleNamespace:
     """Resolve ``--data`` / ``--test-data`` / ``--stats`` into normalized tables.
 
-    Returns a namespace with ``train`` (a ``.npy`` path), ``test`` (a ``.npy`` path or None),
-    ``stats_path`` and ``stats`` (:class:`wideann.Stats`). With several processes the main one
-    normalizes and the others wait for it.
+    Returns a namespace with ``train`` (the list of ``.npy`` shard paths of the training table: one for
+    a single file), ``test`` (the test table's shard paths, or None), ``stats_path`` and ``stats``
+    (:class:`wideann.Stats`). Shards that disagree with each other (columns, dtype, stats file) or a test
+    table whose columns differ from the training table's raise :class:`LessonError` naming the odd file.
+    With several processes the main one normalizes and the others wait for it.
     """
     main = accelerator is None or accelerator.is_main_process
     say = print if main else (lambda *a, **k: None)
     out_dir = Path(args.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = out_dir / "data"
+    data = data_pkg()
 
     def work():
-        src = Path(args.data) if args.data else example_csv()
-        _require_file(src, "--data")
-        if src.suffix.lower() == ".npy":
-            train, stats_path = src, Path(args.stats or default_stats_path(src))
-            if args.stats:
-                _require_file(stats_path, "--stats")
-            elif not stats_path.is_file():
-                raise LessonError(f"{stats_path}: the stats file of {src} is missing (wideann normalize writes it "
-                                  "beside the table); give it with --stats")
+        kind, found = _table_files("--data", args.data, None if args.data else example_csv())
+        if args.stats:
+            _require_file(Path(args.stats), "--stats")
+        if kind == "npy":
+            train = found
+            stats_path, _ = _data_call(data.table_stats, train, args.stats, option="--data")
         else:
             if not args.data:
-                say(f"no --data given: using the example data {_shell_path(src)}")
-            train, stats_path = _normalize_csv(src, data_dir, args.stats, say)
+                say(f"no --data given: using the example data {_shell_path(found[0])}")
+            table, stats_path = _normalize_csv(found, data_dir, args.stats, say)
+            train = [table]
         test = None
         if args.test_data:
-            t = Path(args.test_data)
-            _require_file(t, "--test-data")
-            test = t if t.suffix.lower() == ".npy" else _normalize_csv(t, data_dir / "test", stats_path, say)[0]
+            kind, found = _table_files("--test-data", args.test_data)
+            test = found if kind == "npy" else [_normalize_csv(found, data_dir / "test", stats_path, say)[0]]
         return train, test, stats_path, _check_tables(train, test, stats_path)
 
     # one process per machine normalizes; the others then find its files up to date
@@ -454,55 +515,57 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
 
 def _require_file(path: Path, option: str) -> None:
     if path.is_dir():
-        raise LessonError(f"{option} {path}: is a folder, expected a .npy table or a CSV file")
+        raise LessonError(f"{option} {path}: is a folder, expected a file")
     if not path.is_file():
         raise LessonError(f"{option} {path}: no such file")
 
 
-def _table_shape(path: Path, option: str) -> tuple[int, int]:
-    """Rows and columns of a ``.npy`` table (its header only); a broken file is the user's mistake."""
-    from .data import NpyTable
+def _name(paths: list[Path]) -> str:
+    """A table's name in a message: its file, or its first shard and how many more."""
+    return f"{paths[0]}" + (f" (+{len(paths) - 1} shards)" if len(paths) > 1 else "")
 
-    try:
-        with NpyTable(path) as t:
-            rows, cols = t.n_rows, t.n_columns
-    except ValueError as e:
-        raise LessonError(f"{option} {e}") from None
+
+def _table_shape(paths: list[Path], option: str) -> tuple[int, int]:
+    """Rows and columns of a table (the headers of its shards only); a broken file is the user's mistake."""
+    with _data_call(data_pkg().open_table, paths, option=option) as t:
+        rows, cols = t.n_rows, t.n_columns
     if rows < 1:
-        raise LessonError(f"{option} {path}: the table has no rows")
+        raise LessonError(f"{option} {_name(paths)}: the table has no rows")
     if cols < 2:
-        raise LessonError(f"{option} {path}: a table needs input columns and the target y (the last column); "
-                          f"this one has {cols} column")
+        raise LessonError(f"{option} {_name(paths)}: a table needs input columns and the target y (the last "
+                          f"column); this one has {cols} column")
     return rows, cols
 
 
-def _check_tables(train: Path, test: Path | None, stats_path: Path) -> Stats:
+def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path) -> Stats:
     """The stats file and the tables belong together: same columns, test data normalized with the
-    training stats. Returns the stats."""
+    training stats. Shards that disagree with each other (columns, dtype) are refused naming the odd one.
+    Returns the stats."""
     try:
         stats = Stats.load(stats_path)
     except ValueError as e:
-        raise LessonError(f"{_one_line(str(e))} (the stats file of {train})") from None
+        raise LessonError(f"{_one_line(str(e))} (the stats file of {_name(train)})") from None
     _, cols = _table_shape(train, "--data")
     if cols != stats.n_columns:
-        raise LessonError(f"{stats_path} describes {stats.n_columns} columns but {train} has {cols}: it is the "
-                          f"stats file of another table; give the one written with {train.name} (--stats)")
+        raise LessonError(f"{stats_path} describes {stats.n_columns} columns but {_name(train)} has {cols}: it is "
+                          f"the stats file of another table; give the one written with {train[0].name} (--stats)")
     if test is not None:
         _, test_cols = _table_shape(test, "--test-data")
         if test_cols != cols:
-            raise LessonError(f"--test-data {test} has {test_cols} columns but the training table {train} has "
-                              f"{cols}: the test table must have the training table's columns, normalized with "
-                              f"its stats (wideann normalize TEST.csv -o TEST.npy --stats {stats_path})")
-        own = Path(default_stats_path(test))
-        if test.suffix.lower() == ".npy" and own.is_file() and own.resolve() != stats_path.resolve():
-            try:
-                same = Stats.load(own) == stats
-            except ValueError:
-                same = False
-            if not same:
-                raise LessonError(f"--test-data {test} was normalized with its own stats ({own}), not with the "
-                                  f"training table's: its numbers would mean something else; normalize the test "
-                                  f"CSV again with --stats {stats_path}")
+            raise LessonError(f"--test-data {_name(test)} has {test_cols} columns but the training table "
+                              f"{_name(train)} has {cols}: the test table must have the training table's columns, "
+                              f"normalized with its stats (wideann normalize TEST.csv -o TEST.npy --stats {stats_path})")
+        for shard in test:
+            own = Path(default_stats_path(shard))
+            if shard.suffix.lower() == ".npy" and own.is_file() and own.resolve() != stats_path.resolve():
+                try:
+                    same = Stats.load(own).same_transform(stats)
+                except ValueError:
+                    same = False
+                if not same:
+                    raise LessonError(f"--test-data {shard} was normalized with its own stats ({own}), not with "
+                                      f"the training table's: its numbers would mean something else; normalize the "
+                                      f"test CSV again with --stats {stats_path}")
     return stats
 
 

@@ -1,4 +1,5 @@
-"""``wideann info PATH``: a short description of a .npy table, a CSV file or a stats file."""
+"""``wideann info PATH``: a short description of a .npy table, a folder of .npy shards, a CSV file or a
+stats file."""
 from __future__ import annotations
 
 import json
@@ -23,7 +24,11 @@ def _names(names, k: int = 3) -> str:
 
 
 def describe(path) -> str:
+    if not isinstance(path, (str, os.PathLike)):  # a list of .npy shards
+        return _describe_shards(path)
     path = os.fspath(path)
+    if os.path.isdir(path):
+        return _describe_shards(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(2, "no such file", path)
     with open(path, "rb") as f:
@@ -56,6 +61,36 @@ def _describe_npy(path: str) -> str:
     if sample.size:
         lines.append(f"  first {len(sample)} rows: min {sample.min():.6g}, max {sample.max():.6g}, "
                      f"non-finite {int(np.sum(~np.isfinite(sample)))}")
+    return "\n".join(lines)
+
+
+def _describe_shards(source) -> str:
+    """A shard set (a folder of .npy files, or a list): the table they make, each shard's rows, the stats."""
+    from .data import ShardSet, stats_beside, table_paths
+
+    paths = table_paths(source)
+    where = os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"{len(paths)} files"
+    with ShardSet(paths) as t:  # refuses shards that disagree (columns, dtype), naming the odd one
+        size = sum(os.path.getsize(p) for p in paths)
+        lines = [f"{where}: {len(paths)} .npy shard{'s' if len(paths) != 1 else ''} read as one table, "
+                 f"{t.n_rows} x {t.n_columns} {t.dtype} ({_size(size)}), rows in this order:"]
+        shown = list(range(len(paths)))
+        if len(paths) > 12:  # the first and last five
+            shown = shown[:5] + [-1] + shown[-5:]
+        for k in shown:
+            if k < 0:
+                lines.append(f"  ... {len(paths) - 10} more shards ...")
+                continue
+            a, b = int(t.starts[k]), int(t.starts[k + 1])
+            lines.append(f"  {paths[k]}: rows {a}..{b - 1} ({b - a} rows)" if b > a else f"  {paths[k]}: no rows")
+    stats_path = stats_beside(paths)  # refuses stats files that disagree, naming the odd shard
+    if stats_path is None:
+        lines.append("  stats: none beside the shards (give the lessons the stats the shards were normalized "
+                     "with: --stats merged.json)")
+    else:
+        st = Stats.load(stats_path)
+        lines.append(f"  stats: {stats_path}, {st.n_columns} columns"
+                     + ("" if st.n_columns == t.n_columns else f" -- NOT the table's {t.n_columns} columns"))
     return "\n".join(lines)
 
 

@@ -98,6 +98,11 @@ class Stats:
                 and self._min == other._min and self._max == other._max
                 and self._count == other._count)
 
+    def same_transform(self, other: "Stats") -> bool:
+        """Whether both normalize the same way: the same columns, mins and maxes (row counts and sources
+        may differ, as between shards normalized with merged stats)."""
+        return self.columns == other.columns and self._min == other._min and self._max == other._max
+
     def column_indices(self, columns=None):
         """Positions of ``columns`` (names or ints; negative ints count from the end), an int64 array."""
         import numpy as np

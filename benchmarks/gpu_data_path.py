@@ -1,0 +1,320 @@
+"""Lesson 4's data path against the GPU's own speed, on a table of the reference width (issue 6).
+
+The model is lesson 4's `MLP` 12,848 -> 1024 -> 256 -> 1 (imported from the script), trained with lesson 4's
+step: bf16 autocast, summed squared error over the nominal batch, Adam, `loss.item()` every step. The
+script writes its own random tables of 12,849 columns (`--rows`, float32 and float16; reused when present)
+into `benchmarks/work/` and reads each once so that the page cache is warm.
+
+With a CUDA GPU, for batch 256, 1024 and 4096 and both dtypes, samples/s of:
+
+  (a) ceiling   -- a batch already on the GPU, the same tensor every step;
+  (b) reader    -- the native reader alone: the rows of lesson 4's batch plan read into one reused pinned
+                   buffer (no copy, no model), also in GB/s of table bytes;
+  (c) streamed  -- `ShardedBatches(device="cuda")`: native reader -> pinned ring -> side-stream copy ->
+                   float32 on the GPU -> the step;
+  (d) resident  -- the rows held on the GPU in the table's dtype (`device_tier(..., "resident")`), each
+                   batch gathered by index and converted -> the step;
+
+each with its ratio to (a). Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024;
+resident >= 95% at 256 and 1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (24 figures of
+--seconds each plus 5 warm-up batches, the tables made once); not yet run on a GPU.
+
+Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
+source at commit fc86d48: Python `preadv` per run into a fresh float32 buffer, a second copy to split x
+and y, on the read-ahead thread) against the new one (`ShardedBatches` with the native reader, 1 thread
+and all threads), and the native reader alone into one reused buffer. Best of `--rounds`; before every
+round the script waits for the machine to be idle and it reports the others' load during the round.
+Target: >= 1.5x today's reader on a 2-core machine (>= 3x and >= 15 GB/s with 16 cores).
+
+    python benchmarks/gpu_data_path.py                      # GPU half on a GPU machine, else CPU half
+    python benchmarks/gpu_data_path.py --rows 20000 --seconds 2 --json benchmarks/work/gpu_data_path.json
+"""
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lessons_common import REFERENCE_COLUMNS, ROOT, WORK, machine, write_random_table  # noqa: E402
+
+BATCHES = (256, 1024, 4096)
+DTYPES = ("float32", "float16")
+
+
+def warm(path):
+    """Read the file once: the page cache holds it for the timed runs."""
+    with open(path, "rb", buffering=0) as f:
+        while f.read(64 << 20):
+            pass
+
+
+def make_tables(rows):
+    tables = {}
+    for dt in DTYPES:
+        p = WORK / f"gpu_data_path_{rows}x{REFERENCE_COLUMNS}_{dt}.npy"
+        t0 = time.perf_counter()
+        write_random_table(p, rows, dtype=dt)
+        warm(p)
+        print(f"table {p.name}: {p.stat().st_size / 1e9:.2f} GB, ready in {time.perf_counter() - t0:.0f} s", flush=True)
+        tables[dt] = p
+    return tables
+
+
+def endless(source, start_epoch=0):
+    """Batches of epoch after epoch (a small table has few steps per epoch at batch 4096)."""
+    epoch = start_epoch
+    while True:
+        yield from source.epoch(epoch)
+        epoch += 1
+
+
+# ---- the GPU half ------------------------------------------------------------------------------------
+def gpu_half(args, tables):
+    import torch
+    from torch import nn
+
+    from wideann import data
+    from wideann.data.resident import torch_dtype
+
+    spec = importlib.util.spec_from_file_location("lesson4", ROOT / "scripts" / "4_multi_gpu_ann.py")
+    lesson4 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lesson4)
+    device = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+
+    def trainer(batch):
+        torch.manual_seed(0)
+        model = lesson4.MLP(REFERENCE_COLUMNS - 1, [1024, 256]).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+        loss_fn = nn.MSELoss(reduction="sum")
+
+        def step(x, y):
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                loss = loss_fn(model(x), y) / batch
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+            return loss.item()  # as lesson 4 does every step
+        return step
+
+    def timed(batches, step=None, warmup=5):
+        """Samples/s over --seconds after `warmup` batches (step None: the batches alone)."""
+        it = iter(batches)
+        for _ in range(warmup):
+            x, y = next(it)
+            if step:
+                step(x, y)
+        torch.cuda.synchronize()
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < args.seconds:
+            x, y = next(it)
+            if step:
+                step(x, y)
+            n += len(x)
+        torch.cuda.synchronize()
+        rate = n / (time.perf_counter() - t0)
+        if hasattr(it, "close"):
+            it.close()  # stops a read-ahead thread now, not when the generator is collected
+        return rate
+
+    results = []
+    for dt in args.dtypes:
+        table = data.NpyTable(tables[dt])
+        rows = np.arange(table.n_rows)
+        t0 = time.perf_counter()
+        tier = data.device_tier(table, [rows], device, "resident")
+        load_s = time.perf_counter() - t0
+        print(f"{dt}: {tier.reason} ({load_s:.1f} s)", flush=True)
+        for batch in args.batches:
+            r = {"dtype": dt, "batch": batch, "resident_load_s": load_s}
+            step = trainer(batch)
+            x = torch.rand((batch, table.n_inputs), device=device)
+            y = torch.rand((batch, 1), device=device)
+            r["ceiling"] = timed(iter(lambda: (x, y), None), step)
+
+            # (b) the reader alone: the plan's rows into one reused pinned buffer
+            plan = data.ShardedBatches(table, rows, batch, seed=0)
+            hx = torch.empty((batch, table.n_inputs), dtype=torch_dtype(table.dtype), pin_memory=True)
+            hy = torch.empty((batch, 1), dtype=torch_dtype(table.dtype), pin_memory=True)
+
+            def read_only(plan=plan, hx=hx, hy=hy):
+                epoch = 0
+                while True:
+                    order = plan.epoch_order(epoch)
+                    for s in range(len(plan)):
+                        idx = plan.step_rows(order, s)
+                        table.read_index(idx, (hx[:idx.size].numpy(), hy[:idx.size].numpy()))
+                        yield hx[:idx.size], hy[:idx.size]
+                    epoch += 1
+            r["reader"] = timed(read_only())
+            r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
+
+            streamed = data.ShardedBatches(table, rows, batch, seed=0, device=device, prefetch=4)
+            r["streamed"] = timed(endless(streamed), step)
+            resident = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store)
+            r["resident"] = timed(endless(resident), step)
+            for k in ("reader", "streamed", "resident"):
+                r[f"{k}_ratio"] = r[k] / r["ceiling"]
+            print(f"{dt} batch {batch}: ceiling {r['ceiling']:,.0f}  reader {r['reader']:,.0f} "
+                  f"({r['reader_gb_s']:.1f} GB/s)  streamed {r['streamed']:,.0f} ({r['streamed_ratio']:.0%})  "
+                  f"resident {r['resident']:,.0f} ({r['resident_ratio']:.0%}) samples/s", flush=True)
+            results.append(r)
+            del streamed, resident
+        del tier
+        torch.cuda.empty_cache()
+    return {"gpu": torch.cuda.get_device_name(0), "results": results}
+
+
+def gpu_markdown(report):
+    lines = [f"GPU: {report['gpu']}; {report['machine']}; table {report['rows']:,} x {REFERENCE_COLUMNS:,}; "
+             f"{report['seconds']:g} s per figure after 5 warm-up batches.", "",
+             "| dtype | batch | (a) on the GPU | (b) reader alone | reader GB/s | (c) streamed | (c)/(a) "
+             "| (d) resident | (d)/(a) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in report["results"]:
+        lines.append(f"| {r['dtype']} | {r['batch']} | {r['ceiling']:,.0f} | {r['reader']:,.0f} | "
+                     f"{r['reader_gb_s']:.1f} | {r['streamed']:,.0f} | {r['streamed_ratio']:.0%} | "
+                     f"{r['resident']:,.0f} | {r['resident_ratio']:.0%} |")
+    return "\n".join(lines)
+
+
+# ---- the CPU half ------------------------------------------------------------------------------------
+def old_batches(src):
+    """Today's reader (wideann.data at commit fc86d48), kept here to compare with: for every batch a fresh
+    float32 buffer filled by Python preadv per run of rows (NpyTable.read_index), the inputs a view of it
+    and the targets copied out, on the read-ahead thread. Same plan, same thread machinery."""
+    import torch
+
+    t = src.table
+
+    def load(rows):
+        buf = torch.empty((rows.size, t.n_columns), dtype=torch.float32)
+        t.read_index(rows, out=buf.numpy())
+        return buf[:, :-1], buf[:, -1:].clone()
+
+    epoch = 0
+    while True:
+        order = src.epoch_order(epoch)
+        yield from src._ahead(lambda s: load(src.step_rows(order, s)), range(len(src)))
+        epoch += 1
+
+
+def reused_buffer(src, threads):
+    """The native reader alone: the plan's rows into one reused buffer, on the calling thread."""
+    t = src.table
+    t.reader_threads = threads
+    x = np.empty((src.batch_size, t.n_inputs), t.dtype)
+    y = np.empty((src.batch_size, 1), t.dtype)
+    epoch = 0
+    while True:
+        order = src.epoch_order(epoch)
+        for s in range(len(src)):
+            rows = src.step_rows(order, s)
+            t.read_index(rows, (x[:rows.size], y[:rows.size]))
+            yield x[:rows.size], None
+        epoch += 1
+
+
+def cpu_half(args, tables):
+    from normalize_vs_peers import _busy_cpu_s, wait_idle
+
+    from wideann import data
+
+    cores = len(os.sched_getaffinity(0))
+    variants = {
+        "today": lambda t, b: old_batches(data.ShardedBatches(t, np.arange(t.n_rows), b, seed=0, pin_memory=False)),
+        "new, 1 thread": lambda t, b: endless(data.ShardedBatches(t, np.arange(t.n_rows), b, seed=0,
+                                                                  pin_memory=False, reader_threads=1)),
+        f"new, {cores} threads": lambda t, b: endless(data.ShardedBatches(t, np.arange(t.n_rows), b, seed=0,
+                                                                          pin_memory=False, reader_threads=cores)),
+        "native alone, 1 thread": lambda t, b: reused_buffer(data.ShardedBatches(t, np.arange(t.n_rows), b), 1),
+        f"native alone, {cores} threads": lambda t, b: reused_buffer(data.ShardedBatches(t, np.arange(t.n_rows), b),
+                                                                     cores),
+    }
+    best, load = {}, {}
+    for rnd in range(args.rounds):
+        before = wait_idle(0.25, args.idle_wait)
+        for dt in args.dtypes:
+            warm(tables[dt])
+            for batch in args.batches:
+                for name, make in variants.items():
+                    table = data.NpyTable(tables[dt])
+                    it = make(table, batch)
+                    for _ in range(3):
+                        next(it)
+                    b0, c0 = _busy_cpu_s(), time.process_time()
+                    t0, n = time.perf_counter(), 0
+                    while time.perf_counter() - t0 < args.seconds:
+                        x, _ = next(it)
+                        n += len(x)
+                    wall = time.perf_counter() - t0
+                    others = max(0.0, (_busy_cpu_s() - b0) - (time.process_time() - c0)) / wall
+                    it.close()
+                    gbs = n * table.row_bytes / wall / 1e9
+                    key = (dt, batch, name)
+                    if gbs > best.get(key, 0):
+                        best[key], load[key] = gbs, others
+                    print(f"round {rnd + 1} (idle wait: others {before or 0:.2f} cores) {dt} batch {batch} "
+                          f"{name}: {gbs:.2f} GB/s, others {others:.2f} cores", flush=True)
+                    table.close()
+                    del it, table
+    return {"variants": list(variants), "best_gb_s": {"|".join(map(str, k)): v for k, v in best.items()},
+            "others_cores": {"|".join(map(str, k)): v for k, v in load.items()}}
+
+
+def cpu_markdown(report):
+    names = report["variants"]
+    lines = [f"Machine: {report['machine']}; table {report['rows']:,} x {REFERENCE_COLUMNS:,} in the page cache; "
+             f"GB/s of table bytes read, best of {report['rounds']} rounds of {report['seconds']:g} s "
+             "(in brackets: the cores the rest of the machine used during the best round).", "",
+             "| dtype | batch | " + " | ".join(names) + " | new / today |",
+             "| --- | ---: | " + " | ".join("---:" for _ in names) + " | ---: |"]
+    best, load = report["best_gb_s"], report["others_cores"]
+    for dt in report["dtypes"]:
+        for b in report["batches"]:
+            cells = [f"{best[f'{dt}|{b}|{n}']:.2f} ({load[f'{dt}|{b}|{n}']:.1f})" for n in names]
+            speedup = max(best[f"{dt}|{b}|{n}"] for n in names[1:3]) / best[f"{dt}|{b}|{names[0]}"]
+            lines.append(f"| {dt} | {b} | " + " | ".join(cells) + f" | {speedup:.2f}x |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=20000, help="rows of the generated tables (20,000: 1.03 GB float32)")
+    ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
+    ap.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
+    ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per figure")
+    ap.add_argument("--rounds", type=int, default=3, help="CPU half: rounds (best counts)")
+    ap.add_argument("--idle-wait", type=float, default=20, help="CPU half: seconds to wait for an idle machine")
+    ap.add_argument("--cpu", action="store_true", help="the CPU half even where a GPU is present")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+
+    import torch
+
+    t_start = time.perf_counter()
+    tables = make_tables(args.rows)
+    report = {"machine": machine(), "rows": args.rows, "seconds": args.seconds, "batches": args.batches,
+              "dtypes": args.dtypes, "rounds": args.rounds, "threads_at_start": threading.active_count()}
+    if torch.cuda.is_available() and not args.cpu:
+        report.update(gpu_half(args, tables))
+        text = gpu_markdown(report)
+    else:
+        report.update(cpu_half(args, tables))
+        text = cpu_markdown(report)
+    report["wall_s"] = time.perf_counter() - t_start
+    print()
+    print(text)
+    print(f"\n(whole benchmark: {report['wall_s']:.0f} s)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

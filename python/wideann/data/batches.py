@@ -1,0 +1,326 @@
+"""The out-of-core batch source of lessons 3 and 4: :class:`ShardedBatches`.
+
+Per-epoch seeded shuffling of small runs of consecutive rows, one part of every global batch per
+process. Where the rows come from (the tier) does not change which rows a batch holds:
+
+- streamed (the default): a background thread reads each batch ahead with the native reader (several
+  threads, one ``preadv`` per run of rows, inputs and targets into their own buffers). Batches for the
+  CPU are new tensors whose memory is recycled once nothing uses it. Batches for a GPU go through a
+  small ring of reusable pinned buffers (:class:`~wideann.data.pinned_ring.PinnedRing`) and are copied
+  on a side CUDA stream, so the copy of the next batch overlaps the compute on this one; the training
+  stream waits for the copy's event.
+- resident (``resident=``, a :class:`~wideann.data.resident.ResidentRows`): the rows are already in the
+  device's memory and a batch is gathered there (``index_select``), with no thread and no copy.
+
+Tables in float16 travel as float16 (2 bytes a value read, pinned and copied) and are converted to
+float32 (``dtype``) where the batch is delivered: on the GPU after the copy; on a CPU by the native
+reader's threads as they read (a CPU multiplies float32 far faster than float16; the conversion is
+spread over the reading threads, off the training thread, with F16C where the CPU has it).
+
+How rows are shared between processes (the rule lessons 3-4 rely on)
+--------------------------------------------------------------------
+Every epoch has one global order of the training rows, which depends on the seed and the epoch only
+(never on the number of processes). Step ``s`` of the epoch uses the rows at positions
+``[s*G, (s+1)*G)`` of that order, where ``G = batch_size * world_size`` is the global batch; process
+``r`` reads its own contiguous part of that slice. So every row is read by exactly one process once per
+epoch (none twice, none skipped), and the rows that make up a global batch are the same whether one
+process or eight read them. Every process runs the same number of steps, ``ceil(rows / G)``: the
+remainder is not dropped or padded, the last global batch is simply short and is split as evenly as
+possible (process batches differ by at most one row, and a process gets an empty batch when fewer rows
+than processes are left). Lessons divide the summed loss by the nominal batch size, so a short batch
+weighs exactly its rows.
+"""
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .host_pool import BlockPool
+from .resident import resolve_device, torch_dtype
+from .shards import open_table
+
+
+def _default_shuffle_rows(row_bytes: int) -> int:
+    """Rows shuffled as one piece: about 256 KB of consecutive rows, at most 16 rows."""
+    return int(min(16, max(1, (256 << 10) // max(row_bytes, 1))))
+
+
+class ShardedBatches:
+    """The batches one process trains on, read from a table on disk, ahead of use.
+
+    ``table`` is an :class:`~wideann.data.npy.NpyTable`, a :class:`~wideann.data.shards.ShardSet`, or
+    a path / folder / list of ``.npy`` shards. ``rows`` are the table rows to use (e.g. ``split.train``);
+    ``batch_size`` is per process, the global batch is ``batch_size * world_size``. See the module
+    docstring for how the rows of an epoch are ordered and shared between processes. ``for x, y in
+    source.epoch(e)`` gives tensors ``x`` (inputs) and ``y`` (target, shape ``(n, 1)``), float32 unless
+    ``dtype`` says otherwise; ``source.epoch(e, start_step=k)`` resumes an epoch at step ``k`` exactly as
+    it would have gone on.
+
+    Options: ``shuffle`` (per-epoch seeded order of runs of ``shuffle_rows`` consecutive rows; False
+    keeps row order, for evaluation), ``prefetch`` (batches read ahead by a background thread; 0
+    reads on the calling thread), ``device`` (where batches are delivered: None or a CPU device gives
+    CPU tensors; a CUDA device gives tensors on it, through reusable pinned buffers and a side-stream
+    copy), ``resident`` (a :class:`~wideann.data.resident.ResidentRows` holding the rows on ``device``:
+    batches are gathered there), ``pin_memory`` (without ``device``: CPU batches in fresh pinned memory,
+    default when CUDA is available, for ``x.to(device, non_blocking=True)``), ``reader_threads`` (threads
+    of the native reader; default :func:`~wideann.data.native_reader.default_threads`), ``dtype`` (of the
+    delivered batches; None keeps the table's). ``rows_read`` counts the rows this process has read.
+    Batches are fresh tensors that stay valid after the next one: keeping them is safe.
+    """
+
+    def __init__(self, table, rows: Sequence[int] | np.ndarray, batch_size: int, *, rank: int = 0,
+                 world_size: int = 1, seed: int = 0, shuffle: bool = True,
+                 shuffle_rows: int | None = None, prefetch: int = 4, pin_memory: bool | None = None,
+                 device=None, resident=None, reader_threads: int | None = None, dtype="float32"):
+        self.table = open_table(table) if isinstance(table, (str, os.PathLike, list, tuple)) else table
+        self.rows = np.asarray(rows, dtype=np.int64)
+        if self.rows.ndim != 1:
+            raise ValueError("rows must be a 1-D array of row indices")
+        if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= self.table.n_rows):
+            raise IndexError(f"{self.table.path}: row index out of range for {self.table.n_rows} rows")
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} out of range for world_size {world_size}")
+        self.batch_size, self.rank, self.world_size = int(batch_size), int(rank), int(world_size)
+        self.seed, self.shuffle, self.prefetch = int(seed), bool(shuffle), int(prefetch)
+        self.shuffle_rows = int(shuffle_rows or _default_shuffle_rows(self.table.row_bytes))
+        import torch
+
+        self.device = resolve_device(device) if device is not None else None
+        self.cuda = self.device is not None and self.device.type == "cuda"
+        if pin_memory is None:
+            pin_memory = self.cuda or (self.device is None and torch.cuda.is_available())
+        self.pin_memory = bool(pin_memory)
+        if resident is not None and (self.device is None or resident.device != self.device
+                                     or resident.table is not self.table):
+            raise ValueError("resident rows must hold this table on this source's device")
+        self.resident = resident
+        if reader_threads is not None:
+            self.table.reader_threads = int(reader_threads)
+        self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        self.rows_read = 0
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.batch_size * self.world_size
+
+    def __len__(self) -> int:
+        """Steps per epoch (the same on every process)."""
+        return math.ceil(self.rows.size / self.global_batch_size)
+
+    @property
+    def tier(self) -> str:
+        """Where the batches come from: "resident" or "stream"."""
+        return "resident" if self.resident is not None else "stream"
+
+    # -- the plan (pure functions of seed, epoch, step, rank; no I/O) --
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """All rows of the epoch in their global order (the same on every process)."""
+        if not self.shuffle:
+            return self.rows
+        k = self.shuffle_rows
+        n_pieces = math.ceil(self.rows.size / k)
+        perm = np.random.default_rng([self.seed, int(epoch)]).permutation(n_pieces)
+        pos = (perm[:, None] * k + np.arange(k)[None, :]).ravel()
+        return self.rows[pos[pos < self.rows.size]]
+
+    def step_rows(self, order: np.ndarray, step: int) -> np.ndarray:
+        """This process's rows of ``step`` (sorted, so consecutive rows are read in one go)."""
+        g = self.global_batch_size
+        lo, hi = step * g, min((step + 1) * g, order.size)
+        n = max(hi - lo, 0)
+        if n == g:  # a full global batch: equal parts
+            a, b = lo + self.rank * self.batch_size, lo + (self.rank + 1) * self.batch_size
+        else:       # the short last one: parts differing by at most one row
+            a, b = lo + (self.rank * n) // self.world_size, lo + ((self.rank + 1) * n) // self.world_size
+        return np.sort(order[a:b])
+
+    def shard(self, epoch: int) -> np.ndarray:
+        """Every row this process reads in ``epoch`` (for checks and tests)."""
+        order = self.epoch_order(epoch)
+        return np.concatenate([self.step_rows(order, s) for s in range(len(self))] or [np.empty(0, np.int64)])
+
+    # -- reading --
+    def epoch(self, epoch: int, start_step: int = 0) -> Iterator:
+        """Yield ``(x, y)`` for steps ``start_step .. len(self)-1`` of ``epoch``."""
+        order = self.epoch_order(epoch)
+        steps = range(int(start_step), len(self))
+        if self.resident is not None:
+            yield from self._gathered(order, steps)
+        elif self.cuda:
+            yield from self._to_gpu(order, steps)
+        elif self.prefetch <= 0:
+            load = self._host_loader()
+            for s in steps:
+                rows = self.step_rows(order, s)
+                self.rows_read += rows.size
+                yield load(rows)
+        else:
+            load = self._host_loader()
+            yield from self._ahead((lambda s: load(self.step_rows(order, s))), steps)
+
+    def _out_dtype(self):
+        return self.dtype if self.dtype is not None else torch_dtype(self.table.dtype)
+
+    def _host_loader(self):
+        """``load(rows) -> (x, y)``: new CPU tensors read by the native reader; the inputs' memory comes
+        from a :class:`~wideann.data.host_pool.BlockPool`, recycled once nothing uses it (no page faults
+        per batch); pinned ones (``pin_memory``) are fresh. A float16
+        table is converted to float32 by the reader; other pairs of dtypes are read into a scratch buffer
+        kept by this loader, then converted."""
+        import torch
+
+        t, out = self.table, self._out_dtype()
+        raw = torch_dtype(t.dtype)
+        scratch = {}
+        most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
+        pool = self.__dict__.setdefault("_pool", BlockPool.shared(most * t.n_inputs * out.itemsize, self.prefetch + 2))
+        np_out = torch.empty(0, dtype=out).numpy().dtype
+
+        def empty(shape):
+            if self.pin_memory:  # page-locked memory is made by torch (fresh: the copy to the GPU reads it)
+                return torch.empty(shape, dtype=out, pin_memory=True)
+            if shape[1] == 1:  # targets: small, and often kept (metrics)
+                return torch.empty(shape, dtype=out)
+            return torch.from_numpy(pool.array(shape, np_out))
+
+        def load(rows):
+            n = rows.size
+            x, y = empty((n, t.n_inputs)), empty((n, 1))
+            if raw == out or (raw == torch.float16 and out == torch.float32):  # the reader converts those
+                t.read_index(rows, (x.numpy(), y.numpy()))
+                return x, y
+            if scratch.get("rows", -1) < n:
+                scratch["x"] = torch.empty((n, t.n_inputs), dtype=raw)
+                scratch["y"] = torch.empty((n, 1), dtype=raw)
+                scratch["rows"] = n
+            sx, sy = scratch["x"][:n], scratch["y"][:n]
+            t.read_index(rows, (sx.numpy(), sy.numpy()))
+            return x.copy_(sx), y.copy_(sy)
+
+        return load
+
+    def _gathered(self, order, steps):
+        """The resident tier: every batch of the epoch gathered from the rows held on the device."""
+        import torch
+
+        store, out = self.resident, self._out_dtype()
+        parts = [self.step_rows(order, s) for s in steps]
+        bounds = np.cumsum([0] + [p.size for p in parts])
+        pos = store.positions(np.concatenate(parts) if parts else np.empty(0, np.int64))
+        pos = torch.from_numpy(pos).to(store.device)  # one upload per epoch, no host sync per step
+        for i in range(len(parts)):
+            p = pos[bounds[i]:bounds[i + 1]]
+            self.rows_read += parts[i].size
+            yield store.x.index_select(0, p).to(out), store.y.index_select(0, p).to(out)
+
+    def _to_gpu(self, order, steps):
+        """Streamed to a GPU: read into a ring of pinned buffers on the reader thread, copied to the device
+        on a side stream (converted there), handed over with the copy's event."""
+        import torch
+
+        from .pinned_ring import PinnedRing
+
+        t, device, out = self.table, self.device, self._out_dtype()
+        # The ring and the side stream are made once and kept for the next epoch (pinning memory is slow);
+        # an iterator running beside another one makes its own.
+        ring, side = self.__dict__.pop("_gpu_kit", (None, None))
+        if ring is None:
+            # slots: one being filled, `prefetch` queued, one whose copy may still run; rows: the largest step's
+            most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
+            ring = PinnedRing(max(2, self.prefetch + 2), most, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory)
+            side = torch.cuda.Stream(device)
+        state = {"device_set": False}
+
+        def load(s):
+            if not state["device_set"]:  # the reader thread's current device
+                torch.cuda.set_device(device)
+                state["device_set"] = True
+            rows = self.step_rows(order, s)
+            n = rows.size
+            k = ring.acquire()
+            hx, hy = ring.x[k][:n], ring.y[k][:n]
+            t.read_index(rows, (hx.numpy(), hy.numpy()))
+            with torch.cuda.stream(side):
+                x = hx.to(device, non_blocking=True).to(out)
+                y = hy.to(device, non_blocking=True).to(out)
+                done = torch.cuda.Event()
+                done.record(side)
+            ring.release(k, done)
+            return x, y, done
+
+        def deliver(item):
+            x, y, done = item
+            stream = torch.cuda.current_stream(device)
+            stream.wait_event(done)          # the step waits for the copy, the host does not
+            x.record_stream(stream)          # memory made on the side stream, used on this one
+            y.record_stream(stream)
+            return x, y
+
+        ahead = self._ahead(load, steps) if self.prefetch > 0 else None
+        try:
+            if ahead is None:
+                for s in steps:
+                    item = load(s)
+                    self.rows_read += item[0].shape[0]
+                    yield deliver(item)
+            else:
+                for item in ahead:
+                    yield deliver(item)
+        finally:
+            if ahead is not None:
+                ahead.close()  # stops and joins the reader thread before the buffers are reused or freed
+            ring.drain()
+            self.__dict__["_gpu_kit"] = (ring, side)
+
+    def _ahead(self, load, steps):
+        """``load(step)`` for every step on a background thread, at most ``prefetch`` batches ahead."""
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+        done = object()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def reader():
+            try:
+                for s in steps:
+                    if not put(load(s)):
+                        return
+                put(done)
+            except BaseException as e:  # handed to the consumer, raised there
+                put(_Failure(e))
+
+        th = threading.Thread(target=reader, name="wideann-prefetch", daemon=True)
+        th.start()
+        try:
+            while True:
+                item = q.get()
+                if item is done:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.error
+                self.rows_read += item[0].shape[0]
+                yield item
+        finally:
+            stop.set()
+            th.join()
+
+
+class _Failure:
+    """An exception raised on the reader thread, carried to the consumer."""
+
+    def __init__(self, error: BaseException):
+        self.error = error

@@ -1,0 +1,179 @@
+"""The ``.npy`` format: a 2-D table on disk, read by row ranges with ``os.preadv``.
+
+:class:`NpyTable` parses the header and reads any rows into a buffer. It deliberately does not keep an
+``np.memmap`` open: the pages of a live map count in the process's resident memory, so a loader holding
+one map over an 8 GB file shows 8 GB of RSS after an epoch.
+"""
+from __future__ import annotations
+
+import ast
+import os
+
+import numpy as np
+
+from ..engine import DataError
+
+_MAGIC = b"\x93NUMPY"
+_FLOAT_KINDS = {"f"}
+
+
+class NpyTable:
+    """A 2-D ``.npy`` table on disk, read by row ranges with ``os.preadv``.
+
+    >>> with NpyTable("train.npy") as t:
+    ...     first = t.read_rows(0, 100)          # float32 array (100, n_columns)
+
+    Only the header is read when the table is opened; every ``read_*`` call reads exactly the bytes of
+    the rows it returns into a new float32 array (or into ``out``).
+    """
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._fd = os.open(self.path, os.O_RDONLY)
+        try:
+            self.dtype, self.shape, self.offset = _parse_header(self._fd, self.path)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self.n_rows, self.n_columns = self.shape
+        self.row_bytes = self.n_columns * self.dtype.itemsize
+        st = os.fstat(self._fd)
+        # what the file was when its header was read: the native reader refuses to read it once changed
+        size = st.st_size
+        self.file_size, self.mtime_ns = size, st.st_mtime_ns
+        self.reader_threads: int | None = None  # threads of the native batch reader (None: the default)
+        need = self.offset + self.n_rows * self.row_bytes
+        if size < need:
+            os.close(self._fd)
+            raise DataError(f"{self.path}: file is truncated ({size} bytes, the header promises {need})")
+
+    # ---- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        self.__dict__.pop("_native_reader", None)  # its threads and its copies of the descriptor
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> "NpyTable":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self) -> str:
+        return f"NpyTable({self.path!r}, {self.n_rows} rows x {self.n_columns} columns, {self.dtype})"
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    @property
+    def n_inputs(self) -> int:
+        """Input columns: all but the last (the target)."""
+        return self.n_columns - 1
+
+    @property
+    def shards(self) -> list["NpyTable"]:
+        """The files of the table: this one (a :class:`~wideann.data.shards.ShardSet` has several)."""
+        return [self]
+
+    @property
+    def paths(self) -> list[str]:
+        return [self.path]
+
+    # ---- reading -----------------------------------------------------------------------------
+    def _pread_into(self, buf: np.ndarray, start: int) -> None:
+        """Fill ``buf`` (C-contiguous, the table's dtype) with the rows starting at ``start``."""
+        mv = memoryview(buf).cast("B")
+        pos, off = 0, self.offset + start * self.row_bytes
+        while pos < len(mv):
+            n = os.preadv(self._fd, [mv[pos:]], off + pos)
+            if n <= 0:
+                raise DataError(f"{self.path}: unexpected end of file at byte {off + pos} "
+                                "(truncated while being read?)")
+            pos += n
+
+    def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``[start, stop)`` as float32, shape ``(stop - start, n_columns)``."""
+        if not 0 <= start <= stop <= self.n_rows:
+            raise IndexError(f"{self.path}: rows [{start}, {stop}) out of range for {self.n_rows} rows")
+        n = stop - start
+        if out is None:
+            out = np.empty((n, self.n_columns), dtype=np.float32)
+        elif out.shape != (n, self.n_columns) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float32 array of shape {(n, self.n_columns)}")
+        if n == 0:
+            return out
+        if self.dtype == np.float32:
+            self._pread_into(out, start)
+        else:  # float16 (or float64): read the raw rows, convert into out
+            raw = np.empty((n, self.n_columns), dtype=self.dtype)
+            self._pread_into(raw, start)
+            out[...] = raw
+        return out
+
+    def read_index(self, rows: np.ndarray, out=None):
+        """The rows with these (sorted) indices as float32; runs of consecutive rows are read in one go.
+
+        With ``out=(x, y)``, two C-contiguous arrays in the table's own dtype of shapes ``(n, n_inputs)``
+        and ``(n, 1)``, the native reader fills them instead (several threads, the inputs and the targets
+        apart, no conversion): the path of the batch sources."""
+        if isinstance(out, tuple):
+            from .native_reader import read_into
+
+            read_into(self, rows, *out)
+            return out
+        rows = np.asarray(rows, dtype=np.int64)
+        if out is None:
+            out = np.empty((rows.size, self.n_columns), dtype=np.float32)
+        at = 0
+        for a, b in runs_of(rows):
+            self.read_rows(a, b, out[at:at + b - a])
+            at += b - a
+        return out
+
+
+def runs_of(rows: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted row indices as runs ``[(start, stop), ...]`` of consecutive rows."""
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.size == 0:
+        return []
+    if rows.size > 1 and np.any(np.diff(rows) <= 0):
+        raise ValueError("row indices must be strictly increasing")
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    stops = np.concatenate((breaks, [rows.size]))
+    return [(int(rows[a]), int(rows[b - 1]) + 1) for a, b in zip(starts, stops)]
+
+
+def _parse_header(fd: int, path: str):
+    head = os.pread(fd, 10, 0)
+    if len(head) < 10 or head[:6] != _MAGIC:
+        raise DataError(f"{path}: not a .npy file (no NUMPY magic)")
+    major = head[6]
+    if major == 1:
+        hlen, start = int.from_bytes(head[8:10], "little"), 10
+    elif major in (2, 3):
+        head = os.pread(fd, 12, 0)
+        hlen, start = int.from_bytes(head[8:12], "little"), 12
+    else:
+        raise DataError(f"{path}: unsupported .npy format version {major}")
+    text = os.pread(fd, hlen, start).decode("latin1" if major < 3 else "utf-8")
+    try:
+        meta = ast.literal_eval(text.strip())
+        dtype = np.dtype(meta["descr"])
+        fortran, shape = bool(meta["fortran_order"]), tuple(int(s) for s in meta["shape"])
+    except Exception:
+        raise DataError(f"{path}: unreadable .npy header {text.strip()!r}") from None
+    if dtype.kind not in _FLOAT_KINDS or dtype.byteorder == ">" or dtype.itemsize not in (2, 4, 8):
+        raise DataError(f"{path}: expected a little-endian float16/float32/float64 table, found {dtype}")
+    if fortran:
+        raise DataError(f"{path}: Fortran-ordered tables are not supported (rows must be contiguous)")
+    if len(shape) != 2:
+        raise DataError(f"{path}: expected a 2-D table (rows x columns), found shape {shape}")
+    return dtype, shape, start + hlen

@@ -1,0 +1,56 @@
+"""Reusable page-locked batch buffers for the copy to a GPU.
+
+A fresh pinned buffer per batch costs a ``cudaHostAlloc`` (slow, and it serializes with the GPU) and its
+page faults every time. :class:`PinnedRing` allocates a few batch buffers once (a batch source keeps its
+ring from one epoch iterator to the next) and hands them out in turn; a buffer is handed out again only
+when the copy to the GPU that reads it has finished (the CUDA event recorded after that copy), so the
+reader never overwrites rows still on their way.
+
+On a CPU there is nothing to copy: the batch sources do not use a ring there (see
+:class:`~wideann.data.batches.ShardedBatches`).
+"""
+from __future__ import annotations
+
+
+class PinnedRing:
+    """``slots`` pairs of buffers ``(x, y)`` of ``rows x n_inputs`` and ``rows x 1`` values of ``dtype``,
+    page-locked when ``pin`` (the default), reused in turn.
+
+    >>> ring = PinnedRing(3, 256, 12848, torch.float16)
+    >>> k = ring.acquire()             # waits until slot k's last copy has finished
+    >>> ring.x[k][:n] ...              # fill it, issue the copy on a side stream, then:
+    >>> ring.release(k, event)         # the event recorded on that stream after the copy
+    """
+
+    def __init__(self, slots: int, rows: int, n_inputs: int, dtype, pin: bool = True):
+        import torch
+
+        if slots < 1 or rows < 1:
+            raise ValueError("a ring needs at least one slot of at least one row")
+        self.x = [torch.empty((rows, n_inputs), dtype=dtype, pin_memory=pin) for _ in range(slots)]
+        self.y = [torch.empty((rows, 1), dtype=dtype, pin_memory=pin) for _ in range(slots)]
+        self._events = [None] * slots
+        self._next = 0
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def acquire(self) -> int:
+        """The next slot, once the copy that last read it has finished."""
+        k = self._next
+        self._next = (k + 1) % len(self.x)
+        event, self._events[k] = self._events[k], None
+        if event is not None:
+            event.synchronize()
+        return k
+
+    def release(self, k: int, event) -> None:
+        """Slot ``k`` is being read by the copy that ``event`` (recorded after it) marks the end of."""
+        self._events[k] = event
+
+    def drain(self) -> None:
+        """Wait for every copy in flight (before the buffers are freed)."""
+        for k, event in enumerate(self._events):
+            if event is not None:
+                event.synchronize()
+                self._events[k] = None

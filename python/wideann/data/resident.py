@@ -1,0 +1,166 @@
+"""The resident tier: a process's rows held in device memory, batches gathered there.
+
+When the rows a process reads fit in its device's memory with room to spare, streaming them from disk
+every epoch is wasted work: :class:`ResidentRows` loads them onto the device once -- in chunks, so host
+memory stays bounded as with streaming -- and a batch is then one ``index_select`` on the device. The
+rows and their order are exactly those of the streamed path (the batch plan is the same; only where the
+bytes come from differs), so training is identical (``tests/test_tiers.py``).
+
+Which rows a process must hold. The sharing rule (see :mod:`wideann.data.batches`) gives every process
+different training rows every epoch: any training row can reach any process in some epoch. So "the
+process's shard" that the resident tier holds is every row its batch sources may read: **all** training
+rows, plus the validation rows (read every epoch). Every process holds its own copy; the test rows are
+streamed (read once). A float16 table stays float16 on the device (2 bytes a value) and batches are
+converted there.
+
+:func:`device_tier` decides, prints why, and loads: resident when the rows fit a budget, else streamed.
+The default budget is half of the device's free memory at the time of the decision: the other half is
+for the model, its gradients, the optimizer's state and the activations (lesson 4's reference model,
+12,848 -> 1024 -> 256 -> 1 with Adam, needs about 0.3 GB of them). On a CPU, ``auto`` streams: the
+streamed path already reads from the page cache, and lessons 3-4 promise memory that does not grow with
+the table; ``tier="resident"`` on a CPU holds the rows in host memory (tests use it as the "device").
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+
+DEFAULT_BUDGET_FRACTION = 0.5
+"""Share of the device's free memory the resident tier may use by default."""
+
+CHUNK_BYTES = 64 << 20
+"""Host memory used to load the rows: read in chunks of this many bytes, copied, reused."""
+
+TIERS = ("auto", "stream", "resident")
+
+
+class ResidentRows:
+    """The rows ``rows`` of ``table`` held on ``device``: inputs in ``x``, targets in ``y``, in the
+    table's dtype, row ``rows[i]`` at position ``i``.
+
+    Loaded in chunks of :data:`CHUNK_BYTES` read by the native reader into (pinned, for a GPU) host
+    buffers and copied to the device, so that host memory stays bounded whatever the table's size.
+    """
+
+    def __init__(self, table, rows, device, chunk_bytes: int = CHUNK_BYTES):
+        import torch
+
+        self.table = table
+        self.rows = np.unique(np.asarray(rows, dtype=np.int64))
+        self.device = resolve_device(device)
+        dtype = torch_dtype(table.dtype)
+        n, k = self.rows.size, table.n_inputs
+        self.x = torch.empty((n, k), dtype=dtype, device=self.device)
+        self.y = torch.empty((n, 1), dtype=dtype, device=self.device)
+        chunk = max(1, int(chunk_bytes // max(table.row_bytes, 1)))
+        if self.device.type == "cpu":  # the "device" is host memory: read straight into it
+            for a in range(0, n, chunk):
+                b = min(n, a + chunk)
+                table.read_index(self.rows[a:b], (self.x[a:b].numpy(), self.y[a:b].numpy()))
+            return
+        pin = self.device.type == "cuda"
+        hx = torch.empty((min(chunk, n), k), dtype=dtype, pin_memory=pin)
+        hy = torch.empty((min(chunk, n), 1), dtype=dtype, pin_memory=pin)
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            table.read_index(self.rows[a:b], (hx[:b - a].numpy(), hy[:b - a].numpy()))
+            self.x[a:b].copy_(hx[:b - a], non_blocking=pin)
+            self.y[a:b].copy_(hy[:b - a], non_blocking=pin)
+            if pin:  # the host buffers are reused for the next chunk
+                torch.cuda.current_stream(self.device).synchronize()
+
+    @property
+    def nbytes(self) -> int:
+        return self.x.numel() * self.x.element_size() + self.y.numel() * self.y.element_size()
+
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        """Where the (global) ``rows`` are held; every one of them must be."""
+        rows = np.asarray(rows, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.rows, rows), max(self.rows.size - 1, 0))
+        if rows.size and not np.array_equal(self.rows[pos], rows):
+            raise KeyError("a batch asks for rows the resident tier does not hold")
+        return pos
+
+
+def resolve_device(device):
+    """``device`` as a ``torch.device``; a GPU without an index is the current one (``cuda`` -> ``cuda:0``),
+    so that devices compare equal and ``torch.cuda.set_device`` accepts them."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def torch_dtype(np_dtype):
+    import torch
+
+    return {2: torch.float16, 4: torch.float32, 8: torch.float64}[np.dtype(np_dtype).itemsize]
+
+
+class Tier(NamedTuple):
+    """Where batches come from: ``name`` "resident" (``store`` holds the rows) or "stream"; ``reason``
+    says why, in words."""
+    name: str
+    reason: str
+    store: ResidentRows | None = None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
+
+
+def _host_available() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def device_tier(table, rows: Sequence[np.ndarray], device, tier: str = "auto",
+                budget_gib: float | None = None) -> Tier:
+    """Decide how batches of ``table`` reach ``device``, and load the rows if they are to be resident.
+
+    ``rows``: the row sets the process's batch sources read (e.g. ``[split.train, split.val]``: see the
+    module docstring for why all training rows). ``tier``: "auto" (resident on a GPU when the rows fit the
+    budget, else streamed), "stream" (always stream) or "resident" (hold them, or fail if they do not
+    fit). ``budget_gib``: device memory the rows may take, in GiB (default: half the free memory).
+    """
+    import torch
+
+    if tier not in TIERS:
+        raise ValueError(f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
+    device = resolve_device(device)
+    if tier == "stream":
+        return Tier("stream", "streaming was asked for (--data-tier stream)")
+    held = np.unique(np.concatenate([np.asarray(r, dtype=np.int64) for r in rows] or [np.empty(0, np.int64)]))
+    need = held.size * table.row_bytes
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        where = f"of {device}'s {_gib(free)} free"
+    elif tier == "auto":
+        return Tier("stream", "on the CPU batches are streamed from the page cache; --data-tier resident "
+                              "would hold the rows in host memory")
+    else:
+        free = _host_available()
+        where = f"of the {_gib(free)} of host memory available"
+    budget = int(budget_gib * 2**30) if budget_gib is not None else int(DEFAULT_BUDGET_FRACTION * free)
+    told = "--resident-budget" if budget_gib is not None else f"default: {DEFAULT_BUDGET_FRACTION:.0%} {where}"
+    fits = need <= budget
+    if not fits:
+        why = (f"the {held.size} rows the batches read take {_gib(need)}, more than the budget of "
+               f"{_gib(budget)} ({told})")
+        if tier == "resident":
+            raise MemoryError(f"--data-tier resident: {why}")
+        return Tier("stream", why)
+    store = ResidentRows(table, held, device)
+    return Tier("resident", f"the {held.size} rows the batches read ({_gib(need)}, {table.dtype}) fit the "
+                            f"budget of {_gib(budget)} ({told}): loaded once, batches gathered on the device", store)

@@ -1,0 +1,241 @@
+"""Tables of one or several ``.npy`` shards, read as one table.
+
+A table too large for one file, or normalized on several machines, is a list of ``.npy`` shards with the
+same columns, dtype and stats, read as one table: rows in file order (shard 0's rows, then shard 1's, ...).
+A folder stands for the ``.npy`` files in it, sorted by name as ``ls`` sorts them (zero-pad numbers:
+``part-09`` comes before ``part-10``, ``part-9`` does not).
+
+- :func:`table_paths` resolves files and folders into the list of shard paths;
+- :func:`open_table` opens them: an :class:`~wideann.data.npy.NpyTable` for one file, a
+  :class:`ShardSet` for several (the same reading interface, global row numbers);
+- :func:`table_stats` finds the stats file of a table and checks that every shard was normalized with it;
+- :func:`load_table` reads a whole (small) table into memory.
+
+Shards that disagree (columns, dtype, stats file) are refused with a :class:`wideann.DataError` of one
+line that names the odd shard.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence, Union
+
+import numpy as np
+
+from ..engine import DataError, default_stats_path
+from ..stats import Stats
+from .npy import NpyTable, runs_of
+
+Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
+
+
+def table_paths(source: Source) -> list[Path]:
+    """The shard files of a table: ``source`` is a ``.npy`` file, a folder of them, or a list of those.
+
+    A folder gives its ``*.npy`` files (not those of subfolders) sorted by name. A missing path, a folder
+    without ``.npy`` files and a file listed twice are refused.
+    """
+    items = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+    if not items:
+        raise DataError("no table given")
+    paths: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted((q for q in p.iterdir() if q.suffix.lower() == ".npy" and q.is_file()),
+                           key=lambda q: q.name)
+            if not found:
+                raise DataError(f"{p}: no .npy files in this folder")
+            paths += found
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    seen: dict = {}
+    for p in paths:
+        key = os.path.realpath(p)
+        if key in seen:
+            raise DataError(f"{p}: listed twice (also as {seen[key]}); a shard must appear once in a table")
+        seen[key] = p
+    return paths
+
+
+class ShardSet:
+    """Several ``.npy`` shards read as one table, rows in file order.
+
+    The reading interface of :class:`~wideann.data.npy.NpyTable` (``n_rows``, ``n_columns``, ``dtype``,
+    ``row_bytes``, ``read_rows``, ``read_index``), over global row numbers: row ``i`` of the set is row
+    ``i - starts[k]`` of shard ``k``. Every shard must have the same number of columns and the same dtype
+    as the first; the odd one is named in the error.
+    """
+
+    def __init__(self, paths: Sequence[Union[str, os.PathLike]]):
+        paths = [Path(p) for p in paths]
+        if not paths:
+            raise DataError("a shard set needs at least one .npy file")
+        self.shards: list[NpyTable] = []
+        try:
+            for p in paths:
+                t = NpyTable(p)
+                self.shards.append(t)
+                first = self.shards[0]
+                if t.n_columns != first.n_columns:
+                    raise DataError(f"{t.path}: {t.n_columns} columns, but the first shard {first.path} has "
+                                    f"{first.n_columns}; the shards of one table must have the same columns")
+                if t.dtype != first.dtype:
+                    raise DataError(f"{t.path}: dtype {t.dtype}, but the first shard {first.path} is "
+                                    f"{first.dtype}; the shards of one table must have the same dtype")
+        except BaseException:
+            self.close()
+            raise
+        first = self.shards[0]
+        self.paths = [t.path for t in self.shards]
+        self.path = first.path if len(self.shards) == 1 else f"{first.path} (+{len(self.shards) - 1} shards)"
+        self.dtype, self.n_columns, self.row_bytes = first.dtype, first.n_columns, first.row_bytes
+        self.starts = np.cumsum([0] + [t.n_rows for t in self.shards]).astype(np.int64)
+        self.reader_threads: int | None = None  # threads of the native batch reader (None: the default)
+        self.n_rows = int(self.starts[-1])
+        self.shape = (self.n_rows, self.n_columns)
+
+    # ---- lifetime ----------------------------------------------------------------------------
+    def close(self) -> None:
+        self.__dict__.pop("_native_reader", None)  # its threads and its copies of the descriptors
+        for t in self.shards:
+            t.close()
+
+    def __enter__(self) -> "ShardSet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"ShardSet({len(self.shards)} shards from {self.shards[0].path!r}, {self.n_rows} rows x "
+                f"{self.n_columns} columns, {self.dtype})")
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    @property
+    def n_inputs(self) -> int:
+        """Input columns: all but the last (the target)."""
+        return self.n_columns - 1
+
+    # ---- reading -----------------------------------------------------------------------------
+    def pieces(self, start: int, stop: int):
+        """``(shard, local_start, local_stop, offset)`` for the rows ``[start, stop)``, split at shard
+        boundaries; ``offset`` is the position of the piece's first row in ``[start, stop)``."""
+        k = int(np.searchsorted(self.starts, start, side="right")) - 1
+        at = start
+        while at < stop:
+            while self.starts[k + 1] <= at:  # skip empty shards
+                k += 1
+            end = min(stop, int(self.starts[k + 1]))
+            yield self.shards[k], at - int(self.starts[k]), end - int(self.starts[k]), at - start
+            at = end
+
+    def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``[start, stop)`` as float32, shape ``(stop - start, n_columns)``."""
+        if not 0 <= start <= stop <= self.n_rows:
+            raise IndexError(f"{self.path}: rows [{start}, {stop}) out of range for {self.n_rows} rows")
+        n = stop - start
+        if out is None:
+            out = np.empty((n, self.n_columns), dtype=np.float32)
+        elif out.shape != (n, self.n_columns) or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be a C-contiguous float32 array of shape {(n, self.n_columns)}")
+        for shard, a, b, at in self.pieces(start, stop):
+            shard.read_rows(a, b, out[at:at + b - a])
+        return out
+
+    def read_index(self, rows: np.ndarray, out=None):
+        """The rows with these (sorted) indices as float32; runs of consecutive rows are read in one go.
+
+        With ``out=(x, y)`` (the table's dtype, inputs and targets apart) the native reader fills them,
+        as :meth:`NpyTable.read_index <wideann.data.npy.NpyTable.read_index>` does."""
+        if isinstance(out, tuple):
+            from .native_reader import read_into
+
+            read_into(self, rows, *out)
+            return out
+        rows = np.asarray(rows, dtype=np.int64)
+        if out is None:
+            out = np.empty((rows.size, self.n_columns), dtype=np.float32)
+        at = 0
+        for a, b in runs_of(rows):
+            self.read_rows(a, b, out[at:at + b - a])
+            at += b - a
+        return out
+
+
+def open_table(source: Source) -> Union[NpyTable, ShardSet]:
+    """A table from a ``.npy`` file, a folder of shards or a list (see :func:`table_paths`): an
+    :class:`NpyTable` for one file, a :class:`ShardSet` for several."""
+    paths = table_paths(source)
+    return NpyTable(paths[0]) if len(paths) == 1 else ShardSet(paths)
+
+
+def load_table(source: Source) -> np.ndarray:
+    """The whole table as one float32 array (for small tables that fit in memory: lessons 1 and 2)."""
+    with open_table(source) as t:
+        return t.read_rows(0, t.n_rows)
+
+
+def _differs(a: Stats, b: Stats) -> str:
+    if a.columns != b.columns:
+        return (f"{a.n_columns} columns" if a.n_columns != b.n_columns else "other column names")
+    if a._min != b._min or a._max != b._max:
+        bad = next(i for i in range(a.n_columns) if a._min[i] != b._min[i] or a._max[i] != b._max[i])
+        return f"another min/max for column {a.columns[bad]!r}"
+    return ""
+
+
+def stats_beside(source: Source, stats: Union[str, os.PathLike, None] = None) -> Union[Path, None]:
+    """The stats file beside the shards (``t.npy`` -> ``t.stats.json``), checked: every one found must define
+    the same transform (columns, min and max; row counts and sources may differ) as ``stats`` if given,
+    else as the first one found. None when no shard has one."""
+    paths = table_paths(source)
+    beside = [(p, Path(default_stats_path(p))) for p in paths]
+    beside = [(p, s) for p, s in beside if s.is_file()]
+    ref_path = Path(stats) if stats is not None else (beside[0][1] if beside else None)
+    if ref_path is None:
+        return None
+    ref = Stats.load(ref_path)
+    for p, s in beside:
+        if os.path.realpath(s) == os.path.realpath(ref_path):
+            continue
+        why = _differs(Stats.load(s), ref)
+        if why:
+            raise DataError(f"{p}: normalized with other stats: its {s.name} differs from {ref_path} ({why}); the "
+                            "shards of one table need the same stats: wideann merge-stats, then normalize each "
+                            "shard with --stats merged.json")
+    return ref_path
+
+
+def table_stats(source: Source, stats: Union[str, os.PathLike, None] = None) -> tuple[Path, Stats]:
+    """The stats file of a table and its :class:`~wideann.Stats`, checked against every shard.
+
+    ``stats`` is the file to use; without it, the stats file beside the shards (``t.npy`` ->
+    ``t.stats.json``). Every stats file found beside a shard must define the same transform (see
+    :func:`stats_beside`), and the stats must have as many columns as the table: a shard normalized with
+    other stats would be silently wrong in a table, so it is refused.
+    """
+    paths = table_paths(source)
+    if stats is not None and not Path(stats).is_file():
+        raise DataError(f"{stats}: stats file not found")
+    if stats is not None:  # first the plainest mistake: the stats of a table of another width
+        given = Stats.load(stats)
+        with open_table(paths) as t:
+            if t.n_columns != given.n_columns:
+                raise DataError(f"{stats} describes {given.n_columns} columns but {t.path} has {t.n_columns}: it is "
+                                "the stats file of another table")
+    ref_path = stats_beside(paths, stats)
+    if ref_path is None:
+        want = default_stats_path(paths[0])
+        more = " (nor beside any other shard)" if len(paths) > 1 else ""
+        raise DataError(f"{want}: the stats file of {paths[0]} is missing{more} (wideann normalize writes it beside "
+                        "the table); give it with --stats")
+    ref = Stats.load(ref_path)
+    with open_table(paths) as t:
+        if t.n_columns != ref.n_columns:
+            raise DataError(f"{ref_path}: stats of {ref.n_columns} columns, but the table {t.path} has {t.n_columns}")
+    return Path(ref_path), ref

@@ -1,0 +1,212 @@
+"""The native batch reader (csrc/batch_reader.cpp) against plain NumPy, and its refusals.
+
+For random row sets, both dtypes, several thread counts, short last batches, tables of one row and
+shard sets, the inputs and targets it writes into the caller's buffers are the bytes NumPy reads. A file
+truncated or written in place under it is a wideann.DataError, never a wrong batch.
+"""
+import os
+
+import numpy as np
+import pytest
+
+import wideann
+from wideann import data
+from wideann.data.native_reader import read_into
+
+
+def _table(tmp_path, rows, cols, dtype, seed=0, name="t.npy"):
+    a = np.random.default_rng(seed).random((rows, cols)).astype(dtype)
+    p = tmp_path / name
+    np.save(p, a)
+    return p, a
+
+
+def _read(table, rows):
+    x = np.empty((len(rows), table.n_inputs), table.dtype)
+    y = np.empty((len(rows), 1), table.dtype)
+    table.read_index(np.asarray(rows, dtype=np.int64), (x, y))
+    return x, y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_random_row_sets_give_the_bytes_numpy_reads(tmp_path, dtype, threads):
+    p, a = _table(tmp_path, 2000, 37, dtype)
+    rng = np.random.default_rng(1)
+    with data.NpyTable(p) as t:
+        t.reader_threads = threads
+        for size in [0, 1, 2, 17, 256, 999, 2000]:
+            rows = np.sort(rng.choice(2000, size, replace=False))
+            x, y = _read(t, rows)
+            assert x.tobytes() == a[rows, :-1].tobytes() and y.tobytes() == a[rows, -1:].tobytes()
+        # long runs (split into several tasks and preadv calls) and the last row
+        for rows in [np.arange(2000), np.arange(1500, 2000), np.r_[0:700, 701:1400, 1999]]:
+            x, y = _read(t, rows)
+            assert x.tobytes() == a[rows, :-1].tobytes() and y.tobytes() == a[rows, -1:].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_a_table_of_one_row_and_a_table_of_only_a_target(tmp_path, dtype):
+    p, a = _table(tmp_path, 1, 5, dtype)
+    x, y = _read(data.NpyTable(p), [0])
+    assert x.tobytes() == a[:, :-1].tobytes() and y.tobytes() == a[:, -1:].tobytes()
+    p, a = _table(tmp_path, 10, 1, dtype, name="y.npy")
+    x, y = _read(data.NpyTable(p), [2, 3, 9])
+    assert x.shape == (3, 0) and y.tobytes() == a[[2, 3, 9]].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_shard_sets_are_read_across_their_boundaries(tmp_path, dtype):
+    _, a = _table(tmp_path, 1000, 11, dtype)
+    cuts = [0, 1, 1, 400, 401, 999, 1000]  # shards of 1 row, 0 rows, 399, 1, 598, 1
+    paths = []
+    for k in range(len(cuts) - 1):
+        paths.append(tmp_path / f"s{k}.npy")
+        np.save(paths[-1], a[cuts[k]:cuts[k + 1]])
+    rng = np.random.default_rng(2)
+    with data.open_table(paths) as t:
+        t.reader_threads = 4
+        for size in [1, 5, 300, 1000]:
+            rows = np.sort(rng.choice(1000, size, replace=False))
+            x, y = _read(t, rows)
+            assert x.tobytes() == a[rows, :-1].tobytes() and y.tobytes() == a[rows, -1:].tobytes()
+        x, y = _read(t, np.arange(1000))
+        assert x.tobytes() == a[:, :-1].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_batch_sources_deliver_float32_short_last_batches_and_the_raw_dtype_on_request(tmp_path, dtype):
+    p, a = _table(tmp_path, 203, 6, dtype)
+    src = data.ShardedBatches(p, np.arange(203), 25, seed=4, rank=1, world_size=2, reader_threads=2)
+    order = src.epoch_order(3)
+    got = list(src.epoch(3))
+    assert [len(x) for x, _ in got] == [25, 25, 25, 25, 2]  # 203 = 4 x 50 + 3: a short last global batch
+    for step, (x, y) in enumerate(got):
+        rows = src.step_rows(order, step)
+        assert str(x.dtype) == "torch.float32" and str(y.dtype) == "torch.float32"
+        np.testing.assert_array_equal(x.numpy(), a[rows, :-1].astype(np.float32))
+        np.testing.assert_array_equal(y.numpy(), a[rows, -1:].astype(np.float32))
+    raw = data.ShardedBatches(p, np.arange(203), 25, seed=4, dtype=None, prefetch=0)
+    x, y = next(iter(raw.epoch(0)))
+    assert x.numpy().dtype == dtype and x.numpy().tobytes() == a[raw.step_rows(raw.epoch_order(0), 0), :-1].tobytes()
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+def test_float16_read_into_float32_is_converted_exactly(tmp_path, threads):
+    """Every finite float16 (subnormals, negatives, 65504 included), 37 inputs: the vector loop and its tail."""
+    bits = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    bits = bits[np.isfinite(bits)]
+    a = np.resize(bits, (bits.size // 38 + 1) * 38).reshape(-1, 38)
+    np.save(tmp_path / "h.npy", a)
+    rows = np.sort(np.random.default_rng(3).choice(len(a), 900, replace=False))
+    with data.NpyTable(tmp_path / "h.npy") as t:
+        t.reader_threads = threads
+        x, y = np.empty((900, 37), np.float32), np.empty((900, 1), np.float32)
+        t.read_index(rows, (x, y))
+        assert x.tobytes() == a[rows, :-1].astype(np.float32).tobytes()
+        assert y.tobytes() == a[rows, -1:].astype(np.float32).tobytes()
+        x, y = np.empty((len(a), 37), np.float32), np.empty((len(a), 1), np.float32)
+        t.read_index(np.arange(len(a)), (x, y))
+        assert x.tobytes() == a[:, :-1].astype(np.float32).tobytes()
+
+
+def test_wrong_buffers_and_row_lists_are_refused(tmp_path):
+    p, a = _table(tmp_path, 50, 4, np.float16)
+    t = data.NpyTable(p)
+    rows = np.array([1, 2, 3])
+    with pytest.raises(ValueError, match="dtype"):
+        t.read_index(rows, (np.empty((3, 3), np.float64), np.empty((3, 1), np.float64)))
+    with pytest.raises(ValueError, match="dtype"):
+        t.read_index(rows, (np.empty((3, 3), np.float32), np.empty((3, 1), np.float16)))
+    with pytest.raises(ValueError, match="shape"):
+        t.read_index(rows, (np.empty((2, 3), np.float16), np.empty((3, 1), np.float16)))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        read_into(t, rows, np.empty((3, 6), np.float16)[:, ::2], np.empty((3, 1), np.float16))
+    with pytest.raises(ValueError, match="strictly increasing"):
+        _read(t, [3, 2])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        _read(t, [2, 2])
+    with pytest.raises(IndexError, match="out of range"):
+        _read(t, [10, 50])
+    t.close()
+    with pytest.raises(ValueError, match="closed"):
+        _read(t, [1])
+
+
+def _old_mtime(path):
+    """Files made a moment ago may share their time with a change made now (coarse clocks)."""
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+
+
+def test_a_file_truncated_under_the_reader_is_an_error_not_a_batch(tmp_path):
+    p, a = _table(tmp_path, 400, 20, np.float32)
+    t = data.NpyTable(p)
+    _read(t, [0, 1, 2])  # the reader is made and works
+    os.truncate(p, os.path.getsize(p) - 3 * 20 * 4)
+    with pytest.raises(wideann.DataError, match="t.npy: unexpected end of file") as e:
+        _read(t, [390, 399])
+    assert "\n" not in str(e.value)
+    # rows still inside the file: read, but the changed size is noticed
+    with pytest.raises(wideann.DataError, match="t.npy: the file changed while it was being read"):
+        _read(t, [0, 1])
+
+
+def test_a_file_written_in_place_under_the_reader_is_an_error_not_a_batch(tmp_path):
+    p, a = _table(tmp_path, 300, 8, np.float32)
+    _old_mtime(p)
+    t = data.NpyTable(p)
+    src = data.ShardedBatches(t, np.arange(300), 32, seed=0, prefetch=2)
+    it = src.epoch(0)
+    next(it)
+    with open(p, "r+b") as f:  # same size, other values
+        f.seek(200)
+        f.write(np.ones(50, np.float32).tobytes())
+    with pytest.raises(wideann.DataError, match="changed while it was being read"):
+        for _ in it:
+            pass
+    # a table opened after the change reads the new bytes
+    assert data.NpyTable(p).read_rows(0, 300).tobytes() == np.load(p).tobytes()
+
+
+def test_a_file_changed_between_its_header_and_the_first_read_is_refused(tmp_path):
+    p, a = _table(tmp_path, 30, 8, np.float32)
+    _old_mtime(p)
+    t = data.NpyTable(p)
+    with open(p, "r+b") as f:
+        f.seek(200)
+        f.write(b"\0" * 8)
+    with pytest.raises(wideann.DataError, match="changed after its header was read"):
+        _read(t, [0])
+
+
+def test_batch_memory_is_recycled_only_when_nothing_uses_it(tmp_path):
+    import torch
+
+    p, a = _table(tmp_path, 640, 9, np.float32)
+    src = data.ShardedBatches(p, np.arange(640), 16, seed=1, pin_memory=False, prefetch=2)
+    order = src.epoch_order(0)
+    w = torch.ones(8, requires_grad=True)
+    it = src.epoch(0)
+    x0, _ = next(it)
+    expected = x0.clone().sum(0)
+    loss = (x0 * w).sum()  # autograd keeps x0 for the backward pass
+    kept = x0[3:5]         # and a view of it
+    del x0
+    for step, (x, y) in enumerate(it, start=1):  # the rest of the epoch, dropped as it goes
+        rows = src.step_rows(order, step)
+        np.testing.assert_array_equal(x.numpy(), a[rows, :-1])
+    loss.backward()
+    assert torch.equal(w.grad, expected), "memory still used by an autograd graph was reused"
+    np.testing.assert_array_equal(kept.numpy(), a[src.step_rows(order, 0)[3:5], :-1])
+    assert src._pool.allocated <= src.prefetch + 6, "memory of dropped batches was not reused"
+    assert src._pool.spare <= src.prefetch + 2, "at most prefetch + 2 spare blocks are kept"
+
+
+def test_a_float16_table_truncated_under_the_converting_reader_is_an_error(tmp_path):
+    p, a = _table(tmp_path, 100, 10, np.float16)
+    t = data.NpyTable(p)
+    x, y = np.empty((2, 9), np.float32), np.empty((2, 1), np.float32)
+    t.read_index(np.array([0, 1]), (x, y))  # the reader is made and works
+    os.truncate(p, os.path.getsize(p) - 20)
+    with pytest.raises(wideann.DataError, match="unexpected end of file"):
+        t.read_index(np.array([98, 99]), (x, y))

@@ -1,0 +1,63 @@
+"""The sharded workflow as a user runs it on machines that each hold some raw CSV shards (issue 7, point 2):
+
+    wideann stats shard_k.csv -o shard_k.stats.json          (per shard)
+    wideann merge-stats shard_*.stats.json -o merged.json
+    wideann normalize shard_k.csv -o shards/shard_k.npy --stats merged.json   (per shard)
+    accelerate launch scripts/4_multi_gpu_ann.py --data shards/ --stats merged.json
+
+trains exactly the model that the concatenated table trains (same metrics, same weights, same predictions).
+"""
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+
+import torch  # noqa: E402
+
+import wideann  # noqa: E402
+from conftest import ok  # noqa: E402
+from test_lessons import _metrics, launch  # noqa: E402
+
+
+def test_stats_merge_normalize_per_shard_then_lesson4_equals_the_concatenated_table(tmp_path):
+    wideann.make_data(tmp_path / "all.csv", rows=900, cols=8, seed=3, noise=0.5)
+    header, *lines = (tmp_path / "all.csv").read_text().splitlines(keepends=True)
+    cuts = [0, 250, 251, 600, 900]  # uneven shards, one of a single row
+    csvs = []
+    for k in range(len(cuts) - 1):
+        csvs.append(tmp_path / f"raw_{k}.csv")
+        csvs[-1].write_text(header + "".join(lines[cuts[k]:cuts[k + 1]]))
+
+    # per shard, as on separate machines
+    for c in csvs:
+        ok("stats", c, "-o", c.with_suffix(".stats.json"))
+    ok("merge-stats", *[c.with_suffix(".stats.json") for c in csvs], "-o", tmp_path / "merged.json")
+    (tmp_path / "shards").mkdir()
+    for k, c in enumerate(csvs):
+        ok("normalize", c, "-o", tmp_path / "shards" / f"part-{k:02d}.npy", "--stats", tmp_path / "merged.json")
+    info = ok("info", tmp_path / "shards").stdout
+    assert "4 .npy shards read as one table, 900 x 8 float32" in info
+
+    # the reference: the concatenated table normalized in one go
+    ok("normalize", tmp_path / "all.csv", "-o", tmp_path / "all.npy")
+    merged, fitted = (json.loads((tmp_path / n).read_text()) for n in ("merged.json", "all.stats.json"))
+    assert (merged["min"], merged["max"], merged["n_rows"]) == (fitted["min"], fitted["max"], fitted["n_rows"])
+
+    common = ["--epochs", "3", "--hidden", "32", "16", "--batch-size", "32", "--patience", "100"]
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    launch(tmp_path, "4_multi_gpu_ann.py", "--data", tmp_path / "all.npy", *common, "--output-dir", whole)
+    out = launch(tmp_path, "4_multi_gpu_ann.py", "--data", tmp_path / "shards", "--stats", tmp_path / "merged.json",
+                 *common, "--output-dir", sharded)
+    assert "table: 900 rows" in out
+    a, b = _metrics(whole), _metrics(sharded)
+    for key in ("test_rmse", "test_r2", "best_epoch", "best_val_loss", "epochs", "test_rows"):
+        assert a[key] == b[key], (key, a[key], b[key])
+    wa, wb = torch.load(whole / "best_model.pt"), torch.load(sharded / "best_model.pt")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert (whole / "predictions.csv").read_bytes() == (sharded / "predictions.csv").read_bytes()
+    # and the shards hold exactly the bytes of the concatenated table
+    np.testing.assert_array_equal(wideann.data.load_table(tmp_path / "shards"),
+                                  wideann.data.load_table(tmp_path / "all.npy"))

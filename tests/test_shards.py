@@ -1,0 +1,209 @@
+"""Tables of several .npy shards read as one table (issue 7, point 1).
+
+The shards of a table give exactly what the concatenated file gives: the same rows, the same split, the
+same shuffled batches on every process, the same resumed epochs; shards that disagree are refused with
+one line naming the odd shard (in the library, in the lessons' data preparation and in `wideann info`).
+"""
+import json
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import wideann
+from wideann import course, data
+from conftest import run_cli
+
+
+def _save_shards(folder: Path, a: np.ndarray, cuts, names=None) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    bounds = [0, *cuts, len(a)]
+    paths = []
+    for k in range(len(bounds) - 1):
+        p = folder / (names[k] if names else f"part-{k:02d}.npy")
+        np.save(p, a[bounds[k]:bounds[k + 1]])
+        paths.append(p)
+    return paths
+
+
+def _stats_for(path: Path, n_columns: int, lo=0.0, hi=1.0, n_rows=1):
+    names = [f"x{i}" for i in range(1, n_columns)] + ["y"]
+    wideann.Stats(names, [lo] * n_columns, [hi] * n_columns, n_rows).save(path)
+    return path
+
+
+@pytest.fixture
+def sharded(tmp_path):
+    """A 1003 x 9 table, as one file and as 4 shards of uneven sizes (one of them a single row)."""
+    a = np.random.default_rng(0).random((1003, 9), dtype=np.float32)
+    whole = tmp_path / "whole.npy"
+    np.save(whole, a)
+    paths = _save_shards(tmp_path / "shards", a, [300, 301, 700])
+    return a, whole, paths
+
+
+def test_a_shard_set_reads_like_the_concatenated_table(sharded):
+    a, _, paths = sharded
+    with data.open_table(paths) as t:
+        assert isinstance(t, data.ShardSet)
+        assert (t.n_rows, t.n_columns, t.n_inputs, t.dtype) == (1003, 9, 8, np.float32)
+        assert list(t.starts) == [0, 300, 301, 700, 1003]
+        for lo, hi in [(0, 0), (0, 1003), (299, 302), (300, 301), (650, 1003), (1002, 1003)]:
+            np.testing.assert_array_equal(t.read_rows(lo, hi), a[lo:hi])
+        rows = np.array([0, 299, 300, 301, 302, 699, 700, 701, 1002])
+        np.testing.assert_array_equal(t.read_index(rows), a[rows])
+        with pytest.raises(IndexError):
+            t.read_rows(1000, 1004)
+    np.testing.assert_array_equal(data.load_table(paths), a)
+    # a folder is its .npy files in name order; one file stays an NpyTable
+    np.testing.assert_array_equal(data.load_table(paths[0].parent), a)
+    assert isinstance(data.open_table([paths[0]]), data.NpyTable)
+
+
+def test_folder_order_is_by_name_and_mistakes_are_refused(tmp_path):
+    a = np.arange(12, dtype=np.float32).reshape(6, 2)
+    # written in another order than their names
+    _save_shards(tmp_path / "f", a, [2, 4], names=["b.npy", "c.npy", "a.npy"])
+    (tmp_path / "f" / "notes.txt").write_text("not a shard")
+    assert [p.name for p in data.table_paths(tmp_path / "f")] == ["a.npy", "b.npy", "c.npy"]
+    np.testing.assert_array_equal(data.load_table(tmp_path / "f"), np.concatenate([a[4:], a[:2], a[2:4]]))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(wideann.DataError, match="empty: no .npy files"):
+        data.table_paths(tmp_path / "empty")
+    with pytest.raises(wideann.DataError, match="nope.npy: no such file"):
+        data.table_paths([tmp_path / "f" / "a.npy", tmp_path / "nope.npy"])
+    with pytest.raises(wideann.DataError, match="listed twice"):
+        data.table_paths([tmp_path / "f", tmp_path / "f" / "b.npy"])
+
+
+@pytest.mark.parametrize("odd, what", [
+    (np.zeros((5, 10), np.float32), "10 columns, but the first shard"),
+    (np.zeros((5, 9), np.float16), "dtype float16, but the first shard"),
+])
+def test_shards_that_disagree_are_refused_naming_the_odd_one(sharded, tmp_path, odd, what):
+    _, _, paths = sharded
+    np.save(tmp_path / "odd.npy", odd)
+    with pytest.raises(wideann.DataError, match=what) as e:
+        data.open_table([paths[0], paths[1], tmp_path / "odd.npy", paths[2]])
+    msg = str(e.value)
+    assert msg.startswith(str(tmp_path / "odd.npy")) and "\n" not in msg
+
+
+def test_stats_files_beside_the_shards_must_agree(sharded, tmp_path):
+    _, _, paths = sharded
+    with pytest.raises(wideann.DataError, match="part-00.stats.json: the stats file of .*part-00.npy is missing"):
+        data.table_stats(paths)
+    merged = _stats_for(tmp_path / "merged.json", 9)
+    assert data.table_stats(paths, merged)[0] == merged
+    # stats beside some shards, all with the same transform (counts may differ): fine
+    _stats_for(paths[0].with_suffix(".stats.json"), 9, n_rows=300)
+    _stats_for(paths[2].with_suffix(".stats.json"), 9, n_rows=399)
+    assert data.table_stats(paths)[0] == paths[0].with_suffix(".stats.json")
+    assert data.table_stats(paths, merged)[1].n_rows == 1
+    # one shard normalized with its own stats: named
+    _stats_for(paths[3].with_suffix(".stats.json"), 9, hi=2.0)
+    for given in (None, merged):
+        with pytest.raises(wideann.DataError, match="normalized with other stats") as e:
+            data.table_stats(paths, given)
+        assert str(e.value).startswith(str(paths[3]) + ":")
+    # stats of another width than the table
+    with pytest.raises(wideann.DataError, match=r"describes 5 columns but .*part-0.\.npy has 9: it is the stats file of another table"):
+        data.table_stats(paths[1:2], _stats_for(tmp_path / "narrow.json", 5))
+
+
+@pytest.mark.parametrize("world", [1, 3])
+def test_batches_over_shards_equal_batches_over_one_file(sharded, world):
+    """The split, the shuffled order, the sharding between processes and resuming: as over one file."""
+    a, whole, paths = sharded
+    split = data.split_rows(len(a), 0.2, 0.1, seed=5)
+    for rank in range(world):
+        kw = dict(rank=rank, world_size=world, seed=3, shuffle_rows=4)
+        one = data.ShardedBatches(whole, split.train, 16, **kw)
+        many = data.ShardedBatches(paths, split.train, 16, **kw)
+        assert len(one) == len(many)
+        for epoch, start in [(1, 0), (2, 5)]:
+            b1, b2 = list(one.epoch(epoch, start_step=start)), list(many.epoch(epoch, start_step=start))
+            assert len(b1) == len(b2) == len(one) - start
+            for (x1, y1), (x2, y2) in zip(b1, b2):
+                assert x1.dtype == x2.dtype and y1.dtype == y2.dtype
+                assert np.array_equal(x1.numpy(), x2.numpy()) and np.array_equal(y1.numpy(), y2.numpy())
+            assert np.array_equal(one.shard(epoch), many.shard(epoch))
+
+
+def _args(tmp_path, data_=None, test=None, stats=None):
+    return Namespace(data=[str(p) for p in data_] if data_ else None,
+                     test_data=[str(p) for p in test] if test else None,
+                     stats=str(stats) if stats else None, output_dir=str(tmp_path / "run"))
+
+
+def test_lessons_take_several_npy_files_or_a_folder(sharded, tmp_path):
+    a, _, paths = sharded
+    merged = _stats_for(tmp_path / "merged.json", 9)
+    f = course.prepare_data(_args(tmp_path, paths, stats=merged))
+    assert f.train == paths and f.test is None and f.stats_path == merged
+    f = course.prepare_data(_args(tmp_path, [paths[0].parent], test=paths[2:], stats=merged))
+    assert f.train == paths and f.test == paths[2:]
+    one = Namespace(data=str(paths[1]), test_data=None, stats=str(merged), output_dir=str(tmp_path / "run"))
+    assert course.prepare_data(one).train == [paths[1]]  # a plain string from a caller other than the parser
+    with pytest.raises(course.UsageError, match="not both"):
+        course.prepare_data(_args(tmp_path, [paths[0], tmp_path / "merged.json"], stats=merged))
+
+
+@pytest.mark.parametrize("odd, what", [
+    (np.zeros((5, 10), np.float32), "10 columns, but the first shard"),
+    (np.zeros((5, 9), np.float16), "dtype float16, but the first shard"),
+    ("stats", "normalized with other stats"),
+])
+def test_lessons_refuse_shards_that_disagree_with_one_line(sharded, tmp_path, odd, what):
+    _, _, paths = sharded
+    merged = _stats_for(tmp_path / "merged.json", 9)
+    odd_path = tmp_path / "shards" / "part-99.npy"
+    if isinstance(odd, str):
+        np.save(odd_path, np.zeros((5, 9), np.float32))
+        _stats_for(odd_path.with_suffix(".stats.json"), 9, lo=-1.0)
+    else:
+        np.save(odd_path, odd)
+    with pytest.raises(course.LessonError, match=what) as e:
+        course.prepare_data(_args(tmp_path, [paths[0].parent], stats=merged))
+    assert e.value.exit_code == 1 and str(e.value).startswith(f"--data {odd_path}") and "\n" not in str(e.value)
+    # the same shard as a separate test table
+    if not isinstance(odd, str) and odd.shape[1] != 9:
+        with pytest.raises(course.LessonError, match="training table"):
+            course.prepare_data(_args(tmp_path, paths, test=[odd_path], stats=merged))
+
+
+def test_several_csv_files_are_one_table_and_the_normalized_copy_knows_its_sources(tmp_path, capsys):
+    wideann.make_data(tmp_path / "all.csv", rows=90, cols=7, seed=1, noise=0.1)
+    header, *lines = (tmp_path / "all.csv").read_text().splitlines(keepends=True)
+    for name, part in [("a.csv", lines[:40]), ("b.csv", lines[40:]), ("c.csv", lines[40:70])]:
+        (tmp_path / name).write_text(header + "".join(part))
+    f = course.prepare_data(_args(tmp_path, [tmp_path / "a.csv", tmp_path / "b.csv"]))
+    np.testing.assert_array_equal(data.load_table(f.train), wideann.data.load_table(
+        _normalized(tmp_path, tmp_path / "all.csv")))
+    assert "wideann normalize" in capsys.readouterr().out
+    course.prepare_data(_args(tmp_path, [tmp_path / "a.csv", tmp_path / "b.csv"]))
+    assert "normalized from" in capsys.readouterr().out  # the same files again: the copy is reused
+    # another pair of files with the same first name: normalized again, not taken from the run folder
+    g = course.prepare_data(_args(tmp_path, [tmp_path / "a.csv", tmp_path / "c.csv"]))
+    assert "wideann normalize" in capsys.readouterr().out
+    assert g.train == f.train and len(data.load_table(g.train)) == 70
+
+
+def _normalized(tmp_path, csv):
+    out = tmp_path / (csv.stem + "_ref.npy")
+    wideann.normalize([csv], out)
+    return out
+
+
+def test_wideann_info_describes_a_shard_set(sharded, tmp_path):
+    _, _, paths = sharded
+    r = run_cli("info", paths[0].parent)
+    assert r.returncode == 0, r.stderr
+    assert "4 .npy shards read as one table, 1003 x 9 float32" in r.stdout
+    assert "part-01.npy: rows 300..300 (1 rows)" in r.stdout and "stats: none beside the shards" in r.stdout
+    np.save(paths[0].parent / "part-04.npy", np.zeros((3, 8), np.float32))
+    r = run_cli("info", paths[0].parent)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.strip().startswith("wideann: error: ") and "part-04.npy: 8 columns" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

@@ -1,0 +1,140 @@
+"""The two tiers of the data path give the same batches and the same training (issue 6, point 4).
+
+On the CPU, with the CPU as the "device" of the resident tier: the rows held in memory and gathered by
+index give, step for step, the bytes the streamed path reads from disk, for every process, epoch and
+resumed step, float32 and float16, one file or shards; lesson 4 trains the same model with either tier.
+The GPU versions of the same checks run where CUDA is present (skipped here otherwise).
+"""
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from wideann import data  # noqa: E402
+from wideann.data.resident import ResidentRows, device_tier  # noqa: E402
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _table(tmp_path, dtype, rows=777, cols=13, shards=None):
+    a = np.random.default_rng(0).random((rows, cols)).astype(dtype)
+    if not shards:
+        np.save(tmp_path / "t.npy", a)
+        return tmp_path / "t.npy", a
+    bounds = [0, *shards, rows]
+    paths = []
+    for k in range(len(bounds) - 1):
+        paths.append(tmp_path / f"part-{k}.npy")
+        np.save(paths[-1], a[bounds[k]:bounds[k + 1]])
+    return paths, a
+
+
+def _same(b1, b2):
+    assert len(b1) == len(b2)
+    for (x1, y1), (x2, y2) in zip(b1, b2):
+        assert x1.dtype == x2.dtype and y1.dtype == y2.dtype and x1.shape == x2.shape
+        assert torch.equal(x1.cpu(), x2.cpu()) and torch.equal(y1.cpu(), y2.cpu())
+
+
+@pytest.mark.parametrize("dtype, shards", [(np.float32, None), (np.float16, None), (np.float32, [100, 101, 500])])
+def test_resident_rows_give_the_streamed_batches(tmp_path, dtype, shards):
+    source, a = _table(tmp_path, dtype, shards=shards)
+    table = data.open_table(source)
+    split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)
+    store = ResidentRows(table, np.concatenate([split.train, split.val]), "cpu", chunk_bytes=1000)  # many chunks
+    assert store.x.dtype == (torch.float16 if dtype == np.float16 else torch.float32)  # held in the table's dtype
+    world = 3
+    for rank in range(world):
+        kw = dict(rank=rank, world_size=world, device="cpu")
+        streamed = data.ShardedBatches(table, split.train, 20, seed=7, **kw)
+        resident = data.ShardedBatches(table, split.train, 20, seed=7, resident=store, **kw)
+        assert (streamed.tier, resident.tier) == ("stream", "resident")
+        for epoch, start in [(1, 0), (2, 0), (2, 4)]:
+            _same(list(streamed.epoch(epoch, start)), list(resident.epoch(epoch, start)))
+        assert streamed.rows_read == resident.rows_read
+        val_s = data.ShardedBatches(table, split.val, 64, shuffle=False, **kw)
+        val_r = data.ShardedBatches(table, split.val, 64, shuffle=False, resident=store, **kw)
+        _same(list(val_s.epoch(0)), list(val_r.epoch(0)))
+    # and the streamed batches are the table's rows
+    s = data.ShardedBatches(table, split.train, 20, seed=7, device="cpu")
+    x, y = next(iter(s.epoch(1)))
+    rows = s.step_rows(s.epoch_order(1), 0)
+    np.testing.assert_array_equal(x.numpy(), a[rows, :-1].astype(np.float32))
+    # a resident tier refuses rows it does not hold
+    with pytest.raises(KeyError):
+        list(data.ShardedBatches(table, split.test, 20, device="cpu", resident=store).epoch(0))
+
+
+def test_the_tier_decision(tmp_path):
+    path, _ = _table(tmp_path, np.float32)
+    table = data.NpyTable(path)
+    rows = [np.arange(700), np.arange(700, 777)]
+    tier = device_tier(table, rows, "cpu")
+    assert tier.name == "stream" and tier.store is None and "on the CPU" in tier.reason
+    assert device_tier(table, rows, "cpu", "stream").name == "stream"
+    tier = device_tier(table, rows, "cpu", "resident")
+    assert tier.name == "resident" and tier.store.rows.size == 777 and tier.store.nbytes == 777 * 13 * 4
+    assert "fit the budget" in tier.reason
+    with pytest.raises(MemoryError, match="more than the budget of 0.00 GiB"):
+        device_tier(table, rows, "cpu", "resident", budget_gib=1e-6)
+    with pytest.raises(ValueError):
+        device_tier(table, rows, "cpu", "gpu-please")
+
+
+def test_lesson4_trains_the_same_model_with_either_tier(tmp_path):
+    pytest.importorskip("accelerate")
+    import wideann
+    from test_lessons import _metrics, launch
+
+    wideann.make_data(tmp_path / "t.csv", rows=700, cols=9, seed=2, noise=0.5)
+    wideann.normalize([tmp_path / "t.csv"], tmp_path / "t.npy", dtype="float16")
+    common = ["--data", tmp_path / "t.npy", "--epochs", "2", "--hidden", "32", "16", "--batch-size", "32",
+              "--patience", "100", "--checkpoint-every", "7"]
+    runs = {}
+    for tier in ("stream", "resident"):
+        out = launch(tmp_path, "4_multi_gpu_ann.py", *common, "--data-tier", tier, "--output-dir", tmp_path / tier)
+        assert f"data tier: {tier}:" in out
+        runs[tier] = _metrics(tmp_path / tier)
+        m = runs[tier]
+        assert m["data_tier"] == tier and m["table_dtype"] == "float16"
+        assert m["train_samples_per_second"] >= m["samples_per_second"] > 0  # the steps alone are faster
+    for key in ("test_rmse", "test_r2", "best_epoch", "best_val_loss", "epochs"):
+        assert runs["stream"][key] == runs["resident"][key], key
+    w1, w2 = (torch.load(tmp_path / t / "best_model.pt") for t in ("stream", "resident"))
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert json.loads((tmp_path / "stream" / "metrics.json").read_text())["data_tier"] == "stream"
+
+
+# ---- on a GPU ----------------------------------------------------------------------------------------
+@cuda
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("prefetch", [0, 3])
+def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, prefetch):
+    path, _ = _table(tmp_path, dtype, rows=3001, cols=257)
+    table = data.NpyTable(path)
+    split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)
+    cpu = data.ShardedBatches(table, split.train, 64, seed=3, device="cpu")
+    gpu = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", prefetch=prefetch)
+    store = device_tier(table, [split.train, split.val], "cuda", "resident").store
+    assert store.x.is_cuda and store.x.element_size() == np.dtype(dtype).itemsize
+    res = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", resident=store)
+    for epoch in (1, 2, 3):  # the ring's buffers are reused many times over
+        ref = list(cpu.epoch(epoch))
+        got = [(x.clone(), y.clone()) for x, y in gpu.epoch(epoch)]  # clones: later batches must not change them
+        assert all(x.is_cuda and x.dtype == torch.float32 for x, _ in got)
+        _same(ref, got)
+        _same(ref, list(res.epoch(epoch)))
+    # a consumer that stops early leaves no reader thread behind
+    it = gpu.epoch(4)
+    next(it)
+    it.close()
+
+
+@cuda
+def test_gpu_auto_tier_holds_rows_that_fit_and_streams_those_that_do_not(tmp_path):
+    path, _ = _table(tmp_path, np.float16)
+    table = data.NpyTable(path)
+    assert device_tier(table, [np.arange(777)], "cuda").name == "resident"
+    assert device_tier(table, [np.arange(777)], "cuda", budget_gib=1e-6).name == "stream"
