@@ -205,7 +205,10 @@ def markdown(r) -> str:
     if m:
         lines += ["", f"lesson 4 (`{r['launch_args']}`, `{r['train_args']}`): test R² {m['test_r2']:.4f}, "
                   f"RMSE {m['test_rmse']:.4f}, {m['epochs']} epoch(s), {m['train_seconds']:,.0f} s of training, "
-                  f"{m['samples_per_second']:,.0f} samples/s in all"]
+                  f"{m['samples_per_second']:,.0f} samples/s in all, "
+                  f"{m.get('train_samples_per_second', 0):,.0f} samples/s in the training steps "
+                  f"(data tier: {m.get('data_tier', '?')}, table {m.get('table_dtype', '?')}, "
+                  f"mixed precision {m.get('mixed_precision', '?')})"]
     return "\n".join(lines)
 
 
