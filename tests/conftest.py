@@ -57,6 +57,31 @@ def popen_cli(*args, env: dict | None = None, **kw) -> subprocess.Popen:
 
 # ---- writing inputs -----------------------------------------------------------------------------
 
+def stderr_on_a_terminal(cmd, cwd=None, env=None, columns: int = 120, timeout: float = 240) -> tuple[int, str]:
+    """Run ``cmd`` with stderr on a pseudo-terminal of ``columns`` x 24 (stdout discarded); its exit code and
+    what it wrote there."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    p = subprocess.Popen([os.fspath(c) for c in cmd], stderr=slave, stdout=subprocess.DEVNULL, cwd=cwd, env=env)
+    os.close(slave)
+    buf = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO once the child has closed the terminal
+            break
+        if not chunk:
+            break
+        buf += chunk
+    os.close(master)
+    return p.wait(timeout=timeout), buf.decode("utf-8", "replace")
+
+
 def fmt_value(v) -> str:
     """Shortest round-trip text of a number (ints stay ints)."""
     if isinstance(v, (int, np.integer)):
@@ -250,12 +275,12 @@ def big_csv(tmp_path_factory) -> Path:
     path.unlink()  # 400 MB: do not keep it among pytest's last three temporary folders
 
 
-@pytest.fixture
-def tiny_fs(tmp_path):
-    """A 64 KiB tmpfs (a full disk on demand); skipped where mounting is not allowed."""
-    mnt = tmp_path / "tinyfs"
+def mounted_tmpfs(tmp_path, size: str, name: str = "tinyfs"):
+    """A tmpfs of ``size`` (``"64k"``, ``"2m"``) mounted under ``tmp_path``, for a generator fixture to yield
+    from: a full disk on demand; the test is skipped where mounting is not allowed."""
+    mnt = tmp_path / name
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", os.fspath(mnt)],
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", os.fspath(mnt)],
                        capture_output=True, text=True)
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
@@ -263,3 +288,9 @@ def tiny_fs(tmp_path):
         yield mnt
     finally:
         subprocess.run(["umount", "-l", os.fspath(mnt)], capture_output=True)
+
+
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 64 KiB tmpfs (a full disk on demand); skipped where mounting is not allowed."""
+    yield from mounted_tmpfs(tmp_path, "64k")

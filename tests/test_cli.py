@@ -1,20 +1,16 @@
 """The command line as a user meets it: entry points, help, output streams, the whole flow."""
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import shutil
-import struct
 import subprocess
 import sys
-import termios
 
 import numpy as np
 import pytest
 
 import wideann
-from conftest import WIDEANN, load_stats_json, ok, read_csv_table, run_cli, temp_leftovers
+from conftest import WIDEANN, load_stats_json, ok, read_csv_table, run_cli, stderr_on_a_terminal, temp_leftovers
 
 COMMANDS = ("stats", "normalize", "denormalize", "merge-stats", "make-data", "info")
 
@@ -86,22 +82,9 @@ def test_info_on_stats_lists_columns(tmp_path):
 
 def _stderr_on_a_terminal(args, cwd):
     """Run the CLI with stderr on a pseudo-terminal (100 x 24) and return what it wrote there."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
-    p = subprocess.Popen(WIDEANN + [os.fspath(a) for a in args], stderr=slave, stdout=subprocess.DEVNULL, cwd=cwd)
-    os.close(slave)
-    buf = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO once the child has closed the terminal
-            break
-        if not chunk:
-            break
-        buf += chunk
-    os.close(master)
-    assert p.wait(timeout=60) == 0
-    return buf.decode("utf-8", "replace")
+    code, text = stderr_on_a_terminal(WIDEANN + list(args), cwd, columns=100, timeout=60)
+    assert code == 0
+    return text
 
 
 def test_progress_bar_on_a_terminal_and_quiet(tmp_path):

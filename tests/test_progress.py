@@ -23,7 +23,7 @@ pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 
 import wideann  # noqa: E402
-from conftest import WIDEANN  # noqa: E402
+from conftest import WIDEANN, stderr_on_a_terminal  # noqa: E402
 from wideann import progress  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,21 +41,7 @@ def _env(tmp_path) -> dict:
 
 def _on_a_terminal(cmd, cwd, env, timeout=240) -> tuple[int, str]:
     """Run ``cmd`` with stderr on a 120 x 24 pseudo-terminal; its exit code and what it wrote there."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-    p = subprocess.Popen([os.fspath(c) for c in cmd], stderr=slave, stdout=subprocess.DEVNULL, cwd=cwd, env=env)
-    os.close(slave)
-    buf = b""
-    while True:
-        try:
-            chunk = os.read(master, 65536)
-        except OSError:  # EIO once the child has closed the terminal
-            break
-        if not chunk:
-            break
-        buf += chunk
-    os.close(master)
-    return p.wait(timeout=timeout), buf.decode("utf-8", "replace")
+    return stderr_on_a_terminal(cmd, cwd, env, columns=120, timeout=timeout)
 
 
 @pytest.fixture(scope="module")

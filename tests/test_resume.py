@@ -31,6 +31,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 
 import wideann  # noqa: E402
+from conftest import mounted_tmpfs  # noqa: E402
 from test_lessons import SCRIPTS, _env, _launch_cmd  # noqa: E402
 from wideann import course  # noqa: E402
 
@@ -280,16 +281,7 @@ def test_lesson4_on_two_processes_killed_again_and_again_ends_as_if_never_interr
 @pytest.fixture
 def small_disk(tmp_path):
     """A 2 MiB tmpfs; skipped where mounting is not allowed."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", os.fspath(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", os.fspath(mnt)], capture_output=True)
+    yield from mounted_tmpfs(tmp_path, "2m", "disk")
 
 
 def fill(folder: Path) -> Path:

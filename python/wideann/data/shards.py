@@ -24,7 +24,7 @@ import numpy as np
 
 from ..engine import DataError, default_stats_path
 from ..stats import Stats
-from .npy import NpyTable, runs_of
+from .npy import NpyTable
 
 Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
@@ -147,24 +147,8 @@ class ShardSet:
             shard.read_rows(a, b, out[at:at + b - a])
         return out
 
-    def read_index(self, rows: np.ndarray, out=None):
-        """The rows with these (sorted) indices as float32; runs of consecutive rows are read in one go.
-
-        With ``out=(x, y)`` (the table's dtype, inputs and targets apart) the native reader fills them,
-        as :meth:`NpyTable.read_index <wideann.data.npy.NpyTable.read_index>` does."""
-        if isinstance(out, tuple):
-            from .native_reader import read_into
-
-            read_into(self, rows, *out)
-            return out
-        rows = np.asarray(rows, dtype=np.int64)
-        if out is None:
-            out = np.empty((rows.size, self.n_columns), dtype=np.float32)
-        at = 0
-        for a, b in runs_of(rows):
-            self.read_rows(a, b, out[at:at + b - a])
-            at += b - a
-        return out
+    # the same reading as one file's, over the shards' read_rows (and the native reader over the shards)
+    read_index = NpyTable.read_index
 
 
 def open_table(source: Source) -> Union[NpyTable, ShardSet]:
