@@ -119,7 +119,7 @@ def main():
     parser.add_argument("--data-tier", choices=["auto", "stream", "resident"], default="auto",
                         help="auto: the rows held in GPU memory when they fit --resident-budget, else streamed from "
                         "disk; stream: always stream; resident: always hold them (on a CPU: in host memory)")
-    parser.add_argument("--resident-budget", type=float, metavar="GIB",
+    parser.add_argument("--resident-budget", type=course.positive_float, metavar="GIB",
                         help="device memory the held rows may take (default: half of the device's free memory)")
 
     args = parser.parse_args()

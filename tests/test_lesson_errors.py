@@ -72,6 +72,10 @@ CASES = [
     ("patience-0", LONG_RUN, ["--patience", "0"], 2, "argument --patience: must be at least 1, got 0"),
     ("max-steps-negative", LONG_RUN, ["--max-steps", "-1"], 2, "argument --max-steps: must be 0 or more, got -1"),
     ("grad-accum-0", MULTI, ["--grad-accum", "0"], 2, "argument --grad-accum: must be at least 1, got 0"),
+    ("resident-budget-negative", MULTI, ["--resident-budget", "-1"], 2,
+     "argument --resident-budget: must be a number above 0, got -1"),
+    ("resident-that-does-not-fit", MULTI, TINY + ["--data-tier", "resident", "--resident-budget", "1e-9"], 1,
+     "--data-tier resident: the 947 rows the batches read take"),
     # --resume without a checkpoint, from something else, with other options
     ("resume-without-checkpoint", LONG_RUN, TINY + ["--output-dir", "fresh", "--resume"], 1,
      "--resume: no checkpoint in fresh/checkpoints to continue from"),

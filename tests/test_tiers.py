@@ -77,7 +77,7 @@ def test_the_tier_decision(tmp_path):
     tier = device_tier(table, rows, "cpu", "resident")
     assert tier.name == "resident" and tier.store.rows.size == 777 and tier.store.nbytes == 777 * 13 * 4
     assert "fit the budget" in tier.reason
-    with pytest.raises(MemoryError, match="more than the budget of 0.00 GiB"):
+    with pytest.raises(data.TierDoesNotFit, match="more than the budget of 0.00 GiB"):
         device_tier(table, rows, "cpu", "resident", budget_gib=1e-6)
     with pytest.raises(ValueError):
         device_tier(table, rows, "cpu", "gpu-please")

@@ -75,17 +75,17 @@ def user_error(e: BaseException) -> tuple[int, str] | None:
     """``(exit code, one line)`` when ``e`` is the user's mistake rather than a bug of ours, else None.
 
     The user's: :class:`LessonError` / :class:`UsageError`, the engine's ``DataError`` (its line names
-    file, line and column), a table too small to split, and file-system errors about the user's files
+    file, line and column), a table too small to split, rows forced into a resident tier they do not fit, and file-system errors about the user's files
     or disk (an ``OSError`` that names a file, or a full disk, a read-only file system, no permission).
     A missing file is not among them: the lessons check the files the user names, so a file missing
     later is a bug of ours (or a file deleted under a running lesson) and keeps its traceback.
     """
-    from .data import TooFewRows
+    from .data import TierDoesNotFit, TooFewRows
     from .engine import DataError
 
     if isinstance(e, LessonError):
         return e.exit_code, _one_line(str(e))
-    if isinstance(e, (DataError, TooFewRows)):
+    if isinstance(e, (DataError, TooFewRows, TierDoesNotFit)):
         return 1, _one_line(str(e))
     if isinstance(e, OSError) and e.errno != errno.ENOENT and (e.filename is not None or e.errno in _USER_ERRNOS):
         what = e.strerror or str(e)

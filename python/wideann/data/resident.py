@@ -35,6 +35,10 @@ CHUNK_BYTES = 64 << 20
 TIERS = ("auto", "stream", "resident")
 
 
+class TierDoesNotFit(MemoryError):
+    """``--data-tier resident`` asked for rows that do not fit the budget: the user's choice, said in one line."""
+
+
 class ResidentRows:
     """The rows ``rows`` of ``table`` held on ``device``: inputs in ``x``, targets in ``y``, in the
     table's dtype, row ``rows[i]`` at position ``i``.
@@ -159,7 +163,8 @@ def device_tier(table, rows: Sequence[np.ndarray], device, tier: str = "auto",
         why = (f"the {held.size} rows the batches read take {_gib(need)}, more than the budget of "
                f"{_gib(budget)} ({told})")
         if tier == "resident":
-            raise MemoryError(f"--data-tier resident: {why}")
+            raise TierDoesNotFit(f"--data-tier resident: {why}; give a larger --resident-budget, or --data-tier "
+                                 "auto to stream what does not fit")
         return Tier("stream", why)
     store = ResidentRows(table, held, device)
     return Tier("resident", f"the {held.size} rows the batches read ({_gib(need)}, {table.dtype}) fit the "
