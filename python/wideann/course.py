@@ -41,17 +41,30 @@ class UsageError(LessonError):
 
 
 # ---- options --------------------------------------------------------------------------------
-def parser(doc: str | None, lesson: str, *, epochs: int, batch_size: int, lr: float) -> argparse.ArgumentParser:
-    """The options every lesson takes; ``lesson`` names the default run folder ``runs/<lesson>/``."""
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, except None (an option the lesson fills in, or one that is simply off)."""
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def parser(doc: str | None, lesson: str, *, epochs: int | None, batch_size: int | None,
+           lr: float) -> argparse.ArgumentParser:
+    """The options every lesson takes; ``lesson`` names the default run folder ``runs/<lesson>/``.
+
+    ``epochs`` or ``batch_size`` None: the lesson chooses it from the table (:mod:`wideann.defaults`)."""
+    from . import defaults
+
     first = (doc or "").strip().splitlines()[0] if doc else lesson
-    p = argparse.ArgumentParser(description=first, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=first, formatter_class=_HelpFormatter)
     p.add_argument("--data", help="training table: a normalized .npy (stats file beside it) or a raw CSV, "
                    "normalized into the run folder (default: the shipped example data/example.csv)")
     p.add_argument("--test-data", help="a separate test table (.npy normalized with the training stats, or a "
                    "raw CSV); default: a seeded split of --data")
     p.add_argument("--stats", help="stats file of --data (default: beside it, t.npy -> t.stats.json)")
-    p.add_argument("--epochs", type=int, default=epochs, help="passes over the training rows")
-    p.add_argument("--batch-size", type=int, default=batch_size, help="rows per training step (per process)")
+    p.add_argument("--epochs", type=int, default=epochs, help="passes over the training rows"
+                   + ("" if epochs else "; " + defaults.help_text("epochs")))
+    p.add_argument("--batch-size", type=int, default=batch_size,
+                   help=defaults.help_text("batch_size") if batch_size is None else "rows per training step (per process)")
     p.add_argument("--lr", type=float, default=lr, help="learning rate")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the shuffling and the initial weights")
     p.add_argument("--output-dir", default=os.path.join("runs", lesson), help="where the run writes its files")
