@@ -9,6 +9,10 @@ so memory use does not depend on the size of the table. A long run also needs:
   to memorizing the training rows;
 - a learning-rate schedule (one cycle: warm up, then anneal) instead of one fixed rate;
 - early stopping: training ends when the validation loss has not improved for `--patience` epochs;
+- options that depend on the size of the table: left out, `--epochs`, `--patience` and `--dropout` are
+  chosen from the number of training rows and printed (`wideann.defaults`): 30, 5 and none, but 100, 20
+  and 0.2 on a small table (under 2,000 training rows), where an epoch is a few steps and the validation
+  loss of a few dozen rows is noisy;
 - checkpoints (`accelerator.save_state`) every `--checkpoint-every` steps and after every epoch, and
   `--resume` to continue an interrupted run exactly where it stopped (same batches, same random numbers);
 - a predicted-vs-actual plot of the test predictions (`predicted_vs_actual.png`).
@@ -37,7 +41,7 @@ import torch
 from accelerate import Accelerator
 from torch import nn
 
-from wideann import course, data, metrics, plots, progress
+from wideann import course, data, defaults, metrics, plots, progress  # Changed: + defaults
 
 
 # the network as a class, so that its depth and width are parameters
@@ -81,17 +85,17 @@ class TrainingState:
 
 def main():
     # ---- 1. Options and the device ----------------------------------------------------------------
-    parser = course.parser(__doc__, "3_out_of_core_ann", epochs=30, batch_size=64, lr=2e-3)  # Changed
+    parser = course.parser(__doc__, "3_out_of_core_ann", epochs=None, batch_size=64, lr=2e-3)  # Changed: see below
     parser.add_argument("--hidden", type=course.positive_int, nargs="+", default=[128, 64],
                         help="neurons in each hidden layer (one number per layer)")
     course.add_tracking_options(parser)
     # New: the options of a long run
-    parser.add_argument("--dropout", type=course.probability, default=0.0,
-                        help="dropout probability after each hidden layer")
+    parser.add_argument("--dropout", type=course.probability, help="dropout probability after each hidden layer; "
+                        + defaults.help_text("dropout"))
     parser.add_argument("--max-steps", type=course.non_negative_int, default=0,
                         help="stop after this many steps (0: no limit)")
-    parser.add_argument("--patience", type=course.positive_int, default=5,
-                        help="stop when the validation loss has not improved for this many epochs")
+    parser.add_argument("--patience", type=course.positive_int, help="stop when the validation loss has not "
+                        "improved for this many epochs; " + defaults.help_text("patience"))
     parser.add_argument("--checkpoint-every", type=course.positive_int, default=500,
                         help="save a checkpoint every N steps")
     parser.add_argument("--resume", nargs="?", const="latest",
@@ -115,6 +119,9 @@ def main():
     accelerator.print(f"table: {table.n_rows} rows, {n_inputs} inputs -> {len(split.train)} training rows, "  # Changed
                       f"{len(split.val)} validation rows, {len(test_rows)} test rows "
                       f"({table.n_rows * table.row_bytes / 2**20:.1f} MiB on disk, read in batches)")
+    # New: the options left out that depend on the size of the table: a small one needs more epochs and patience
+    for line in defaults.choose(args, n_train=len(split.train)):
+        accelerator.print(line)
 
     # Changed: every epoch a new seeded order of the training rows, read ahead on a background thread
     train_batches = data.ShardedBatches(table, split.train, args.batch_size, seed=args.seed)

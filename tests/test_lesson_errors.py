@@ -56,7 +56,7 @@ CASES = [
     ("test-npy-own-stats", ALL, TINY + ["--test-data", "own_test.npy"], 1,
      "--test-data own_test.npy was normalized with its own stats"),
     ("missing-test-data", ALL, TINY + ["--test-data", "missing.npy"], 1, "--test-data missing.npy: no such file"),
-    ("too-few-rows", ALL, ["--data", "small.npy"], 1, "3 rows are too few to split into training"),
+    ("too-few-rows", ALL, ["--data", "small.npy"], 1, "1 row is too few to split into training"),
     ("output-dir-is-a-file", ALL, TINY + ["--output-dir", "a_file"], 1, "a_file"),
     # options out of range, or not options at all
     ("batch-size-0", ALL, ["--batch-size", "0"], 2, "argument --batch-size: must be at least 1, got 0"),
@@ -72,10 +72,11 @@ CASES = [
     ("patience-0", LONG_RUN, ["--patience", "0"], 2, "argument --patience: must be at least 1, got 0"),
     ("max-steps-negative", LONG_RUN, ["--max-steps", "-1"], 2, "argument --max-steps: must be 0 or more, got -1"),
     ("grad-accum-0", MULTI, ["--grad-accum", "0"], 2, "argument --grad-accum: must be at least 1, got 0"),
+    ("lasso-negative", MULTI, ["--lasso", "-0.1"], 2, "argument --lasso: must be a number of 0 or more, got -0.1"),
     ("resident-budget-negative", MULTI, ["--resident-budget", "-1"], 2,
      "argument --resident-budget: must be a number above 0, got -1"),
     ("resident-that-does-not-fit", MULTI, TINY + ["--data-tier", "resident", "--resident-budget", "1e-9"], 1,
-     "--data-tier resident: the 947 rows the batches read take"),
+     "--data-tier resident: the 972 rows the batches read take"),
     # --resume without a checkpoint, from something else, with other options
     ("resume-without-checkpoint", LONG_RUN, TINY + ["--output-dir", "fresh", "--resume"], 1,
      "--resume: no checkpoint in fresh/checkpoints to continue from"),
@@ -119,7 +120,7 @@ def work(tmp_path_factory):
     shutil.copy(d / "tiny.npy", d / "orphan.npy")
     (d / "garbage.npy").write_bytes(np.random.default_rng(0).bytes(500))
     (d / "truncated.npy").write_bytes((d / "tiny.npy").read_bytes()[:5000])
-    np.save(d / "small.npy", np.random.default_rng(0).random((3, 10), dtype=np.float32))
+    np.save(d / "small.npy", np.random.default_rng(0).random((1, 10), dtype=np.float32))
     for name in ("small", "garbage", "truncated"):  # their only fault: the table itself
         shutil.copy(d / "tiny.stats.json", d / f"{name}.stats.json")
     (d / "folder.npy").mkdir()

@@ -101,7 +101,10 @@ def test_predict_gives_the_lessons_own_predictions(runs, tmp_path, lesson):
     assert p.stdout == "" and "300 predictions" in p.stderr
     want = _column(run / "predictions.csv", "y_pred")
     assert len(want) == 300
-    assert _column(out, "y_pred") == want, "wideann predict differs from the lesson's predictions.csv"
+    if lesson == 4:  # two processes predicted 150 rows each: other batches, so the last bits may differ
+        np.testing.assert_allclose(np.array(_column(out, "y_pred"), float), np.array(want, float), rtol=1e-6)
+    else:
+        assert _column(out, "y_pred") == want, "wideann predict differs from the lesson's predictions.csv"
     assert sorted(os.listdir(tmp_path)) == ["pred.csv"]
 
 

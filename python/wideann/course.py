@@ -3,7 +3,8 @@
 - :func:`run`: runs a lesson's ``main()``; a user's mistake (wrong option, bad or missing data, a full
   disk) ends as one line on stderr and exit code 2 (options) or 1 (data, files), not a traceback.
 - :func:`parser`: the command-line options every lesson has (each lesson adds its own), with range checks
-  (:func:`positive_int`, :func:`non_negative_int`, :func:`positive_float`, :func:`probability`), ``--quiet``
+  (:func:`positive_int`, :func:`non_negative_int`, :func:`positive_float`, :func:`non_negative_float`,
+  :func:`probability`), ``--quiet``
   included (no progress bars; the bars themselves are :mod:`wideann.progress`).
 - :func:`add_tracking_options`, :func:`tracker_config`, :func:`tracker_kwargs`: ``--log-with`` /
   ``--log-every`` for accelerate's experiment trackers (a tracker that is unknown or not installed is a
@@ -275,6 +276,14 @@ def positive_float(text: str) -> float:
     return x
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    x = _number(text, float)
+    if not (math.isfinite(x) and x >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number of 0 or more, got {text}")
+    return x
+
+
 def probability(text: str) -> float:
     """argparse type: a number in [0, 1)."""
     x = _number(text, float)
@@ -283,12 +292,22 @@ def probability(text: str) -> float:
     return x
 
 
-def parser(doc: str | None, lesson: str, *, epochs: int, batch_size: int, lr: float) -> argparse.ArgumentParser:
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, except None (an option the lesson fills in, or one that is simply off)."""
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def parser(doc: str | None, lesson: str, *, epochs: int | None, batch_size: int | None,
+           lr: float) -> argparse.ArgumentParser:
     """The options every lesson takes; ``lesson`` names the default run folder ``runs/<lesson>/``.
 
+    ``epochs`` or ``batch_size`` None: the lesson chooses it from the table (:mod:`wideann.defaults`).
     Wrong options are :class:`UsageError` s (exit code 2), reported in one line by :func:`run`."""
+    from . import defaults
+
     first = (doc or "").strip().splitlines()[0] if doc else lesson
-    p = _Parser(description=first, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _Parser(description=first, formatter_class=_HelpFormatter)
     p.add_argument("--data", nargs="+", metavar="T", help="training table: a normalized .npy (stats file beside "
                    "it), several .npy shards of one table or a folder of them (read as one table, in the order given; "
                    "a folder's in name order), or raw CSV files, normalized into the run folder (default: the shipped "
@@ -297,8 +316,10 @@ def parser(doc: str | None, lesson: str, *, epochs: int, batch_size: int, lr: fl
                    "normalized with the training stats, or raw CSV files); default: a seeded split of --data")
     p.add_argument("--stats", help="stats file of --data (default: beside it, t.npy -> t.stats.json; for shards "
                    "normalized with merged stats: the merged file)")
-    p.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training rows")
-    p.add_argument("--batch-size", type=positive_int, default=batch_size, help="rows per training step (per process)")
+    p.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training rows"
+                   + ("" if epochs else "; " + defaults.help_text("epochs")))
+    p.add_argument("--batch-size", type=positive_int, default=batch_size,
+                   help=defaults.help_text("batch_size") if batch_size is None else "rows per training step (per process)")
     p.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
     p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the split, the shuffling and the initial weights")

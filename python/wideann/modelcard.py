@@ -14,8 +14,10 @@ package cannot import. What it can do is describe the model's layers and rebuild
 
 The card (JSON): ``format`` ("wideann-model"), ``version``, ``weights`` (file name beside the card),
 ``stats`` (the training stats, copied beside the card), ``table_dtype`` (of the training table),
-``n_inputs``, ``target``, ``layers`` (or null with ``not_rebuildable`` saying why), ``lesson`` and
-``options`` (the lesson's command-line options).
+``n_inputs``, ``target``, ``inputs`` (what the model's ``forward`` does to the inputs before the first
+layer: ``"as_is"``, or ``"centered"`` for ``2 x - 1``, lesson 4's [0, 1] -> [-1, 1]; found by the check
+below), ``layers`` (or null with ``not_rebuildable`` saying why), ``lesson`` and ``options`` (the lesson's
+command-line options).
 """
 from __future__ import annotations
 
@@ -74,8 +76,13 @@ def describe(model) -> list[dict]:
     return layers
 
 
-def build(layers: list[dict]):
-    """An ``nn.Sequential`` of the described layers (fresh weights)."""
+INPUTS = {"as_is": (1.0, 0.0), "centered": (2.0, -1.0)}
+"""What a model's ``forward`` may do to its inputs before the first layer: ``x * scale + shift``."""
+
+
+def build(layers: list[dict], inputs: str = "as_is"):
+    """An ``nn.Sequential`` of the described layers (fresh weights), after the ``inputs`` transform (a
+    layer without weights, so the ``state_dict`` keys are the layers' own)."""
     from torch import nn
 
     modules = []
@@ -87,7 +94,13 @@ def build(layers: list[dict]):
         if kind == "LayerNorm" and isinstance(kwargs["normalized_shape"], list):
             kwargs["normalized_shape"] = tuple(kwargs["normalized_shape"])
         modules.append(getattr(nn, kind)(**kwargs))
-    return nn.Sequential(*modules)
+    if inputs not in INPUTS:
+        raise ValueError(f"unknown inputs transform {inputs!r}")
+    seq = nn.Sequential(*modules)
+    if inputs != "as_is":
+        scale, shift = INPUTS[inputs]
+        seq.register_forward_pre_hook(lambda _module, args: (args[0] * scale + shift,))
+    return seq
 
 
 def _renamed(state: dict, layers: list[dict]) -> dict:
@@ -111,8 +124,9 @@ def load_weights(seq, layers: list[dict], state: dict) -> None:
                          f"unexpected: {list(result.unexpected_keys)[:3]})")
 
 
-def _check_rebuild(model, layers: list[dict], n_inputs: int) -> None:
-    """The rebuilt network gives the lesson model's outputs on a few rows (raises ValueError if not).
+def _check_rebuild(model, layers: list[dict], n_inputs: int) -> str:
+    """The rebuilt network gives the lesson model's outputs on a few rows, with one of the :data:`INPUTS`
+    transforms: returns it (raises ValueError if none does).
 
     The rebuilt layers take the model's own tensors (no copy: a large model is not duplicated in memory)
     and run on its device.
@@ -122,22 +136,26 @@ def _check_rebuild(model, layers: list[dict], n_inputs: int) -> None:
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     rows = torch.rand(8, n_inputs, generator=torch.Generator().manual_seed(0)).to(device)  # not the global RNG
-    with torch.device("meta"):
-        seq = build(layers)
-    result = seq.load_state_dict(_renamed(model.state_dict(), layers), strict=False, assign=True)
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError("the model's weights do not match its layers")
-    seq.eval()
     was_training = model.training
     forward = getattr(model, "_original_forward", model)  # without accelerate's mixed-precision wrapper
     model.eval()
     try:
         with torch.no_grad():
-            want, got = forward(rows).float(), seq(rows).float()
+            want = forward(rows).float()
+            for inputs in INPUTS:
+                with torch.device("meta"):
+                    seq = build(layers, inputs)
+                result = seq.load_state_dict(_renamed(model.state_dict(), layers), strict=False, assign=True)
+                if result.missing_keys or result.unexpected_keys:
+                    raise ValueError("the model's weights do not match its layers")
+                got = seq.eval()(rows).float()
+                if want.shape == got.shape and torch.allclose(got, want, rtol=1e-5,
+                                                              atol=1e-6 * (1 + float(want.abs().max()))):
+                    return inputs
     finally:
         model.train(was_training)
-    if want.shape != got.shape or not torch.allclose(got, want, rtol=1e-5, atol=1e-6 * (1 + float(want.abs().max()))):
-        raise ValueError("the model's forward is not its layers applied in order")
+    raise ValueError("the model's forward is not its layers applied in order (to its inputs as they are, or "
+                     "centered)")
 
 
 def _jsonable(value):
@@ -180,7 +198,7 @@ def write(model, folder, weights_name: str, *, stats_path, train=None, options=N
             "n_inputs": n_inputs, "target": stats.columns[-1]}
     try:
         layers = describe(model)
-        _check_rebuild(model, layers, n_inputs)
+        card["inputs"] = _check_rebuild(model, layers, n_inputs)
         card["layers"] = layers
     except ValueError as e:
         card["layers"], card["not_rebuildable"] = None, str(e)

@@ -93,7 +93,10 @@ def _load_model(run_dir: Path, card: dict, device):
         raise DataError(f"{weights}: cannot be read as PyTorch weights ({' '.join(str(e).split())[:200]})") from None
     if not isinstance(state, dict):
         raise DataError(f"{weights}: not a state_dict")
-    model = modelcard.build(card["layers"])
+    try:
+        model = modelcard.build(card["layers"], card.get("inputs", "as_is"))
+    except ValueError as e:
+        raise DataError(f"{run_dir / modelcard.CARD_NAME}: {e}") from None
     try:
         modelcard.load_weights(model, card["layers"], state)
     except (ValueError, RuntimeError) as e:

@@ -27,8 +27,8 @@ from .npy import NpyTable, runs_of
 from .pinned_ring import PinnedRing
 from .resident import ResidentRows, Tier, TierDoesNotFit, device_tier
 from .shards import ShardSet, load_table, open_table, stats_beside, table_paths, table_stats
-from .splits import SPLIT_BLOCK_ROWS, Split, TooFewRows, split_rows
+from .splits import SPLIT_BLOCK_ROWS, Split, TooFewRows, split_block_rows, split_rows
 
 __all__ = ["NpyTable", "ShardSet", "open_table", "table_paths", "table_stats", "stats_beside", "load_table",
-           "split_rows", "Split", "TooFewRows", "ShardedBatches", "runs_of", "SPLIT_BLOCK_ROWS", "PinnedRing", "ResidentRows", "TierDoesNotFit",
+           "split_rows", "split_block_rows", "Split", "TooFewRows", "ShardedBatches", "runs_of", "SPLIT_BLOCK_ROWS", "PinnedRing", "ResidentRows", "TierDoesNotFit",
            "Tier", "device_tier"]
