@@ -161,7 +161,7 @@ def main():
               inputs=raw + [test_raw], outputs=outs + [test_out])
         tables[dtype] = (folder, test_out)
 
-    result = None
+    result, log = None, None
     if args.train_dtype != "none":
         folder, test_out = tables[args.train_dtype]
         run_dir = work / "run"
@@ -170,8 +170,13 @@ def main():
                ROOT / "scripts" / "4_multi_gpu_ann.py", "--data", folder, "--test-data", test_out,
                "--stats", merged, "--output-dir", run_dir, *shlex.split(args.train_args)]
         shards = sorted(folder.glob("*.npy"))
-        s.run(f"lesson 4 on the {args.train_dtype} shards", [cmd], inputs=shards + [test_out],
-              outputs=[p for p in run_dir.rglob("*") if p.is_file()] if run_dir.exists() else [], env=env, cwd=ROOT)
+        r = s.run(f"lesson 4 on the {args.train_dtype} shards", [cmd], inputs=shards + [test_out],
+                  outputs=[p for p in run_dir.rglob("*") if p.is_file()] if run_dir.exists() else [], env=env, cwd=ROOT)
+        # what the lesson chose and how each epoch went (the epochs the model needed)
+        log = [ln for ln in r.stdout.splitlines() if ln.startswith(("device", "table", "data tier", "defaults",
+                                                                       "  batch size", "global batch", "epoch",
+                                                                       "early stop", "test RMSE", "trained"))]
+        print("\n".join("    " + ln for ln in log), flush=True)
         s.rows[-1]["disk_bytes"] = du(p for p in run_dir.rglob("*") if p.is_file())
         result = json.loads((run_dir / "metrics.json").read_text())
         print(f"lesson 4: test R² {result['test_r2']:.4f}, RMSE {result['test_rmse']:.4f} "
@@ -179,7 +184,7 @@ def main():
 
     report = dict(machine=machine(), shards=args.shards, rows_per_shard=rows, test_rows=test_rows, cols=args.cols,
                   raw_bytes=du(raw), steps=s.rows, train_args=args.train_args, launch_args=args.launch_args,
-                  lesson4=result)
+                  lesson4=result, lesson4_log=log if result else None)
     md = markdown(report)
     print()
     print(md)
