@@ -3,12 +3,16 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
+
 #include "engine.hpp"
 
 namespace py = pybind11;
 using namespace wideann;
 
 namespace {
+
+PyObject* data_error_type = nullptr;  // wideann._native.DataError
 
 CsvOptions csv_options(const std::string& header, const std::string& delimiter, size_t threads) {
   if (delimiter.size() != 1) throw std::invalid_argument("delimiter must be one character");
@@ -25,11 +29,19 @@ PYBIND11_MODULE(_native, m) {
   m.doc() = "wideann's C++ engine: streaming CSV statistics, min-max normalization and its inverse";
 
   py::register_exception<DataError>(m, "DataError", PyExc_ValueError);
+  data_error_type = m.attr("DataError").ptr();  // the module keeps it alive
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Cancelled&) {
       PyErr_SetNone(PyExc_KeyboardInterrupt);
+    } catch (const DataError& e) {
+      // Messages quote the input (file names, fields, header names), which may hold bytes that are not
+      // UTF-8: those arrive as \xNN instead of failing the conversion to str.
+      PyObject* msg = PyUnicode_DecodeUTF8(e.what(), static_cast<Py_ssize_t>(std::strlen(e.what())), "backslashreplace");
+      if (msg == nullptr) return;  // MemoryError, already set
+      PyErr_SetObject(data_error_type, msg);
+      Py_DECREF(msg);
     }
   });
 

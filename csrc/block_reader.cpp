@@ -97,6 +97,12 @@ void BlockReader::open_next_file() {
       if (!f.empty() && !looks_numeric(f)) header = true;
   }
   file_has_header_ = header;
+  if (header) {  // names become Python strings and JSON text: they must be UTF-8
+    for (size_t i = 0; i < fields.size(); ++i)
+      if (!is_valid_utf8(fields[i]))
+        throw DataError(path + ", line 1, column " + std::to_string(i + 1) +
+                        ": expected a column name in UTF-8 text, found " + excerpt(fields[i], 200));
+  }
   if (cur_ == 0) {
     n_columns_ = fields.size();
     first_has_header_ = header;
@@ -111,8 +117,8 @@ void BlockReader::open_next_file() {
   } else if (header && first_has_header_) {
     for (size_t i = 0; i < fields.size(); ++i) {
       if (fields[i] != names_[i] && !(fields[i].empty() && names_[i] == "column" + std::to_string(i + 1)))
-        throw DataError(path + ", line 1, column " + std::to_string(i + 1) + ": expected header '" +
-                        names_[i] + "' (as in " + paths_[0] + "), found '" + fields[i] + "'");
+        throw DataError(path + ", line 1, column " + std::to_string(i + 1) + ": expected header " +
+                        excerpt(names_[i], 200) + " (as in " + paths_[0] + "), found " + excerpt(fields[i], 200));
     }
   }
   if (header) start = static_cast<size_t>(line_end - carry_.data()) + (nl ? 1 : 0);

@@ -34,8 +34,8 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
   if (reader.first_file_has_header() && names.size() == n) {
     for (size_t c = 0; c < n; ++c)
       if (reader.names()[c] != names[c])
-        throw DataError(inputs[0] + ", line 1, column " + std::to_string(c + 1) + ": expected header '" + names[c] +
-                        "' (as in the stats), found '" + reader.names()[c] + "'");
+        throw DataError(inputs[0] + ", line 1, column " + std::to_string(c + 1) + ": expected header " +
+                        excerpt(names[c], 200) + " (as in the stats), found " + excerpt(reader.names()[c], 200));
   }
   progress.total = reader.total_bytes();
 

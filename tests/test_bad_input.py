@@ -310,7 +310,23 @@ GOOD_STATS = {"format": "wideann-stats", "version": 1, "columns": ["a", "b", "c"
     json.dumps({**GOOD_STATS, "max": [1, None, 3]}),
     '{"format": "wideann-stats", "version": 1, "columns": ["a","b","c"], "min": [0,0,0], '
     '"max": [1, NaN, 3], "n_rows": 2, "sources": []}',
-], ids=["truncated", "empty", "list", "format", "no-max", "lengths", "max<min", "string", "null", "nan"])
+    json.dumps({**GOOD_STATS, "version": 99}),                       # newer than this engine
+    json.dumps({**GOOD_STATS, "version": "1"}),
+    json.dumps({**GOOD_STATS, "version": 0}),
+    json.dumps({**GOOD_STATS, "columns": "abc"}),                    # a string is not a list of names
+    json.dumps({**GOOD_STATS, "min": "000"}),
+    json.dumps({**GOOD_STATS, "columns": ["a", 2, "c"]}),
+    json.dumps({**GOOD_STATS, "n_rows": 2.5}),
+    json.dumps({**GOOD_STATS, "n_rows": -1}),
+    json.dumps({**GOOD_STATS, "count": [1, 2]}),
+    json.dumps({**GOOD_STATS, "min": [True, 0, 0]}),
+    json.dumps({**GOOD_STATS, "sources": "x.csv"}),
+    json.dumps({**GOOD_STATS, "max": [1, 10**400, 3]}),              # an integer no double holds
+    "[" * 100000 + "]" * 100000,                                     # nested too deeply
+], ids=["truncated", "empty", "list", "format", "no-max", "lengths", "max<min", "string", "null", "nan",
+        "version-99", "version-string", "version-0", "columns-string", "min-string", "column-int",
+        "n_rows-float", "n_rows-negative", "count-length", "min-bool", "sources-string", "max-huge-int",
+        "deep"])
 def test_corrupt_stats(tmp_path, content):
     inp = write_text(tmp_path / "in.csv", HEADER + GOOD)
     st = write_text(tmp_path / "broken.json", content)
@@ -321,6 +337,22 @@ def test_corrupt_stats(tmp_path, content):
         assert_failed_cleanly(p, leftovers=[tmp_path / "out.npy", tmp_path / "out.csv", tmp_path / "m.json",
                                             tmp_path / "out.stats.json"],
                               folder=tmp_path, names=["broken.json"])
+
+
+def test_stats_version_newer_than_the_engine(tmp_path):
+    """A stats file from a newer wideann may mean something this one does not know: refused, saying so."""
+    inp = write_text(tmp_path / "in.csv", HEADER + GOOD)
+    st = write_text(tmp_path / "new.json", json.dumps({**GOOD_STATS, "version": 2}))
+    for cmd in (["normalize", inp, "-o", tmp_path / "out.npy", "--stats", st],
+                ["denormalize", inp, "-o", tmp_path / "out.csv", "--stats", st],
+                ["merge-stats", st, st, "-o", tmp_path / "m.json"], ["info", st]):
+        msg = assert_failed_cleanly(run_cli(*cmd), folder=tmp_path, names=["new.json"],
+                                    leftovers=[tmp_path / "out.npy", tmp_path / "out.csv", tmp_path / "m.json"])
+        assert "version 2 is newer than this wideann knows (version 1)" in msg, msg
+    # version 1 and a file without a version (read as 1) are accepted
+    for d in ({**GOOD_STATS, "version": 1}, {k: v for k, v in GOOD_STATS.items() if k != "version"}):
+        write_text(st, json.dumps(d))
+        ok("normalize", inp, "-o", tmp_path / "out.npy", "--stats", st)
 
 
 def test_missing_stats(tmp_path):

@@ -40,6 +40,11 @@ def _paths(inputs) -> list[str]:
     return paths
 
 
+def _fsencode(paths: list[str]) -> list[bytes]:
+    """File names as the engine takes them: bytes, so that a name that is not UTF-8 passes intact."""
+    return [os.fsencode(p) for p in paths]
+
+
 def _threads(threads) -> int:
     if threads is None or threads == 0:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -134,7 +139,7 @@ def compute_stats(inputs, *, header: str = "auto", delimiter: str = ",", threads
     non-numeric field), else they are ``x1 … x{n-1}, y``.
     """
     paths = _paths(inputs)
-    r = _run(_native.compute_stats, paths, _check_header(header), _check_delimiter(delimiter),
+    r = _run(_native.compute_stats, _fsencode(paths), _check_header(header), _check_delimiter(delimiter),
              _threads(threads), progress=progress, desc="stats")
     return Stats(r["columns"], r["min"], r["max"], r["n_rows"], [os.path.abspath(p) for p in paths])
 
@@ -180,7 +185,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
         st = stats if isinstance(stats, Stats) else Stats.load(stats)
 
     def run_pass2():
-        n = _run(_native.normalize, paths, output, st._min, st._max, st.columns, dtype, fmt,
+        n = _run(_native.normalize, _fsencode(paths), os.fsencode(output), st._min, st._max, st.columns, dtype, fmt,
                  header, delimiter, n_threads, bool(clip), progress=progress, desc="normalize")
         return n
 
@@ -222,7 +227,7 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
     except ValueError as e:
         where = os.fspath(stats) if not isinstance(stats, Stats) else "stats"
         raise ValueError(f"{where}: {str(e).removeprefix('stats: ')}") from None
-    return _run(_native.denormalize, input, in_fmt, output, st._min, st._max, st.columns,
+    return _run(_native.denormalize, os.fsencode(input), in_fmt, os.fsencode(output), st._min, st._max, st.columns,
                 None if idx is None else [int(i) for i in idx], _check_header(header),
                 _check_delimiter(delimiter), _threads(threads), progress=progress, desc="denormalize")
 
@@ -246,5 +251,5 @@ def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: f
     if not (noise >= 0 and math.isfinite(noise)):
         raise ValueError("noise must be a finite number >= 0")
     _check_output_folder(output)
-    _run(_native.make_data, output, int(rows), int(cols), int(seed), float(noise), _threads(threads),
+    _run(_native.make_data, os.fsencode(output), int(rows), int(cols), int(seed), float(noise), _threads(threads),
          progress=progress, desc="make-data")
