@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "engine.hpp"
+#include "half.hpp"
 
 namespace py = pybind11;
 using namespace wideann;
@@ -112,6 +113,15 @@ PYBIND11_MODULE(_native, m) {
         },
         py::arg("output"), py::arg("rows"), py::arg("cols"), py::arg("seed"), py::arg("noise"), py::arg("threads"),
         py::arg("progress"));
+
+#ifdef WIDEANN_SANITIZED
+  m.attr("sanitized") = true;  // built with -DWIDEANN_SANITIZE=ON (tests/fuzz/sanitized.py)
+#else
+  m.attr("sanitized") = false;
+#endif
+
+  m.def("half_conversion", &half_conversion,
+        "How pass 2 converts to float16 here: 'f16c' (hardware) or 'software' (WIDEANN_HALF_CONVERSION=software)");
 
   m.def("block_size", &block_size, py::arg("threads") = 1,
         "Bytes of input a worker takes at a time (WIDEANN_BLOCK_SIZE overrides it)");

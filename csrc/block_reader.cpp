@@ -54,8 +54,8 @@ void BlockReader::fill_until_newline(size_t from) {
   size_t used = carry_.size();
   carry_.resize(used);
   while (!eof_) {
-    const char* nl = static_cast<const char*>(std::memchr(carry_.data() + from, '\n', used - from));
-    if (nl) break;
+    // (memchr of nothing: an empty vector's data() may be null, which memchr must not be given)
+    if (used > from && std::memchr(carry_.data() + from, '\n', used - from)) break;
     from = used;
     size_t want = std::max(block_size_, used);
     size_t got = read_more(carry_, used, want);
@@ -132,7 +132,7 @@ bool BlockReader::next(Block& b) {
     // Start the block with the carried-over bytes, then read up to a block's worth more.
     size_t used = carry_.size();
     if (b.buf.size() < used + kReadPadding) b.buf.resize(used + kReadPadding);
-    std::memcpy(b.buf.data(), carry_.data(), used);
+    if (used) std::memcpy(b.buf.data(), carry_.data(), used);
     uint64_t offset = carry_offset_;
     carry_.clear();
     size_t cut = 0;

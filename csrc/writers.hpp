@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "half.hpp"  // to_half_bits, half_bits_to_float
+
 namespace wideann {
 
 class OutputFile {
@@ -46,10 +48,6 @@ struct NpyInfo {
 NpyInfo read_npy_header(int fd, const std::string& path);
 
 // ---- numbers -------------------------------------------------------------------------------------
-
-// IEEE half precision bits of x, rounded to nearest even.
-uint16_t to_half_bits(double x);
-float half_bits_to_float(uint16_t h);
 
 // Appends the shortest text that reads back as the same value.
 inline void append_shortest(std::vector<char>& out, size_t& n, float v) {

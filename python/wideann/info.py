@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 import numpy as np
 
@@ -43,13 +44,16 @@ def _npy_header(path: str):
     naming the file."""
     try:
         with open(path, "rb") as f:
-            major, _minor = np.lib.format.read_magic(f)
+            major, minor = np.lib.format.read_magic(f)
+            if (major, minor) not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"format version {major}.{minor} (numpy writes 1.0, 2.0 and 3.0)")
             read_header = (np.lib.format.read_array_header_1_0 if major == 1
                            else np.lib.format.read_array_header_2_0)
             shape, fortran, dtype = read_header(f, max_header_size=1 << 24)
             return shape, fortran, dtype, f.tell()
-    except (ValueError, EOFError, SyntaxError, TypeError, OverflowError) as e:
-        raise ValueError(f"{path}: not a valid .npy file: {' '.join(str(e).split())}") from None
+    except Exception as e:  # numpy's header parser raises many kinds (ValueError, TokenError, ...)
+        why = re.sub(r"<[^>]*>", "...", " ".join(str(e).split()))  # no object reprs (addresses)
+        raise ValueError(f"{path}: not a valid .npy file: {why}") from None
 
 
 def _describe_npy(path: str) -> str:
@@ -62,8 +66,9 @@ def _describe_npy(path: str) -> str:
     lines = [f"{path}: .npy table, {' x '.join(map(str, shape)) or 'a scalar'} {dtype} ({_size(size)}), "
              f"data at byte {offset}{', Fortran order' if fortran else ''}"]
     if len(shape) >= 1 and shape[0] > 0 and math.prod(shape) > 0 and dtype.kind in "fiu" and not fortran:
-        a = np.load(path, mmap_mode="r")
-        sample = np.asarray(a[: min(len(a), 1000)], dtype=np.float64)
+        rows = min(shape[0], 1000)
+        sample = np.fromfile(path, dtype=dtype, count=rows * math.prod(shape[1:]), offset=offset)
+        sample = sample.astype(np.float64).reshape((rows, -1))
         finite = sample[np.isfinite(sample)]
         span = f"min {finite.min():.6g}, max {finite.max():.6g}" if finite.size else "no finite values"
         lines.append(f"  first {len(sample)} rows: {span}, non-finite {sample.size - finite.size}")

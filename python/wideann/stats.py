@@ -269,6 +269,8 @@ def read_json(path) -> object:
         raise ValueError(f"{path}: line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}") from None
     except RecursionError:
         raise ValueError(f"{path}: invalid JSON: nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise ValueError(f"{path}: invalid JSON: {e}") from None
 
 
 def _is_int(v) -> bool:
