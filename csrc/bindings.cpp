@@ -75,7 +75,7 @@ PYBIND11_MODULE(_native, m) {
         [](const std::vector<std::string>& paths, const std::string& output, const std::vector<double>& min,
            const std::vector<double>& max, const std::vector<std::string>& names, const std::string& dtype,
            const std::string& format, const std::string& header, const std::string& delimiter, size_t threads,
-           bool clip, Progress& progress) {
+           bool clip, Progress& progress, const std::string& temporary) {
           NormalizeOptions opt;
           opt.csv = csv_options(header, delimiter, threads);
           if (dtype == "float32") opt.dtype = OutputDtype::Float32;
@@ -85,12 +85,13 @@ PYBIND11_MODULE(_native, m) {
           else if (format == "csv") opt.format = OutputFormat::Csv;
           else throw std::invalid_argument("format must be npy or csv");
           opt.clip = clip;
+          opt.temporary = temporary;
           py::gil_scoped_release release;
           return normalize(paths, output, min, max, names, opt, progress);
         },
         py::arg("paths"), py::arg("output"), py::arg("min"), py::arg("max"), py::arg("names"), py::arg("dtype"),
         py::arg("format"), py::arg("header"), py::arg("delimiter"), py::arg("threads"), py::arg("clip"),
-        py::arg("progress"));
+        py::arg("progress"), py::arg("temporary") = std::string());
 
   m.def("denormalize",
         [](const std::string& input, const std::string& in_format, const std::string& output,

@@ -62,7 +62,7 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
   std::vector<double> lo(n), range(n), in_scale(n);
   for (size_t c = 0; c < n; ++c) in_scale[c] = column_scale(min[c], max[c], lo[c], range[c]);
 
-  OutputFile out(output);
+  OutputFile out(output, opt.temporary);
   const bool npy = opt.format == OutputFormat::Npy;
   const bool half = opt.dtype == OutputDtype::Float16;
   const std::string descr = half ? "<f2" : "<f4";

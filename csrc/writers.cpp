@@ -28,7 +28,14 @@ mode_t default_file_mode() {
 
 }  // namespace
 
-OutputFile::OutputFile(const std::string& path) : path_(path) {
+OutputFile::OutputFile(const std::string& path, const std::string& temporary)
+    : path_(path), caller_commits_(!temporary.empty()) {
+  if (caller_commits_) {
+    tmp_ = temporary;
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd_ < 0) throw DataError(errno_message(path, "cannot create output"));
+    return;
+  }
   std::string dir = ".", base = path;
   size_t slash = path.rfind('/');
   if (slash != std::string::npos) {
@@ -81,6 +88,10 @@ void OutputFile::commit() {
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) throw DataError(errno_message(path_, "write failed"));  // e.g. a full disk on NFS
+  if (caller_commits_) {
+    committed_ = true;
+    return;
+  }
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) throw DataError(errno_message(path_, "cannot rename output into place"));
   committed_ = true;
 }

@@ -16,8 +16,11 @@ namespace wideann {
 
 class OutputFile {
  public:
-  explicit OutputFile(const std::string& path);  // creates ".<name>.XXXXXX.tmp" beside `path`
-  ~OutputFile();                                 // removes the temporary file unless committed
+  // Creates ".<name>.XXXXXX.tmp" beside `path`. With `temporary` given, that file (made by the caller,
+  // beside `path`) is written instead, and commit() only closes it: the caller renames it to `path`
+  // (normalize's caller renames the table and its stats file together). Messages name `path`.
+  explicit OutputFile(const std::string& path, const std::string& temporary = "");
+  ~OutputFile();  // removes the temporary file unless committed
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;
 
@@ -30,6 +33,7 @@ class OutputFile {
   std::string path_, tmp_;
   int fd_ = -1;
   bool committed_ = false;
+  bool caller_commits_ = false;
 };
 
 // ---- .npy (format version 1.0, C order) ----------------------------------------------------------

@@ -404,6 +404,49 @@ def test_full_disk(tmp_path, rng, tiny_fs, out_name):
     assert os.listdir(tiny_fs) == [], f"left on the full disk: {os.listdir(tiny_fs)}"
 
 
+def test_too_little_space_is_refused_before_pass_two(tmp_path, rng, tiny_fs):
+    """Fit mode knows the table's size after pass 1 (for .npy exactly: header + rows x columns x
+    itemsize) and refuses before pass 2 writes a byte, saying how much it needs; the engine's own
+    full-disk error ("write failed") would mean pass 2 had started."""
+    from wideann.diskspace import human_bytes
+
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 1500, 30)
+    for dtype, item in (("float32", 4), ("float16", 2)):
+        out = tiny_fs / "out.npy"
+        p = run_cli("normalize", inp, "-o", out, "--dtype", dtype)
+        msg = assert_failed_cleanly(p, names=["out.npy"])
+        assert "not enough free space for the table" in msg and "write failed" not in msg, msg
+        assert f"needs {human_bytes(128 + 1500 * 30 * item)}," in msg, msg
+        assert os.listdir(tiny_fs) == []
+    # the exact size fits: written
+    small, _ = random_numeric_csv(tmp_path / "small.csv", rng, 100, 30)
+    ok("normalize", small, "-o", tiny_fs / "out.npy")
+    assert os.path.getsize(tiny_fs / "out.npy") == 128 + 100 * 30 * 4
+
+
+def test_too_little_space_in_apply_mode_is_refused_from_an_estimate(tmp_path, rng, tiny_fs):
+    """Apply mode does not know the row count before pass 2: it estimates it from the input's size
+    and refuses when not even half the estimate fits."""
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 3000, 30)  # 360 KB as .npy, >= 180 KB as CSV
+    ok("stats", inp, "-o", tmp_path / "s.json")
+    for out in ("out.npy", "out.csv"):
+        p = run_cli("normalize", inp, "-o", tiny_fs / out, "--stats", tmp_path / "s.json")
+        msg = assert_failed_cleanly(p, names=[out])
+        assert "not enough free space" in msg and "estimated at" in msg and "write failed" not in msg, msg
+        assert os.listdir(tiny_fs) == []
+
+
+def test_full_disk_after_the_check(tmp_path, rng, tiny_fs):
+    """A CSV table's size is only bounded from below before it is written (at least two bytes a
+    value): when the bound fits but the table does not, pass 2 fails on the full disk as before, with
+    one line and nothing left."""
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 800, 30)  # >= 48 KB by the bound, ~250 KB written
+    p = run_cli("normalize", inp, "-o", tiny_fs / "out.csv", "--stats-out", tmp_path / "s.json")
+    msg = assert_failed_cleanly(p, leftovers=[tmp_path / "s.json"], names=["out.csv"])
+    assert "write failed" in msg, msg
+    assert os.listdir(tiny_fs) == [] and temp_leftovers(tmp_path) == []
+
+
 def test_full_disk_stats(tmp_path, rng, tiny_fs):
     cols = 6000  # the stats file alone is larger than 64 KiB
     names = [f"column_number_{j}" for j in range(cols)]
