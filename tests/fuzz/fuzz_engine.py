@@ -576,6 +576,9 @@ def check_result(case: dict, res: dict, out_dir: Path) -> list[str]:
         if left:
             problems.append(f"left in the output folder after a failure: {left}")
         return problems
+    noise = [ln for ln in res["stderr"].splitlines() if ln.strip()]
+    if len(noise) > 1 or any("Warning" in ln or "Traceback" in ln for ln in noise):
+        problems.append(f"more than the summary line on stderr after success: {res['stderr'][-2000:]!r}")
     missing = [o for o in case["outputs"] if o not in left]
     extra = [n for n in left if n not in case["outputs"]]
     if missing or extra:
@@ -732,6 +735,9 @@ def main() -> int:
                 results[name] = w.run(argv)
                 outs[name] = out
             problems = []
+            stray = sorted(set(os.listdir(inp)) - {os.path.basename(f) for f in case["files"]})
+            if stray:
+                problems.append(f"files appeared beside the inputs: {stray}")
             for name in workers:
                 problems += [f"[{name}] {p}" for p in check_result(case, results[name], outs[name])]
             if "sanitized" in workers:
