@@ -8,7 +8,11 @@ Markdown table. Each run is a fresh process; before each the script waits (up to
 the rest of the machine uses under a quarter of a core, and reads the input once (page cache warm);
 the best of --repeat runs counts, and the rest of the machine's load during that run is shown.
 
-    python benchmarks/float16_pass2.py [--mb 200] [--repeat 5] [--idle-wait 30]
+    python benchmarks/float16_pass2.py [--mb 200] [--repeat 5] [--idle-wait 30] [--baseline SITE]
+
+--baseline SITE also times float32 and float16 with another build of wideann, installed into the folder
+SITE (`pip install --target SITE` of an older commit; the script puts SITE first on PYTHONPATH and
+writes a sitecustomize.py there that takes an editable install's import hook out of the way).
 """
 from __future__ import annotations
 
@@ -57,8 +61,19 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=200, help="size of each input CSV (MB)")
     ap.add_argument("--repeat", type=int, default=5, help="runs of each variant; the fastest counts")
     ap.add_argument("--idle-wait", type=float, default=30, help="wait up to this long for an idle machine")
+    ap.add_argument("--baseline", metavar="SITE", help="also time this other build (see above)")
+    ap.add_argument("--shapes", default="tall,wide", help="which files (default: tall,wide)")
+    ap.add_argument("--threads", default="", help="thread counts, e.g. 1,2 (default: 1 and all cores)")
     args = ap.parse_args()
     WORK.mkdir(exist_ok=True)
+    variants = list(VARIANTS)
+    if args.baseline:
+        site = Path(args.baseline).resolve()
+        (site / "sitecustomize.py").write_text(
+            "import sys\nsys.meta_path[:] = [f for f in sys.meta_path "
+            "if not type(f).__name__.startswith('ScikitBuild')]\n")
+        env = {"PYTHONPATH": str(site)}
+        variants += [("float32 (baseline)", "float32", env), ("float16 (baseline)", "float16", env)]
     import wideann._native as native
 
     m = machine()
@@ -69,23 +84,25 @@ def main() -> None:
           "vs float32 (CPU) | others' load (cores) |")
     print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for shape, cols in SHAPES.items():
+        if shape not in args.shapes.split(","):
+            continue
         rows = max(10, int(args.mb * 1e6 / (cols * BYTES_PER_VALUE)))
         inp = WORK / f"f16_{shape}_{rows}x{cols}.csv"
         stats = inp.with_suffix(".stats.json")
         if not inp.exists():
             subprocess.run([sys.executable, "-m", "wideann", "make-data", "-o", str(inp), "--rows", str(rows),
-                            "--cols", str(cols), "--seed", "1", "-q"], check=True)
+                            "--cols", str(cols), "--seed", "1", "-q"], check=True, capture_output=True)
         if not stats.exists():
-            subprocess.run([sys.executable, "-m", "wideann", "stats", str(inp), "-o", str(stats), "-q"], check=True)
+            subprocess.run([sys.executable, "-m", "wideann", "stats", str(inp), "-o", str(stats), "-q"], check=True, capture_output=True)
         mb = inp.stat().st_size / 1e6
-        for threads in (1, m["nproc"]):
-            runs = {name: [] for name, _, _ in VARIANTS}
+        for threads in ([int(t) for t in args.threads.split(",")] if args.threads else (1, m["nproc"])):
+            runs = {name: [] for name, _, _ in variants}
             for _ in range(args.repeat):  # variants alternate, so that a busy spell hits them alike
-                for name, dtype, env in VARIANTS:
+                for name, dtype, env in variants:
                     runs[name].append(one_run(inp, stats, dtype, threads, env, args.idle_wait))
             best = {name: min(rs, key=lambda r: r["wall"]) for name, rs in runs.items()}
             base = best["float32"]
-            for name, _, _ in VARIANTS:
+            for name, _, _ in variants:
                 b = best[name]
                 med = statistics.median(r["wall"] for r in runs[name])
                 print(f"| {shape} ({cols:,} columns, {rows:,} rows, {mb:.0f} MB) | {threads} | {name} | "

@@ -103,6 +103,13 @@ std::string excerpt(const char* begin, const char* end, size_t max_len) {
       s += "\\ufeff";  // a byte order mark where it does not belong: invisible, so named
     } else if (n == 2 && p[0] == 0xC2 && p[1] == 0xA0) {
       s += "\\u00a0";  // a no-break space (spreadsheets write them): looks like a space, is not one
+    } else if ((n == 2 && p[0] == 0xC2 && p[1] < 0xA0) ||
+               (n == 3 && p[0] == 0xE2 && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9))) {
+      // C1 controls (U+0085 is a line break to many tools) and U+2028/U+2029, the line and paragraph
+      // separators: valid UTF-8, but they would break the one-line message
+      const unsigned cp = n == 2 ? p[1] : 0x2000u | (p[2] & 0x3Fu) | ((p[1] & 0x3Fu) << 6);
+      s += "\\u";
+      for (int shift = 12; shift >= 0; shift -= 4) s += kHex[(cp >> shift) & 15];
     } else {
       s.append(reinterpret_cast<const char*>(p), n);
     }

@@ -97,21 +97,21 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
     double* x = s.x.data();
     for_each_line(s.block, [&](const char* a, const char* b, FieldError& err) {
       auto scaled = [&](size_t c, double v) {
-        double r = prange[c] != 0 ? (v * pscale[c] - plo[c]) / prange[c] : 0.0;
+        // (+ 0.0: a value equal to the min gives 0, never -0, whichever zero either was spelled as)
+        double r = prange[c] != 0 ? (v * pscale[c] - plo[c]) / prange[c] + 0.0 : 0.0;
         return clip ? std::min(1.0, std::max(0.0, r)) : r;
       };
       if (s.out.size() < s.out_size + n * item) s.out.resize((s.out_size + n * item) * 2);
       char* dst = s.out.data() + s.out_size;
       // float32 .npy: each value rounded as it is parsed (the fast path). Otherwise the row is parsed
       // into x first, then rounded at once (float16: a whole row for the F16C conversion).
+      auto to_x = [&](size_t c, double v) { x[c] = scaled(c, v); };
       bool ok = npy && !half
           ? for_each_value(a, b, delim, n, [&](size_t c, double v) {
-              const double r = scaled(c, v);
-              x[c] = r;
-              const float fr = static_cast<float>(r);
+              const float fr = static_cast<float>(scaled(c, v));
               std::memcpy(dst + 4 * c, &fr, 4);
             }, err)
-          : for_each_value(a, b, delim, n, [&](size_t c, double v) { x[c] = scaled(c, v); }, err);
+          : for_each_value(a, b, delim, n, to_x, err);
       if (!ok) return false;
       // A value beyond the output type's range (a test value far outside the fitted range) is
       // refused, never written as inf.
@@ -122,6 +122,7 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
         over = first_inf(h, n);
       } else if (npy) {
         over = first_inf_float(dst, n);
+        if (over) for_each_value(a, b, delim, n, to_x, err);  // rare: the row again, for the message
       } else {
         over = 0;
         for (size_t c = 0; c < n && !over; ++c)

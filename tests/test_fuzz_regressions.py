@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_failed_cleanly, ok, run_cli, temp_leftovers, write_text
+from conftest import assert_failed_cleanly, cli_env, ok, run_cli, temp_leftovers, write_text
 
 CORPUS = Path(__file__).resolve().parent / "fuzz" / "corpus"
 
@@ -64,6 +64,27 @@ def test_denormalize_overflow_is_refused(tmp_path, source):
     p = run_cli("denormalize", inp, "-o", tmp_path / "b.csv", "--stats", st)
     msg = assert_failed_cleanly(p, leftovers=[tmp_path / "b.csv"], folder=tmp_path, names=[inp.name])
     assert where in msg and "does not fit a double" in msg, msg
+
+
+def test_zero_and_negative_zero_give_the_same_bytes_whatever_the_order_and_threads(tmp_path):
+    """A column holding both 0 and -0 had as its min whichever came last (or, with several threads,
+    first), and pass 2 then wrote -0 for some zeros: the bytes depended on the thread count and block
+    size, and fit mode differed from applying the saved stats (which store 0). Found by the fuzzer's
+    oracle."""
+    lines = ["a,b,y"] + ["0,-0.0,1", "-0,0.0,2", "-0.0,0,3"] * 40 + ["5,5,4"]
+    inp = write_text(tmp_path / "z.csv", "\n".join(lines) + "\n")
+    outs = set()
+    for threads, block in ((1, None), (2, None), (1, 64), (3, 64)):
+        env = cli_env(WIDEANN_BLOCK_SIZE=block) if block else None
+        ok("normalize", inp, "-o", tmp_path / "t.npy", "--threads", threads, env=env)
+        outs.add((tmp_path / "t.npy").read_bytes())
+        ok("normalize", inp, "-o", tmp_path / "a.npy", "--stats", tmp_path / "t.stats.json", "--threads", threads,
+           env=env)
+        outs.add((tmp_path / "a.npy").read_bytes())
+    assert len(outs) == 1
+    t = np.load(tmp_path / "t.npy")
+    assert not np.signbit(t).any()
+    assert json.loads((tmp_path / "t.stats.json").read_text())["min"] == [0, 0, 1]
 
 
 # ---- .npy headers ------------------------------------------------------------------------------------
@@ -116,6 +137,13 @@ def test_info_broken_npy(tmp_path, data):
     bad.write_bytes(data)
     msg = assert_failed_cleanly(run_cli("info", bad), names=["bad.npy"])
     assert " at 0x" not in msg, msg
+
+
+def test_info_signalling_nan_is_counted_without_a_warning(tmp_path):
+    """Casting a signalling NaN to float64 made numpy print a RuntimeWarning under the description."""
+    np.save(tmp_path / "s.npy", np.array([0x3F800000, 0x7F800001, 0xFF800002], dtype=np.uint32).view(np.float32))
+    p = ok("info", tmp_path / "s.npy")
+    assert "non-finite 2" in p.stdout and p.stderr == "", p.stderr
 
 
 def test_info_odd_npy_arrays(tmp_path):

@@ -32,6 +32,8 @@ def _write(path, data: bytes):
     (b"\xe2\x82", r"'\xe2\x82'"),                                # a character cut short
     (b"\xed\xa0\x80", r"'\xed\xa0\x80'"),                        # an encoded UTF-16 surrogate
     (b"\xc0\xaf", r"'\xc0\xaf'"),                                # an overlong form
+    (b"1\xc2\x852", r"'1\u00852'"),                              # NEL: valid UTF-8, a line break to Python
+    (b"1\xe2\x80\xa82", r"'1\u20282'"),                          # the Unicode line separator
 ], ids=lambda v: repr(v) if isinstance(v, bytes) else None)
 @pytest.mark.parametrize("command", ["normalize", "apply", "stats", "denormalize"])
 def test_odd_bytes_in_a_field(tmp_path, field, shown, command):

@@ -68,7 +68,8 @@ def _describe_npy(path: str) -> str:
     if len(shape) >= 1 and shape[0] > 0 and math.prod(shape) > 0 and dtype.kind in "fiu" and not fortran:
         rows = min(shape[0], 1000)
         sample = np.fromfile(path, dtype=dtype, count=rows * math.prod(shape[1:]), offset=offset)
-        sample = sample.astype(np.float64).reshape((rows, -1))
+        with np.errstate(invalid="ignore"):  # a signalling NaN in the file warns when cast
+            sample = sample.astype(np.float64).reshape((rows, -1))
         finite = sample[np.isfinite(sample)]
         span = f"min {finite.min():.6g}, max {finite.max():.6g}" if finite.size else "no finite values"
         lines.append(f"  first {len(sample)} rows: {span}, non-finite {sample.size - finite.size}")
@@ -93,7 +94,7 @@ def _describe_csv(path: str) -> str:
         head = f.read(1 << 20)
     lines = head.splitlines()
     whole = len(head) == size
-    first = lines[0].decode("utf-8-sig", errors="replace") if lines else ""
+    first = lines[0].decode("utf-8-sig", errors="backslashreplace") if lines else ""
     delimiter = max(",;\t|", key=first.count) if first else ","
     fields = first.split(delimiter)
     is_header = any(_not_number(x) for x in fields)

@@ -227,7 +227,7 @@ class Stats:
         try:
             return cls(d["columns"], d["min"], d["max"], d["n_rows"], d.get("sources", ()),
                        d.get("count"))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise ValueError(f"{where}: {str(e).removeprefix('stats: ')}") from None
 
     @classmethod
@@ -292,10 +292,17 @@ def _short(v) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_FAST_TYPES = {"a string": {str}, "a number": {int, float}, "a whole number >= 0": {int}}
+
+
 def _check_list(d: dict, key: str, where: str, ok, what: str) -> None:
     v = d[key]
     if not isinstance(v, list):
         raise ValueError(f"{where}: {json.dumps(key)} must be a list, found {_short(v)}")
+    # At C speed for the common case (a stats file of 12,849 columns is read on every apply); the
+    # element-wise check below finds and names the first bad entry.
+    if set(map(type, v)) <= _FAST_TYPES[what] and (what != "a whole number >= 0" or not v or min(v) >= 0):
+        return  # (an integer too large for a double is refused when the floats are made)
     for i, x in enumerate(v):
         if not ok(x):
             raise ValueError(f"{where}: {json.dumps(key)}[{i}] must be {what}, found {_short(x)}")

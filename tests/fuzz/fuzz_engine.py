@@ -389,9 +389,13 @@ def gen_stats(rng: random.Random, names: list[str], values=None) -> bytes:
     """A stats file for a table of these columns: fitted on values, or ranges chosen to push the
     normalized values to the edges (huge, tiny, constant, float16's limits)."""
     mins, maxs = [], []
+    edges = rng.random() < 0.4  # otherwise ranges that most values fit, so that most such runs succeed
     for j in range(len(names)):
-        kind = rng.choice(["fit", "unit", "tiny", "const", "huge", "far"]) if values else \
-            rng.choice(["unit", "tiny", "const", "huge", "far"])
+        if edges:
+            kind = rng.choice(["fit", "unit", "tiny", "const", "huge", "far"]) if values else \
+                rng.choice(["unit", "tiny", "const", "huge", "far"])
+        else:
+            kind = "fit" if values else "unit"
         if kind == "fit":
             col = [row[j] for row in values]
             lo, hi = min(col), max(col)
@@ -566,7 +570,7 @@ def check_result(case: dict, res: dict, out_dir: Path) -> list[str]:
         return [f"exit code {rc}: {res['stderr'][-2000:]}"]
     left = sorted(os.listdir(out_dir))
     if rc == 1:
-        lines = [ln for ln in res["stderr"].splitlines() if ln.strip()]
+        lines = [ln for ln in res["stderr"].splitlines() if ln.strip()]  # (any Unicode line break)
         if len(lines) != 1 or not lines[0].startswith("wideann: error: "):
             problems.append(f"expected one line 'wideann: error: ...' on stderr, got: {res['stderr'][-2000:]!r}")
         else:
@@ -604,7 +608,7 @@ def check_output(path: Path) -> list[str]:
             if not np.isfinite(a).all():
                 return [f"{path.name}: non-finite values written"]
         elif path.suffix == ".csv":
-            lines = path.read_text("utf-8").splitlines()
+            lines = path.read_text("utf-8").split("\n")[:-1]  # (a quoted header name may hold a CR)
             if len(lines) < 2:
                 return [f"{path.name}: {len(lines)} lines"]
             vals = [float(x) for ln in lines[1:] for x in ln.split(",")]
@@ -624,7 +628,7 @@ def check_oracle(case: dict, out_dir: Path) -> list[str]:
 
     o = case["oracle"]
     v = np.array(o["values"], dtype=np.float64)
-    lo, hi = v.min(axis=0), v.max(axis=0)
+    lo, hi = (v + 0.0).min(axis=0), (v + 0.0).max(axis=0)  # (-0.0 counts as 0, as in the engine)
     if o["kind"] == "stats":
         d = json.loads((out_dir / "s.json").read_text())
         if d["min"] != lo.tolist() or d["max"] != hi.tolist() or d["n_rows"] != len(v):
@@ -635,7 +639,7 @@ def check_oracle(case: dict, out_dir: Path) -> list[str]:
         wide = ~np.isfinite(rng_)
         x = np.where(wide, (v * 0.5 - lo * 0.5) / np.where(wide, hi * 0.5 - lo * 0.5, 1),
                      (v - lo) / np.where(rng_ == 0, 1, rng_))
-        x = np.where(rng_ == 0, 0.0, x)
+        x = np.where(rng_ == 0, 0.0, x) + 0.0
     want = x.astype(np.float32 if o["dtype"] == "float32" else np.float16)
     got = np.load(out_dir / "t.npy")
     if got.shape != want.shape or got.tobytes() != want.tobytes():
