@@ -608,7 +608,7 @@ def check_output(path: Path) -> list[str]:
             if not np.isfinite(a).all():
                 return [f"{path.name}: non-finite values written"]
         elif path.suffix == ".csv":
-            lines = path.read_text("utf-8").split("\n")[:-1]  # (a quoted header name may hold a CR)
+            lines = path.read_bytes().decode("utf-8").split("\n")[:-1]  # (a quoted header name may hold a CR)
             if len(lines) < 2:
                 return [f"{path.name}: {len(lines)} lines"]
             vals = [float(x) for ln in lines[1:] for x in ln.split(",")]
