@@ -33,12 +33,7 @@
 #include <thread>
 
 #include "engine.hpp"
-#include "writers.hpp"  // half_bits_to_float
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define WIDEANN_X86 1
-#endif
+#include "half.hpp"  // half_bits_to_float
 
 namespace wideann {
 namespace {
@@ -121,27 +116,9 @@ class Pool {
   bool stop_ = false;
 };
 
-void halves_to_floats_soft(const uint16_t* in, float* out, size_t n) {
-  for (size_t i = 0; i < n; ++i) out[i] = half_bits_to_float(in[i]);
-}
-
-#ifdef WIDEANN_X86
-__attribute__((target("f16c,avx"))) void halves_to_floats_f16c(const uint16_t* in, float* out, size_t n) {
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8)
-    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i))));
-  halves_to_floats_soft(in + i, out + i, n - i);
-}
-#endif
-
+// A float16 row into float32 (the table's 2-byte values; `in` comes from a std::vector<char>, 2-aligned).
 void halves_to_floats(const char* in, char* out, size_t n) {
-  const uint16_t* h = reinterpret_cast<const uint16_t*>(in);  // in: from a std::vector<char>, 2-aligned
-  float* f = reinterpret_cast<float*>(out);
-#ifdef WIDEANN_X86
-  static const bool f16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
-  if (f16c) return halves_to_floats_f16c(h, f, n);
-#endif
-  halves_to_floats_soft(h, f, n);
+  half_bits_to_float(reinterpret_cast<const uint16_t*>(in), reinterpret_cast<float*>(out), n);
 }
 
 // Reads `n` bytes at `offset` into buf; a short read is the file truncated under the reader.

@@ -4,12 +4,17 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
+
 #include "engine.hpp"
+#include "half.hpp"
 
 namespace py = pybind11;
 using namespace wideann;
 
 namespace {
+
+PyObject* data_error_type = nullptr;  // wideann._native.DataError
 
 CsvOptions csv_options(const std::string& header, const std::string& delimiter, size_t threads) {
   if (delimiter.size() != 1) throw std::invalid_argument("delimiter must be one character");
@@ -45,11 +50,19 @@ PYBIND11_MODULE(_native, m) {
   m.doc() = "wideann's C++ engine: streaming CSV statistics, min-max normalization and its inverse";
 
   py::register_exception<DataError>(m, "DataError", PyExc_ValueError);
+  data_error_type = m.attr("DataError").ptr();  // the module keeps it alive
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const Cancelled&) {
       PyErr_SetNone(PyExc_KeyboardInterrupt);
+    } catch (const DataError& e) {
+      // Messages quote the input (file names, fields, header names), which may hold bytes that are not
+      // UTF-8: those arrive as \xNN instead of failing the conversion to str.
+      PyObject* msg = PyUnicode_DecodeUTF8(e.what(), static_cast<Py_ssize_t>(std::strlen(e.what())), "backslashreplace");
+      if (msg == nullptr) return;  // MemoryError, already set
+      PyErr_SetObject(data_error_type, msg);
+      Py_DECREF(msg);
     }
   });
 
@@ -82,7 +95,7 @@ PYBIND11_MODULE(_native, m) {
         [](const std::vector<std::string>& paths, const std::string& output, const std::vector<double>& min,
            const std::vector<double>& max, const std::vector<std::string>& names, const std::string& dtype,
            const std::string& format, const std::string& header, const std::string& delimiter, size_t threads,
-           bool clip, Progress& progress) {
+           bool clip, Progress& progress, const std::string& temporary) {
           NormalizeOptions opt;
           opt.csv = csv_options(header, delimiter, threads);
           if (dtype == "float32") opt.dtype = OutputDtype::Float32;
@@ -92,12 +105,13 @@ PYBIND11_MODULE(_native, m) {
           else if (format == "csv") opt.format = OutputFormat::Csv;
           else throw std::invalid_argument("format must be npy or csv");
           opt.clip = clip;
+          opt.temporary = temporary;
           py::gil_scoped_release release;
           return normalize(paths, output, min, max, names, opt, progress);
         },
         py::arg("paths"), py::arg("output"), py::arg("min"), py::arg("max"), py::arg("names"), py::arg("dtype"),
         py::arg("format"), py::arg("header"), py::arg("delimiter"), py::arg("threads"), py::arg("clip"),
-        py::arg("progress"));
+        py::arg("progress"), py::arg("temporary") = std::string());
 
   m.def("denormalize",
         [](const std::string& input, const std::string& in_format, const std::string& output,
@@ -151,6 +165,15 @@ PYBIND11_MODULE(_native, m) {
            py::arg("rows"), py::arg("x"), py::arg("y"),
            "Reads the rows (strictly increasing global numbers) into x (n x columns-1) and y (n x 1), in the "
            "table's dtype (or float32 buffers for a float16 table: converted while reading)");
+
+#ifdef WIDEANN_SANITIZED
+  m.attr("sanitized") = true;  // built with -DWIDEANN_SANITIZE=ON (tests/fuzz/sanitized.py)
+#else
+  m.attr("sanitized") = false;
+#endif
+
+  m.def("half_conversion", &half_conversion,
+        "How pass 2 converts to float16 here: 'f16c' (hardware) or 'software' (WIDEANN_HALF_CONVERSION=software)");
 
   m.def("block_size", &block_size, py::arg("threads") = 1,
         "Bytes of input a worker takes at a time (WIDEANN_BLOCK_SIZE overrides it)");

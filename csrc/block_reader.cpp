@@ -54,8 +54,8 @@ void BlockReader::fill_until_newline(size_t from) {
   size_t used = carry_.size();
   carry_.resize(used);
   while (!eof_) {
-    const char* nl = static_cast<const char*>(std::memchr(carry_.data() + from, '\n', used - from));
-    if (nl) break;
+    // (memchr of nothing: an empty vector's data() may be null, which memchr must not be given)
+    if (used > from && std::memchr(carry_.data() + from, '\n', used - from)) break;
     from = used;
     size_t want = std::max(block_size_, used);
     size_t got = read_more(carry_, used, want);
@@ -97,6 +97,12 @@ void BlockReader::open_next_file() {
       if (!f.empty() && !looks_numeric(f)) header = true;
   }
   file_has_header_ = header;
+  if (header) {  // names become Python strings and JSON text: they must be UTF-8
+    for (size_t i = 0; i < fields.size(); ++i)
+      if (!is_valid_utf8(fields[i]))
+        throw DataError(path + ", line 1, column " + std::to_string(i + 1) +
+                        ": expected a column name in UTF-8 text, found " + excerpt(fields[i], 200));
+  }
   if (cur_ == 0) {
     n_columns_ = fields.size();
     first_has_header_ = header;
@@ -111,8 +117,8 @@ void BlockReader::open_next_file() {
   } else if (header && first_has_header_) {
     for (size_t i = 0; i < fields.size(); ++i) {
       if (fields[i] != names_[i] && !(fields[i].empty() && names_[i] == "column" + std::to_string(i + 1)))
-        throw DataError(path + ", line 1, column " + std::to_string(i + 1) + ": expected header '" +
-                        names_[i] + "' (as in " + paths_[0] + "), found '" + fields[i] + "'");
+        throw DataError(path + ", line 1, column " + std::to_string(i + 1) + ": expected header " +
+                        excerpt(names_[i], 200) + " (as in " + paths_[0] + "), found " + excerpt(fields[i], 200));
     }
   }
   if (header) start = static_cast<size_t>(line_end - carry_.data()) + (nl ? 1 : 0);
@@ -126,7 +132,7 @@ bool BlockReader::next(Block& b) {
     // Start the block with the carried-over bytes, then read up to a block's worth more.
     size_t used = carry_.size();
     if (b.buf.size() < used + kReadPadding) b.buf.resize(used + kReadPadding);
-    std::memcpy(b.buf.data(), carry_.data(), used);
+    if (used) std::memcpy(b.buf.data(), carry_.data(), used);
     uint64_t offset = carry_offset_;
     carry_.clear();
     size_t cut = 0;

@@ -41,8 +41,11 @@ ColumnStats compute_stats(const std::vector<std::string>& inputs, const CsvOptio
     uint64_t rows = 0;
     for_each_line(s.block, [&](const char* a, const char* b, FieldError& err) {
       bool ok = for_each_value(a, b, delim, n, [&](size_t c, double v) {
-        mn[c] = std::min(v, mn[c]);  // minsd/maxsd: no branch to mispredict
-        mx[c] = std::max(v, mx[c]);
+        // v + 0.0 turns -0.0 into 0.0: otherwise which zero a column's min or max is (and so the sign of
+        // zero in pass 2's output) would depend on the order the zeros come in, and on the threads.
+        const double u = v + 0.0;
+        mn[c] = std::min(u, mn[c]);  // minsd/maxsd: no branch to mispredict
+        mx[c] = std::max(u, mx[c]);
       }, err);
       rows += ok;
       return ok;

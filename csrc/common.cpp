@@ -51,16 +51,72 @@ InputFile::~InputFile() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::string excerpt(const char* begin, const char* end, size_t max_len) {
-  std::string s;
-  for (const char* p = begin; p < end && s.size() < max_len; ++p) {
-    unsigned char c = static_cast<unsigned char>(*p);
-    if (c == '\t') s += "\\t";
-    else if (c < 0x20 || c == 0x7f) s += '?';
-    else s += static_cast<char>(c);
+size_t utf8_char_length(const unsigned char* p, const unsigned char* end) {
+  const size_t left = static_cast<size_t>(end - p);
+  if (left == 0) return 0;
+  const unsigned c = p[0];
+  if (c < 0x80) return 1;
+  size_t n;
+  unsigned lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) n = 2;
+  else if (c == 0xE0) n = 3, lo = 0xA0;                  // no overlong 3-byte forms
+  else if (c == 0xED) n = 3, hi = 0x9F;                  // no UTF-16 surrogates
+  else if (c >= 0xE1 && c <= 0xEF) n = 3;
+  else if (c == 0xF0) n = 4, lo = 0x90;                  // no overlong 4-byte forms
+  else if (c == 0xF4) n = 4, hi = 0x8F;                  // nothing beyond U+10FFFF
+  else if (c >= 0xF1 && c <= 0xF3) n = 4;
+  else return 0;
+  if (left < n || p[1] < lo || p[1] > hi) return 0;
+  for (size_t i = 2; i < n; ++i)
+    if (p[i] < 0x80 || p[i] > 0xBF) return 0;
+  return n;
+}
+
+bool is_valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const auto* end = p + s.size();
+  while (p < end) {
+    size_t n = utf8_char_length(p, end);
+    if (n == 0) return false;
+    p += n;
   }
-  if (static_cast<size_t>(end - begin) > max_len) s += "...";
-  return "'" + s + "'";
+  return true;
+}
+
+std::string excerpt(const char* begin, const char* end, size_t max_len) {
+  static const char kHex[] = "0123456789abcdef";
+  const auto* p = reinterpret_cast<const unsigned char*>(begin);
+  const auto* e = reinterpret_cast<const unsigned char*>(end);
+  const auto* stop = p + std::min<size_t>(max_len, static_cast<size_t>(e - p));
+  std::string s = "'";
+  while (p < stop) {
+    size_t n = utf8_char_length(p, e);
+    if (n > 1 && p + n > stop) break;  // do not cut a character in two
+    if (*p == '\t') {
+      s += "\\t";
+    } else if (n == 0 || *p < 0x20 || *p == 0x7f) {
+      s += "\\x";
+      s += kHex[*p >> 4];
+      s += kHex[*p & 15];
+      n = 1;
+    } else if (n == 3 && p[0] == 0xEF && p[1] == 0xBB && p[2] == 0xBF) {
+      s += "\\ufeff";  // a byte order mark where it does not belong: invisible, so named
+    } else if (n == 2 && p[0] == 0xC2 && p[1] == 0xA0) {
+      s += "\\u00a0";  // a no-break space (spreadsheets write them): looks like a space, is not one
+    } else if ((n == 2 && p[0] == 0xC2 && p[1] < 0xA0) ||
+               (n == 3 && p[0] == 0xE2 && p[1] == 0x80 && (p[2] == 0xA8 || p[2] == 0xA9))) {
+      // C1 controls (U+0085 is a line break to many tools) and U+2028/U+2029, the line and paragraph
+      // separators: valid UTF-8, but they would break the one-line message
+      const unsigned cp = n == 2 ? p[1] : 0x2000u | (p[2] & 0x3Fu) | ((p[1] & 0x3Fu) << 6);
+      s += "\\u";
+      for (int shift = 12; shift >= 0; shift -= 4) s += kHex[(cp >> shift) & 15];
+    } else {
+      s.append(reinterpret_cast<const char*>(p), n);
+    }
+    p += n;
+  }
+  if (p < e) s += "...";
+  return s + "'";
 }
 
 DataError describe(const RowError& e, const std::vector<std::string>& paths) {

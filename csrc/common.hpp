@@ -62,8 +62,19 @@ inline double column_scale(double min, double max, double& lo, double& range) {
 // "line N, column C" for a RowError: counts the newlines before the offending line in its file.
 DataError describe(const RowError& e, const std::vector<std::string>& paths);
 
-// A short, printable excerpt of a field for error messages.
+// A short, printable excerpt of input text for error messages, in single quotes: valid UTF-8 is kept,
+// a tab shows as \t and every other control byte or byte that is not UTF-8 as \xNN, so that a message
+// is always one line of valid UTF-8 (Python gets it intact). Cut, at a character boundary, after
+// about max_len bytes of input ("..." marks the cut).
 std::string excerpt(const char* begin, const char* end, size_t max_len = 40);
+inline std::string excerpt(const std::string& s, size_t max_len = 40) {
+  return excerpt(s.data(), s.data() + s.size(), max_len);
+}
+
+// The length of the valid UTF-8 character at p (1 to 4 bytes; overlong forms, surrogates and values
+// beyond U+10FFFF are not valid), or 0 if the bytes at p do not start one.
+size_t utf8_char_length(const unsigned char* p, const unsigned char* end);
+bool is_valid_utf8(const std::string& s);
 
 std::string errno_message(const std::string& path, const std::string& what);
 

@@ -1,6 +1,7 @@
 // Inverse transform: x * (max - min) + min, from a CSV or .npy of normalized values to CSV.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "engine.hpp"
 #include "pipeline.hpp"
@@ -60,6 +61,7 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
     npy_file = std::make_unique<InputFile>(input);
     npy = read_npy_header(npy_file->fd(), input);
     k = npy.cols;
+    if (npy.rows == 0) throw DataError(input + ": no rows");
     uint64_t need = npy.data_offset + npy.rows * k * npy.item_size;
     if (npy_file->size() < need) throw DataError(input + ": truncated .npy data");
     progress.total = npy.rows * k * npy.item_size;
@@ -87,9 +89,19 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
   uint64_t next_row = 0, total_rows = 0;
   const char delim = opt.delimiter;
 
+  // Appends input column j's value in original units; false (nothing appended) if it does not fit a
+  // double, which only a value far outside [0, 1] can do: refused, never written as inf.
   auto emit = [&](DenormalizeWorker& s, size_t j, double v) {
+    const double r = (v * range[j] + lo[j]) * out_scale[j];
+    if (!std::isfinite(r)) return false;
     if (j) append_char(s.out, s.out_size, ',');
-    append_shortest(s.out, s.out_size, (v * range[j] + lo[j]) * out_scale[j]);
+    append_shortest(s.out, s.out_size, r);
+    return true;
+  };
+  auto too_large = [](double v) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.6g", v);
+    return std::string("the value in original units of ") + text + " does not fit a double";
   };
 
   PipelineSteps steps;
@@ -121,7 +133,9 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
           if (!std::isfinite(v))
             throw DataError(input + ", row " + std::to_string(s.row0 + r + 1) + ", column " + std::to_string(j + 1) +
                             ": expected a finite number, found " + (std::isnan(v) ? "nan" : "inf"));
-          emit(s, j, v);
+          if (!emit(s, j, v))
+            throw DataError(input + ", row " + std::to_string(s.row0 + r + 1) + ", column " + std::to_string(j + 1) +
+                            ": " + too_large(v));
         }
         append_char(s.out, s.out_size, '\n');
       }
@@ -130,7 +144,16 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
       return;
     }
     for_each_line(s.block, [&](const char* a, const char* b, FieldError& err) {
-      bool ok = for_each_value(a, b, delim, k, [&](size_t j, double v) { emit(s, j, v); }, err);
+      size_t over = 0;  // 1-based column of the first value that did not fit
+      double over_v = 0;
+      bool ok = for_each_value(a, b, delim, k, [&](size_t j, double v) {
+        if (!emit(s, j, v) && !over) over = j + 1, over_v = v;
+      }, err);
+      if (ok && over) {
+        err.column = over;
+        err.message = too_large(over_v);
+        ok = false;
+      }
       append_char(s.out, s.out_size, '\n');
       s.n_out += ok;
       return ok;

@@ -36,6 +36,8 @@ struct NormalizeOptions {
   OutputFormat format = OutputFormat::Npy;
   OutputDtype dtype = OutputDtype::Float32;
   bool clip = false;
+  std::string temporary;  // if set: write this file (the caller's, beside `output`), which the caller
+                          // then renames to `output` (see OutputFile)
 };
 
 // Pass 2: writes (v - min) / (max - min) for every value (0 for a constant column) to `output`,

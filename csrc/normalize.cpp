@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "engine.hpp"
 #include "pipeline.hpp"
@@ -17,7 +18,24 @@ struct NormalizeWorker {
   std::vector<char> out;  // this block's output bytes
   size_t out_size = 0;
   uint64_t rows = 0;
+  std::vector<double> x;       // the row being written, normalized, in double
+  std::vector<uint16_t> half;  // ... and as float16 (CSV output)
 };
+
+// 1-based column of the first value that rounded to inf (beyond the output type's range), or 0.
+size_t first_inf_float(const char* row, size_t n) {
+  for (size_t c = 0; c < n; ++c) {
+    uint32_t u;
+    std::memcpy(&u, row + 4 * c, 4);
+    if ((u & 0x7fffffff) == 0x7f800000) return c + 1;
+  }
+  return 0;
+}
+size_t first_inf(const uint16_t* h, size_t n) {
+  for (size_t c = 0; c < n; ++c)
+    if ((h[c] & 0x7fff) == 0x7c00) return c + 1;
+  return 0;
+}
 
 }  // namespace
 
@@ -34,8 +52,8 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
   if (reader.first_file_has_header() && names.size() == n) {
     for (size_t c = 0; c < n; ++c)
       if (reader.names()[c] != names[c])
-        throw DataError(inputs[0] + ", line 1, column " + std::to_string(c + 1) + ": expected header '" + names[c] +
-                        "' (as in the stats), found '" + reader.names()[c] + "'");
+        throw DataError(inputs[0] + ", line 1, column " + std::to_string(c + 1) + ": expected header " +
+                        excerpt(names[c], 200) + " (as in the stats), found " + excerpt(reader.names()[c], 200));
   }
   progress.total = reader.total_bytes();
 
@@ -44,7 +62,7 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
   std::vector<double> lo(n), range(n), in_scale(n);
   for (size_t c = 0; c < n; ++c) in_scale[c] = column_scale(min[c], max[c], lo[c], range[c]);
 
-  OutputFile out(output);
+  OutputFile out(output, opt.temporary);
   const bool npy = opt.format == OutputFormat::Npy;
   const bool half = opt.dtype == OutputDtype::Float16;
   const std::string descr = half ? "<f2" : "<f4";
@@ -71,58 +89,65 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
     NormalizeWorker& s = workers[w];
     s.out_size = 0;
     s.rows = 0;
+    s.x.resize(n);
+    if (half && !npy) s.half.resize(n);
     const double* plo = lo.data();
     const double* prange = range.data();
     const double* pscale = in_scale.data();
+    double* x = s.x.data();
     for_each_line(s.block, [&](const char* a, const char* b, FieldError& err) {
       auto scaled = [&](size_t c, double v) {
-        double x = prange[c] != 0 ? (v * pscale[c] - plo[c]) / prange[c] : 0.0;
-        if (clip) x = std::min(1.0, std::max(0.0, x));
-        return x;
+        // (+ 0.0: a value equal to the min gives 0, never -0, whichever zero either was spelled as)
+        double r = prange[c] != 0 ? (v * pscale[c] - plo[c]) / prange[c] + 0.0 : 0.0;
+        return clip ? std::min(1.0, std::max(0.0, r)) : r;
       };
-      // float16 holds at most 65504: a test value that far outside the fitted range is refused, not
-      // written as inf.
-      size_t overflow_col = 0;
-      double overflow_x = 0;
-      auto to_half = [&](size_t c, double x) {
-        uint16_t h = to_half_bits(x);
-        if ((h & 0x7fff) == 0x7c00 && !overflow_col) overflow_col = c + 1, overflow_x = x;
-        return h;
-      };
-      bool ok;
+      if (s.out.size() < s.out_size + n * item) s.out.resize((s.out_size + n * item) * 2);
+      char* dst = s.out.data() + s.out_size;
+      // float32 .npy: each value rounded as it is parsed (the fast path). Otherwise the row is parsed
+      // into x first, then rounded at once (float16: a whole row for the F16C conversion).
+      auto to_x = [&](size_t c, double v) { x[c] = scaled(c, v); };
+      bool ok = npy && !half
+          ? for_each_value(a, b, delim, n, [&](size_t c, double v) {
+              const float fr = static_cast<float>(scaled(c, v));
+              std::memcpy(dst + 4 * c, &fr, 4);
+            }, err)
+          : for_each_value(a, b, delim, n, to_x, err);
+      if (!ok) return false;
+      // A value beyond the output type's range (a test value far outside the fitted range) is
+      // refused, never written as inf.
+      size_t over;
+      uint16_t* h = half ? (npy ? reinterpret_cast<uint16_t*>(dst) : s.half.data()) : nullptr;
+      if (half) {
+        to_half_bits(x, h, n);
+        over = first_inf(h, n);
+      } else if (npy) {
+        over = first_inf_float(dst, n);
+        if (over) for_each_value(a, b, delim, n, to_x, err);  // rare: the row again, for the message
+      } else {
+        over = 0;
+        for (size_t c = 0; c < n && !over; ++c)
+          if (std::isinf(static_cast<float>(x[c]))) over = c + 1;
+      }
+      if (over) {
+        char text[32];
+        std::snprintf(text, sizeof text, "%.6g", x[over - 1]);
+        err.column = over;
+        err.message = std::string("normalized value ") + text +
+                      (half ? " does not fit float16 (at most 65504); use --dtype float32"
+                            : " does not fit float32 (at most 3.40282e+38)");
+        return false;
+      }
       if (npy) {
-        if (s.out.size() < s.out_size + n * item) s.out.resize((s.out_size + n * item) * 2);
-        char* dst = s.out.data() + s.out_size;
-        if (half) {
-          ok = for_each_value(a, b, delim, n, [&](size_t c, double v) {
-            uint16_t h = to_half(c, scaled(c, v));
-            std::memcpy(dst + 2 * c, &h, 2);
-          }, err);
-        } else {
-          ok = for_each_value(a, b, delim, n, [&](size_t c, double v) {
-            float f = static_cast<float>(scaled(c, v));
-            std::memcpy(dst + 4 * c, &f, 4);
-          }, err);
-        }
         s.out_size += n * item;
       } else {
-        ok = for_each_value(a, b, delim, n, [&](size_t c, double v) {
+        for (size_t c = 0; c < n; ++c) {
           if (c) append_char(s.out, s.out_size, ',');
-          double x = scaled(c, v);
-          if (half) append_shortest(s.out, s.out_size, half_bits_to_float(to_half(c, x)));
-          else append_shortest(s.out, s.out_size, static_cast<float>(x));
-        }, err);
+          append_shortest(s.out, s.out_size, half ? half_bits_to_float(h[c]) : static_cast<float>(x[c]));
+        }
         append_char(s.out, s.out_size, '\n');
       }
-      if (ok && overflow_col) {
-        err.column = overflow_col;
-        char text[32];
-        std::snprintf(text, sizeof text, "%.6g", overflow_x);
-        err.message = std::string("normalized value ") + text + " does not fit float16 (at most 65504); use --dtype float32";
-        ok = false;
-      }
-      s.rows += ok;
-      return ok;
+      ++s.rows;
+      return true;
     });
     progress.done += s.block.size;
   };

@@ -28,7 +28,14 @@ mode_t default_file_mode() {
 
 }  // namespace
 
-OutputFile::OutputFile(const std::string& path) : path_(path) {
+OutputFile::OutputFile(const std::string& path, const std::string& temporary)
+    : path_(path), caller_commits_(!temporary.empty()) {
+  if (caller_commits_) {
+    tmp_ = temporary;
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd_ < 0) throw DataError(errno_message(path, "cannot create output"));
+    return;
+  }
   std::string dir = ".", base = path;
   size_t slash = path.rfind('/');
   if (slash != std::string::npos) {
@@ -81,6 +88,10 @@ void OutputFile::commit() {
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) throw DataError(errno_message(path_, "write failed"));  // e.g. a full disk on NFS
+  if (caller_commits_) {
+    committed_ = true;
+    return;
+  }
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) throw DataError(errno_message(path_, "cannot rename output into place"));
   committed_ = true;
 }
@@ -129,78 +140,52 @@ NpyInfo read_npy_header(int fd, const std::string& path) {
 
   NpyInfo info;
   info.data_offset = start + hlen;
+  auto broken = [&](const std::string& what) { return DataError(path + ": broken .npy header: " + what); };
   auto value_of = [&](const std::string& key) -> std::string {
     size_t k = dict.find("'" + key + "'");
     if (k == std::string::npos) throw DataError(path + ": .npy header has no '" + key + "'");
     size_t colon = dict.find(':', k);
-    size_t a = dict.find_first_not_of(' ', colon + 1);
+    size_t a = colon == std::string::npos ? colon : dict.find_first_not_of(' ', colon + 1);
+    if (a == std::string::npos) throw broken("no value for '" + key + "'");
     return dict.substr(a);
   };
   std::string d = value_of("descr");
   if (d.rfind("'<f4'", 0) == 0 || d.rfind("'=f4'", 0) == 0) info.descr = "<f4", info.item_size = 4;
   else if (d.rfind("'<f2'", 0) == 0 || d.rfind("'=f2'", 0) == 0) info.descr = "<f2", info.item_size = 2;
   else if (d.rfind("'<f8'", 0) == 0 || d.rfind("'=f8'", 0) == 0) info.descr = "<f8", info.item_size = 8;
-  else throw DataError(path + ": .npy dtype " + d.substr(0, d.find(',')) + " is not supported (float16, float32 or float64)");
+  else throw DataError(path + ": .npy dtype " + excerpt(d.substr(0, d.find(','))) + " is not supported (float16, float32 or float64)");
   if (value_of("fortran_order").rfind("False", 0) != 0) throw DataError(path + ": Fortran-order .npy is not supported");
+  // shape: "(rows, cols)" or "(rows,)": whole numbers only, checked for overflow.
   std::string shape = value_of("shape");
   size_t close = shape.find(')');
+  if (shape[0] != '(' || close == std::string::npos) throw broken("shape " + excerpt(shape.substr(0, 40)));
   std::vector<uint64_t> dims;
   for (size_t i = 1; i < close;) {
     size_t j = shape.find_first_of(",)", i);
-    std::string t = shape.substr(i, j - i);
-    size_t a = t.find_first_not_of(' ');
-    if (a != std::string::npos) dims.push_back(std::stoull(t.substr(a)));
+    size_t a = shape.find_first_not_of(' ', i), b = shape.find_last_not_of(' ', j - 1);
+    if (a < j) {  // a non-empty entry: digits, at most 2^62
+      uint64_t v = 0;
+      for (size_t q = a; q <= b; ++q) {
+        if (shape[q] < '0' || shape[q] > '9' || v > (uint64_t(1) << 62) / 10)
+          throw broken("shape " + excerpt(shape.substr(0, close + 1)));
+        v = v * 10 + static_cast<uint64_t>(shape[q] - '0');
+      }
+      dims.push_back(v);
+    } else if (shape[j] == ',') {  // "(,": an empty entry that is not the trailing one of "(n,)"
+      throw broken("shape " + excerpt(shape.substr(0, close + 1)));
+    }
     i = j + 1;
   }
   if (dims.size() == 1) info.rows = dims[0], info.cols = 1;
   else if (dims.size() == 2) info.rows = dims[0], info.cols = static_cast<size_t>(dims[1]);
   else throw DataError(path + ": expected a 1-D or 2-D .npy array");
+  if (info.cols == 0) throw DataError(path + ": the .npy array has no columns");
+  if (info.rows > (uint64_t(1) << 62) / info.cols / info.item_size)
+    throw broken("shape " + excerpt(shape.substr(0, close + 1)) + " is larger than any file");
   return info;
 }
 
-// ---- numbers -------------------------------------------------------------------------------------
-
-uint16_t to_half_bits(double x) {
-#if defined(__FLT16_MAX__)
-  _Float16 h = static_cast<_Float16>(x);  // one correctly rounded conversion
-  uint16_t bits;
-  std::memcpy(&bits, &h, 2);
-  return bits;
-#else
-  float f = static_cast<float>(x);
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000);
-  uint32_t abs = u & 0x7fffffff;
-  if (abs >= 0x7f800000) return sign | 0x7c00 | (abs > 0x7f800000 ? 0x200 : 0);
-  if (abs >= 0x477ff000) return sign | 0x7c00;  // overflow to inf
-  if (abs < 0x38800000) {                        // subnormal half
-    uint32_t m = (abs & 0x7fffff) | 0x800000;
-    int shift = 113 - static_cast<int>(abs >> 23);
-    if (shift > 24) return sign;
-    uint32_t half = m >> (shift + 13);
-    uint32_t rem = m & ((1u << (shift + 13)) - 1), mid = 1u << (shift + 12);
-    if (rem > mid || (rem == mid && (half & 1))) ++half;
-    return static_cast<uint16_t>(sign | half);
-  }
-  uint32_t h = ((abs - 0x38000000) >> 13);
-  uint32_t rem = abs & 0x1fff;
-  if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) ++h;
-  return static_cast<uint16_t>(sign | h);
-#endif
-}
-
-float half_bits_to_float(uint16_t h) {
-  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  float f;
-  if (exp == 0) {
-    f = std::ldexp(static_cast<float>(man), -24);
-    return sign ? -f : f;
-  }
-  uint32_t u = exp == 31 ? (sign | 0x7f800000 | (man << 13)) : (sign | ((exp + 112) << 23) | (man << 13));
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+// ---- CSV ---------------------------------------------------------------------------------------
 
 std::string csv_header(const std::vector<std::string>& names, char delim) {
   std::string out;

@@ -10,12 +10,17 @@
 #include <string>
 #include <vector>
 
+#include "half.hpp"  // to_half_bits, half_bits_to_float
+
 namespace wideann {
 
 class OutputFile {
  public:
-  explicit OutputFile(const std::string& path);  // creates ".<name>.XXXXXX.tmp" beside `path`
-  ~OutputFile();                                 // removes the temporary file unless committed
+  // Creates ".<name>.XXXXXX.tmp" beside `path`. With `temporary` given, that file (made by the caller,
+  // beside `path`) is written instead, and commit() only closes it: the caller renames it to `path`
+  // (normalize's caller renames the table and its stats file together). Messages name `path`.
+  explicit OutputFile(const std::string& path, const std::string& temporary = "");
+  ~OutputFile();  // removes the temporary file unless committed
   OutputFile(const OutputFile&) = delete;
   OutputFile& operator=(const OutputFile&) = delete;
 
@@ -28,6 +33,7 @@ class OutputFile {
   std::string path_, tmp_;
   int fd_ = -1;
   bool committed_ = false;
+  bool caller_commits_ = false;
 };
 
 // ---- .npy (format version 1.0, C order) ----------------------------------------------------------
@@ -46,10 +52,6 @@ struct NpyInfo {
 NpyInfo read_npy_header(int fd, const std::string& path);
 
 // ---- numbers -------------------------------------------------------------------------------------
-
-// IEEE half precision bits of x, rounded to nearest even.
-uint16_t to_half_bits(double x);
-float half_bits_to_float(uint16_t h);
 
 // Appends the shortest text that reads back as the same value.
 inline void append_shortest(std::vector<char>& out, size_t& n, float v) {

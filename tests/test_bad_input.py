@@ -310,7 +310,23 @@ GOOD_STATS = {"format": "wideann-stats", "version": 1, "columns": ["a", "b", "c"
     json.dumps({**GOOD_STATS, "max": [1, None, 3]}),
     '{"format": "wideann-stats", "version": 1, "columns": ["a","b","c"], "min": [0,0,0], '
     '"max": [1, NaN, 3], "n_rows": 2, "sources": []}',
-], ids=["truncated", "empty", "list", "format", "no-max", "lengths", "max<min", "string", "null", "nan"])
+    json.dumps({**GOOD_STATS, "version": 99}),                       # newer than this engine
+    json.dumps({**GOOD_STATS, "version": "1"}),
+    json.dumps({**GOOD_STATS, "version": 0}),
+    json.dumps({**GOOD_STATS, "columns": "abc"}),                    # a string is not a list of names
+    json.dumps({**GOOD_STATS, "min": "000"}),
+    json.dumps({**GOOD_STATS, "columns": ["a", 2, "c"]}),
+    json.dumps({**GOOD_STATS, "n_rows": 2.5}),
+    json.dumps({**GOOD_STATS, "n_rows": -1}),
+    json.dumps({**GOOD_STATS, "count": [1, 2]}),
+    json.dumps({**GOOD_STATS, "min": [True, 0, 0]}),
+    json.dumps({**GOOD_STATS, "sources": "x.csv"}),
+    json.dumps({**GOOD_STATS, "max": [1, 10**400, 3]}),              # an integer no double holds
+    "[" * 100000 + "]" * 100000,                                     # nested too deeply
+], ids=["truncated", "empty", "list", "format", "no-max", "lengths", "max<min", "string", "null", "nan",
+        "version-99", "version-string", "version-0", "columns-string", "min-string", "column-int",
+        "n_rows-float", "n_rows-negative", "count-length", "min-bool", "sources-string", "max-huge-int",
+        "deep"])
 def test_corrupt_stats(tmp_path, content):
     inp = write_text(tmp_path / "in.csv", HEADER + GOOD)
     st = write_text(tmp_path / "broken.json", content)
@@ -321,6 +337,22 @@ def test_corrupt_stats(tmp_path, content):
         assert_failed_cleanly(p, leftovers=[tmp_path / "out.npy", tmp_path / "out.csv", tmp_path / "m.json",
                                             tmp_path / "out.stats.json"],
                               folder=tmp_path, names=["broken.json"])
+
+
+def test_stats_version_newer_than_the_engine(tmp_path):
+    """A stats file from a newer wideann may mean something this one does not know: refused, saying so."""
+    inp = write_text(tmp_path / "in.csv", HEADER + GOOD)
+    st = write_text(tmp_path / "new.json", json.dumps({**GOOD_STATS, "version": 2}))
+    for cmd in (["normalize", inp, "-o", tmp_path / "out.npy", "--stats", st],
+                ["denormalize", inp, "-o", tmp_path / "out.csv", "--stats", st],
+                ["merge-stats", st, st, "-o", tmp_path / "m.json"], ["info", st]):
+        msg = assert_failed_cleanly(run_cli(*cmd), folder=tmp_path, names=["new.json"],
+                                    leftovers=[tmp_path / "out.npy", tmp_path / "out.csv", tmp_path / "m.json"])
+        assert "version 2 is newer than this wideann knows (version 1)" in msg, msg
+    # version 1 and a file without a version (read as 1) are accepted
+    for d in ({**GOOD_STATS, "version": 1}, {k: v for k, v in GOOD_STATS.items() if k != "version"}):
+        write_text(st, json.dumps(d))
+        ok("normalize", inp, "-o", tmp_path / "out.npy", "--stats", st)
 
 
 def test_missing_stats(tmp_path):
@@ -370,6 +402,49 @@ def test_full_disk(tmp_path, rng, tiny_fs, out_name):
     p = run_cli("normalize", inp, "-o", out)
     assert_failed_cleanly(p, names=[out_name])
     assert os.listdir(tiny_fs) == [], f"left on the full disk: {os.listdir(tiny_fs)}"
+
+
+def test_too_little_space_is_refused_before_pass_two(tmp_path, rng, tiny_fs):
+    """Fit mode knows the table's size after pass 1 (for .npy exactly: header + rows x columns x
+    itemsize) and refuses before pass 2 writes a byte, saying how much it needs; the engine's own
+    full-disk error ("write failed") would mean pass 2 had started."""
+    from wideann.diskspace import human_bytes
+
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 1500, 30)
+    for dtype, item in (("float32", 4), ("float16", 2)):
+        out = tiny_fs / "out.npy"
+        p = run_cli("normalize", inp, "-o", out, "--dtype", dtype)
+        msg = assert_failed_cleanly(p, names=["out.npy"])
+        assert "not enough free space for the table" in msg and "write failed" not in msg, msg
+        assert f"needs {human_bytes(128 + 1500 * 30 * item)}," in msg, msg
+        assert os.listdir(tiny_fs) == []
+    # the exact size fits: written
+    small, _ = random_numeric_csv(tmp_path / "small.csv", rng, 100, 30)
+    ok("normalize", small, "-o", tiny_fs / "out.npy")
+    assert os.path.getsize(tiny_fs / "out.npy") == 128 + 100 * 30 * 4
+
+
+def test_too_little_space_in_apply_mode_is_refused_from_an_estimate(tmp_path, rng, tiny_fs):
+    """Apply mode does not know the row count before pass 2: it estimates it from the input's size
+    and refuses when not even half the estimate fits."""
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 3000, 30)  # 360 KB as .npy, >= 180 KB as CSV
+    ok("stats", inp, "-o", tmp_path / "s.json")
+    for out in ("out.npy", "out.csv"):
+        p = run_cli("normalize", inp, "-o", tiny_fs / out, "--stats", tmp_path / "s.json")
+        msg = assert_failed_cleanly(p, names=[out])
+        assert "not enough free space" in msg and "estimated at" in msg and "write failed" not in msg, msg
+        assert os.listdir(tiny_fs) == []
+
+
+def test_full_disk_after_the_check(tmp_path, rng, tiny_fs):
+    """A CSV table's size is only bounded from below before it is written (at least two bytes a
+    value): when the bound fits but the table does not, pass 2 fails on the full disk as before, with
+    one line and nothing left."""
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 800, 30)  # >= 48 KB by the bound, ~250 KB written
+    p = run_cli("normalize", inp, "-o", tiny_fs / "out.csv", "--stats-out", tmp_path / "s.json")
+    msg = assert_failed_cleanly(p, leftovers=[tmp_path / "s.json"], names=["out.csv"])
+    assert "write failed" in msg, msg
+    assert os.listdir(tiny_fs) == [] and temp_leftovers(tmp_path) == []
 
 
 def test_full_disk_stats(tmp_path, rng, tiny_fs):

@@ -552,3 +552,28 @@ def test_digit_readers_parse_every_number_exactly(tmp_path, cols):
         ok("normalize", inp, "-o", out, "--header", "no", env=cli_env(WIDEANN_DIGIT_READER=reader))
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
+
+
+# ---- the size normalize checks for before pass 2 --------------------------------------------------
+
+@pytest.mark.parametrize("cols", [1, 9, 10, 99, 100, 12849, 100_000])
+def test_output_bytes_is_the_npy_size(tmp_path, cols):
+    from wideann.engine import output_bytes
+
+    rows = 3
+    write_csv(tmp_path / "in.csv", [[i + j for j in range(cols)] for i in range(rows)])
+    for dtype in ("float32", "float16"):
+        ok("normalize", tmp_path / "in.csv", "-o", tmp_path / "t.npy", "--dtype", dtype)
+        assert output_bytes(rows, default_names(cols), dtype, "npy") == (tmp_path / "t.npy").stat().st_size
+        ok("normalize", tmp_path / "in.csv", "-o", tmp_path / "t.csv", "--dtype", dtype)
+        assert output_bytes(rows, default_names(cols), dtype, "csv") <= (tmp_path / "t.csv").stat().st_size
+
+
+def test_estimated_rows(tmp_path, rng):
+    from wideann.engine import estimated_rows
+
+    small, _ = random_numeric_csv(tmp_path / "small.csv", rng, 500, 4)  # read whole: exact (+ the header)
+    assert estimated_rows([small]) == 501
+    big, _ = random_numeric_csv(tmp_path / "big.csv", rng, 60_000, 6)  # ~3 MB: from the first MiB
+    assert abs(estimated_rows([big]) - 60_001) < 60_001 * 0.05
+    assert abs(estimated_rows([small, big]) - 60_502) < 60_502 * 0.05

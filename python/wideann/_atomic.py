@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 
@@ -37,3 +38,43 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def folders_locked(paths):
+    """Hold an exclusive lock (``flock``) on the folder of each path, in a fixed order (no deadlock
+    between two holders). Commits that take it cannot interleave: two runs writing the same outputs
+    rename them one pair after the other. Nothing is created: the lock is on the folder itself, and
+    closing it releases it (also when the process dies). On a file system without ``flock`` the
+    renames go ahead unlocked."""
+    folders = sorted({os.path.dirname(os.path.abspath(os.fspath(p))) for p in paths})
+    fds = []
+    try:
+        for folder in folders:
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            fds.append(fd)
+            with contextlib.suppress(OSError):  # e.g. ENOLCK; a Ctrl-C while waiting still raises
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def commit_together(renames) -> None:
+    """Rename each ``(temporary, final)`` pair into place, all under :func:`folders_locked`, so that
+    outputs that belong together (a table and its stats file) are never mixed with another run's:
+    two runs writing the same outputs end with one run's complete set. If a rename fails, the outputs
+    already renamed are removed (nothing half-committed is left) and the error is raised."""
+    renames = [(os.fspath(t), os.fspath(f)) for t, f in renames]
+    with folders_locked([final for _tmp, final in renames]):
+        done = []
+        try:
+            for tmp, final in renames:
+                os.replace(tmp, final)
+                done.append(final)
+        except BaseException:
+            for final in done:
+                with contextlib.suppress(OSError):
+                    os.unlink(final)
+            raise

@@ -7,6 +7,7 @@ temporary name and renamed when complete, so a failed or interrupted run leaves 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -161,8 +162,20 @@ def run(args) -> None:
 def _one_line(e: BaseException) -> str:
     msg = str(e) or type(e).__name__
     if isinstance(e, OSError) and e.filename and e.strerror:
-        msg = f"{e.filename}: {e.strerror}"
-    return " ".join(msg.split("\n"))
+        msg = f"{os.fsdecode(e.filename)}: {e.strerror}"
+    return printable(" ".join(msg.split("\n")))
+
+
+def printable(text: str) -> str:
+    """``text`` as one line of valid UTF-8: a file name's bytes that are not UTF-8 (which Python holds
+    as surrogate escapes) and control characters show as ``\\xNN`` (``\\u0085``, ``\\u2028`` for the
+    Unicode ones that break lines), as the engine shows them."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c >= " " and not "\x7f" <= c <= "\x9f" and c not in "\u2028\u2029"
+                   else f"\\x{ord(c):02x}" if c < "\x80" else f"\\u{ord(c):04x}" for c in text)
 
 
 def main(argv=None) -> int:

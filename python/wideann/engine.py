@@ -6,6 +6,8 @@ within milliseconds and removes its temporary output, so nothing is left at the 
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import os
 import sys
@@ -13,7 +15,8 @@ import threading
 from typing import Sequence, Union
 
 from . import _native
-from ._atomic import atomic_path
+from ._atomic import commit_together, temp_name
+from .diskspace import human_bytes, require_free
 from .stats import Stats
 
 PathLike = Union[str, os.PathLike]
@@ -38,6 +41,11 @@ def _paths(inputs) -> list[str]:
         if not os.access(p, os.R_OK):
             raise DataError(f"{p}: cannot be read (permission denied)")
     return paths
+
+
+def _fsencode(paths: list[str]) -> list[bytes]:
+    """File names as the engine takes them: bytes, so that a name that is not UTF-8 passes intact."""
+    return [os.fsencode(p) for p in paths]
 
 
 def _threads(threads) -> int:
@@ -134,7 +142,7 @@ def compute_stats(inputs, *, header: str = "auto", delimiter: str = ",", threads
     non-numeric field), else they are ``x1 … x{n-1}, y``.
     """
     paths = _paths(inputs)
-    r = _run(_native.compute_stats, paths, _check_header(header), _check_delimiter(delimiter),
+    r = _run(_native.compute_stats, _fsencode(paths), _check_header(header), _check_delimiter(delimiter),
              _threads(threads), progress=progress, desc="stats")
     return Stats(r["columns"], r["min"], r["max"], r["n_rows"], [os.path.abspath(p) for p in paths])
 
@@ -174,31 +182,89 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     _check_output_folder(output)
 
     fitted = stats is None
-    if fitted:
-        st = compute_stats(paths, header=header, delimiter=delimiter, threads=n_threads, progress=progress)
-    else:
-        st = stats if isinstance(stats, Stats) else Stats.load(stats)
+    stats_path = default_stats_path(output) if fitted and stats_out is None else stats_out
+    stats_path = None if stats_path is None else os.fspath(stats_path)
+    if stats_path is not None and os.path.abspath(stats_path) == os.path.abspath(output):
+        raise ValueError(f"{stats_path}: the stats file cannot be the table itself; name another --stats-out")
+    sources = [os.path.abspath(p) for p in paths]
 
-    def run_pass2():
-        n = _run(_native.normalize, paths, output, st._min, st._max, st.columns, dtype, fmt,
-                 header, delimiter, n_threads, bool(clip), progress=progress, desc="normalize")
-        return n
-
-    if fitted:
-        stats_path = os.fspath(stats_out) if stats_out is not None else default_stats_path(output)
-        # The stats file is renamed into place only once the table is complete.
-        with atomic_path(stats_path) as tmp:
-            st.save(tmp)
-            run_pass2()
-    else:
-        n = run_pass2()
-        if stats_out is not None:
-            try:
-                Stats(st.columns, st._min, st._max, n, [os.path.abspath(p) for p in paths]).save(stats_out)
-            except BaseException:
-                os.unlink(output)
-                raise
+    # The table and its stats file are written under temporary names and renamed together at the end
+    # (under a lock on their folders), so that a failure leaves neither and two runs writing the same
+    # output end with one run's table and that run's stats, never a mix.
+    table_tmp = stats_tmp = None
+    try:
+        if fitted:
+            st = compute_stats(paths, header=header, delimiter=delimiter, threads=n_threads, progress=progress)
+            stats_tmp = temp_name(stats_path)  # written now: a missing or full stats folder fails before pass 2
+            _save_stats(st, stats_tmp, stats_path)
+            require_free(output, output_bytes(st.n_rows, st.columns, dtype, fmt), f"the table {output}")
+        else:
+            st = stats if isinstance(stats, Stats) else Stats.load(stats)
+            _require_estimated_space(output, paths, st.columns, dtype, fmt)
+        table_tmp = temp_name(output)
+        n = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp)), _fsencode(paths),
+                 os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header, delimiter, n_threads,
+                 bool(clip), progress=progress, desc="normalize")
+        if not fitted and stats_path is not None:  # the applied stats, with the rows of these inputs
+            stats_tmp = temp_name(stats_path)
+            _save_stats(Stats(st.columns, st._min, st._max, n, sources), stats_tmp, stats_path)
+        commit_together([(table_tmp, output)] + ([(stats_tmp, stats_path)] if stats_tmp else []))
+    except BaseException:
+        for tmp in (table_tmp, stats_tmp):
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        raise
     return st
+
+
+def _save_stats(st: Stats, tmp: str, final: str) -> None:
+    try:
+        st.save(tmp)
+    except OSError as e:  # e.g. a full disk: name the stats file, not its temporary name
+        raise OSError(e.errno, e.strerror or str(e), final) from None
+
+
+def output_bytes(rows: int, columns: Sequence[str], dtype: str, fmt: str) -> int:
+    """The size of ``normalize``'s output for ``rows`` rows: exact for ``.npy`` (header + rows x
+    columns x itemsize); for CSV a lower bound (every value takes at least a digit and a comma or
+    newline; the shortest float32 text of a value in [0, 1] usually takes about 11)."""
+    cols = len(columns)
+    if fmt == "npy":
+        descr = "<f2" if dtype == "float16" else "<f4"
+        # as csrc/writers.cpp's npy_header: room for a 20-digit row count, padded to 64 bytes
+        text = f"{{'descr': '{descr}', 'fortran_order': False, 'shape': (, {cols}), }}"
+        header = (10 + len(text) + 20 + 1 + 63) // 64 * 64
+        return header + rows * cols * (2 if dtype == "float16" else 4)
+    header = sum(len(c.encode()) + 1 for c in columns)
+    return header + rows * cols * 2
+
+
+def estimated_rows(paths: Sequence[str]) -> int:
+    """About how many lines the inputs hold, from their sizes and the lines in their first MiB."""
+    total = 0.0
+    for p in paths:
+        size = os.path.getsize(p)
+        with open(p, "rb") as f:
+            head = f.read(1 << 20)
+        lines = head.count(b"\n")
+        if len(head) == size:
+            total += lines + (1 if head and not head.endswith(b"\n") else 0)
+        elif lines:
+            total += size * lines / (head.rfind(b"\n") + 1)
+        else:
+            total += 1  # a first line longer than a MiB
+    return int(total)
+
+
+def _require_estimated_space(output: str, paths, columns, dtype: str, fmt: str) -> None:
+    """Apply mode: the rows are not known before pass 2 writes them, so the size is estimated from
+    the inputs' size; the run is refused only when not even half the estimate fits (a gross misfit,
+    such as a table of 100 GB for 20 GB free). Pass 2 still fails cleanly if the disk fills."""
+    estimate = output_bytes(estimated_rows(paths), columns, dtype, fmt)
+    require_free(output, estimate // 2,
+                 f"the table {output} (estimated at {human_bytes(estimate)} from the size of the input; "
+                 f"at least half of that)")
 
 
 def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence | None = None,
@@ -222,7 +288,7 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
     except ValueError as e:
         where = os.fspath(stats) if not isinstance(stats, Stats) else "stats"
         raise ValueError(f"{where}: {str(e).removeprefix('stats: ')}") from None
-    return _run(_native.denormalize, input, in_fmt, output, st._min, st._max, st.columns,
+    return _run(_native.denormalize, os.fsencode(input), in_fmt, os.fsencode(output), st._min, st._max, st.columns,
                 None if idx is None else [int(i) for i in idx], _check_header(header),
                 _check_delimiter(delimiter), _threads(threads), progress=progress, desc="denormalize")
 
@@ -246,5 +312,5 @@ def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: f
     if not (noise >= 0 and math.isfinite(noise)):
         raise ValueError("noise must be a finite number >= 0")
     _check_output_folder(output)
-    _run(_native.make_data, output, int(rows), int(cols), int(seed), float(noise), _threads(threads),
+    _run(_native.make_data, os.fsencode(output), int(rows), int(cols), int(seed), float(noise), _threads(threads),
          progress=progress, desc="make-data")

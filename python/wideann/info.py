@@ -2,12 +2,13 @@
 stats file."""
 from __future__ import annotations
 
-import json
+import math
 import os
+import re
 
 import numpy as np
 
-from .stats import FORMAT, Stats
+from .stats import FORMAT, Stats, read_json
 
 
 def _size(n: float) -> str:
@@ -36,31 +37,47 @@ def describe(path) -> str:
     if head == b"\x93NUMPY":
         return _describe_npy(path)
     if path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            try:
-                d = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: line {e.lineno}, column {e.colno}: invalid JSON: {e.msg}") from None
+        d = read_json(path)
         if isinstance(d, dict) and d.get("format") == FORMAT:
             return _describe_stats(path, Stats.from_dict(d, where=path))
         raise ValueError(f"{path}: JSON, but not a wideann stats file")
     return _describe_csv(path)
 
 
+def _npy_header(path: str):
+    """(shape, fortran_order, dtype, data offset) of a .npy file; a broken header is a ValueError
+    naming the file."""
+    try:
+        with open(path, "rb") as f:
+            major, minor = np.lib.format.read_magic(f)
+            if (major, minor) not in ((1, 0), (2, 0), (3, 0)):
+                raise ValueError(f"format version {major}.{minor} (numpy writes 1.0, 2.0 and 3.0)")
+            read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f, max_header_size=1 << 24)
+            return shape, fortran, dtype, f.tell()
+    except Exception as e:  # numpy's header parser raises many kinds (ValueError, TokenError, ...)
+        why = re.sub(r"<[^>]*>", "...", " ".join(str(e).split()))  # no object reprs (addresses)
+        raise ValueError(f"{path}: not a valid .npy file: {why}") from None
+
+
 def _describe_npy(path: str) -> str:
-    with open(path, "rb") as f:
-        major, _minor = np.lib.format.read_magic(f)
-        read_header = (np.lib.format.read_array_header_1_0 if major == 1
-                       else np.lib.format.read_array_header_2_0)
-        shape, fortran, dtype = read_header(f)
-        offset = f.tell()
-    a = np.load(path, mmap_mode="r")
-    sample = np.asarray(a[: min(len(a), 1000)], dtype=np.float64)
-    lines = [f"{path}: .npy table, {' x '.join(map(str, shape))} {dtype} ({_size(os.path.getsize(path))}), "
+    shape, fortran, dtype, offset = _npy_header(path)
+    size = os.path.getsize(path)
+    need = offset + math.prod(shape) * dtype.itemsize
+    if size < need:
+        raise ValueError(f"{path}: truncated .npy file: {' x '.join(map(str, shape)) or 'a scalar'} "
+                         f"{dtype} needs {need} bytes, the file has {size}")
+    lines = [f"{path}: .npy table, {' x '.join(map(str, shape)) or 'a scalar'} {dtype} ({_size(size)}), "
              f"data at byte {offset}{', Fortran order' if fortran else ''}"]
-    if sample.size:
-        lines.append(f"  first {len(sample)} rows: min {sample.min():.6g}, max {sample.max():.6g}, "
-                     f"non-finite {int(np.sum(~np.isfinite(sample)))}")
+    if len(shape) >= 1 and shape[0] > 0 and math.prod(shape) > 0 and dtype.kind in "fiu" and not fortran:
+        rows = min(shape[0], 1000)
+        sample = np.fromfile(path, dtype=dtype, count=rows * math.prod(shape[1:]), offset=offset)
+        with np.errstate(invalid="ignore"):  # a signalling NaN in the file warns when cast
+            sample = sample.astype(np.float64).reshape((rows, -1))
+        finite = sample[np.isfinite(sample)]
+        span = f"min {finite.min():.6g}, max {finite.max():.6g}" if finite.size else "no finite values"
+        lines.append(f"  first {len(sample)} rows: {span}, non-finite {sample.size - finite.size}")
     return "\n".join(lines)
 
 
@@ -112,7 +129,7 @@ def _describe_csv(path: str) -> str:
         head = f.read(1 << 20)
     lines = head.splitlines()
     whole = len(head) == size
-    first = lines[0].decode("utf-8-sig", errors="replace") if lines else ""
+    first = lines[0].decode("utf-8-sig", errors="backslashreplace") if lines else ""
     delimiter = max(",;\t|", key=first.count) if first else ","
     fields = first.split(delimiter)
     is_header = any(_not_number(x) for x in fields)

@@ -1,0 +1,105 @@
+"""The engine built with AddressSanitizer and UndefinedBehaviorSanitizer, beside the normal install.
+
+    python tests/fuzz/sanitized.py build            # -> build/sanitize/site/wideann (about a minute)
+    python tests/fuzz/sanitized.py run CMD ARGS...  # CMD with the sanitized engine, e.g.
+    python tests/fuzz/sanitized.py run python -m pytest -q tests/test_bad_input.py
+
+`build` installs the package with `-DWIDEANN_SANITIZE=ON` into its own folder (`pip install --target`;
+its own CMake build folder), so the normal install that the test suite uses is left as it is. `run`
+puts that folder first on PYTHONPATH and preloads gcc's libasan (Python itself is not built with
+ASan, and the runtime must be loaded before anything else): every Python process started from CMD —
+pytest's `python -m wideann` subprocesses included — then imports the sanitized engine.
+detect_leaks=0: the interpreter keeps objects alive until exit by design, which LeakSanitizer would
+report as leaks. Any sanitizer finding stops the process (the build uses -fno-sanitize-recover=all)
+with a report on stderr and exit code 86.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SITE = ROOT / "build" / "sanitize" / "site"
+EXIT_CODE = 86  # what a process stopped by a sanitizer exits with
+
+# Written into SITE: an editable install (scikit-build-core) puts an import hook in front of
+# sys.path, which would shadow the sanitized package; sitecustomize runs after .pth files, so it can
+# take that hook out again for the processes started here.
+_SITECUSTOMIZE = '''\
+import sys
+sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__name__.startswith("ScikitBuild")]
+'''
+
+
+def _runtime(name: str) -> str:
+    cxx = os.environ.get("CXX") or shutil.which("g++") or "g++"
+    path = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    if not os.path.isabs(path) or not os.path.exists(path):
+        raise SystemExit(f"sanitized.py: {cxx} has no {name} (install gcc's libasan)")
+    return os.path.realpath(path)
+
+
+def preload() -> str:
+    """LD_PRELOAD for a sanitized extension in an unsanitized Python: libasan first (it must come
+    before every other library), then libstdc++ — Python does not load it, and without it ASan cannot
+    find the C++ runtime's __cxa_throw when it sets up its interceptors (the first exception thrown
+    then stops the process with "CHECK failed: ... real___cxa_throw")."""
+    return f"{_runtime('libasan.so')} {_runtime('libstdc++.so.6')}"
+
+
+def env(base: dict | None = None) -> dict:
+    """An environment in which Python imports the sanitized engine."""
+    e = dict(os.environ if base is None else base)
+    e["PYTHONPATH"] = os.pathsep.join([str(SITE)] + ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []))
+    e["LD_PRELOAD"] = " ".join([preload()] + ([e["LD_PRELOAD"]] if e.get("LD_PRELOAD") else []))
+    e["ASAN_OPTIONS"] = f"detect_leaks=0:halt_on_error=1:exitcode={EXIT_CODE}:detect_stack_use_after_return=1"
+    e["UBSAN_OPTIONS"] = f"print_stacktrace=1:halt_on_error=1:exitcode={EXIT_CODE}"
+    e["PYTHONDONTWRITEBYTECODE"] = "1"
+    return e
+
+
+def build() -> None:
+    SITE.parent.mkdir(parents=True, exist_ok=True)
+    # Where the build tools are already installed, build without isolation: the CMake build folder is
+    # then reused and a rebuild compiles only what changed.
+    have_tools = all(importlib.util.find_spec(m) for m in ("scikit_build_core", "pybind11"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade",
+                    *(["--no-build-isolation"] if have_tools else []),
+                    "--target", str(SITE), "-C", "cmake.define.WIDEANN_SANITIZE=ON",
+                    "-C", "build-dir=build/sanitize/{wheel_tag}", str(ROOT)], check=True, cwd=ROOT)
+    (SITE / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    # The Python modules as links to the sources: only the engine needs a rebuild after a change.
+    for py in (SITE / "wideann").glob("*.py"):
+        py.unlink()
+        py.symlink_to(ROOT / "python" / "wideann" / py.name)
+    check()
+
+
+def check() -> None:
+    """Fail unless a process started with env() really runs the sanitized engine."""
+    p = subprocess.run([sys.executable, "-c", "import wideann._native as n; print(n.sanitized, n.__file__)"],
+                       env=env(), capture_output=True, text=True)
+    if p.returncode != 0 or not p.stdout.startswith("True ") or str(SITE) not in p.stdout:
+        raise SystemExit(f"sanitized.py: the sanitized engine is not the one imported "
+                         f"(run `python tests/fuzz/sanitized.py build` first):\n{p.stdout}{p.stderr}")
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == ["build"]:
+        build()
+        print(f"sanitized engine in {SITE}")
+        return 0
+    if argv[:1] == ["run"] and len(argv) > 1:
+        check()
+        return subprocess.run(argv[1:], env=env()).returncode
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

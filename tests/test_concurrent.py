@@ -1,0 +1,102 @@
+"""Two `normalize` runs writing the same output at the same time end with one complete table and that
+table's own stats file, never a mix (a table of one run beside the stats of the other is a mix).
+
+Each run writes its table and stats under temporary names and renames both at the end, holding a lock
+on their folder; these tests run real concurrent processes."""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+
+from conftest import ok, popen_cli, temp_leftovers, wait_for
+
+
+def _inputs(folder):
+    """Two inputs of the same shape but different values (so different stats and tables)."""
+    paths = {}
+    for name, offset in (("A", 0.0), ("B", 1000.0)):
+        rows = np.arange(6000, dtype=np.float64)[:, None] * [1.0, 0.5, 2.0] + offset
+        rows[:, 1] %= 97
+        path = folder / f"{name}.csv"
+        path.write_text("a,b,y\n" + "".join(",".join(repr(float(v)) for v in r) + "\n" for r in rows))
+        paths[name] = path
+    return paths
+
+
+def _reference(tmp_path, inp, *extra):
+    """What one run alone writes: (table bytes, stats bytes)."""
+    ref = tmp_path / f"ref-{inp.stem}"
+    ref.mkdir(exist_ok=True)
+    ok("normalize", inp, "-o", ref / "t.npy", "--stats-out", ref / "t.json", *extra)
+    return (ref / "t.npy").read_bytes(), (ref / "t.json").read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["fit", "apply"])
+def test_concurrent_runs_never_mix_table_and_stats(tmp_path, mode):
+    inputs = _inputs(tmp_path)
+    extra = []
+    if mode == "apply":  # apply mode with --stats-out: the table and the applied stats (row count)
+        ok("stats", inputs["A"], "-o", tmp_path / "fit.json")
+        extra = ["--stats", tmp_path / "fit.json"]
+        inputs["B"].write_text(inputs["B"].read_text().split("\n", 1)[0] + "\n" +
+                               "".join(f"{i},{i % 5},{i * 3}\n" for i in range(6500)))  # other rows
+    refs = {name: _reference(tmp_path, p, *extra) for name, p in inputs.items()}
+    assert refs["A"][0] != refs["B"][0] and refs["A"][1] != refs["B"][1]
+    out = tmp_path / "out"
+    out.mkdir()
+    seen = set()
+    for _ in range(8):
+        procs = [popen_cli("normalize", inputs[name], "-o", out / "t.npy", "--stats-out", out / "t.json",
+                           "--threads", "1", *extra) for name in "ABAB"]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+        pair = ((out / "t.npy").read_bytes(), (out / "t.json").read_bytes())
+        winner = [name for name, ref in refs.items() if ref == pair]
+        assert winner, ("a mix: the table of one run with the stats of another "
+                        f"(table {'A' if pair[0] == refs['A'][0] else 'B'}, "
+                        f"stats rows {json.loads(pair[1])['n_rows']})")
+        seen.add(winner[0])
+        assert temp_leftovers(out) == []
+
+
+def test_commit_waits_for_the_folder_lock(tmp_path):
+    """While the output folder is locked the run finishes its table under a temporary name but does not
+    rename it into place; once the lock is free it does. Ctrl-C while it waits leaves nothing."""
+    inp = _inputs(tmp_path)["A"]
+    out = tmp_path / "out"
+    out.mkdir()
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for interrupt in (True, False):
+            p = popen_cli("normalize", inp, "-o", out / "t.npy", "--threads", "1")
+            try:
+                def table_written():  # the temporary table is complete (its header was patched last)
+                    tmps = [n for n in os.listdir(out) if n.startswith(".t.npy.")]
+                    return any(os.path.getsize(out / n) == 128 + 6000 * 3 * 4 and
+                               (out / n).read_bytes()[:128].find(b"(6000, 3)") > 0 for n in tmps)
+                assert wait_for(table_written, 60), os.listdir(out)
+                assert not wait_for(lambda: p.poll() is not None, 1.0), p.communicate()
+                assert not (out / "t.npy").exists() and not (out / "t.stats.json").exists()
+                if interrupt:
+                    p.send_signal(signal.SIGINT)
+                    _, err = p.communicate(timeout=30)
+                    assert p.returncode == 130, err
+                    assert os.listdir(out) == []
+            finally:
+                if interrupt and p.poll() is None:
+                    p.kill()
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+        assert sorted(os.listdir(out)) == ["t.npy", "t.stats.json"]
+        assert np.load(out / "t.npy").shape == (6000, 3)
+    finally:
+        os.close(fd)

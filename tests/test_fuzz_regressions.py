@@ -1,0 +1,197 @@
+"""Faults the fuzzing harness (tests/fuzz/fuzz_engine.py) found, each kept as a test; and the seed
+corpus run through the command line, checking the contract on every file.
+
+Faults that only a sanitizer sees (undefined behaviour that happens to work) have no test of their own
+here: every engine test runs against the sanitized build in .ci/run, where they stop the process. The
+list, with what was fixed, is in tests/fuzz/README.md.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import assert_failed_cleanly, cli_env, ok, run_cli, temp_leftovers, write_text
+
+CORPUS = Path(__file__).resolve().parent / "fuzz" / "corpus"
+
+
+def npy_bytes(header: str, body: bytes = b"", version: int = 1) -> bytes:
+    pre = 10 if version == 1 else 12
+    total = (pre + len(header) + 1 + 63) // 64 * 64
+    header = header + " " * (total - pre - len(header) - 1) + "\n"
+    size = struct.pack("<H", len(header)) if version == 1 else struct.pack("<I", len(header))
+    return b"\x93NUMPY" + bytes([version, 0]) + size + header.encode() + body
+
+
+def stats_file(path, cols: int, lo, hi) -> Path:
+    names = [f"x{i}" for i in range(1, cols)] + ["y"]
+    path.write_text(json.dumps({"format": "wideann-stats", "version": 1, "columns": names, "min": [lo] * cols,
+                                "max": [hi] * cols, "n_rows": 2, "sources": []}))
+    return path
+
+
+# ---- values beyond the output type: refused, never written as inf -----------------------------------
+
+@pytest.mark.parametrize("out", ["t.npy", "t.csv"])
+def test_normalize_float32_overflow_is_refused(tmp_path, out):
+    """Applying stats with a tiny range to a value far outside it gave x = 1e300, written as inf in
+    float32 (found by the fuzzer: 'non-finite values written')."""
+    st = stats_file(tmp_path / "s.json", 3, 0.0, 1e-300)
+    inp = write_text(tmp_path / "far.csv", "x1,x2,y\n0,0,0\n0,1,0\n")
+    p = run_cli("normalize", inp, "-o", tmp_path / out, "--stats", st)
+    msg = assert_failed_cleanly(p, leftovers=[tmp_path / out], folder=tmp_path, names=["far.csv"],
+                                line=3, column=2)
+    assert "does not fit float32" in msg and "1e+300" in msg, msg
+    # --clip keeps it in range, so it is written
+    ok("normalize", inp, "-o", tmp_path / out, "--stats", st, "--clip")
+
+
+@pytest.mark.parametrize("source", ["npy", "csv"])
+def test_denormalize_overflow_is_refused(tmp_path, source):
+    """A normalized value far outside [0, 1] (65504, float16's largest) times a range of 1e305 is
+    beyond any double: it was written as inf."""
+    st = stats_file(tmp_path / "s.json", 2, -1e305, 1e305)
+    if source == "npy":
+        np.save(tmp_path / "p.npy", np.array([[0.5, 0.25], [0.5, 65504.0]], dtype=np.float16))
+        inp, where = tmp_path / "p.npy", "row 2, column 2"
+    else:
+        inp, where = write_text(tmp_path / "p.csv", "a,b\n0.5,0.25\n0.5,65504\n"), "line 3, column 2"
+    p = run_cli("denormalize", inp, "-o", tmp_path / "b.csv", "--stats", st)
+    msg = assert_failed_cleanly(p, leftovers=[tmp_path / "b.csv"], folder=tmp_path, names=[inp.name])
+    assert where in msg and "does not fit a double" in msg, msg
+
+
+def test_zero_and_negative_zero_give_the_same_bytes_whatever_the_order_and_threads(tmp_path):
+    """A column holding both 0 and -0 had as its min whichever came last (or, with several threads,
+    first), and pass 2 then wrote -0 for some zeros: the bytes depended on the thread count and block
+    size, and fit mode differed from applying the saved stats (which store 0). Found by the fuzzer's
+    oracle."""
+    lines = ["a,b,y"] + ["0,-0.0,1", "-0,0.0,2", "-0.0,0,3"] * 40 + ["5,5,4"]
+    inp = write_text(tmp_path / "z.csv", "\n".join(lines) + "\n")
+    outs = set()
+    for threads, block in ((1, None), (2, None), (1, 64), (3, 64)):
+        env = cli_env(WIDEANN_BLOCK_SIZE=block) if block else None
+        ok("normalize", inp, "-o", tmp_path / "t.npy", "--threads", threads, env=env)
+        outs.add((tmp_path / "t.npy").read_bytes())
+        ok("normalize", inp, "-o", tmp_path / "a.npy", "--stats", tmp_path / "t.stats.json", "--threads", threads,
+           env=env)
+        outs.add((tmp_path / "a.npy").read_bytes())
+    assert len(outs) == 1
+    t = np.load(tmp_path / "t.npy")
+    assert not np.signbit(t).any()
+    assert json.loads((tmp_path / "t.stats.json").read_text())["min"] == [0, 0, 1]
+
+
+# ---- .npy headers ------------------------------------------------------------------------------------
+
+BROKEN_HEADERS = {
+    # shape text the engine read with std::stoull ("wideann: error: stoull", no file named)
+    "letters": "{'descr': '<f4', 'fortran_order': False, 'shape': (a, b), }",
+    "float": "{'descr': '<f4', 'fortran_order': False, 'shape': (1e3, 2), }",
+    "hex": "{'descr': '<f4', 'fortran_order': False, 'shape': (0x10, 1), }",
+    "negative": "{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3), }",
+    "too-big-for-stoull": "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999, 1), }",
+    # rows x cols x 4 wrapped around 2^64, so the size check passed and reading went astray
+    "overflow": "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 4), }",
+    "overflow-2": "{'descr': '<f4', 'fortran_order': False, 'shape': (18446744073709551615, 18446744073709551615), }",
+    # no columns: a division by zero when the rows per block were counted
+    "no-columns": "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 0), }",
+    "no-rows": "{'descr': '<f4', 'fortran_order': False, 'shape': (0, 2), }",
+    "empty-entry": "{'descr': '<f4', 'fortran_order': False, 'shape': (, ), }",
+    "unclosed": "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3",
+    "no-value": "{'descr': '<f4', 'fortran_order': False, 'shape'",
+    "list": "{'descr': '<f4', 'fortran_order': False, 'shape': [2, 2], }",
+    "nested": "{'descr': '<f4', 'fortran_order': False, 'shape': ((2, 2)), }",
+    "three-d": "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2, 2), }",
+    "no-shape": "{'descr': '<f4', 'fortran_order': False, }",
+    "fortran": "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }",
+    "int": "{'descr': '<i4', 'fortran_order': False, 'shape': (2, 2), }",
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN_HEADERS))
+def test_denormalize_broken_npy_header(tmp_path, name):
+    st = stats_file(tmp_path / "s.json", 2, 0.0, 1.0)
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(npy_bytes(BROKEN_HEADERS[name], np.zeros(4, np.float32).tobytes()))
+    p = run_cli("denormalize", bad, "-o", tmp_path / "b.csv", "--stats", st)
+    assert_failed_cleanly(p, leftovers=[tmp_path / "b.csv"], folder=tmp_path, names=["bad.npy"])
+
+
+@pytest.mark.parametrize("data", [
+    npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", version=9),  # numpy's own error
+    npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", version=0),
+    npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (2, "),    # a tokenize.TokenError traceback
+    npy_bytes("{'descr': '<f4', 'fortran_order': 1, 'shape': (2,), }"),
+    npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (a,), }"),  # a message with an object's address
+    npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1000, 1000), }", b"\0" * 64),  # truncated
+    b"\x93NUMPY\x01\x00",
+], ids=["version-9", "version-0", "unclosed", "fortran-int", "name", "truncated", "magic-only"])
+def test_info_broken_npy(tmp_path, data):
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(data)
+    msg = assert_failed_cleanly(run_cli("info", bad), names=["bad.npy"])
+    assert " at 0x" not in msg, msg
+
+
+def test_info_signalling_nan_is_counted_without_a_warning(tmp_path):
+    """Casting a signalling NaN to float64 made numpy print a RuntimeWarning under the description."""
+    np.save(tmp_path / "s.npy", np.array([0x3F800000, 0x7F800001, 0xFF800002], dtype=np.uint32).view(np.float32))
+    p = ok("info", tmp_path / "s.npy")
+    assert "non-finite 2" in p.stdout and p.stderr == "", p.stderr
+
+
+def test_info_odd_npy_arrays(tmp_path):
+    """0-d, empty, complex, string and big-endian arrays are described, not crashed on."""
+    for i, a in enumerate([np.float32(3), np.zeros((0, 4), np.float32), np.ones(3, np.complex64),
+                           np.array(["ab", "c"]), np.arange(6, dtype=">f4").reshape(2, 3)]):
+        np.save(tmp_path / f"a{i}.npy", a)
+        p = ok("info", tmp_path / f"a{i}.npy")
+        assert f"a{i}.npy: .npy table" in p.stdout and p.stderr == ""
+
+
+def test_stats_json_with_a_huge_integer(tmp_path):
+    """Python refuses to convert integers of over 4,300 digits: the message did not name the file."""
+    st = write_text(tmp_path / "s.json", '{"format": "wideann-stats", "columns": [' + "9" * 5000 + "]}")
+    inp = write_text(tmp_path / "in.csv", "a\n1\n")
+    p = run_cli("normalize", inp, "-o", tmp_path / "t.npy", "--stats", st)
+    assert_failed_cleanly(p, leftovers=[tmp_path / "t.npy"], folder=tmp_path, names=["s.json"])
+
+
+# ---- the seed corpus ---------------------------------------------------------------------------------
+
+def _corpus(suffix: str) -> list[Path]:
+    return sorted(p for p in CORPUS.iterdir() if p.suffix == suffix)
+
+
+@pytest.mark.parametrize("path", _corpus(".csv"), ids=lambda p: p.name)
+def test_corpus_csv(tmp_path, path):
+    """Every seed CSV either normalizes (fit mode, both dtypes, both outputs) or is refused cleanly;
+    the outputs hold only finite numbers."""
+    for out, dtype in (("t.npy", "float32"), ("t.npy", "float16"), ("t.csv", "float32")):
+        p = run_cli("normalize", path, "-o", tmp_path / out, "--dtype", dtype)
+        if p.returncode == 0:
+            if out.endswith(".npy"):
+                assert np.isfinite(np.load(tmp_path / out)).all()
+            os.unlink(tmp_path / out)
+            os.unlink(tmp_path / "t.stats.json")
+        else:
+            assert_failed_cleanly(p, names=[path.name])
+        assert os.listdir(tmp_path) == [] and temp_leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("path", _corpus(".npy") + _corpus(".json"), ids=lambda p: p.name)
+def test_corpus_npy_and_stats(tmp_path, path):
+    p = run_cli("info", path)
+    if p.returncode != 0:
+        assert_failed_cleanly(p, names=[path.name])
+    if path.suffix == ".npy":
+        st = stats_file(tmp_path / "s.json", 3, -1.0, 2.0)
+        p = run_cli("denormalize", path, "-o", tmp_path / "b.csv", "--stats", st)
+        if p.returncode != 0:
+            assert_failed_cleanly(p, leftovers=[tmp_path / "b.csv"], folder=tmp_path, names=[path.name])

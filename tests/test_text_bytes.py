@@ -1,0 +1,155 @@
+"""Bytes that are not UTF-8 (or not printable) in the input: in a field, a header name, a file name or
+a stats file. Every message that quotes them reaches Python intact and the command line prints the
+usual one line naming file, line and column, with the odd bytes shown as ``\\xNN``."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+import wideann
+from conftest import assert_failed_cleanly, ok, run_cli
+
+HEADER = b"a,b,y\n"
+GOOD = b"1,2,3\n4,5,6\n"
+
+
+def _write(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("field, shown", [
+    (b"\x89PNG", r"'\x89PNG'"),                                 # not UTF-8
+    (b"\xff\xfe1", r"'\xff\xfe1'"),
+    (b"1\r2", r"'1\x0d2'"),                                      # a control byte
+    (b"\x001", r"'\x001'"),                                      # NUL
+    (b"\xe2\x82\xac5", "'€5'"),                                  # valid UTF-8 stays as it is
+    (b"\xef\xbb\xbf7", r"'\ufeff7'"),                            # a BOM in the middle of a file
+    (b"1\xc2\xa0000", r"'1\u00a0000'"),                          # a no-break space
+    (b"\xe2\x82", r"'\xe2\x82'"),                                # a character cut short
+    (b"\xed\xa0\x80", r"'\xed\xa0\x80'"),                        # an encoded UTF-16 surrogate
+    (b"\xc0\xaf", r"'\xc0\xaf'"),                                # an overlong form
+    (b"1\xc2\x852", r"'1\u00852'"),                              # NEL: valid UTF-8, a line break to Python
+    (b"1\xe2\x80\xa82", r"'1\u20282'"),                          # the Unicode line separator
+], ids=lambda v: repr(v) if isinstance(v, bytes) else None)
+@pytest.mark.parametrize("command", ["normalize", "apply", "stats", "denormalize"])
+def test_odd_bytes_in_a_field(tmp_path, field, shown, command):
+    bad = _write(tmp_path / "bad.csv", HEADER + GOOD + b"7," + field + b",9\n")
+    if command in ("apply", "denormalize"):
+        good = _write(tmp_path / "good.csv", HEADER + GOOD)
+        ok("stats", good, "-o", tmp_path / "s.json")
+    args = {"normalize": ["normalize", bad, "-o", tmp_path / "o.npy"],
+            "apply": ["normalize", bad, "-o", tmp_path / "o.npy", "--stats", tmp_path / "s.json"],
+            "stats": ["stats", bad, "-o", tmp_path / "o.json"],
+            "denormalize": ["denormalize", bad, "-o", tmp_path / "o.csv", "--stats", tmp_path / "s.json"]}[command]
+    p = run_cli(*args)
+    msg = assert_failed_cleanly(p, leftovers=[tmp_path / "o.npy", tmp_path / "o.json", tmp_path / "o.csv",
+                                              tmp_path / "o.stats.json"],
+                                folder=tmp_path, names=["bad.csv"], line=4, column=2)
+    assert f"found {shown}" in msg, msg
+
+
+def test_long_field_is_cut_at_a_character_boundary(tmp_path):
+    bad = _write(tmp_path / "bad.csv", HEADER + b"1,2," + "é".encode() * 100 + b"\n")
+    msg = assert_failed_cleanly(run_cli("stats", bad, "-o", tmp_path / "s.json"), names=["bad.csv"],
+                                line=2, column=3)
+    assert "found '" + "é" * 20 + "...'" in msg, msg
+
+
+def test_python_api_gets_the_message_intact(tmp_path):
+    bad = _write(tmp_path / "bad.csv", HEADER + b"1,\x89\xff,3\n")
+    with pytest.raises(wideann.DataError) as e:
+        wideann.normalize(bad, tmp_path / "o.npy")
+    assert str(e.value) == f"{bad}, line 2, column 2: expected a number, found '\\x89\\xff'"
+    assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
+
+
+@pytest.mark.parametrize("header", ["auto", "yes"])
+def test_header_name_that_is_not_utf8(tmp_path, header):
+    bad = _write(tmp_path / "bad.csv", b"a,b\xe9,y\n" + GOOD)  # Latin-1 'é'
+    for args in (["normalize", bad, "-o", tmp_path / "o.npy"], ["stats", bad, "-o", tmp_path / "o.json"]):
+        p = run_cli(*args, "--header", header)
+        msg = assert_failed_cleanly(p, leftovers=[tmp_path / "o.npy", tmp_path / "o.json"], folder=tmp_path,
+                                    names=["bad.csv"], line=1, column=2)
+        assert r"found 'b\xe9'" in msg and "UTF-8" in msg, msg
+
+
+def test_utf8_header_names_pass_through(tmp_path):
+    inp = _write(tmp_path / "in.csv", "température,δ,y\n".encode() + GOOD)
+    ok("normalize", inp, "-o", tmp_path / "o.csv")
+    assert json.loads((tmp_path / "o.stats.json").read_text("utf-8"))["columns"] == ["température", "δ", "y"]
+    assert (tmp_path / "o.csv").read_text("utf-8").splitlines()[0] == "température,δ,y"
+    # a second input whose header differs only by an odd byte is named with it escaped
+    other = _write(tmp_path / "other.csv", "température,δ,y\x01\n".encode() + GOOD)
+    p = run_cli("normalize", inp, other, "-o", tmp_path / "o2.npy")
+    msg = assert_failed_cleanly(p, leftovers=[tmp_path / "o2.npy"], names=["other.csv"], line=1, column=3)
+    assert r"found 'y\x01'" in msg, msg
+
+
+def test_whole_binary_file(tmp_path):
+    """A file that is no CSV at all (here a .npy given as input) is one clean line too."""
+    np.save(tmp_path / "t.npy", np.arange(12, dtype=np.float32).reshape(4, 3))
+    for args in (["normalize", tmp_path / "t.npy", "-o", tmp_path / "o.npy"],
+                 ["normalize", tmp_path / "t.npy", "-o", tmp_path / "o.npy", "--header", "no"],
+                 ["stats", tmp_path / "t.npy", "-o", tmp_path / "o.json"]):
+        p = run_cli(*args)
+        msg = assert_failed_cleanly(p, leftovers=[tmp_path / "o.npy", tmp_path / "o.json"], names=["t.npy"],
+                                    line=1)
+        assert r"\x93NUMPY" in msg, msg
+
+
+def test_file_names_that_are_not_utf8(tmp_path):
+    """File names are bytes on Linux: any name the system accepts is read, written and, in a message,
+    shown with its odd bytes escaped."""
+    folder = os.fsencode(tmp_path)
+    inp = folder + b"/in\xff.csv"
+    with open(inp, "wb") as f:
+        f.write(HEADER + GOOD)
+    out = folder + b"/out\xfe.npy"
+    ok("normalize", os.fsdecode(inp), "-o", os.fsdecode(out))
+    assert sorted(os.listdir(folder)) == [b"in\xff.csv", b"out\xfe.npy", b"out\xfe.stats.json"]
+    np.testing.assert_array_equal(np.load(out), [[0, 0, 0], [1, 1, 1]])
+    ok("denormalize", os.fsdecode(out), "-o", os.fsdecode(folder + b"/back\xfd.csv"),
+       "--stats", os.fsdecode(folder + b"/out\xfe.stats.json"))
+    assert (tmp_path / os.fsdecode(b"back\xfd.csv")).read_text() == "a,b,y\n1,2,3\n4,5,6\n"
+    # errors name them, escaped
+    bad = folder + b"/bad\xfa.csv"
+    with open(bad, "wb") as f:
+        f.write(HEADER + b"1,x,3\n")
+    p = run_cli("normalize", os.fsdecode(bad), "-o", os.fsdecode(folder + b"/o.npy"))
+    msg = assert_failed_cleanly(p, names=[r"bad\xfa.csv"], line=2, column=2)
+    p = run_cli("normalize", os.fsdecode(folder + b"/missing\xfa.csv"), "-o", os.fsdecode(folder + b"/o.npy"))
+    assert_failed_cleanly(p, names=[r"missing\xfa.csv"])
+    p = run_cli("normalize", os.fsdecode(inp), "-o", os.fsdecode(folder + b"/no\xf9/o.npy"))
+    assert_failed_cleanly(p, names=[r"no\xf9"])
+    p = run_cli("normalize", os.fsdecode(inp), "-o", os.fsdecode(folder + b"/o.npy"),
+                "--stats", os.fsdecode(folder + b"/gone\xf8.json"))
+    assert_failed_cleanly(p, names=[r"gone\xf8.json"])
+    assert "\\udc" not in msg
+
+
+def test_stats_file_that_is_not_utf8(tmp_path):
+    inp = _write(tmp_path / "in.csv", HEADER + GOOD)
+    st = _write(tmp_path / "s.json", b'{"format": "wideann-stats",\n "columns": ["a", "b\xe9", "y"]}\n')
+    for args in (["normalize", inp, "-o", tmp_path / "o.npy", "--stats", st],
+                 ["denormalize", inp, "-o", tmp_path / "o.csv", "--stats", st],
+                 ["merge-stats", st, st, "-o", tmp_path / "m.json"],
+                 ["info", st]):
+        p = run_cli(*args)
+        msg = assert_failed_cleanly(p, leftovers=[tmp_path / "o.npy", tmp_path / "o.csv", tmp_path / "m.json"],
+                                    names=["s.json"], line=2, column=21)
+        assert "UTF-8" in msg and "0xe9" in msg, msg
+
+
+def test_stats_column_name_that_is_not_valid_text(tmp_path):
+    """JSON can spell a lone surrogate (\\udcff), which no file or engine can take as a name."""
+    inp = _write(tmp_path / "in.csv", HEADER + GOOD)
+    st = {"format": "wideann-stats", "version": 1, "columns": ["a", "b\udcff", "y"], "min": [0, 0, 0],
+          "max": [1, 1, 1], "n_rows": 2, "sources": []}
+    (tmp_path / "s.json").write_text(json.dumps(st))
+    p = run_cli("normalize", inp, "-o", tmp_path / "o.npy", "--stats", tmp_path / "s.json")
+    msg = assert_failed_cleanly(p, leftovers=[tmp_path / "o.npy"], names=["s.json"])
+    assert "column 2" in msg, msg
