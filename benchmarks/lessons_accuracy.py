@@ -10,9 +10,7 @@ any model can reach) is read from data/README.md's generating command.
 import argparse
 import json
 import os
-import platform
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +18,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from lessons_common import machine, run_timed  # noqa: E402
 LESSONS = ["1_first_ann.py", "2_deeper_ann.py", "3_out_of_core_ann.py", "4_multi_gpu_ann.py"]
 
 
@@ -38,15 +38,14 @@ def main():
         run = out / Path(lesson).stem
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
                str(ROOT / "scripts" / lesson), "--output-dir", str(run)]
-        t0 = time.perf_counter()
-        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
+        r, wall, others = run_timed(cmd, cwd=ROOT, env=env)  # after waiting for the machine to be idle
         if r.returncode:
             sys.exit(f"{lesson} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
         m = json.loads((run / "metrics.json").read_text())
         rows.append((f"lesson {lesson[0]} (`{lesson}`)", m["test_rmse"], m["test_r2"], m["epochs"],
                      m["train_seconds"], wall))
-        print(f"{lesson}: RMSE {m['test_rmse']:.3f}  R² {m['test_r2']:.4f}  wall {wall:.1f} s", flush=True)
+        print(f"{lesson}: RMSE {m['test_rmse']:.3f}  R² {m['test_r2']:.4f}  wall {wall:.1f} s  (other processes "
+              f"used {'?' if others is None else f'{others:.2f}'} cores meanwhile)", flush=True)
 
     # Ridge on the same split (the table normalized by lesson 1's run, or by the first lesson run)
     import wideann
@@ -64,9 +63,8 @@ def main():
     res = metrics.regression(table[split.test, -1], ridge.predict(table[split.test, :-1]), stats)
     rows.append(("scikit-learn `RidgeCV` (linear baseline)", res["test_rmse"], res["test_r2"], "-", ridge_s, ridge_s))
 
-    cpu = platform.processor() or platform.machine()
     lines = [f"Example data: `data/example.csv`, noise σ = {sigma:g} (the best RMSE possible); "
-             f"{len(split.test)} test rows; {os.cpu_count()} CPU cores ({cpu}), one process.", "",
+             f"{len(split.test)} test rows; {machine()}, one process.", "",
              "| model | test RMSE | RMSE / σ | test R² | epochs | train s | wall s |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, rmse, r2, ep, tr, wall in rows:

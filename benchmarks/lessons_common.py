@@ -70,3 +70,26 @@ def machine() -> str:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{len(os.sched_getaffinity(0))} cores ({cpu or platform.machine()}), {mem:.0f} GiB RAM, Python {sys.version.split()[0]}"
+
+
+def run_timed(cmd, idle_cores: float = 0.25, idle_wait: float = 120, **kw):
+    """Run ``cmd`` after waiting (at most ``idle_wait`` s) until the other processes use fewer than
+    ``idle_cores`` cores; return (completed process, wall seconds, cores the other processes used
+    meanwhile: all the machine's CPU time but this command's, over the wall time; None if unknown)."""
+    import resource
+    import time
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from normalize_vs_peers import _busy_cpu_s, wait_idle
+
+    def own():
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    if idle_wait > 0:
+        wait_idle(idle_cores, idle_wait)
+    busy0, own0, t0 = _busy_cpu_s(), own(), time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    wall = time.perf_counter() - t0
+    others = None if busy0 is None else max(0.0, (_busy_cpu_s() - busy0) - (own() - own0)) / wall
+    return r, wall, others

@@ -11,6 +11,7 @@ test rows (``wideann.data.split_rows`` with the seed). A 442-row table has an 88
 says little: the table shows every seed and the mean.
 
     python benchmarks/lessons_small_table.py [--seeds 20] [--lessons 2_deeper_ann.py 3_out_of_core_ann.py]
+    python benchmarks/lessons_small_table.py --lessons 3_out_of_core_ann.py --lesson-args "--epochs 30 --patience 5 --dropout 0"
 """
 import argparse
 import json
@@ -62,6 +63,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1 (split, shuffling, initial weights)")
     ap.add_argument("--lessons", nargs="*", default=LESSONS)
+    ap.add_argument("--lesson-args", default="", help="extra options of every lesson run, e.g. the defaults "
+                    "before the small-table rule: '--epochs 30 --patience 5 --dropout 0' (lesson 3)")
     ap.add_argument("--out", type=Path, default=WORK / "small_table")
     args = ap.parse_args()
     import wideann
@@ -78,7 +81,8 @@ def main():
         for lesson in args.lessons:
             run = args.out / f"{Path(lesson).stem}_seed{seed}"
             cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1",
-                   str(ROOT / "scripts" / lesson), "--data", str(npy), "--seed", str(seed), "--output-dir", str(run)]
+                   str(ROOT / "scripts" / lesson), "--data", str(npy), "--seed", str(seed), "--output-dir", str(run),
+                   *args.lesson_args.split()]
             r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
             if r.returncode:
                 sys.exit(f"{lesson} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
@@ -91,7 +95,8 @@ def main():
 
     head = "| seed | RidgeCV | " + " | ".join(f"lesson {l[0]} | − Ridge" for l in args.lessons) + " |"
     lines = [f"Diabetes table (scikit-learn): 442 rows, 10 inputs; per seed 88 test rows, 44 validation rows, "
-             f"310 training rows; {machine()}; {time.perf_counter() - t0:.0f} s in all.", "",
+             f"310 training rows; lesson options: {args.lesson_args or 'the defaults'}; {machine()}; "
+             f"{time.perf_counter() - t0:.0f} s in all.", "",
              head, "| ---: " * (2 + 2 * len(args.lessons)) + "|"]
     for row in rows:
         lines.append(f"| {row['seed']} | {row['ridge']:.3f} | " + " | ".join(

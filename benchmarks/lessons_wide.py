@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lessons_common import ROOT, WORK, machine  # noqa: E402
+from lessons_common import ROOT, WORK, machine, run_timed  # noqa: E402
 
 EPOCH_LINE = re.compile(r"^epoch\s+(\d+)\s+training loss \(MSE\) ([0-9.e+-]+)\s+validation loss ([0-9.e+-]+)")
 
@@ -101,6 +101,9 @@ def main():
     ap.add_argument("--no-ridge", action="store_true")
     ap.add_argument("--delete-csv", action="store_true", help="delete each raw CSV once normalized")
     ap.add_argument("--out", type=Path, default=WORK / "wide")
+    ap.add_argument("--idle-cores", type=float, default=0.25, help="before each run, wait until the other "
+                    "processes use fewer cores than this ...")
+    ap.add_argument("--idle-wait", type=float, default=120, help="... but at most this many seconds (0: no wait)")
     args = ap.parse_args()
     import wideann
 
@@ -124,11 +127,8 @@ def main():
                    str(ROOT / "scripts" / args.lesson), "--data", str(npy), "--seed", str(args.seed),
                    "--output-dir", str(run), *args.lesson_args.split()]
             env = dict(os.environ, HF_HOME=str(args.out / "hf"))  # no user accelerate config
-            load = os.getloadavg()[0]
             print("running: " + " ".join(cmd[3:]), flush=True)
-            t0 = time.perf_counter()
-            r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-            wall = time.perf_counter() - t0
+            r, wall, others = run_timed(cmd, args.idle_cores, args.idle_wait, cwd=ROOT, env=env)
             (args.out / f"{run.name}.log").write_text(r.stdout + r.stderr)
             if r.returncode:
                 sys.exit(f"{args.lesson} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
@@ -141,25 +141,28 @@ def main():
                        test_rmse=m["test_rmse"], epochs=m["epochs"], best_epoch=m["best_epoch"],
                        first_epoch_val_r2_09=first_09, train_seconds=m["train_seconds"], wall_seconds=wall,
                        samples_per_second=m["samples_per_second"], ridge_r2=ridge[0], ridge_seconds=ridge[1],
-                       val_r2_per_epoch=[round(v, 4) for v in val_r2], load_before=load,
-                       load_after=os.getloadavg()[0], machine=machine())
+                       val_r2_per_epoch=[round(v, 4) for v in val_r2], others_cores_during=others,
+                       machine=machine())
             results.append(res)
             with open(args.out / "results.jsonl", "a") as f:
                 f.write(json.dumps(res) + "\n")
             print(f"{name}: test R² {m['test_r2']:.4f} (RidgeCV {ridge[0] if ridge[0] is None else round(ridge[0], 4)}), "
                   f"{m['epochs']} epochs, best {m['best_epoch']}, validation R² ≥ 0.9 from epoch {first_09}, "
-                  f"train {m['train_seconds']:.0f} s, wall {wall:.0f} s, load {load:.1f}", flush=True)
+                  f"train {m['train_seconds']:.0f} s, wall {wall:.0f} s, other processes used "
+                  f"{'?' if others is None else f'{others:.2f}'} cores meanwhile", flush=True)
         if args.delete_csv:
             full_csv.unlink(missing_ok=True)
 
     print(f"\n{machine()}\n")
-    print("| table | rows × columns | test R² | RidgeCV | epochs (best) | val R² ≥ 0.9 from epoch | train s | wall s |")
-    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| table | rows × columns | test R² | RidgeCV | epochs (best) | val R² ≥ 0.9 from epoch | train s | wall s "
+          "| others' cores |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in results:
         ridge = "-" if r["ridge_r2"] is None else f"{r['ridge_r2']:.3f}"
+        others = "?" if r["others_cores_during"] is None else f"{r['others_cores_during']:.2f}"
         print(f"| {r['table']} | {r['rows']:,} × {r['cols']:,} | {r['test_r2']:.3f} | {ridge} | "
               f"{r['epochs']} ({r['best_epoch']}) | {r['first_epoch_val_r2_09'] or '-'} | {r['train_seconds']:.0f} | "
-              f"{r['wall_seconds']:.0f} |")
+              f"{r['wall_seconds']:.0f} | {others} |")
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ def test_lesson4_learns_on_a_wide_table_and_its_lasso_drops_the_noise_inputs(tmp
 
 
 def test_lesson3_on_a_small_real_table_is_close_to_ridge(tmp_path):
-    sklearn = pytest.importorskip("sklearn")
+    pytest.importorskip("sklearn")
     from sklearn.datasets import load_diabetes
     from sklearn.linear_model import RidgeCV
 
