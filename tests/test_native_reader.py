@@ -110,6 +110,26 @@ def test_float16_read_into_float32_is_converted_exactly(tmp_path, threads):
         assert x.tobytes() == a[:, :-1].astype(np.float32).tobytes()
 
 
+
+def test_float16_read_into_float32_in_software_gives_the_same_bytes(tmp_path):
+    """WIDEANN_HALF_CONVERSION=software (read once per process) takes the reader's conversion off F16C too."""
+    import subprocess
+    import sys
+
+    bits = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    a = np.resize(bits[np.isfinite(bits)], (63_488 // 20 + 1) * 20).reshape(-1, 20)
+    np.save(tmp_path / "h.npy", a)
+    code = ("import sys, numpy as np, wideann._native as n; from wideann import data\n"
+            "t = data.NpyTable(sys.argv[1]); x = np.empty((t.n_rows, 19), np.float32); "
+            "y = np.empty((t.n_rows, 1), np.float32)\n"
+            "t.read_index(np.arange(t.n_rows), (x, y)); np.save(sys.argv[2], np.hstack([x, y])); "
+            "print(n.half_conversion())")
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "h.npy"), str(tmp_path / "f.npy")],
+                       env={**os.environ, "WIDEANN_HALF_CONVERSION": "software"}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "software"
+    assert np.load(tmp_path / "f.npy").tobytes() == a.astype(np.float32).tobytes()
+
 def test_wrong_buffers_and_row_lists_are_refused(tmp_path):
     p, a = _table(tmp_path, 50, 4, np.float16)
     t = data.NpyTable(p)
