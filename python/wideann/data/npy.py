@@ -100,13 +100,8 @@ class NpyTable:
 
     def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``[start, stop)`` as float32, shape ``(stop - start, n_columns)``."""
-        if not 0 <= start <= stop <= self.n_rows:
-            raise IndexError(f"{self.path}: rows [{start}, {stop}) out of range for {self.n_rows} rows")
+        out = rows_out(self, start, stop, out)
         n = stop - start
-        if out is None:
-            out = np.empty((n, self.n_columns), dtype=np.float32)
-        elif out.shape != (n, self.n_columns) or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous float32 array of shape {(n, self.n_columns)}")
         if n == 0:
             return out
         if self.dtype == np.float32:
@@ -177,3 +172,15 @@ def _parse_header(fd: int, path: str):
     if len(shape) != 2:
         raise DataError(f"{path}: expected a 2-D table (rows x columns), found shape {shape}")
     return dtype, shape, start + hlen
+
+
+def rows_out(table, start: int, stop: int, out: np.ndarray | None) -> np.ndarray:
+    """The float32 array ``table.read_rows(start, stop, out)`` fills: ``out`` checked, or a new one."""
+    if not 0 <= start <= stop <= table.n_rows:
+        raise IndexError(f"{table.path}: rows [{start}, {stop}) out of range for {table.n_rows} rows")
+    shape = (stop - start, table.n_columns)
+    if out is None:
+        return np.empty(shape, dtype=np.float32)
+    if out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous float32 array of shape {shape}")
+    return out

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..engine import DataError, default_stats_path
 from ..stats import Stats
-from .npy import NpyTable
+from .npy import NpyTable, rows_out
 
 Source = Union[str, os.PathLike, Sequence[Union[str, os.PathLike]]]
 
@@ -136,13 +136,7 @@ class ShardSet:
 
     def read_rows(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows ``[start, stop)`` as float32, shape ``(stop - start, n_columns)``."""
-        if not 0 <= start <= stop <= self.n_rows:
-            raise IndexError(f"{self.path}: rows [{start}, {stop}) out of range for {self.n_rows} rows")
-        n = stop - start
-        if out is None:
-            out = np.empty((n, self.n_columns), dtype=np.float32)
-        elif out.shape != (n, self.n_columns) or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise ValueError(f"out must be a C-contiguous float32 array of shape {(n, self.n_columns)}")
+        out = rows_out(self, start, stop, out)
         for shard, a, b, at in self.pieces(start, stop):
             shard.read_rows(a, b, out[at:at + b - a])
         return out
