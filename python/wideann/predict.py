@@ -30,26 +30,25 @@ import numpy as np
 from . import modelcard
 from ._atomic import atomic_path
 from .diskspace import require_free
-from .engine import DataError, _check_output_folder, denormalize, normalize
+from .engine import DataError, _check_output_folder, denormalize, estimated_rows, normalize, output_bytes
 from .stats import Stats
 
 DEFAULT_BATCH_SIZE = 1024  # as the lessons predict: the same batches give the same float32 results
 
 
-def _first_line_fields(path: str, delimiter: str) -> tuple[int, int]:
-    """Fields in the first non-blank line of a CSV, and that line's length in bytes (for a size
-    estimate). Reads one line only."""
+def _first_line_fields(path: str, delimiter: str) -> int:
+    """Fields in the first non-blank line of a CSV. Reads one line only."""
     with open(path, "rb") as f:
         for raw in f:
             line = raw.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
             if line.strip():
-                return line.count(delimiter) + 1, len(raw)
+                return line.count(delimiter) + 1
     raise DataError(f"{path}: the file is empty")
 
 
 def _inputs_stats(path: str, stats: Stats, delimiter: str) -> Stats:
     """The stats to normalize ``path`` with: all the training columns, or the inputs only."""
-    n_fields, _ = _first_line_fields(path, delimiter)
+    n_fields = _first_line_fields(path, delimiter)
     n = stats.n_columns
     if n_fields == n:
         return stats
@@ -58,13 +57,6 @@ def _inputs_stats(path: str, stats: Stats, delimiter: str) -> Stats:
     raise DataError(f"{path}, line 1: {n_fields} columns, but the model was trained on {n} "
                     f"({n - 1} inputs and the target {stats.columns[-1]!r}): give the {n - 1} input columns "
                     f"in training order, with or without the target last")
-
-
-def _estimate_table_bytes(path: str, n_columns: int, itemsize: int, delimiter: str) -> int:
-    """Roughly the size of the normalized table, from the file size and its first line's length."""
-    _, first_len = _first_line_fields(path, delimiter)
-    rows = os.path.getsize(path) / max(first_len, 1)
-    return int(rows * n_columns * itemsize)
 
 
 def _device(requested: str | None):
@@ -174,7 +166,8 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
     model = _load_model(run_dir, card, device)
 
     folder = os.path.dirname(os.path.abspath(output))
-    require_free(folder, _estimate_table_bytes(input_csv, inputs.n_columns, np.dtype(dtype).itemsize, delimiter),
+    # the whole estimate (normalize itself refuses only below half of it): the model's output comes next
+    require_free(folder, output_bytes(estimated_rows([input_csv]), inputs.columns, dtype, "npy"),
                  f"the temporary normalized table of {input_csv}")
     work = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.", suffix=".tmp", dir=folder)
     try:
