@@ -16,6 +16,7 @@ epoch (1 - loss / variance of the validation targets), hence the first epoch at 
 
     python benchmarks/lessons_wide.py                                  # 2,000 columns x 60,000 rows, both tables
     python benchmarks/lessons_wide.py --tables make-data --rows 15000 30000 60000
+    python benchmarks/lessons_wide.py --tables wide --layout-seed 1        # another wide table: other inputs, scales
     # the reference width on one GPU (about 35 GB of CSV and 7 GB of float16 .npy on disk; see scripts/README.md):
     python benchmarks/lessons_wide.py --tables make-data --cols 12849 --rows 200000 --dtype float16 --no-ridge \\
         --delete-csv
@@ -37,7 +38,7 @@ from lessons_common import ROOT, WORK, machine, run_timed  # noqa: E402
 EPOCH_LINE = re.compile(r"^epoch\s+(\d+)\s+training loss \(MSE\) ([0-9.e+-]+)\s+validation loss ([0-9.e+-]+)")
 
 
-def make_csv(kind: str, path: Path, rows: int, cols: int, seed: int) -> Path:
+def make_csv(kind: str, path: Path, rows: int, cols: int, seed: int, layout_seed: int = 0) -> Path:
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,7 +48,8 @@ def make_csv(kind: str, path: Path, rows: int, cols: int, seed: int) -> Path:
         wideann.make_data(path, rows=rows, cols=cols, seed=seed, noise=1.0)
     else:
         subprocess.run([sys.executable, str(ROOT / "benchmarks" / "wide_table.py"), "-o", str(path),
-                        "--rows", str(rows), "--cols", str(cols), "--seed", str(seed)], check=True)
+                        "--rows", str(rows), "--cols", str(cols), "--seed", str(seed),
+                        "--layout-seed", str(layout_seed)], check=True)
     return path
 
 
@@ -93,6 +95,8 @@ def main():
     ap.add_argument("--cols", type=int, default=2000, help="columns, y included")
     ap.add_argument("--rows", type=int, nargs="+", default=[60000])
     ap.add_argument("--data-seed", type=int, default=1, help="seed of the generated rows")
+    ap.add_argument("--layout-seed", type=int, default=0, help="the wide table's layout: which inputs are "
+                    "informative, their scales (benchmarks/wide_table.py)")
     ap.add_argument("--seed", type=int, default=0, help="the lesson's --seed (split, shuffling, initial weights)")
     ap.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     ap.add_argument("--lesson", default="4_multi_gpu_ann.py")
@@ -110,12 +114,13 @@ def main():
     results = []
     for kind in args.tables:
         biggest = max(args.rows)
-        full_csv = args.out / f"{kind}_{args.cols}x{biggest}.csv"
+        tag = f"{kind}-layout{args.layout_seed}" if kind == "wide" and args.layout_seed else kind
+        full_csv = args.out / f"{tag}_{args.cols}x{biggest}.csv"
         for rows in sorted(args.rows):
-            name = f"{kind}_{args.cols}x{rows}"
+            name = f"{tag}_{args.cols}x{rows}"
             npy = args.out / f"{name}.{args.dtype}.npy"
             if not npy.is_file():
-                make_csv(kind, full_csv, biggest, args.cols, args.data_seed)
+                make_csv(kind, full_csv, biggest, args.cols, args.data_seed, args.layout_seed)
                 csv = full_csv if rows == biggest else head_csv(full_csv, args.out / f"{name}.csv", rows)
                 t0 = time.perf_counter()
                 wideann.normalize([csv], npy, dtype=args.dtype)
@@ -137,7 +142,7 @@ def main():
             val_r2 = [1 - float(g.group(3)) / var for g in map(EPOCH_LINE.match, r.stdout.splitlines()) if g]
             first_09 = next((i + 1 for i, v in enumerate(val_r2) if v >= 0.9), None)
             ridge = ridge_r2(npy, args.seed) if not args.no_ridge and args.cols <= 5000 else (None, None)
-            res = dict(table=kind, rows=rows, cols=args.cols, dtype=args.dtype, test_r2=m["test_r2"],
+            res = dict(table=tag, rows=rows, cols=args.cols, dtype=args.dtype, test_r2=m["test_r2"],
                        test_rmse=m["test_rmse"], epochs=m["epochs"], best_epoch=m["best_epoch"],
                        first_epoch_val_r2_09=first_09, train_seconds=m["train_seconds"], wall_seconds=wall,
                        samples_per_second=m["samples_per_second"], ridge_r2=ridge[0], ridge_seconds=ridge[1],
