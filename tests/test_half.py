@@ -62,10 +62,7 @@ def unit_stats_table(tmp_path_factory):
     with open(d / "v.csv", "w") as f:
         for row in vals:
             f.write(",".join(repr(float(x)) for x in row) + "\n")
-    cols = vals.shape[1]
-    (d / "s.json").write_text(json.dumps({"format": "wideann-stats", "version": 1,
-                                          "columns": [f"x{i}" for i in range(1, cols)] + ["y"],
-                                          "min": [0] * cols, "max": [1] * cols, "n_rows": 1, "sources": []}))
+    unit_stats(d / "s.json", vals.shape[1])
     return d, vals
 
 
@@ -102,6 +99,15 @@ def test_both_paths_write_the_same_bytes_for_a_fitted_table(tmp_path):
     assert outs["software"] == outs["f16c"]
 
 
+
+def unit_stats(path, cols: int) -> list[str]:
+    """Writes stats of range [0, 1] for ``cols`` columns (the normalized value is the value itself);
+    returns the column names."""
+    names = [f"x{i}" for i in range(1, cols)] + ["y"]
+    path.write_text(json.dumps({"format": "wideann-stats", "version": 1, "columns": names,
+                                "min": [0] * cols, "max": [1] * cols, "n_rows": 1, "sources": []}))
+    return names
+
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("column", [3, 9])
 @pytest.mark.parametrize("value, fits", [("65504", True), ("65519.99999999999", True), ("65520", False),
@@ -111,10 +117,7 @@ def test_beyond_65504_is_refused_by_both_paths(tmp_path, path, column, value, fi
     if path == "f16c" and not _cpu_has_f16c():
         pytest.skip("this CPU has no F16C")
     cols = 9
-    names = [f"x{i}" for i in range(1, cols)] + ["y"]
-    (tmp_path / "s.json").write_text(json.dumps({"format": "wideann-stats", "version": 1, "columns": names,
-                                                 "min": [0] * cols, "max": [1] * cols, "n_rows": 1,
-                                                 "sources": []}))
+    names = unit_stats(tmp_path / "s.json", cols)
     row = ["0.25"] * cols
     row[column - 1] = value
     inp = tmp_path / "in.csv"
@@ -136,10 +139,7 @@ def test_overflow_in_a_wide_row_names_its_column(tmp_path, path):
     if path == "f16c" and not _cpu_has_f16c():
         pytest.skip("this CPU has no F16C")
     cols = 21
-    names = [f"x{i}" for i in range(1, cols)] + ["y"]
-    (tmp_path / "s.json").write_text(json.dumps({"format": "wideann-stats", "version": 1, "columns": names,
-                                                 "min": [0] * cols, "max": [1] * cols, "n_rows": 1,
-                                                 "sources": []}))
+    names = unit_stats(tmp_path / "s.json", cols)
     row = ["0.5"] * cols
     row[13], row[17] = "70000", "80000"
     (tmp_path / "in.csv").write_text(",".join(names) + "\n" + ",".join(["0"] * cols) + "\n" + ",".join(row) + "\n")
