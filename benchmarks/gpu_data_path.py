@@ -30,7 +30,6 @@ Target: >= 1.5x today's reader on a 2-core machine (>= 3x and >= 15 GB/s with 16
     python benchmarks/gpu_data_path.py --rows 20000 --seconds 2 --json benchmarks/work/gpu_data_path.json
 """
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -41,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lessons_common import REFERENCE_COLUMNS, ROOT, WORK, machine, write_random_table  # noqa: E402
+from lessons_common import REFERENCE_COLUMNS, WORK, load_lesson, machine, write_random_table  # noqa: E402
 
 BATCHES = (256, 1024, 4096)
 DTYPES = ("float32", "float16")
@@ -82,9 +81,7 @@ def gpu_half(args, tables):
     from wideann import data
     from wideann.data.resident import torch_dtype
 
-    spec = importlib.util.spec_from_file_location("lesson4", ROOT / "scripts" / "4_multi_gpu_ann.py")
-    lesson4 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lesson4)
+    lesson4 = load_lesson("4_multi_gpu_ann.py")
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
 

@@ -93,3 +93,14 @@ def run_timed(cmd, idle_cores: float = 0.25, idle_wait: float = 120, **kw):
     wall = time.perf_counter() - t0
     others = None if busy0 is None else max(0.0, (_busy_cpu_s() - busy0) - (own() - own0)) / wall
     return r, wall, others
+
+
+def load_lesson(script: str):
+    """A lesson script (``scripts/<script>``) imported as a module, for its model and helpers (its
+    ``main()`` does not run)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(Path(script).stem, ROOT / "scripts" / script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -14,7 +14,6 @@ counts (other work on the machine only ever slows a round down). Target: disk >=
     python benchmarks/lessons_data_path.py [--rows 16384] [--steps 40] [--batch-size 256]
 """
 import argparse
-import importlib.util
 import json
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lessons_common import REFERENCE_COLUMNS, ROOT, WORK, machine, write_random_table  # noqa: E402
+from lessons_common import REFERENCE_COLUMNS, WORK, load_lesson, machine, write_random_table  # noqa: E402
 
 
 def worker(args):
@@ -32,9 +31,7 @@ def worker(args):
 
     from wideann import data
 
-    spec = importlib.util.spec_from_file_location("lesson4", ROOT / "scripts" / "4_multi_gpu_ann.py")
-    lesson4 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(lesson4)
+    lesson4 = load_lesson("4_multi_gpu_ann.py")
 
     torch.manual_seed(0)
     table = data.NpyTable(args.table)

@@ -1,7 +1,7 @@
 """Why lesson 4 learned nothing on wide tables, and what fixes it: the candidates, measured.
 
-An in-memory copy of lesson 4's training on one process — the same MLP (Linear + LayerNorm + ReLU per hidden
-layer), Adam, the one-cycle schedule, mini-batches of 256 rows, the best validation epoch kept, the same
+An in-memory copy of lesson 4's training on one process — lesson 4's own MLP and lasso step (imported from
+the script; the uncentered variants skip its centering), Adam, the one-cycle schedule, mini-batches of 256 rows, the best validation epoch kept, the same
 train / validation / test split — with one thing changed at a time: input centering, the learning rate,
 the initial weight scale of the first layer, weight decay (Adam's L2 penalty or AdamW's decoupled decay),
 batch size, width, dropout, SGD, and the lasso on the first layer that lesson 4 now uses. Each variant
@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lessons_common import machine  # noqa: E402
+from lessons_common import load_lesson, machine  # noqa: E402
 
 # name -> changes to lesson 4's old defaults (uncentered inputs, Adam, no penalty)
 CANDIDATES = {
@@ -53,19 +52,13 @@ CANDIDATES = {
 }
 
 
-class MLP(nn.Module):
-    def __init__(self, n_inputs, hidden, dropout=0.0, center=False):
-        super().__init__()
-        layers, width = [], n_inputs
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.LayerNorm(h), nn.ReLU(), nn.Dropout(dropout)]
-            width = h
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
-        self.center = center
+LESSON4 = load_lesson("4_multi_gpu_ann.py")
 
+
+class Uncentered(LESSON4.MLP):
+    """Lesson 4's network with its inputs as they are, in [0, 1] (lesson 4 centers them to [-1, 1])."""
     def forward(self, x):
-        return self.net(2 * x - 1 if self.center else x)
+        return self.net(x)
 
 
 def r2(y, p) -> float:
@@ -77,7 +70,7 @@ def train(tables, informative, *, hidden=(256, 64), lr=1e-3, batch=256, epochs=1
           opt="adam", wd=0.0, dropout=0.0, init_gain=None, lasso=0.0):
     (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = tables
     torch.manual_seed(seed)
-    model = MLP(x_tr.shape[1], hidden, dropout, center)
+    model = (LESSON4.MLP if center else Uncentered)(x_tr.shape[1], hidden, dropout)
     first = model.net[0]
     if init_gain is not None:
         with torch.no_grad():
@@ -100,10 +93,9 @@ def train(tables, informative, *, hidden=(256, 64), lr=1e-3, batch=256, epochs=1
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            if lasso:  # as in lesson 4: shrink the first layer's weights by lasso x lr, stop at 0
+            if lasso:  # lesson 4's step: the first layer's weights shrink by lasso x lr, stopping at 0
                 with torch.no_grad():
-                    t = lasso * optimizer.param_groups[0]["lr"]
-                    first.weight.copy_(first.weight.sign() * (first.weight.abs() - t).clamp(min=0))
+                    LESSON4.shrink_towards_zero(first.weight, lasso * optimizer.param_groups[0]["lr"])
             scheduler.step()
             train_sum += loss.item() * len(idx)
         model.eval()
