@@ -5,6 +5,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <map>
 
 #include "engine.hpp"
 #include "half.hpp"
@@ -165,6 +166,56 @@ PYBIND11_MODULE(_native, m) {
            py::arg("rows"), py::arg("x"), py::arg("y"),
            "Reads the rows (strictly increasing global numbers) into x (n x columns-1) and y (n x 1), in the "
            "table's dtype (or float32 buffers for a float16 table: converted while reading)");
+
+  // The buffers of each batch in flight are held here (the C++ side has only their addresses) until the
+  // batch is waited for or cancelled; the reader is kept alive as long as its read-ahead.
+  struct PyReadAhead {
+    explicit PyReadAhead(BatchReader& r) : reader(r), impl(r) {}
+    BatchReader& reader;
+    std::map<uint64_t, std::pair<py::object, py::object>> buffers;
+    ReadAhead impl;  // declared last, destroyed first: its thread stops before the buffers are let go
+  };
+  py::class_<PyReadAhead>(m, "ReadAhead",
+                          "Batches read ahead, in the order submitted, by a thread of their own (no Python "
+                          "thread, no GIL) with a BatchReader")
+      .def(py::init([](BatchReader& r) { return std::make_unique<PyReadAhead>(r); }), py::arg("reader"),
+           py::keep_alive<1, 2>())
+      .def("submit",
+           [](PyReadAhead& a, py::array_t<int64_t, py::array::c_style | py::array::forcecast> rows, py::buffer x,
+              py::buffer y) {
+             const size_t n = static_cast<size_t>(rows.size());
+             const bool to_float32 = a.reader.item_size() == 2 && x.request().itemsize == 4;
+             const size_t item = to_float32 ? 4 : a.reader.item_size();
+             char* xp = batch_buffer(x, n * (a.reader.n_columns() - 1) * item, item, "x");
+             char* yp = batch_buffer(y, n * item, item, "y");
+             const uint64_t ticket = a.impl.submit(rows.data(), n, xp, yp, to_float32);
+             a.buffers.emplace(ticket, std::make_pair(py::object(x), py::object(y)));
+             return ticket;
+           },
+           py::arg("rows"), py::arg("x"), py::arg("y"),
+           "Queues the rows (strictly increasing global numbers) to be read into x and y (as BatchReader.read); "
+           "returns the batch's ticket")
+      .def("wait",
+           [](PyReadAhead& a, uint64_t ticket) {
+             struct Drop {  // the buffers are let go whatever the outcome (with the GIL held again)
+               PyReadAhead& a;
+               uint64_t t;
+               ~Drop() { a.buffers.erase(t); }
+             } drop{a, ticket};
+             py::gil_scoped_release release;
+             a.impl.wait(ticket);
+           },
+           py::arg("ticket"), "Blocks (the GIL released) until the batch is read; raises its read error")
+      .def("cancel",
+           [](PyReadAhead& a) {
+             {
+               py::gil_scoped_release release;
+               a.impl.cancel();
+             }
+             a.buffers.clear();
+           },
+           "Drops the batches not started and waits for the one being read")
+      .def_property_readonly("queued", [](const PyReadAhead& a) { return a.impl.queued(); });
 
 #ifdef WIDEANN_SANITIZED
   m.attr("sanitized") = true;  // built with -DWIDEANN_SANITIZE=ON (tests/fuzz/sanitized.py)

@@ -89,4 +89,23 @@ class BatchReader {
   std::unique_ptr<Impl> impl_;
 };
 
+// Batches read ahead by a thread of their own with `reader` (which must outlive this): submit queues a
+// batch (rows copied; x and y are the caller's, kept alive until its wait or a cancel) and returns its
+// ticket; wait(ticket) blocks until that batch is read and rethrows its error; batches are read in the
+// order submitted. cancel drops those not started and waits for the one being read (also done on
+// destruction). See read_ahead.cpp.
+class ReadAhead {
+ public:
+  explicit ReadAhead(BatchReader& reader);
+  ~ReadAhead();
+  uint64_t submit(const int64_t* rows, size_t n, char* x, char* y, bool to_float32 = false);
+  void wait(uint64_t ticket);
+  void cancel();
+  size_t queued() const;  // submitted and not yet waited for
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace wideann

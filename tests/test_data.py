@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 
+import wideann
 from wideann import data
 
 
@@ -177,23 +178,35 @@ def test_empty_batch_on_a_process_when_rows_run_out(table):
     assert x.shape == (0, a.shape[1] - 1) and y.shape == (0, 1)
 
 
-def test_reader_errors_reach_the_consumer_and_early_exit_stops_the_thread(table):
-    import threading
+def _threads() -> int:
+    return len(os.listdir("/proc/self/task"))
 
-    path, _ = table
-    src = data.ShardedBatches(path, np.arange(1000), 10, prefetch=2)
+
+def test_read_ahead_errors_reach_the_consumer_and_early_exit_stops_the_thread(tmp_path):
+    path = tmp_path / "t.npy"
+    a = np.random.default_rng(0).random((1000, 7), dtype=np.float32)
+    np.save(path, a)
+    src = data.ShardedBatches(path, np.arange(1000), 10, prefetch=2, shuffle=False, reader_threads=2)
+    src.table.read_index(np.arange(3), (np.empty((3, 6), np.float32), np.empty((3, 1), np.float32)))  # the pool
+    before = _threads()
     it = src.epoch(0)
     next(it)
-    it.close()  # a consumer that stops early must not leave the reader thread running
-    assert not any(t.name == "wideann-prefetch" for t in threading.enumerate())
+    assert _threads() == before + 1  # the read-ahead's own thread, and no Python thread
+    it.close()  # a consumer that stops early must not leave the reading thread running
+    assert _threads() == before
 
-    class Boom(data.NpyTable):
-        def read_index(self, rows, out=None):
-            raise OSError("disk on fire")
-
-    bad = data.ShardedBatches(Boom(path), np.arange(100), 10, prefetch=2)
-    with pytest.raises(OSError, match="disk on fire"):
-        list(bad.epoch(0))
+    # the file shrinks under the reader: the batches read before are right, then a DataError, not a batch
+    it = src.epoch(0)
+    x, y = next(it)
+    np.testing.assert_array_equal(x.numpy(), a[:10, :-1])
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) // 2)
+    got = 1
+    with pytest.raises(wideann.DataError, match="t.npy"):
+        for x, y in it:
+            np.testing.assert_array_equal(x.numpy(), a[got * 10:(got + 1) * 10, :-1])
+            got += 1
+    assert got < 100
 
 
 class _FakeTable:

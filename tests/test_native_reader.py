@@ -11,7 +11,7 @@ import pytest
 
 import wideann
 from wideann import data
-from wideann.data.native_reader import read_into
+from wideann.data.native_reader import ReadAhead, read_into
 
 
 def _table(tmp_path, rows, cols, dtype, seed=0, name="t.npy"):
@@ -230,3 +230,99 @@ def test_a_float16_table_truncated_under_the_converting_reader_is_an_error(tmp_p
     os.truncate(p, os.path.getsize(p) - 20)
     with pytest.raises(wideann.DataError, match="unexpected end of file"):
         t.read_index(np.array([98, 99]), (x, y))
+
+
+# ---- read ahead (csrc/read_ahead.cpp): batches read by a native thread while the caller goes on ------
+@pytest.mark.parametrize("dtype,into", [(np.float32, np.float32), (np.float16, np.float16),
+                                        (np.float16, np.float32)])
+def test_batches_read_ahead_give_the_bytes_numpy_reads(tmp_path, dtype, into):
+    p1, a1 = _table(tmp_path, 700, 23, dtype, seed=1, name="a.npy")
+    p2, a2 = _table(tmp_path, 300, 23, dtype, seed=2, name="b.npy")
+    a = np.concatenate([a1, a2])
+    rng = np.random.default_rng(3)
+    table = data.open_table([p1, p2])
+    table.reader_threads = 2
+    ahead = ReadAhead(table)
+    queued = []
+    for size in [1, 64, 0, 999, 1000, 5, 300, 17] * 3:  # short, empty and whole-table batches, across the shards
+        rows = np.sort(rng.choice(1000, size, replace=False))
+        x, y = np.empty((size, 22), into), np.empty((size, 1), into)
+        queued.append((ahead.submit(rows, x, y), rows, x, y))
+        if len(queued) > 5:  # up to 6 batches in flight
+            ticket, rows, x, y = queued.pop(0)
+            ahead.wait(ticket)
+            assert x.tobytes() == a[rows, :-1].astype(into).tobytes()
+            assert y.tobytes() == a[rows, -1:].astype(into).tobytes()
+    for ticket, rows, x, y in queued:
+        ahead.wait(ticket)
+        assert x.tobytes() == a[rows, :-1].astype(into).tobytes()
+    assert ahead.queued == 0
+    ahead.close()
+
+
+def test_read_ahead_holds_the_buffers_until_the_wait_and_refuses_wrong_plans_at_once(tmp_path):
+    import gc
+    import weakref
+
+    p, _ = _table(tmp_path, 50, 9, np.float32)
+    t = data.NpyTable(p)
+    ahead = ReadAhead(t)
+
+    class Array(np.ndarray):  # numpy arrays take no weak references; a subclass does
+        pass
+
+    x, y = np.empty((3, 8), np.float32).view(Array), np.empty((3, 1), np.float32).view(Array)
+    alive = weakref.ref(x)
+    ticket = ahead.submit([1, 2, 40], x, y)
+    del x
+    gc.collect()
+    assert alive() is not None  # the reading thread may still write into it
+    ahead.wait(ticket)
+    gc.collect()
+    assert alive() is None  # and it is let go once read
+    with pytest.raises(IndexError, match="out of range"):
+        ahead.submit([3, 50], np.empty((2, 8), np.float32), np.empty((2, 1), np.float32))
+    with pytest.raises(ValueError, match="increasing"):
+        ahead.submit([4, 3], np.empty((2, 8), np.float32), np.empty((2, 1), np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        ahead.submit([4, 5], np.empty((3, 8), np.float32), np.empty((2, 1), np.float32))
+    with pytest.raises(ValueError, match="dtype"):
+        ahead.submit([4, 5], np.empty((2, 8), np.float64), np.empty((2, 1), np.float64))
+    with pytest.raises(ValueError, match="no batch"):
+        ahead.wait(ticket)  # already waited for
+    assert ahead.queued == 0
+
+
+def test_cancelled_batches_are_dropped_and_a_read_ahead_with_batches_in_flight_can_be_let_go(tmp_path):
+    p, a = _table(tmp_path, 4000, 301, np.float32)
+    t = data.NpyTable(p)
+    ahead = ReadAhead(t)
+    tickets = [ahead.submit(np.arange(4000), np.empty((4000, 300), np.float32), np.empty((4000, 1), np.float32))
+               for _ in range(20)]
+    ahead.close()  # the one being read is finished, the others are dropped
+    assert ahead.queued == 0
+    with pytest.raises(ValueError, match="no batch"):
+        ahead.wait(tickets[-1])
+    x, y = np.empty((2, 300), np.float32), np.empty((2, 1), np.float32)
+    ahead.wait(ahead.submit([0, 3999], x, y))  # still usable after a cancel
+    np.testing.assert_array_equal(x, a[[0, 3999], :-1])
+    for _ in range(10):  # let go (garbage) with batches in flight: it finishes or drops them, then stops
+        more = ReadAhead(t)
+        for _ in range(5):
+            more.submit(np.arange(4000), np.empty((4000, 300), np.float32), np.empty((4000, 1), np.float32))
+        del more
+
+
+def test_a_read_ahead_batch_that_fails_raises_at_its_own_wait(tmp_path):
+    p, a = _table(tmp_path, 1000, 65, np.float32)
+    t = data.NpyTable(p)
+    ahead = ReadAhead(t)
+    x0, y0 = np.empty((10, 64), np.float32), np.empty((10, 1), np.float32)
+    first = ahead.submit(np.arange(10), x0, y0)
+    ahead.wait(first)
+    with open(p, "r+b") as f:
+        f.truncate(os.path.getsize(p) // 2)
+    bad = ahead.submit(np.arange(900, 1000), np.empty((100, 64), np.float32), np.empty((100, 1), np.float32))
+    with pytest.raises(wideann.DataError, match="t.npy"):
+        ahead.wait(bad)
+    np.testing.assert_array_equal(x0, a[:10, :-1])

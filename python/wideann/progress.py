@@ -4,7 +4,8 @@
 >>> for x, y in batches:
 ...     ...
 ...     total_loss += loss.item() * len(x)
-...     batches.show_loss(total_loss / batches.rows)   # the running loss of the epoch
+...     batches.show_loss(total_loss / batches.rows)   # the running loss of the epoch (or a function of none
+...                                                    # arguments that returns it: read when the bar is drawn)
 
 The bar (tqdm, on stderr) shows the steps done out of the epoch's, the rows per second and the running
 loss. It is drawn only where someone can watch it: on the main process, when stderr is a terminal, and
@@ -70,14 +71,17 @@ class Bar:
                              bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} " + unit
                                         + " [{elapsed}<{remaining}{postfix}]")
 
-    def show_loss(self, value: float) -> None:
-        """The loss to show next to the rate (the running mean of the epoch so far)."""
+    def show_loss(self, value) -> None:
+        """The loss to show next to the rate (the running mean of the epoch so far): a number, or a function
+        that returns it, called only when the bar is redrawn (reading a loss that lives on a GPU makes the
+        host wait for the GPU: a few times a second costs nothing, every step does)."""
         self._loss = value
 
     def _postfix(self, elapsed: float) -> str:
         text = f"{self.rows / elapsed:,.0f} rows/s" if elapsed > 0 else "- rows/s"
-        if self._loss is not None:
-            text += f", loss {self._loss:.4g}"
+        loss = self._loss() if callable(self._loss) else self._loss
+        if loss is not None:
+            text += f", loss {loss:.4g}"
         return text
 
     def __iter__(self) -> Iterator:

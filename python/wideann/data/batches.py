@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import math
 import os
-import queue
-import threading
+from collections import deque
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from .host_pool import BlockPool
+from .native_reader import ReadAhead
 from .resident import resolve_device, torch_dtype
 from .shards import open_table
 
@@ -155,56 +155,68 @@ class ShardedBatches:
             yield from self._gathered(order, steps)
         elif self.cuda:
             yield from self._to_gpu(order, steps)
-        elif self.prefetch <= 0:
-            load = self._host_loader()
-            for s in steps:
-                rows = self.step_rows(order, s)
-                self.rows_read += rows.size
-                yield load(rows)
         else:
-            load = self._host_loader()
-            yield from self._ahead((lambda s: load(self.step_rows(order, s))), steps)
+            yield from self._on_host(order, steps)
 
     def _out_dtype(self):
         return self.dtype if self.dtype is not None else torch_dtype(self.table.dtype)
 
-    def _host_loader(self):
-        """``load(rows) -> (x, y)``: new CPU tensors read by the native reader; the inputs' memory comes
-        from a :class:`~wideann.data.host_pool.BlockPool`, recycled once nothing uses it (no page faults
-        per batch); pinned ones (``pin_memory``) are fresh. A float16
-        table is converted to float32 by the reader; other pairs of dtypes are read into a scratch buffer
-        kept by this loader, then converted."""
+    def _on_host(self, order, steps):
+        """Batches as new CPU tensors, read ``prefetch`` batches ahead by the native reader's own thread
+        (:class:`~wideann.data.native_reader.ReadAhead`: no Python thread beside the training loop), or on
+        the calling thread when ``prefetch`` is 0. The inputs' memory comes from a
+        :class:`~wideann.data.host_pool.BlockPool`, recycled once nothing uses it (no page faults per
+        batch); pinned ones (``pin_memory``) are fresh. A float16 table is converted to float32 by the
+        reader; other pairs of dtypes are read in the table's dtype, then converted."""
         import torch
 
         t, out = self.table, self._out_dtype()
         raw = torch_dtype(t.dtype)
-        scratch = {}
+        read = out if raw == out or (raw == torch.float16 and out == torch.float32) else raw  # what the reader gives
         most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
-        pool = self.__dict__.setdefault("_pool", BlockPool.shared(most * t.n_inputs * out.itemsize, self.prefetch + 2))
-        np_out = torch.empty(0, dtype=out).numpy().dtype
+        pool = self.__dict__.setdefault("_pool", BlockPool.shared(most * t.n_inputs * read.itemsize, self.prefetch + 3))
+        np_read = torch.empty(0, dtype=read).numpy().dtype
 
-        def empty(shape):
+        def buffers(n):
             if self.pin_memory:  # page-locked memory is made by torch (fresh: the copy to the GPU reads it)
-                return torch.empty(shape, dtype=out, pin_memory=True)
-            if shape[1] == 1:  # targets: small, and often kept (metrics)
-                return torch.empty(shape, dtype=out)
-            return torch.from_numpy(pool.array(shape, np_out))
+                return (torch.empty((n, t.n_inputs), dtype=read, pin_memory=True),
+                        torch.empty((n, 1), dtype=read, pin_memory=True))
+            # targets: small, and often kept (metrics), so not from the pool
+            return torch.from_numpy(pool.array((n, t.n_inputs), np_read)), torch.empty((n, 1), dtype=read)
 
-        def load(rows):
-            n = rows.size
-            x, y = empty((n, t.n_inputs)), empty((n, 1))
-            if raw == out or (raw == torch.float16 and out == torch.float32):  # the reader converts those
+        def delivered(x, y):
+            return (x, y) if read == out else (x.to(out), y.to(out))
+
+        if self.prefetch <= 0:
+            for s in steps:
+                rows = self.step_rows(order, s)
+                x, y = buffers(rows.size)
                 t.read_index(rows, (x.numpy(), y.numpy()))
-                return x, y
-            if scratch.get("rows", -1) < n:
-                scratch["x"] = torch.empty((n, t.n_inputs), dtype=raw)
-                scratch["y"] = torch.empty((n, 1), dtype=raw)
-                scratch["rows"] = n
-            sx, sy = scratch["x"][:n], scratch["y"][:n]
-            t.read_index(rows, (sx.numpy(), sy.numpy()))
-            return x.copy_(sx), y.copy_(sy)
+                self.rows_read += rows.size
+                yield delivered(x, y)
+            return
+        ahead = ReadAhead(t)
+        pending: deque = deque()
+        plan = iter(steps)
 
-        return load
+        def submit() -> None:
+            s = next(plan, None)
+            if s is not None:
+                rows = self.step_rows(order, s)
+                x, y = buffers(rows.size)
+                pending.append((ahead.submit(rows, x.numpy(), y.numpy()), x, y))
+
+        try:
+            for _ in range(self.prefetch):
+                submit()
+            while pending:
+                ticket, x, y = pending.popleft()
+                ahead.wait(ticket)
+                submit()
+                self.rows_read += x.shape[0]
+                yield delivered(x, y)
+        finally:
+            ahead.close()  # batches not started are dropped, the one being read is waited for
 
     def _gathered(self, order, steps):
         """The resident tier: every batch of the epoch gathered from the rows held on the device."""
@@ -221,8 +233,9 @@ class ShardedBatches:
             yield store.x.index_select(0, p).to(out), store.y.index_select(0, p).to(out)
 
     def _to_gpu(self, order, steps):
-        """Streamed to a GPU: read into a ring of pinned buffers on the reader thread, copied to the device
-        on a side stream (converted there), handed over with the copy's event."""
+        """Streamed to a GPU, all from the calling thread: the native reader's own thread reads batches
+        ahead into a ring of pinned blocks; each block (inputs and targets together) goes to the device in
+        one copy on a side stream, is converted there, and is handed over with the copy's event."""
         import torch
 
         from .pinned_ring import PinnedRing
@@ -232,95 +245,45 @@ class ShardedBatches:
         # an iterator running beside another one makes its own.
         ring, side = self.__dict__.pop("_gpu_kit", (None, None))
         if ring is None:
-            # slots: one being filled, `prefetch` queued, one whose copy may still run; rows: the largest step's
+            # slots: `prefetch` being read ahead, one being copied, one whose copy may still run;
+            # rows: the largest step's
             most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
-            ring = PinnedRing(max(2, self.prefetch + 2), most, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory)
+            ring = PinnedRing(max(3, self.prefetch + 2), most, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory)
             side = torch.cuda.Stream(device)
-        state = {"device_set": False}
+        stream = torch.cuda.current_stream(device)
+        k_in = t.n_inputs
+        ahead = ReadAhead(t)
+        pending: deque = deque()
+        plan = iter(steps)
 
-        def load(s):
-            if not state["device_set"]:  # the reader thread's current device
-                torch.cuda.set_device(device)
-                state["device_set"] = True
-            rows = self.step_rows(order, s)
-            n = rows.size
-            k = ring.acquire()
-            hx, hy = ring.x[k][:n], ring.y[k][:n]
-            t.read_index(rows, (hx.numpy(), hy.numpy()))
-            with torch.cuda.stream(side):
-                x = hx.to(device, non_blocking=True).to(out)
-                y = hy.to(device, non_blocking=True).to(out)
-                done = torch.cuda.Event()
-                done.record(side)
-            ring.release(k, done)
-            return x, y, done
+        def submit() -> None:
+            s = next(plan, None)
+            if s is not None:
+                rows = self.step_rows(order, s)
+                k = ring.acquire()  # waits for the copy that last read this slot (long done, as a rule)
+                x, y = ring.views(k, rows.size)
+                pending.append((ahead.submit(rows, x.numpy(), y.numpy()), k, rows.size))
 
-        def deliver(item):
-            x, y, done = item
-            stream = torch.cuda.current_stream(device)
-            stream.wait_event(done)          # the step waits for the copy, the host does not
-            x.record_stream(stream)          # memory made on the side stream, used on this one
-            y.record_stream(stream)
-            return x, y
-
-        ahead = self._ahead(load, steps) if self.prefetch > 0 else None
         try:
-            if ahead is None:
-                for s in steps:
-                    item = load(s)
-                    self.rows_read += item[0].shape[0]
-                    yield deliver(item)
-            else:
-                for item in ahead:
-                    yield deliver(item)
+            for _ in range(max(1, self.prefetch)):
+                submit()
+            while pending:
+                ticket, k, n = pending.popleft()
+                ahead.wait(ticket)  # the GIL is released while the reader finishes this batch
+                with torch.cuda.stream(side):
+                    block = ring.block(k, n).to(device, non_blocking=True)  # inputs and targets: one copy
+                    x = block[:n * k_in].view(n, k_in).to(out)
+                    y = block[n * k_in:].view(n, 1).to(out)
+                    done = torch.cuda.Event()
+                    done.record(side)
+                ring.release(k, done)
+                submit()
+                stream.wait_event(done)  # the step waits for the copy, the host does not
+                x.record_stream(stream)  # memory made on the side stream, used on this one
+                y.record_stream(stream)
+                self.rows_read += n
+                yield x, y
         finally:
-            if ahead is not None:
-                ahead.close()  # stops and joins the reader thread before the buffers are reused or freed
+            ahead.close()  # before the blocks are reused or freed: nothing is read into them any more
             ring.drain()
             self.__dict__["_gpu_kit"] = (ring, side)
-
-    def _ahead(self, load, steps):
-        """``load(step)`` for every step on a background thread, at most ``prefetch`` batches ahead."""
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        stop = threading.Event()
-        done = object()
-
-        def put(item) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    pass
-            return False
-
-        def reader():
-            try:
-                for s in steps:
-                    if not put(load(s)):
-                        return
-                put(done)
-            except BaseException as e:  # handed to the consumer, raised there
-                put(_Failure(e))
-
-        th = threading.Thread(target=reader, name="wideann-prefetch", daemon=True)
-        th.start()
-        try:
-            while True:
-                item = q.get()
-                if item is done:
-                    return
-                if isinstance(item, _Failure):
-                    raise item.error
-                self.rows_read += item[0].shape[0]
-                yield item
-        finally:
-            stop.set()
-            th.join()
-
-
-class _Failure:
-    """An exception raised on the reader thread, carried to the consumer."""
-
-    def __init__(self, error: BaseException):
-        self.error = error

@@ -10,6 +10,10 @@ or a file written in place since its header was read raises :class:`wideann.Data
 
 The reader (its descriptors and its thread pool) is made on first use and kept on the table; its thread
 count is the table's ``reader_threads`` (default :func:`default_threads`).
+
+:class:`ReadAhead` reads batches ahead for the batch sources: ``submit`` queues a batch and returns at
+once, ``wait`` blocks (the GIL released) until it is read. The reading runs on a C++ thread of its own, so
+no Python thread competes with the training loop for the GIL (see ``csrc/read_ahead.cpp``).
 """
 from __future__ import annotations
 
@@ -61,3 +65,40 @@ def read_into(table, rows, x: np.ndarray, y: np.ndarray) -> None:
         reader_of(table).read(rows, x, y)
     except IndexError:
         raise IndexError(f"{table.path}: row index out of range for {table.n_rows} rows") from None
+
+
+class ReadAhead:
+    """Batches of ``table`` read ahead, in the order submitted, by a native thread of their own.
+
+    >>> ahead = ReadAhead(table)
+    >>> ticket = ahead.submit(rows, x, y)   # returns at once; x and y are filled as read_into fills them
+    >>> ahead.wait(ticket)                  # until that batch is read; raises its DataError
+    >>> ahead.close()                       # drops the batches not started (also on garbage collection)
+
+    The buffers of a batch must not be used before its wait; they are held (kept alive) until then.
+    """
+
+    def __init__(self, table):
+        self.table = table
+        self._native = _native.ReadAhead(reader_of(table))
+
+    def submit(self, rows, x: np.ndarray, y: np.ndarray) -> int:
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+        n = rows.size
+        if x.shape != (n, self.table.n_inputs) or y.shape != (n, 1):
+            raise ValueError(f"x must have shape {(n, self.table.n_inputs)} and y {(n, 1)}, got {x.shape} and {y.shape}")
+        try:
+            return self._native.submit(rows, x, y)
+        except IndexError:
+            raise IndexError(f"{self.table.path}: row index out of range for {self.table.n_rows} rows") from None
+
+    def wait(self, ticket: int) -> None:
+        self._native.wait(ticket)
+
+    @property
+    def queued(self) -> int:
+        """Batches submitted and not yet waited for."""
+        return self._native.queued
+
+    def close(self) -> None:
+        self._native.cancel()

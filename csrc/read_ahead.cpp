@@ -1,0 +1,144 @@
+// Batches read ahead: a BatchReader driven by a thread of its own, so that the caller (a training loop in
+// Python) queues the next batches and goes on with its own work, with no Python thread beside it.
+//
+// Why not a Python thread: a training step on a GPU is mostly the host launching kernels, and every
+// launch passes the GIL around. A reading thread in Python needs the GIL a dozen times a batch (to plan
+// it, to call the reader, to hand the batch over), and each time the training thread waits for it. Here
+// the caller spends one short call per batch (submit) and one wait that releases the GIL; the reading
+// thread never touches Python.
+//
+// Batches are read one after the other in the order they were submitted, each with all of the reader's
+// threads (this thread and the reader's pool). A batch's error (a truncated file, a file changed under
+// the reader) is kept and raised by the wait for that batch, never by another one.
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include "engine.hpp"
+
+namespace wideann {
+
+// How often an idle reading thread looks for new batches while read ones wait to be claimed.
+constexpr std::chrono::microseconds kPoll{200};
+
+struct ReadAhead::Impl {
+  struct Batch {
+    uint64_t ticket;
+    std::vector<int64_t> rows;
+    char *x, *y;
+    bool to_float32;
+  };
+  explicit Impl(BatchReader& r) : reader(r) {}
+  void loop();
+
+  BatchReader& reader;
+  mutable std::mutex m;
+  std::condition_variable work, done;
+  std::deque<Batch> queue;                        // submitted, not started
+  std::map<uint64_t, std::exception_ptr> finished;  // read (null) or failed, not yet waited for
+  uint64_t next_ticket = 0, current = 0;
+  bool running = false, stop = false;
+  std::thread thread;  // last: started once the rest is made
+};
+
+ReadAhead::ReadAhead(BatchReader& reader) : impl_(std::make_unique<Impl>(reader)) {
+  impl_->thread = std::thread([im = impl_.get()] { im->loop(); });
+}
+
+ReadAhead::~ReadAhead() {
+  cancel();
+  {
+    std::lock_guard<std::mutex> lk(impl_->m);
+    impl_->stop = true;
+  }
+  impl_->work.notify_all();
+  impl_->thread.join();
+}
+
+uint64_t ReadAhead::submit(const int64_t* rows, size_t n, char* x, char* y, bool to_float32) {
+  Impl& im = *impl_;
+  // the rows are checked here, so that a wrong plan is the caller's error at once, not a later batch's
+  const uint64_t total = im.reader.n_rows();
+  for (size_t i = 0; i < n; ++i) {
+    if (rows[i] < 0 || static_cast<uint64_t>(rows[i]) >= total)
+      throw std::out_of_range("row " + std::to_string(rows[i]) + " out of range for a table of " +
+                              std::to_string(total) + " rows");
+    if (i > 0 && rows[i] <= rows[i - 1]) throw std::invalid_argument("row numbers must be strictly increasing");
+  }
+  if (to_float32 && im.reader.item_size() != 2) throw std::invalid_argument("only a float16 table is converted to float32");
+  std::lock_guard<std::mutex> lk(im.m);
+  const uint64_t ticket = im.next_ticket++;
+  im.queue.push_back({ticket, std::vector<int64_t>(rows, rows + n), x, y, to_float32});
+  // With batches read and waiting to be claimed, the caller has work for a while: the reading thread finds
+  // this batch at its next look (kPoll), and the caller does not pay for waking it (a wake-up of an idle
+  // core costs the caller tens of microseconds on a virtual machine: as much as a training step's launches).
+  if (im.finished.empty()) im.work.notify_one();
+  return ticket;
+}
+
+void ReadAhead::wait(uint64_t ticket) {
+  Impl& im = *impl_;
+  std::unique_lock<std::mutex> lk(im.m);
+  auto known = [&] {
+    if (im.finished.count(ticket) || (im.running && im.current == ticket)) return true;
+    for (const auto& b : im.queue)
+      if (b.ticket == ticket) return true;
+    return false;
+  };
+  if (!known()) throw std::invalid_argument("no batch " + std::to_string(ticket) + " is waiting to be claimed (never submitted, already waited for, or cancelled)");
+  im.done.wait(lk, [&] { return im.finished.count(ticket) > 0; });
+  std::exception_ptr error = im.finished[ticket];
+  im.finished.erase(ticket);
+  if (error) std::rethrow_exception(error);
+}
+
+void ReadAhead::cancel() {
+  Impl& im = *impl_;
+  std::unique_lock<std::mutex> lk(im.m);
+  im.queue.clear();
+  im.done.wait(lk, [&] { return !im.running; });
+  im.finished.clear();
+}
+
+size_t ReadAhead::queued() const {
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> lk(im.m);
+  return im.queue.size() + (im.running ? 1 : 0) + im.finished.size();
+}
+
+void ReadAhead::Impl::loop() {
+  std::unique_lock<std::mutex> lk(m);
+  for (;;) {
+    // idle: sleeps until woken by a submit, or, while batches wait to be claimed, looks again every kPoll
+    if (finished.empty())
+      work.wait(lk, [&] { return stop || !queue.empty(); });
+    else
+      work.wait_for(lk, kPoll, [&] { return stop || !queue.empty(); });
+    if (stop) return;
+    if (queue.empty()) continue;
+    if (stop) return;
+    Batch b = std::move(queue.front());
+    queue.pop_front();
+    running = true;
+    current = b.ticket;
+    lk.unlock();
+    std::exception_ptr error;
+    try {
+      reader.read(b.rows.data(), b.rows.size(), b.x, b.y, b.to_float32);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lk.lock();
+    running = false;
+    finished[b.ticket] = error;
+    done.notify_all();
+  }
+}
+
+}  // namespace wideann
