@@ -101,7 +101,8 @@ class TrainingState:
         self.best_val_loss, self.best_epoch, self.bad_epochs = float("inf"), 0, 0
         self.history = []
     def state_dict(self):
-        return dict(vars(self))
+        # Changed: the running loss is added up on the device (see the loop): saved as a number
+        return {k: v.item() if torch.is_tensor(v) else v for k, v in vars(self).items()}
     def load_state_dict(self, state):
         vars(self).update(state)
 
@@ -239,10 +240,13 @@ def main():
                 # when a batch is short, and DDP's average over processes gives the same gradient as one process
                 loss = loss_fn(prediction, y) / (args.batch_size * args.grad_accum)
                 accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
-            state.loss_sum += loss.item() * args.batch_size * args.grad_accum  # Changed: summed squared errors
+            # Changed: summed squared errors, added up on the device: loss.item() would make the host wait for the GPU
+            # at every step, and the GPU would idle while the host prepares the next one
+            state.loss_sum = state.loss_sum + loss.detach() * (args.batch_size * args.grad_accum)
             state.rows += len(x)  # Changed
             rows_trained += len(x)  # Changed
-            batches.show_loss(state.loss_sum / max(state.rows, 1))  # Changed: on every batch, accumulated or not
+            # Changed: on every batch, accumulated or not; a function, read only when the bar is redrawn
+            batches.show_loss(lambda: float(state.loss_sum) / max(state.rows, 1))
             if not sync:  # New
                 continue  # New
             optimizer.step()                     # move the weights a little against the gradients
@@ -268,7 +272,7 @@ def main():
         steps_seconds += time.perf_counter() - steps_start
 
         # Changed: the training loss and throughput summed over all processes
-        totals = accelerator.reduce(torch.tensor([state.loss_sum, state.rows, batches.rows], dtype=torch.float64,
+        totals = accelerator.reduce(torch.tensor([float(state.loss_sum), state.rows, batches.rows], dtype=torch.float64,
                                                  device=accelerator.device), reduction="sum").tolist()
         train_loss = totals[0] / max(totals[1], 1)
         samples_per_second = totals[2] / (time.perf_counter() - epoch_start)
