@@ -7,8 +7,10 @@
 #   GB=13 bash benchmarks/gpu_checks.sh           # the raw CSV size of the reference-scale run (default 24)
 #
 # 1. build and import; the GPU tests of the data path (tests/test_tiers.py: pinned ring, resident tier)
-# 2. benchmarks/gpu_data_path.py: ceiling / reader / streamed / resident, batch 256-4096, float32 and float16
-# 3. the reader alone on all cores against today's reader (the CPU half, on the GPU machine's 16 cores)
+# 2. benchmarks/gpu_data_path.py: ceiling / reader / streamed / resident, batch 256-4096, float32 and float16,
+#    with torch.profiler tables of the three paths at float16, batch 1024 (in $OUT/profile)
+# 3. the reader alone on all cores against today's reader, and what reading ahead costs the training
+#    thread (the CPU half, on the GPU machine's 16 cores)
 # 4. benchmarks/reference_scale.py: raw CSV shards of 12,849 columns -> stats -> merge -> normalize ->
 #    lesson 4 on the GPU, with the test R² reached
 # 5. the first run (python -m wideann.accelerate_config, then lesson 1: no accelerate warning), wideann
@@ -34,10 +36,11 @@ say "1. GPU tests of the data path"
 timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_tiers.py tests/test_native_reader.py 2>&1 | tail -15
 
 say "2. gpu_data_path.py (GPU half)"
-timeout 150 python3 benchmarks/gpu_data_path.py --json "$OUT/gpu_data_path.json" 2>&1 | tee "$OUT/gpu_data_path.log" | tail -40
+timeout 170 python3 benchmarks/gpu_data_path.py --json "$OUT/gpu_data_path.json" --profile "$OUT/profile" 2>&1 \
+    | tee "$OUT/gpu_data_path.log" | tail -40
 
 say "3. the reader alone on all cores (CPU half)"
-timeout 45 python3 benchmarks/gpu_data_path.py --cpu --rounds 1 --idle-wait 0 --seconds 1 \
+timeout 60 python3 benchmarks/gpu_data_path.py --cpu --rounds 1 --idle-wait 0 --seconds 1 \
     --json "$OUT/reader_all_cores.json" 2>&1 | tail -20
 
 say "4. reference_scale.py, ${GB} GB of raw CSV"

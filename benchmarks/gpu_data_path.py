@@ -1,30 +1,37 @@
 """Lesson 4's data path against the GPU's own speed, on a table of the reference width (issue 6).
 
 The model is lesson 4's `MLP` 12,848 -> 1024 -> 256 -> 1 (imported from the script), trained with lesson 4's
-step: bf16 autocast, summed squared error over the nominal batch, Adam, `loss.item()` every step. The
-script writes its own random tables of 12,849 columns (`--rows`, float32 and float16; reused when present)
-into `benchmarks/work/` and reads each once so that the page cache is warm.
+step: bf16 autocast, summed squared error over the nominal batch, Adam, the loss added up on the device and
+read on the host every 10 steps (lesson 4's default `--log-every`). The script writes its own random tables
+of 12,849 columns (`--rows`, float32 and float16; reused when present) into `benchmarks/work/` and reads
+each once so that the page cache is warm.
 
 With a CUDA GPU, for batch 256, 1024 and 4096 and both dtypes, samples/s of:
 
-  (a) ceiling   -- a batch already on the GPU, the same tensor every step;
+  (a) ceiling   -- a batch already on the GPU, the same tensor every step, in the table's dtype (as lesson 4
+                   delivers batches under mixed precision: autocast converts the inputs for the first layer);
   (b) reader    -- the native reader alone: the rows of lesson 4's batch plan read into one reused pinned
                    buffer (no copy, no model), also in GB/s of table bytes;
-  (c) streamed  -- `ShardedBatches(device="cuda")`: native reader -> pinned ring -> side-stream copy ->
-                   float32 on the GPU -> the step;
+  (c) streamed  -- `ShardedBatches(device="cuda", dtype=None)`: the native read-ahead thread -> pinned
+                   ring -> one side-stream copy per batch -> the step;
   (d) resident  -- the rows held on the GPU in the table's dtype (`device_tier(..., "resident")`), each
-                   batch gathered by index and converted -> the step;
+                   batch gathered by index -> the step;
+  (e) resident as lesson 4 had it before: each batch also converted to float32 on the device;
 
 each with its ratio to (a). Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024;
-resident >= 95% at 256 and 1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (24 figures of
---seconds each plus 5 warm-up batches, the tables made once); not yet run on a GPU.
+resident >= 95% at 256 and 1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (30 figures of
+--seconds each plus 5 warm-up batches, the tables made once). `--profile FOLDER` adds torch.profiler
+tables and traces of (a), (c) and (d) at float16, batch 1024.
 
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
 source at commit fc86d48: Python `preadv` per run into a fresh float32 buffer, a second copy to split x
 and y, on the read-ahead thread) against the new one (`ShardedBatches` with the native reader, 1 thread
 and all threads), and the native reader alone into one reused buffer. Best of `--rounds`; before every
 round the script waits for the machine to be idle and it reports the others' load during the round.
-Target: >= 1.5x today's reader on a 2-core machine (>= 3x and >= 15 GB/s with 16 cores).
+Target: >= 1.5x today's reader on a 2-core machine (>= 3x and >= 15 GB/s with 16 cores). Then what
+reading ahead costs the training thread: a host-bound stand-in step (`--step-ms`, 2.7 ms as lesson 4's
+step on the H100) alone, beside the Python read-ahead thread of commit 75a64c2, and beside the native
+ReadAhead, in steps/s.
 
     python benchmarks/gpu_data_path.py                      # GPU half on a GPU machine, else CPU half
     python benchmarks/gpu_data_path.py --rows 20000 --seconds 2 --json benchmarks/work/gpu_data_path.json
@@ -32,6 +39,7 @@ Target: >= 1.5x today's reader on a 2-core machine (>= 3x and >= 15 GB/s with 16
 import argparse
 import json
 import os
+import queue
 import sys
 import threading
 import time
@@ -91,13 +99,19 @@ def gpu_half(args, tables):
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
         loss_fn = nn.MSELoss(reduction="sum")
 
+        total, steps = [0.0], [0]
+
         def step(x, y):
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 loss = loss_fn(model(x), y) / batch
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-            return loss.item()  # as lesson 4 does every step
+            # as lesson 4: the loss added up on the device, read on the host every --log-every (10) steps only
+            total[0] = total[0] + loss.detach()
+            steps[0] += 1
+            if steps[0] % 10 == 0:
+                loss.item()
         return step
 
     def timed(batches, step=None, warmup=5):
@@ -131,8 +145,9 @@ def gpu_half(args, tables):
         for batch in args.batches:
             r = {"dtype": dt, "batch": batch, "resident_load_s": load_s}
             step = trainer(batch)
-            x = torch.rand((batch, table.n_inputs), device=device)
-            y = torch.rand((batch, 1), device=device)
+            # as lesson 4 delivers batches under mixed precision: in the table's dtype
+            x = torch.rand((batch, table.n_inputs), device=device).to(torch_dtype(table.dtype))
+            y = torch.rand((batch, 1), device=device).to(torch_dtype(table.dtype))
             r["ceiling"] = timed(iter(lambda: (x, y), None), step)
 
             # (b) the reader alone: the plan's rows into one reused pinned buffer
@@ -152,12 +167,18 @@ def gpu_half(args, tables):
             r["reader"] = timed(read_only())
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
 
-            streamed = data.ShardedBatches(table, rows, batch, seed=0, device=device, prefetch=4)
+            streamed = data.ShardedBatches(table, rows, batch, seed=0, device=device, prefetch=4, dtype=None)
             r["streamed"] = timed(endless(streamed), step)
-            resident = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store)
+            resident = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store, dtype=None)
             r["resident"] = timed(endless(resident), step)
-            for k in ("reader", "streamed", "resident"):
+            # (e) as lesson 4 delivered batches until commit 7d97d0f: converted to float32 on the device
+            resident32 = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store)
+            r["resident_f32"] = timed(endless(resident32), step)
+            for k in ("reader", "streamed", "resident", "resident_f32"):
                 r[f"{k}_ratio"] = r[k] / r["ceiling"]
+            if args.profile and batch == 1024 and dt == "float16":
+                profile(args.profile, {"ceiling": iter(lambda: (x, y), None), "streamed": endless(streamed),
+                                       "resident": endless(resident)}, step)
             print(f"{dt} batch {batch}: ceiling {r['ceiling']:,.0f}  reader {r['reader']:,.0f} "
                   f"({r['reader_gb_s']:.1f} GB/s)  streamed {r['streamed']:,.0f} ({r['streamed_ratio']:.0%})  "
                   f"resident {r['resident']:,.0f} ({r['resident_ratio']:.0%}) samples/s", flush=True)
@@ -168,16 +189,42 @@ def gpu_half(args, tables):
     return {"gpu": torch.cuda.get_device_name(0), "results": results}
 
 
+def profile(folder, paths, step, steps=40):
+    """torch.profiler over ``steps`` steps of each path: a table of the host and GPU time per operation
+    (``{folder}/{name}.txt``) and a Chrome trace (``{folder}/{name}.json``), to see where a path loses."""
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    for name, batches in paths.items():
+        it = iter(batches)
+        for _ in range(5):
+            step(*next(it))
+        torch.cuda.synchronize()
+        with torch.profiler.profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            for _ in range(steps):
+                step(*next(it))
+            torch.cuda.synchronize()
+        if hasattr(it, "close"):
+            it.close()
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
+        table += "\n\n" + prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25)
+        Path(folder, f"{name}.txt").write_text(table)
+        prof.export_chrome_trace(str(Path(folder, f"{name}.json")))
+        print(f"profile of {name}: {folder}/{name}.txt", flush=True)
+
+
 def gpu_markdown(report):
     lines = [f"GPU: {report['gpu']}; {report['machine']}; table {report['rows']:,} x {REFERENCE_COLUMNS:,}; "
              f"{report['seconds']:g} s per figure after 5 warm-up batches.", "",
              "| dtype | batch | (a) on the GPU | (b) reader alone | reader GB/s | (c) streamed | (c)/(a) "
-             "| (d) resident | (d)/(a) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "| (d) resident | (d)/(a) | (e) resident, float32 batches | (e)/(a) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["results"]:
         lines.append(f"| {r['dtype']} | {r['batch']} | {r['ceiling']:,.0f} | {r['reader']:,.0f} | "
                      f"{r['reader_gb_s']:.1f} | {r['streamed']:,.0f} | {r['streamed_ratio']:.0%} | "
-                     f"{r['resident']:,.0f} | {r['resident_ratio']:.0%} |")
+                     f"{r['resident']:,.0f} | {r['resident_ratio']:.0%} | "
+                     f"{r['resident_f32']:,.0f} | {r['resident_f32_ratio']:.0%} |")
     return "\n".join(lines)
 
 
@@ -198,7 +245,59 @@ def old_batches(src):
     epoch = 0
     while True:
         order = src.epoch_order(epoch)
-        yield from src._ahead(lambda s: load(src.step_rows(order, s)), range(len(src)))
+        yield from thread_ahead(lambda s: load(src.step_rows(order, s)), range(len(src)), src.prefetch)
+        epoch += 1
+
+
+def thread_ahead(load, steps, prefetch):
+    """``load(step)`` for every step on a Python read-ahead thread, at most ``prefetch`` batches ahead: how
+    the batch sources read ahead until the native ReadAhead (commit 75a64c2 and before)."""
+    q: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def reader():
+        for s in steps:
+            item = load(s)
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    pass
+            if stop.is_set():
+                return
+        q.put(None)
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    try:
+        while (item := q.get()) is not None:
+            yield item
+    finally:
+        stop.set()
+        th.join()
+
+
+def python_thread_batches(src):
+    """The batch source's CPU path as at commit 75a64c2: the native reader called from a Python read-ahead
+    thread, into recycled host memory (the same BlockPool), converting float16 to float32 as it reads."""
+    import torch
+
+    from wideann.data.host_pool import BlockPool
+
+    t = src.table
+    pool = BlockPool(src.batch_size * t.n_inputs * 4, src.prefetch + 3)
+
+    def load(rows):
+        x = torch.from_numpy(pool.array((rows.size, t.n_inputs), np.float32))
+        y = torch.empty((rows.size, 1), dtype=torch.float32)
+        t.read_index(rows, (x.numpy(), y.numpy()))
+        return x, y
+
+    epoch = 0
+    while True:
+        order = src.epoch_order(epoch)
+        yield from thread_ahead(lambda s: load(src.step_rows(order, s)), range(len(src)), src.prefetch)
         epoch += 1
 
 
@@ -265,6 +364,84 @@ def cpu_half(args, tables):
             "others_cores": {"|".join(map(str, k)): v for k, v in load.items()}}
 
 
+def host_bound_step(ms):
+    """A stand-in for a training step on a GPU as the host sees it: a stream of small operations that each
+    release the GIL, as kernel launches do (on the H100, lesson 4's step took 2.7 ms of host time at every
+    batch size: the GPU work itself is far shorter). Calibrated to take about ``ms`` milliseconds."""
+    import torch
+
+    a, b = torch.zeros(16), torch.ones(16)
+
+    def ops(n):
+        for _ in range(n):
+            torch.add(a, b, out=a)
+
+    ops(20000)  # warm
+    t0 = time.perf_counter()
+    ops(20000)
+    n = max(1, int(20000 * ms / 1e3 / (time.perf_counter() - t0)))
+    return lambda: ops(n)
+
+
+def training_thread(args, tables):
+    """Steps/s of a host-bound step alone, and beside each read-ahead (every step takes one batch): the
+    share of the training thread's time that reading ahead costs it. Float16 table delivered as float32
+    (the CPU path), one reading thread less than the cores (one is the training thread's)."""
+    import torch
+
+    from wideann import data
+
+    torch.set_num_threads(1)
+    threads = max(1, len(os.sched_getaffinity(0)) - 1)
+    step = host_bound_step(args.step_ms)
+    path = tables["float16"] if "float16" in tables else next(iter(tables.values()))
+    rows = {}
+
+    def rate(batches):
+        it = iter(batches) if batches is not None else None
+        for _ in range(10):
+            if it is not None:
+                next(it)
+            step()
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < args.seconds:
+            if it is not None:
+                next(it)
+            step()
+            n += 1
+        r = n / (time.perf_counter() - t0)
+        if it is not None:
+            it.close()
+        return r
+
+    for batch in args.host_batches:
+        best = {}
+        for _ in range(args.rounds):
+            table = data.NpyTable(path)
+            src = data.ShardedBatches(table, np.arange(table.n_rows), batch, seed=0, pin_memory=False,
+                                      reader_threads=threads, prefetch=4)
+            got = {"step alone": rate(None), "Python read-ahead thread (75a64c2)": rate(python_thread_batches(src)),
+                   "native ReadAhead (now)": rate(endless(src))}
+            for k, v in got.items():
+                best[k] = max(best.get(k, 0), v)
+            table.close()
+        rows[batch] = best
+        print(f"training thread, batch {batch}: " + ", ".join(f"{k} {v:,.0f} steps/s ({v / best['step alone']:.0%})"
+                                                              for k, v in best.items()), flush=True)
+    return {"step_ms": args.step_ms, "reader_threads": threads,
+            "steps_per_second": {str(b): r for b, r in rows.items()}}
+
+
+def training_thread_markdown(tt):
+    names = list(next(iter(tt["steps_per_second"].values())))
+    lines = [f"A host-bound step of {tt['step_ms']:g} ms, one batch per step (float16 table, delivered as float32, "
+             f"{tt['reader_threads']} reading thread(s)): steps/s and the share of the step alone.", "",
+             "| batch | " + " | ".join(names) + " |", "| ---: | " + " | ".join("---:" for _ in names) + " |"]
+    for b, r in tt["steps_per_second"].items():
+        lines.append(f"| {b} | " + " | ".join(f"{r[n]:,.0f} ({r[n] / r[names[0]]:.0%})" for n in names) + " |")
+    return "\n".join(lines)
+
+
 def cpu_markdown(report):
     names = report["variants"]
     lines = [f"Machine: {report['machine']}; table {report['rows']:,} x {REFERENCE_COLUMNS:,} in the page cache; "
@@ -278,6 +455,8 @@ def cpu_markdown(report):
             cells = [f"{best[f'{dt}|{b}|{n}']:.2f} ({load[f'{dt}|{b}|{n}']:.1f})" for n in names]
             speedup = max(best[f"{dt}|{b}|{n}"] for n in names[1:3]) / best[f"{dt}|{b}|{names[0]}"]
             lines.append(f"| {dt} | {b} | " + " | ".join(cells) + f" | {speedup:.2f}x |")
+    if "training_thread" in report:
+        lines += ["", training_thread_markdown(report["training_thread"])]
     return "\n".join(lines)
 
 
@@ -290,7 +469,12 @@ def main():
     ap.add_argument("--rounds", type=int, default=3, help="CPU half: rounds (best counts)")
     ap.add_argument("--idle-wait", type=float, default=20, help="CPU half: seconds to wait for an idle machine")
     ap.add_argument("--cpu", action="store_true", help="the CPU half even where a GPU is present")
+    ap.add_argument("--step-ms", type=float, default=2.7, help="CPU half: host time of the stand-in training step")
+    ap.add_argument("--host-batches", type=int, nargs="+", default=[64, 256],
+                    help="CPU half: batch sizes of the training-thread figures")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--profile", metavar="FOLDER", help="GPU half: torch.profiler tables and traces of the ceiling, "
+                    "streamed and resident paths (float16, batch 1024) into FOLDER")
     args = ap.parse_args()
 
     import torch
@@ -304,6 +488,7 @@ def main():
         text = gpu_markdown(report)
     else:
         report.update(cpu_half(args, tables))
+        report["training_thread"] = training_thread(args, tables)
         text = cpu_markdown(report)
     report["wall_s"] = time.perf_counter() - t_start
     print()

@@ -20,6 +20,8 @@ identical. What this lesson adds:
   empty one on some process) weighs exactly its rows, and results do not depend on the process count;
 - validation and test predictions made by every process on its shard and gathered across processes;
 - a throughput report in samples per second;
+- the training loss added up on the GPU and read on the host only when it is shown: `loss.item()` at
+  every step would make the host wait for the GPU, and the GPU for the host, at every step;
 - what a wide table needs (thousands of inputs, few of which matter): the inputs centered to [-1, 1] and a
   lasso on the first layer (`--lasso`: after every step its weights move towards 0 and stop there), which
   keeps the weights of the inputs that do not matter at or near 0. Without them the network learned no
@@ -84,7 +86,7 @@ def predict(model, batches, accelerator):
     model.eval()
     truth, predictions = [], []
     for x, y in batches.epoch(0):
-        truth.append(y[:, 0])
+        truth.append(y[:, 0].float())
         predictions.append(model(x.to(accelerator.device, non_blocking=True)).float().cpu()[:, 0])
     pieces = [torch.from_numpy(batches.shard(0)), torch.cat(truth), torch.cat(predictions)]
     pieces = accelerator.pad_across_processes([p.to(accelerator.device) for p in pieces], pad_index=-1)
@@ -170,9 +172,12 @@ def main():
     # Changed: each process reads its own shard, and the batches arrive on its device: through reusable pinned
     # buffers and a copy on a side stream (streamed), or, when the rows fit in device memory, held there
     # and gathered by index (resident). Any training row can reach any process in some epoch: each holds them all.
+    # Under mixed precision the batches keep the table's dtype (float16 stays float16 on the device): autocast
+    # converts the inputs for the first layer anyway, and a float32 copy first would move twice the bytes.
     tier = data.device_tier(table, [split.train, split.val], accelerator.device, args.data_tier, args.resident_budget)
     accelerator.print(f"data tier: {tier.name}: {tier.reason}")
-    shard = dict(rank=accelerator.process_index, world_size=accelerator.num_processes, device=accelerator.device)
+    shard = dict(rank=accelerator.process_index, world_size=accelerator.num_processes, device=accelerator.device,
+                 dtype=None if accelerator.mixed_precision != "no" else torch.float32)
     train_batches = data.ShardedBatches(table, split.train, args.batch_size, seed=args.seed, **shard,
                                         prefetch=4, resident=tier.store)
     val_batches = data.ShardedBatches(table, split.val, 1024, shuffle=False, **shard, resident=tier.store)

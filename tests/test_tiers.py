@@ -83,7 +83,8 @@ def test_the_tier_decision(tmp_path):
         device_tier(table, rows, "cpu", "gpu-please")
 
 
-def test_lesson4_trains_the_same_model_with_either_tier(tmp_path):
+@pytest.mark.parametrize("precision", ["no", "bf16"])  # bf16: batches stay float16 (the table's), autocast converts
+def test_lesson4_trains_the_same_model_with_either_tier(tmp_path, precision):
     pytest.importorskip("accelerate")
     import wideann
     from test_lessons import _metrics, launch
@@ -91,14 +92,15 @@ def test_lesson4_trains_the_same_model_with_either_tier(tmp_path):
     wideann.make_data(tmp_path / "t.csv", rows=700, cols=9, seed=2, noise=0.5)
     wideann.normalize([tmp_path / "t.csv"], tmp_path / "t.npy", dtype="float16")
     common = ["--data", tmp_path / "t.npy", "--epochs", "2", "--hidden", "32", "16", "--batch-size", "32",
-              "--patience", "100", "--checkpoint-every", "7"]
+              "--patience", "100", "--checkpoint-every", "7", "--mixed-precision", precision]
     runs = {}
     for tier in ("stream", "resident"):
         out = launch(tmp_path, "4_multi_gpu_ann.py", *common, "--data-tier", tier, "--output-dir", tmp_path / tier)
         assert f"data tier: {tier}:" in out
         runs[tier] = _metrics(tmp_path / tier)
         m = runs[tier]
-        assert m["data_tier"] == tier and m["table_dtype"] == "float16"
+        assert m["data_tier"] == tier and m["table_dtype"] == "float16" and m["mixed_precision"] == precision
+        assert np.isfinite(m["test_r2"]) and m["test_r2"] > 0.1
         assert m["train_samples_per_second"] >= m["samples_per_second"] > 0  # the steps alone are faster
     for key in ("test_rmse", "test_r2", "best_epoch", "best_val_loss", "epochs"):
         assert runs["stream"][key] == runs["resident"][key], key

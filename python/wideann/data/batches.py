@@ -3,12 +3,15 @@
 Per-epoch seeded shuffling of small runs of consecutive rows, one part of every global batch per
 process. Where the rows come from (the tier) does not change which rows a batch holds:
 
-- streamed (the default): a background thread reads each batch ahead with the native reader (several
-  threads, one ``preadv`` per run of rows, inputs and targets into their own buffers). Batches for the
-  CPU are new tensors whose memory is recycled once nothing uses it. Batches for a GPU go through a
-  small ring of reusable pinned buffers (:class:`~wideann.data.pinned_ring.PinnedRing`) and are copied
-  on a side CUDA stream, so the copy of the next batch overlaps the compute on this one; the training
-  stream waits for the copy's event.
+- streamed (the default): the native reader reads each batch ahead on a C++ thread of its own
+  (:class:`~wideann.data.native_reader.ReadAhead`; several threads, one ``preadv`` per run of rows,
+  inputs and targets into their own buffers), so no Python thread competes with the training loop for
+  the GIL: the loop only queues the next batch and waits (the GIL released) for the one it needs.
+  Batches for the CPU are new tensors whose memory is recycled once nothing uses it. Batches for a GPU
+  go through a small ring of reusable pinned blocks (:class:`~wideann.data.pinned_ring.PinnedRing`),
+  inputs and targets side by side, each copied to the device in one copy on a side CUDA stream, so the
+  copy of the next batch overlaps the compute on this one; the training stream waits for the copy's
+  event.
 - resident (``resident=``, a :class:`~wideann.data.resident.ResidentRows`): the rows are already in the
   device's memory and a batch is gathered there (``index_select``), with no thread and no copy.
 
@@ -62,8 +65,8 @@ class ShardedBatches:
     it would have gone on.
 
     Options: ``shuffle`` (per-epoch seeded order of runs of ``shuffle_rows`` consecutive rows; False
-    keeps row order, for evaluation), ``prefetch`` (batches read ahead by a background thread; 0
-    reads on the calling thread), ``device`` (where batches are delivered: None or a CPU device gives
+    keeps row order, for evaluation), ``prefetch`` (batches read ahead by the native reader's own
+    thread; 0 reads on the calling thread), ``device`` (where batches are delivered: None or a CPU device gives
     CPU tensors; a CUDA device gives tensors on it, through reusable pinned buffers and a side-stream
     copy), ``resident`` (a :class:`~wideann.data.resident.ResidentRows` holding the rows on ``device``:
     batches are gathered there), ``pin_memory`` (without ``device``: CPU batches in fresh pinned memory,
