@@ -245,9 +245,9 @@ def main():
                 # when a batch is short, and DDP's average over processes gives the same gradient as one process
                 loss = loss_fn(prediction, y) / (args.batch_size * args.grad_accum)
                 accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
-            # Changed: summed squared errors, added up on the device: loss.item() would make the host wait for the GPU
-            # at every step, and the GPU would idle while the host prepares the next one
-            state.loss_sum = state.loss_sum + loss.detach() * (args.batch_size * args.grad_accum)
+            # Changed: summed squared errors, added up on the device (in float64, as a Python float would): loss.item()
+            # would make the host wait for the GPU at every step, and the GPU would idle while the host prepares the next
+            state.loss_sum = state.loss_sum + loss.detach().double() * (args.batch_size * args.grad_accum)
             state.rows += len(x)  # Changed
             rows_trained += len(x)  # Changed
             # Changed: on every batch, accumulated or not; a function, read only when the bar is redrawn
