@@ -122,12 +122,19 @@ def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, p
     store = device_tier(table, [split.train, split.val], "cuda", "resident").store
     assert store.x.is_cuda and store.x.element_size() == np.dtype(dtype).itemsize
     res = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", resident=store)
+    # in the table's dtype (dtype=None: lesson 4 under mixed precision), streamed and resident
+    raw = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", prefetch=prefetch, dtype=None)
+    res_raw = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", resident=store, dtype=None)
     for epoch in (1, 2, 3):  # the ring's buffers are reused many times over
         ref = list(cpu.epoch(epoch))
         got = [(x.clone(), y.clone()) for x, y in gpu.epoch(epoch)]  # clones: later batches must not change them
         assert all(x.is_cuda and x.dtype == torch.float32 for x, _ in got)
         _same(ref, got)
         _same(ref, list(res.epoch(epoch)))
+        for source in (raw, res_raw):
+            kept = [(x.clone(), y.clone()) for x, y in source.epoch(epoch)]
+            assert all(x.is_cuda and x.element_size() == np.dtype(dtype).itemsize for x, _ in kept)
+            _same(ref, [(x.float(), y.float()) for x, y in kept])
     # a consumer that stops early leaves no reader thread behind
     it = gpu.epoch(4)
     next(it)
@@ -140,3 +147,20 @@ def test_gpu_auto_tier_holds_rows_that_fit_and_streams_those_that_do_not(tmp_pat
     table = data.NpyTable(path)
     assert device_tier(table, [np.arange(777)], "cuda").name == "resident"
     assert device_tier(table, [np.arange(777)], "cuda", budget_gib=1e-6).name == "stream"
+
+
+def test_a_ring_slot_holds_inputs_then_targets_in_one_block():
+    from wideann.data.pinned_ring import PinnedRing
+
+    ring = PinnedRing(3, 8, 5, torch.float16, pin=False)  # not page-locked: no GPU here
+    assert [ring.acquire() for _ in range(4)] == [0, 1, 2, 0]  # in turn
+    for n in (0, 1, 8):
+        x, y = ring.views(1, n)
+        assert x.shape == (n, 5) and y.shape == (n, 1) and x.is_contiguous() and y.is_contiguous()
+        x.fill_(1)
+        y.fill_(2)
+        block = ring.block(1, n)
+        assert block.numel() == n * 6 and block.data_ptr() == ring.blocks[1].data_ptr()
+        assert torch.equal(block, torch.cat([torch.ones(n * 5), torch.full((n,), 2.0)]).half())
+    with pytest.raises(ValueError, match="at most 8 rows"):
+        ring.views(0, 9)
