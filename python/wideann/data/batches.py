@@ -198,7 +198,14 @@ class ShardedBatches:
                 self.rows_read += rows.size
                 yield delivered(x, y)
             return
-        ahead = ReadAhead(t)
+        for x, y, _ in self._read_ahead(order, steps, lambda n: (*buffers(n), None), self.prefetch):
+            yield delivered(x, y)
+
+    def _read_ahead(self, order, steps, buffers, depth: int):
+        """``(x, y, tag)`` of every step in turn, read ``depth`` batches ahead by the native reader's own
+        thread into ``buffers(n) -> (x, y, tag)`` (host tensors; ``tag`` is the caller's, e.g. a ring
+        slot); the rows of a step are waited for (the GIL released) just before they are handed out."""
+        ahead = ReadAhead(self.table)
         pending: deque = deque()
         plan = iter(steps)
 
@@ -206,18 +213,18 @@ class ShardedBatches:
             s = next(plan, None)
             if s is not None:
                 rows = self.step_rows(order, s)
-                x, y = buffers(rows.size)
-                pending.append((ahead.submit(rows, x.numpy(), y.numpy()), x, y))
+                x, y, tag = buffers(rows.size)
+                pending.append((ahead.submit(rows, x.numpy(), y.numpy()), x, y, tag))
 
         try:
-            for _ in range(self.prefetch):
+            for _ in range(depth):
                 submit()
             while pending:
-                ticket, x, y = pending.popleft()
+                ticket, x, y, tag = pending.popleft()
                 ahead.wait(ticket)
                 submit()
                 self.rows_read += x.shape[0]
-                yield delivered(x, y)
+                yield x, y, tag
         finally:
             ahead.close()  # batches not started are dropped, the one being read is waited for
 
@@ -254,25 +261,15 @@ class ShardedBatches:
             ring = PinnedRing(max(3, self.prefetch + 2), most, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory)
             side = torch.cuda.Stream(device)
         stream = torch.cuda.current_stream(device)
-        k_in = t.n_inputs
-        ahead = ReadAhead(t)
-        pending: deque = deque()
-        plan = iter(steps)
 
-        def submit() -> None:
-            s = next(plan, None)
-            if s is not None:
-                rows = self.step_rows(order, s)
-                k = ring.acquire()  # waits for the copy that last read this slot (long done, as a rule)
-                x, y = ring.views(k, rows.size)
-                pending.append((ahead.submit(rows, x.numpy(), y.numpy()), k, rows.size))
+        def slot(n):
+            k = ring.acquire()  # waits for the copy that last read this slot (long done, as a rule)
+            return (*ring.views(k, n), k)
 
+        reads = self._read_ahead(order, steps, slot, max(1, self.prefetch))
         try:
-            for _ in range(max(1, self.prefetch)):
-                submit()
-            while pending:
-                ticket, k, n = pending.popleft()
-                ahead.wait(ticket)  # the GIL is released while the reader finishes this batch
+            for hx, _, k in reads:
+                n, k_in = hx.shape
                 with torch.cuda.stream(side):
                     block = ring.block(k, n).to(device, non_blocking=True)  # inputs and targets: one copy
                     x = block[:n * k_in].view(n, k_in).to(out)
@@ -280,13 +277,11 @@ class ShardedBatches:
                     done = torch.cuda.Event()
                     done.record(side)
                 ring.release(k, done)
-                submit()
                 stream.wait_event(done)  # the step waits for the copy, the host does not
                 x.record_stream(stream)  # memory made on the side stream, used on this one
                 y.record_stream(stream)
-                self.rows_read += n
                 yield x, y
         finally:
-            ahead.close()  # before the blocks are reused or freed: nothing is read into them any more
+            reads.close()  # before the blocks are reused or freed: nothing is read into them any more
             ring.drain()
             self.__dict__["_gpu_kit"] = (ring, side)
