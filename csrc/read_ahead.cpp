@@ -24,8 +24,10 @@
 
 namespace wideann {
 
-// How often an idle reading thread looks for new batches while read ones wait to be claimed.
+// How often an idle reading thread looks for new batches while read ones wait to be claimed, and for how
+// many looks (10 ms) before it sleeps until woken: a caller that has stopped claiming costs nothing.
 constexpr std::chrono::microseconds kPoll{200};
+constexpr int kMaxPolls = 50;
 
 struct ReadAhead::Impl {
   struct Batch {
@@ -43,7 +45,7 @@ struct ReadAhead::Impl {
   std::deque<Batch> queue;                        // submitted, not started
   std::map<uint64_t, std::exception_ptr> finished;  // read (null) or failed, not yet waited for
   uint64_t next_ticket = 0, current = 0;
-  bool running = false, stop = false;
+  bool running = false, stop = false, sleeping = false;  // sleeping: until woken, not looking again
   std::thread thread;  // last: started once the rest is made
 };
 
@@ -78,7 +80,7 @@ uint64_t ReadAhead::submit(const int64_t* rows, size_t n, char* x, char* y, bool
   // With batches read and waiting to be claimed, the caller has work for a while: the reading thread finds
   // this batch at its next look (kPoll), and the caller does not pay for waking it (a wake-up of an idle
   // core costs the caller tens of microseconds on a virtual machine: as much as a training step's launches).
-  if (im.finished.empty()) im.work.notify_one();
+  if (im.finished.empty() || im.sleeping) im.work.notify_one();
   return ticket;
 }
 
@@ -114,15 +116,21 @@ size_t ReadAhead::queued() const {
 
 void ReadAhead::Impl::loop() {
   std::unique_lock<std::mutex> lk(m);
+  const auto has_work = [&] { return stop || !queue.empty(); };
+  int polls = 0;
   for (;;) {
-    // idle: sleeps until woken by a submit, or, while batches wait to be claimed, looks again every kPoll
-    if (finished.empty())
-      work.wait(lk, [&] { return stop || !queue.empty(); });
-    else
-      work.wait_for(lk, kPoll, [&] { return stop || !queue.empty(); });
+    // idle: while batches wait to be claimed, looks again every kPoll (kMaxPolls times at most); else sleeps
+    // until a submit wakes it
+    if (finished.empty() || polls >= kMaxPolls) {
+      sleeping = true;
+      work.wait(lk, has_work);
+      sleeping = false;
+    } else if (!work.wait_for(lk, kPoll, has_work)) {
+      ++polls;
+      continue;
+    }
     if (stop) return;
-    if (queue.empty()) continue;
-    if (stop) return;
+    polls = 0;
     Batch b = std::move(queue.front());
     queue.pop_front();
     running = true;
