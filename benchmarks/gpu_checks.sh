@@ -5,6 +5,8 @@
 #
 #   bash benchmarks/gpu_checks.sh                 # from the source tree, on the GPU machine
 #   GB=13 bash benchmarks/gpu_checks.sh           # the raw CSV size of the reference-scale run (default 24)
+#   STEPS="1 2 3" bash benchmarks/gpu_checks.sh   # some steps only (a device call runs 10 minutes at most:
+#                                                 # steps 1-3 take about 4½, step 4 about 4, step 5 about 3)
 #
 # 1. build and import; the GPU tests of the data path (tests/test_tiers.py: pinned ring, resident tier)
 # 2. benchmarks/gpu_data_path.py: ceiling / reader / streamed / resident, batch 256-4096, float32 and float16,
@@ -18,6 +20,8 @@
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 GB=${GB:-24}
+STEPS=${STEPS:-1 2 3 4 5}
+want() { [[ " $STEPS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HOME=/tmp/hf_home
 t0=$(date +%s)
@@ -32,31 +36,41 @@ print(f"GPU {torch.cuda.get_device_name(0)}, CPU {cpu} x {os.cpu_count()}, Pytho
       f"torch {torch.__version__}, accelerate {accelerate.__version__}, numpy {numpy.__version__}, wideann {wideann.__version__}")
 EOF
 
+if want 1; then
 say "1. GPU tests of the data path"
 timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_tiers.py tests/test_native_reader.py 2>&1 | tail -15
 
+fi
+if want 2; then
 say "2. gpu_data_path.py (GPU half)"
 timeout 170 python3 benchmarks/gpu_data_path.py --json "$OUT/gpu_data_path.json" --profile "$OUT/profile" 2>&1 \
     | tee "$OUT/gpu_data_path.log" | tail -40
 
+fi
+if want 3; then
 say "3. the reader alone on all cores (CPU half)"
 timeout 60 python3 benchmarks/gpu_data_path.py --cpu --rounds 1 --idle-wait 0 --seconds 1 \
     --json "$OUT/reader_all_cores.json" 2>&1 | tail -20
 
+fi
+if want 4; then
 say "4. reference_scale.py, ${GB} GB of raw CSV"
 rm -rf benchmarks/work/gpu_data_path_*  # room on the disk
 timeout 250 python3 benchmarks/reference_scale.py --gb "$GB" --shards 4 --cols 12849 --dtypes float16 --train-dtype float16 \
     --train-args "--quiet --checkpoint-every 1000000" --json "$OUT/reference_scale.json" \
     --markdown "$OUT/reference_scale.md" 2>&1 | tee "$OUT/reference_scale.log" | tail -60
 
+fi
+if want 5; then
 say "5. first run, predict, resume"
 H=$(mktemp -d)
-env -u OMP_NUM_THREADS HOME="$H" HF_HOME="$H/hf" sh -c 'python3 -m wideann.accelerate_config && \
+timeout 90 env -u OMP_NUM_THREADS HOME="$H" HF_HOME="$H/hf" sh -c 'python3 -m wideann.accelerate_config && \
     accelerate launch scripts/1_first_ann.py --epochs 1 --quiet --output-dir /tmp/first_run' > "$OUT/first_run.log" 2>&1
 echo "first run exit $?; accelerate warnings: $(grep -c 'had defaults used' "$OUT/first_run.log")"
 timeout 60 accelerate launch --num_processes 1 scripts/4_multi_gpu_ann.py --epochs 2 --quiet --output-dir /tmp/l4 \
     > "$OUT/lesson4_example.log" 2>&1; echo "lesson 4 exit $?"; grep -E "^device|tier|test RMSE" "$OUT/lesson4_example.log"
 timeout 60 python3 -m wideann predict /tmp/l4 data/example.csv -o /tmp/l4_pred.csv --row-numbers && head -3 /tmp/l4_pred.csv
 grep -o '"layers": null' /tmp/l4/model.json || echo "model.json: layers present"
-SKIP_BUILD=1 MPS=bf16 timeout 60 bash tests/gpu_resume_check.sh 2>&1 | tail -12
+SKIP_BUILD=1 MPS=bf16 timeout 120 bash tests/gpu_resume_check.sh 2>&1 | tee "$OUT/resume_check.log" | tail -12
+fi
 say "done"
