@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every check of the project that needs a GPU, sized for a short device lease (steps 1-3 about 4½ minutes
-# on one H100 with 16 cores, steps 4-5 about 7 more: two device calls), most important first; each step has its own time limit, so a slow step
-# costs its own figures, not the others'. Results (JSON, Markdown, logs) go to $OUT (default /tmp/gpu_out).
+# on one H100 with 16 cores, steps 4-5 about 7 more: two device calls), most important first; each step
+# has its own time limit, so a slow step costs its own figures, not the others'. Results (JSON, Markdown,
+# logs) go to $OUT (default /tmp/gpu_out).
 #
 #   bash benchmarks/gpu_checks.sh                 # from the source tree, on the GPU machine
 #   GB=13 bash benchmarks/gpu_checks.sh           # the raw CSV size of the reference-scale run (default 24)
