@@ -245,20 +245,26 @@ size_t BatchReader::n_columns() const { return impl_->n_columns; }
 size_t BatchReader::item_size() const { return impl_->item; }
 size_t BatchReader::threads() const { return impl_->threads; }
 
+void BatchReader::check(const int64_t* rows, size_t n, bool to_float32) const {
+  if (to_float32 && impl_->item != 2) throw std::invalid_argument("only a float16 table is converted to float32");
+  const uint64_t total = impl_->starts.back();
+  for (size_t i = 0; i < n; ++i) {
+    if (rows[i] < 0 || static_cast<uint64_t>(rows[i]) >= total)
+      throw std::out_of_range("row " + std::to_string(rows[i]) + " out of range for a table of " +
+                              std::to_string(total) + " rows");
+    if (i > 0 && rows[i] <= rows[i - 1]) throw std::invalid_argument("row numbers must be strictly increasing");
+  }
+}
+
 void BatchReader::read(const int64_t* rows, size_t n, char* x, char* y, bool to_float32) {
   Impl& im = *impl_;
-  if (to_float32 && im.item != 2) throw std::invalid_argument("only a float16 table is converted to float32");
+  check(rows, n, to_float32);
   std::lock_guard<std::mutex> call(im.call);
-  const uint64_t total = im.starts.back();
   // the tasks: runs of consecutive rows within one shard, at most rows_per_task rows each
   im.tasks.clear();
   std::vector<size_t> touched;
   for (size_t i = 0; i < n;) {
     const int64_t r = rows[i];
-    if (r < 0 || static_cast<uint64_t>(r) >= total)
-      throw std::out_of_range("row " + std::to_string(r) + " out of range for a table of " + std::to_string(total) +
-                              " rows");
-    if (i > 0 && r <= rows[i - 1]) throw std::invalid_argument("row numbers must be strictly increasing");
     const size_t k = static_cast<size_t>(
         std::upper_bound(im.starts.begin(), im.starts.end(), static_cast<uint64_t>(r)) - im.starts.begin() - 1);
     const Shard& sh = im.shards[k];

@@ -45,6 +45,19 @@ char* batch_buffer(py::buffer& b, size_t bytes, size_t item, const char* what) {
   return static_cast<char*>(info.ptr);
 }
 
+// The inputs and targets buffers of a batch of n rows of `r`'s table, checked: in the table's dtype, or
+// float32 for a float16 table (then converted while reading).
+struct BatchBuffers {
+  char *x, *y;
+  bool to_float32;
+};
+BatchBuffers batch_buffers(const BatchReader& r, size_t n, py::buffer& x, py::buffer& y) {
+  const bool to_float32 = r.item_size() == 2 && x.request().itemsize == 4;
+  const size_t item = to_float32 ? 4 : r.item_size();
+  return {batch_buffer(x, n * (r.n_columns() - 1) * item, item, "x"), batch_buffer(y, n * item, item, "y"),
+          to_float32};
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -154,14 +167,10 @@ PYBIND11_MODULE(_native, m) {
            [](BatchReader& r, py::array_t<int64_t, py::array::c_style | py::array::forcecast> rows, py::buffer x,
               py::buffer y) {
              const size_t n = static_cast<size_t>(rows.size());
-             // a float16 table into float32 buffers: converted by the reading threads
-             const bool to_float32 = r.item_size() == 2 && x.request().itemsize == 4;
-             const size_t item = to_float32 ? 4 : r.item_size();
-             char* xp = batch_buffer(x, n * (r.n_columns() - 1) * item, item, "x");
-             char* yp = batch_buffer(y, n * item, item, "y");
+             const BatchBuffers b = batch_buffers(r, n, x, y);
              const int64_t* rp = rows.data();
              py::gil_scoped_release release;
-             r.read(rp, n, xp, yp, to_float32);
+             r.read(rp, n, b.x, b.y, b.to_float32);
            },
            py::arg("rows"), py::arg("x"), py::arg("y"),
            "Reads the rows (strictly increasing global numbers) into x (n x columns-1) and y (n x 1), in the "
@@ -184,11 +193,8 @@ PYBIND11_MODULE(_native, m) {
            [](PyReadAhead& a, py::array_t<int64_t, py::array::c_style | py::array::forcecast> rows, py::buffer x,
               py::buffer y) {
              const size_t n = static_cast<size_t>(rows.size());
-             const bool to_float32 = a.reader.item_size() == 2 && x.request().itemsize == 4;
-             const size_t item = to_float32 ? 4 : a.reader.item_size();
-             char* xp = batch_buffer(x, n * (a.reader.n_columns() - 1) * item, item, "x");
-             char* yp = batch_buffer(y, n * item, item, "y");
-             const uint64_t ticket = a.impl.submit(rows.data(), n, xp, yp, to_float32);
+             const BatchBuffers b = batch_buffers(a.reader, n, x, y);
+             const uint64_t ticket = a.impl.submit(rows.data(), n, b.x, b.y, b.to_float32);
              a.buffers.emplace(ticket, std::make_pair(py::object(x), py::object(y)));
              return ticket;
            },

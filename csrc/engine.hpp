@@ -79,6 +79,9 @@ class BatchReader {
   ~BatchReader();
   // `rows`: n strictly increasing global row numbers. Thread-safe (calls are serialized).
   void read(const int64_t* rows, size_t n, char* x, char* y, bool to_float32 = false);
+  // The checks read makes before it reads: rows in range and strictly increasing, to_float32 only for a
+  // float16 table (std::out_of_range, std::invalid_argument).
+  void check(const int64_t* rows, size_t n, bool to_float32) const;
   uint64_t n_rows() const;
   size_t n_columns() const;
   size_t item_size() const;

@@ -65,15 +65,7 @@ ReadAhead::~ReadAhead() {
 
 uint64_t ReadAhead::submit(const int64_t* rows, size_t n, char* x, char* y, bool to_float32) {
   Impl& im = *impl_;
-  // the rows are checked here, so that a wrong plan is the caller's error at once, not a later batch's
-  const uint64_t total = im.reader.n_rows();
-  for (size_t i = 0; i < n; ++i) {
-    if (rows[i] < 0 || static_cast<uint64_t>(rows[i]) >= total)
-      throw std::out_of_range("row " + std::to_string(rows[i]) + " out of range for a table of " +
-                              std::to_string(total) + " rows");
-    if (i > 0 && rows[i] <= rows[i - 1]) throw std::invalid_argument("row numbers must be strictly increasing");
-  }
-  if (to_float32 && im.reader.item_size() != 2) throw std::invalid_argument("only a float16 table is converted to float32");
+  im.reader.check(rows, n, to_float32);  // here: a wrong plan is the caller's error at once, not a later batch's
   std::lock_guard<std::mutex> lk(im.m);
   const uint64_t ticket = im.next_ticket++;
   im.queue.push_back({ticket, std::vector<int64_t>(rows, rows + n), x, y, to_float32});

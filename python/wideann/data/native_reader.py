@@ -17,6 +17,7 @@ no Python thread competes with the training loop for the GIL (see ``csrc/read_ah
 """
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -52,6 +53,15 @@ def reader_of(table) -> "_native.BatchReader":
 def read_into(table, rows, x: np.ndarray, y: np.ndarray) -> None:
     """Rows (strictly increasing global row numbers) into ``x`` (inputs) and ``y`` (targets), both in the
     table's dtype, or both float32 for a float16 table."""
+    rows = _checked(table, rows, x, y)
+    if rows.size == 0:
+        return
+    with _rows_of(table):
+        reader_of(table).read(rows, x, y)
+
+
+def _checked(table, rows, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``rows`` as contiguous int64, once ``x`` and ``y`` are known to fit them (shapes and dtypes)."""
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     n = rows.size
     if x.shape != (n, table.n_inputs) or y.shape != (n, 1):
@@ -59,10 +69,14 @@ def read_into(table, rows, x: np.ndarray, y: np.ndarray) -> None:
     f16_to_f32 = table.dtype == np.float16 and x.dtype == y.dtype == np.float32
     if not f16_to_f32 and (x.dtype != table.dtype or y.dtype != table.dtype):
         raise ValueError(f"x and y must hold the table's dtype {table.dtype} (or float32 for a float16 table)")
-    if n == 0:
-        return
+    return rows
+
+
+@contextlib.contextmanager
+def _rows_of(table):
+    """A row number out of range, said with the table's path."""
     try:
-        reader_of(table).read(rows, x, y)
+        yield
     except IndexError:
         raise IndexError(f"{table.path}: row index out of range for {table.n_rows} rows") from None
 
@@ -83,14 +97,9 @@ class ReadAhead:
         self._native = _native.ReadAhead(reader_of(table))
 
     def submit(self, rows, x: np.ndarray, y: np.ndarray) -> int:
-        rows = np.ascontiguousarray(rows, dtype=np.int64)
-        n = rows.size
-        if x.shape != (n, self.table.n_inputs) or y.shape != (n, 1):
-            raise ValueError(f"x must have shape {(n, self.table.n_inputs)} and y {(n, 1)}, got {x.shape} and {y.shape}")
-        try:
+        rows = _checked(self.table, rows, x, y)
+        with _rows_of(self.table):
             return self._native.submit(rows, x, y)
-        except IndexError:
-            raise IndexError(f"{self.table.path}: row index out of range for {self.table.n_rows} rows") from None
 
     def wait(self, ticket: int) -> None:
         self._native.wait(ticket)
