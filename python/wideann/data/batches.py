@@ -269,11 +269,10 @@ class ShardedBatches:
         reads = self._read_ahead(order, steps, slot, max(1, self.prefetch))
         try:
             for hx, _, k in reads:
-                n, k_in = hx.shape
+                n = hx.shape[0]
                 with torch.cuda.stream(side):
                     block = ring.block(k, n).to(device, non_blocking=True)  # inputs and targets: one copy
-                    x = block[:n * k_in].view(n, k_in).to(out)
-                    y = block[n * k_in:].view(n, 1).to(out)
+                    x, y = (part.to(out) for part in ring.split(block, n))
                     done = torch.cuda.Event()
                     done.record(side)
                 ring.release(k, done)

@@ -46,8 +46,11 @@ class PinnedRing:
 
     def views(self, k: int, n: int):
         """``(x, y)``: views of slot ``k`` for ``n`` rows, ``n x n_inputs`` and ``n x 1``."""
-        b = self.block(k, n)
-        return b[:n * self.n_inputs].view(n, self.n_inputs), b[n * self.n_inputs:].view(n, 1)
+        return self.split(self.block(k, n), n)
+
+    def split(self, block, n: int):
+        """``(x, y)``: a block of ``n`` rows (a slot's, or its copy on the device) as its inputs and targets."""
+        return block[:n * self.n_inputs].view(n, self.n_inputs), block[n * self.n_inputs:].view(n, 1)
 
     def acquire(self) -> int:
         """The next slot, once the copy that last read it has finished."""
