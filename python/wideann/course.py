@@ -116,8 +116,8 @@ def run(main) -> None:
     checkpoint, the data on each machine) tell every process, so the main one always knows. Errors of
     the other processes inside ``torch.distributed`` (a peer process has ended) are left unsaid: their
     cause is reported by the process that failed. Ctrl-C ends with exit code 130. Anything else is a bug
-    of ours and keeps its traceback. A run of several processes that has finished ends without the
-    interpreter's teardown (see :func:`_end_of_a_distributed_run`).
+    of ours and keeps its traceback. A run of several processes ends without the interpreter's
+    teardown, finished or not (see :func:`_exit`).
     """
     try:
         main()
@@ -135,29 +135,27 @@ def run(main) -> None:
         if _is_main_rank():
             print(f"{_program()}: error: {line}", file=sys.stderr, flush=True)
         _exit(code)
-    _end_of_a_distributed_run()
+    if _distributed():  # finished: everything is written and closed
+        _exit(0)
 
 
-def _end_of_a_distributed_run() -> None:
-    """In a run of several processes (``WORLD_SIZE`` > 1), exit now, with code 0 and without the interpreter's
-    teardown. torch's process-group threads outlive the process group (``end_training`` destroys it, but
-    its threads stay until the process ends), and one of them may still be releasing the tensors of the
-    last collective when the interpreter tears down; it then needs the GIL that the teardown no longer
-    hands out, and the process aborts ("terminate called without an active exception": lesson 4 on two
-    CPU processes, about one run in 25, seen in a core dump of the gloo thread). The lesson has written
-    and closed everything by then; what is left to do is flush stdout and stderr."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and "torch.distributed" in sys.modules:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+def _distributed() -> bool:
+    """Whether this process is one of several: a process group is up, or was (``WORLD_SIZE`` > 1 under
+    ``accelerate launch``; ``end_training`` destroys the group, but its threads stay until the process ends)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available():
+        return False
+    return dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
 def _exit(code: int) -> None:
-    """``sys.exit(code)``; in a distributed run without the interpreter's teardown, where torch's
-    process-group threads can abort the process ("terminate called without an active exception") once
-    a peer process has gone."""
-    dist = sys.modules.get("torch.distributed")
-    if dist is not None and dist.is_available() and dist.is_initialized():
+    """``sys.exit(code)``; in a run of several processes, flushed stdout and stderr and ``os._exit(code)``,
+    without the interpreter's teardown. torch's process-group threads can abort the process ("terminate
+    called without an active exception") once a peer process has gone, or when one of them is still
+    releasing the tensors of the last collective as the interpreter tears down: it then needs the GIL
+    that the teardown no longer hands out (lesson 4 on two CPU processes, about one finished run in 25,
+    seen in a core dump of the gloo thread)."""
+    if _distributed():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
