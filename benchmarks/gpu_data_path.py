@@ -232,7 +232,8 @@ def gpu_markdown(report):
 def old_batches(src):
     """Today's reader (wideann.data at commit fc86d48), kept here to compare with: for every batch a fresh
     float32 buffer filled by Python preadv per run of rows (NpyTable.read_index), the inputs a view of it
-    and the targets copied out, on the read-ahead thread. Same plan, same thread machinery."""
+    and the targets copied out, on a Python read-ahead thread (`thread_ahead`, as the batch sources read
+    ahead until commit 75a64c2). Same plan."""
     import torch
 
     t = src.table
@@ -242,6 +243,11 @@ def old_batches(src):
         t.read_index(rows, out=buf.numpy())
         return buf[:, :-1], buf[:, -1:].clone()
 
+    return thread_batches(src, load)
+
+
+def thread_batches(src, load):
+    """``load(rows)`` of every step of ``src``'s plan, epoch after epoch, on a Python read-ahead thread."""
     epoch = 0
     while True:
         order = src.epoch_order(epoch)
@@ -294,11 +300,7 @@ def python_thread_batches(src):
         t.read_index(rows, (x.numpy(), y.numpy()))
         return x, y
 
-    epoch = 0
-    while True:
-        order = src.epoch_order(epoch)
-        yield from thread_ahead(lambda s: load(src.step_rows(order, s)), range(len(src)), src.prefetch)
-        epoch += 1
+    return thread_batches(src, load)
 
 
 def reused_buffer(src, threads):

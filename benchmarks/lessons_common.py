@@ -1,4 +1,5 @@
-"""Helpers of the lesson benchmarks: wide random tables written straight to .npy, peak RSS of a command."""
+"""Helpers of the lesson benchmarks: wide random tables written straight to .npy, peak RSS of a command, a
+command timed on an idle machine, the lessons imported as modules, the machine in words."""
 import os
 import subprocess
 import sys
@@ -79,8 +80,7 @@ def run_timed(cmd, idle_cores: float = 0.25, idle_wait: float = 120, **kw):
     import resource
     import time
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from normalize_vs_peers import _busy_cpu_s, wait_idle
+    from normalize_vs_peers import _busy_cpu_s, wait_idle  # beside this module, on the path of its importers
 
     def own():
         r = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -94,8 +94,7 @@ def train(tables, informative, *, hidden=(256, 64), lr=1e-3, batch=256, epochs=1
             loss.backward()
             optimizer.step()
             if lasso:  # lesson 4's step: the first layer's weights shrink by lasso x lr, stopping at 0
-                with torch.no_grad():
-                    LESSON4.shrink_towards_zero(first.weight, lasso * optimizer.param_groups[0]["lr"])
+                LESSON4.shrink_towards_zero(first.weight, lasso * optimizer.param_groups[0]["lr"])
             scheduler.step()
             train_sum += loss.item() * len(idx)
         model.eval()
