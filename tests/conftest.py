@@ -121,6 +121,14 @@ def default_names(n: int) -> list[str]:
     return [f"x{i}" for i in range(1, n)] + ["y"]
 
 
+def stats_file(path: Path, cols: int, lo: float = 0.0, hi: float = 1.0, n_rows: int = 1) -> Path:
+    """A stats file for ``cols`` columns (``default_names``), every column of range [lo, hi]."""
+    import wideann
+
+    wideann.Stats(default_names(cols), [lo] * cols, [hi] * cols, n_rows).save(path)
+    return path
+
+
 def varied_table(rng: np.random.Generator, rows: int) -> tuple[list[list[str]], np.ndarray]:
     """A table with columns on wildly different scales, written in several number spellings.
 

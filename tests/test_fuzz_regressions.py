@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import assert_failed_cleanly, cli_env, ok, run_cli, temp_leftovers, write_text
+from conftest import assert_failed_cleanly, cli_env, ok, run_cli, stats_file, temp_leftovers, write_text
 
 CORPUS = Path(__file__).resolve().parent / "fuzz" / "corpus"
 
@@ -28,20 +28,13 @@ def npy_bytes(header: str, body: bytes = b"", version: int = 1) -> bytes:
     return b"\x93NUMPY" + bytes([version, 0]) + size + header.encode() + body
 
 
-def stats_file(path, cols: int, lo, hi) -> Path:
-    names = [f"x{i}" for i in range(1, cols)] + ["y"]
-    path.write_text(json.dumps({"format": "wideann-stats", "version": 1, "columns": names, "min": [lo] * cols,
-                                "max": [hi] * cols, "n_rows": 2, "sources": []}))
-    return path
-
-
 # ---- values beyond the output type: refused, never written as inf -----------------------------------
 
 @pytest.mark.parametrize("out", ["t.npy", "t.csv"])
 def test_normalize_float32_overflow_is_refused(tmp_path, out):
     """Applying stats with a tiny range to a value far outside it gave x = 1e300, written as inf in
     float32 (found by the fuzzer: 'non-finite values written')."""
-    st = stats_file(tmp_path / "s.json", 3, 0.0, 1e-300)
+    st = stats_file(tmp_path / "s.json", 3, 0.0, 1e-300, n_rows=2)
     inp = write_text(tmp_path / "far.csv", "x1,x2,y\n0,0,0\n0,1,0\n")
     p = run_cli("normalize", inp, "-o", tmp_path / out, "--stats", st)
     msg = assert_failed_cleanly(p, leftovers=[tmp_path / out], folder=tmp_path, names=["far.csv"],
@@ -55,7 +48,7 @@ def test_normalize_float32_overflow_is_refused(tmp_path, out):
 def test_denormalize_overflow_is_refused(tmp_path, source):
     """A normalized value far outside [0, 1] (65504, float16's largest) times a range of 1e305 is
     beyond any double: it was written as inf."""
-    st = stats_file(tmp_path / "s.json", 2, -1e305, 1e305)
+    st = stats_file(tmp_path / "s.json", 2, -1e305, 1e305, n_rows=2)
     if source == "npy":
         np.save(tmp_path / "p.npy", np.array([[0.5, 0.25], [0.5, 65504.0]], dtype=np.float16))
         inp, where = tmp_path / "p.npy", "row 2, column 2"
@@ -116,7 +109,7 @@ BROKEN_HEADERS = {
 
 @pytest.mark.parametrize("name", list(BROKEN_HEADERS))
 def test_denormalize_broken_npy_header(tmp_path, name):
-    st = stats_file(tmp_path / "s.json", 2, 0.0, 1.0)
+    st = stats_file(tmp_path / "s.json", 2, 0.0, 1.0, n_rows=2)
     bad = tmp_path / "bad.npy"
     bad.write_bytes(npy_bytes(BROKEN_HEADERS[name], np.zeros(4, np.float32).tobytes()))
     p = run_cli("denormalize", bad, "-o", tmp_path / "b.csv", "--stats", st)
@@ -191,7 +184,7 @@ def test_corpus_npy_and_stats(tmp_path, path):
     if p.returncode != 0:
         assert_failed_cleanly(p, names=[path.name])
     if path.suffix == ".npy":
-        st = stats_file(tmp_path / "s.json", 3, -1.0, 2.0)
+        st = stats_file(tmp_path / "s.json", 3, -1.0, 2.0, n_rows=2)
         p = run_cli("denormalize", path, "-o", tmp_path / "b.csv", "--stats", st)
         if p.returncode != 0:
             assert_failed_cleanly(p, leftovers=[tmp_path / "b.csv"], folder=tmp_path, names=[path.name])

@@ -3,7 +3,6 @@ the double rounded once to the nearest half (numpy's conversion), subnormals inc
 65504 is refused by both."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -11,10 +10,7 @@ import numpy as np
 import pytest
 
 from wideann import _native
-from conftest import assert_failed_cleanly, cli_env, ok, read_csv_table, run_cli
-
-PATHS = ["software", "f16c"]
-
+from conftest import assert_failed_cleanly, cli_env, default_names, ok, read_csv_table, run_cli, stats_file
 
 def _cpu_has_f16c() -> bool:
     try:
@@ -23,6 +19,10 @@ def _cpu_has_f16c() -> bool:
     except OSError:
         return False
     return " f16c" in flags and " avx" in flags
+
+
+no_f16c = pytest.mark.skipif(not _cpu_has_f16c(), reason="this CPU has no F16C")
+PATHS = ["software", pytest.param("f16c", marks=no_f16c)]
 
 
 def test_hardware_path_is_taken_where_the_cpu_has_f16c():
@@ -62,15 +62,13 @@ def unit_stats_table(tmp_path_factory):
     with open(d / "v.csv", "w") as f:
         for row in vals:
             f.write(",".join(repr(float(x)) for x in row) + "\n")
-    unit_stats(d / "s.json", vals.shape[1])
+    stats_file(d / "s.json", vals.shape[1])  # range [0, 1]: the normalized value is the value itself
     return d, vals
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_float16_bytes_equal_correct_rounding(tmp_path, unit_stats_table, path):
     d, vals = unit_stats_table
-    if path == "f16c" and not _cpu_has_f16c():
-        pytest.skip("this CPU has no F16C")
     env = cli_env(WIDEANN_HALF_CONVERSION=path)
     ok("normalize", d / "v.csv", "-o", tmp_path / "t.npy", "--stats", d / "s.json", "--dtype", "float16",
        "--header", "no", "--threads", "2", env=env)
@@ -86,27 +84,17 @@ def test_float16_bytes_equal_correct_rounding(tmp_path, unit_stats_table, path):
     np.testing.assert_array_equal(text.astype(np.float16).view(np.uint16), want.view(np.uint16))
 
 
+@no_f16c
 def test_both_paths_write_the_same_bytes_for_a_fitted_table(tmp_path):
     """Fit mode on a generated table (values in [0, 1] after normalization): byte-identical files."""
     ok("make-data", "-o", tmp_path / "d.csv", "--rows", "3000", "--cols", "37", "--seed", "4")
     outs = {}
-    for path in PATHS:
-        if path == "f16c" and not _cpu_has_f16c():
-            pytest.skip("this CPU has no F16C")
+    for path in ("software", "f16c"):
         ok("normalize", tmp_path / "d.csv", "-o", tmp_path / f"{path}.npy", "--dtype", "float16",
            env=cli_env(WIDEANN_HALF_CONVERSION=path))
         outs[path] = (tmp_path / f"{path}.npy").read_bytes()
     assert outs["software"] == outs["f16c"]
 
-
-
-def unit_stats(path, cols: int) -> list[str]:
-    """Writes stats of range [0, 1] for ``cols`` columns (the normalized value is the value itself);
-    returns the column names."""
-    names = [f"x{i}" for i in range(1, cols)] + ["y"]
-    path.write_text(json.dumps({"format": "wideann-stats", "version": 1, "columns": names,
-                                "min": [0] * cols, "max": [1] * cols, "n_rows": 1, "sources": []}))
-    return names
 
 @pytest.mark.parametrize("path", PATHS)
 @pytest.mark.parametrize("column", [3, 9])
@@ -114,10 +102,9 @@ def unit_stats(path, cols: int) -> list[str]:
                                          ("-65520", False), ("1e300", False)])
 def test_beyond_65504_is_refused_by_both_paths(tmp_path, path, column, value, fits):
     """In a row of 9 the hardware path converts columns 1-8 together and the 9th on its own."""
-    if path == "f16c" and not _cpu_has_f16c():
-        pytest.skip("this CPU has no F16C")
     cols = 9
-    names = unit_stats(tmp_path / "s.json", cols)
+    names = default_names(cols)
+    stats_file(tmp_path / "s.json", cols)
     row = ["0.25"] * cols
     row[column - 1] = value
     inp = tmp_path / "in.csv"
@@ -136,10 +123,9 @@ def test_beyond_65504_is_refused_by_both_paths(tmp_path, path, column, value, fi
 @pytest.mark.parametrize("path", PATHS)
 def test_overflow_in_a_wide_row_names_its_column(tmp_path, path):
     """In a row converted 8 values at a time, the first column that overflows is the one named."""
-    if path == "f16c" and not _cpu_has_f16c():
-        pytest.skip("this CPU has no F16C")
     cols = 21
-    names = unit_stats(tmp_path / "s.json", cols)
+    names = default_names(cols)
+    stats_file(tmp_path / "s.json", cols)
     row = ["0.5"] * cols
     row[13], row[17] = "70000", "80000"
     (tmp_path / "in.csv").write_text(",".join(names) + "\n" + ",".join(["0"] * cols) + "\n" + ",".join(row) + "\n")

@@ -4,7 +4,6 @@ The shards of a table give exactly what the concatenated file gives: the same ro
 same shuffled batches on every process, the same resumed epochs; shards that disagree are refused with
 one line naming the odd shard (in the library, in the lessons' data preparation and in `wideann info`).
 """
-import json
 from argparse import Namespace
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 import wideann
 from wideann import course, data
-from conftest import run_cli
+from conftest import run_cli, stats_file
 
 
 def _save_shards(folder: Path, a: np.ndarray, cuts, names=None) -> list[Path]:
@@ -25,12 +24,6 @@ def _save_shards(folder: Path, a: np.ndarray, cuts, names=None) -> list[Path]:
         np.save(p, a[bounds[k]:bounds[k + 1]])
         paths.append(p)
     return paths
-
-
-def _stats_for(path: Path, n_columns: int, lo=0.0, hi=1.0, n_rows=1):
-    names = [f"x{i}" for i in range(1, n_columns)] + ["y"]
-    wideann.Stats(names, [lo] * n_columns, [hi] * n_columns, n_rows).save(path)
-    return path
 
 
 @pytest.fixture
@@ -94,22 +87,22 @@ def test_stats_files_beside_the_shards_must_agree(sharded, tmp_path):
     _, _, paths = sharded
     with pytest.raises(wideann.DataError, match="part-00.stats.json: the stats file of .*part-00.npy is missing"):
         data.table_stats(paths)
-    merged = _stats_for(tmp_path / "merged.json", 9)
+    merged = stats_file(tmp_path / "merged.json", 9)
     assert data.table_stats(paths, merged)[0] == merged
     # stats beside some shards, all with the same transform (counts may differ): fine
-    _stats_for(paths[0].with_suffix(".stats.json"), 9, n_rows=300)
-    _stats_for(paths[2].with_suffix(".stats.json"), 9, n_rows=399)
+    stats_file(paths[0].with_suffix(".stats.json"), 9, n_rows=300)
+    stats_file(paths[2].with_suffix(".stats.json"), 9, n_rows=399)
     assert data.table_stats(paths)[0] == paths[0].with_suffix(".stats.json")
     assert data.table_stats(paths, merged)[1].n_rows == 1
     # one shard normalized with its own stats: named
-    _stats_for(paths[3].with_suffix(".stats.json"), 9, hi=2.0)
+    stats_file(paths[3].with_suffix(".stats.json"), 9, hi=2.0)
     for given in (None, merged):
         with pytest.raises(wideann.DataError, match="normalized with other stats") as e:
             data.table_stats(paths, given)
         assert str(e.value).startswith(str(paths[3]) + ":")
     # stats of another width than the table
     with pytest.raises(wideann.DataError, match=r"describes 5 columns but .*part-0.\.npy has 9: it is the stats file of another table"):
-        data.table_stats(paths[1:2], _stats_for(tmp_path / "narrow.json", 5))
+        data.table_stats(paths[1:2], stats_file(tmp_path / "narrow.json", 5))
 
 
 @pytest.mark.parametrize("world", [1, 3])
@@ -139,7 +132,7 @@ def _args(tmp_path, data_=None, test=None, stats=None):
 
 def test_lessons_take_several_npy_files_or_a_folder(sharded, tmp_path):
     a, _, paths = sharded
-    merged = _stats_for(tmp_path / "merged.json", 9)
+    merged = stats_file(tmp_path / "merged.json", 9)
     f = course.prepare_data(_args(tmp_path, paths, stats=merged))
     assert f.train == paths and f.test is None and f.stats_path == merged
     f = course.prepare_data(_args(tmp_path, [paths[0].parent], test=paths[2:], stats=merged))
@@ -157,11 +150,11 @@ def test_lessons_take_several_npy_files_or_a_folder(sharded, tmp_path):
 ])
 def test_lessons_refuse_shards_that_disagree_with_one_line(sharded, tmp_path, odd, what):
     _, _, paths = sharded
-    merged = _stats_for(tmp_path / "merged.json", 9)
+    merged = stats_file(tmp_path / "merged.json", 9)
     odd_path = tmp_path / "shards" / "part-99.npy"
     if isinstance(odd, str):
         np.save(odd_path, np.zeros((5, 9), np.float32))
-        _stats_for(odd_path.with_suffix(".stats.json"), 9, lo=-1.0)
+        stats_file(odd_path.with_suffix(".stats.json"), 9, lo=-1.0)
     else:
         np.save(odd_path, odd)
     with pytest.raises(course.LessonError, match=what) as e:
