@@ -220,7 +220,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
 
 def _save_stats(st: Stats, tmp: str, final: str) -> None:
     try:
-        st.save(tmp)
+        st.write(tmp)  # tmp is already the temporary name; renamed with the table
     except OSError as e:  # e.g. a full disk: name the stats file, not its temporary name
         raise OSError(e.errno, e.strerror or str(e), final) from None
 

@@ -243,16 +243,18 @@ class Stats:
     def save(self, path) -> None:
         """Write the stats file atomically (a temporary name in the same folder, then rename)."""
         try:
-            self._save(path)
+            with atomic_path(path) as tmp:
+                self.write(tmp)
         except OSError as e:  # e.g. a full disk: name the stats file, not the temporary one
             raise OSError(e.errno, e.strerror or str(e), os.fspath(path)) from None
 
-    def _save(self, path) -> None:
-        with atomic_path(path) as tmp:
-            with open(tmp, "w", encoding="utf-8") as f:
-                # One key a line, each list on its line: readable, and compact for 12,849 columns.
-                items = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in self.to_dict().items()]
-                f.write("{\n" + ",\n".join(items) + "\n}\n")
+    def write(self, path) -> None:
+        """Write the stats file at ``path`` as it is, not atomically: for a file that is itself a temporary,
+        which the caller renames (``normalize`` renames the table and its stats together)."""
+        with open(path, "w", encoding="utf-8") as f:
+            # One key a line, each list on its line: readable, and compact for 12,849 columns.
+            items = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in self.to_dict().items()]
+            f.write("{\n" + ",\n".join(items) + "\n}\n")
 
 
 def read_json(path) -> object:
