@@ -8,15 +8,8 @@ import re
 
 import numpy as np
 
+from .diskspace import human_bytes
 from .stats import FORMAT, Stats, read_json
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return ""
 
 
 def _names(names, k: int = 3) -> str:
@@ -68,7 +61,7 @@ def _describe_npy(path: str) -> str:
     if size < need:
         raise ValueError(f"{path}: truncated .npy file: {' x '.join(map(str, shape)) or 'a scalar'} "
                          f"{dtype} needs {need} bytes, the file has {size}")
-    lines = [f"{path}: .npy table, {' x '.join(map(str, shape)) or 'a scalar'} {dtype} ({_size(size)}), "
+    lines = [f"{path}: .npy table, {' x '.join(map(str, shape)) or 'a scalar'} {dtype} ({human_bytes(size)}), "
              f"data at byte {offset}{', Fortran order' if fortran else ''}"]
     if len(shape) >= 1 and shape[0] > 0 and math.prod(shape) > 0 and dtype.kind in "fiu" and not fortran:
         rows = min(shape[0], 1000)
@@ -90,7 +83,7 @@ def _describe_shards(source) -> str:
     with ShardSet(paths) as t:  # refuses shards that disagree (columns, dtype), naming the odd one
         size = sum(os.path.getsize(p) for p in paths)
         lines = [f"{where}: {len(paths)} .npy shard{'s' if len(paths) != 1 else ''} read as one table, "
-                 f"{t.n_rows} x {t.n_columns} {t.dtype} ({_size(size)}), rows in this order:"]
+                 f"{t.n_rows} x {t.n_columns} {t.dtype} ({human_bytes(size)}), rows in this order:"]
         shown = list(range(len(paths)))
         if len(paths) > 12:  # the first and last five
             shown = shown[:5] + [-1] + shown[-5:]
@@ -142,7 +135,7 @@ def _describe_csv(path: str) -> str:
     else:
         rows = "rows unknown (the first MiB holds less than two lines)"
     return "\n".join([
-        f"{path}: CSV, {_size(size)}, {len(fields)} columns, {rows}",
+        f"{path}: CSV, {human_bytes(size)}, {len(fields)} columns, {rows}",
         f"  delimiter {delimiter!r}, header: {'yes' if is_header else 'no'}",
         f"  first line: {_names([x.strip() for x in fields])}",
     ])
