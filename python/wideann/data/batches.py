@@ -235,8 +235,12 @@ class ShardedBatches:
         store, out = self.resident, self._out_dtype()
         parts = [self.step_rows(order, s) for s in steps]
         bounds = np.cumsum([0] + [p.size for p in parts])
-        pos = store.positions(np.concatenate(parts) if parts else np.empty(0, np.int64))
-        pos = torch.from_numpy(pos).to(store.device)  # one upload per epoch, no host sync per step
+        pos = torch.from_numpy(store.positions(np.concatenate(parts) if parts else np.empty(0, np.int64)))
+        if store.device.type == "cuda":
+            # one upload per epoch, from page-locked memory: a copy from pageable memory would make the host
+            # wait until the GPU has finished all the work queued before it (a sync per epoch)
+            pos = pos.pin_memory()
+        pos = pos.to(store.device, non_blocking=True)
         for i in range(len(parts)):
             p = pos[bounds[i]:bounds[i + 1]]
             self.rows_read += parts[i].size
