@@ -164,3 +164,82 @@ def test_a_ring_slot_holds_inputs_then_targets_in_one_block():
         assert torch.equal(block, torch.cat([torch.ones(n * 5), torch.full((n,), 2.0)]).half())
     with pytest.raises(ValueError, match="at most 8 rows"):
         ring.views(0, 9)
+
+
+class _LateCuda:
+    """Stand-ins for the CUDA calls of the streamed GPU path, run on the CPU, whose copies happen as late
+    as CUDA allows: an asynchronous copy (and a conversion on the side stream) is only queued, and runs
+    when an event recorded after it is synchronized on the host (or when the test reads the batches).
+    So a pinned slot refilled before its copy has run gives wrong bytes here, as it could on a GPU."""
+
+    def __init__(self, monkeypatch):
+        import contextlib
+
+        self.queued, self.ran, self.on_side = [], 0, False
+        real_to = torch.Tensor.to
+        late = self
+
+        def to(tensor, *args, **kwargs):
+            dtype = next((a for a in args if isinstance(a, torch.dtype)), kwargs.get("dtype")) or tensor.dtype
+            if not late.on_side or (dtype == tensor.dtype and not kwargs.get("non_blocking")):
+                return real_to(tensor, *args, **kwargs)
+            out = torch.full(tensor.shape, float("nan"), dtype=dtype)
+            late.queued.append((out, tensor))
+            return out
+
+        class Event:
+            def record(self, stream):
+                self.mark = len(late.queued)
+
+            def synchronize(self):
+                late.run(self.mark)
+
+        class Stream:
+            def wait_event(self, event):  # the host does not wait
+                pass
+
+        @contextlib.contextmanager
+        def on_side(stream):
+            late.on_side = True
+            try:
+                yield
+            finally:
+                late.on_side = False
+
+        monkeypatch.setattr(torch.Tensor, "to", to)
+        monkeypatch.setattr(torch.Tensor, "record_stream", lambda tensor, stream: None)
+        monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: Stream())
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+        monkeypatch.setattr(torch.cuda, "stream", on_side)
+        monkeypatch.setattr(torch.cuda, "Event", Event)
+
+    def run(self, upto=None):
+        upto = len(self.queued) if upto is None else upto
+        for out, source in self.queued[self.ran:upto]:
+            out.copy_(source)
+        self.ran = max(self.ran, upto)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("prefetch", [0, 1, 3])
+def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_path, monkeypatch, dtype, prefetch):
+    path, _ = _table(tmp_path, dtype, rows=1501, cols=57)
+    table = data.NpyTable(path)
+    split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)
+    cpu = data.ShardedBatches(table, split.train, 32, seed=3)
+    refs = {(e, s): list(cpu.epoch(e, start_step=s)) for e, s in ((1, 0), (2, 0), (2, 7))}
+    late = _LateCuda(monkeypatch)
+    for out in ("float32", None):
+        gpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=prefetch, pin_memory=False, dtype=out)
+        gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+        for (e, s), ref in refs.items():
+            got = list(gpu.epoch(e, start_step=s))  # all kept: later batches must not change earlier ones
+            late.run()
+            _same(ref, [(x.float(), y.float()) for x, y in got])
+        it = gpu.epoch(3)  # stopped early, then the kept ring serves the next epoch
+        next(it)
+        it.close()
+        got = list(gpu.epoch(1))
+        late.run()
+        _same(refs[1, 0], [(x.float(), y.float()) for x, y in got])
+    assert late.ran > 0
