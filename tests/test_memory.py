@@ -92,7 +92,8 @@ def test_peak_rss_denormalize_and_stats(tmp_path, wide_files):
 
 def test_peak_rss_bounded_with_many_threads(tmp_path, wide_files):
     """The default thread count is all cores (16 on the GPU machines): buffers in flight must stay
-    within the same 200 MB on a 12,849-column file."""
+    within the same 200 MB on a 12,849-column file (make-data: 1,100 rows, two of its seeded streams of
+    1,024 rows, made by 16 threads a few rows at a time)."""
     path = wide_files[600]
     npy = tmp_path / "t.npy"
     rss = {
@@ -100,6 +101,8 @@ def test_peak_rss_bounded_with_many_threads(tmp_path, wide_files):
         "normalize .csv": peak_rss_mb(["normalize", path, "-o", tmp_path / "t.csv", "--threads", "16"]),
         "denormalize": peak_rss_mb(["denormalize", npy, "-o", tmp_path / "d.csv", "--stats",
                                     tmp_path / "t.stats.json", "--threads", "16"]),
+        "make-data": peak_rss_mb(["make-data", "-o", tmp_path / "m.csv", "--rows", "1100", "--cols", COLS,
+                                  "--threads", "16", "-q"]),
     }
     over = {k: round(v) for k, v in rss.items() if v >= LIMIT_MB}
     assert not over, f"peak RSS (MB) over {LIMIT_MB} MB with --threads 16: {over}"
