@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from ._atomic import atomic_path
 
@@ -220,13 +220,13 @@ class Stats:
         for key in ("columns", "min", "max", "n_rows"):
             if key not in d:
                 raise ValueError(f"{where}: missing key {key!r}")
-        _check_list(d, "columns", where, lambda v: isinstance(v, str), "a string")
-        _check_list(d, "min", where, _is_number, "a number")
-        _check_list(d, "max", where, _is_number, "a number")
+        _check_list(d, "columns", where, _STRING)
+        _check_list(d, "min", where, _NUMBER)
+        _check_list(d, "max", where, _NUMBER)
         if "count" in d and d["count"] is not None:
-            _check_list(d, "count", where, lambda v: _is_int(v) and v >= 0, "a whole number >= 0")
+            _check_list(d, "count", where, _COUNT)
         if "sources" in d:
-            _check_list(d, "sources", where, lambda v: isinstance(v, str), "a string")
+            _check_list(d, "sources", where, _STRING)
         if not _is_int(d["n_rows"]) or d["n_rows"] < 0:
             raise ValueError(f"{where}: \"n_rows\" must be a whole number >= 0, found {_short(d['n_rows'])}")
         try:
@@ -299,20 +299,32 @@ def _short(v) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-_FAST_TYPES = {"a string": {str}, "a number": {int, float}, "a whole number >= 0": {int}}
+class _Entries(NamedTuple):
+    """What the entries of a list in a stats file must be: ``what`` (said in the error), ``types`` (the
+    exact types that pass at C speed), ``ok`` (the check of one entry, which finds and names the first bad
+    one), ``non_negative`` (numbers >= 0)."""
+    what: str
+    types: frozenset
+    ok: Callable
+    non_negative: bool = False
 
 
-def _check_list(d: dict, key: str, where: str, ok, what: str) -> None:
+_STRING = _Entries("a string", frozenset({str}), lambda v: isinstance(v, str))
+_NUMBER = _Entries("a number", frozenset({int, float}), _is_number)
+_COUNT = _Entries("a whole number >= 0", frozenset({int}), lambda v: _is_int(v) and v >= 0, non_negative=True)
+
+
+def _check_list(d: dict, key: str, where: str, entries: _Entries) -> None:
     v = d[key]
     if not isinstance(v, list):
         raise ValueError(f"{where}: {json.dumps(key)} must be a list, found {_short(v)}")
     # At C speed for the common case (a stats file of 12,849 columns is read on every apply); the
     # element-wise check below finds and names the first bad entry.
-    if set(map(type, v)) <= _FAST_TYPES[what] and (what != "a whole number >= 0" or not v or min(v) >= 0):
+    if set(map(type, v)) <= entries.types and not (entries.non_negative and v and min(v) < 0):
         return  # (an integer too large for a double is refused when the floats are made)
     for i, x in enumerate(v):
-        if not ok(x):
-            raise ValueError(f"{where}: {json.dumps(key)}[{i}] must be {what}, found {_short(x)}")
+        if not entries.ok(x):
+            raise ValueError(f"{where}: {json.dumps(key)}[{i}] must be {entries.what}, found {_short(x)}")
 
 
 def _num(v: float):
