@@ -533,8 +533,8 @@ def one_run(tool, job, inp, dataset, timeout, idle_cores, idle_wait):
 
 
 def fmt_table(rows, dataset, job, mb):
-    lines = [f"| tool | output | wall s | of which imports s | input MB/s | CPU s | peak RSS MB | wideann speed-up "
-             f"| others' load (cores) |",
+    lines = ["| tool | output | wall s | of which imports s | input MB/s | CPU s | peak RSS MB | wideann speed-up "
+             "| others' load (cores) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
         if r.get("error"):

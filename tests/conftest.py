@@ -5,7 +5,6 @@ subprocess (``python -m wideann``); nothing is mocked.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -134,7 +133,6 @@ def varied_table(rng: np.random.Generator, rows: int) -> tuple[list[list[str]], 
 
     Returns (text cells, the float64 values those cells denote).
     """
-    cols = []
     # (generator of float64 values, formatter)
     specs = [
         (lambda: rng.uniform(-1, 1, rows), repr),                                  # plain, negatives

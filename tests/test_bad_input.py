@@ -7,14 +7,13 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import (WIDEANN, assert_failed_cleanly, cli_env, default_names, ok, popen_cli,
+from conftest import (WIDEANN, assert_failed_cleanly, cli_env, ok, popen_cli,
                       random_numeric_csv, run_cli, temp_leftovers, wait_for, write_csv, write_text)
 
 HEADER = "a,b,c\n"

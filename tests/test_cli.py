@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import wideann
-from conftest import WIDEANN, load_stats_json, ok, read_csv_table, run_cli, stderr_on_a_terminal, temp_leftovers
+from conftest import WIDEANN, load_stats_json, ok, read_csv_table, stderr_on_a_terminal, temp_leftovers
 
 COMMANDS = ("stats", "normalize", "denormalize", "merge-stats", "make-data", "info")
 

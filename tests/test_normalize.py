@@ -2,8 +2,6 @@
 against independent oracles (scikit-learn's MinMaxScaler, Python's float parser, numpy)."""
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 from pathlib import Path
@@ -13,7 +11,7 @@ import pytest
 from sklearn.preprocessing import MinMaxScaler
 
 from conftest import (default_names, load_stats_json, minmax_oracle, ok, random_numeric_csv,
-                      read_csv_table, run_cli, temp_leftovers, varied_table, write_csv, write_text,
+                      read_csv_table, run_cli, varied_table, write_csv, write_text,
                       assert_failed_cleanly)
 
 

@@ -1,12 +1,10 @@
 """Property tests (hypothesis): round trip, merge of any split, thread count never changes bytes."""
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 import wideann

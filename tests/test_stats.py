@@ -2,9 +2,7 @@
 normalize, denormalize — on real files, against numpy and scikit-learn."""
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
