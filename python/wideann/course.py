@@ -134,9 +134,24 @@ def run(main) -> None:
         code, line = found
         if _is_main_rank():
             print(f"{_program()}: error: {line}", file=sys.stderr, flush=True)
+        else:
+            _let_the_main_process_speak()
         _exit(code)
     if _distributed():  # finished: everything is written and closed
         _exit(0)
+
+
+SPEAK_WAIT_S = 10.0
+"""How long a process other than the main one waits, after an error, for the main one to report it."""
+
+
+def _let_the_main_process_speak() -> None:
+    """After an error that the main process reports (it fails at the same point: see :func:`run`), the
+    others wait for it to print its line and end -- at most :data:`SPEAK_WAIT_S` -- before they end.
+    The launcher (``accelerate launch``, torchrun) ends every process as soon as one of them has failed:
+    a process that ended first could have the main one killed before it had said why."""
+    if _distributed():
+        time.sleep(SPEAK_WAIT_S)
 
 
 def _distributed() -> bool:
