@@ -169,6 +169,46 @@ def test_batches_hold_the_right_rows_and_resume_exactly(table, prefetch):
         assert (x1 == x2).all() and (y1 == y2).all()
 
 
+@pytest.mark.parametrize("prefetch", [1, 3])
+def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not_asked_for(table, prefetch):
+    path, a = table
+    split = data.split_rows(len(a), 0.2, seed=0)
+    src = data.ShardedBatches(path, split.train, 50, rank=1, world_size=2, seed=9, prefetch=prefetch)
+
+    def check(epoch, start, batches):
+        order = src.epoch_order(epoch)
+        assert len(batches) == len(src) - start
+        for step, (x, y) in enumerate(batches, start=start):
+            rows = src.step_rows(order, step)
+            np.testing.assert_array_equal(x.numpy(), a[rows, :-1])
+            np.testing.assert_array_equal(y.numpy(), a[rows, -1:])
+
+    src.table.read_index(np.arange(3), (np.empty((3, a.shape[1] - 1), np.float32), np.empty((3, 1), np.float32)))
+    before = _threads()  # with the reader's pool
+    check(1, 0, list(src.epoch(1)))
+    carry = src._host_kit["carry"]  # epoch 2's first batches, read while epoch 1 ended
+    assert carry.epoch == 2 and len(carry.pending) == min(prefetch, len(src))
+    del carry
+    check(2, 0, list(src.epoch(2)))  # handed out
+    check(3, 0, list(src.epoch(3)))
+    check(4, 5, list(src.epoch(4, start_step=5)))  # not the step read on: dropped, read afresh
+    check(7, 0, list(src.epoch(7)))  # not the epoch read on
+    it = src.epoch(8)  # stopped early: nothing read on
+    next(it)
+    it.close()
+    assert "carry" not in src._host_kit
+    check(9, 0, list(src.epoch(9)))
+    # counted as handed out: epochs 1, 2, 3, 7 and 9, epoch 4 but its first 5 steps, one batch of epoch 8
+    assert src.rows_read == sum(len(src.shard(e)) for e in (1, 2, 3, 7, 9)) + len(src.shard(4)) - 5 * 50 + 50
+    assert _threads() == before + 1  # the thread reading epoch 10's first batches
+    table = src.table  # (keeps the reader's pool)
+    del src, it  # a source let go stops its reading thread at once (no reference cycle waits for the collector)
+    assert _threads() == before
+    unshuffled = data.ShardedBatches(table, split.train, 50, shuffle=False, prefetch=prefetch)
+    list(unshuffled.epoch(0))
+    assert "carry" not in unshuffled._host_kit and _threads() == before  # evaluation sources do not read on
+
+
 def test_empty_batch_on_a_process_when_rows_run_out(table):
     path, a = table
     srcs = [data.ShardedBatches(path, np.arange(3), 1, rank=r, world_size=4, prefetch=0) for r in range(4)]

@@ -4,14 +4,15 @@ Per-epoch seeded shuffling of small runs of consecutive rows, one part of every 
 process. Where the rows come from (the tier) does not change which rows a batch holds:
 
 - streamed (the default): the native reader reads each batch ahead on a C++ thread of its own
-  (:class:`~wideann.data.native_reader.ReadAhead`; several threads, one ``preadv`` per run of rows,
-  inputs and targets into their own buffers), so no Python thread competes with the training loop for
-  the GIL: the loop only queues the next batch and waits (the GIL released) for the one it needs.
-  Batches for the CPU are new tensors whose memory is recycled once nothing uses it. Batches for a GPU
-  go through a small ring of reusable pinned blocks (:class:`~wideann.data.pinned_ring.PinnedRing`),
-  inputs and targets side by side, each copied to the device in one copy on a side CUDA stream, so the
-  copy of the next batch overlaps the compute on this one; the training stream waits for the copy's
-  event.
+  (:class:`~wideann.data.native_reader.ReadAhead`; several threads, one ``preadv`` per run of rows, inputs and
+  targets into their own buffers), so no Python thread competes with the training loop for the GIL: the loop
+  only queues the next batch and waits (the GIL released) for the one it needs. A shuffled (training) source
+  reads on into the next epoch as an epoch ends, so the next one does not begin by waiting for a read. Batches
+  for the CPU are new tensors whose memory is recycled once nothing uses it. Batches for a GPU go through a
+  small ring of reusable pinned blocks (:class:`~wideann.data.pinned_ring.PinnedRing`), inputs and targets
+  side by side, each copied to the device in one copy on a side CUDA stream, so the copy of the next batch
+  overlaps the compute on this one (it is started before this batch is handed over); the training stream waits
+  for the copy's event.
 - resident (``resident=``, a :class:`~wideann.data.resident.ResidentRows`): the rows are already in the
   device's memory and a batch is gathered there (``index_select``), with no thread and no copy.
 
@@ -38,7 +39,7 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -46,6 +47,15 @@ from .host_pool import BlockPool
 from .native_reader import ReadAhead
 from .resident import resolve_device, torch_dtype
 from .shards import open_table
+
+
+class _Carry(NamedTuple):
+    """The first steps of ``epoch``, read on by the iterator of the epoch before: ``ahead`` reads them,
+    ``pending`` holds them in order, ``(ticket, x, y, tag)`` each. (No reference to the batch source: a
+    source with batches read on is freed, and its reading thread stopped, as soon as it is let go.)"""
+    epoch: int
+    ahead: ReadAhead
+    pending: deque
 
 
 def _default_shuffle_rows(row_bytes: int) -> int:
@@ -64,16 +74,17 @@ class ShardedBatches:
     ``dtype`` says otherwise; ``source.epoch(e, start_step=k)`` resumes an epoch at step ``k`` exactly as
     it would have gone on.
 
-    Options: ``shuffle`` (per-epoch seeded order of runs of ``shuffle_rows`` consecutive rows; False
-    keeps row order, for evaluation), ``prefetch`` (batches read ahead by the native reader's own
-    thread; 0 reads on the calling thread), ``device`` (where batches are delivered: None or a CPU device gives
-    CPU tensors; a CUDA device gives tensors on it, through reusable pinned buffers and a side-stream
-    copy), ``resident`` (a :class:`~wideann.data.resident.ResidentRows` holding the rows on ``device``:
-    batches are gathered there), ``pin_memory`` (without ``device``: CPU batches in fresh pinned memory,
-    default when CUDA is available, for ``x.to(device, non_blocking=True)``), ``reader_threads`` (threads
-    of the native reader; default :func:`~wideann.data.native_reader.default_threads`), ``dtype`` (of the
-    delivered batches; None keeps the table's). ``rows_read`` counts the rows this process has read.
-    Batches are fresh tensors that stay valid after the next one: keeping them is safe.
+    Options: ``shuffle`` (per-epoch seeded order of runs of ``shuffle_rows`` consecutive rows; False keeps row
+    order, for evaluation), ``prefetch`` (batches read ahead by the native reader's own thread, on into the
+    first steps of the next epoch when shuffled; 0 reads on the calling thread), ``device`` (where batches are
+    delivered: None or a CPU device gives CPU tensors; a CUDA device gives tensors on it, through reusable
+    pinned buffers and a side-stream copy), ``resident`` (a :class:`~wideann.data.resident.ResidentRows`
+    holding the rows on ``device``: batches are gathered there), ``pin_memory`` (without ``device``: CPU
+    batches in fresh pinned memory, default when CUDA is available, for ``x.to(device, non_blocking=True)``),
+    ``reader_threads`` (threads of the native reader; default
+    :func:`~wideann.data.native_reader.default_threads`), ``dtype`` (of the delivered batches; None keeps the
+    table's). ``rows_read`` counts the rows of the batches handed out. Batches are fresh tensors that stay
+    valid after the next one: keeping them is safe.
     """
 
     def __init__(self, table, rows: Sequence[int] | np.ndarray, batch_size: int, *, rank: int = 0,
@@ -152,19 +163,24 @@ class ShardedBatches:
     # -- reading --
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator:
         """Yield ``(x, y)`` for steps ``start_step .. len(self)-1`` of ``epoch``."""
-        order = self.epoch_order(epoch)
-        steps = range(int(start_step), len(self))
+        epoch, start = int(epoch), int(start_step)
         if self.resident is not None:
-            yield from self._gathered(order, steps)
+            yield from self._gathered(self.epoch_order(epoch), range(start, len(self)))
         elif self.cuda:
-            yield from self._to_gpu(order, steps)
+            yield from self._to_gpu(epoch, start)
         else:
-            yield from self._on_host(order, steps)
+            yield from self._on_host(epoch, start)
+
+    def _plan(self, epoch: int, start: int) -> Iterator[np.ndarray]:
+        """The rows of steps ``start ..`` of ``epoch``, one step at a time."""
+        order = self.epoch_order(epoch)
+        for s in range(start, len(self)):
+            yield self.step_rows(order, s)
 
     def _out_dtype(self):
         return self.dtype if self.dtype is not None else torch_dtype(self.table.dtype)
 
-    def _on_host(self, order, steps):
+    def _on_host(self, epoch, start):
         """Batches as new CPU tensors, read ``prefetch`` batches ahead by the native reader's own thread
         (:class:`~wideann.data.native_reader.ReadAhead`: no Python thread beside the training loop), or on
         the calling thread when ``prefetch`` is 0. The inputs' memory comes from a
@@ -191,33 +207,49 @@ class ShardedBatches:
             return (x, y) if read == out else (x.to(out), y.to(out))
 
         if self.prefetch <= 0:
-            for s in steps:
-                rows = self.step_rows(order, s)
+            for rows in self._plan(epoch, start):
                 x, y = buffers(rows.size)
                 t.read_index(rows, (x.numpy(), y.numpy()))
                 self.rows_read += rows.size
                 yield delivered(x, y)
             return
-        for x, y, _ in self._read_ahead(order, steps, lambda n: (*buffers(n), None), self.prefetch):
+        kit = self.__dict__.setdefault("_host_kit", {})  # where batches read on into the next epoch wait
+        for x, y, _ in self._read_ahead(epoch, start, lambda n: (*buffers(n), None), self.prefetch, kit):
             yield delivered(x, y)
 
-    def _read_ahead(self, order, steps, buffers, depth: int):
-        """``(x, y, tag)`` of every step in turn, read ``depth`` batches ahead by the native reader's own
-        thread into ``buffers(n) -> (x, y, tag)`` (host tensors; ``tag`` is the caller's, e.g. a ring
-        slot); the rows of a step are waited for (the GIL released) just before they are handed out."""
-        ahead = ReadAhead(self.table)
-        pending: deque = deque()
-        plan = iter(steps)
+    def _read_ahead(self, epoch, start, buffers, depth: int, kit: dict):
+        """``(x, y, tag)`` of every step from ``start`` of ``epoch`` in turn, read ``depth`` batches ahead by
+        the native reader's own thread into ``buffers(n) -> (x, y, tag)`` (host tensors; ``tag`` is the
+        caller's, e.g. a ring slot); the rows of a step are waited for (the GIL released) just before they
+        are handed out.
+
+        A shuffled source reads on: once the last batches of this epoch are being read, the first ones of
+        the next epoch are, so that the next epoch does not begin by waiting for a read. They are left in
+        ``kit`` (the caller's, with the buffers they fill) when this epoch ends, and handed out if the
+        next epoch is asked for from its first step; otherwise they are dropped. An unshuffled source
+        (evaluation, read once or always from its start) does not read on."""
+        carry = kit.pop("carry", None)
+        if carry is not None and carry.epoch == epoch and start == 0:
+            ahead, pending, plan = carry.ahead, carry.pending, self._plan(epoch, len(carry.pending))
+        else:
+            if carry is not None:
+                carry.ahead.close()  # (its thread stops when it is let go, below)
+            ahead, pending, plan = ReadAhead(self.table), deque(), self._plan(epoch, start)
+        del carry
+        after = self._plan(epoch + 1, 0) if self.shuffle else iter(())
+        following: deque = deque()  # batches of the next epoch being read
 
         def submit() -> None:
-            s = next(plan, None)
-            if s is not None:
-                rows = self.step_rows(order, s)
+            queue, rows = pending, next(plan, None)
+            if rows is None:
+                queue, rows = following, next(after, None)
+            if rows is not None:
                 x, y, tag = buffers(rows.size)
-                pending.append((ahead.submit(rows, x.numpy(), y.numpy()), x, y, tag))
+                queue.append((ahead.submit(rows, x.numpy(), y.numpy()), x, y, tag))
 
+        ended = False
         try:
-            for _ in range(depth):
+            for _ in range(depth - len(pending)):
                 submit()
             while pending:
                 ticket, x, y, tag = pending.popleft()
@@ -225,8 +257,12 @@ class ShardedBatches:
                 submit()
                 self.rows_read += x.shape[0]
                 yield x, y, tag
+            ended = True
         finally:
-            ahead.close()  # batches not started are dropped, the one being read is waited for
+            if ended and following:
+                kit["carry"] = _Carry(epoch + 1, ahead, following)  # (its first steps, in order)
+            else:
+                ahead.close()  # batches not started are dropped, the one being read is waited for
 
     def _gathered(self, order, steps):
         """The resident tier: every batch of the epoch gathered from the rows held on the device."""
@@ -246,7 +282,7 @@ class ShardedBatches:
             self.rows_read += parts[i].size
             yield store.x.index_select(0, p).to(out), store.y.index_select(0, p).to(out)
 
-    def _to_gpu(self, order, steps):
+    def _to_gpu(self, epoch, start):
         """Streamed to a GPU, all from the calling thread: the native reader's own thread reads batches
         ahead into a ring of pinned blocks; each block (inputs and targets together) goes to the device in
         one copy on a side stream, is converted there, and is handed over with the copy's event. The copy
@@ -257,15 +293,17 @@ class ShardedBatches:
         from .pinned_ring import PinnedRing
 
         t, device, out = self.table, self.device, self._out_dtype()
-        # The ring and the side stream are made once and kept for the next epoch (pinning memory is slow);
-        # an iterator running beside another one makes its own.
-        ring, side = self.__dict__.pop("_gpu_kit", (None, None))
-        if ring is None:
+        # The ring and the side stream (with the batches read on into the next epoch) are made once and
+        # kept for the next epoch (pinning memory is slow); an iterator running beside another one makes its own.
+        kit = self.__dict__.pop("_gpu_kit", None)
+        if kit is None:
             # slots: `prefetch` being read ahead, one being copied, one copied ahead of its step and one
             # whose copy may still run; rows: the largest step's
             most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
-            ring = PinnedRing(max(4, self.prefetch + 3), most, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory)
-            side = torch.cuda.Stream(device)
+            kit = {"ring": PinnedRing(max(4, self.prefetch + 3), most, t.n_inputs, torch_dtype(t.dtype),
+                                      pin=self.pin_memory),
+                   "side": torch.cuda.Stream(device)}
+        ring, side = kit["ring"], kit["side"]
         stream = torch.cuda.current_stream(device)
 
         def slot(n):
@@ -288,7 +326,7 @@ class ShardedBatches:
             y.record_stream(stream)
             return x, y
 
-        reads = self._read_ahead(order, steps, slot, max(1, self.prefetch))
+        reads = self._read_ahead(epoch, start, slot, max(1, self.prefetch), kit)
         try:
             copied = None
             for hx, _, k in reads:
@@ -300,5 +338,5 @@ class ShardedBatches:
                 yield handed(*copied)
         finally:
             reads.close()  # before the blocks are reused or freed: nothing is read into them any more
-            ring.drain()
-            self.__dict__["_gpu_kit"] = (ring, side)
+            ring.drain()    # (but the next epoch's first blocks, if read on)
+            self.__dict__["_gpu_kit"] = kit
