@@ -26,7 +26,8 @@ tables and traces of (a), (c) and (d) at float16, batch 1024.
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
 source at commit fc86d48: Python `preadv` per run into a fresh float32 buffer, a second copy to split x
 and y, on the read-ahead thread) against the new one (`ShardedBatches` with the native reader, 1 thread
-and all threads), and the native reader alone into one reused buffer. Best of `--rounds`; before every
+and all threads; and with all threads but every epoch begun cold, as before the sources read on into the
+next epoch), and the native reader alone into one reused buffer. Best of `--rounds`; before every
 round the script waits for the machine to be idle and it reports the others' load during the round.
 Target: >= 1.5x today's reader on a 2-core machine (>= 3x and >= 15 GB/s with 16 cores). Then what
 reading ahead costs the training thread: a host-bound stand-in step (`--step-ms`, 2.7 ms as lesson 4's
@@ -78,6 +79,16 @@ def endless(source, start_epoch=0):
     epoch = start_epoch
     while True:
         yield from source.epoch(epoch)
+        epoch += 1
+
+
+def endless_cold(source):
+    """As :func:`endless`, but every epoch begins cold: the next epoch's first batches, read on as an epoch
+    ends, are dropped (as the batch sources did before 2026-11-27), to show what reading on is worth."""
+    epoch = 0
+    while True:
+        yield from source.epoch(epoch)
+        source.__dict__.get("_host_kit", {}).pop("carry", None)
         epoch += 1
 
 
@@ -334,6 +345,8 @@ def cpu_half(args, tables):
         "native alone, 1 thread": lambda t, b: reused_buffer(data.ShardedBatches(t, np.arange(t.n_rows), b), 1),
         f"native alone, {cores} threads": lambda t, b: reused_buffer(data.ShardedBatches(t, np.arange(t.n_rows), b),
                                                                      cores),
+        f"new, {cores} threads, epochs cold": lambda t, b: endless_cold(data.ShardedBatches(
+            t, np.arange(t.n_rows), b, seed=0, pin_memory=False, reader_threads=cores)),
     }
     best, load = {}, {}
     for rnd in range(args.rounds):
