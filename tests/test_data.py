@@ -173,7 +173,8 @@ def test_batches_hold_the_right_rows_and_resume_exactly(table, prefetch):
 def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not_asked_for(table, prefetch):
     path, a = table
     split = data.split_rows(len(a), 0.2, seed=0)
-    src = data.ShardedBatches(path, split.train, 50, rank=1, world_size=2, seed=9, prefetch=prefetch)
+    src = data.ShardedBatches(path, split.train, 50, rank=1, world_size=2, seed=9, prefetch=prefetch,
+                              pin_memory=False)  # (no CUDA threads where a GPU is present)
 
     def check(epoch, start, batches):
         order = src.epoch_order(epoch)
@@ -204,7 +205,7 @@ def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not
     table = src.table  # (keeps the reader's pool)
     del src, it  # a source let go stops its reading thread at once (no reference cycle waits for the collector)
     assert _threads() == before
-    unshuffled = data.ShardedBatches(table, split.train, 50, shuffle=False, prefetch=prefetch)
+    unshuffled = data.ShardedBatches(table, split.train, 50, shuffle=False, prefetch=prefetch, pin_memory=False)
     list(unshuffled.epoch(0))
     assert "carry" not in unshuffled._host_kit and _threads() == before  # evaluation sources do not read on
 
