@@ -76,22 +76,16 @@ def make_tables(rows):
     return tables
 
 
-def endless(source, start_epoch=0):
-    """Batches of epoch after epoch (a small table has few steps per epoch at batch 4096)."""
-    epoch = start_epoch
-    while True:
-        yield from source.epoch(epoch)
-        epoch += 1
-
-
-def endless_cold(source):
-    """As :func:`endless`, but every epoch begins cold: the next epoch's first batches, read on as an epoch
-    ends, are dropped (as the batch sources did before 2026-11-27), to show what reading on is worth."""
+def endless(source, cold=False):
+    """Batches of epoch after epoch (a small table has few steps per epoch at batch 4096). ``cold``: every
+    epoch begins cold, the next epoch's first batches read on as an epoch ends dropped (as the batch
+    sources did before 2026-11-27), to show what reading on is worth."""
     epoch = 0
     while True:
         yield from source.epoch(epoch)
-        for kit in ("_host_kit", "_gpu_kit"):  # where the CPU and the GPU paths keep them
-            (source.__dict__.get(kit) or {}).pop("carry", None)
+        if cold:
+            for kit in ("_host_kit", "_gpu_kit"):  # where the CPU and the GPU paths keep them
+                (source.__dict__.get(kit) or {}).pop("carry", None)
         epoch += 1
 
 
@@ -189,7 +183,7 @@ def gpu_half(args, tables):
             resident32 = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store)
             r["resident_f32"] = timed(endless(resident32), step)
             if dt == "float16" and batch >= 1024:  # (c) with every epoch begun cold: what reading on is worth
-                r["streamed_cold"] = timed(endless_cold(streamed), step)
+                r["streamed_cold"] = timed(endless(streamed, cold=True), step)
                 r["streamed_cold_ratio"] = r["streamed_cold"] / r["ceiling"]
             for k in ("reader", "streamed", "resident", "resident_f32"):
                 r[f"{k}_ratio"] = r[k] / r["ceiling"]
@@ -355,8 +349,8 @@ def cpu_half(args, tables):
         "native alone, 1 thread": lambda t, b: reused_buffer(data.ShardedBatches(t, np.arange(t.n_rows), b), 1),
         f"native alone, {cores} threads": lambda t, b: reused_buffer(data.ShardedBatches(t, np.arange(t.n_rows), b),
                                                                      cores),
-        f"new, {cores} threads, epochs cold": lambda t, b: endless_cold(data.ShardedBatches(
-            t, np.arange(t.n_rows), b, seed=0, pin_memory=False, reader_threads=cores)),
+        f"new, {cores} threads, epochs cold": lambda t, b: endless(data.ShardedBatches(
+            t, np.arange(t.n_rows), b, seed=0, pin_memory=False, reader_threads=cores), cold=True),
     }
     best, load = {}, {}
     for rnd in range(args.rounds):
