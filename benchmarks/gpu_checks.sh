@@ -50,7 +50,7 @@ timeout 170 python3 benchmarks/gpu_data_path.py --json "$OUT/gpu_data_path.json"
 fi
 if want 3; then
 say "3. the reader alone on all cores (CPU half)"
-timeout 60 python3 benchmarks/gpu_data_path.py --cpu --rounds 1 --idle-wait 0 --seconds 1 \
+timeout 80 python3 benchmarks/gpu_data_path.py --cpu --rounds 1 --idle-wait 0 --seconds 1 \
     --json "$OUT/reader_all_cores.json" 2>&1 | tail -20
 
 fi
