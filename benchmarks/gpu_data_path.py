@@ -19,7 +19,9 @@ With a CUDA GPU, for batch 256, 1024 and 4096 and both dtypes, samples/s of:
   (e) resident as lesson 4 had it before: each batch also converted to float32 on the device;
 
 and, for float16 at batch 1024 and 4096, (c) with every epoch begun cold (as before the sources read on
-into the next epoch: the table has only 20 and 5 steps an epoch there); each with its ratio to (a).
+into the next epoch: the table has only 20 and 5 steps an epoch there); each with its ratio to (a), and
+with the training thread's time per step split in two: waiting for the next batch (the data path's own
+host cost) and in the step (dispatch, and the wait for the GPU when the loss is read).
 Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024; resident >= 95% at 256 and
 1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (32 figures of
 --seconds each plus 5 warm-up batches, the tables made once). `--profile FOLDER` adds torch.profiler
@@ -122,25 +124,32 @@ def gpu_half(args, tables):
                 loss.item()
         return step
 
-    def timed(batches, step=None, warmup=5):
-        """Samples/s over --seconds after `warmup` batches (step None: the batches alone)."""
+    def timed(r, name, batches, step=None, warmup=5):
+        """``r[name]``: samples/s over --seconds after `warmup` batches (step None: the batches alone); and
+        where the training thread's time went, in ms per step: ``{name}_fetch_ms`` waiting for the next batch
+        (the data path's own host cost), ``{name}_step_ms`` in the step (its dispatch, and any wait for the
+        GPU at the every-10-steps loss read). On a host-bound step, a path that only adds to the first is
+        slowed by its host cost; one that adds to the second keeps the GPU busier than the ceiling does."""
         it = iter(batches)
         for _ in range(warmup):
             x, y = next(it)
             if step:
                 step(x, y)
         torch.cuda.synchronize()
-        t0, n = time.perf_counter(), 0
-        while time.perf_counter() - t0 < args.seconds:
+        t0, n, steps, fetch, stepping = time.perf_counter(), 0, 0, 0.0, 0.0
+        clock = time.perf_counter
+        while clock() - t0 < args.seconds:
+            a = clock()
             x, y = next(it)
+            b = clock()
             if step:
                 step(x, y)
-            n += len(x)
+            fetch, stepping, n, steps = fetch + b - a, stepping + clock() - b, n + len(x), steps + 1
         torch.cuda.synchronize()
-        rate = n / (time.perf_counter() - t0)
+        r[name] = n / (time.perf_counter() - t0)
+        r[f"{name}_fetch_ms"], r[f"{name}_step_ms"] = 1e3 * fetch / steps, 1e3 * stepping / steps
         if hasattr(it, "close"):
             it.close()  # stops a read-ahead thread now, not when the generator is collected
-        return rate
 
     results = []
     for dt in args.dtypes:
@@ -156,7 +165,7 @@ def gpu_half(args, tables):
             # as lesson 4 delivers batches under mixed precision: in the table's dtype
             x = torch.rand((batch, table.n_inputs), device=device).to(torch_dtype(table.dtype))
             y = torch.rand((batch, 1), device=device).to(torch_dtype(table.dtype))
-            r["ceiling"] = timed(iter(lambda: (x, y), None), step)
+            timed(r, "ceiling", iter(lambda: (x, y), None), step)
 
             # (b) the reader alone: the plan's rows into one reused pinned buffer
             plan = data.ShardedBatches(table, rows, batch, seed=0)
@@ -172,18 +181,18 @@ def gpu_half(args, tables):
                         table.read_index(idx, (hx[:idx.size].numpy(), hy[:idx.size].numpy()))
                         yield hx[:idx.size], hy[:idx.size]
                     epoch += 1
-            r["reader"] = timed(read_only())
+            timed(r, "reader", read_only())
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
 
             streamed = data.ShardedBatches(table, rows, batch, seed=0, device=device, prefetch=4, dtype=None)
-            r["streamed"] = timed(endless(streamed), step)
+            timed(r, "streamed", endless(streamed), step)
             resident = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store, dtype=None)
-            r["resident"] = timed(endless(resident), step)
+            timed(r, "resident", endless(resident), step)
             # (e) as lesson 4 delivered batches until commit 7d97d0f: converted to float32 on the device
             resident32 = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store)
-            r["resident_f32"] = timed(endless(resident32), step)
+            timed(r, "resident_f32", endless(resident32), step)
             if dt == "float16" and batch >= 1024:  # (c) with every epoch begun cold: what reading on is worth
-                r["streamed_cold"] = timed(endless(streamed, cold=True), step)
+                timed(r, "streamed_cold", endless(streamed, cold=True), step)
                 r["streamed_cold_ratio"] = r["streamed_cold"] / r["ceiling"]
             for k in ("reader", "streamed", "resident", "resident_f32"):
                 r[f"{k}_ratio"] = r[k] / r["ceiling"]
@@ -236,6 +245,12 @@ def gpu_markdown(report):
                      f"{r['reader_gb_s']:.1f} | {r['streamed']:,.0f} | {r['streamed_ratio']:.0%} | "
                      f"{r['resident']:,.0f} | {r['resident_ratio']:.0%} | "
                      f"{r['resident_f32']:,.0f} | {r['resident_f32_ratio']:.0%} |")
+    lines += ["", "The training thread's time, ms per step: waiting for the next batch / in the step "
+              "(dispatch, and the wait for the GPU at the loss read every 10 steps).", "",
+              "| dtype | batch | (a) on the GPU | (c) streamed | (d) resident |", "| --- | ---: | ---: | ---: | ---: |"]
+    for r in report["results"]:
+        lines.append(f"| {r['dtype']} | {r['batch']} | " + " | ".join(
+            f"{r[k + '_fetch_ms']:.2f} / {r[k + '_step_ms']:.2f}" for k in ("ceiling", "streamed", "resident")) + " |")
     cold = [r for r in report["results"] if "streamed_cold" in r]
     if cold:
         lines += ["", "(c) with every epoch begun cold (the next epoch's first batches not read on): " + "; ".join(
