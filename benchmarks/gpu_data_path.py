@@ -24,7 +24,9 @@ with the training thread's time per step split in two: waiting for the next batc
 host cost) and in the step (dispatch, and the wait for the GPU when the loss is read).
 Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024; resident >= 95% at 256 and
 1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (32 figures of
---seconds each plus 5 warm-up batches, the tables made once). `--profile FOLDER` adds torch.profiler
+--seconds each plus 5 warm-up batches, the tables made once). The paths are measured in turn, --rounds
+times, --seconds split between the rounds: medians, and each ratio the median of those within a round, so
+that a change of the GPU's clock during the run does not favour one path. `--profile FOLDER` adds torch.profiler
 tables and traces of (a), (c) and (d) at float16, batch 1024.
 
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
@@ -124,21 +126,21 @@ def gpu_half(args, tables):
                 loss.item()
         return step
 
-    def timed(r, name, batches, step=None, warmup=5):
-        """``r[name]``: samples/s over --seconds after `warmup` batches (step None: the batches alone); and
-        where the training thread's time went, in ms per step: ``{name}_fetch_ms`` waiting for the next batch
-        (the data path's own host cost), ``{name}_step_ms`` in the step (its dispatch, and any wait for the
-        GPU at the every-10-steps loss read). On a host-bound step, a path that only adds to the first is
-        slowed by its host cost; one that adds to the second keeps the GPU busier than the ceiling does."""
+    def timed(batches, step=None, seconds=1.0, warmup=5):
+        """``(samples/s, fetch ms, step ms)`` over ``seconds`` after `warmup` batches (step None: the batches
+        alone), with where the training thread's time went, in ms per step: waiting for the next batch (the
+        data path's own host cost) and in the step (its dispatch, and any wait for the GPU at the
+        every-10-steps loss read). On a host-bound step, a path that only adds to the first is slowed by its
+        host cost; one that adds to the second keeps the GPU busier than the ceiling does."""
         it = iter(batches)
         for _ in range(warmup):
             x, y = next(it)
             if step:
                 step(x, y)
         torch.cuda.synchronize()
-        t0, n, steps, fetch, stepping = time.perf_counter(), 0, 0, 0.0, 0.0
         clock = time.perf_counter
-        while clock() - t0 < args.seconds:
+        t0, n, steps, fetch, stepping = clock(), 0, 0, 0.0, 0.0
+        while clock() - t0 < seconds:
             a = clock()
             x, y = next(it)
             b = clock()
@@ -146,10 +148,29 @@ def gpu_half(args, tables):
                 step(x, y)
             fetch, stepping, n, steps = fetch + b - a, stepping + clock() - b, n + len(x), steps + 1
         torch.cuda.synchronize()
-        r[name] = n / (time.perf_counter() - t0)
-        r[f"{name}_fetch_ms"], r[f"{name}_step_ms"] = 1e3 * fetch / steps, 1e3 * stepping / steps
+        rate = n / (clock() - t0)
         if hasattr(it, "close"):
             it.close()  # stops a read-ahead thread now, not when the generator is collected
+        return rate, 1e3 * fetch / steps, 1e3 * stepping / steps
+
+    def measured(paths):
+        """Every path of ``paths`` (name -> (a function making its batches, with the step or not)), the
+        first being the ceiling, measured in turn, --rounds times, --seconds split between the rounds:
+        a change of the GPU's clock over the run then touches every path alike. Per path: the median
+        rate, the median of its ratios to the ceiling measured in the same round, and the median ms."""
+        runs = {name: [] for name in paths}
+        for _ in range(args.rounds):
+            for name, (batches, with_step) in paths.items():
+                runs[name].append(timed(batches(), step if with_step else None, args.seconds / args.rounds))
+        r, ceiling = {}, [rate for rate, _, _ in runs["ceiling"]]
+        for name, got in runs.items():
+            rates = [rate for rate, _, _ in got]
+            r[name], r[f"{name}_rounds"] = float(np.median(rates)), rates
+            r[f"{name}_fetch_ms"] = float(np.median([f for _, f, _ in got]))
+            r[f"{name}_step_ms"] = float(np.median([s for _, _, s in got]))
+            if name != "ceiling":
+                r[f"{name}_ratio"] = float(np.median([a / c for a, c in zip(rates, ceiling)]))
+        return r
 
     results = []
     for dt in args.dtypes:
@@ -160,12 +181,10 @@ def gpu_half(args, tables):
         load_s = time.perf_counter() - t0
         print(f"{dt}: {tier.reason} ({load_s:.1f} s)", flush=True)
         for batch in args.batches:
-            r = {"dtype": dt, "batch": batch, "resident_load_s": load_s}
             step = trainer(batch)
             # as lesson 4 delivers batches under mixed precision: in the table's dtype
             x = torch.rand((batch, table.n_inputs), device=device).to(torch_dtype(table.dtype))
             y = torch.rand((batch, 1), device=device).to(torch_dtype(table.dtype))
-            timed(r, "ceiling", iter(lambda: (x, y), None), step)
 
             # (b) the reader alone: the plan's rows into one reused pinned buffer
             plan = data.ShardedBatches(table, rows, batch, seed=0)
@@ -181,21 +200,20 @@ def gpu_half(args, tables):
                         table.read_index(idx, (hx[:idx.size].numpy(), hy[:idx.size].numpy()))
                         yield hx[:idx.size], hy[:idx.size]
                     epoch += 1
-            timed(r, "reader", read_only())
-            r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
 
             streamed = data.ShardedBatches(table, rows, batch, seed=0, device=device, prefetch=4, dtype=None)
-            timed(r, "streamed", endless(streamed), step)
             resident = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store, dtype=None)
-            timed(r, "resident", endless(resident), step)
             # (e) as lesson 4 delivered batches until commit 7d97d0f: converted to float32 on the device
             resident32 = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store)
-            timed(r, "resident_f32", endless(resident32), step)
+            paths = {"ceiling": (lambda x=x, y=y: iter(lambda: (x, y), None), True),
+                     "reader": (read_only, False),
+                     "streamed": (lambda s=streamed: endless(s), True),
+                     "resident": (lambda s=resident: endless(s), True),
+                     "resident_f32": (lambda s=resident32: endless(s), True)}
             if dt == "float16" and batch >= 1024:  # (c) with every epoch begun cold: what reading on is worth
-                timed(r, "streamed_cold", endless(streamed, cold=True), step)
-                r["streamed_cold_ratio"] = r["streamed_cold"] / r["ceiling"]
-            for k in ("reader", "streamed", "resident", "resident_f32"):
-                r[f"{k}_ratio"] = r[k] / r["ceiling"]
+                paths["streamed_cold"] = (lambda s=streamed: endless(s, cold=True), True)
+            r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, **measured(paths)}
+            r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
             if args.profile and batch == 1024 and dt == "float16":
                 profile(args.profile, {"ceiling": iter(lambda: (x, y), None), "streamed": endless(streamed),
                                        "resident": endless(resident)}, step)
@@ -203,7 +221,7 @@ def gpu_half(args, tables):
                   f"({r['reader_gb_s']:.1f} GB/s)  streamed {r['streamed']:,.0f} ({r['streamed_ratio']:.0%})  "
                   f"resident {r['resident']:,.0f} ({r['resident_ratio']:.0%}) samples/s", flush=True)
             results.append(r)
-            del streamed, resident
+            del streamed, resident, resident32, paths
         del tier
         torch.cuda.empty_cache()
     return {"gpu": torch.cuda.get_device_name(0), "results": results}
@@ -236,7 +254,8 @@ def profile(folder, paths, step, steps=40):
 
 def gpu_markdown(report):
     lines = [f"GPU: {report['gpu']}; {report['machine']}; table {report['rows']:,} x {REFERENCE_COLUMNS:,}; "
-             f"{report['seconds']:g} s per figure after 5 warm-up batches.", "",
+             f"{report['seconds']:g} s per figure in {report['rounds']} rounds (the paths in turn in each; 5 warm-up "
+             "batches before each figure); medians, and a ratio is the median of the ratios within a round.", "",
              "| dtype | batch | (a) on the GPU | (b) reader alone | reader GB/s | (c) streamed | (c)/(a) "
              "| (d) resident | (d)/(a) | (e) resident, float32 batches | (e)/(a) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -499,8 +518,10 @@ def main():
     ap.add_argument("--rows", type=int, default=20000, help="rows of the generated tables (20,000: 1.03 GB float32)")
     ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
     ap.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
-    ap.add_argument("--seconds", type=float, default=2.0, help="timed seconds per figure")
-    ap.add_argument("--rounds", type=int, default=3, help="CPU half: rounds (best counts)")
+    ap.add_argument("--seconds", type=float, default=2.0,
+                    help="timed seconds per figure (the GPU half splits them between its rounds)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds: the CPU half's best counts; the GPU half measures "
+                    "the paths in turn in every round and reports medians")
     ap.add_argument("--idle-wait", type=float, default=20, help="CPU half: seconds to wait for an idle machine")
     ap.add_argument("--cpu", action="store_true", help="the CPU half even where a GPU is present")
     ap.add_argument("--step-ms", type=float, default=2.7, help="CPU half: host time of the stand-in training step")
