@@ -1,0 +1,44 @@
+"""Plumbing the four lessons in ``scripts/`` share, kept out of them so they read as lessons.
+
+A lesson imports ``from wideann import course`` and calls what is below; each file holds one job:
+
+- :mod:`~wideann.course.errors` -- :func:`run`: runs a lesson's ``main()``; a user's mistake (wrong option,
+  bad or missing data, a full disk) ends as one line on stderr and exit code 2 (options) or 1 (data,
+  files), not a traceback (:class:`LessonError`, :class:`UsageError`, :func:`user_error`).
+- :mod:`~wideann.course.options` -- :func:`parser`: the command-line options every lesson has (each
+  lesson adds its own), with range checks (:func:`positive_int`, :func:`non_negative_int`,
+  :func:`positive_float`, :func:`non_negative_float`, :func:`probability`), ``--quiet`` included (no
+  progress bars; the bars themselves are :mod:`wideann.progress`); :func:`mixed_precision`.
+- :mod:`~wideann.course.tracking` -- :func:`add_tracking_options`, :func:`tracker_config`,
+  :func:`tracker_kwargs`: ``--log-with`` / ``--log-every`` for accelerate's experiment trackers (a tracker
+  that is unknown or not installed is a one-line usage error, exit code 2), and what
+  ``accelerator.init_trackers`` is given.
+- :mod:`~wideann.course.tables` -- :func:`prepare_data`: finds the table to train on. With no ``--data``
+  it takes the shipped example CSV (``data/example.csv``) and normalizes it with the C++ engine into the
+  run folder, printing the ``wideann normalize`` command it ran; CSV files given with ``--data`` /
+  ``--test-data`` are handled the same way; ``.npy`` tables (one file, several shards or a folder of
+  them) are used as they are, with their stats file (beside them, or ``--stats``), after checking that
+  the shards agree.
+- :mod:`~wideann.course.results` -- :func:`write_metrics`: ``metrics.json`` in the run folder, and the
+  same numbers printed; :func:`write_predictions`: test predictions back in original units through the
+  C++ denormalizer; :func:`save_model`: the model's weights, and beside them ``model.json`` and
+  ``stats.json`` for ``wideann predict`` (see :mod:`wideann.modelcard`).
+- :mod:`~wideann.course.checkpoints` -- :class:`Checkpoints`: complete-or-absent checkpoints for
+  ``--resume``, loaded weights-only, that refuse a resume with other options.
+- :mod:`~wideann.course.processes` -- what several processes do together: each learns whether any of
+  them failed, so that the main process can say why, and the test hook that stops a run where a kill
+  matters most.
+"""
+from .checkpoints import CHECKPOINT_INFO, RESUME_FREE_OPTIONS, Checkpoints, check_weights_only, latest_checkpoint
+from .errors import LessonError, UsageError, run, user_error
+from .options import (mixed_precision, non_negative_float, non_negative_int, parser, positive_float, positive_int,
+                      probability)
+from .results import save_model, write_metrics, write_predictions
+from .tables import EXAMPLE_NAME, example_csv, prepare_data
+from .tracking import TRACKER_PACKAGES, add_tracking_options, tracker_config, tracker_kwargs
+
+__all__ = ["CHECKPOINT_INFO", "EXAMPLE_NAME", "RESUME_FREE_OPTIONS", "TRACKER_PACKAGES", "Checkpoints", "LessonError",
+           "UsageError", "add_tracking_options", "check_weights_only", "example_csv", "latest_checkpoint",
+           "mixed_precision", "non_negative_float", "non_negative_int", "parser", "positive_float", "positive_int",
+           "prepare_data", "probability", "run", "save_model", "tracker_config", "tracker_kwargs", "user_error",
+           "write_metrics", "write_predictions"]

@@ -1,0 +1,296 @@
+"""Checkpoints for ``--resume`` (:class:`Checkpoints`): each complete or absent, loaded weights-only,
+refusing a resume with other options or another number of processes."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path
+from ..diskspace import require_free
+from .errors import LessonError, UsageError, one_line
+from .processes import pause, settle
+from .results import disk_full, fsync, tensor_bytes
+
+
+_CKPT = re.compile(r"^step_(\d+)$")
+CHECKPOINT_INFO = "checkpoint.json"
+"""Written last into a checkpoint folder, before it is renamed to ``step_N``: what it is, when it was
+made, by how many processes, and the run's options."""
+
+RESUME_FREE_OPTIONS = frozenset({"resume", "output_dir", "checkpoint_every"})
+"""Options that ``--resume`` may change: they do not change what the run computes."""
+
+_PATH_OPTIONS = frozenset({"data", "test_data", "stats"})
+_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what atomic_path writes before the rename
+
+_RNG_SAFE_GLOBALS = [getattr(np, "_core", getattr(np, "core", None)).multiarray._reconstruct, np.ndarray,
+                     np.dtype, type(np.dtype(np.uint32)), __import__("codecs").encode]
+"""What numpy's random state in accelerate's ``random_states_N.pkl`` is made of (accelerate's own list)."""
+
+
+def _info(path: Path) -> dict | None:
+    """The ``checkpoint.json`` of a complete checkpoint folder, else None."""
+    try:
+        with open(path / CHECKPOINT_INFO) as f:
+            info = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("format") == "wideann-checkpoint" else None
+
+
+def _checkpoints(folder: Path) -> list[Path]:
+    """Complete checkpoints, oldest first: by the time they were completed, then step. (A new run in a
+    folder that still holds an old run's later steps must not resume from those.)"""
+    found = []
+    for p in folder.iterdir() if folder.is_dir() else []:
+        m = _CKPT.match(p.name)
+        info = _info(p) if m and p.is_dir() else None
+        if info is not None:
+            found.append((info.get("completed_ns", 0), int(m.group(1)), p))
+    return [p for *_, p in sorted(found)]
+
+
+def latest_checkpoint(folder) -> Path | None:
+    """The newest complete checkpoint ``folder/step_N`` (None if there is none)."""
+    found = _checkpoints(Path(folder))
+    return found[-1] if found else None
+
+
+def _plain(v):
+    """An option's value as JSON can hold it."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    return os.fspath(v) if isinstance(v, os.PathLike) else str(v)
+
+
+def _options(args) -> dict:
+    """The run's options as JSON values, paths made absolute."""
+    out = {}
+    for k, v in sorted(vars(args).items()):
+        if k in _PATH_OPTIONS and v is not None:
+            v = [os.path.realpath(x) for x in v] if isinstance(v, (list, tuple)) else os.path.realpath(v)
+        out[k] = _plain(v)
+    return out
+
+
+def _option_text(value) -> str:
+    if value is None:
+        return "not given"
+    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
+@contextlib.contextmanager
+def _weights_only_loads():
+    """Every ``torch.load`` inside is ``weights_only=True`` (PyTorch's TORCH_FORCE_WEIGHTS_ONLY_LOAD):
+    accelerate loads the objects registered with ``register_for_checkpointing`` with ``weights_only=False``."""
+    saved = {k: os.environ.get(k) for k in ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    os.environ.pop("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", None)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def check_weights_only(path, process_index: int = 0) -> None:
+    """Refuse a checkpoint folder (or file) holding a file that ``torch.load(weights_only=True)`` would not
+    load: one that holds more than tensors and plain values, whose loading could run code. Reads every
+    file one process loads: the pickled ones weights-only, the safetensors ones by their header."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    files = sorted(path.iterdir()) if path.is_dir() else [path]
+    for f in files:
+        m = re.match(r"^random_states_(\d+)\.pkl$", f.name)
+        if f.name == CHECKPOINT_INFO or not f.is_file() or (m and int(m.group(1)) != process_index):
+            continue
+        try:
+            if f.suffix == ".safetensors":
+                from safetensors import safe_open
+
+                with safe_open(f, framework="pt"):
+                    pass
+            else:
+                with torch.serialization.safe_globals(_RNG_SAFE_GLOBALS):
+                    torch.load(f, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:
+            raise LessonError(f"{f}: refused: this checkpoint file holds more than tensors and plain values, and "
+                              "loading it could run code (no lesson writes such a file); resume from another "
+                              "checkpoint, or start again without --resume") from None
+        except Exception as e:  # noqa: BLE001 - a damaged file is the user's problem, said in one line
+            raise LessonError(f"{f}: this checkpoint file cannot be read ({one_line(str(e))[:200]}); resume "
+                              "from another checkpoint, or start again without --resume") from None
+
+
+class Checkpoints:
+    """The checkpoints of one run, ``folder/step_N``: each complete or absent, loaded weights-only.
+
+    ``files`` (the best model so far) are kept with every checkpoint, as hard links (a copy where links
+    are not possible), and put back by :meth:`load`: a resumed run's ``best_model.pt`` is the one of the
+    checkpoint's time, never one written after it. ``args`` are saved with every checkpoint and
+    :meth:`load` refuses a resume with other options (but :data:`RESUME_FREE_OPTIONS`).
+    """
+
+    def __init__(self, folder, args, files=(), keep: int = 2):
+        self.folder = Path(folder)
+        self.options = _options(args)
+        self.files = [Path(f) for f in files]
+        self.keep = max(1, keep)
+
+    def latest(self) -> Path | None:
+        """The newest complete checkpoint (None if there is none)."""
+        return latest_checkpoint(self.folder)
+
+    def _remove(self, path: Path) -> None:
+        """Out of the way in one rename (a half-deleted checkpoint is never found), then deleted."""
+        trash = path.with_name(f".trash.{path.name}.{os.getpid()}")
+        os.replace(path, trash)
+        pause("checkpoint-pruning")
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _size(self, accelerator, previous: Path | None) -> int:
+        """What the next checkpoint will take: the tensors of the models and optimizers, a little for
+        the rest, and at least what the previous one took (its own files: the kept ones are links)."""
+        n = sum(tensor_bytes(o.state_dict()) for o in
+                list(getattr(accelerator, "_models", [])) + list(getattr(accelerator, "_optimizers", [])))
+        n += (128 << 10) * accelerator.num_processes
+        if previous is not None:
+            kept = {f.name for f in self.files}
+            n = max(n, sum(f.stat().st_size for f in previous.iterdir() if f.is_file() and f.name not in kept))
+        return n
+
+    def save(self, accelerator, step: int) -> Path:
+        """``accelerator.save_state`` into ``folder/step_N``, complete or not at all.
+
+        The state is written under a temporary name; the main process then adds the kept files and
+        ``checkpoint.json``, syncs it all to disk and renames the folder. Only the newest ``keep``
+        checkpoints stay; older ones are removed before the write (so the disk holds at most ``keep``,
+        or 2 with ``keep=1``), the newest complete one never. The free space is checked first; a full
+        disk ends the run with one line and leaves the checkpoints that were complete. Call it on every
+        process; on several machines the folder must be one they share (as for ``save_state``).
+        """
+        final = self.folder / f"step_{step:08d}"
+        tmp = self.folder / f".step_{step:08d}.tmp"
+        what = f"checkpoint {final.name}"
+        main = accelerator.is_main_process
+        need, error = 0, None
+        if main:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                for p in self.folder.iterdir():  # what killed saves left behind
+                    if p.name.startswith((".step_", ".trash.")):
+                        shutil.rmtree(p) if p.is_dir() else p.unlink()
+                others = [c for c in _checkpoints(self.folder) if c.name != final.name]
+                for old in others[:len(others) - max(self.keep - 1, 1)]:
+                    self._remove(old)
+                need = self._size(accelerator, self.latest())
+                require_free(self.folder, need, what)
+                tmp.mkdir()
+            except Exception as e:  # noqa: BLE001 - raised again by settle
+                error = e
+        settle(accelerator, error)
+        pause("checkpoint-begin")
+        try:
+            accelerator.save_state(str(tmp))
+        except Exception as e:  # noqa: BLE001
+            error = disk_full(e, self.folder, what, need or (1 << 20))
+        settle(accelerator, error, on_failure=lambda: shutil.rmtree(tmp, ignore_errors=True))
+        if main:
+            try:
+                for f in self.files:
+                    if f.is_file():
+                        _link_or_copy(f, tmp / f.name)
+                info = {"format": "wideann-checkpoint", "version": 1, "step": step,
+                        "processes": accelerator.num_processes, "files": [f.name for f in self.files],
+                        "options": self.options, "completed_ns": time.time_ns()}
+                (tmp / CHECKPOINT_INFO).write_text(json.dumps(info, indent=1) + "\n")
+                for f in tmp.iterdir():
+                    fsync(f)
+                fsync(tmp)
+                pause("checkpoint-written")
+                if final.exists():  # the same step saved again (the end of an epoch): replace it
+                    self._remove(final)
+                os.replace(tmp, final)
+                fsync(self.folder)
+                for old in _checkpoints(self.folder)[:-self.keep]:
+                    self._remove(old)
+            except Exception as e:  # noqa: BLE001
+                error = disk_full(e, self.folder, what, need)
+        settle(accelerator, error, on_failure=lambda: shutil.rmtree(tmp, ignore_errors=True))
+        return final
+
+    def load(self, accelerator, which: str | None = "latest") -> Path:
+        """``accelerator.load_state`` from ``which`` (a ``step_N`` folder, or "latest"), every file loaded
+        weights-only; the kept files put back as they were then, and the temporary files a killed run
+        left beside them removed. Returns the checkpoint's path.
+
+        Refused, in one line: no checkpoint, a folder that is not a complete checkpoint, a run with other
+        options or another number of processes than the checkpoint's, a file that is not weights-only.
+        """
+        path = self.latest() if which in (None, "latest") else Path(which)
+        if path is None:
+            raise LessonError(f"--resume: no checkpoint in {self.folder} to continue from (a run saves one every "
+                              "--checkpoint-every steps and after every epoch); run without --resume to start")
+        info = _info(path)
+        if info is None:
+            raise LessonError(f"--resume {path}: not a complete checkpoint (no {CHECKPOINT_INFO} in it); give a "
+                              f"step_N folder of {self.folder}, or --resume alone for the newest")
+        saved = info.get("options", {})
+        differ = [k for k in sorted((set(saved) | set(self.options)) - RESUME_FREE_OPTIONS)
+                  if saved.get(k) != self.options.get(k)]
+        if differ:
+            said = ", ".join(f"--{k.replace('_', '-')} {_option_text(saved.get(k))} (now: "
+                             f"{_option_text(self.options.get(k))})" for k in differ)
+            raise UsageError(f"--resume: the checkpoint {path} was made with other options: {said}; give the "
+                             "options of the interrupted run")
+        if info.get("processes") != accelerator.num_processes:
+            raise UsageError(f"--resume: the checkpoint {path} was made by {info.get('processes')} process(es), "
+                             f"this run has {accelerator.num_processes}: launch it as the interrupted run was")
+        error = None
+        try:
+            check_weights_only(path, accelerator.process_index)
+            with _weights_only_loads():
+                accelerator.load_state(str(path))
+        except Exception as e:  # noqa: BLE001 - raised again by settle
+            error = e
+        settle(accelerator, error)
+        if accelerator.is_main_process:
+            try:
+                for folder in {f.parent for f in self.files}:  # what the killed run was writing
+                    for p in folder.glob(".*.tmp") if folder.is_dir() else []:
+                        if _TEMP.match(p.name) and p.is_file():
+                            p.unlink()
+                for f in self.files:
+                    kept = path / f.name
+                    if not kept.is_file():  # written after the checkpoint: the resumed run writes it again
+                        f.unlink(missing_ok=True)
+                    elif not (f.is_file() and os.path.samefile(kept, f)):  # not already the same file
+                        with atomic_path(f) as t:
+                            os.unlink(t)
+                            _link_or_copy(kept, Path(t))
+            except Exception as e:  # noqa: BLE001
+                error = e
+        settle(accelerator, error)
+        return path

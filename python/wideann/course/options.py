@@ -1,0 +1,129 @@
+"""The command-line options every lesson has (:func:`parser`), their range-checked types
+(:func:`positive_int`, :func:`non_negative_int`, :func:`positive_float`, :func:`non_negative_float`,
+:func:`probability`), and the mixed precision a run trains with (:func:`mixed_precision`). Wrong options
+are :class:`~wideann.course.errors.UsageError` s: one line, exit code 2."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+
+from .errors import UsageError, is_main_rank
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors raised as :class:`UsageError` (one line, printed once by :func:`run`)
+    and its help printed by the main process only."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see --help)")
+
+    def _print_message(self, message, file=None):
+        if is_main_rank():
+            super()._print_message(message, file)
+
+
+def _number(text: str, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'a whole number' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1."""
+    n = _number(text, int)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return n
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    n = _number(text, int)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return n
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    x = _number(text, float)
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, got {text}")
+    return x
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    x = _number(text, float)
+    if not (math.isfinite(x) and x >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number of 0 or more, got {text}")
+    return x
+
+
+def probability(text: str) -> float:
+    """argparse type: a number in [0, 1)."""
+    x = _number(text, float)
+    if not 0 <= x < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {text}")
+    return x
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default, except None (an option the lesson fills in, or one that is simply off)."""
+    def _get_help_string(self, action):
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def parser(doc: str | None, lesson: str, *, epochs: int | None, batch_size: int | None,
+           lr: float) -> argparse.ArgumentParser:
+    """The options every lesson takes; ``lesson`` names the default run folder ``runs/<lesson>/``.
+
+    ``epochs`` or ``batch_size`` None: the lesson chooses it from the table (:mod:`wideann.defaults`).
+    Wrong options are :class:`UsageError` s (exit code 2), reported in one line by :func:`run`."""
+    from .. import defaults
+
+    first = (doc or "").strip().splitlines()[0] if doc else lesson
+    p = _Parser(description=first, formatter_class=_HelpFormatter)
+    p.add_argument("--data", nargs="+", metavar="T", help="training table: a normalized .npy (stats file beside "
+                   "it), several .npy shards of one table or a folder of them (read as one table, in the order given; "
+                   "a folder's in name order), or raw CSV files, normalized into the run folder (default: the shipped "
+                   "example data/example.csv)")
+    p.add_argument("--test-data", nargs="+", metavar="T", help="a separate test table (.npy file(s) or folder, "
+                   "normalized with the training stats, or raw CSV files); default: a seeded split of --data")
+    p.add_argument("--stats", help="stats file of --data (default: beside it, t.npy -> t.stats.json; for shards "
+                   "normalized with merged stats: the merged file)")
+    p.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training rows"
+                   + ("" if epochs else "; " + defaults.help_text("epochs")))
+    p.add_argument("--batch-size", type=positive_int, default=batch_size,
+                   help=defaults.help_text("batch_size") if batch_size is None else "rows per training step (per process)")
+    p.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
+    p.add_argument("--seed", type=non_negative_int, default=0,
+                   help="seed of the split, the shuffling and the initial weights")
+    p.add_argument("--output-dir", default=os.path.join("runs", lesson), help="where the run writes its files")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars (they show only on a terminal)")
+    return p
+
+
+def mixed_precision(requested: str | None) -> str:
+    """The mixed precision to train with: ``requested`` if given, else the launcher's setting
+    (``accelerate launch --mixed_precision`` or a config file), else bf16 on a GPU that has it.
+    Without a GPU, a precision that came from a config falls back to full float32, with a note:
+    bf16 on a CPU is slow where the CPU lacks bf16 instructions, and fp16 is GPU-only."""
+    import torch
+
+    if requested == "fp16" and not torch.cuda.is_available():
+        raise UsageError("--mixed-precision fp16 needs a GPU; on the CPU use bf16 or no")
+    if requested:
+        return requested
+    from_launcher = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    if not torch.cuda.is_available():
+        if from_launcher != "no" and os.environ.get("RANK", "0") == "0":
+            print(f"no GPU: mixed precision {from_launcher} from the launcher is not used on the CPU "
+                  "(pass --mixed-precision bf16 to force it)")
+        return "no"
+    if from_launcher != "no":
+        return from_launcher
+    return "bf16" if torch.cuda.is_bf16_supported() else "no"

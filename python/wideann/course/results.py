@@ -1,0 +1,155 @@
+"""What a run leaves in its folder: ``metrics.json`` (:func:`write_metrics`), the test predictions in
+original units (:func:`write_predictions`, through the C++ denormalizer), and the model
+(:func:`save_model`: its weights, with ``model.json`` and ``stats.json`` for ``wideann predict``); each
+written complete or not at all, the free space checked first, a full disk said in one line."""
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import atomic_path
+from ..diskspace import NotEnoughSpace, human_bytes, require_free
+from ..engine import denormalize
+from ..stats import Stats
+from .errors import LessonError
+from .processes import pause, settle
+from .tables import shell_path
+
+
+def write_metrics(args, accelerator, **metrics) -> dict:
+    """Write ``metrics.json`` into the run folder (main process) and print the numbers."""
+    out = Path(args.output_dir)
+    metrics = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in metrics.items()}
+    if accelerator is None or accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / "metrics.json") as tmp:
+            with open(tmp, "w") as f:
+                json.dump(metrics, f, indent=1)
+                f.write("\n")
+        print(f"test RMSE {metrics['test_rmse']:.4f}  R² {metrics['test_r2']:.4f}  (original units of y, "
+              f"{metrics.get('test_rows', '?')} test rows)")
+        print(f"trained {metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s, "
+              f"{metrics['samples_per_second']:.0f} samples/s on {metrics['world_size']} process(es)")
+        print(f"-> {out / 'metrics.json'}")
+    return metrics
+
+
+def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> Path:
+    """Test predictions in original units: ``y_true,y_pred`` CSV written by the C++ denormalizer.
+
+    The normalized pairs go to a temporary ``.npy`` beside ``out_csv`` and ``wideann denormalize`` turns
+    them back with the target column's stats (``--columns y y``). The free space is checked first.
+    """
+    out_csv = Path(out_csv)
+    if accelerator is not None and not accelerator.is_main_process:
+        return out_csv
+    pairs = np.stack([np.asarray(y_true, np.float32).ravel(), np.asarray(y_pred, np.float32).ravel()], axis=1)
+    # the .npy, then the CSV (up to 2 x 25 characters a row) and its copy with the final header
+    need = pairs.nbytes + 2 * (64 * len(pairs) + 4096)
+    what = f"the predictions {out_csv.name}"
+    require_free(out_csv, need, what)
+    pause("predictions-begin")
+    tmp = out_csv.with_name(out_csv.stem + ".normalized.npy")
+    try:
+        try:
+            np.save(tmp, pairs)
+            target = Stats.load(stats_path).columns[-1]
+            print("denormalizing with the C++ engine:  wideann denormalize " f"{shell_path(tmp)} -o "
+                  f"{shell_path(out_csv)} --stats {shell_path(stats_path)} --columns {target} {target}")
+            denormalize(tmp, out_csv, stats=stats_path, columns=[target, target])
+        finally:
+            tmp.unlink(missing_ok=True)
+        # the engine names both columns after the stats column (y,y); say which is which
+        text = out_csv.read_text()
+        first, _, rest = text.partition("\n")
+        if first.count(",") == 1:
+            with atomic_path(out_csv) as t:
+                Path(t).write_text(f"{target}_true,{target}_pred\n" + rest)
+    except Exception as e:
+        raise disk_full(e, out_csv.parent, what, need) from e
+    return out_csv
+
+
+def tensor_bytes(obj) -> int:
+    """Bytes of the tensors in a (nested) state dict."""
+    if hasattr(obj, "element_size") and hasattr(obj, "numel"):
+        return obj.element_size() * obj.numel()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def disk_full(e: BaseException, folder, what: str, need: int) -> BaseException:
+    """``e``, or a :class:`NotEnoughSpace` when ``e`` came from a full disk. ``torch.save`` reports one as
+    ``RuntimeError: ... unexpected pos``, so a write that failed where less than ``need`` bytes are free
+    counts as one too."""
+    if isinstance(e, (NotEnoughSpace, LessonError)):
+        return e
+    full = (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or "No space left" in str(e)
+    if not full:
+        try:
+            full = shutil.disk_usage(folder).free < need
+        except OSError:
+            pass
+    if not full:
+        return e
+    return NotEnoughSpace(errno.ENOSPC, f"the disk filled up while writing {what} (it needs about "
+                                        f"{human_bytes(need)})", os.fspath(folder))
+
+
+def fsync(path) -> None:
+    """Data of a file (or the entries of a folder) on disk, not only in the page cache."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_model(model, path, accelerator=None, args=None, files=None) -> None:
+    """The model's weights (its ``state_dict``; a plain state dict is taken too) to ``path``: written to a
+    temporary name, then renamed, so a best-model file is never half-written, and never written in place
+    (checkpoints keep hard links to the one of their time).
+
+    Given the lesson's ``args`` and ``files`` (from :func:`prepare_data`), it also writes what is needed
+    to use the model on new data: ``model.json`` beside it (the layers, the options, the training
+    table's dtype; see :mod:`wideann.modelcard`) and a copy of the training stats, ``stats.json``.
+    ``wideann predict RUN_DIR NEW.csv -o OUT.csv`` reads them.
+
+    The free space is checked first. With an ``accelerator`` only the main process writes, and every
+    process learns whether it worked: call it on all of them.
+    """
+    import torch
+
+    error = None
+    if accelerator is None or accelerator.is_main_process:
+        path = Path(path)
+        state = model.state_dict() if hasattr(model, "state_dict") else model
+        need = tensor_bytes(state) + 4096 * len(state) + (64 << 10)
+        what = f"the model {path.name}"
+        try:
+            require_free(path, need, what)
+            pause("model-begin")
+            with atomic_path(path) as tmp:
+                torch.save(state, tmp)
+                fsync(tmp)
+                pause("model-written")
+            pause("model-saved")
+            if files is not None and hasattr(model, "state_dict"):
+                from .. import modelcard
+
+                modelcard.write(model, path.parent, path.name, stats_path=files.stats_path, train=files.train,
+                                options=vars(args) if args is not None else None, lesson=Path(sys.argv[0]).name)
+        except Exception as e:  # noqa: BLE001 - raised again by settle
+            error = disk_full(e, path.parent, what, need)
+            if error is not e:
+                error.__cause__ = e
+    settle(accelerator, error)

@@ -1,0 +1,223 @@
+"""The table a lesson trains on (:func:`prepare_data`).
+
+With no ``--data`` it takes the shipped example CSV (``data/example.csv``) and normalizes it with the C++
+engine into the run folder, printing the ``wideann normalize`` command it ran; CSV files given with
+``--data`` / ``--test-data`` are handled the same way; ``.npy`` tables (one file, several shards or a
+folder of them) are used as they are, with their stats file (beside them, or ``--stats``), after
+checking that the shards agree.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from ..engine import DataError, default_stats_path, normalize
+from ..stats import Stats
+from .errors import LessonError, UsageError, one_line
+from .processes import in_turn
+
+
+EXAMPLE_NAME = "example.csv"
+
+
+def example_csv() -> Path:
+    """The shipped example data: ``data/example.csv`` of the source tree."""
+    candidates = []
+    if os.environ.get("WIDEANN_EXAMPLE_DATA"):
+        candidates.append(Path(os.environ["WIDEANN_EXAMPLE_DATA"]))
+    if sys.argv and sys.argv[0]:
+        candidates.append(Path(sys.argv[0]).resolve().parent.parent / "data" / EXAMPLE_NAME)
+    candidates.append(Path.cwd() / "data" / EXAMPLE_NAME)
+    candidates.append(Path(__file__).resolve().parents[3] / "data" / EXAMPLE_NAME)
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise LessonError("the example data data/example.csv was not found: run from the wideann source tree, "
+                      "or pass --data")
+
+
+def shell_path(p) -> str:
+    p = os.fspath(p)
+    try:
+        rel = os.path.relpath(p)
+        p = rel if not rel.startswith(os.pardir + os.sep + os.pardir) else p
+    except ValueError:
+        pass
+    return shlex.quote(p)
+
+
+def _is_up_to_date(out: Path, sources: list[Path]) -> bool:
+    return out.is_file() and all(out.stat().st_mtime >= s.stat().st_mtime for s in sources)
+
+
+def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say) -> tuple[Path, Path]:
+    """CSV file(s) -> ``folder/<name>.npy`` with the engine (fitting stats unless ``stats`` is given).
+
+    Several CSV files are one table (concatenated in order, as ``wideann normalize a.csv b.csv`` does);
+    the output is named after the first, with ``+N`` for the others."""
+    name = csvs[0].stem + (f"+{len(csvs) - 1}" if len(csvs) > 1 else "")
+    out = folder / (name + ".npy")
+    st_path = Path(stats) if stats else Path(default_stats_path(out))
+    deps = list(csvs) + ([Path(stats)] if stats else [])
+    if _is_up_to_date(out, deps) and st_path.is_file() and _sources_match(out, csvs, stats):
+        say(f"using {shell_path(out)} (normalized from {' '.join(shell_path(c) for c in csvs)} earlier)")
+        return out, st_path
+    folder.mkdir(parents=True, exist_ok=True)
+    cmd = ["wideann", "normalize", *(shell_path(c) for c in csvs), "-o", shell_path(out)]
+    if stats:
+        cmd += ["--stats", shell_path(stats)]
+    say("normalizing with the C++ engine:  " + " ".join(cmd))
+    _sources_file(out).unlink(missing_ok=True)  # written again only once the new table is complete
+    normalize(csvs, out, stats=stats)
+    _sources_file(out).write_text(json.dumps(_sources_key(csvs, stats)))
+    return out, st_path
+
+
+def _sources_file(out: Path) -> Path:
+    return out.with_name(out.name + ".sources.json")
+
+
+def _sources_key(csvs, stats) -> list:
+    return [os.path.abspath(c) for c in csvs] + ([os.path.abspath(stats)] if stats else [])
+
+
+def _sources_match(out: Path, csvs, stats) -> bool:
+    """The table in the run folder was made from exactly these files (not from others of the same name)."""
+    try:
+        return json.loads(_sources_file(out).read_text()) == _sources_key(csvs, stats)
+    except (OSError, ValueError):
+        return False
+
+
+def _table_files(option: str, given, default=None) -> tuple[str, list[Path]]:
+    """``("npy", shards)`` or ``("csv", files)`` for the paths given to ``option``; a folder means its .npy
+    files. A mix of .npy tables and CSV files is refused."""
+    if isinstance(given, (str, os.PathLike)):  # one path given by a caller other than the parser
+        given = [given]
+    items = [Path(p) for p in given] if given else [default]
+    for p in items:
+        if not p.exists():
+            raise LessonError(f"{option} {p}: no such file")
+        if p.is_dir() and not any(q.suffix.lower() == ".npy" and q.is_file() for q in p.iterdir()):
+            raise LessonError(f"{option} {p}: is a folder without .npy tables; give .npy tables (files, or a "
+                              "folder of shards) or raw CSV files")
+    csvs = [p for p in items if p.is_file() and p.suffix.lower() != ".npy"]
+    if csvs and len(csvs) != len(items):
+        raise UsageError(f"{option}: give .npy tables (files or folders) or raw CSV files, not both")
+    if csvs:
+        return "csv", csvs
+    return "npy", _data_call(data_pkg().table_paths, items, option=option)
+
+
+def data_pkg():
+    from .. import data
+
+    return data
+
+
+def _data_call(fn, *args, option: str = "", **kw):
+    """A call into wideann.data whose data errors are the user's: one line (after ``option``, the option
+    that named the table), exit 1."""
+    try:
+        return fn(*args, **kw)
+    except (DataError, ValueError) as e:  # DataError is a ValueError; both name the file
+        raise LessonError(f"{option} {e}" if option else str(e)) from None
+
+
+def prepare_data(args, accelerator=None) -> SimpleNamespace:
+    """Resolve ``--data`` / ``--test-data`` / ``--stats`` into normalized tables.
+
+    Returns a namespace with ``train`` (the list of ``.npy`` shard paths of the training table: one for
+    a single file), ``test`` (the test table's shard paths, or None), ``stats_path`` and ``stats``
+    (:class:`wideann.Stats`). Shards that disagree with each other (columns, dtype, stats file) or a test
+    table whose columns differ from the training table's raise :class:`LessonError` naming the odd file.
+    With several processes the main one normalizes and the others wait for it.
+    """
+    main = accelerator is None or accelerator.is_main_process
+    say = print if main else (lambda *a, **k: None)
+    out_dir = Path(args.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = out_dir / "data"
+    data = data_pkg()
+
+    def work():
+        kind, found = _table_files("--data", args.data, None if args.data else example_csv())
+        if args.stats:
+            _require_file(Path(args.stats), "--stats")
+        if kind == "npy":
+            train = found
+            stats_path, _ = _data_call(data.table_stats, train, args.stats, option="--data")
+        else:
+            if not args.data:
+                say(f"no --data given: using the example data {shell_path(found[0])}")
+            table, stats_path = _normalize_csv(found, data_dir, args.stats, say)
+            train = [table]
+        test = None
+        if args.test_data:
+            kind, found = _table_files("--test-data", args.test_data)
+            test = found if kind == "npy" else [_normalize_csv(found, data_dir / "test", stats_path, say)[0]]
+        return train, test, stats_path, _check_tables(train, test, stats_path)
+
+    # one process per machine normalizes; the others then find its files up to date
+    train, test, stats_path, stats = in_turn(accelerator, work)
+    return SimpleNamespace(train=train, test=test, stats_path=stats_path, stats=stats)
+
+
+def _require_file(path: Path, option: str) -> None:
+    if path.is_dir():
+        raise LessonError(f"{option} {path}: is a folder, expected a file")
+    if not path.is_file():
+        raise LessonError(f"{option} {path}: no such file")
+
+
+def _name(paths: list[Path]) -> str:
+    """A table's name in a message: its file, or its first shard and how many more."""
+    return f"{paths[0]}" + (f" (+{len(paths) - 1} shards)" if len(paths) > 1 else "")
+
+
+def _table_shape(paths: list[Path], option: str) -> tuple[int, int]:
+    """Rows and columns of a table (the headers of its shards only); a broken file is the user's mistake."""
+    with _data_call(data_pkg().open_table, paths, option=option) as t:
+        rows, cols = t.n_rows, t.n_columns
+    if rows < 1:
+        raise LessonError(f"{option} {_name(paths)}: the table has no rows")
+    if cols < 2:
+        raise LessonError(f"{option} {_name(paths)}: a table needs input columns and the target y (the last "
+                          f"column); this one has {cols} column")
+    return rows, cols
+
+
+def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path) -> Stats:
+    """The stats file and the tables belong together: same columns, test data normalized with the
+    training stats. Shards that disagree with each other (columns, dtype) are refused naming the odd one.
+    Returns the stats."""
+    try:
+        stats = Stats.load(stats_path)
+    except ValueError as e:
+        raise LessonError(f"{one_line(str(e))} (the stats file of {_name(train)})") from None
+    _, cols = _table_shape(train, "--data")
+    if cols != stats.n_columns:
+        raise LessonError(f"{stats_path} describes {stats.n_columns} columns but {_name(train)} has {cols}: it is "
+                          f"the stats file of another table; give the one written with {train[0].name} (--stats)")
+    if test is not None:
+        _, test_cols = _table_shape(test, "--test-data")
+        if test_cols != cols:
+            raise LessonError(f"--test-data {_name(test)} has {test_cols} columns but the training table "
+                              f"{_name(train)} has {cols}: the test table must have the training table's columns, "
+                              f"normalized with its stats (wideann normalize TEST.csv -o TEST.npy --stats {stats_path})")
+        for shard in test:
+            own = Path(default_stats_path(shard))
+            if shard.suffix.lower() == ".npy" and own.is_file() and own.resolve() != stats_path.resolve():
+                try:
+                    same = Stats.load(own).same_transform(stats)
+                except ValueError:
+                    same = False
+                if not same:
+                    raise LessonError(f"--test-data {shard} was normalized with its own stats ({own}), not with "
+                                      f"the training table's: its numbers would mean something else; normalize the "
+                                      f"test CSV again with --stats {stats_path}")
+    return stats
