@@ -94,7 +94,9 @@ def endless(source, cold=False):
 
 
 # ---- the GPU half ------------------------------------------------------------------------------------
-def gpu_half(args, tables):
+def gpu_half(args, tables, partial=lambda got: None):
+    """The GPU half; ``partial(report)`` is given the report so far after every batch size (the device
+    lease is short: a run cut off by its time limit keeps the figures it has)."""
     import torch
     from torch import nn
 
@@ -215,16 +217,20 @@ def gpu_half(args, tables):
             r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, **measured(paths)}
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
             if args.profile and batch == 1024 and dt == "float16":
-                profile(args.profile, {"ceiling": iter(lambda: (x, y), None), "streamed": endless(streamed),
-                                       "resident": endless(resident)}, step)
+                try:  # (a profiler that cannot start on this machine costs its tables, not the figures)
+                    profile(args.profile, {"ceiling": iter(lambda: (x, y), None), "streamed": endless(streamed),
+                                           "resident": endless(resident)}, step)
+                except Exception as e:  # noqa: BLE001
+                    print(f"profile: failed ({type(e).__name__}: {e})", flush=True)
             print(f"{dt} batch {batch}: ceiling {r['ceiling']:,.0f}  reader {r['reader']:,.0f} "
                   f"({r['reader_gb_s']:.1f} GB/s)  streamed {r['streamed']:,.0f} ({r['streamed_ratio']:.0%})  "
                   f"resident {r['resident']:,.0f} ({r['resident_ratio']:.0%}) samples/s", flush=True)
             results.append(r)
+            partial({"gpu": torch.cuda.get_device_name(0), "results": results, "complete": False})
             del streamed, resident, resident32, paths
         del tier
         torch.cuda.empty_cache()
-    return {"gpu": torch.cuda.get_device_name(0), "results": results}
+    return {"gpu": torch.cuda.get_device_name(0), "results": results, "complete": True}
 
 
 def profile(folder, paths, step, steps=40):
@@ -539,7 +545,10 @@ def main():
     report = {"machine": machine(), "rows": args.rows, "seconds": args.seconds, "batches": args.batches,
               "dtypes": args.dtypes, "rounds": args.rounds, "threads_at_start": threading.active_count()}
     if torch.cuda.is_available() and not args.cpu:
-        report.update(gpu_half(args, tables))
+        def partial(got):
+            if args.json:
+                Path(args.json).write_text(json.dumps({**report, **got}, indent=1) + "\n")
+        report.update(gpu_half(args, tables, partial))
         text = gpu_markdown(report)
     else:
         report.update(cpu_half(args, tables))
