@@ -39,7 +39,8 @@ EOF
 
 if want 1; then
 say "1. GPU tests of the data path"
-timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_tiers.py tests/test_native_reader.py 2>&1 | tail -15
+# (120 s: test_tiers also launches lesson 4 four times, on the GPU there)
+timeout 120 python3 -m pytest -q -p no:cacheprovider --durations=5 tests/test_tiers.py tests/test_native_reader.py 2>&1 | tail -22
 
 fi
 if want 2; then
