@@ -21,7 +21,8 @@ With a CUDA GPU, for batch 256, 1024 and 4096 and both dtypes, samples/s of:
 and, for float16 at batch 1024 and 4096, (c) with every epoch begun cold (as before the sources read on
 into the next epoch: the table has only 20 and 5 steps an epoch there); each with its ratio to (a), and
 with the training thread's time per step split in two: waiting for the next batch (the data path's own
-host cost) and in the step (dispatch, and the wait for the GPU when the loss is read).
+host cost) and in the step (dispatch, and the wait for the GPU when the loss is read), and the peak GPU
+memory each path takes above the model and the resident rows (and the host's peak RSS, once).
 Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024; resident >= 95% at 256 and
 1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (32 figures of
 --seconds each plus 5 warm-up batches, the tables made once). The paths are measured in turn, --rounds
@@ -47,6 +48,7 @@ import argparse
 import json
 import os
 import queue
+import resource
 import sys
 import threading
 import time
@@ -129,17 +131,21 @@ def gpu_half(args, tables, partial=lambda got: None):
         return step
 
     def timed(batches, step=None, seconds=1.0, warmup=5):
-        """``(samples/s, fetch ms, step ms)`` over ``seconds`` after `warmup` batches (step None: the batches
+        """``(samples/s, fetch ms, step ms, GiB)`` over ``seconds`` after `warmup` batches (step None: the batches
         alone), with where the training thread's time went, in ms per step: waiting for the next batch (the
         data path's own host cost) and in the step (its dispatch, and any wait for the GPU at the
         every-10-steps loss read). On a host-bound step, a path that only adds to the first is slowed by its
-        host cost; one that adds to the second keeps the GPU busier than the ceiling does."""
+        host cost; one that adds to the second keeps the GPU busier than the ceiling does. GiB: the peak of
+        the GPU memory allocated during the timed steps, above what was held before them (the model, its
+        optimizer state, and the resident rows, which are reported once)."""
         it = iter(batches)
         for _ in range(warmup):
             x, y = next(it)
             if step:
                 step(x, y)
         torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        held = torch.cuda.memory_allocated()
         clock = time.perf_counter
         t0, n, steps, fetch, stepping = clock(), 0, 0, 0.0, 0.0
         while clock() - t0 < seconds:
@@ -151,9 +157,10 @@ def gpu_half(args, tables, partial=lambda got: None):
             fetch, stepping, n, steps = fetch + b - a, stepping + clock() - b, n + len(x), steps + 1
         torch.cuda.synchronize()
         rate = n / (clock() - t0)
+        more = (torch.cuda.max_memory_allocated() - held) / 2**30
         if hasattr(it, "close"):
             it.close()  # stops a read-ahead thread now, not when the generator is collected
-        return rate, 1e3 * fetch / steps, 1e3 * stepping / steps
+        return rate, 1e3 * fetch / steps, 1e3 * stepping / steps, more
 
     def measured(paths):
         """Every path of ``paths`` (name -> (a function making its batches, with the step or not)), the
@@ -164,12 +171,13 @@ def gpu_half(args, tables, partial=lambda got: None):
         for _ in range(args.rounds):
             for name, (batches, with_step) in paths.items():
                 runs[name].append(timed(batches(), step if with_step else None, args.seconds / args.rounds))
-        r, ceiling = {}, [rate for rate, _, _ in runs["ceiling"]]
+        r, ceiling = {}, [got[0] for got in runs["ceiling"]]
         for name, got in runs.items():
-            rates = [rate for rate, _, _ in got]
+            rates = [g[0] for g in got]
             r[name], r[f"{name}_rounds"] = float(np.median(rates)), rates
-            r[f"{name}_fetch_ms"] = float(np.median([f for _, f, _ in got]))
-            r[f"{name}_step_ms"] = float(np.median([s for _, _, s in got]))
+            r[f"{name}_fetch_ms"] = float(np.median([g[1] for g in got]))
+            r[f"{name}_step_ms"] = float(np.median([g[2] for g in got]))
+            r[f"{name}_gpu_peak_gib"] = max(g[3] for g in got)
             if name != "ceiling":
                 r[f"{name}_ratio"] = float(np.median([a / c for a, c in zip(rates, ceiling)]))
         return r
@@ -214,7 +222,8 @@ def gpu_half(args, tables, partial=lambda got: None):
                      "resident_f32": (lambda s=resident32: endless(s), True)}
             if dt == "float16" and batch >= 1024:  # (c) with every epoch begun cold: what reading on is worth
                 paths["streamed_cold"] = (lambda s=streamed: endless(s, cold=True), True)
-            r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, **measured(paths)}
+            r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, "resident_gib": tier.store.nbytes / 2**30,
+                 **measured(paths)}
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
             if args.profile and batch == 1024 and dt == "float16":
                 try:  # (a profiler that cannot start on this machine costs its tables, not the figures)
@@ -270,12 +279,17 @@ def gpu_markdown(report):
                      f"{r['reader_gb_s']:.1f} | {r['streamed']:,.0f} | {r['streamed_ratio']:.0%} | "
                      f"{r['resident']:,.0f} | {r['resident_ratio']:.0%} | "
                      f"{r['resident_f32']:,.0f} | {r['resident_f32_ratio']:.0%} |")
+    paths = ("ceiling", "streamed", "resident")
     lines += ["", "The training thread's time, ms per step: waiting for the next batch / in the step "
-              "(dispatch, and the wait for the GPU at the loss read every 10 steps).", "",
-              "| dtype | batch | (a) on the GPU | (c) streamed | (d) resident |", "| --- | ---: | ---: | ---: | ---: |"]
+              "(dispatch, and the wait for the GPU at the loss read every 10 steps); and the peak GPU memory "
+              "of the steps above what was held before them (model, optimizer state, resident rows), GiB.", "",
+              "| dtype | batch | (a) on the GPU | (c) streamed | (d) resident | GPU peak (a) / (c) / (d) | resident rows |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["results"]:
         lines.append(f"| {r['dtype']} | {r['batch']} | " + " | ".join(
-            f"{r[k + '_fetch_ms']:.2f} / {r[k + '_step_ms']:.2f}" for k in ("ceiling", "streamed", "resident")) + " |")
+            f"{r[k + '_fetch_ms']:.2f} / {r[k + '_step_ms']:.2f}" for k in paths) + " | "
+            + " / ".join(f"{r[k + '_gpu_peak_gib']:.2f}" for k in paths) + f" | {r['resident_gib']:.2f} GiB |")
+    lines += ["", f"Host peak RSS of the whole benchmark: {report['host_peak_rss_gib']:.2f} GiB."]
     cold = [r for r in report["results"] if "streamed_cold" in r]
     if cold:
         lines += ["", "(c) with every epoch begun cold (the next epoch's first batches not read on): " + "; ".join(
@@ -549,6 +563,7 @@ def main():
             if args.json:
                 Path(args.json).write_text(json.dumps({**report, **got}, indent=1) + "\n")
         report.update(gpu_half(args, tables, partial))
+        report["host_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # (KiB on Linux)
         text = gpu_markdown(report)
     else:
         report.update(cpu_half(args, tables))

@@ -40,6 +40,9 @@ def main():
     torch.cuda.synchronize = lambda *a, **k: None
     torch.cuda.get_device_name = lambda *a, **k: "none (a dry run on the CPU: the figures mean nothing)"
     torch.cuda.empty_cache = lambda: None
+    torch.cuda.reset_peak_memory_stats = lambda *a, **k: None
+    torch.cuda.memory_allocated = lambda *a, **k: 0
+    torch.cuda.max_memory_allocated = lambda *a, **k: 0
     torch.cuda.is_bf16_supported = lambda *a, **k: True
     torch.device = _Device
     torch.empty = _unpinned
