@@ -227,7 +227,8 @@ def test_read_ahead_errors_reach_the_consumer_and_early_exit_stops_the_thread(tm
     path = tmp_path / "t.npy"
     a = np.random.default_rng(0).random((1000, 7), dtype=np.float32)
     np.save(path, a)
-    src = data.ShardedBatches(path, np.arange(1000), 10, prefetch=2, shuffle=False, reader_threads=2)
+    src = data.ShardedBatches(path, np.arange(1000), 10, prefetch=2, shuffle=False, reader_threads=2,
+                              pin_memory=False)  # (no CUDA threads where a GPU is present)
     src.table.read_index(np.arange(3), (np.empty((3, 6), np.float32), np.empty((3, 1), np.float32)))  # the pool
     before = _threads()
     it = src.epoch(0)
