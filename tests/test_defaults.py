@@ -11,7 +11,6 @@
 """
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import pytest
 
 import wideann
+from test_lessons import _env
 from wideann import data, defaults
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,13 +68,6 @@ def test_split_of_a_small_table_keeps_its_fractions():
     assert len({tuple(data.split_rows(442, 0.2, 0.1, seed=k).test) for k in range(20)}) == 20
     assert data.split_block_rows(442) == 4 and data.split_block_rows(150) == 1
     assert data.split_block_rows(6_400) == data.split_block_rows(10 ** 7) == data.SPLIT_BLOCK_ROWS
-
-
-def _env(tmp_path):
-    env = dict(os.environ, HF_HOME=str(tmp_path / "hf"), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("ACCELERATE_USE_CPU", None)
-    env.pop("ACCELERATE_MIXED_PRECISION", None)
-    return env
 
 
 def _launch(tmp_path, script, *args):

@@ -24,6 +24,7 @@ def _fresh_env(home: Path) -> dict:
     env = {k: v for k, v in os.environ.items()
            if k not in ("HF_HOME", "XDG_CACHE_HOME", "OMP_NUM_THREADS") and not k.startswith("ACCELERATE_")}
     env["HOME"] = str(home)
+    env["CUDA_VISIBLE_DEVICES"] = ""  # a newcomer's machine without a GPU, on any machine (a GPU's: gpu_checks.sh)
     return env
 
 

@@ -36,6 +36,7 @@ def _env(tmp_path):
     env.pop("ACCELERATE_MIXED_PRECISION", None)
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
+    env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU's runs on any machine (the GPU's: benchmarks/gpu_checks.sh)
     return env
 
 
