@@ -84,10 +84,10 @@ CASES = [
      "--resume folder.npy: not a complete checkpoint"),
     ("resume-other-options", LONG_RUN, SMALL_RUN + ["--lr", "0.01", "--output-dir", "ckpt{n}", "--resume"], 2,
      "was made with other options: --lr 0.005 (now: 0.01); give the options of the interrupted run"),
+    # (the lessons the tests launch see no GPU, whatever the machine: test_lessons._env)
+    ("fp16-without-gpu", MULTI, ["--mixed-precision", "fp16"], 2,
+     "--mixed-precision fp16 needs a GPU; on the CPU use bf16 or no"),
 ]
-if not __import__("torch").cuda.is_available():
-    CASES.append(("fp16-without-gpu", MULTI, ["--mixed-precision", "fp16"], 2,
-                  "--mixed-precision fp16 needs a GPU; on the CPU use bf16 or no"))
 
 BUG_SCRIPTS = {  # not the user's mistakes: they keep their traceback
     "bug_value_error.py": ("ValueError", "def main():\n    raise ValueError('a bug of ours')\n"),
