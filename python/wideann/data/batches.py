@@ -167,7 +167,7 @@ class ShardedBatches:
         """Yield ``(x, y)`` for steps ``start_step .. len(self)-1`` of ``epoch``."""
         epoch, start = int(epoch), int(start_step)
         if self.resident is not None:
-            yield from self._gathered(self.epoch_order(epoch), range(start, len(self)))
+            yield from self._gathered(epoch, start)
         elif self.cuda:
             yield from self._to_gpu(epoch, start)
         else:
@@ -182,6 +182,11 @@ class ShardedBatches:
     def _out_dtype(self):
         return self.dtype if self.dtype is not None else torch_dtype(self.table.dtype)
 
+    @property
+    def _most_rows(self) -> int:
+        """Rows of this process's largest step (at least 1): what a reused batch buffer must hold."""
+        return max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
+
     def _on_host(self, epoch, start):
         """Batches as new CPU tensors, read ``prefetch`` batches ahead by the native reader's own thread
         (:class:`~wideann.data.native_reader.ReadAhead`: no Python thread beside the training loop), or on
@@ -194,8 +199,8 @@ class ShardedBatches:
         t, out = self.table, self._out_dtype()
         raw = torch_dtype(t.dtype)
         read = out if raw == out or (raw == torch.float16 and out == torch.float32) else raw  # what the reader gives
-        most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
-        pool = self.__dict__.setdefault("_pool", BlockPool.shared(most * t.n_inputs * read.itemsize, self.prefetch + 3))
+        pool = self.__dict__.setdefault("_pool", BlockPool.shared(self._most_rows * t.n_inputs * read.itemsize,
+                                                                  self.prefetch + 3))
         np_read = torch.empty(0, dtype=read).numpy().dtype
 
         def buffers(n):
@@ -266,12 +271,12 @@ class ShardedBatches:
             else:
                 ahead.close()  # batches not started are dropped, the one being read is waited for
 
-    def _gathered(self, order, steps):
+    def _gathered(self, epoch, start):
         """The resident tier: every batch of the epoch gathered from the rows held on the device."""
         import torch
 
         store, out = self.resident, self._out_dtype()
-        parts = [self.step_rows(order, s) for s in steps]
+        parts = list(self._plan(epoch, start))
         bounds = np.cumsum([0] + [p.size for p in parts])
         pos = torch.from_numpy(store.positions(np.concatenate(parts) if parts else np.empty(0, np.int64)))
         if store.device.type == "cuda":
@@ -301,8 +306,7 @@ class ShardedBatches:
         if kit is None:
             # slots: `prefetch` being read ahead, one being copied, one copied ahead of its step and one
             # whose copy may still run; rows: the largest step's
-            most = max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
-            kit = {"ring": PinnedRing(max(4, self.prefetch + 3), most, t.n_inputs, torch_dtype(t.dtype),
+            kit = {"ring": PinnedRing(max(4, self.prefetch + 3), self._most_rows, t.n_inputs, torch_dtype(t.dtype),
                                       pin=self.pin_memory),
                    "side": torch.cuda.Stream(device)}
         ring, side = kit["ring"], kit["side"]
