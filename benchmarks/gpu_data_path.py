@@ -166,7 +166,8 @@ def gpu_half(args, tables, partial=lambda got: None):
         """Every path of ``paths`` (name -> (a function making its batches, with the step or not)), the
         first being the ceiling, measured in turn, --rounds times, --seconds split between the rounds:
         a change of the GPU's clock over the run then touches every path alike. Per path: the median
-        rate, the median of its ratios to the ceiling measured in the same round, and the median ms."""
+        rate (and the rate of every round), the median of its ratios to the ceiling measured in the same
+        round, the median ms, and the largest GPU peak."""
         runs = {name: [] for name in paths}
         for _ in range(args.rounds):
             for name, (batches, with_step) in paths.items():
@@ -227,8 +228,7 @@ def gpu_half(args, tables, partial=lambda got: None):
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
             if args.profile and batch == 1024 and dt == "float16":
                 try:  # (a profiler that cannot start on this machine costs its tables, not the figures)
-                    profile(args.profile, {"ceiling": iter(lambda: (x, y), None), "streamed": endless(streamed),
-                                           "resident": endless(resident)}, step)
+                    profile(args.profile, {k: paths[k][0]() for k in ("ceiling", "streamed", "resident")}, step)
                 except Exception as e:  # noqa: BLE001
                     print(f"profile: failed ({type(e).__name__}: {e})", flush=True)
             print(f"{dt} batch {batch}: ceiling {r['ceiling']:,.0f}  reader {r['reader']:,.0f} "
