@@ -12,6 +12,8 @@ import pytest
 from wideann import _native
 from conftest import assert_failed_cleanly, cli_env, default_names, ok, read_csv_table, run_cli, stats_file
 
+
+
 def _cpu_has_f16c() -> bool:
     try:
         with open("/proc/cpuinfo") as f:

@@ -24,20 +24,11 @@ pytest.importorskip("accelerate")
 
 import wideann  # noqa: E402
 from conftest import WIDEANN, stderr_on_a_terminal  # noqa: E402
+from test_lessons import _env  # noqa: E402  (the lessons' runs: no user config, no GPU)
 from wideann import progress  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
-
-
-def _env(tmp_path) -> dict:
-    env = dict(os.environ)
-    env["HF_HOME"] = str(tmp_path / "hf")  # no user accelerate config
-    env.pop("ACCELERATE_USE_CPU", None)
-    env.pop("ACCELERATE_MIXED_PRECISION", None)
-    env["OMP_NUM_THREADS"] = "1"
-    env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU's runs on any machine
-    return env
 
 
 def _on_a_terminal(cmd, cwd, env, timeout=240) -> tuple[int, str]:
