@@ -181,7 +181,8 @@ class _LateCuda:
 
         def to(tensor, *args, **kwargs):
             dtype = next((a for a in args if isinstance(a, torch.dtype)), kwargs.get("dtype")) or tensor.dtype
-            if not late.on_side or (dtype == tensor.dtype and not kwargs.get("non_blocking")):
+            queued = kwargs.get("non_blocking") or kwargs.get("copy")
+            if not late.on_side or (dtype == tensor.dtype and not queued):
                 return real_to(tensor, *args, **kwargs)
             out = torch.full(tensor.shape, float("nan"), dtype=dtype)
             late.queued.append((out, tensor))
@@ -244,3 +245,22 @@ def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_pa
         late.run()
         _same(refs[1, 0], [(x.float(), y.float()) for x, y in got])
     assert late.ran > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_kept_targets_of_the_gpu_path_do_not_keep_their_inputs(tmp_path, monkeypatch, dtype):
+    # an evaluation keeps every batch's y (lesson 4's predict): a y that were a view of its batch's copied
+    # block (inputs and targets) would keep the whole block on the GPU, 12,849 times its own size
+    path, _ = _table(tmp_path, dtype, rows=300, cols=57)
+    table = data.NpyTable(path)
+    late = _LateCuda(monkeypatch)
+    for out in ("float32", None):
+        gpu = data.ShardedBatches(table, np.arange(300), 64, shuffle=False, pin_memory=False, dtype=out)
+        gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+        got = list(gpu.epoch(0))
+        late.run()
+        ys = [y for _, y in got]
+        for y in ys:
+            assert y.untyped_storage().nbytes() == y.numel() * y.element_size()
+        expected = torch.from_numpy(np.load(path)[:, -1:]).to(ys[0].dtype)
+        assert torch.equal(torch.cat(ys), expected)

@@ -320,7 +320,10 @@ class ShardedBatches:
             """Slot ``k``'s batch of ``n`` rows to the device: ``(x, y, event)``, the event marking its end."""
             with torch.cuda.stream(side):
                 block = ring.block(k, n).to(device, non_blocking=True)  # inputs and targets: one copy
-                x, y = (part.to(out) for part in ring.split(block, n))
+                x, y = ring.split(block, n)
+                # the targets in memory of their own: an evaluation keeps every y, and a y that were a view
+                # of its block would keep the batch's inputs on the device too (12,848 times its size)
+                x, y = x.to(out), y.to(out, copy=True)
                 done = torch.cuda.Event()
                 done.record(side)
             ring.release(k, done)

@@ -7,7 +7,9 @@ when the copy to the GPU that reads it has finished (the CUDA event recorded aft
 reader never overwrites rows still on their way.
 
 A block holds a batch of ``n`` rows as its inputs (``n x n_inputs`` values) followed at once by its
-targets (``n`` values): one copy takes both to the GPU, where the two are views of the copied block.
+targets (``n`` values): one copy takes both to the GPU, where :meth:`PinnedRing.split` gives the two
+parts of the copied block (the batch sources copy the targets out of it, so that a kept ``y`` does not
+keep the inputs' memory alive).
 
 On a CPU there is nothing to copy: the batch sources do not use a ring there (see
 :class:`~wideann.data.batches.ShardedBatches`).
