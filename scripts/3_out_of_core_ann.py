@@ -77,6 +77,8 @@ class TrainingState:
         self.loss_sum, self.rows = 0.0, 0                   # the running training loss of this epoch
         self.best_val_loss, self.best_epoch, self.bad_epochs = float("inf"), 0, 0
         self.history = []
+        # the whole run's totals, for its throughput: they go on from the checkpoint after a resume
+        self.rows_trained, self.train_seconds, self.steps_seconds = 0, 0.0, 0.0
     def state_dict(self):
         return dict(vars(self))
     def load_state_dict(self, state):
@@ -155,9 +157,7 @@ def main():
                               init_kwargs=course.tracker_kwargs(first_step=state.global_step + 1))
 
     # ---- 4. Training ------------------------------------------------------------------------------
-    start = time.perf_counter()
-    rows_trained = 0  # New
-    steps_seconds = 0.0  # New: time in the training steps alone (no validation, no checkpoints)
+    start = time.perf_counter() - state.train_seconds  # New: the clock goes on from the checkpoint's time
     for epoch in range(state.epoch, args.epochs + 1):  # Changed: from the resumed epoch
         # New: stop early, or at the step limit; checked first, so that a resumed run that had stopped stays stopped
         if state.bad_epochs >= args.patience:
@@ -185,7 +185,7 @@ def main():
             scheduler.step()
             state.step, state.global_step = state.step + 1, state.global_step + 1
             state.loss_sum, state.rows = state.loss_sum + loss.item() * len(x), state.rows + len(x)
-            rows_trained += len(x)
+            state.rows_trained += len(x)
 
             batches.show_loss(state.loss_sum / max(state.rows, 1))  # Changed: the running loss, kept in the state
             # the loss and the learning rate to the experiment trackers, every --log-every steps
@@ -194,10 +194,12 @@ def main():
                                 step=state.global_step)
             # New: checkpoints
             if state.global_step % args.checkpoint_every == 0:
-                steps_seconds += time.perf_counter() - steps_start  # New: the clock stops for the checkpoint
+                # New: the steps' clock (time in the training steps alone) stops for the checkpoint
+                state.steps_seconds += time.perf_counter() - steps_start
+                state.train_seconds = time.perf_counter() - start
                 checkpoints.save(accelerator, state.global_step)
                 steps_start = time.perf_counter()  # New
-        steps_seconds += time.perf_counter() - steps_start  # New
+        state.steps_seconds += time.perf_counter() - steps_start  # New
 
         # Changed: the loss on the validation rows; keep the weights of the best epoch; early stopping
         train_loss = state.loss_sum / max(state.rows, 1)
@@ -219,6 +221,7 @@ def main():
                          "epoch/samples_per_second": samples_per_second, "epoch": epoch}, step=state.global_step)  # Changed
         # New: on to the next epoch, after a checkpoint
         state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
+        state.train_seconds = time.perf_counter() - start
         checkpoints.save(accelerator, state.global_step)
     train_seconds = time.perf_counter() - start
 
@@ -243,8 +246,8 @@ def main():
     final = course.write_metrics(args, accelerator, lesson="3_out_of_core_ann", **result, epochs=len(state.history),  # Changed
                                  best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,  # Changed
                                  train_seconds=train_seconds,
-                                 samples_per_second=rows_trained / train_seconds,  # Changed
-                                 train_samples_per_second=rows_trained / max(steps_seconds, 1e-9),  # the steps alone
+                                 samples_per_second=state.rows_trained / train_seconds,  # Changed
+                                 train_samples_per_second=state.rows_trained / max(state.steps_seconds, 1e-9),  # the steps alone
                                  data_tier=train_batches.tier, table_dtype=str(table.dtype),
                                  world_size=accelerator.num_processes)
     # the final numbers to the experiment trackers; the end of the tracked run

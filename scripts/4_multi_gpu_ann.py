@@ -97,21 +97,32 @@ def predict(model, batches, accelerator):
 
 # where training stands; saved with every checkpoint, so that --resume continues exactly
 class TrainingState:
-    def __init__(self):
+    OWN = ("loss_sum", "rows", "rows_trained")  # New: each process has its own (its rows, its loss)
+    def __init__(self, accelerator):  # Changed: the accelerator, to gather what each process has of its own
         self.epoch, self.step, self.global_step = 1, 0, 0   # the next epoch and step to run
         self.loss_sum, self.rows = 0.0, 0                   # the running training loss of this epoch
         self.best_val_loss, self.best_epoch, self.bad_epochs = float("inf"), 0, 0
         self.history = []
+        # the whole run's totals, for its throughput: they go on from the checkpoint after a resume
+        self.rows_trained, self.train_seconds, self.steps_seconds = 0, 0.0, 0.0
+        self.accelerator = accelerator  # New
+    # Changed: the checkpoint is written by the main process alone, but every process calls state_dict (as
+    # for a sharded model's): what each process has of its own is gathered into it, one row a process
     def state_dict(self):
-        # Changed: the running loss is added up on the device (see the loop): saved as a number
-        return {k: v.item() if torch.is_tensor(v) else v for k, v in vars(self).items()}
+        own = torch.tensor([[float(getattr(self, k)) for k in self.OWN]], dtype=torch.float64,
+                           device=self.accelerator.device)  # (the running loss is on the device: see the loop)
+        state = {k: v for k, v in vars(self).items() if k not in self.OWN and k != "accelerator"}
+        return {**state, "per_process": self.accelerator.gather(own).tolist()}
     def load_state_dict(self, state):
-        vars(self).update(state)
+        state = dict(state)  # Changed: this process takes its own row
+        own = state.pop("per_process")[self.accelerator.process_index]
+        vars(self).update(state, loss_sum=own[0], rows=int(own[1]), rows_trained=int(own[2]))
 
 
 def main():
     # ---- 1. Options and the device ----------------------------------------------------------------
-    parser = course.parser(__doc__, "4_multi_gpu_ann", epochs=None, batch_size=None, lr=1e-3)  # Changed
+    parser = course.parser(__doc__, "4_multi_gpu_ann", epochs=None, batch_size=None, lr=1e-3,  # Changed
+                           several_processes=True)
     parser.add_argument("--hidden", type=course.positive_int, nargs="+", default=[1024, 256],  # Changed: a large MLP
                         help="neurons in each hidden layer (one number per layer)")
     course.add_tracking_options(parser)
@@ -202,7 +213,7 @@ def main():
     accelerator.print(model)
 
     # resume from a checkpoint: weights, optimizer, schedule, random numbers and TrainingState
-    state = TrainingState()
+    state = TrainingState(accelerator)  # Changed
     accelerator.register_for_checkpointing(state)
     # each checkpoint keeps the best model of its time and the options (a resume with others is refused)
     checkpoints = course.Checkpoints(out_dir / "checkpoints", args, files=[out_dir / "best_model.pt"])
@@ -214,9 +225,7 @@ def main():
                               init_kwargs=course.tracker_kwargs(first_step=state.global_step + 1))
 
     # ---- 4. Training ------------------------------------------------------------------------------
-    start = time.perf_counter()
-    rows_trained = 0
-    steps_seconds = 0.0
+    start = time.perf_counter() - state.train_seconds
     for epoch in range(state.epoch, args.epochs + 1):
         # stop early, or at the step limit; checked first, so that a resumed run that had stopped stays stopped
         if state.bad_epochs >= args.patience:
@@ -249,7 +258,7 @@ def main():
             # would make the host wait for the GPU at every step, and the GPU would idle while the host prepares the next
             state.loss_sum = state.loss_sum + loss.detach().double() * (args.batch_size * args.grad_accum)
             state.rows += len(x)  # Changed
-            rows_trained += len(x)  # Changed
+            state.rows_trained += len(x)  # Changed
             # Changed: on every batch, accumulated or not; a function, read only when the bar is redrawn
             batches.show_loss(lambda: float(state.loss_sum) / max(state.rows, 1))
             if not sync:  # New
@@ -271,10 +280,12 @@ def main():
                                 step=state.global_step)
             # checkpoints
             if state.global_step % args.checkpoint_every == 0:
-                steps_seconds += time.perf_counter() - steps_start
+                # the steps' clock (time in the training steps alone) stops for the checkpoint
+                state.steps_seconds += time.perf_counter() - steps_start
+                state.train_seconds = time.perf_counter() - start
                 checkpoints.save(accelerator, state.global_step)
                 steps_start = time.perf_counter()
-        steps_seconds += time.perf_counter() - steps_start
+        state.steps_seconds += time.perf_counter() - steps_start
 
         # Changed: the training loss and throughput summed over all processes
         totals = accelerator.reduce(torch.tensor([float(state.loss_sum), state.rows, batches.rows], dtype=torch.float64,
@@ -300,10 +311,11 @@ def main():
                          "epoch/samples_per_second": samples_per_second, "epoch": epoch}, step=state.global_step)
         # on to the next epoch, after a checkpoint
         state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
+        state.train_seconds = time.perf_counter() - start
         checkpoints.save(accelerator, state.global_step)
     train_seconds = time.perf_counter() - start
     # New: rows trained by each process, and the throughput of all of them together
-    rows_per_process = accelerator.gather(torch.tensor([rows_trained], device=accelerator.device)).tolist()
+    rows_per_process = accelerator.gather(torch.tensor([state.rows_trained], device=accelerator.device)).tolist()
     accelerator.print(f"rows trained per process: {rows_per_process}; "
                       f"{sum(rows_per_process) / train_seconds:,.0f} samples/s in all")
 
@@ -333,7 +345,7 @@ def main():
                                  best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,
                                  train_seconds=train_seconds,
                                  samples_per_second=sum(rows_per_process) / train_seconds,  # Changed
-                                 train_samples_per_second=sum(rows_per_process) / max(steps_seconds, 1e-9),  # Changed: the steps alone
+                                 train_samples_per_second=sum(rows_per_process) / max(state.steps_seconds, 1e-9),  # Changed: the steps alone
                                  data_tier=train_batches.tier, table_dtype=str(table.dtype),
                                  world_size=accelerator.num_processes,
                                  # New: what the global batch was made of

@@ -267,3 +267,31 @@ def test_under_accelerate_launch_the_line_comes_once(forked, work):
 def test_the_course_text_says_what_plain_accelerate_launch_adds():
     text = (SCRIPTS / "README.md").read_text()
     assert "CalledProcessError" in text and "accelerate launch -q" in text
+
+
+def test_a_single_process_lesson_refuses_a_launch_of_several(work):
+    """Lessons 1-3 launched on two processes: one line, said once, before anything is read or written
+    (each process would train on all the rows and write the same run folder)."""
+    cmd = _launch_cmd(LESSONS[3], "--output-dir", "runs/several", config="cpu_2proc.yaml")
+    cmd.insert(cmd.index("accelerate.commands.launch") + 1, "-q")
+    r = subprocess.run(cmd, cwd=work, env=_env(work), capture_output=True, text=True, timeout=300)
+    ours = [ln for ln in r.stderr.splitlines() if ": error: " in ln]
+    assert r.returncode == 1 and ours == [
+        "3_out_of_core_ann.py: error: this lesson trains on one process, and this launch started 2 (WORLD_SIZE=2): "
+        "run it with python, or accelerate launch without a multi-process config; lesson 4 (4_multi_gpu_ann.py) "
+        "trains on several"], r.stderr[-3000:]
+    assert not (work / "runs" / "several").exists()
+
+
+@pytest.mark.parametrize("several", [False, True])
+def test_the_options_say_whether_several_processes_may_run(monkeypatch, several):
+    from wideann import course
+
+    p = course.parser(None, "x", epochs=1, batch_size=1, lr=1.0, several_processes=several)
+    assert p.parse_args([]).epochs == 1
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    if several:
+        assert p.parse_args([]).epochs == 1
+    else:
+        with pytest.raises(course.UsageError, match=r"this launch started 4 \(WORLD_SIZE=4\)"):
+            p.parse_args([])

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -226,14 +227,38 @@ def test_lesson3_killed_again_and_again_ends_as_if_never_interrupted(table, unin
     out = run_to_end(tmp_path, L3, [*args, "--resume"])
     assert "resumed from" in out
     assert_same_end(uninterrupted3, run)
+    # resumed after training: the throughput is still the whole run's (5 epochs of the training rows)
+    n_train = int(re.search(r"-> (\d+) training rows", out).group(1))
+    assert_whole_run_throughput(run, 5 * n_train)
+    assert_whole_run_throughput(uninterrupted3, 5 * n_train)
     assert not list((run / "checkpoints").glob(".*")), "leftovers of killed saves"
     assert not list(run.glob(".*.tmp"))
     assert len(list((run / "checkpoints").glob("step_*"))) == 2
 
 
-def test_lesson4_on_two_processes_killed_again_and_again_ends_as_if_never_interrupted(table, tmp_path):
-    full = tmp_path / "full"
-    run_to_end(tmp_path, L4, ["--data", table, *L4_RUN, "--output-dir", full], config="cpu_2proc.yaml")
+@pytest.fixture(scope="module")
+def uninterrupted4(table, tmp_path_factory):
+    """Lesson 4 on two CPU processes, never interrupted: its folder and its output."""
+    d = tmp_path_factory.mktemp("l4full")
+    out = run_to_end(d, L4, ["--data", table, *L4_RUN, "--output-dir", d / "run"], config="cpu_2proc.yaml")
+    return d / "run", out
+
+
+def epoch_lines(out: str) -> dict:
+    """Epoch -> (training loss, validation loss), as printed."""
+    found = re.findall(r"^epoch +(\d+) +training loss \(MSE\) ([\d.]+) +validation loss ([\d.]+)", out, re.M)
+    return {int(e): (t, v) for e, t, v in found}
+
+
+def assert_whole_run_throughput(run: Path, rows: int):
+    """metrics.json's throughput covers the whole run: samples/s x seconds gives every row trained."""
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["samples_per_second"] * m["train_seconds"] == pytest.approx(rows, rel=1e-6), m
+    assert m["train_samples_per_second"] >= m["samples_per_second"] > 0, m
+
+
+def test_lesson4_on_two_processes_killed_again_and_again_ends_as_if_never_interrupted(table, uninterrupted4, tmp_path):
+    full = uninterrupted4[0]
     run = tmp_path / "run"
     args = ["--data", table, *L4_RUN, "--output-dir", run]
 
@@ -267,14 +292,38 @@ def test_lesson4_on_two_processes_killed_again_and_again_ends_as_if_never_interr
     out = run_to_end(tmp_path, L4, [*args, "--resume"], config="cpu_2proc.yaml")
     assert "x 2 process(es)" in out and "resumed from" in out
     assert_same_end(full, run)
-    m = json.loads((run / "metrics.json").read_text())
+    m, mfull = (json.loads((r / "metrics.json").read_text()) for r in (run, full))
     assert m["world_size"] == 2
+    # the rows each process trained in the whole run, not since the last resume (which trained none)
+    assert m["train_rows_per_process"] == mfull["train_rows_per_process"]
+    assert_whole_run_throughput(run, sum(m["train_rows_per_process"]))
 
     # the checkpoint is of two processes: a resume on one is refused
     r = subprocess.run(_cmd(L4, [*args, "--resume"], None), cwd=tmp_path, env=_env(tmp_path),
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-3000:]
     assert "was made by 2 process(es), this run has 1: launch it as the interrupted run was" in r.stderr
+
+
+def test_lesson4_resumed_within_an_epoch_reports_the_training_loss_of_every_process(table, uninterrupted4, tmp_path):
+    # each process's running loss is its own: a checkpoint holding only the main process's would count
+    # that one twice for the steps before it, and the resumed epoch's training loss would be off
+    full, full_out = uninterrupted4
+    run = tmp_path / "run"
+    args = ["--data", table, *L4_RUN, "--output-dir", run]
+    paused = Paused(tmp_path, L4, args, "checkpoint-begin:2", config="cpu_2proc.yaml")  # the first one complete
+    paused.wait()
+    paused.kill()
+    first = course.latest_checkpoint(run / "checkpoints")
+    assert first is not None and json.loads((first / course.CHECKPOINT_INFO).read_text())["step"] == 5
+
+    out = run_to_end(tmp_path, L4, [*args, "--resume"], config="cpu_2proc.yaml")
+    assert resumed_from(out) == str(first) and "epoch 1, step 10" in out  # within epoch 1 (14 batches)
+    assert epoch_lines(out) == epoch_lines(full_out) and 1 in epoch_lines(out)
+    assert_same_end(full, run)
+    m, mfull = (json.loads((r / "metrics.json").read_text()) for r in (run, full))
+    assert m["train_rows_per_process"] == mfull["train_rows_per_process"]
+    assert_whole_run_throughput(run, sum(m["train_rows_per_process"]))
 
 
 # ---- a full disk ----------------------------------------------------------------------------------

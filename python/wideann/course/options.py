@@ -15,8 +15,21 @@ class _Parser(argparse.ArgumentParser):
     """argparse, with its errors raised as :class:`UsageError` (one line, printed once by :func:`run`)
     and its help printed by the main process only."""
 
+    several_processes = True  # (parser() says, per lesson)
+
     def error(self, message):
         raise UsageError(f"{message} (see --help)")
+
+    def parse_known_args(self, args=None, namespace=None):
+        got = super().parse_known_args(args, namespace)
+        # lessons 1-3 do not share their rows between processes: N processes would each train on all of
+        # them and write the same run folder, every file N times
+        world = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if world > 1 and not self.several_processes:
+            raise UsageError(f"this lesson trains on one process, and this launch started {world} (WORLD_SIZE="
+                             f"{world}): run it with python, or accelerate launch without a multi-process config; "
+                             "lesson 4 (4_multi_gpu_ann.py) trains on several")
+        return got
 
     def _print_message(self, message, file=None):
         if is_main_rank():
@@ -78,15 +91,18 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def parser(doc: str | None, lesson: str, *, epochs: int | None, batch_size: int | None,
-           lr: float) -> argparse.ArgumentParser:
+           lr: float, several_processes: bool = False) -> argparse.ArgumentParser:
     """The options every lesson takes; ``lesson`` names the default run folder ``runs/<lesson>/``.
 
     ``epochs`` or ``batch_size`` None: the lesson chooses it from the table (:mod:`wideann.defaults`).
-    Wrong options are :class:`UsageError` s (exit code 2), reported in one line by :func:`run`."""
+    Wrong options are :class:`UsageError` s (exit code 2), reported in one line by :func:`run`; so is a
+    launch of several processes (``WORLD_SIZE`` > 1) for a lesson that trains on one
+    (``several_processes`` False)."""
     from .. import defaults
 
     first = (doc or "").strip().splitlines()[0] if doc else lesson
     p = _Parser(description=first, formatter_class=_HelpFormatter)
+    p.several_processes = several_processes
     p.add_argument("--data", nargs="+", metavar="T", help="training table: a normalized .npy (stats file beside "
                    "it), several .npy shards of one table or a folder of them (read as one table, in the order given; "
                    "a folder's in name order), or raw CSV files, normalized into the run folder (default: the shipped "
