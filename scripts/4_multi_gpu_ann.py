@@ -98,25 +98,27 @@ def predict(model, batches, accelerator):
 # where training stands; saved with every checkpoint, so that --resume continues exactly
 class TrainingState:
     OWN = ("loss_sum", "rows", "rows_trained")  # New: each process has its own (its rows, its loss)
-    def __init__(self, accelerator):  # Changed: the accelerator, to gather what each process has of its own
+    def __init__(self, accelerator):  # Changed: the accelerator, for what each process has of its own
         self.epoch, self.step, self.global_step = 1, 0, 0   # the next epoch and step to run
         self.loss_sum, self.rows = 0.0, 0                   # the running training loss of this epoch
         self.best_val_loss, self.best_epoch, self.bad_epochs = float("inf"), 0, 0
         self.history = []
         # the whole run's totals, for its throughput: they go on from the checkpoint after a resume
         self.rows_trained, self.train_seconds, self.steps_seconds = 0, 0.0, 0.0
-        self.accelerator = accelerator  # New
-    # Changed: the checkpoint is written by the main process alone, but every process calls state_dict (as
-    # for a sharded model's): what each process has of its own is gathered into it, one row a process
-    def state_dict(self):
+        self.accelerator, self.per_process = accelerator, []  # New
+    # New: the checkpoint is written by the main process alone, so before each one every process's own
+    # numbers are gathered into the state (one row a process); a resumed process takes its row back
+    def gather_own(self):
         own = torch.tensor([[float(getattr(self, k)) for k in self.OWN]], dtype=torch.float64,
-                           device=self.accelerator.device)  # (the running loss is on the device: see the loop)
-        state = {k: v for k, v in vars(self).items() if k not in self.OWN and k != "accelerator"}
-        return {**state, "per_process": self.accelerator.gather(own).tolist()}
+                           device=self.accelerator.device)
+        self.per_process = self.accelerator.gather(own).tolist()
+    def state_dict(self):
+        # Changed: the running loss is added up on the device (see the loop): saved as a number
+        return {k: v.item() if torch.is_tensor(v) else v for k, v in vars(self).items() if k != "accelerator"}
     def load_state_dict(self, state):
-        state = dict(state)  # Changed: this process takes its own row
-        own = state.pop("per_process")[self.accelerator.process_index]
-        vars(self).update(state, loss_sum=own[0], rows=int(own[1]), rows_trained=int(own[2]))
+        vars(self).update(state)
+        own = self.per_process[self.accelerator.process_index]  # New
+        self.loss_sum, self.rows, self.rows_trained = own[0], int(own[1]), int(own[2])  # New
 
 
 def main():
@@ -283,6 +285,7 @@ def main():
                 # the steps' clock (time in the training steps alone) stops for the checkpoint
                 state.steps_seconds += time.perf_counter() - steps_start
                 state.train_seconds = time.perf_counter() - start
+                state.gather_own()  # New
                 checkpoints.save(accelerator, state.global_step)
                 steps_start = time.perf_counter()
         state.steps_seconds += time.perf_counter() - steps_start
@@ -312,6 +315,7 @@ def main():
         # on to the next epoch, after a checkpoint
         state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
         state.train_seconds = time.perf_counter() - start
+        state.gather_own()  # New
         checkpoints.save(accelerator, state.global_step)
     train_seconds = time.perf_counter() - start
     # New: rows trained by each process, and the throughput of all of them together
