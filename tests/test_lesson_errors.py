@@ -13,6 +13,7 @@ lesson's line, which is the launcher's, not the lesson's; without ``-q`` acceler
 CalledProcessError traceback (one case checks that, as the course text says).
 """
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,14 @@ CASES = [
      "wide.csv, line 1: expected 10 fields (as in the stats), found 12"),
     ("test-npy-own-stats", ALL, TINY + ["--test-data", "own_test.npy"], 1,
      "--test-data own_test.npy was normalized with its own stats"),
+    ("test-is-training-data", ALL, TINY + ["--test-data", "tiny.npy"], 2,
+     "--test-data tiny.npy: this file is also part of --data: the model would be tested on rows it was trained on"),
+    ("test-csv-is-training-csv", ALL, ["--data", "tiny.csv", "--test-data", "tiny.csv"], 2,
+     "--test-data tiny.csv: this file is also part of --data: the model would be tested"),
+    ("test-is-a-shard-of-training-data", ALL, ["--data", "both", "--test-data", "both/test.npy"], 2,
+     "--test-data both/test.npy: this file is also part of --data: the model would be tested"),
+    ("test-is-a-link-to-training-data", ALL, TINY + ["--test-data", "tiny_link.npy"], 2,
+     "--test-data tiny_link.npy: this file is also part of --data (as tiny.npy): the model would be tested"),
     ("missing-test-data", ALL, TINY + ["--test-data", "missing.npy"], 1, "--test-data missing.npy: no such file"),
     ("too-few-rows", ALL, ["--data", "small.npy"], 1, "1 row is too few to split into training"),
     ("output-dir-is-a-file", ALL, TINY + ["--output-dir", "a_file"], 1, "a_file"),
@@ -124,6 +133,10 @@ def work(tmp_path_factory):
     for name in ("small", "garbage", "truncated"):  # their only fault: the table itself
         shutil.copy(d / "tiny.stats.json", d / f"{name}.stats.json")
     (d / "folder.npy").mkdir()
+    (d / "both").mkdir()  # a folder of shards that holds the test table too
+    wideann.normalize([d / "tiny.csv"], d / "both" / "train.npy")
+    wideann.normalize([d / "test.csv"], d / "both" / "test.npy", stats=d / "both" / "train.stats.json")
+    os.link(d / "tiny.npy", d / "tiny_link.npy")
     (d / "a_file").write_text("not a folder\n")
     for name, (_, body) in [*BUG_SCRIPTS.items(), (CTRL_C[0], (None, CTRL_C[1]))]:
         (d / name).write_text(f"from wideann import course\n\n\n{body}\n\ncourse.run(main)\n")

@@ -158,13 +158,31 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
             train = [table]
         test = None
         if args.test_data:
+            given = found
             kind, found = _table_files("--test-data", args.test_data)
+            _refuse_shared_files(given, found)
             test = found if kind == "npy" else [_normalize_csv(found, data_dir / "test", stats_path, say)[0]]
         return train, test, stats_path, _check_tables(train, test, stats_path)
 
     # one process per machine normalizes; the others then find its files up to date
     train, test, stats_path, stats = in_turn(accelerator, work)
     return SimpleNamespace(train=train, test=test, stats_path=stats_path, stats=stats)
+
+
+def _refuse_shared_files(train: list[Path], test: list[Path]) -> None:
+    """A test table is rows the model never saw: a file given to --test-data that is also one of --data's
+    (the same file, by another name or in a folder of shards) is refused."""
+    def key(p: Path):
+        st = p.stat()
+        return st.st_dev, st.st_ino
+
+    trained = {key(p): p for p in train}
+    for p in test:
+        if key(p) in trained:
+            also = "" if trained[key(p)] == p else f" (as {trained[key(p)]})"
+            raise UsageError(f"--test-data {p}: this file is also part of --data{also}: the model would be tested "
+                             "on rows it was trained on; give a table of other rows, or leave --test-data out for "
+                             "a seeded split of --data")
 
 
 def _require_file(path: Path, option: str) -> None:
