@@ -2,7 +2,8 @@
 
 The model is lesson 4's `MLP` 12,848 -> 1024 -> 256 -> 1 (imported from the script), trained with lesson 4's
 step: bf16 autocast, summed squared error over the nominal batch, Adam, the loss added up on the device and
-read on the host every 10 steps (lesson 4's default `--log-every`). The script writes its own random tables
+read on the host every 10 steps (lesson 4 with a tracker at its default `--log-every`; without one it is read
+at the end of the epoch and when the progress bar is redrawn). The script writes its own random tables
 of 12,849 columns (`--rows`, float32 and float16; reused when present) into `benchmarks/work/` and reads
 each once so that the page cache is warm.
 

@@ -20,8 +20,9 @@ identical. What this lesson adds:
   empty one on some process) weighs exactly its rows, and results do not depend on the process count;
 - validation and test predictions made by every process on its shard and gathered across processes;
 - a throughput report in samples per second;
-- the training loss added up on the GPU and read on the host only when it is shown: `loss.item()` at
-  every step would make the host wait for the GPU, and the GPU for the host, at every step;
+- the training loss added up on the GPU and read on the host only when it is shown (the progress bar, the
+  epoch's line, a tracker's every `--log-every` steps): `loss.item()` at every step would make the host
+  wait for the GPU, and the GPU for the host, at every step;
 - what a wide table needs (thousands of inputs, few of which matter): the inputs centered to [-1, 1] and a
   lasso on the first layer (`--lasso`: after every step its weights move towards 0 and stop there), which
   keeps the weights of the inputs that do not matter at or near 0. Without them the network learned no
@@ -276,7 +277,7 @@ def main():
             state.global_step += 1  # Changed
 
             # the loss and the learning rate to the experiment trackers, every --log-every steps
-            if state.global_step % args.log_every == 0:
+            if args.log_with and state.global_step % args.log_every == 0:  # Changed: only with a tracker (.item() waits for the GPU)
                 step_loss = loss.item() * args.grad_accum  # New: the batch's mean squared error
                 accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]},  # Changed
                                 step=state.global_step)
