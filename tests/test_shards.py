@@ -4,6 +4,7 @@ The shards of a table give exactly what the concatenated file gives: the same ro
 same shuffled batches on every process, the same resumed epochs; shards that disagree are refused with
 one line naming the odd shard (in the library, in the lessons' data preparation and in `wideann info`).
 """
+import os
 from argparse import Namespace
 from pathlib import Path
 
@@ -181,6 +182,30 @@ def test_several_csv_files_are_one_table_and_the_normalized_copy_knows_its_sourc
     g = course.prepare_data(_args(tmp_path, [tmp_path / "a.csv", tmp_path / "c.csv"]))
     assert "wideann normalize" in capsys.readouterr().out
     assert g.train == f.train and len(data.load_table(g.train)) == 70
+
+
+def test_a_csv_replaced_by_another_is_normalized_again_whatever_its_time(tmp_path, capsys):
+    # mv, cp -p, rsync -a or a download can put an older file under the name of the one normalized
+    wideann.make_data(tmp_path / "d.csv", rows=90, cols=7, seed=1, noise=0.1)
+    wideann.make_data(tmp_path / "new.csv", rows=60, cols=7, seed=2, noise=0.1)
+    old = os.stat(tmp_path / "d.csv").st_mtime_ns
+    os.utime(tmp_path / "new.csv", ns=(old - 10**9, old - 10**9))  # a second older than d.csv
+    f = course.prepare_data(_args(tmp_path, [tmp_path / "d.csv"]))
+    assert len(data.load_table(f.train)) == 90
+    os.replace(tmp_path / "new.csv", tmp_path / "d.csv")
+    capsys.readouterr()
+    g = course.prepare_data(_args(tmp_path, [tmp_path / "d.csv"]))
+    assert "wideann normalize" in capsys.readouterr().out
+    assert g.train == f.train and len(data.load_table(g.train)) == 60
+    # a link pointed at another (older) file
+    wideann.make_data(tmp_path / "v1.csv", rows=50, cols=7, seed=3, noise=0.1)
+    wideann.make_data(tmp_path / "v2.csv", rows=40, cols=7, seed=4, noise=0.1)
+    os.utime(tmp_path / "v2.csv", ns=(old - 10**9, old - 10**9))
+    (tmp_path / "current.csv").symlink_to(tmp_path / "v1.csv")
+    assert len(data.load_table(course.prepare_data(_args(tmp_path, [tmp_path / "current.csv"])).train)) == 50
+    (tmp_path / "current.csv").unlink()
+    (tmp_path / "current.csv").symlink_to(tmp_path / "v2.csv")
+    assert len(data.load_table(course.prepare_data(_args(tmp_path, [tmp_path / "current.csv"])).train)) == 40
 
 
 def _normalized(tmp_path, csv):

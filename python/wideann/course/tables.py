@@ -72,8 +72,9 @@ def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say) -> t
         cmd += ["--stats", shell_path(stats)]
     say("normalizing with the C++ engine:  " + " ".join(cmd))
     _sources_file(out).unlink(missing_ok=True)  # written again only once the new table is complete
+    key = _sources_key(csvs, stats)  # (taken before: a file changed while it is read is read again next time)
     normalize(csvs, out, stats=stats)
-    _sources_file(out).write_text(json.dumps(_sources_key(csvs, stats)))
+    _sources_file(out).write_text(json.dumps(key))
     return out, st_path
 
 
@@ -82,11 +83,19 @@ def _sources_file(out: Path) -> Path:
 
 
 def _sources_key(csvs, stats) -> list:
-    return [os.path.abspath(c) for c in csvs] + ([os.path.abspath(stats)] if stats else [])
+    """Each file a table is made from, as ``[path, size, modification time (ns), inode]``: a file replaced
+    by another of the same name differs in one of them, even one with an older time (``mv``, ``cp -p``,
+    ``rsync -a``, a download that keeps the server's time, a link pointed at another file)."""
+    key = []
+    for f in list(csvs) + ([stats] if stats else []):
+        st = os.stat(f)
+        key.append([os.path.abspath(f), st.st_size, st.st_mtime_ns, st.st_ino])
+    return key
 
 
 def _sources_match(out: Path, csvs, stats) -> bool:
-    """The table in the run folder was made from exactly these files (not from others of the same name)."""
+    """The table in the run folder was made from exactly these files, as they are now (not from others of
+    the same name, nor from these before they were changed or replaced)."""
     try:
         return json.loads(_sources_file(out).read_text()) == _sources_key(csvs, stats)
     except (OSError, ValueError):
