@@ -277,6 +277,27 @@ def test_apply_mode_uses_train_stats_and_keeps_out_of_range(tmp_path, rng):
     np.testing.assert_array_equal(got[-3:], np.load(tmp_path / "train.npy")[:3])
 
 
+def test_apply_mode_replaces_a_stats_file_beside_the_output_that_describes_another_transform(tmp_path, rng):
+    train, vtr = random_numeric_csv(tmp_path / "train.csv", rng, 50, 4, scale=10)
+    other, _ = random_numeric_csv(tmp_path / "other.csv", rng, 30, 4, scale=3)
+    ok("normalize", other, "-o", tmp_path / "t.npy")  # t.stats.json: other's transform
+    ok("normalize", train, "-o", tmp_path / "train.npy")
+    r = ok("normalize", train, "-o", tmp_path / "t.npy", "--stats", tmp_path / "train.stats.json")
+    beside = load_stats_json(tmp_path / "t.stats.json")
+    applied = load_stats_json(tmp_path / "train.stats.json")
+    # the file beside t.npy describes t.npy: a lesson given --data t.npy takes it
+    assert beside["min"] == applied["min"] and beside["max"] == applied["max"] and beside["n_rows"] == 50
+    assert "described another transform: now the applied one" in r.stderr
+    # a stats file beside the output with the applied transform is left as it is
+    before = (tmp_path / "t.stats.json").read_bytes()
+    r = ok("normalize", train, "-o", tmp_path / "t.npy", "--stats", tmp_path / "train.stats.json")
+    assert (tmp_path / "t.stats.json").read_bytes() == before and "another transform" not in r.stderr
+    # one that is not a stats file at all is replaced too
+    (tmp_path / "t.stats.json").write_text("not json")
+    ok("normalize", train, "-o", tmp_path / "t.npy", "--stats", tmp_path / "train.stats.json")
+    assert load_stats_json(tmp_path / "t.stats.json")["max"] == applied["max"]
+
+
 def test_apply_mode_clip(tmp_path, rng):
     train, vtr = random_numeric_csv(tmp_path / "train.csv", rng, 50, 3, scale=10)
     test_vals = rng.uniform(-30, 30, (40, 3))

@@ -115,6 +115,15 @@ def _columns_arg(cols):
     return [int(c) if c.lstrip("-").isdigit() else c for c in cols]
 
 
+def _identity(path: str):
+    """A file's (inode, size, modification time), or None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def run(args) -> None:
     cmd = args.command
     if cmd == "stats":
@@ -123,10 +132,14 @@ def run(args) -> None:
         st.save(args.output)
         print(f"{len(st.columns)} columns, {st.n_rows} rows -> {args.output}", file=sys.stderr)
     elif cmd == "normalize":
+        beside = default_stats_path(args.output)
+        before = _identity(beside)
         st = normalize(args.inputs, args.output, stats=args.stats, stats_out=args.stats_out,
                        dtype=args.dtype, threads=args.threads, header=args.header,
                        delimiter=args.delimiter, clip=args.clip, progress=_progress(args))
-        where = args.output if args.stats else f"{args.output} (stats: {args.stats_out or default_stats_path(args.output)})"
+        where = args.output if args.stats else f"{args.output} (stats: {args.stats_out or beside})"
+        if args.stats and not args.stats_out and before is not None and _identity(beside) != before:
+            where += f" (the stats file beside it, {beside}, described another transform: now the applied one)"
         print(f"{st.n_columns} columns -> {where}", file=sys.stderr)
     elif cmd == "denormalize":
         n = denormalize(args.input, args.output, stats=args.stats, columns=_columns_arg(args.columns),

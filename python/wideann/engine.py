@@ -169,7 +169,9 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
 
     Without ``stats`` the statistics are fitted on all inputs (pass 1) and saved to ``stats_out``
     (default: beside the output, ``t.npy`` -> ``t.stats.json``); with ``stats`` (a ``Stats`` or a
-    path) they are applied as they are, e.g. to a test set. Values outside the fitted range stay
+    path) they are applied as they are, e.g. to a test set, and written to ``stats_out`` only if given
+    (with the rows of these inputs) -- except that a stats file already beside the output that
+    describes another transform is replaced by the applied stats: a table's stats file never lies. Values outside the fitted range stay
     outside [0, 1] unless ``clip``. Returns the stats used. Nothing is left at ``output`` (or at the
     stats path) if anything fails.
     """
@@ -200,6 +202,8 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
             require_free(output, output_bytes(st.n_rows, st.columns, dtype, fmt), f"the table {output}")
         else:
             st = stats if isinstance(stats, Stats) else Stats.load(stats)
+            if stats_path is None:
+                stats_path = _stale_stats_beside(output, st)
             _require_estimated_space(output, paths, st.columns, dtype, fmt)
         table_tmp = temp_name(output)
         n = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp)), _fsencode(paths),
@@ -216,6 +220,22 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
                     os.unlink(tmp)
         raise
     return st
+
+
+def _stale_stats_beside(output: str, applied: Stats) -> str | None:
+    """The stats file beside ``output`` (``t.npy`` -> ``t.stats.json``) when it describes another transform
+    than the ``applied`` one (or cannot be read): it would be taken for the new table's stats, so apply
+    mode replaces it with the applied stats, together with the table. None when there is none, or when
+    it describes the applied transform (it is left as it is)."""
+    beside = default_stats_path(output)
+    if not os.path.exists(beside):
+        return None
+    try:
+        if Stats.load(beside).same_transform(applied):
+            return None
+    except (OSError, ValueError):
+        pass
+    return beside
 
 
 def _save_stats(st: Stats, tmp: str, final: str) -> None:
