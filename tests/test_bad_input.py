@@ -204,6 +204,28 @@ def test_denormalize_unknown_column_names_the_stats_file(tmp_path):
     assert_failed_cleanly(p, names=["s.json", "nope"])
 
 
+def test_denormalize_refuses_a_header_that_names_another_stats_column(tmp_path, rng):
+    # without --columns the stats columns are taken by position (one column: the target); a header
+    # naming another stats column would be denormalized with that other column's range
+    train, _ = random_numeric_csv(tmp_path / "train.csv", rng, 10, 3)  # columns x1, x2, y
+    ok("stats", train, "-o", tmp_path / "s.json")
+    swapped = write_text(tmp_path / "swapped.csv", "x2,x1,y\n0.5,0.25,1\n")
+    p = run_cli("denormalize", swapped, "-o", tmp_path / "o.csv", "--stats", tmp_path / "s.json")
+    msg = assert_failed_cleanly(p, leftovers=[tmp_path / "o.csv"], folder=tmp_path, names=["swapped.csv"],
+                                line=1, column=1)
+    assert "the header names 'x2', a column of the stats, but column 1 of the stats is 'x1'" in msg
+    one = write_text(tmp_path / "one.csv", "x1\n0.5\n")
+    p = run_cli("denormalize", one, "-o", tmp_path / "o.csv", "--stats", tmp_path / "s.json")
+    msg = assert_failed_cleanly(p, leftovers=[tmp_path / "o.csv"], folder=tmp_path, names=["one.csv"],
+                                line=1, column=1)
+    assert "a one-column input is read as the target 'y'; give --columns 'x1' if it is that column" in msg
+    # what was meant, said with --columns; names that are not stats columns (y_pred) by position
+    ok("denormalize", swapped, "-o", tmp_path / "o.csv", "--stats", tmp_path / "s.json", "--columns", "x2", "x1", "y")
+    ok("denormalize", one, "-o", tmp_path / "o.csv", "--stats", tmp_path / "s.json", "--columns", "x1")
+    ok("denormalize", write_text(tmp_path / "p.csv", "y_pred\n0.5\n"), "-o", tmp_path / "o.csv",
+       "--stats", tmp_path / "s.json")
+
+
 # ---- files that are not there or cannot be read ---------------------------------------------------
 
 def test_empty_file(tmp_path):

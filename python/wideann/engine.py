@@ -293,8 +293,9 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
 
     A one-column input is the target (the last column of the stats); an input with as many columns
     as the stats uses them all; otherwise name the stats column of each input column with
-    ``columns`` (names or positions), e.g. ``columns=["y", "y"]`` for ``y_true, y_pred``.
-    Returns the number of rows written.
+    ``columns`` (names or positions), e.g. ``columns=["y", "y"]`` for ``y_true, y_pred``. Without
+    ``columns``, a CSV header that names another stats column than the one so taken is a ``DataError``
+    (names that are no stats column's, such as ``y_pred``, are fine). Returns the number of rows written.
     """
     input, output = os.fspath(input), os.fspath(output)
     _paths([input])
