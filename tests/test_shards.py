@@ -136,8 +136,10 @@ def test_lessons_take_several_npy_files_or_a_folder(sharded, tmp_path):
     merged = stats_file(tmp_path / "merged.json", 9)
     f = course.prepare_data(_args(tmp_path, paths, stats=merged))
     assert f.train == paths and f.test is None and f.stats_path == merged
-    f = course.prepare_data(_args(tmp_path, [paths[0].parent], test=paths[2:], stats=merged))
-    assert f.train == paths and f.test == paths[2:]
+    f = course.prepare_data(_args(tmp_path, paths[:2], test=paths[2:], stats=merged))
+    assert f.train == paths[:2] and f.test == paths[2:]
+    with pytest.raises(course.UsageError, match="also part of --data"):  # a folder holding the test shards
+        course.prepare_data(_args(tmp_path, [paths[0].parent], test=paths[2:], stats=merged))
     one = Namespace(data=str(paths[1]), test_data=None, stats=str(merged), output_dir=str(tmp_path / "run"))
     assert course.prepare_data(one).train == [paths[1]]  # a plain string from a caller other than the parser
     with pytest.raises(course.UsageError, match="not both"):
