@@ -49,7 +49,8 @@ CASES = [
     ("missing-stats", ALL, TINY + ["--stats", "missing.json"], 1, "--stats missing.json: no such file"),
     ("stats-not-json", ALL, TINY + ["--stats", "bad.csv"], 1, "bad.csv: line 1, column 1: invalid JSON"),
     ("stats-of-another-table", ALL, TINY + ["--stats", "wide.stats.json"], 1,
-     "wide.stats.json describes 12 columns but tiny.npy has 10: it is the stats file of another table"),
+     "error: wide.stats.json describes 12 columns but tiny.npy has 10: it is the stats file of another table; "
+     "give the one written with tiny.npy (--stats)"),
     ("test-npy-other-columns", ALL, TINY + ["--test-data", "wide.npy"], 1,
      "--test-data wide.npy has 12 columns but the training table tiny.npy has 10"),
     ("test-csv-other-columns", ALL, TINY + ["--test-data", "wide.csv"], 1,

@@ -90,11 +90,17 @@ def test_stats_files_beside_the_shards_must_agree(sharded, tmp_path):
         data.table_stats(paths)
     merged = stats_file(tmp_path / "merged.json", 9)
     assert data.table_stats(paths, merged)[0] == merged
-    # stats beside some shards, all with the same transform (counts may differ): fine
+    # stats beside some shards, all with the same transform (counts may differ): fine with --stats; without
+    # it, the shards without one may have been normalized with any stats: refused, naming the first
     stats_file(paths[0].with_suffix(".stats.json"), 9, n_rows=300)
     stats_file(paths[2].with_suffix(".stats.json"), 9, n_rows=399)
-    assert data.table_stats(paths)[0] == paths[0].with_suffix(".stats.json")
+    with pytest.raises(wideann.DataError, match="no stats file beside it, unlike .*part-00.npy") as e:
+        data.table_stats(paths)
+    assert str(e.value).startswith(str(paths[1]) + ":")
     assert data.table_stats(paths, merged)[1].n_rows == 1
+    for p in (paths[1], paths[3]):
+        stats_file(p.with_suffix(".stats.json"), 9, n_rows=5)
+    assert data.table_stats(paths)[0] == paths[0].with_suffix(".stats.json")  # one beside every shard: fine
     # one shard normalized with its own stats: named
     stats_file(paths[3].with_suffix(".stats.json"), 9, hi=2.0)
     for given in (None, merged):

@@ -155,10 +155,15 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
 
     def work():
         kind, found = _table_files("--data", args.data, None if args.data else example_csv())
+        test_kind, test_found = _table_files("--test-data", args.test_data) if args.test_data else (None, None)
+        if test_found:
+            _refuse_shared_files(found, test_found)
         if args.stats:
             _require_file(Path(args.stats), "--stats")
         if kind == "npy":
             train = found
+            if args.stats:  # the plainest mistake first, said of the file it is about
+                _refuse_stats_of_another_width(Path(args.stats), train)
             stats_path, _ = _data_call(data.table_stats, train, args.stats, option="--data")
         else:
             if not args.data:
@@ -166,11 +171,9 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
             table, stats_path = _normalize_csv(found, data_dir, args.stats, say)
             train = [table]
         test = None
-        if args.test_data:
-            given = found
-            kind, found = _table_files("--test-data", args.test_data)
-            _refuse_shared_files(given, found)
-            test = found if kind == "npy" else [_normalize_csv(found, data_dir / "test", stats_path, say)[0]]
+        if test_found:
+            test = test_found if test_kind == "npy" else [_normalize_csv(test_found, data_dir / "test", stats_path,
+                                                                         say)[0]]
         return train, test, stats_path, _check_tables(train, test, stats_path)
 
     # one process per machine normalizes; the others then find its files up to date
@@ -218,10 +221,8 @@ def _table_shape(paths: list[Path], option: str) -> tuple[int, int]:
     return rows, cols
 
 
-def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path) -> Stats:
-    """The stats file and the tables belong together: same columns, test data normalized with the
-    training stats. Shards that disagree with each other (columns, dtype) are refused naming the odd one.
-    Returns the stats."""
+def _refuse_stats_of_another_width(stats_path: Path, train: list[Path]) -> tuple[Stats, int]:
+    """The stats and the table's columns, once the stats are known to have as many columns."""
     try:
         stats = Stats.load(stats_path)
     except ValueError as e:
@@ -230,6 +231,14 @@ def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path) 
     if cols != stats.n_columns:
         raise LessonError(f"{stats_path} describes {stats.n_columns} columns but {_name(train)} has {cols}: it is "
                           f"the stats file of another table; give the one written with {train[0].name} (--stats)")
+    return stats, cols
+
+
+def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path) -> Stats:
+    """The stats file and the tables belong together: same columns, test data normalized with the
+    training stats. Shards that disagree with each other (columns, dtype) are refused naming the odd one.
+    Returns the stats."""
+    stats, cols = _refuse_stats_of_another_width(stats_path, train)
     if test is not None:
         _, test_cols = _table_shape(test, "--test-data")
         if test_cols != cols:

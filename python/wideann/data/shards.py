@@ -170,13 +170,18 @@ def _differs(a: Stats, b: Stats) -> str:
 def stats_beside(source: Source, stats: Union[str, os.PathLike, None] = None) -> Union[Path, None]:
     """The stats file beside the shards (``t.npy`` -> ``t.stats.json``), checked: every one found must define
     the same transform (columns, min and max; row counts and sources may differ) as ``stats`` if given,
-    else as the first one found. None when no shard has one."""
+    else as the first one found, and without ``stats`` every shard must have one (a shard without one may
+    have been normalized with any stats). None when no shard has one."""
     paths = table_paths(source)
     beside = [(p, Path(default_stats_path(p))) for p in paths]
     beside = [(p, s) for p, s in beside if s.is_file()]
     ref_path = Path(stats) if stats is not None else (beside[0][1] if beside else None)
     if ref_path is None:
         return None
+    if stats is None and len(beside) < len(paths):  # (with stats given, they are the ones of the others)
+        lacking = next(p for p in paths if not Path(default_stats_path(p)).is_file())
+        raise DataError(f"{lacking}: no stats file beside it, unlike {beside[0][0]}: which stats it was normalized "
+                        "with is not known; give the stats file every shard was normalized with (--stats)")
     ref = Stats.load(ref_path)
     for p, s in beside:
         if os.path.realpath(s) == os.path.realpath(ref_path):
