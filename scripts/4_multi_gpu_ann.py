@@ -118,8 +118,10 @@ class TrainingState:
         return {k: v.item() if torch.is_tensor(v) else v for k, v in vars(self).items() if k != "accelerator"}
     def load_state_dict(self, state):
         vars(self).update(state)
-        own = self.per_process[self.accelerator.process_index]  # New
-        self.loss_sum, self.rows, self.rows_trained = own[0], int(own[1]), int(own[2])  # New
+        # New: this process's own numbers (a checkpoint of lesson 4 before 2026-11-27 has the main one's only)
+        if self.per_process:
+            own = self.per_process[self.accelerator.process_index]
+            self.loss_sum, self.rows, self.rows_trained = own[0], int(own[1]), int(own[2])
 
 
 def main():

@@ -326,6 +326,25 @@ def test_lesson4_resumed_within_an_epoch_reports_the_training_loss_of_every_proc
     assert_whole_run_throughput(run, sum(m["train_rows_per_process"]))
 
 
+def test_lesson4_resumes_from_a_checkpoint_of_before_the_per_process_numbers(table, tmp_path):
+    # a checkpoint written by lesson 4 before its TrainingState held each process's numbers and the run's
+    # totals: resumed (its running loss is the main process's, as it was then), not a traceback
+    run = tmp_path / "run"
+    args = ["--data", table, *L4_RUN, "--output-dir", run]
+    paused = Paused(tmp_path, L4, args, "checkpoint-begin:2")
+    paused.wait()
+    paused.kill()
+    first = course.latest_checkpoint(run / "checkpoints")
+    state_file = first / "custom_checkpoint_0.pkl"
+    state = torch.load(state_file, weights_only=True)
+    for key in ("per_process", "rows_trained", "train_seconds", "steps_seconds"):
+        del state[key]
+    torch.save(state, state_file)
+    out = run_to_end(tmp_path, L4, [*args, "--resume"])
+    assert resumed_from(out) == str(first)
+    assert json.loads((run / "metrics.json").read_text())["epochs"] == 2  # (--max-steps 30, 27 steps an epoch)
+
+
 # ---- a full disk ----------------------------------------------------------------------------------
 @pytest.fixture
 def small_disk(tmp_path):
