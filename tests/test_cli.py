@@ -115,3 +115,31 @@ def test_outputs_respect_the_umask(tmp_path, umask, mode):
     for name in ("d.csv", "t.npy", "t.stats.json", "t2.csv", "s.json", "m.json", "b.csv"):
         got = os.stat(tmp_path / name).st_mode & 0o777
         assert got == mode, f"{name}: mode {got:o}, expected {mode:o} under umask {umask:03o}"
+
+
+def test_no_command_writes_over_one_of_its_inputs(tmp_path):
+    """An output that is one of the command's inputs (by any name: ./x, a link) would destroy it: refused
+    in one line, exit 2, every file as it was."""
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=40, cols=7, seed=1)
+    ok("normalize", t, "-o", tmp_path / "n.csv")
+    ok("normalize", t, "-o", tmp_path / "t.npy")
+    (tmp_path / "link.csv").symlink_to(t)
+    cases = [
+        ("stats", t, "-o", t),
+        ("stats", t, "-o", tmp_path / "link.csv"),
+        ("normalize", t, "-o", tmp_path / "t.npy", "--stats-out", t),
+        ("normalize", tmp_path / "n.csv", "-o", tmp_path / "." / "n.csv", "--stats", tmp_path / "t.stats.json"),
+        ("normalize", t, "-o", tmp_path / "x.npy", "--stats", tmp_path / "t.stats.json", "--stats-out",
+         tmp_path / "t.stats.json"),
+        ("denormalize", tmp_path / "n.csv", "-o", tmp_path / "n.csv", "--stats", tmp_path / "t.stats.json"),
+        ("denormalize", tmp_path / "n.csv", "-o", tmp_path / "t.stats.json", "--stats", tmp_path / "t.stats.json"),
+        ("merge-stats", tmp_path / "t.stats.json", tmp_path / "n.stats.json", "-o", tmp_path / "t.stats.json"),
+    ]
+    files = sorted(tmp_path.iterdir())
+    before = {f: f.read_bytes() for f in files}
+    for args in cases:
+        p = subprocess.run([*WIDEANN, *map(str, args)], capture_output=True, text=True)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1, (args, p.stderr)
+        assert p.stderr.startswith("wideann: error: ") and "is also an input of this command" in p.stderr
+    assert sorted(tmp_path.iterdir()) == files and all(f.read_bytes() == b for f, b in before.items())

@@ -183,6 +183,17 @@ def test_predict_refuses_what_is_not_a_usable_run(runs, tmp_path):
     assert temp_leftovers(tmp_path) == [] and not out.exists()
 
 
+def test_predict_refuses_to_write_over_what_it_reads(runs, tmp_path):
+    shutil.copytree(runs / "l1", tmp_path / "l1", ignore=shutil.ignore_patterns("data"))
+    shutil.copy(runs / "test.csv", tmp_path / "new.csv")
+    for out in (tmp_path / "new.csv", tmp_path / "l1" / "model.json", tmp_path / "l1" / "stats.json",
+                tmp_path / "l1" / "model.pt"):
+        before = out.read_bytes()
+        msg = assert_failed_cleanly(run_cli("predict", tmp_path / "l1", tmp_path / "new.csv", "-o", out), code=2,
+                                    names=[out.name])
+        assert "is also an input of this command" in msg and out.read_bytes() == before
+
+
 def test_predict_on_a_full_disk_leaves_nothing(runs, tiny_fs):
     out = tiny_fs / "pred.csv"
     big = runs / "big_test.csv"

@@ -7,6 +7,7 @@ temporary name and renamed when complete, so a failed or interrupted run leaves 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -191,11 +192,58 @@ def printable(text: str) -> str:
                    else f"\\x{ord(c):02x}" if c < "\x80" else f"\\u{ord(c):04x}" for c in text)
 
 
+def _files_read_and_written(args) -> tuple[list, list]:
+    """The files a command reads and the files it writes (those given, or written by default)."""
+    cmd = args.command
+    if cmd == "stats":
+        return args.inputs, [args.output]
+    if cmd == "normalize":
+        stats_out = args.stats_out or (None if args.stats else default_stats_path(args.output))
+        return [*args.inputs, args.stats], [args.output, stats_out]
+    if cmd == "denormalize":
+        return [args.input, args.stats], [args.output]
+    if cmd == "merge-stats":
+        return args.inputs, [args.output]
+    if cmd == "predict":  # the new data, and the run's model card, weights and stats
+        from .modelcard import CARD_NAME, STATS_NAME
+
+        own = [os.path.join(args.run_dir, CARD_NAME), os.path.join(args.run_dir, STATS_NAME)]
+        try:
+            with open(own[0]) as f:
+                weights = json.load(f).get("weights")
+            own.append(os.path.join(args.run_dir, weights) if isinstance(weights, str) else None)
+        except (OSError, ValueError, AttributeError):
+            pass  # (predict itself says what is wrong with the card)
+        return [args.input, *own], [args.output]
+    return [], []
+
+
+def _output_over_an_input(args) -> str | None:
+    """What is wrong when an output of the command is one of its inputs (the same file, by any name): it
+    would be overwritten, and the input lost."""
+    read, written = _files_read_and_written(args)
+    for out in filter(None, written):
+        for inp in filter(None, read):
+            try:
+                same = os.path.samefile(out, inp)
+            except OSError:  # one of them is not there (yet)
+                continue
+            if same:
+                also = "" if os.path.abspath(out) == os.path.abspath(inp) else f" ({inp})"
+                return (f"{out}: is also an input of this command{also}: writing it would destroy that input; "
+                        "give another output")
+    return None
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "threads", 0) < 0:
         parser.error("--threads must be >= 0")
+    clash = _output_over_an_input(args)
+    if clash:  # wrong usage: one line, exit code 2, nothing touched
+        print(f"wideann: error: {printable(clash)}", file=sys.stderr)
+        return 2
     # SIGTERM is handled like Ctrl-C: the engine is cancelled and temporary files are removed.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
