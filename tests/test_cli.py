@@ -60,7 +60,8 @@ def test_whole_flow_make_data_normalize_denormalize(tmp_path):
 def test_quiet_and_threads_flags_accepted(tmp_path):
     ok("make-data", "-o", tmp_path / "d.csv", "--rows", "30", "--cols", "6", "-q")
     ok("normalize", tmp_path / "d.csv", "-o", tmp_path / "d.npy", "--quiet", "--threads", "1")
-    ok("stats", tmp_path / "d.csv", "-o", tmp_path / "s.json", "-q", "--threads", "2")
+    ok("make-data", "-o", tmp_path / "e.csv", "--rows", "30", "--cols", "6", "--seed", "2", "-q")
+    ok("stats", tmp_path / "e.csv", "-o", tmp_path / "s.json", "-q", "--threads", "2")
     ok("merge-stats", tmp_path / "s.json", tmp_path / "d.stats.json", "-o", tmp_path / "m.json")
     assert load_stats_json(tmp_path / "m.json")["n_rows"] == 60
 
@@ -107,7 +108,8 @@ def test_outputs_respect_the_umask(tmp_path, umask, mode):
              ["normalize", "d.csv", "-o", "t.npy"],
              ["normalize", "d.csv", "-o", "t2.csv", "--stats", "t.stats.json"],
              ["stats", "d.csv", "-o", "s.json"],
-             ["merge-stats", "s.json", "s.json", "-o", "m.json"],
+             ["stats", "t2.csv", "-o", "s2.json"],
+             ["merge-stats", "s.json", "s2.json", "-o", "m.json"],
              ["denormalize", "t.npy", "-o", "b.csv", "--stats", "t.stats.json"]]
     for args in steps:
         p = subprocess.run(WIDEANN + args, cwd=tmp_path, capture_output=True, text=True, umask=umask)
@@ -143,3 +145,21 @@ def test_no_command_writes_over_one_of_its_inputs(tmp_path):
         assert p.returncode == 2 and p.stderr.count("\n") == 1, (args, p.stderr)
         assert p.stderr.startswith("wideann: error: ") and "is also an input of this command" in p.stderr
     assert sorted(tmp_path.iterdir()) == files and all(f.read_bytes() == b for f, b in before.items())
+
+
+def test_merge_stats_refuses_the_same_stats_twice(tmp_path):
+    """Rows are added up: a stats file given twice, by any name, or a copy of it, would count twice."""
+    t, u = tmp_path / "t.csv", tmp_path / "u.csv"
+    wideann.make_data(t, rows=40, cols=7, seed=1)
+    wideann.make_data(u, rows=30, cols=7, seed=2)
+    ok("stats", t, "-o", tmp_path / "t.json")
+    ok("stats", u, "-o", tmp_path / "u.json")
+    shutil.copy(tmp_path / "t.json", tmp_path / "copy.json")
+    for args, says in [((tmp_path / "t.json", tmp_path / "u.json", tmp_path / "." / "t.json"), "given twice"),
+                       ((tmp_path / "t.json", tmp_path / "copy.json"), "the same stats as")]:
+        p = subprocess.run([*WIDEANN, "merge-stats", *map(str, args), "-o", str(tmp_path / "m.json")],
+                           capture_output=True, text=True)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1 and says in p.stderr, p.stderr
+        assert not (tmp_path / "m.json").exists()
+    ok("merge-stats", tmp_path / "t.json", tmp_path / "u.json", "-o", tmp_path / "m.json")
+    assert load_stats_json(tmp_path / "m.json")["n_rows"] == 70

@@ -14,7 +14,7 @@ import sys
 
 from . import __version__
 from .engine import DataError, default_stats_path, denormalize, make_data, normalize, compute_stats
-from .stats import Stats
+from .stats import Stats, _first_difference
 
 
 def _delimiter(text: str) -> str:
@@ -152,7 +152,8 @@ def run(args) -> None:
         for path, st in zip(args.inputs[1:], parts[1:]):
             if st.columns != parts[0].columns:
                 raise ValueError(f"{path}: columns differ from {args.inputs[0]}'s "
-                                 f"({st.n_columns} vs {parts[0].n_columns} columns)")
+                                 f"{_first_difference(parts[0].columns, st.columns)}")
+        _refuse_the_same_stats_twice(args.inputs, parts)
         merged = Stats.merge(parts)
         merged.save(args.output)
         print(f"{len(args.inputs)} stats files, {merged.n_rows} rows -> {args.output}", file=sys.stderr)
@@ -171,6 +172,18 @@ def run(args) -> None:
                     batch_size=args.batch_size, device=args.device, header=args.header,
                     delimiter=args.delimiter, threads=args.threads, progress=_progress(args))
         print(f"{n} predictions -> {args.output}", file=sys.stderr)
+
+
+def _refuse_the_same_stats_twice(paths, parts) -> None:
+    """merge-stats adds up rows: a stats file given twice (by any name), or a copy of one (the same
+    numbers of the same source files), would count its rows twice."""
+    for i in range(1, len(paths)):
+        for j in range(i):
+            if os.path.samefile(paths[i], paths[j]):
+                raise ValueError(f"{paths[i]}: given twice (as {paths[j]} too): its rows would count twice")
+            if parts[i].sources and parts[i].to_dict() == parts[j].to_dict():
+                raise ValueError(f"{paths[i]}: the same stats as {paths[j]} (the same numbers of the same source "
+                                 "files): a copy; its rows would count twice")
 
 
 def _one_line(e: BaseException) -> str:
