@@ -194,6 +194,20 @@ def test_predict_refuses_to_write_over_what_it_reads(runs, tmp_path):
         assert "is also an input of this command" in msg and out.read_bytes() == before
 
 
+def test_predict_says_which_record_got_a_prediction_that_is_not_a_number(runs, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(runs / "l1", broken, ignore=shutil.ignore_patterns("data"))
+    card = json.loads((broken / "model.json").read_text())
+    weights = torch.load(broken / card["weights"], weights_only=True)
+    last_bias = [k for k in weights if k.endswith("bias")][-1]
+    weights[last_bias] = torch.full_like(weights[last_bias], float("nan"))
+    torch.save(weights, broken / card["weights"])
+    out = tmp_path / "pred.csv"
+    msg = assert_failed_cleanly(run_cli("predict", broken, runs / "test.csv", "-o", out), leftovers=[out],
+                                folder=tmp_path, names=[str(runs / "test.csv")])
+    assert "the model's prediction for record 0 (counted from 0, as --row-numbers counts them) is nan" in msg
+
+
 def test_predict_on_a_full_disk_leaves_nothing(runs, tiny_fs):
     out = tiny_fs / "pred.csv"
     big = runs / "big_test.csv"

@@ -100,8 +100,11 @@ def _write_npy_header(f, n_rows: int) -> None:
     np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n_rows, 1)})
 
 
-def _run_model(model, table_path: str, n_inputs: int, out_npy: str, batch_size: int, device, quiet: bool) -> int:
-    """Predictions for every row of the normalized table, batch by batch, into a one-column ``.npy``."""
+def _run_model(model, table_path: str, n_inputs: int, out_npy: str, batch_size: int, device, quiet: bool,
+               source: str = "") -> int:
+    """Predictions for every row of the normalized table, batch by batch, into a one-column ``.npy``. A
+    prediction that is not a finite number is a :class:`DataError` naming ``source`` (the new data) and
+    the record."""
     import torch
 
     from .data import NpyTable
@@ -118,7 +121,13 @@ def _run_model(model, table_path: str, n_inputs: int, out_npy: str, batch_size: 
                 if rows.stop < n:  # read the next batch while the model works on this one
                     next_batch = reader.submit(table.read_rows, rows.stop, min(rows.stop + batch_size, n))
                 y = model(torch.from_numpy(x[:, :n_inputs]).to(device, non_blocking=True))
-                out.write(np.ascontiguousarray(y.float().cpu().numpy(), dtype="<f4").tobytes())
+                y = np.ascontiguousarray(y.float().cpu().numpy(), dtype="<f4")
+                bad = np.flatnonzero(~np.isfinite(y))
+                if bad.size:
+                    raise DataError(f"{source}: the model's prediction for record {rows.start + bad[0]} (counted from 0, "
+                                    f"as --row-numbers counts them) is {y.ravel()[bad[0]]}: its inputs may lie far "
+                                    "outside the training data's range, or the weights are broken")
+                out.write(y.tobytes())
     return n
 
 
@@ -175,7 +184,8 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
         normalize([input_csv], table, stats=inputs, dtype=dtype, threads=threads, header=header,
                   delimiter=delimiter, progress=progress)
         pred = os.path.join(work, "predictions.npy")
-        n = _run_model(model, table, card["n_inputs"], pred, batch_size, device, quiet=not progress)
+        n = _run_model(model, table, card["n_inputs"], pred, batch_size, device, quiet=not progress,
+                       source=os.fspath(input_csv))
         os.unlink(table)  # free its space before the output is written
         pred_csv = os.path.join(work, "predictions.csv")
         denormalize(pred, pred_csv, stats=stats, threads=threads, progress=progress)  # one column: the target
