@@ -236,7 +236,8 @@ def main():
         if state.bad_epochs >= args.patience:
             accelerator.print(f"early stop: no improvement for {args.patience} epochs")
             break
-        if args.max_steps and state.global_step == args.max_steps:
+        # (a run resumed inside the epoch where it reached the limit (step > 0) first ends that epoch below)
+        if args.max_steps and state.global_step == args.max_steps and state.step == 0:
             accelerator.print(f"reached --max-steps {args.max_steps}")
             break
 

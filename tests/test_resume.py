@@ -345,6 +345,27 @@ def test_lesson4_resumes_from_a_checkpoint_of_before_the_per_process_numbers(tab
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 2  # (--max-steps 30, 27 steps an epoch)
 
 
+@pytest.mark.parametrize("script, run_args, pause", [
+    # --max-steps reached inside epoch 2, on a checkpoint step: that step is saved twice, inside the epoch and
+    # at its end (the 8th save for lesson 4: 27 steps an epoch; the 7th for lesson 3); killed in between
+    (L4, L4_RUN, "checkpoint-begin:8"),
+    (L3, [*L3_RUN, "--max-steps", "35"], "checkpoint-begin:7"),
+])
+def test_a_run_killed_as_it_reached_max_steps_ends_its_last_epoch_when_resumed(table, tmp_path, script, run_args,
+                                                                               pause):
+    full = tmp_path / "full"
+    full_out = run_to_end(tmp_path, script, ["--data", table, *run_args, "--output-dir", full])
+    run = tmp_path / "run"
+    args = ["--data", table, *run_args, "--output-dir", run]
+    paused = Paused(tmp_path, script, args, pause)
+    paused.wait()
+    paused.kill()
+    out = run_to_end(tmp_path, script, [*args, "--resume"])
+    assert ", step 0" not in out.split("resumed from ")[1].splitlines()[0]  # resumed inside the epoch
+    assert epoch_lines(out) == {2: epoch_lines(full_out)[2]}
+    assert_same_end(full, run)
+
+
 # ---- a full disk ----------------------------------------------------------------------------------
 @pytest.fixture
 def small_disk(tmp_path):
