@@ -14,6 +14,8 @@ identical. What this lesson adds:
   once and gathered by index (the resident tier, `--data-tier`, `--resident-budget`); the lesson prints
   which tier it uses and why;
 - bf16 mixed precision on GPUs that have it (`--mixed-precision`; full float32 on CPUs);
+- the same initial weights on every process, then random numbers of its own on each, so that the processes
+  do not all draw the same dropout masks;
 - gradient accumulation (`--grad-accum N`): N batches per optimizer step, for a global batch larger than
   memory allows; the processes only exchange gradients on the last of the N;
 - the loss summed over the rows and divided by the nominal batch size, so that a short last batch (or an
@@ -205,6 +207,10 @@ def main():
     # ---- 3. The model -----------------------------------------------------------------------------
     # Inputs -> hidden layers -> y.
     model = MLP(n_inputs, args.hidden, args.dropout)
+    # New: the same initial weights on every process (the seed above), then random numbers of its own on each
+    # (dropout): with one seed everywhere, row k of every process's batch would get the same dropout mask
+    torch.manual_seed(args.seed + accelerator.process_index)
+
     loss_fn = nn.MSELoss(reduction="sum")  # Changed: summed squared errors (divided below)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     # the learning rate rises for the first 30% of the steps, then falls towards zero

@@ -326,6 +326,14 @@ def test_lesson4_resumed_within_an_epoch_reports_the_training_loss_of_every_proc
     assert_whole_run_throughput(run, sum(m["train_rows_per_process"]))
 
 
+def test_lesson4_processes_draw_random_numbers_of_their_own(uninterrupted4):
+    # the same initial weights, but not the same dropout masks: the torch random state each process saved
+    # with a checkpoint (accelerate's random_states_<process>.pkl) differs
+    latest = course.latest_checkpoint(uninterrupted4[0] / "checkpoints")
+    states = [torch.load(latest / f"random_states_{i}.pkl", weights_only=False)["torch_manual_seed"] for i in (0, 1)]
+    assert not torch.equal(states[0], states[1])
+
+
 def test_lesson4_resumes_from_a_checkpoint_of_before_the_per_process_numbers(table, tmp_path):
     # a checkpoint written by lesson 4 before its TrainingState held each process's numbers and the run's
     # totals: resumed (its running loss is the main process's, as it was then), not a traceback
