@@ -202,10 +202,61 @@ def test_predict_says_which_record_got_a_prediction_that_is_not_a_number(runs, t
     last_bias = [k for k in weights if k.endswith("bias")][-1]
     weights[last_bias] = torch.full_like(weights[last_bias], float("nan"))
     torch.save(weights, broken / card["weights"])
+    del card["sha256"]  # (as a card written before the digests: these weights are read, not refused)
+    (broken / "model.json").write_text(json.dumps(card))
     out = tmp_path / "pred.csv"
     msg = assert_failed_cleanly(run_cli("predict", broken, runs / "test.csv", "-o", out), leftovers=[out],
                                 folder=tmp_path, names=[str(runs / "test.csv")])
     assert "the model's prediction for record 0 (counted from 0, as --row-numbers counts them) is nan" in msg
+
+
+def test_predict_refuses_a_run_whose_files_are_not_its_cards(runs, tmp_path):
+    # a best model written after its card (a run stopped between the two), or stats copied from another run
+    out = tmp_path / "pred.csv"
+    for name, other in (("model.pt", runs / "l1"), ("stats.json", runs / "l2")):
+        run = tmp_path / f"swapped-{name}"
+        shutil.copytree(runs / "l1", run, ignore=shutil.ignore_patterns("data"))
+        if name == "model.pt":
+            weights = torch.load(run / name, weights_only=True)
+            torch.save({k: v + 1 for k, v in weights.items()}, run / name)  # other numbers, same layers
+        else:
+            stats = json.loads((run / name).read_text())
+            stats["max"][-1] += 1.0  # another table's range of y
+            (run / name).write_text(json.dumps(stats))
+        msg = assert_failed_cleanly(run_cli("predict", run, runs / "test.csv", "-o", out), leftovers=[out],
+                                    folder=tmp_path, names=[str(run / name)])
+        assert "not the file model.json was written with (its SHA-256 differs)" in msg
+
+
+@pytest.mark.parametrize("edit", [
+    {"weights": 5}, {"stats": None}, {"target": ["y"]}, {"n_inputs": "9"}, {"n_inputs": 0}, {"inputs": ["as_is"]},
+    {"inputs": "scaled"}, {"layers": "Linear"}, {"layers": ["Linear"]}, {"layers": [{"type": "Linear"}]},
+    {"layers": [{"type": "Linear", "name": "net.0", "in_features": 9, "bias": True}]},
+    {"layers": [{"type": "Linear", "name": "net.0", "in_features": "9", "out_features": 1, "bias": True}]},
+    {"layers": [{"type": "Linear", "name": "net.0", "in_features": -1, "out_features": 1, "bias": True}]},
+])
+def test_predict_says_what_is_wrong_with_an_edited_card_in_one_line(runs, tmp_path, edit):
+    run = tmp_path / "edited"
+    shutil.copytree(runs / "l1", run, ignore=shutil.ignore_patterns("data"))
+    card = json.loads((run / "model.json").read_text())
+    card.update(edit)
+    (run / "model.json").write_text(json.dumps(card))
+    out = tmp_path / "pred.csv"
+    assert_failed_cleanly(run_cli("predict", run, runs / "test.csv", "-o", out), leftovers=[out], folder=tmp_path,
+                          names=["model.json"])
+
+
+@pytest.mark.parametrize("content", [b"hi\n", b"a", b""])
+def test_predict_says_a_damaged_weights_file_in_one_line(runs, tmp_path, content):
+    run = tmp_path / "damaged"
+    shutil.copytree(runs / "l1", run, ignore=shutil.ignore_patterns("data"))
+    card = json.loads((run / "model.json").read_text())
+    del card["sha256"]  # as a card written before the digests: the weights themselves are read
+    (run / "model.json").write_text(json.dumps(card))
+    (run / "model.pt").write_bytes(content)
+    out = tmp_path / "pred.csv"
+    assert_failed_cleanly(run_cli("predict", run, runs / "test.csv", "-o", out), leftovers=[out], folder=tmp_path,
+                          names=[str(run / "model.pt")])
 
 
 def test_predict_on_a_full_disk_leaves_nothing(runs, tiny_fs):

@@ -17,10 +17,13 @@ The card (JSON): ``format`` ("wideann-model"), ``version``, ``weights`` (file na
 ``n_inputs``, ``target``, ``inputs`` (what the model's ``forward`` does to the inputs before the first
 layer: ``"as_is"``, or ``"centered"`` for ``2 x - 1``, lesson 4's [0, 1] -> [-1, 1]; found by the check
 below), ``layers`` (or null with ``not_rebuildable`` saying why), ``lesson`` and ``options`` (the lesson's
-command-line options).
+command-line options), and ``sha256`` (of the weights and stats files as written: :func:`read` refuses a
+run folder whose files are not the ones its card was written with -- a run stopped between writing the
+weights and the card, or a file copied in from another run).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -209,6 +212,7 @@ def write(model, folder, weights_name: str, *, stats_path, train=None, options=N
     if not (stats_copy.is_file() and stats_copy.read_bytes() == text):  # written once per run, not per save
         with atomic_path(stats_copy) as tmp:
             Path(tmp).write_bytes(text)
+    card["sha256"] = {key: _sha256(folder / card[key]) for key in ("weights", "stats") if (folder / card[key]).is_file()}
     with atomic_path(folder / CARD_NAME) as tmp:
         with open(tmp, "w") as f:
             json.dump(card, f, indent=1)
@@ -236,7 +240,45 @@ def read(run_dir) -> dict:
     if not card.get("layers"):
         raise ValueError(f"{path}: this model cannot be rebuilt by wideann predict: "
                          f"{card.get('not_rebuildable', 'no layers described')}")
+    _check_fields(path, card)
     for key in ("weights", "stats"):
         if not (run_dir / card[key]).is_file():
             raise FileNotFoundError(f"{run_dir / card[key]}: missing ({CARD_NAME} names it)")
+    for key, digest in (card.get("sha256") or {}).items():  # (cards written before 2026-11-27 have none)
+        if key in ("weights", "stats") and _sha256(run_dir / card[key]) != digest:
+            raise ValueError(f"{run_dir / card[key]}: not the file {CARD_NAME} was written with (its SHA-256 "
+                             "differs): the run was stopped between writing its model and its card, or a file was "
+                             "replaced; run the lesson again (--resume continues it), or keep a run's files together")
     return card
+
+
+def _sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_fields(path: Path, card: dict) -> None:
+    """The fields :func:`build` and ``wideann predict`` use have the types the lessons write (an edited or
+    damaged card is said in one line, not met as a traceback)."""
+    def bad(what: str):
+        raise ValueError(f"{path}: {what}")
+
+    for key in ("weights", "stats", "target"):
+        if not isinstance(card.get(key), str) or not card[key]:
+            bad(f"{key!r} must be a file name" if key != "target" else "'target' must be the target column's name")
+    if not isinstance(card.get("n_inputs"), int) or isinstance(card["n_inputs"], bool) or card["n_inputs"] < 1:
+        bad("'n_inputs' must be a whole number of at least 1")
+    inputs = card.get("inputs", "as_is")
+    if not isinstance(inputs, str) or inputs not in INPUTS:
+        bad(f"'inputs' must be one of {', '.join(map(repr, INPUTS))}")
+    if not isinstance(card["layers"], list):
+        bad("'layers' must be a list of layers")
+    for i, layer in enumerate(card["layers"]):
+        if not isinstance(layer, dict) or not isinstance(layer.get("type"), str) or not isinstance(layer.get("name"), str):
+            bad(f"layer {i + 1}: must have a 'type' and a 'name'")
+        for arg in _LAYERS.get(layer["type"], ()):
+            if arg not in layer:
+                bad(f"layer {i + 1} ({layer['type']}): no {arg!r}")

@@ -79,21 +79,27 @@ def _load_model(run_dir: Path, card: dict, device):
     import torch
 
     weights = run_dir / card["weights"]
+    # (what a damaged or edited file makes torch raise is many kinds of error: each is said of its file)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        raise DataError(f"{weights}: cannot be read as PyTorch weights ({' '.join(str(e).split())[:200]})") from None
-    if not isinstance(state, dict):
+    except (pickle.UnpicklingError, RuntimeError, EOFError, KeyError, IndexError, ValueError, TypeError) as e:
+        raise DataError(f"{weights}: cannot be read as PyTorch weights ({_said(e, 200)})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
         raise DataError(f"{weights}: not a state_dict")
     try:
         model = modelcard.build(card["layers"], card.get("inputs", "as_is"))
-    except ValueError as e:
-        raise DataError(f"{run_dir / modelcard.CARD_NAME}: {e}") from None
+    except (ValueError, TypeError, RuntimeError) as e:
+        raise DataError(f"{run_dir / modelcard.CARD_NAME}: its layers cannot be built ({_said(e, 300)})") from None
     try:
         modelcard.load_weights(model, card["layers"], state)
-    except (ValueError, RuntimeError) as e:
-        raise DataError(f"{weights}: {' '.join(str(e).split())[:300]}") from None
+    except (ValueError, RuntimeError, TypeError) as e:
+        raise DataError(f"{weights}: {_said(e, 300)}") from None
     return model.to(device).eval()
+
+
+def _said(e: BaseException, most: int) -> str:
+    """An exception's message on one line, at most ``most`` characters (its type when it has none)."""
+    return (" ".join(str(e).split()) or type(e).__name__)[:most]
 
 
 def _write_npy_header(f, n_rows: int) -> None:
