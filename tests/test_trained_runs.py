@@ -259,6 +259,23 @@ def test_predict_says_a_damaged_weights_file_in_one_line(runs, tmp_path, content
                           names=[str(run / "model.pt")])
 
 
+def test_predict_counts_a_quoted_header_field_with_a_comma_as_one(runs, tmp_path):
+    run = tmp_path / "quoted"
+    shutil.copytree(runs / "l1", run, ignore=shutil.ignore_patterns("data"))
+    stats = json.loads((run / "stats.json").read_text())
+    stats["columns"][0] = "x,1"  # a column name with the delimiter in it, quoted in the CSV
+    (run / "stats.json").write_text(json.dumps(stats))
+    card = json.loads((run / "model.json").read_text())
+    del card["sha256"]  # (the stats were edited on purpose)
+    (run / "model.json").write_text(json.dumps(card))
+    header, body = (runs / "test.csv").read_text().split("\n", 1)
+    new = tmp_path / "new.csv"
+    new.write_text('"x,1",' + header.split(",", 1)[1] + "\n" + body)
+    r = run_cli("predict", run, new, "-o", tmp_path / "p.csv")
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 301
+
+
 def test_predict_on_a_full_disk_leaves_nothing(runs, tiny_fs):
     out = tiny_fs / "pred.csv"
     big = runs / "big_test.csv"

@@ -2,6 +2,7 @@
 stats file."""
 from __future__ import annotations
 
+import csv
 import math
 import os
 import re
@@ -124,7 +125,7 @@ def _describe_csv(path: str) -> str:
     whole = len(head) == size
     first = lines[0].decode("utf-8-sig", errors="backslashreplace") if lines else ""
     delimiter = max(",;\t|", key=first.count) if first else ","
-    fields = first.split(delimiter)
+    fields = next(csv.reader([first], delimiter=delimiter)) if first else [""]  # (quoted fields may hold it)
     is_header = any(_not_number(x) for x in fields)
     body = [ln for ln in (lines[1:] if whole else lines[1:-1]) if ln.strip()]
     if whole:

@@ -19,6 +19,7 @@ torch; the command line imports it only for ``predict``.
 """
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import tempfile
@@ -41,8 +42,8 @@ def _first_line_fields(path: str, delimiter: str) -> int:
     with open(path, "rb") as f:
         for raw in f:
             line = raw.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
-            if line.strip():
-                return line.count(delimiter) + 1
+            if line.strip():  # (a quoted field may hold the delimiter: "x,1")
+                return len(next(csv.reader([line], delimiter=delimiter)))
     raise DataError(f"{path}: the file is empty")
 
 
