@@ -163,3 +163,13 @@ def test_merge_stats_refuses_the_same_stats_twice(tmp_path):
         assert not (tmp_path / "m.json").exists()
     ok("merge-stats", tmp_path / "t.json", tmp_path / "u.json", "-o", tmp_path / "m.json")
     assert load_stats_json(tmp_path / "m.json")["n_rows"] == 70
+
+
+def test_info_refuses_what_is_no_csv_npy_or_stats_file(tmp_path):
+    (tmp_path / "empty.csv").write_bytes(b"")
+    (tmp_path / "blank.csv").write_bytes(b"\n \n")
+    (tmp_path / "model.pt").write_bytes(b"PK\x03\x04\x00\x00binary")
+    for name, says in (("empty.csv", "the file is empty"), ("blank.csv", "blank lines only"),
+                       ("model.pt", "not a CSV (binary data)")):
+        p = subprocess.run([*WIDEANN, "info", str(tmp_path / name)], capture_output=True, text=True)
+        assert p.returncode == 1 and p.stdout == "" and p.stderr.count("\n") == 1 and says in p.stderr, p.stderr

@@ -121,6 +121,10 @@ def _describe_csv(path: str) -> str:
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(1 << 20)
+    if not head.strip():
+        raise ValueError(f"{path}: the file is empty" if not head else f"{path}: the file holds blank lines only")
+    if b"\0" in head:  # no text file has one (a model's weights, a picture, an archive)
+        raise ValueError(f"{path}: not a CSV (binary data), a .npy table or a stats file")
     lines = head.splitlines()
     whole = len(head) == size
     first = lines[0].decode("utf-8-sig", errors="backslashreplace") if lines else ""
