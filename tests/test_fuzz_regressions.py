@@ -148,6 +148,14 @@ def test_info_odd_npy_arrays(tmp_path):
         assert f"a{i}.npy: .npy table" in p.stdout and p.stderr == ""
 
 
+def test_info_first_line_with_a_field_beyond_the_csv_modules_limit(tmp_path):
+    # a first line of 3.6 MiB whose one field (an unclosed quote) exceeds the csv module's 131,072
+    # characters: its columns are counted at every delimiter instead of a traceback (seed 69892)
+    p = write_text(tmp_path / "i.csv", "0.5,1,\"" + "9" * 200_000 + ",2\n1,2,3\n")
+    r = ok("info", p)
+    assert "CSV" in r.stdout and "4 columns" in r.stdout
+
+
 def test_stats_json_with_a_huge_integer(tmp_path):
     """Python refuses to convert integers of over 4,300 digits: the message did not name the file."""
     st = write_text(tmp_path / "s.json", '{"format": "wideann-stats", "columns": [' + "9" * 5000 + "]}")

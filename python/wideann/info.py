@@ -129,7 +129,7 @@ def _describe_csv(path: str) -> str:
     whole = len(head) == size
     first = lines[0].decode("utf-8-sig", errors="backslashreplace") if lines else ""
     delimiter = max(",;\t|", key=first.count) if first else ","
-    fields = next(csv.reader([first], delimiter=delimiter)) if first else [""]  # (quoted fields may hold it)
+    fields = split_fields(first, delimiter)
     is_header = any(_not_number(x) for x in fields)
     body = [ln for ln in (lines[1:] if whole else lines[1:-1]) if ln.strip()]
     if whole:
@@ -144,6 +144,15 @@ def _describe_csv(path: str) -> str:
         f"  delimiter {delimiter!r}, header: {'yes' if is_header else 'no'}",
         f"  first line: {_names([x.strip() for x in fields])}",
     ])
+
+
+def split_fields(line: str, delimiter: str) -> list[str]:
+    """The fields of one CSV line, as CSV reads them (a quoted field may hold the delimiter); split at
+    every delimiter where the csv module gives up (a field beyond its size limit)."""
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [""]) if line else [""]
+    except csv.Error:
+        return line.split(delimiter)
 
 
 def _not_number(s: str) -> bool:

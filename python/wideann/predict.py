@@ -19,7 +19,6 @@ torch; the command line imports it only for ``predict``.
 """
 from __future__ import annotations
 
-import csv
 import os
 import shutil
 import tempfile
@@ -32,6 +31,7 @@ from . import modelcard
 from ._atomic import atomic_path
 from .diskspace import require_free
 from .engine import DataError, _check_output_folder, denormalize, estimated_rows, normalize, output_bytes
+from .info import split_fields
 from .stats import Stats
 
 DEFAULT_BATCH_SIZE = 1024  # as the lessons predict: the same batches give the same float32 results
@@ -43,7 +43,7 @@ def _first_line_fields(path: str, delimiter: str) -> int:
         for raw in f:
             line = raw.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
             if line.strip():  # (a quoted field may hold the delimiter: "x,1")
-                return len(next(csv.reader([line], delimiter=delimiter)))
+                return len(split_fields(line, delimiter))
     raise DataError(f"{path}: the file is empty")
 
 
