@@ -171,9 +171,9 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     (default: beside the output, ``t.npy`` -> ``t.stats.json``); with ``stats`` (a ``Stats`` or a
     path) they are applied as they are, e.g. to a test set, and written to ``stats_out`` only if given
     (with the rows of these inputs) -- except that a stats file already beside the output that
-    describes another transform is replaced by the applied stats: a table's stats file never lies. Values outside the fitted range stay
-    outside [0, 1] unless ``clip``. Returns the stats used. Nothing is left at ``output`` (or at the
-    stats path) if anything fails.
+    describes another transform is replaced by the applied stats: a table's stats file never lies.
+    Values outside the fitted range stay outside [0, 1] unless ``clip``. Returns the stats used.
+    Nothing is left at ``output`` (or at the stats path) if anything fails.
     """
     paths = _paths(inputs)
     output = os.fspath(output)

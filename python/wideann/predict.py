@@ -107,8 +107,8 @@ def _write_npy_header(f, n_rows: int) -> None:
     np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (n_rows, 1)})
 
 
-def _run_model(model, table_path: str, n_inputs: int, out_npy: str, batch_size: int, device, quiet: bool,
-               source: str = "") -> int:
+def _run_model(model, table_path: str, n_inputs: int, out_npy: str, batch_size: int, device, quiet: bool, *,
+               source: str) -> int:
     """Predictions for every row of the normalized table, batch by batch, into a one-column ``.npy``. A
     prediction that is not a finite number is a :class:`DataError` naming ``source`` (the new data) and
     the record."""
