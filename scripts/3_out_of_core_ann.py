@@ -33,6 +33,7 @@ Run it:
     accelerate launch scripts/3_out_of_core_ann.py --data big_table.npy --max-steps 2000
     accelerate launch scripts/3_out_of_core_ann.py --resume          # continue from the last checkpoint
 """
+import itertools  # New
 import time
 from pathlib import Path
 
@@ -171,11 +172,16 @@ def main():
         model.train()
         epoch_start = time.perf_counter()
         steps_start = time.perf_counter()  # New
-        batches = progress.bar(train_batches.epoch(epoch, start_step=state.step), f"epoch {epoch}", args.quiet,  # Changed
-                               accelerator, total=len(train_batches), initial=state.step)  # batches read from disk
+        # New: the steps left in this epoch: all of them from the resumed step, or up to the step limit (islice stops
+        # before it asks for the batch after the last one: one read too many would count in the epoch's rows per second)
+        steps = len(train_batches) - state.step
+        if args.max_steps:
+            steps = min(steps, args.max_steps - state.global_step)
+
+        batches = progress.bar(itertools.islice(train_batches.epoch(epoch, start_step=state.step), steps),  # Changed
+                               f"epoch {epoch}", args.quiet, accelerator, total=len(train_batches),
+                               initial=state.step)  # batches read from disk, from the resumed step
         for x, y in batches:
-            if args.max_steps and state.global_step == args.max_steps:  # New: the step limit, checked first (as above)
-                break  # New
             x, y = x.to(accelerator.device), y.to(accelerator.device)  # New
             prediction = model(x)                # forward pass
             loss = loss_fn(prediction, y)        # how far off the predictions are

@@ -50,6 +50,7 @@ Run it:
     accelerate launch --config_file scripts/configs/multinode.yaml --machine_rank R scripts/4_multi_gpu_ann.py
 """
 import contextlib  # New
+import itertools
 import math  # New
 import time
 from pathlib import Path
@@ -250,11 +251,16 @@ def main():
         model.train()
         epoch_start = time.perf_counter()
         steps_start = time.perf_counter()
-        batches = progress.bar(train_batches.epoch(epoch, start_step=state.step), f"epoch {epoch}", args.quiet,
-                               accelerator, total=len(train_batches), initial=state.step)  # batches read from disk
+        # the steps left in this epoch: all of them from the resumed step, or up to the step limit (islice stops
+        # before it asks for the batch after the last one: one read too many would count in the epoch's rows per second)
+        steps = len(train_batches) - state.step
+        if args.max_steps:
+            steps = min(steps, (args.max_steps - state.global_step) * args.grad_accum)  # Changed: batches per step
+
+        batches = progress.bar(itertools.islice(train_batches.epoch(epoch, start_step=state.step), steps),
+                               f"epoch {epoch}", args.quiet, accelerator, total=len(train_batches),
+                               initial=state.step)  # batches read from disk, from the resumed step
         for x, y in batches:
-            if args.max_steps and state.global_step == args.max_steps:
-                break
             x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)  # Changed
             # New: gradient accumulation: the optimizer steps after every grad_accum batches (and after the last
             # batch of the epoch); on the batches before, no_sync skips the exchange of gradients between processes
