@@ -160,11 +160,12 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
             _refuse_shared_files(found, test_found)
         if args.stats:
             _require_file(Path(args.stats), "--stats")
+        stats = None  # known to fit the table, once wideann.data has checked it
         if kind == "npy":
             train = found
             if args.stats:  # the plainest mistake first, said of the file it is about
                 _refuse_stats_of_another_width(Path(args.stats), train)
-            stats_path, _ = _data_call(data.table_stats, train, args.stats, option="--data")
+            stats_path, stats = _data_call(data.table_stats, train, args.stats, option="--data")
         else:
             if not args.data:
                 say(f"no --data given: using the example data {shell_path(found[0])}")
@@ -174,7 +175,7 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
         if test_found:
             test = test_found if test_kind == "npy" else [_normalize_csv(test_found, data_dir / "test", stats_path,
                                                                          say)[0]]
-        return train, test, stats_path, _check_tables(train, test, stats_path)
+        return train, test, stats_path, _check_tables(train, test, stats_path, stats)
 
     # one process per machine normalizes; the others then find its files up to date
     train, test, stats_path, stats = in_turn(accelerator, work)
@@ -234,11 +235,15 @@ def _refuse_stats_of_another_width(stats_path: Path, train: list[Path]) -> tuple
     return stats, cols
 
 
-def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path) -> Stats:
+def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path, stats: Stats | None = None) -> Stats:
     """The stats file and the tables belong together: same columns, test data normalized with the
     training stats. Shards that disagree with each other (columns, dtype) are refused naming the odd one.
-    Returns the stats."""
-    stats, cols = _refuse_stats_of_another_width(stats_path, train)
+    ``stats``: the stats already loaded and checked against the training table (by ``table_stats``), or
+    None to load and check them here. Returns the stats."""
+    if stats is None:
+        stats, cols = _refuse_stats_of_another_width(stats_path, train)
+    else:
+        cols = stats.n_columns
     if test is not None:
         _, test_cols = _table_shape(test, "--test-data")
         if test_cols != cols:
