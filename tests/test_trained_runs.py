@@ -172,6 +172,7 @@ def test_predict_refuses_what_is_not_a_usable_run(runs, tmp_path):
     # a model the lesson could not describe
     card = json.loads((runs / "l1" / "model.json").read_text())
     card.update(layers=None, not_rebuildable="layer net.1 (Bilinear) is not one wideann predict can rebuild")
+    del card["sha256"]["card"]  # (as a card written before its own digest)
     (mixed / "model.json").write_text(json.dumps(card))
     msg = assert_failed_cleanly(run_cli("predict", mixed, new, "-o", out), leftovers=[out])
     assert "cannot be rebuilt" in msg and "Bilinear" in msg
@@ -240,10 +241,36 @@ def test_predict_says_what_is_wrong_with_an_edited_card_in_one_line(runs, tmp_pa
     shutil.copytree(runs / "l1", run, ignore=shutil.ignore_patterns("data"))
     card = json.loads((run / "model.json").read_text())
     card.update(edit)
+    del card["sha256"]["card"]  # (as a card written before its own digest: its fields are checked one by one)
     (run / "model.json").write_text(json.dumps(card))
     out = tmp_path / "pred.csv"
     assert_failed_cleanly(run_cli("predict", run, runs / "test.csv", "-o", out), leftovers=[out], folder=tmp_path,
                           names=["model.json"])
+
+
+@pytest.mark.parametrize("edit", ["activation", "inputs", "options"])
+def test_predict_refuses_a_card_edited_by_hand(runs, tmp_path, edit):
+    # well-typed edits that the field checks cannot see: the rebuilt network would not be the trained one
+    run = tmp_path / "edited"
+    shutil.copytree(runs / "l2", run, ignore=shutil.ignore_patterns("data"))
+    text = (run / "model.json").read_text()
+    card = json.loads(text)
+    if edit == "activation":
+        layer = next(layer for layer in card["layers"] if layer["type"] == "ReLU")
+        layer.update(type="GELU", approximate="none")
+    elif edit == "inputs":
+        card["inputs"] = "centered" if card["inputs"] == "as_is" else "as_is"
+    else:
+        card["options"]["hidden"] = [1, 2, 3]
+    (run / "model.json").write_text(json.dumps(card, indent=1))
+    out = tmp_path / "pred.csv"
+    msg = assert_failed_cleanly(run_cli("predict", run, runs / "test.csv", "-o", out), leftovers=[out],
+                                folder=tmp_path, names=[str(run / "model.json")])
+    assert "edited since the lesson wrote it" in msg
+    # the card as written, only laid out another way (keys reordered, no indent), is the same card
+    (run / "model.json").write_text(json.dumps(dict(reversed(json.loads(text).items()))))
+    r = run_cli("predict", run, runs / "test.csv", "-o", out)
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize("content", [b"hi\n", b"a", b""])

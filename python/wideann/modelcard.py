@@ -19,7 +19,8 @@ layer: ``"as_is"``, or ``"centered"`` for ``2 x - 1``, lesson 4's [0, 1] -> [-1,
 below), ``layers`` (or null with ``not_rebuildable`` saying why), ``lesson`` and ``options`` (the lesson's
 command-line options), and ``sha256`` (of the weights and stats files as written: :func:`read` refuses a
 run folder whose files are not the ones its card was written with -- a run stopped between writing the
-weights and the card, or a file copied in from another run).
+weights and the card, or a file copied in from another run; and, as ``"card"``, of the card's own fields:
+a card edited by hand, say ``ReLU`` made ``GELU``, would rebuild a network that was never trained).
 """
 from __future__ import annotations
 
@@ -213,6 +214,7 @@ def write(model, folder, weights_name: str, *, stats_path, train=None, options=N
         with atomic_path(stats_copy) as tmp:
             Path(tmp).write_bytes(text)
     card["sha256"] = {key: _sha256(folder / card[key]) for key in ("weights", "stats") if (folder / card[key]).is_file()}
+    card["sha256"]["card"] = _card_sha256(card)
     with atomic_path(folder / CARD_NAME) as tmp:
         with open(tmp, "w") as f:
             json.dump(card, f, indent=1)
@@ -237,6 +239,11 @@ def read(run_dir) -> dict:
         raise ValueError(f"{path}: not a wideann model card")
     if card.get("version") != VERSION:
         raise ValueError(f"{path}: model card version {card.get('version')} (this wideann reads {VERSION})")
+    digests = card.get("sha256")
+    if isinstance(digests, dict) and "card" in digests and digests["card"] != _card_sha256(card):
+        raise ValueError(f"{path}: edited since the lesson wrote it (the SHA-256 of its fields differs from the one "
+                         "it records): edited layers or inputs would rebuild a network that was never trained; "
+                         "restore the card, or run the lesson again")
     if not card.get("layers"):
         raise ValueError(f"{path}: this model cannot be rebuilt by wideann predict: "
                          f"{card.get('not_rebuildable', 'no layers described')}")
@@ -244,12 +251,21 @@ def read(run_dir) -> dict:
     for key in ("weights", "stats"):
         if not (run_dir / card[key]).is_file():
             raise FileNotFoundError(f"{run_dir / card[key]}: missing ({CARD_NAME} names it)")
-    for key, digest in (card.get("sha256") or {}).items():  # (cards written before 2026-11-27 have none)
+    for key, digest in (digests if isinstance(digests, dict) else {}).items():  # (cards before 2026-11-27: none)
         if key in ("weights", "stats") and _sha256(run_dir / card[key]) != digest:
             raise ValueError(f"{run_dir / card[key]}: not the file {CARD_NAME} was written with (its SHA-256 "
                              "differs): the run was stopped between writing its model and its card, or a file was "
                              "replaced; run the lesson again (--resume continues it), or keep a run's files together")
     return card
+
+
+def _card_sha256(card: dict) -> str:
+    """The SHA-256 of a card's fields, its own digest left out (the same for the card as written and as read
+    back: canonical JSON, keys sorted)."""
+    fields = {k: v for k, v in card.items() if k != "sha256"}
+    fields["sha256"] = {k: v for k, v in (card.get("sha256") or {}).items() if k != "card"}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _sha256(path) -> str:
