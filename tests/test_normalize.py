@@ -287,7 +287,7 @@ def test_apply_mode_replaces_a_stats_file_beside_the_output_that_describes_anoth
     applied = load_stats_json(tmp_path / "train.stats.json")
     # the file beside t.npy describes t.npy: a lesson given --data t.npy takes it
     assert beside["min"] == applied["min"] and beside["max"] == applied["max"] and beside["n_rows"] == 50
-    assert "described another transform: now the applied one" in r.stderr
+    assert "described another transform: now this table's" in r.stderr
     # a stats file beside the output with the applied transform is left as it is
     before = (tmp_path / "t.stats.json").read_bytes()
     r = ok("normalize", train, "-o", tmp_path / "t.npy", "--stats", tmp_path / "train.stats.json")
@@ -296,6 +296,31 @@ def test_apply_mode_replaces_a_stats_file_beside_the_output_that_describes_anoth
     (tmp_path / "t.stats.json").write_text("not json")
     ok("normalize", train, "-o", tmp_path / "t.npy", "--stats", tmp_path / "train.stats.json")
     assert load_stats_json(tmp_path / "t.stats.json")["max"] == applied["max"]
+
+
+@pytest.mark.parametrize("mode", ["fit", "apply"])
+def test_stats_out_elsewhere_replaces_a_stats_file_beside_the_output_that_describes_another_transform(tmp_path, rng,
+                                                                                                       mode):
+    # an earlier table's t.stats.json stays beside a new t.npy whose stats go to --stats-out: a lesson given
+    # --data t.npy would take the earlier transform and report every number in the wrong units
+    train, _ = random_numeric_csv(tmp_path / "train.csv", rng, 50, 4, scale=10)
+    other, _ = random_numeric_csv(tmp_path / "other.csv", rng, 30, 4, scale=3)
+    ok("normalize", other, "-o", tmp_path / "t.npy")  # t.stats.json: other's transform
+    extra = []
+    if mode == "apply":
+        ok("normalize", train, "-o", tmp_path / "train.npy")
+        extra = ["--stats", tmp_path / "train.stats.json"]
+    r = ok("normalize", train, "-o", tmp_path / "t.npy", "--stats-out", tmp_path / "elsewhere.json", *extra)
+    beside, asked = load_stats_json(tmp_path / "t.stats.json"), load_stats_json(tmp_path / "elsewhere.json")
+    assert beside == asked and beside["n_rows"] == 50 and beside["sources"] == [str(train)]
+    assert "described another transform: now this table's" in r.stderr
+    # one that describes the same transform is left as it is; none is not written
+    before = (tmp_path / "t.stats.json").read_bytes()
+    r = ok("normalize", train, "-o", tmp_path / "t.npy", "--stats-out", tmp_path / "elsewhere.json", *extra)
+    assert (tmp_path / "t.stats.json").read_bytes() == before and "another transform" not in r.stderr
+    (tmp_path / "t.stats.json").unlink()
+    ok("normalize", train, "-o", tmp_path / "t.npy", "--stats-out", tmp_path / "elsewhere.json", *extra)
+    assert not (tmp_path / "t.stats.json").exists()
 
 
 def test_apply_mode_clip(tmp_path, rng):

@@ -139,8 +139,10 @@ def run(args) -> None:
                        dtype=args.dtype, threads=args.threads, header=args.header,
                        delimiter=args.delimiter, clip=args.clip, progress=_progress(args))
         where = args.output if args.stats else f"{args.output} (stats: {args.stats_out or beside})"
-        if args.stats and not args.stats_out and before is not None and _identity(beside) != before:
-            where += f" (the stats file beside it, {beside}, described another transform: now the applied one)"
+        asked = args.stats_out or (None if args.stats else beside)  # the stats file the command was asked to write
+        if (asked is None or os.path.abspath(asked) != os.path.abspath(beside)) and before is not None \
+                and _identity(beside) != before:
+            where += f" (the stats file beside it, {beside}, described another transform: now this table's)"
         print(f"{st.n_columns} columns -> {where}", file=sys.stderr)
     elif cmd == "denormalize":
         n = denormalize(args.input, args.output, stats=args.stats, columns=_columns_arg(args.columns),

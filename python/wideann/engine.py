@@ -170,8 +170,9 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     Without ``stats`` the statistics are fitted on all inputs (pass 1) and saved to ``stats_out``
     (default: beside the output, ``t.npy`` -> ``t.stats.json``); with ``stats`` (a ``Stats`` or a
     path) they are applied as they are, e.g. to a test set, and written to ``stats_out`` only if given
-    (with the rows of these inputs) -- except that a stats file already beside the output that
-    describes another transform is replaced by the applied stats: a table's stats file never lies.
+    (with the rows of these inputs). A stats file already beside the output that describes another
+    transform (left by an earlier run) is replaced by the new table's stats in either mode, even when
+    they go to ``stats_out``: the lessons take it for the table's, and a table's stats file never lies.
     Values outside the fitted range stay outside [0, 1] unless ``clip``. Returns the stats used.
     Nothing is left at ``output`` (or at the stats path) if anything fails.
     """
@@ -189,11 +190,13 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     if stats_path is not None and os.path.abspath(stats_path) == os.path.abspath(output):
         raise ValueError(f"{stats_path}: the stats file cannot be the table itself; name another --stats-out")
     sources = [os.path.abspath(p) for p in paths]
+    beside = default_stats_path(output)
+    beside_too = stats_path is None or os.path.abspath(stats_path) != os.path.abspath(beside)
 
     # The table and its stats file are written under temporary names and renamed together at the end
     # (under a lock on their folders), so that a failure leaves neither and two runs writing the same
     # output end with one run's table and that run's stats, never a mix.
-    table_tmp = stats_tmp = None
+    table_tmp = stats_tmp = stale_tmp = None
     try:
         if fitted:
             st = compute_stats(paths, header=header, delimiter=delimiter, threads=n_threads, progress=progress)
@@ -202,19 +205,25 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
             require_free(output, output_bytes(st.n_rows, st.columns, dtype, fmt), f"the table {output}")
         else:
             st = stats if isinstance(stats, Stats) else Stats.load(stats)
-            if stats_path is None:
-                stats_path = _stale_stats_beside(output, st)
             _require_estimated_space(output, paths, st.columns, dtype, fmt)
+        stale = _stale_stats_beside(output, st) if beside_too else None  # replaced together with the table
+        if stats_path is None:
+            stats_path, stale = stale, None
         table_tmp = temp_name(output)
         n = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp)), _fsencode(paths),
                  os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header, delimiter, n_threads,
                  bool(clip), progress=progress, desc="normalize")
-        if not fitted and stats_path is not None:  # the applied stats, with the rows of these inputs
+        written = st if fitted else Stats(st.columns, st._min, st._max, n, sources)  # applied: these inputs' rows
+        if not fitted and stats_path is not None:
             stats_tmp = temp_name(stats_path)
-            _save_stats(Stats(st.columns, st._min, st._max, n, sources), stats_tmp, stats_path)
-        commit_together([(table_tmp, output)] + ([(stats_tmp, stats_path)] if stats_tmp else []))
+            _save_stats(written, stats_tmp, stats_path)
+        if stale is not None:
+            stale_tmp = temp_name(stale)
+            _save_stats(written, stale_tmp, stale)
+        commit_together([(table_tmp, output)] + ([(stats_tmp, stats_path)] if stats_tmp else [])
+                        + ([(stale_tmp, stale)] if stale_tmp else []))
     except BaseException:
-        for tmp in (table_tmp, stats_tmp):
+        for tmp in (table_tmp, stats_tmp, stale_tmp):
             if tmp is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
@@ -224,9 +233,9 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
 
 def _stale_stats_beside(output: str, applied: Stats) -> str | None:
     """The stats file beside ``output`` (``t.npy`` -> ``t.stats.json``) when it describes another transform
-    than the ``applied`` one (or cannot be read): it would be taken for the new table's stats, so apply
-    mode replaces it with the applied stats, together with the table. None when there is none, or when
-    it describes the applied transform (it is left as it is)."""
+    than the ``applied`` one (or cannot be read): it would be taken for the new table's stats, so it is
+    replaced with the table's stats, together with the table. None when there is none, or when it
+    describes the applied transform (it is left as it is)."""
     beside = default_stats_path(output)
     if not os.path.exists(beside):
         return None
