@@ -374,6 +374,52 @@ def test_a_run_killed_as_it_reached_max_steps_ends_its_last_epoch_when_resumed(t
     assert_same_end(full, run)
 
 
+QUICK3 = ["--epochs", "2", "--hidden", "8", "--batch-size", "64", "--patience", "100"]
+
+
+def test_resume_refuses_a_checkpoint_made_with_other_data(tmp_path):
+    # the same path, other rows: a run interrupted before its first checkpoint, resumed, went on from the
+    # checkpoint of the run before it, trained on other data, and reported that run's model on these rows
+    wideann.make_data(tmp_path / "a.csv", rows=400, cols=6, seed=1)
+    wideann.make_data(tmp_path / "b.csv", rows=400, cols=6, seed=9, noise=4)
+    table = tmp_path / "t.npy"
+    wideann.normalize([tmp_path / "a.csv"], table)
+    args = ["--data", table, *QUICK3, "--output-dir", tmp_path / "run"]
+    run_to_end(tmp_path, L3, args)
+    wideann.normalize([tmp_path / "b.csv"], table)  # regenerated from other data, same shape
+    r = subprocess.run(_cmd(L3, [*args, "--resume"], None), cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                       text=True, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1, r.stderr
+    assert "was made with other data: --data " in lines[0] and f"{table} is not the file it was made with" in lines[0]
+    # the same data, as they were: resumed
+    wideann.normalize([tmp_path / "a.csv"], table)
+    assert "resumed from" in run_to_end(tmp_path, L3, [*args, "--resume"])
+
+
+def test_a_rerun_stopped_before_its_end_leaves_no_results_of_the_run_before(table, tmp_path):
+    run = tmp_path / "run"
+    first = run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])
+    assert "removed the results" not in first
+    results = ["metrics.json", "predictions.csv", "loss.png", "predicted_vs_actual.png"]
+    assert all((run / name).is_file() for name in results)
+    # another run in the same folder, stopped as its predictions begin: its model, no results of the first
+    args = ["--data", table, *QUICK3, "--hidden", "16", "--output-dir", run]
+    paused = Paused(tmp_path, L3, args, "predictions-begin:1")
+    paused.wait()
+    paused.kill()
+    assert "removed the results of an earlier run" in paused.log()
+    assert not [name for name in results if (run / name).exists() and name != "loss.png"]  # (drawn by the new run)
+    assert json.loads((run / "model.json").read_text())["options"]["hidden"] == [16]
+    # what a kill inside the writes of the predictions leaves (the engine's and the package's temporary
+    # names) goes with --resume
+    left = [run / ".predictions.csv.Ab3xYz.tmp", run / ".predictions.csv.ab3_xyz9.tmp.npy"]
+    for f in left:
+        f.write_bytes(b"half")
+    run_to_end(tmp_path, L3, [*args, "--resume"])
+    assert not [f for f in left if f.exists()] and all((run / name).is_file() for name in results)
+
+
 # ---- a full disk ----------------------------------------------------------------------------------
 @pytest.fixture
 def small_disk(tmp_path):

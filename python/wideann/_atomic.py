@@ -7,13 +7,14 @@ import os
 import tempfile
 
 
-def temp_name(path) -> str:
-    """A fresh temporary name beside ``path`` (same folder, so that the final rename is atomic)."""
+def temp_name(path, suffix: str = ".tmp") -> str:
+    """A fresh temporary name beside ``path`` (same folder, so that the final rename is atomic), hidden:
+    ``.<name>.<8 random characters><suffix>``."""
     path = os.path.abspath(os.fspath(path))
     folder, base = os.path.split(path)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{path}: output folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=folder)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what a plain open() would
     finally:

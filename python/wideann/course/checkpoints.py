@@ -3,6 +3,7 @@ refusing a resume with other options or another number of processes."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -28,7 +29,9 @@ RESUME_FREE_OPTIONS = frozenset({"resume", "output_dir", "checkpoint_every"})
 """Options that ``--resume`` may change: they do not change what the run computes."""
 
 _PATH_OPTIONS = frozenset({"data", "test_data", "stats"})
-_TEMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # what atomic_path writes before the rename
+# what a write leaves before its rename: atomic_path's (.NAME.8 characters.tmp, or .tmp.npy: the predictions
+# before they are denormalized) and the C++ engine's (.NAME.6 characters.tmp)
+_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{6,8}\.tmp(\.npy)?$")
 
 _RNG_SAFE_GLOBALS = [getattr(np, "_core", getattr(np, "core", None)).multiarray._reconstruct, np.ndarray,
                      np.dtype, type(np.dtype(np.uint32)), __import__("codecs").encode]
@@ -80,6 +83,57 @@ def _options(args) -> dict:
             v = [os.path.realpath(x) for x in v] if isinstance(v, (list, tuple)) else os.path.realpath(v)
         out[k] = _plain(v)
     return out
+
+
+_SAMPLE = 1 << 16
+
+
+def _fingerprint(path: Path) -> list:
+    """A file's size and the SHA-256 of its first and last 64 KiB: a table regenerated from other data, or
+    another version of a stats file, differs; a copy of the same file does not."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        h.update(f.read(_SAMPLE))
+        if size > _SAMPLE:
+            f.seek(max(_SAMPLE, size - _SAMPLE))
+            h.update(f.read(_SAMPLE))
+    return [size, h.hexdigest()]
+
+
+def _data_files(args) -> dict[str, list[Path]]:
+    """The files a run's data come from, by option: ``--data`` (the example CSV when not given), ``--test-data``
+    and ``--stats``; a folder stands for its ``.npy`` shards, and a ``.npy`` table brings its stats file."""
+    from ..engine import default_stats_path
+    from .tables import example_csv
+
+    out = {}
+    for option in ("data", "test_data", "stats"):
+        given = getattr(args, option, None)
+        if given is None and option == "data":
+            given = [example_csv()]
+        if given is None:
+            continue
+        files = []
+        for p in map(Path, [given] if isinstance(given, (str, os.PathLike)) else given):
+            shards = sorted(q for q in p.iterdir() if q.suffix.lower() == ".npy") if p.is_dir() else [p]
+            for shard in shards:
+                files.append(shard)
+                beside = Path(default_stats_path(shard))
+                if shard.suffix.lower() == ".npy" and beside.is_file():
+                    files.append(beside)
+        out["--" + option.replace("_", "-")] = files
+    return out
+
+
+def _data_identity(args) -> tuple[dict, dict]:
+    """:func:`_data_files`, and for ``checkpoint.json`` each option's files as ``[name, size, SHA-256 of the first
+    and last 64 KiB]`` (both empty when a file cannot be read: the lesson itself says why)."""
+    try:
+        files = _data_files(args)
+        return files, {option: [[f.name, *_fingerprint(f)] for f in fs] for option, fs in files.items()}
+    except (OSError, LessonError):
+        return {}, {}
 
 
 def _option_text(value) -> str:
@@ -156,6 +210,7 @@ class Checkpoints:
     def __init__(self, folder, args, files=(), keep: int = 2):
         self.folder = Path(folder)
         self.options = _options(args)
+        self.data_files, self.data = _data_identity(args)
         self.files = [Path(f) for f in files]
         self.keep = max(1, keep)
 
@@ -224,7 +279,7 @@ class Checkpoints:
                         _link_or_copy(f, tmp / f.name)
                 info = {"format": "wideann-checkpoint", "version": 1, "step": step,
                         "processes": accelerator.num_processes, "files": [f.name for f in self.files],
-                        "options": self.options, "completed_ns": time.time_ns()}
+                        "options": self.options, "data": self.data, "completed_ns": time.time_ns()}
                 (tmp / CHECKPOINT_INFO).write_text(json.dumps(info, indent=1) + "\n")
                 for f in tmp.iterdir():
                     fsync(f)
@@ -265,6 +320,15 @@ class Checkpoints:
                              f"{_option_text(self.options.get(k))})" for k in differ)
             raise UsageError(f"--resume: the checkpoint {path} was made with other options: {said}; give the "
                              "options of the interrupted run")
+        for option, files in (info.get("data") or {}).items():  # (checkpoints before 2026-11-27: none)
+            now = self.data.get(option)
+            if now is not None and now != files:
+                odd = next((f"{f} is not the file it was made with (another size or content)" for f, a, b in
+                            zip(self.data_files[option], now, files) if a != b), f"has {len(now)} files, it had "
+                           f"{len(files)}")
+                raise UsageError(f"--resume: the checkpoint {path} was made with other data: {option} {odd}; the "
+                                 "resumed run would go on training on other rows, with other stats; give the data "
+                                 "of the interrupted run, or start again without --resume")
         if info.get("processes") != accelerator.num_processes:
             raise UsageError(f"--resume: the checkpoint {path} was made by {info.get('processes')} process(es), "
                              f"this run has {accelerator.num_processes}: launch it as the interrupted run was")
@@ -279,7 +343,7 @@ class Checkpoints:
         if accelerator.is_main_process:
             try:
                 for folder in {f.parent for f in self.files}:  # what the killed run was writing
-                    for p in folder.glob(".*.tmp") if folder.is_dir() else []:
+                    for p in folder.glob(".*") if folder.is_dir() else []:
                         if _TEMP.match(p.name) and p.is_file():
                             p.unlink()
                 for f in self.files:

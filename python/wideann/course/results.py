@@ -13,13 +13,30 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path
+from .._atomic import atomic_path, temp_name
 from ..diskspace import NotEnoughSpace, human_bytes, require_free
 from ..engine import denormalize
 from ..stats import Stats
 from .errors import LessonError
 from .processes import pause, settle
 from .tables import shell_path
+
+
+RESULTS = ("metrics.json", "predictions.csv", "loss.png", "predicted_vs_actual.png")
+"""What a lesson writes into its run folder at its end, from its final model."""
+
+
+def clear_results(out_dir) -> list[Path]:
+    """Remove the :data:`RESULTS` an earlier run left in ``out_dir``; returns those removed. A run folder then
+    never holds one run's model beside another run's predictions and metrics (a run stopped before its end
+    would leave exactly that: the new model, the old predictions)."""
+    removed = []
+    for name in RESULTS:
+        p = Path(out_dir) / name
+        if p.is_file() or p.is_symlink():
+            p.unlink()
+            removed.append(p)
+    return removed
 
 
 def write_metrics(args, accelerator, **metrics) -> dict:
@@ -55,10 +72,11 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
     what = f"the predictions {out_csv.name}"
     require_free(out_csv, need, what)
     pause("predictions-begin")
-    tmp = out_csv.with_name(out_csv.stem + ".normalized.npy")
+    tmp = Path(temp_name(out_csv, suffix=".tmp.npy"))  # hidden; one a killed run left is removed by --resume
     try:
         try:
-            np.save(tmp, pairs)
+            with open(tmp, "wb") as f:
+                np.save(f, pairs)
             target = Stats.load(stats_path).columns[-1]
             print("denormalizing with the C++ engine:  wideann denormalize " f"{shell_path(tmp)} -o "
                   f"{shell_path(out_csv)} --stats {shell_path(stats_path)} --columns {target} {target}")
