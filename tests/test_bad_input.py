@@ -569,6 +569,21 @@ def test_sigterm(tmp_path, big_csv, when):
     _interrupt(tmp_path, big_csv, signal.SIGTERM, when=when)
 
 
+def test_sighup_a_closed_terminal(tmp_path, big_csv):
+    _interrupt(tmp_path, big_csv, signal.SIGHUP, when="pass2")
+
+
+def test_sighup_under_nohup_is_still_ignored(tmp_path, big_csv):
+    # nohup starts the command with SIGHUP ignored: it goes on after the terminal closes
+    out = tmp_path / "out.npy"
+    p = popen_cli("normalize", big_csv, "-o", out, "--threads", "1",
+                  preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert wait_for(lambda: any(n.startswith(".out.npy.") for n in os.listdir(tmp_path)), 30), "pass 2 never started"
+    p.send_signal(signal.SIGHUP)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and out.is_file(), err
+
+
 def test_sigkill_leaves_nothing_at_the_output_path(tmp_path, big_csv):
     _interrupt(tmp_path, big_csv, signal.SIGKILL, when="pass2")
 

@@ -15,6 +15,7 @@ CalledProcessError traceback (one case checks that, as the course text says).
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +28,7 @@ pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 
 import wideann  # noqa: E402
+from conftest import wait_for  # noqa: E402
 from test_lessons import SCRIPTS, _env, _launch_cmd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -309,3 +311,22 @@ def test_the_options_say_whether_several_processes_may_run(monkeypatch, several)
     else:
         with pytest.raises(course.UsageError, match=r"this launch started 4 \(WORLD_SIZE=4\)"):
             p.parse_args([])
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_a_lesson_ended_by_kill_or_a_closed_terminal_cleans_up_as_after_ctrl_c(tmp_path, big_csv, sig):
+    # kill or a scheduler's time limit (SIGTERM), a closed terminal (SIGHUP), here while the engine writes the
+    # normalized table into the run folder: its temporary files went nowhere before, as large as the table
+    run = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, str(SCRIPTS / LESSONS[1]), "--data", str(big_csv), "--output-dir", str(run)],
+                         cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: list((run / "data").glob(".big.npy.*.tmp")), 120), "pass 2 never started"
+        p.send_signal(getattr(signal, sig))
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130 and err == f"{LESSONS[1]}: interrupted\n", (p.returncode, err)
+    assert not [f.name for f in (run / "data").iterdir()], "the engine's temporary files were left"

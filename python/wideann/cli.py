@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 
 from . import __version__
 from .engine import DataError, default_stats_path, denormalize, make_data, normalize, compute_stats
+from .interrupts import stop_like_ctrl_c
 from .stats import Stats, _first_difference
 
 
@@ -259,8 +259,7 @@ def main(argv=None) -> int:
     if clash:  # wrong usage: one line, exit code 2, nothing touched
         print(f"wideann: error: {printable(clash)}", file=sys.stderr)
         return 2
-    # SIGTERM is handled like Ctrl-C: the engine is cancelled and temporary files are removed.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    stop_like_ctrl_c()  # SIGTERM and SIGHUP: the engine is cancelled and temporary files are removed
     try:
         run(args)
     except KeyboardInterrupt:

@@ -13,6 +13,8 @@ import sys
 import time
 import traceback
 
+from ..interrupts import stop_like_ctrl_c
+
 
 class LessonError(Exception):
     """A mistake in the user's data or files (not a bug of ours): reported as one line, exit code 1."""
@@ -84,6 +86,7 @@ def run(main) -> None:
     of ours and keeps its traceback. A run of several processes ends without the interpreter's
     teardown, finished or not (see :func:`_exit`).
     """
+    stop_like_ctrl_c()  # kill, a scheduler's time limit, a closed terminal: cleaned up as after Ctrl-C
     try:
         main()
     except KeyboardInterrupt:
