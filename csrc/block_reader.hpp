@@ -70,16 +70,18 @@ class BlockReader {
 };
 
 // Calls row_fn(line_begin, line_end) for each non-blank line of a block ('\r' stripped), and turns a
-// FieldError into a RowErrorException that knows where the line starts in its file.
+// FieldError into a RowErrorException that knows where the line starts in its file. With one column,
+// blank lines are rows too (an empty value, refused by the row's parser): skipped, a missing value would
+// shift every later row against its record.
 template <class RowFn>
-inline void for_each_line(const Block& b, RowFn&& row_fn) {
+inline void for_each_line(const Block& b, size_t n_columns, RowFn&& row_fn) {
   const char* p = b.buf.data();
   const char* end = p + b.size;
   while (p < end) {
     const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
     const char* line_end = nl ? nl : end;
     const char* content_end = line_end_without_cr(p, line_end);
-    if (content_end > p) {
+    if (content_end > p || n_columns == 1) {
       FieldError err;
       if (!row_fn(p, content_end, err))
         throw RowErrorException(RowError{b.file_index, b.offset + static_cast<uint64_t>(p - b.buf.data()),

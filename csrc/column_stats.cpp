@@ -39,7 +39,7 @@ ColumnStats compute_stats(const std::vector<std::string>& inputs, const CsvOptio
     double* mn = s.min.data();
     double* mx = s.max.data();
     uint64_t rows = 0;
-    for_each_line(s.block, [&](const char* a, const char* b, FieldError& err) {
+    for_each_line(s.block, n, [&](const char* a, const char* b, FieldError& err) {
       bool ok = for_each_value(a, b, delim, n, [&](size_t c, double v) {
         // v + 0.0 turns -0.0 into 0.0: otherwise which zero a column's min or max is (and so the sign of
         // zero in pass 2's output) would depend on the order the zeros come in, and on the threads.

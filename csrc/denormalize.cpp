@@ -111,9 +111,11 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
   const char delim = opt.delimiter;
 
   // Appends input column j's value in original units; false (nothing appended) if it does not fit a
-  // double, which only a value far outside [0, 1] can do: refused, never written as inf.
+  // double, which only a value far outside [0, 1] can do: refused, never written as inf. x * range can
+  // overflow where the result does not (x = 2 of -1e308 .. 0 is 1e308): once more in halves, exact.
   auto emit = [&](DenormalizeWorker& s, size_t j, double v) {
-    const double r = (v * range[j] + lo[j]) * out_scale[j];
+    double r = (v * range[j] + lo[j]) * out_scale[j];
+    if (!std::isfinite(r)) r = (v * (0.5 * range[j]) + 0.5 * lo[j]) * (2 * out_scale[j]);
     if (!std::isfinite(r)) return false;
     if (j) append_char(s.out, s.out_size, ',');
     append_shortest(s.out, s.out_size, r);
@@ -122,7 +124,7 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
   auto too_large = [](double v) {
     char text[32];
     std::snprintf(text, sizeof text, "%.6g", v);
-    return std::string("the value in original units of ") + text + " does not fit a double";
+    return std::string("the normalized value ") + text + " is beyond a double in original units";
   };
 
   PipelineSteps steps;
@@ -164,7 +166,7 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
       progress.done += bytes;
       return;
     }
-    for_each_line(s.block, [&](const char* a, const char* b, FieldError& err) {
+    for_each_line(s.block, k, [&](const char* a, const char* b, FieldError& err) {
       size_t over = 0;  // 1-based column of the first value that did not fit
       double over_v = 0;
       bool ok = for_each_value(a, b, delim, k, [&](size_t j, double v) {

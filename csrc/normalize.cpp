@@ -95,10 +95,14 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
     const double* prange = range.data();
     const double* pscale = in_scale.data();
     double* x = s.x.data();
-    for_each_line(s.block, [&](const char* a, const char* b, FieldError& err) {
+    for_each_line(s.block, n, [&](const char* a, const char* b, FieldError& err) {
       auto scaled = [&](size_t c, double v) {
         // (+ 0.0: a value equal to the min gives 0, never -0, whichever zero either was spelled as)
         double r = prange[c] != 0 ? (v * pscale[c] - plo[c]) / prange[c] + 0.0 : 0.0;
+        // Test data far outside the fitted range can overflow v - min (say 1e308 - -1e308) where the
+        // result does not (2): once more in halves, which are exact.
+        if (!std::isfinite(r) && prange[c] != 0)
+          r = (0.5 * (v * pscale[c]) - 0.5 * plo[c]) / (0.5 * prange[c]) + 0.0;
         return clip ? std::min(1.0, std::max(0.0, r)) : r;
       };
       if (s.out.size() < s.out_size + n * item) s.out.resize((s.out_size + n * item) * 2);

@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import wideann
+
 from conftest import assert_failed_cleanly, cli_env, ok, run_cli, stats_file, temp_leftovers, write_text
 
 CORPUS = Path(__file__).resolve().parent / "fuzz" / "corpus"
@@ -56,7 +58,7 @@ def test_denormalize_overflow_is_refused(tmp_path, source):
         inp, where = write_text(tmp_path / "p.csv", "a,b\n0.5,0.25\n0.5,65504\n"), "line 3, column 2"
     p = run_cli("denormalize", inp, "-o", tmp_path / "b.csv", "--stats", st)
     msg = assert_failed_cleanly(p, leftovers=[tmp_path / "b.csv"], folder=tmp_path, names=[inp.name])
-    assert where in msg and "does not fit a double" in msg, msg
+    assert where in msg and "is beyond a double in original units" in msg, msg
 
 
 def test_zero_and_negative_zero_give_the_same_bytes_whatever_the_order_and_threads(tmp_path):
@@ -196,3 +198,63 @@ def test_corpus_npy_and_stats(tmp_path, path):
         p = run_cli("denormalize", path, "-o", tmp_path / "b.csv", "--stats", st)
         if p.returncode != 0:
             assert_failed_cleanly(p, leftovers=[tmp_path / "b.csv"], folder=tmp_path, names=[path.name])
+
+
+# ---- found by the audit of 2026-11-27 ----------------------------------------------------------------
+def test_test_data_far_outside_a_huge_range_normalizes_to_its_value(tmp_path):
+    """Apply mode: (1e308 - -1e308) / 1e308 is 2, but 1e308 - -1e308 overflows a double: refused as inf."""
+    ok("stats", write_text(tmp_path / "fit.csv", "a,y\n-1e308,0\n0,1\n"), "-o", tmp_path / "s.json")
+    test = write_text(tmp_path / "test.csv", "a,y\n1e308,0.5\n-1e308,2\n")
+    for dtype in ("float32", "float16"):
+        ok("normalize", test, "-o", tmp_path / f"t_{dtype}.npy", "--stats", tmp_path / "s.json", "--dtype", dtype)
+        assert np.load(tmp_path / f"t_{dtype}.npy").tolist() == [[2.0, 0.5], [0.0, 2.0]]
+    st = wideann.Stats.load(tmp_path / "s.json")
+    assert st.transform(np.array([[1e308, 0.5]])).tolist() == [[2.0, 0.5]]  # the Python API agrees
+
+
+def test_denormalize_of_a_value_whose_product_overflows_but_not_its_result(tmp_path):
+    """x = 2 of the range -1e308 .. 0 is 1e308, but 2 x 1e308 overflows on the way: refused as beyond a double."""
+    st = stats_file(tmp_path / "s.json", 1, -1e308, 0.0, n_rows=2)
+    ok("denormalize", write_text(tmp_path / "p.csv", "x1\n2\n0.5\n"), "-o", tmp_path / "d.csv", "--stats", st)
+    assert (tmp_path / "d.csv").read_text().splitlines()[1:] == ["1e+308", "-5e+307"]
+    assert wideann.Stats.load(st).inverse_transform(np.array([2.0])).tolist() == [1e308]
+
+
+def test_stats_api_matches_the_engine_on_subnormal_ranges(tmp_path):
+    """Stats.transform worked in halves, which are not exact for subnormals: 0.5 of 0 .. 1e-323 gave 0."""
+    ok("normalize", write_text(tmp_path / "sub.csv", "a,y\n0,0\n5e-324,1\n1e-323,2\n"), "-o", tmp_path / "sub.npy")
+    st = wideann.Stats.load(tmp_path / "sub.stats.json")
+    values = np.array([[0.0, 0.0], [5e-324, 1.0], [1e-323, 2.0]])
+    assert st.transform(values).tolist() == np.load(tmp_path / "sub.npy").tolist() == [[0, 0], [0.5, 0.5], [1, 1]]
+    assert wideann.Stats(["a"], [0.0], [5e-324], 1).transform(np.array([[5e-324]])).tolist() == [[1.0]]
+
+
+def test_to_sklearn_refuses_a_range_wider_than_a_double():
+    """scikit-learn's scale would be 1 / inf = 0: every value of the column 0, without a word."""
+    st = wideann.Stats(["a", "y"], [-1e308, 0.0], [1e308, 1.0], 3)
+    with pytest.raises(ValueError, match="column 'a' has a range wider than a double"):
+        st.to_sklearn()
+
+
+@pytest.mark.parametrize("delimiter, text", [("-", "a-b\n-1-2\n"), ("e", "aeb\n1e5e3\n"), (".", "a.b\n1.5.2\n"),
+                                             ("1", "a1b\n213\n")])
+def test_a_delimiter_that_can_be_part_of_a_number_is_refused(tmp_path, delimiter, text):
+    """1-2 with '-' read as -1 and 2 in two columns of a three-field line, 1e5e3 with 'e' as 100000 and 3."""
+    p = run_cli("stats", write_text(tmp_path / "m.csv", text), "-o", tmp_path / "m.json", "--delimiter", delimiter)
+    assert p.returncode == 2 and "can be part of a number" in p.stderr and not (tmp_path / "m.json").exists(), p.stderr
+    with pytest.raises(ValueError, match="can be part of a number"):  # the Python API refuses it too
+        wideann.compute_stats([tmp_path / "m.csv"], delimiter=delimiter)
+
+
+@pytest.mark.parametrize("command", ["denormalize", "stats"])
+def test_a_blank_line_in_a_one_column_csv_is_a_missing_value(tmp_path, command):
+    """Predictions with a gap: three records in, two rows out, every later row against the wrong record."""
+    st = stats_file(tmp_path / "s.json", 2, 0.0, 10.0, n_rows=2)
+    pred = write_text(tmp_path / "pred.csv", "y_pred\n0.5\n\n0.7\n")
+    out = tmp_path / ("out.csv" if command == "denormalize" else "out.json")
+    extra = ["--stats", st] if command == "denormalize" else []
+    msg = assert_failed_cleanly(run_cli(command, pred, "-o", out, *extra), leftovers=[out], folder=tmp_path,
+                                names=["pred.csv"])
+    assert "line 3, column 1" in msg and "empty" in msg, msg
+    # a last line with its newline, and two or more columns with blank lines, are read as before
+    ok(command, write_text(tmp_path / "fine.csv", "y_pred\n0.5\n0.7\n"), "-o", out, *extra)

@@ -18,7 +18,14 @@ from .stats import Stats, _first_difference
 
 
 def _delimiter(text: str) -> str:
-    return "\t" if text in ("\\t", "tab", "TAB") else text
+    """``--delimiter``: one character (``\\t`` or ``tab`` for a tab) that cannot be part of a field; a wrong one
+    is wrong usage (exit code 2)."""
+    from .engine import _check_delimiter
+
+    try:
+        return _check_delimiter("\t" if text in ("\\t", "tab", "TAB") else text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _add_csv_options(p: argparse.ArgumentParser) -> None:

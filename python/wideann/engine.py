@@ -66,6 +66,8 @@ def _check_output_folder(output: str) -> None:
 def _check_delimiter(delimiter: str) -> str:
     if len(delimiter) != 1 or delimiter in '"\r\n' or ord(delimiter) > 127:
         raise ValueError(f"delimiter must be one ASCII character other than a quote or newline, got {delimiter!r}")
+    if delimiter in "0123456789.+-eE":  # 1-2 and 1e5e3 would read as two numbers, or as one
+        raise ValueError(f"delimiter {delimiter!r} can be part of a number; choose another (',', ';', a tab, ...)")
     return delimiter
 
 

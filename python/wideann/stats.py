@@ -136,10 +136,19 @@ class Stats:
         idx = self.column_indices(columns)
         X = np.asarray(X, dtype=np.float64)
         lo, hi = self.data_min[idx], self.data_max[idx]
-        # In halves (exact) so that a range wider than a double holds, as in the engine.
-        rng = hi / 2 - lo / 2
-        safe = np.where(rng == 0, 1.0, rng)
-        out = np.where(rng == 0, 0.0, (X / 2 - lo / 2) / safe)
+        # As the engine does: (x - min) / (max - min); in halves (exact: these are huge numbers) where
+        # max - min or x - min overflows a double (say -1e308 .. 1e308) and the result need not.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            rng = hi - lo
+            wide = ~np.isfinite(rng)
+            scale = np.where(wide, 0.5, 1.0)
+            lo_s, rng_s = lo * scale, np.where(wide, hi / 2 - lo / 2, rng)
+            safe = np.where(rng_s == 0, 1.0, rng_s)
+            out = (X * scale - lo_s) / safe
+            again = ~np.isfinite(out)
+            if np.any(again):
+                out = np.where(again, (0.5 * (X * scale) - 0.5 * lo_s) / (0.5 * safe), out)
+        out = np.where(rng_s == 0, 0.0, out + 0.0)
         return np.clip(out, 0.0, 1.0) if clip else out
 
     def inverse_transform(self, X, columns=None):
@@ -154,19 +163,29 @@ class Stats:
             columns = [-1]
         idx = self.column_indices(columns)
         lo, hi = self.data_min[idx], self.data_max[idx]
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             rng = hi - lo
-        wide = ~np.isfinite(rng)
-        if not np.any(wide):
-            return X * rng + lo
-        # A range wider than a double: in halves, then doubled (exact), as in the engine.
-        return np.where(wide, (X * (hi / 2 - lo / 2) + lo / 2) * 2, X * np.where(wide, 0.0, rng) + lo)
+            wide = ~np.isfinite(rng)
+            # a range wider than a double in halves, then doubled (exact), as in the engine
+            lo_s, rng_s, scale = np.where(wide, lo / 2, lo), np.where(wide, hi / 2 - lo / 2, rng), np.where(wide, 2.0, 1.0)
+            out = (X * rng_s + lo_s) * scale
+            again = ~np.isfinite(out)  # x * range overflowed where the result need not (x far outside [0, 1])
+            if np.any(again):
+                out = np.where(again, (X * (0.5 * rng_s) + 0.5 * lo_s) * (2 * scale), out)
+        return out
 
     def to_sklearn(self):
         """A fitted ``sklearn.preprocessing.MinMaxScaler`` with these statistics."""
         import numpy as np
         from sklearn.preprocessing import MinMaxScaler
 
+        with np.errstate(over="ignore"):
+            wide = [(c, lo, hi) for c, lo, hi in zip(self.columns, self.data_min, self.data_max)
+                    if not np.isfinite(hi - lo)]
+        if wide:  # scikit-learn's scale would be 1 / inf = 0: every value of the column would become 0
+            name, lo, hi = wide[0]
+            raise ValueError(f"stats: column {name!r} has a range wider than a double (min {lo:g} .. max {hi:g}); "
+                             "MinMaxScaler cannot hold it (Stats.transform can)")
         scaler = MinMaxScaler().fit(np.vstack([self.data_min, self.data_max]))
         scaler.n_samples_seen_ = self.n_rows
         scaler.feature_names_in_ = np.asarray(self.columns, dtype=object)

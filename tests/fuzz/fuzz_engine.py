@@ -255,7 +255,8 @@ def gen_table(rng: random.Random, cols: int | None = None) -> dict:
         text = "".join(ln + rng.choice(["\n", "\r\n"]) for ln in lines)
     else:
         text = nl.join(lines) + (nl if rng.random() < 0.9 else "")
-    if rng.random() < 0.1:  # blank lines
+    blank = rng.random() < 0.1
+    if blank:  # blank lines (in a one-column table, a missing value: refused)
         parts = text.split("\n")
         for _ in range(rng.randint(1, 3)):
             parts.insert(rng.randint(0, len(parts)), rng.choice(["", "\r"]))
@@ -269,6 +270,8 @@ def gen_table(rng: random.Random, cols: int | None = None) -> dict:
         if not all(math.isfinite(v) for row in values for v in row):
             values = None
     except ValueError:
+        values = None
+    if blank and cols == 1:
         values = None
     return {"data": data, "delim": delim, "cols": cols, "header": header, "values": values}
 
