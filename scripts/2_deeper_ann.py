@@ -136,6 +136,10 @@ def main():
         accelerator.log({"epoch/train_loss": train_loss, "epoch/val_loss": val_loss,
                          "epoch/samples_per_second": samples_per_second, "epoch": epoch}, step=step)
     train_seconds = time.perf_counter() - start
+    # New: a loss that is not a number is never the best: with no best epoch there is no model to test
+    if best_epoch == 0:
+        raise course.LessonError("training diverged: the validation loss was not a number in any epoch (nan); "
+                                 "lower --lr, or look for nan or inf in the table")
 
     # New: the loss curves
     plots.loss_curve(history, out_dir / "loss.png", title="lesson 2: loss per epoch")

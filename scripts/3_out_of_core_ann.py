@@ -231,6 +231,10 @@ def main():
         state.train_seconds = time.perf_counter() - start
         checkpoints.save(accelerator, state.global_step)
     train_seconds = time.perf_counter() - start
+    # a loss that is not a number is never the best: with no best epoch there is no model to test
+    if state.best_epoch == 0:  # Changed: the state
+        raise course.LessonError("training diverged: the validation loss was not a number in any epoch (nan); "
+                                 "lower --lr, or look for nan or inf in the table")
 
     # the loss curves
     plots.loss_curve(state.history, out_dir / "loss.png", title="lesson 3: loss per epoch")  # Changed: state

@@ -70,12 +70,17 @@ CASES = [
     ("missing-test-data", ALL, TINY + ["--test-data", "missing.npy"], 1, "--test-data missing.npy: no such file"),
     ("too-few-rows", ALL, ["--data", "small.npy"], 1, "1 row is too few to split into training"),
     ("output-dir-is-a-file", ALL, TINY + ["--output-dir", "a_file"], 1, "a_file"),
+    ("constant-target", ALL, ["--data", "constant_y.csv", "--test-data", "test.csv"], 1,
+     "the target y (the last column) is 7.5 in every row of the training table: there is nothing to learn"),
+    ("nan-in-the-table", ALL, ["--data", "nan.npy", "--epochs", "2"], 1, "error: training diverged: "),
     # options out of range, or not options at all
     ("batch-size-0", ALL, ["--batch-size", "0"], 2, "argument --batch-size: must be at least 1, got 0"),
     ("epochs-0", ALL, ["--epochs", "0"], 2, "argument --epochs: must be at least 1, got 0"),
     ("lr-negative", ALL, ["--lr", "-1"], 2, "argument --lr: must be a number above 0, got -1"),
     ("lr-nan", ALL, ["--lr", "nan"], 2, "argument --lr: must be a number above 0, got nan"),
     ("seed-negative", ALL, ["--seed", "-1"], 2, "argument --seed: must be 0 or more, got -1"),
+    ("seed-too-large", ALL, ["--seed", str(2 ** 64)], 2, f"argument --seed: must be below 2**64, got {2 ** 64}"),
+    ("output-dir-empty", ALL, ["--output-dir", ""], 2, "argument --output-dir: must be a folder's path, got an empty one"),
     ("epochs-not-a-number", ALL, ["--epochs", "x"], 2, "argument --epochs: expected a whole number, got 'x'"),
     ("hidden-0", ALL, ["--hidden", "0"], 2, "argument --hidden: must be at least 1, got 0"),
     ("unknown-option", ALL, ["--bogus"], 2, "unrecognized arguments: --bogus"),
@@ -129,6 +134,11 @@ def work(tmp_path_factory):
     wideann.make_data(d / "wide.csv", rows=300, cols=12, seed=2)
     wideann.normalize([d / "wide.csv"], d / "wide.npy")
     (d / "bad.csv").write_text("x1,x2,y\n1,2,3\n4,x,6\n")
+    (d / "constant_y.csv").write_text(header + "".join(line.rsplit(",", 1)[0] + ",7.5\n" for line in lines[:1203]))
+    nan = np.load(d / "tiny.npy")
+    nan[5, 2] = np.nan  # a table made by hand: the engine never writes a nan
+    np.save(d / "nan.npy", nan)
+    shutil.copy(d / "tiny.stats.json", d / "nan.stats.json")
     shutil.copy(d / "tiny.npy", d / "orphan.npy")
     (d / "garbage.npy").write_bytes(np.random.default_rng(0).bytes(500))
     (d / "truncated.npy").write_bytes((d / "tiny.npy").read_bytes()[:5000])
@@ -198,8 +208,9 @@ def test_nothing_is_left_behind_by_a_mistake(forked, work):
     for n, name, *_ in _cases():
         out = work / "runs" / f"{n}-{name}"
         if out.is_dir():
+            kept = [out / "data"] + ([out / "checkpoints"] if name == "nan-in-the-table" else [])  # (epochs that ran)
             left = [p.relative_to(out) for p in out.rglob("*")
-                    if p.is_file() and not p.is_relative_to(out / "data")]
+                    if p.is_file() and not any(p.is_relative_to(k) for k in kept)]
             assert left == [], (n, name, left)
 
 

@@ -113,6 +113,35 @@ def test_lesson2_csv_input_and_separate_test_data(tmp_path, tiny):
     assert state["net.0.weight"].shape == (16, 9)
 
 
+def test_predictions_of_a_table_whose_first_column_has_the_targets_name_are_in_the_targets_units(tmp_path, tiny):
+    # the target was denormalized by its name, and the first column of that name was taken: its min and max
+    header, *lines = (tiny / "tiny.csv").read_text().splitlines(keepends=True)
+    dup = "y," + header.split(",", 1)[1]
+    (tmp_path / "dup.csv").write_text(dup + "".join(lines))
+    test_header, *test_lines = (tiny / "tiny_test.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "dup_test.csv").write_text(dup + "".join(test_lines))
+    out = launch(tmp_path, "1_first_ann.py", "--data", "dup.csv", "--test-data", "dup_test.csv", "--epochs", "1",
+                 "--output-dir", "run", config=None)
+    assert "--columns -1 -1" in out
+    y_true = np.loadtxt(tmp_path / "run" / "predictions.csv", delimiter=",", skiprows=1)[:, 0]
+    want = np.array([float(line.rsplit(",", 1)[1]) for line in test_lines])
+    np.testing.assert_allclose(y_true, want, rtol=1e-6, atol=1e-5 * np.abs(want).max())
+
+
+def test_r2_of_one_test_row_is_undefined_and_metrics_json_stays_json(tmp_path, tiny):
+    test_header, *test_lines = (tiny / "tiny_test.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "one.csv").write_text(test_header + test_lines[0])
+    out = launch(tmp_path, "1_first_ann.py", "--data", tiny / "tiny.csv", "--test-data", "one.csv", "--epochs", "1",
+                 "--output-dir", "run", config=None)
+    assert "R² undefined (y is the same in every test row)" in out
+
+    def no_constants(name):
+        raise AssertionError(f"metrics.json holds {name}, which JSON does not have")
+
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text(), parse_constant=no_constants)
+    assert m["test_r2"] is None and m["test_rows"] == 1 and math.isfinite(m["test_rmse"])
+
+
 def test_lesson3_writes_predictions_in_original_units_plots_and_checkpoints(tmp_path, tiny):
     out_dir = tmp_path / "l3"
     launch(tmp_path, "3_out_of_core_ann.py", "--data", tiny / "tiny.npy", "--epochs", "3", "--hidden", "16",

@@ -119,7 +119,10 @@ def _let_the_main_process_speak() -> None:
     The launcher (``accelerate launch``, torchrun) ends every process as soon as one of them has failed:
     a process that ended first could have the main one killed before it had said why."""
     if _distributed():
-        time.sleep(SPEAK_WAIT_S)
+        try:
+            time.sleep(SPEAK_WAIT_S)
+        except KeyboardInterrupt:  # the launcher ends the others (SIGTERM) once the main process has failed
+            pass
 
 
 def _distributed() -> bool:

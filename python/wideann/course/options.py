@@ -60,6 +60,21 @@ def non_negative_int(text: str) -> int:
     return n
 
 
+def seed(text: str) -> int:
+    """argparse type: a seed, a whole number from 0 to 2**64 - 1 (what ``torch.manual_seed`` takes)."""
+    n = non_negative_int(text)
+    if n >= 2 ** 64:
+        raise argparse.ArgumentTypeError(f"must be below 2**64, got {text}")
+    return n
+
+
+def folder(text: str) -> str:
+    """argparse type: a folder's path, not empty (an unset variable would put the run into the current folder)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be a folder's path, got an empty one")
+    return text
+
+
 def positive_float(text: str) -> float:
     """argparse type: a finite number > 0."""
     x = _number(text, float)
@@ -116,9 +131,10 @@ def parser(doc: str | None, lesson: str, *, epochs: int | None, batch_size: int 
     p.add_argument("--batch-size", type=positive_int, default=batch_size,
                    help=defaults.help_text("batch_size") if batch_size is None else "rows per training step (per process)")
     p.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
-    p.add_argument("--seed", type=non_negative_int, default=0,
+    p.add_argument("--seed", type=seed, default=0,
                    help="seed of the split, the shuffling and the initial weights")
-    p.add_argument("--output-dir", default=os.path.join("runs", lesson), help="where the run writes its files")
+    p.add_argument("--output-dir", type=folder, default=os.path.join("runs", lesson),
+                   help="where the run writes its files")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bars (they show only on a terminal)")
     return p
 

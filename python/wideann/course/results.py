@@ -40,16 +40,20 @@ def clear_results(out_dir) -> list[Path]:
 
 
 def write_metrics(args, accelerator, **metrics) -> dict:
-    """Write ``metrics.json`` into the run folder (main process) and print the numbers."""
+    """Write ``metrics.json`` into the run folder (main process) and print the numbers. A number that is not
+    finite is written as null (JSON has no NaN: ``jq`` and JavaScript would not read the file): R² of test
+    rows whose ``y`` is constant (one row, say) is undefined."""
     out = Path(args.output_dir)
     metrics = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in metrics.items()}
+    metrics = {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in metrics.items()}
     if accelerator is None or accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / "metrics.json") as tmp:
             with open(tmp, "w") as f:
-                json.dump(metrics, f, indent=1)
+                json.dump(metrics, f, indent=1, allow_nan=False)
                 f.write("\n")
-        print(f"test RMSE {metrics['test_rmse']:.4f}  R² {metrics['test_r2']:.4f}  (original units of y, "
+        r2 = "undefined (y is the same in every test row)" if metrics["test_r2"] is None else f"{metrics['test_r2']:.4f}"
+        print(f"test RMSE {metrics['test_rmse']:.4f}  R² {r2}  (original units of y, "
               f"{metrics.get('test_rows', '?')} test rows)")
         print(f"trained {metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s, "
               f"{metrics['samples_per_second']:.0f} samples/s on {metrics['world_size']} process(es)")
@@ -77,10 +81,13 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
         try:
             with open(tmp, "wb") as f:
                 np.save(f, pairs)
-            target = Stats.load(stats_path).columns[-1]
+            names = Stats.load(stats_path).columns
+            target = names[-1]
+            # the target by name, or by position when another column has its name (the first would be taken)
+            column = target if names.count(target) == 1 else -1
             print("denormalizing with the C++ engine:  wideann denormalize " f"{shell_path(tmp)} -o "
-                  f"{shell_path(out_csv)} --stats {shell_path(stats_path)} --columns {target} {target}")
-            denormalize(tmp, out_csv, stats=stats_path, columns=[target, target])
+                  f"{shell_path(out_csv)} --stats {shell_path(stats_path)} --columns {column} {column}")
+            denormalize(tmp, out_csv, stats=stats_path, columns=[column, column])
         finally:
             tmp.unlink(missing_ok=True)
         # the engine names both columns after the stats column (y,y); say which is which
@@ -154,6 +161,11 @@ def save_model(model, path, accelerator=None, args=None, files=None) -> None:
         need = tensor_bytes(state) + 4096 * len(state) + (64 << 10)
         what = f"the model {path.name}"
         try:
+            odd = next((k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point()
+                        and not bool(torch.isfinite(v).all())), None)
+            if odd is not None:  # a model that would predict nan: nothing to save, nothing to test
+                raise LessonError(f"training diverged: the model's weights ({odd}) are not numbers (nan or inf); "
+                                  "lower --lr, or look for nan or inf in the table")
             require_free(path, need, what)
             pause("model-begin")
             with atomic_path(path) as tmp:

@@ -253,6 +253,10 @@ def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path, 
         stats, cols = _refuse_stats_of_another_width(stats_path, train)
     else:
         cols = stats.n_columns
+    if stats.data_max[-1] == stats.data_min[-1]:  # a constant column normalizes to 0, and 0 reads back as that value
+        raise LessonError(f"{stats_path}: the target {stats.columns[-1]} (the last column) is {stats.data_min[-1]:g} in "
+                          f"every row of the training table: there is nothing to learn, and any other value of it "
+                          f"(in test rows) would read back as {stats.data_min[-1]:g}; check the table's last column")
     if test is not None:
         _, test_cols = _table_shape(test, "--test-data")
         if test_cols != cols:
