@@ -12,6 +12,7 @@ code; with two processes torchrun adds its own report of the failed process (Chi
 lesson's line, which is the launcher's, not the lesson's; without ``-q`` accelerate adds its
 CalledProcessError traceback (one case checks that, as the course text says).
 """
+import contextlib
 import json
 import os
 import shutil
@@ -340,4 +341,31 @@ def test_a_lesson_ended_by_kill_or_a_closed_terminal_cleans_up_as_after_ctrl_c(t
             p.kill()
             p.wait()
     assert p.returncode == 130 and err == f"{LESSONS[1]}: interrupted\n", (p.returncode, err)
+    assert not [f.name for f in (run / "data").iterdir()], "the engine's temporary files were left"
+
+
+def test_a_lesson_ends_with_its_launcher(tmp_path, big_csv):
+    # kill (or timeout) of accelerate launch alone: its launcher of one process does not pass SIGTERM on, and the
+    # lesson went on, unseen, writing into its run folder
+    run = tmp_path / "run"
+    cmd = _launch_cmd(LESSONS[1], "--data", big_csv, "--output-dir", run, config="cpu.yaml")
+    launcher = subprocess.Popen(cmd, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    lesson = []
+    try:
+        assert wait_for(lambda: list((run / "data").glob(".big.npy.*.tmp")), 120), "pass 2 never started"
+        lesson = [int(p) for p in Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children").read_text().split()]
+        assert len(lesson) == 1, lesson
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=30)
+        assert wait_for(lambda: not Path(f"/proc/{lesson[0]}").exists()
+                        or Path(f"/proc/{lesson[0]}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z", 30), \
+            "the lesson went on after its launcher ended"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        for pid in lesson:  # (a lesson left going by a failure here must not run on)
+            with contextlib.suppress(OSError):
+                if LESSONS[1].encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    os.kill(pid, signal.SIGKILL)
     assert not [f.name for f in (run / "data").iterdir()], "the engine's temporary files were left"

@@ -8,7 +8,9 @@ A signal that is ignored when the process starts (``nohup`` ignores SIGHUP) stay
 """
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 
 SIGNALS = ("SIGTERM", "SIGHUP")
@@ -26,3 +28,36 @@ def stop_like_ctrl_c() -> None:
         sig = getattr(signal, name, None)
         if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _interrupt)
+
+
+LAUNCHERS = (b"accelerate", b"torchrun", b"torch.distributed.run")
+
+
+def end_with_the_launcher() -> bool:
+    """A process started by ``accelerate launch`` or torchrun gets SIGTERM when its launcher ends (Linux's
+    ``PR_SET_PDEATHSIG``), and so stops as after Ctrl-C: ``kill`` or ``timeout`` of the launcher alone would
+    otherwise leave the lesson running, unseen, still writing into its run folder (accelerate's launcher of
+    one process does not pass SIGTERM on). Returns whether it was set: not on other systems, not under
+    another parent (a shell, ``nohup``: ending it does not end the run)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    parent = os.getppid()
+    try:
+        with open(f"/proc/{parent}/cmdline", "rb") as f:
+            cmdline = f.read()
+    except OSError:
+        return False
+    if not any(name in cmdline for name in LAUNCHERS):
+        return False
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:  # the launcher ended before the request: end now, as it would have made us
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True

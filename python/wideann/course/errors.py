@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 
-from ..interrupts import stop_like_ctrl_c
+from ..interrupts import end_with_the_launcher, stop_like_ctrl_c
 
 
 class LessonError(Exception):
@@ -87,6 +87,7 @@ def run(main) -> None:
     teardown, finished or not (see :func:`_exit`).
     """
     stop_like_ctrl_c()  # kill, a scheduler's time limit, a closed terminal: cleaned up as after Ctrl-C
+    end_with_the_launcher()  # and the end of accelerate launch (or torchrun), by kill or timeout
     try:
         main()
     except KeyboardInterrupt:
