@@ -445,6 +445,17 @@ def test_too_little_space_is_refused_before_pass_two(tmp_path, rng, tiny_fs):
     assert os.path.getsize(tiny_fs / "out.npy") == 128 + 100 * 30 * 4
 
 
+def test_a_refusal_for_space_says_what_killed_runs_left(tmp_path, rng, tiny_fs):
+    """kill -9 leaves a run's hidden temporary files (nothing can remove them then); when they are what
+    fills the disk, the refusal says so, with their size and a name."""
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 300, 30)  # 36 KB as .npy: fits the empty 64 KiB disk
+    (tiny_fs / ".out.npy.Ab3xYz.tmp").write_bytes(b"\0" * 40_000)  # the engine's name, as a kill -9 left it
+    msg = assert_failed_cleanly(run_cli("normalize", inp, "-o", tiny_fs / "out.npy"), names=["out.npy"])
+    assert "1 temporary file(s) of interrupted runs take 39.1 KiB there (.out.npy.Ab3xYz.tmp)" in msg, msg
+    (tiny_fs / ".out.npy.Ab3xYz.tmp").unlink()
+    ok("normalize", inp, "-o", tiny_fs / "out.npy")
+
+
 def test_too_little_space_in_apply_mode_is_refused_from_an_estimate(tmp_path, rng, tiny_fs):
     """Apply mode does not know the row count before pass 2: it estimates it from the input's size
     and refuses when not even half the estimate fits."""

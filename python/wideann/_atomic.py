@@ -4,7 +4,14 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import tempfile
+
+
+TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,8}\.tmp(\.npy)?$")
+"""The names of the temporary files (and ``predict``'s folder) an output is written under before its rename:
+:func:`temp_name`'s (``.NAME.`` 8 characters ``.tmp``, or ``.tmp.npy``) and the C++ engine's (6 characters).
+Only a ``kill -9`` (or a crash of the machine) leaves one behind."""
 
 
 def temp_name(path, suffix: str = ".tmp") -> str:

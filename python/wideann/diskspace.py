@@ -38,15 +38,38 @@ def _existing_folder(path) -> str:
     return folder
 
 
-def require_free(path, nbytes: int, what: str) -> None:
+def require_free(path, nbytes: int, what: str, mine=()) -> None:
     """Raise :class:`NotEnoughSpace` unless the folder of ``path`` (a file to be written, or a folder)
     has at least ``nbytes`` free. ``what`` names the output in the message, e.g. ``"the table t.npy"``.
 
-    The message is one line: ``<folder>: not enough free space for <what>: needs <n>, <m> free``.
+    The message is one line: ``<folder>: not enough free space for <what>: needs <n>, <m> free``, and
+    what the temporary files of killed runs take there, if any (``mine``: the caller's own, left out).
     """
     folder = _existing_folder(path)
     free = shutil.disk_usage(folder).free
     if nbytes > free:
         raise NotEnoughSpace(errno.ENOSPC,
                              f"not enough free space for {what}: needs {human_bytes(nbytes)}, "
-                             f"{human_bytes(free)} free", folder)
+                             f"{human_bytes(free)} free{_leftovers(folder, mine)}", folder)
+
+
+def _leftovers(folder: str, mine=()) -> str:
+    """What the temporary files of killed runs (``kill -9``) in ``folder`` take, said after a refusal: they
+    are hidden, and nothing else removes them (a run still writing one holds it: its owner decides)."""
+    from ._atomic import TEMP_NAME
+
+    found, size = [], 0
+    mine = {os.path.abspath(os.fspath(m)) for m in mine}
+    try:
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if TEMP_NAME.match(entry.name) and os.path.abspath(entry.path) not in mine:
+                found.append(entry.name)
+                paths = [entry.path] if not entry.is_dir(follow_symlinks=False) else \
+                    [os.path.join(root, f) for root, _, files in os.walk(entry.path) for f in files]
+                size += sum(os.lstat(p).st_size for p in paths)
+    except OSError:
+        return ""
+    if not found:
+        return ""
+    return (f"; {len(found)} temporary file(s) of interrupted runs take {human_bytes(size)} there ({found[0]}"
+            f"{', ...' if len(found) > 1 else ''}): remove them if no run is writing them")

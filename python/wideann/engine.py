@@ -204,7 +204,8 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
             st = compute_stats(paths, header=header, delimiter=delimiter, threads=n_threads, progress=progress)
             stats_tmp = temp_name(stats_path)  # written now: a missing or full stats folder fails before pass 2
             _save_stats(st, stats_tmp, stats_path)
-            require_free(output, output_bytes(st.n_rows, st.columns, dtype, fmt), f"the table {output}")
+            require_free(output, output_bytes(st.n_rows, st.columns, dtype, fmt), f"the table {output}",
+                         mine=[stats_tmp])
         else:
             st = stats if isinstance(stats, Stats) else Stats.load(stats)
             _require_estimated_space(output, paths, st.columns, dtype, fmt)

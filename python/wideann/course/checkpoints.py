@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path
+from .._atomic import TEMP_NAME, atomic_path
 from ..diskspace import require_free
 from .errors import LessonError, UsageError, one_line
 from .processes import pause, settle
@@ -29,9 +29,6 @@ RESUME_FREE_OPTIONS = frozenset({"resume", "output_dir", "checkpoint_every"})
 """Options that ``--resume`` may change: they do not change what the run computes."""
 
 _PATH_OPTIONS = frozenset({"data", "test_data", "stats"})
-# what a write leaves before its rename: atomic_path's (.NAME.8 characters.tmp, or .tmp.npy: the predictions
-# before they are denormalized) and the C++ engine's (.NAME.6 characters.tmp)
-_TEMP = re.compile(r"^\..+\.[A-Za-z0-9_]{6,8}\.tmp(\.npy)?$")
 
 _RNG_SAFE_GLOBALS = [getattr(np, "_core", getattr(np, "core", None)).multiarray._reconstruct, np.ndarray,
                      np.dtype, type(np.dtype(np.uint32)), __import__("codecs").encode]
@@ -344,7 +341,7 @@ class Checkpoints:
             try:
                 for folder in {f.parent for f in self.files}:  # what the killed run was writing
                     for p in folder.glob(".*") if folder.is_dir() else []:
-                        if _TEMP.match(p.name) and p.is_file():
+                        if TEMP_NAME.match(p.name) and p.is_file():
                             p.unlink()
                 for f in self.files:
                     kept = path / f.name
