@@ -392,9 +392,20 @@ def test_resume_refuses_a_checkpoint_made_with_other_data(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert "was made with other data: --data " in lines[0] and f"{table} is not the file it was made with" in lines[0]
-    # the same data, as they were: resumed
+    # the same data, as they were: resumed (--quiet and --log-every change what a run shows, not what it computes)
     wideann.normalize([tmp_path / "a.csv"], table)
-    assert "resumed from" in run_to_end(tmp_path, L3, [*args, "--resume"])
+    assert "resumed from" in run_to_end(tmp_path, L3, [*args, "--resume", "--quiet", "--log-every", "3"])
+
+
+def test_a_refused_resume_leaves_the_finished_run_whole(tmp_path, table):
+    run = tmp_path / "run"
+    run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    assert {"metrics.json", "predictions.csv", "loss.png", "predicted_vs_actual.png"} <= set(before)
+    r = subprocess.run(_cmd(L3, ["--data", table, *QUICK3, "--epochs", "3", "--output-dir", run, "--resume"], None),
+                       cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "was made with other options: --epochs 2 (now: 3)" in r.stderr, r.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
 def test_a_rerun_stopped_before_its_end_leaves_no_results_of_the_run_before(table, tmp_path):

@@ -25,8 +25,9 @@ CHECKPOINT_INFO = "checkpoint.json"
 """Written last into a checkpoint folder, before it is renamed to ``step_N``: what it is, when it was
 made, by how many processes, and the run's options."""
 
-RESUME_FREE_OPTIONS = frozenset({"resume", "output_dir", "checkpoint_every"})
-"""Options that ``--resume`` may change: they do not change what the run computes."""
+RESUME_FREE_OPTIONS = frozenset({"resume", "output_dir", "checkpoint_every", "quiet", "log_every", "log_with"})
+"""Options that ``--resume`` may change: they do not change what the run computes (only where it writes, how
+often it checkpoints, and what it shows and logs)."""
 
 _PATH_OPTIONS = frozenset({"data", "test_data", "stats"})
 
@@ -86,8 +87,19 @@ _SAMPLE = 1 << 16
 
 
 def _fingerprint(path: Path) -> list:
-    """A file's size and the SHA-256 of its first and last 64 KiB: a table regenerated from other data, or
-    another version of a stats file, differs; a copy of the same file does not."""
+    """A file's size and the SHA-256 of its first and last 64 KiB: a table regenerated from other data
+    differs; a copy of the same file does not. A stats file is known by its transform (columns, mins and
+    maxes) alone: the same stats written on another machine name other source paths."""
+    if path.suffix.lower() == ".json":
+        from ..stats import Stats
+
+        try:
+            st = Stats.load(path)
+        except ValueError:
+            pass  # not a stats file: its bytes
+        else:
+            text = json.dumps([st.columns, list(st.data_min), list(st.data_max)])
+            return [0, hashlib.sha256(text.encode()).hexdigest()]
     h = hashlib.sha256()
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -293,22 +305,9 @@ class Checkpoints:
         settle(accelerator, error, on_failure=lambda: shutil.rmtree(tmp, ignore_errors=True))
         return final
 
-    def load(self, accelerator, which: str | None = "latest") -> Path:
-        """``accelerator.load_state`` from ``which`` (a ``step_N`` folder, or "latest"), every file loaded
-        weights-only; the kept files put back as they were then, and the temporary files a killed run
-        left beside them removed. Returns the checkpoint's path.
-
-        Refused, in one line: no checkpoint, a folder that is not a complete checkpoint, a run with other
-        options or another number of processes than the checkpoint's, a file that is not weights-only.
-        """
-        path = self.latest() if which in (None, "latest") else Path(which)
-        if path is None:
-            raise LessonError(f"--resume: no checkpoint in {self.folder} to continue from (a run saves one every "
-                              "--checkpoint-every steps and after every epoch); run without --resume to start")
-        info = _info(path)
-        if info is None:
-            raise LessonError(f"--resume {path}: not a complete checkpoint (no {CHECKPOINT_INFO} in it); give a "
-                              f"step_N folder of {self.folder}, or --resume alone for the newest")
+    def _check(self, info: dict, path: Path, accelerator) -> None:
+        """Refuse, as wrong usage, a resume with other options, other data or another number of processes
+        than the checkpoint's."""
         saved = info.get("options", {})
         differ = [k for k in sorted((set(saved) | set(self.options)) - RESUME_FREE_OPTIONS)
                   if saved.get(k) != self.options.get(k)]
@@ -329,7 +328,29 @@ class Checkpoints:
         if info.get("processes") != accelerator.num_processes:
             raise UsageError(f"--resume: the checkpoint {path} was made by {info.get('processes')} process(es), "
                              f"this run has {accelerator.num_processes}: launch it as the interrupted run was")
+
+    def load(self, accelerator, which: str | None = "latest") -> Path:
+        """``accelerator.load_state`` from ``which`` (a ``step_N`` folder, or "latest"), every file loaded
+        weights-only; the kept files put back as they were then, and the temporary files a killed run
+        left beside them removed. Returns the checkpoint's path.
+
+        Refused, in one line: no checkpoint, a folder that is not a complete checkpoint, a run with other
+        options or another number of processes than the checkpoint's, a file that is not weights-only.
+        """
+        path = self.latest() if which in (None, "latest") else Path(which)
+        if path is None:
+            raise LessonError(f"--resume: no checkpoint in {self.folder} to continue from (a run saves one every "
+                              "--checkpoint-every steps and after every epoch); run without --resume to start")
+        info = _info(path)
+        if info is None:
+            raise LessonError(f"--resume {path}: not a complete checkpoint (no {CHECKPOINT_INFO} in it); give a "
+                              f"step_N folder of {self.folder}, or --resume alone for the newest")
         error = None
+        try:  # (each process checks its own data: on several machines, the main process says what one found)
+            self._check(info, path, accelerator)
+        except UsageError as e:
+            error = e
+        settle(accelerator, error)
         try:
             check_weights_only(path, accelerator.process_index)
             with _weights_only_loads():
@@ -339,7 +360,8 @@ class Checkpoints:
         settle(accelerator, error)
         if accelerator.is_main_process:
             try:
-                for folder in {f.parent for f in self.files}:  # what the killed run was writing
+                run = self.folder.parent  # what the killed run was writing: its files, its normalized CSVs
+                for folder in {f.parent for f in self.files} | {run / "data", run / "data" / "test"}:
                     for p in folder.glob(".*") if folder.is_dir() else []:
                         if TEMP_NAME.match(p.name) and p.is_file():
                             p.unlink()

@@ -26,10 +26,19 @@ RESULTS = ("metrics.json", "predictions.csv", "loss.png", "predicted_vs_actual.p
 """What a lesson writes into its run folder at its end, from its final model."""
 
 
+_cleared: set = set()  # the run folders whose earlier results this process has removed
+
+
 def clear_results(out_dir) -> list[Path]:
-    """Remove the :data:`RESULTS` an earlier run left in ``out_dir``; returns those removed. A run folder then
-    never holds one run's model beside another run's predictions and metrics (a run stopped before its end
-    would leave exactly that: the new model, the old predictions)."""
+    """Remove the :data:`RESULTS` an earlier run left in ``out_dir`` (once per process and folder); returns
+    those removed. :func:`save_model` calls it before the first model of a run replaces the earlier run's: a
+    run folder then never holds one run's model beside another run's predictions and metrics (a run stopped
+    before its end would leave exactly that), and a run refused or failed before it has a model of its own
+    leaves the earlier run's folder whole."""
+    key = os.path.abspath(out_dir)
+    if key in _cleared:
+        return []
+    _cleared.add(key)
     removed = []
     for name in RESULTS:
         p = Path(out_dir) / name
@@ -52,8 +61,9 @@ def write_metrics(args, accelerator, **metrics) -> dict:
             with open(tmp, "w") as f:
                 json.dump(metrics, f, indent=1, allow_nan=False)
                 f.write("\n")
+        rmse = "not a number" if metrics["test_rmse"] is None else f"{metrics['test_rmse']:.4f}"
         r2 = "undefined (y is the same in every test row)" if metrics["test_r2"] is None else f"{metrics['test_r2']:.4f}"
-        print(f"test RMSE {metrics['test_rmse']:.4f}  R² {r2}  (original units of y, "
+        print(f"test RMSE {rmse}  R² {r2}  (original units of y, "
               f"{metrics.get('test_rows', '?')} test rows)")
         print(f"trained {metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s, "
               f"{metrics['samples_per_second']:.0f} samples/s on {metrics['world_size']} process(es)")
@@ -167,6 +177,10 @@ def save_model(model, path, accelerator=None, args=None, files=None) -> None:
                 raise LessonError(f"training diverged: the model's weights ({odd}) are not numbers (nan or inf); "
                                   "lower --lr, or look for nan or inf in the table")
             require_free(path, need, what)
+            removed = clear_results(path.parent)  # the earlier run's results go with its model
+            if removed:
+                print(f"removed the results of an earlier run in {shell_path(path.parent)}: "
+                      f"{' '.join(p.name for p in removed)}")
             pause("model-begin")
             with atomic_path(path) as tmp:
                 torch.save(state, tmp)

@@ -144,9 +144,7 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
     a single file), ``test`` (the test table's shard paths, or None), ``stats_path`` and ``stats``
     (:class:`wideann.Stats`). Shards that disagree with each other (columns, dtype, stats file) or a test
     table whose columns differ from the training table's raise :class:`LessonError` naming the odd file.
-    With several processes the main one normalizes and the others wait for it. Once the data are checked,
-    the results an earlier run left in the run folder (``metrics.json``, ``predictions.csv``, the plots) are
-    removed, and it says so: a run stopped before its end would leave them beside its own model.
+    With several processes the main one normalizes and the others wait for it.
     """
     main = accelerator is None or accelerator.is_main_process
     say = print if main else (lambda *a, **k: None)
@@ -177,14 +175,7 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
         if test_found:
             test = test_found if test_kind == "npy" else [_normalize_csv(test_found, data_dir / "test", stats_path,
                                                                          say)[0]]
-        checked = _check_tables(train, test, stats_path, stats)
-        # the results of an earlier run in this folder go now: this run's model replaces that run's
-        from .results import clear_results
-
-        removed = clear_results(out_dir)
-        if removed:
-            say(f"removed the results of an earlier run in {shell_path(out_dir)}: {' '.join(p.name for p in removed)}")
-        return train, test, stats_path, checked
+        return train, test, stats_path, _check_tables(train, test, stats_path, stats)
 
     # one process per machine normalizes; the others then find its files up to date
     train, test, stats_path, stats = in_turn(accelerator, work)
