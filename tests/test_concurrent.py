@@ -97,3 +97,26 @@ def test_commit_waits_for_the_folder_lock(tmp_path):
         assert np.load(out / "t.npy").shape == (6000, 3)
     finally:
         os.close(fd)
+
+
+def test_an_interrupt_right_after_a_rename_of_commit_together_leaves_no_mix(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM, SIGHUP: KeyboardInterrupt too) landing just after the table's rename, before the
+    stats file's: the new table was kept beside the old stats file, the one mix the commit exists to prevent."""
+    from wideann import _atomic
+
+    (tmp_path / "t.npy").write_text("old table")
+    (tmp_path / "t.stats.json").write_text("old stats")
+    (tmp_path / ".t.npy.new").write_text("new table")
+    (tmp_path / ".t.stats.json.new").write_text("new stats")
+    real = os.replace
+
+    def interrupted_after(src, dst):
+        real(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_atomic.os, "replace", interrupted_after)
+    with pytest.raises(KeyboardInterrupt):
+        _atomic.commit_together([(tmp_path / ".t.npy.new", tmp_path / "t.npy"),
+                                 (tmp_path / ".t.stats.json.new", tmp_path / "t.stats.json")])
+    assert not (tmp_path / "t.npy").exists()  # not the new table beside the old stats
+    assert (tmp_path / "t.stats.json").read_text() == "old stats"

@@ -369,3 +369,21 @@ def test_a_lesson_ends_with_its_launcher(tmp_path, big_csv):
                 if LESSONS[1].encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGKILL)
     assert not [f.name for f in (run / "data").iterdir()], "the engine's temporary files were left"
+
+
+
+@pytest.mark.parametrize("argv, launcher", [
+    (["/v/bin/python", "/v/bin/accelerate", "launch", "x.py"], True),
+    (["/v/bin/accelerate", "launch", "--multi_gpu", "x.py"], True),
+    (["/v/bin/python3", "-m", "accelerate.commands.launch", "x.py"], True),
+    (["torchrun", "--nproc_per_node", "2", "x.py"], True),
+    (["/usr/bin/python3", "-m", "torch.distributed.run", "x.py"], True),
+    (["bash", "/home/me/accelerate-course/start.sh"], False),  # a folder of that name: not a launcher
+    (["/v/bin/python", "/tmp/accelerate_sweep.py"], False),
+    (["/v/bin/accelerate", "env"], False),
+    ([], False),
+])
+def test_only_a_launcher_ends_a_lesson_when_it_ends(argv, launcher):
+    from wideann.interrupts import is_a_launcher
+
+    assert is_a_launcher(argv) is launcher

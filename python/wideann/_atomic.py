@@ -76,13 +76,14 @@ def commit_together(renames) -> None:
     already renamed are removed (nothing half-committed is left) and the error is raised."""
     renames = [(os.fspath(t), os.fspath(f)) for t, f in renames]
     with folders_locked([final for _tmp, final in renames]):
-        done = []
+        tried = []
         try:
             for tmp, final in renames:
+                tried.append((tmp, final))  # before the rename: a Ctrl-C right after it must still find it
                 os.replace(tmp, final)
-                done.append(final)
         except BaseException:
-            for final in done:
-                with contextlib.suppress(OSError):
-                    os.unlink(final)
+            for tmp, final in tried:
+                if not os.path.lexists(tmp):  # renamed: the final name holds this run's output
+                    with contextlib.suppress(OSError):
+                        os.unlink(final)
             raise

@@ -30,7 +30,21 @@ def stop_like_ctrl_c() -> None:
             signal.signal(sig, _interrupt)
 
 
-LAUNCHERS = (b"accelerate", b"torchrun", b"torch.distributed.run")
+LAUNCHER_MODULES = ("accelerate.commands.launch", "accelerate.commands.accelerate_cli", "torch.distributed.run")
+
+
+def is_a_launcher(argv: list[str]) -> bool:
+    """Whether a command line is ``accelerate launch`` or ``torchrun`` (as a script, or ``python -m``)."""
+    if not argv:
+        return False
+    names = [os.path.basename(a) for a in argv[:3]]
+    if names[0] == "torchrun" or (names[0] == "accelerate" and "launch" in argv[1:2]):
+        return True
+    if names[0].startswith("python") and len(argv) > 1:
+        if names[1] == "torchrun" or (names[1] == "accelerate" and "launch" in argv[2:3]):
+            return True
+        return argv[1] == "-m" and len(argv) > 2 and argv[2] in LAUNCHER_MODULES
+    return False
 
 
 def end_with_the_launcher() -> bool:
@@ -44,10 +58,12 @@ def end_with_the_launcher() -> bool:
     parent = os.getppid()
     try:
         with open(f"/proc/{parent}/cmdline", "rb") as f:
-            cmdline = f.read()
+            argv = [os.fsdecode(a) for a in f.read().split(b"\0") if a]
     except OSError:
         return False
-    if not any(name in cmdline for name in LAUNCHERS):
+    # the launcher's workers carry its variables: a process merely started from a folder or script of that name
+    # does not (and ACCELERATE_USE_CPU alone may be the user's own)
+    if not is_a_launcher(argv) or not ("TORCHELASTIC_RUN_ID" in os.environ or "ACCELERATE_USE_CPU" in os.environ):
         return False
     import ctypes
 
