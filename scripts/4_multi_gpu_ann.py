@@ -210,7 +210,7 @@ def main():
     model = MLP(n_inputs, args.hidden, args.dropout)
     # New: the same initial weights on every process (the seed above), then random numbers of its own on each
     # (dropout): with one seed everywhere, row k of every process's batch would get the same dropout mask
-    torch.manual_seed(args.seed + accelerator.process_index)
+    torch.manual_seed((args.seed + accelerator.process_index) % 2**64)  # (a seed is below 2**64)
 
     loss_fn = nn.MSELoss(reduction="sum")  # Changed: summed squared errors (divided below)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)

@@ -130,3 +130,16 @@ def test_make_data_api(tmp_path):
     with pytest.raises(ValueError):
         wideann.make_data(tmp_path / "e.csv", 50, 3)
     assert not (tmp_path / "e.csv").exists()
+
+
+def test_regression_metrics_of_a_target_in_huge_units_do_not_overflow():
+    """Squared errors of a target in the units of 1e200 overflow a double: RMSE was inf, R² nan (undefined)."""
+    from wideann import metrics
+
+    y = np.array([1e200, 2e200, 3e200, 4e200])
+    assert metrics.rmse(y, y * 1.1) == pytest.approx(np.sqrt(np.mean((y * 0.1 / 1e200) ** 2)) * 1e200, rel=1e-12)
+    assert metrics.r2(y, y * 1.1) == pytest.approx(metrics.r2(y / 1e200, y * 1.1 / 1e200), rel=1e-12)
+    assert metrics.r2(y, y) == 1.0 and np.isnan(metrics.r2(np.full(3, 2.0), np.ones(3)))  # undefined: y constant
+    # ordinary numbers give the bits they gave before
+    t, p = np.array([1.0, 2.0, 3.5]), np.array([1.5, 2.0, 3.0])
+    assert metrics.rmse(t, p) == float(np.sqrt(np.mean((p - t) ** 2)))

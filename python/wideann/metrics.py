@@ -17,17 +17,28 @@ def _np(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).ravel()
 
 
+def _scale(*arrays) -> float:
+    """A power of two near the largest magnitude: errors divided by it are squared without overflow (a
+    target in the units of 1e200 squares beyond a double), and the scaling itself is exact."""
+    m = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
+    return 2.0 ** np.frexp(m)[1] if np.isfinite(m) and m > 0 else 1.0
+
+
 def rmse(y_true, y_pred) -> float:
     """Root mean squared error."""
     y_true, y_pred = _np(y_true), _np(y_pred)
-    return float(np.sqrt(np.mean((y_pred - y_true) ** 2)))
+    s = _scale(y_true, y_pred)
+    return float(s * np.sqrt(np.mean(((y_pred - y_true) / s) ** 2)))
 
 
 def r2(y_true, y_pred) -> float:
-    """Coefficient of determination: 1 - SSE / SST (1 is perfect, 0 is predicting the mean)."""
+    """Coefficient of determination: 1 - SSE / SST (1 is perfect, 0 is predicting the mean); NaN when SST
+    is 0 (the same ``y`` in every row: undefined)."""
     y_true, y_pred = _np(y_true), _np(y_pred)
-    sst = np.sum((y_true - y_true.mean()) ** 2)
-    sse = np.sum((y_pred - y_true) ** 2)
+    s = _scale(y_true, y_pred)
+    t, p = y_true / s, y_pred / s
+    sst = np.sum((t - t.mean()) ** 2)
+    sse = np.sum((p - t) ** 2)
     return float(1.0 - sse / sst) if sst > 0 else float("nan")
 
 

@@ -255,7 +255,8 @@ def read(run_dir) -> dict:
         if key in ("weights", "stats") and _sha256(run_dir / card[key]) != digest:
             raise ValueError(f"{run_dir / card[key]}: not the file {CARD_NAME} was written with (its SHA-256 "
                              "differs): the run was stopped between writing its model and its card, or a file was "
-                             "replaced; run the lesson again (--resume continues it), or keep a run's files together")
+                             "replaced; run the lesson again (lessons 3-4: --resume continues it), or keep a run's "
+                             "files together")
     return card
 
 
