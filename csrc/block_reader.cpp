@@ -170,6 +170,7 @@ bool BlockReader::next(Block& b) {
     }
     if (!file_has_rows_ && !is_blank(b.buf.data(), b.buf.data() + cut)) file_has_rows_ = true;
     b.size = cut;
+    b.last_of_file = eof_ && cut == used;
     b.file_index = cur_;
     b.offset = offset;
     return true;

@@ -256,5 +256,9 @@ def test_a_blank_line_in_a_one_column_csv_is_a_missing_value(tmp_path, command):
     msg = assert_failed_cleanly(run_cli(command, pred, "-o", out, *extra), leftovers=[out], folder=tmp_path,
                                 names=["pred.csv"])
     assert "line 3, column 1" in msg and "empty" in msg, msg
-    # a last line with its newline, and two or more columns with blank lines, are read as before
-    ok(command, write_text(tmp_path / "fine.csv", "y_pred\n0.5\n0.7\n"), "-o", out, *extra)
+    # a last line with its newline, blank lines at the end of the file, and blank lines between rows of two or
+    # more columns are read as before
+    for i, text in enumerate(["y_pred\n0.5\n0.7\n", "y_pred\n0.5\n0.7\n\n\r\n\n", "x,y\n1,2\n\n3,4\n"]):
+        ok(command, write_text(tmp_path / f"fine{i}.csv", text), "-o", out, *extra)
+        if command == "denormalize" and i < 2:
+            assert out.read_text().splitlines()[1:] == ["5", "7"]
