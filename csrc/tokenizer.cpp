@@ -21,6 +21,32 @@ const char* field_end(const char* p, const char* end, char delim) {
   return end;
 }
 
+// For a number from_chars found out of double range: whether it is too small (it rounds to zero, as
+// Python's float() and strtod give it) rather than too large. The decimal exponent of its first
+// non-zero digit decides: below 0 the number is below 1, so it cannot be too large.
+bool underflows(const char* p, const char* end) {
+  if (p < end && (*p == '-' || *p == '+')) ++p;
+  long long before_point = 0, leading_zeros = 0;  // digits before the point; zeros after it before a digit
+  bool point = false, nonzero = false;
+  for (; p < end && ((*p >= '0' && *p <= '9') || *p == '.'); ++p) {
+    if (*p == '.') { point = true; continue; }
+    if (!nonzero && *p == '0') { if (point) ++leading_zeros; continue; }
+    nonzero = true;
+    if (!point && before_point < (1LL << 40)) ++before_point;
+  }
+  long long exponent = 0;
+  if (p < end && (*p == 'e' || *p == 'E')) {
+    ++p;
+    bool neg = p < end && *p == '-';
+    if (p < end && (*p == '-' || *p == '+')) ++p;
+    for (; p < end && *p >= '0' && *p <= '9'; ++p)
+      if (exponent < (1LL << 40)) exponent = exponent * 10 + (*p - '0');
+    if (neg) exponent = -exponent;
+  }
+  const long long magnitude = (before_point > 0 ? before_point : -leading_zeros) + exponent;
+  return nonzero && magnitude <= 0;
+}
+
 }  // namespace
 
 DigitReader digit_reader_for(size_t n_cols) {
@@ -54,6 +80,10 @@ const char* parse_field_slow(const char* p, const char* end, char delim, double&
   const char* s = a;
   if (*s == '+' && s + 1 < b && (s[1] == '.' || (s[1] >= '0' && s[1] <= '9'))) ++s;  // from_chars refuses '+'
   auto r = std::from_chars(s, b, value);
+  if (r.ec == std::errc::result_out_of_range && r.ptr == b && underflows(s, b)) {
+    value = *s == '-' ? -0.0 : 0.0;  // below the smallest double (1e-400): zero, correctly rounded
+    return fend;
+  }
   if (r.ec == std::errc::result_out_of_range) {
     err = "expected a number within double range, found " + excerpt(p, fend);
     return nullptr;

@@ -262,3 +262,16 @@ def test_a_blank_line_in_a_one_column_csv_is_a_missing_value(tmp_path, command):
         ok(command, write_text(tmp_path / f"fine{i}.csv", text), "-o", out, *extra)
         if command == "denormalize" and i < 2:
             assert out.read_text().splitlines()[1:] == ["5", "7"]
+
+
+def test_a_number_below_the_smallest_double_reads_as_zero_as_python_reads_it(tmp_path):
+    """1e-400 was refused as out of double range; its correctly rounded double is 0 (float(), numpy, pandas)."""
+    tokens = ["1e-400", "-2.5e-999", "0.00001e-330", "2e-324", "3e-324", "1e-99999999999999999999999"]
+    text = "a,y\n" + "".join(f"{t},{i}\n" for i, t in enumerate(tokens))
+    ok("stats", write_text(tmp_path / "u.csv", text), "-o", tmp_path / "u.json")
+    st = json.loads((tmp_path / "u.json").read_text())
+    assert [float(v) for v in (st["min"][0], st["max"][0])] == [min(map(float, tokens)), max(map(float, tokens))]
+    assert float(st["max"][0]) == 5e-324 and st["n_rows"] == len(tokens)
+    for big in ("1e400", "-1e400", "12345678901234567890e300"):  # too large stays an error
+        p = run_cli("stats", write_text(tmp_path / "o.csv", f"a,y\n{big},1\n"), "-o", tmp_path / "o.json")
+        assert "expected a number within double range" in assert_failed_cleanly(p, names=["o.csv"])
