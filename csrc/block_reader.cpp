@@ -149,13 +149,30 @@ bool BlockReader::next(Block& b) {
       }
       if (last_nl) {
         cut = static_cast<size_t>(last_nl - base) + 1;
-        break;
-      }
-      if (eof_) {  // last line without a final newline
+      } else if (eof_) {  // last line without a final newline
         cut = used;
+      } else {
+        continue;  // one line longer than the block: read more into the same block
+      }
+      if (n_columns_ != 1) break;
+      // One column: a blank line between rows is a row (an empty value, refused), but blank lines at the
+      // end of the file are not. So a block never ends in blank lines unless its file ends there: they
+      // wait in the carry until more text comes (rows) or the file ends (dropped).
+      const size_t end = eof_ ? used : cut;
+      size_t t = end;
+      while (t > 0 && (base[t - 1] == '\n' || base[t - 1] == '\r')) --t;  // past the last row's text
+      const char* nl_after = static_cast<const char*>(std::memchr(base + t, '\n', end - t));
+      const size_t tail = t == 0 ? 0 : (nl_after ? static_cast<size_t>(nl_after - base) + 1 : end);
+      if (tail >= end) break;  // no blank line after the last row
+      if (eof_) {
+        cut = used = tail;  // the end of the file: dropped
         break;
       }
-      // One line longer than the block: read more into the same block.
+      if (tail > 0) {
+        cut = tail;  // they wait in the carry
+        break;
+      }
+      // only blank lines so far, and more to read: read on into the same block
     }
     carry_.assign(b.buf.data() + cut, b.buf.data() + used);
     carry_offset_ = offset + cut;
@@ -170,7 +187,6 @@ bool BlockReader::next(Block& b) {
     }
     if (!file_has_rows_ && !is_blank(b.buf.data(), b.buf.data() + cut)) file_has_rows_ = true;
     b.size = cut;
-    b.last_of_file = eof_ && cut == used;
     b.file_index = cur_;
     b.offset = offset;
     return true;

@@ -25,7 +25,6 @@ struct Block {
   size_t size = 0;
   size_t file_index = 0;
   uint64_t offset = 0;  // file offset of buf[0]
-  bool last_of_file = false;  // nothing of its file follows
 };
 
 class BlockReader {
@@ -71,10 +70,10 @@ class BlockReader {
 };
 
 // Calls row_fn(line_begin, line_end) for each non-blank line of a block ('\r' stripped), and turns a
-// FieldError into a RowErrorException that knows where the line starts in its file. With one column, a
-// blank line followed by more rows is a row too (an empty value, refused by the row's parser): skipped,
-// a missing value would shift every later row against its record. Blank lines at the end of a file are
-// skipped whatever the width.
+// FieldError into a RowErrorException that knows where the line starts in its file. With one column,
+// blank lines are rows too (an empty value, refused by the row's parser): skipped, a missing value would
+// shift every later row against its record. (Blank lines at the end of a file never reach a block: the
+// reader drops them.)
 template <class RowFn>
 inline void for_each_line(const Block& b, size_t n_columns, RowFn&& row_fn) {
   const char* p = b.buf.data();
@@ -83,11 +82,6 @@ inline void for_each_line(const Block& b, size_t n_columns, RowFn&& row_fn) {
     const char* nl = static_cast<const char*>(std::memchr(p, '\n', static_cast<size_t>(end - p)));
     const char* line_end = nl ? nl : end;
     const char* content_end = line_end_without_cr(p, line_end);
-    if (content_end == p && n_columns == 1 && b.last_of_file) {
-      const char* q = p;
-      while (q < end && (*q == '\n' || *q == '\r')) ++q;
-      if (q == end) return;  // only blank lines to the end of the file
-    }
     if (content_end > p || n_columns == 1) {
       FieldError err;
       if (!row_fn(p, content_end, err))

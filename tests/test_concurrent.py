@@ -120,3 +120,18 @@ def test_an_interrupt_right_after_a_rename_of_commit_together_leaves_no_mix(tmp_
                                  (tmp_path / ".t.stats.json.new", tmp_path / "t.stats.json")])
     assert not (tmp_path / "t.npy").exists()  # not the new table beside the old stats
     assert (tmp_path / "t.stats.json").read_text() == "old stats"
+
+
+
+def test_a_rename_that_fails_in_commit_together_removes_only_what_was_renamed(tmp_path):
+    """A temporary file gone before its rename (ENOENT): the final file of that pair was never this commit's,
+    and stays; the pair renamed before it goes (no mix)."""
+    from wideann import _atomic
+
+    (tmp_path / "t.npy").write_text("old table")
+    (tmp_path / "t.stats.json").write_text("old stats")
+    (tmp_path / ".t.npy.new").write_text("new table")
+    with pytest.raises(FileNotFoundError):
+        _atomic.commit_together([(tmp_path / ".t.npy.new", tmp_path / "t.npy"),
+                                 (tmp_path / ".t.stats.json.gone", tmp_path / "t.stats.json")])
+    assert not (tmp_path / "t.npy").exists() and (tmp_path / "t.stats.json").read_text() == "old stats"

@@ -275,3 +275,22 @@ def test_a_number_below_the_smallest_double_reads_as_zero_as_python_reads_it(tmp
     for big in ("1e400", "-1e400", "12345678901234567890e300"):  # too large stays an error
         p = run_cli("stats", write_text(tmp_path / "o.csv", f"a,y\n{big},1\n"), "-o", tmp_path / "o.json")
         assert "expected a number within double range" in assert_failed_cleanly(p, names=["o.csv"])
+
+
+@pytest.mark.parametrize("block", ["64", "100", "4096"])
+def test_a_one_column_csv_s_trailing_blank_lines_are_dropped_wherever_the_blocks_end(tmp_path, block):
+    """Blank lines at the end of a one-column file that reached a block of their own (a block boundary, a
+    file the size of whole reads, more of them than a block holds) were refused as empty values."""
+    env = cli_env(WIDEANN_BLOCK_SIZE=block)
+    for i, tail in enumerate(["\n\n", "\n" * 70, "\n\n\r", "\r\n\r\n\r", "\n" * 5000]):
+        for rows in (30, 31, 62, 63):
+            path = write_text(tmp_path / f"t{i}_{rows}.csv", "y\n" + "1\n" * rows + tail)
+            r = run_cli("stats", path, "-o", tmp_path / "s.json", "--threads", "2", env=env)
+            assert r.returncode == 0 and json.loads((tmp_path / "s.json").read_text())["n_rows"] == rows, \
+                (block, repr(tail), rows, r.stderr)
+    # a blank line with rows after it is refused wherever it falls, also after a run of blank lines
+    for rows in (30, 31, 62, 63):
+        path = write_text(tmp_path / f"mid{rows}.csv", "y\n" + "1\n" * rows + "\n" * 70 + "2\n")
+        msg = assert_failed_cleanly(run_cli("stats", path, "-o", tmp_path / "m.json", "--threads", "2", env=env),
+                                    names=[path.name])
+        assert f"line {rows + 2}, column 1" in msg and "empty" in msg, msg

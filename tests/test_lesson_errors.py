@@ -377,6 +377,7 @@ def test_a_lesson_ends_with_its_launcher(tmp_path, big_csv):
     (["/v/bin/accelerate", "launch", "--multi_gpu", "x.py"], True),
     (["/v/bin/python3", "-m", "accelerate.commands.launch", "x.py"], True),
     (["torchrun", "--nproc_per_node", "2", "x.py"], True),
+    (["/v/bin/python3", "/v/bin/accelerate-launch", "--cpu", "x.py"], True),  # accelerate's own console script
     (["/usr/bin/python3", "-m", "torch.distributed.run", "x.py"], True),
     (["bash", "/home/me/accelerate-course/start.sh"], False),  # a folder of that name: not a launcher
     (["/v/bin/python", "/tmp/accelerate_sweep.py"], False),

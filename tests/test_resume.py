@@ -397,6 +397,34 @@ def test_resume_refuses_a_checkpoint_made_with_other_data(tmp_path):
     assert "resumed from" in run_to_end(tmp_path, L3, [*args, "--resume", "--quiet", "--log-every", "3"])
 
 
+def test_a_resume_that_puts_back_an_older_model_removes_the_later_models_results(tmp_path, table):
+    # resumed from the first epoch's checkpoint of a finished run and stopped: the older best model was put back
+    # beside the results of the later one
+    run = tmp_path / "run"
+    args = ["--data", table, *QUICK3, "--output-dir", run]
+    run_to_end(tmp_path, L3, args)
+    first = sorted((run / "checkpoints").glob("step_*"))[0]
+    older = (first / "best_model.pt").read_bytes()
+    assert older != (run / "best_model.pt").read_bytes()  # epoch 2 was better
+    # stopped inside epoch 2, before it saves a model of its own (--checkpoint-every may change on --resume)
+    paused = Paused(tmp_path, L3, [*args, "--resume", first, "--checkpoint-every", "3"], "checkpoint-begin:1")
+    paused.wait()
+    paused.kill()
+    assert "removed the results of an earlier run" in paused.log()
+    assert (run / "best_model.pt").read_bytes() == older
+    assert not [n for n in ("metrics.json", "predictions.csv", "predicted_vs_actual.png") if (run / n).exists()]
+
+
+def test_a_run_killed_before_its_first_model_is_written_leaves_the_earlier_run_whole(tmp_path, table):
+    run = tmp_path / "run"
+    run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    paused = Paused(tmp_path, L3, ["--data", table, *QUICK3, "--hidden", "16", "--output-dir", run], "model-begin:1")
+    paused.wait()
+    paused.kill()
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
 def test_a_refused_resume_leaves_the_finished_run_whole(tmp_path, table):
     run = tmp_path / "run"
     run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])

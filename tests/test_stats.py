@@ -140,6 +140,13 @@ def test_regression_metrics_of_a_target_in_huge_units_do_not_overflow():
     assert metrics.rmse(y, y * 1.1) == pytest.approx(np.sqrt(np.mean((y * 0.1 / 1e200) ** 2)) * 1e200, rel=1e-12)
     assert metrics.r2(y, y * 1.1) == pytest.approx(metrics.r2(y / 1e200, y * 1.1 / 1e200), rel=1e-12)
     assert metrics.r2(y, y) == 1.0 and np.isnan(metrics.r2(np.full(3, 2.0), np.ones(3)))  # undefined: y constant
+    # values beyond 2**1023, whose errors overflow unless halved; errors far below the values, whose squares
+    # would vanish if scaled by the values
+    assert metrics.rmse([1e308, -1e308, 5e307], [1e308, -1e308, 4e307]) == pytest.approx(1e307 / np.sqrt(3), rel=1e-12)
+    assert metrics.r2([1e308, -1e308, 5e307], [1e308, -1e308, 4e307]) == pytest.approx(
+        metrics.r2([10.0, -10.0, 5.0], [10.0, -10.0, 4.0]), rel=1e-12)
+    assert metrics.rmse([0.0, 1e300], [1e130, 1e300]) == pytest.approx(1e130 / np.sqrt(2), rel=1e-12)
     # ordinary numbers give the bits they gave before
     t, p = np.array([1.0, 2.0, 3.5]), np.array([1.5, 2.0, 3.0])
     assert metrics.rmse(t, p) == float(np.sqrt(np.mean((p - t) ** 2)))
+    assert metrics.r2(t, p) == pytest.approx(1 - np.sum((p - t) ** 2) / np.sum((t - t.mean()) ** 2), rel=1e-15)

@@ -76,14 +76,18 @@ def commit_together(renames) -> None:
     already renamed are removed (nothing half-committed is left) and the error is raised."""
     renames = [(os.fspath(t), os.fspath(f)) for t, f in renames]
     with folders_locked([final for _tmp, final in renames]):
-        tried = []
+        done, current = [], None
         try:
             for tmp, final in renames:
-                tried.append((tmp, final))  # before the rename: a Ctrl-C right after it must still find it
+                current = (tmp, final)  # before the rename: a Ctrl-C right after it must still find it
                 os.replace(tmp, final)
-        except BaseException:
-            for tmp, final in tried:
-                if not os.path.lexists(tmp):  # renamed: the final name holds this run's output
-                    with contextlib.suppress(OSError):
-                        os.unlink(final)
+                done.append(final)
+                current = None
+        except BaseException as e:
+            # the rename under way when a Ctrl-C (not its own failure) came: done if its temporary is gone
+            if current is not None and not isinstance(e, OSError) and not os.path.lexists(current[0]):
+                done.append(current[1])
+            for final in done:
+                with contextlib.suppress(OSError):
+                    os.unlink(final)
             raise

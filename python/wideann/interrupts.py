@@ -38,10 +38,10 @@ def is_a_launcher(argv: list[str]) -> bool:
     if not argv:
         return False
     names = [os.path.basename(a) for a in argv[:3]]
-    if names[0] == "torchrun" or (names[0] == "accelerate" and "launch" in argv[1:2]):
+    if names[0] in ("torchrun", "accelerate-launch") or (names[0] == "accelerate" and "launch" in argv[1:2]):
         return True
     if names[0].startswith("python") and len(argv) > 1:
-        if names[1] == "torchrun" or (names[1] == "accelerate" and "launch" in argv[2:3]):
+        if names[1] in ("torchrun", "accelerate-launch") or (names[1] == "accelerate" and "launch" in argv[2:3]):
             return True
         return argv[1] == "-m" and len(argv) > 2 and argv[2] in LAUNCHER_MODULES
     return False

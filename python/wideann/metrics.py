@@ -17,29 +17,38 @@ def _np(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).ravel()
 
 
-def _scale(*arrays) -> float:
-    """A power of two near the largest magnitude: errors divided by it are squared without overflow (a
-    target in the units of 1e200 squares beyond a double), and the scaling itself is exact."""
-    m = max((float(np.max(np.abs(a))) for a in arrays if a.size), default=0.0)
-    return 2.0 ** np.frexp(m)[1] if np.isfinite(m) and m > 0 else 1.0
+def _power_of_two_below(m: float) -> float:
+    """A power of two at most ``m`` and above ``m / 2`` (1 for 0, inf or nan): dividing by it is exact."""
+    return float(np.ldexp(1.0, int(np.frexp(m)[1]) - 1)) if np.isfinite(m) and m > 0 else 1.0
+
+
+def _scaled_squares(x: np.ndarray) -> tuple[float, float]:
+    """``(s, sum((x / s) ** 2))`` with ``s`` a power of two near max |x|: the squares neither overflow (a
+    target in the units of 1e200) nor vanish (errors far smaller than the values), and the scaling is exact."""
+    s = _power_of_two_below(float(np.max(np.abs(x)))) if x.size else 1.0
+    return s, float(np.sum((x / s) ** 2))
 
 
 def rmse(y_true, y_pred) -> float:
     """Root mean squared error."""
     y_true, y_pred = _np(y_true), _np(y_pred)
-    s = _scale(y_true, y_pred)
-    return float(s * np.sqrt(np.mean(((y_pred - y_true) / s) ** 2)))
+    half_errors = y_pred * 0.5 - y_true * 0.5  # (halves: 1e308 - -1e308 would overflow)
+    s, squares = _scaled_squares(half_errors)
+    return float(2 * s * np.sqrt(squares / half_errors.size))
 
 
 def r2(y_true, y_pred) -> float:
     """Coefficient of determination: 1 - SSE / SST (1 is perfect, 0 is predicting the mean); NaN when SST
     is 0 (the same ``y`` in every row: undefined)."""
     y_true, y_pred = _np(y_true), _np(y_pred)
-    s = _scale(y_true, y_pred)
-    t, p = y_true / s, y_pred / s
-    sst = np.sum((t - t.mean()) ** 2)
-    sse = np.sum((p - t) ** 2)
-    return float(1.0 - sse / sst) if sst > 0 else float("nan")
+    st = _power_of_two_below(float(np.max(np.abs(y_true)))) if y_true.size else 1.0
+    t = y_true / st
+    s_t, sst = _scaled_squares(t - t.mean())
+    s_e, sse = _scaled_squares(y_pred * 0.5 - y_true * 0.5)
+    if not sst > 0:
+        return float("nan")
+    with np.errstate(over="ignore"):
+        return float(1.0 - (2 * s_e / (st * s_t)) ** 2 * (sse / sst))
 
 
 def in_original_units(y_norm, stats: Stats) -> np.ndarray:

@@ -17,7 +17,7 @@ from .._atomic import TEMP_NAME, atomic_path
 from ..diskspace import require_free
 from .errors import LessonError, UsageError, one_line
 from .processes import pause, settle
-from .results import disk_full, fsync, tensor_bytes
+from .results import clear_results, disk_full, fsync, tensor_bytes
 
 
 _CKPT = re.compile(r"^step_(\d+)$")
@@ -368,11 +368,14 @@ class Checkpoints:
                 for f in self.files:
                     kept = path / f.name
                     if not kept.is_file():  # written after the checkpoint: the resumed run writes it again
+                        if f.exists():
+                            clear_results(run)  # results of the model that goes
                         f.unlink(missing_ok=True)
                     elif not (f.is_file() and os.path.samefile(kept, f)):  # not already the same file
                         with atomic_path(f) as t:
                             os.unlink(t)
                             _link_or_copy(kept, Path(t))
+                            clear_results(run)
             except Exception as e:  # noqa: BLE001
                 error = e
         settle(accelerator, error)

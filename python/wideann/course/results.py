@@ -30,11 +30,11 @@ _cleared: set = set()  # the run folders whose earlier results this process has 
 
 
 def clear_results(out_dir) -> list[Path]:
-    """Remove the :data:`RESULTS` an earlier run left in ``out_dir`` (once per process and folder); returns
-    those removed. :func:`save_model` calls it before the first model of a run replaces the earlier run's: a
-    run folder then never holds one run's model beside another run's predictions and metrics (a run stopped
-    before its end would leave exactly that), and a run refused or failed before it has a model of its own
-    leaves the earlier run's folder whole."""
+    """Remove the :data:`RESULTS` an earlier run left in ``out_dir`` (once per process and folder), and say
+    so; returns those removed. Called as a run's model replaces the one the results were made with (the first
+    :func:`save_model` of a run, a ``--resume`` that puts back an older model): a run folder then never holds
+    one model beside another's predictions and metrics (a run stopped before its end would leave exactly
+    that), and a run refused or failed before it has a model of its own leaves the earlier run's folder whole."""
     key = os.path.abspath(out_dir)
     if key in _cleared:
         return []
@@ -45,6 +45,8 @@ def clear_results(out_dir) -> list[Path]:
         if p.is_file() or p.is_symlink():
             p.unlink()
             removed.append(p)
+    if removed:
+        print(f"removed the results of an earlier run in {shell_path(out_dir)}: {' '.join(p.name for p in removed)}")
     return removed
 
 
@@ -177,15 +179,12 @@ def save_model(model, path, accelerator=None, args=None, files=None) -> None:
                 raise LessonError(f"training diverged: the model's weights ({odd}) are not numbers (nan or inf); "
                                   "lower --lr, or look for nan or inf in the table")
             require_free(path, need, what)
-            removed = clear_results(path.parent)  # the earlier run's results go with its model
-            if removed:
-                print(f"removed the results of an earlier run in {shell_path(path.parent)}: "
-                      f"{' '.join(p.name for p in removed)}")
             pause("model-begin")
             with atomic_path(path) as tmp:
                 torch.save(state, tmp)
                 fsync(tmp)
                 pause("model-written")
+                clear_results(path.parent)  # the earlier run's results go as its model is replaced
             pause("model-saved")
             if files is not None and hasattr(model, "state_dict"):
                 from .. import modelcard
