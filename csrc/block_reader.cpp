@@ -172,7 +172,14 @@ bool BlockReader::next(Block& b) {
         cut = tail;  // they wait in the carry
         break;
       }
-      // only blank lines so far, and more to read: read on into the same block
+      // Only blank lines so far, and more to read: keep the first (the row to refuse, should text follow:
+      // its error is the earliest, so the offsets after it need not hold) and the unfinished line after
+      // them, drop the others (memory stays bounded however many there are), and read on.
+      const size_t keep = static_cast<size_t>(static_cast<const char*>(std::memchr(base, '\n', cut)) - base) + 1;
+      if (keep < cut) {
+        std::memmove(b.buf.data() + keep, b.buf.data() + cut, used - cut);
+        used -= cut - keep;
+      }
     }
     carry_.assign(b.buf.data() + cut, b.buf.data() + used);
     carry_offset_ = offset + cut;

@@ -105,3 +105,16 @@ def test_peak_rss_bounded_with_many_threads(tmp_path, wide_files):
     }
     over = {k: round(v) for k, v in rss.items() if v >= LIMIT_MB}
     assert not over, f"peak RSS (MB) over {LIMIT_MB} MB with --threads 16: {over}"
+
+
+def test_peak_rss_of_a_one_column_csv_ending_in_a_long_run_of_blank_lines(tmp_path):
+    """A one-column file's blank lines wait until text follows (then they are empty values) or the file ends
+    (dropped): a run of them was held in memory whole (300 MiB of newlines: 810 MB)."""
+    path = tmp_path / "blank.csv"
+    with open(path, "wb") as f:
+        f.write(b"y\n1\n2\n")
+        for _ in range(12):
+            f.write(b"\n" * (8 << 20))
+    mb = peak_rss_mb(["stats", str(path), "-o", str(tmp_path / "s.json"), "--threads", "2"])
+    assert json.loads((tmp_path / "s.json").read_text())["n_rows"] == 2
+    assert mb < LIMIT_MB, f"peak RSS {mb:.0f} MB over {LIMIT_MB} MB for 96 MiB of trailing blank lines"

@@ -146,6 +146,12 @@ def test_regression_metrics_of_a_target_in_huge_units_do_not_overflow():
     assert metrics.r2([1e308, -1e308, 5e307], [1e308, -1e308, 4e307]) == pytest.approx(
         metrics.r2([10.0, -10.0, 5.0], [10.0, -10.0, 4.0]), rel=1e-12)
     assert metrics.rmse([0.0, 1e300], [1e130, 1e300]) == pytest.approx(1e130 / np.sqrt(2), rel=1e-12)
+    # tiny and subnormal values, perfect fits, errors beyond any double, a constant y whose mean is inexact
+    assert metrics.rmse([0.0], [5e-324]) == 5e-324 and metrics.rmse([0.0], [1.5e-323]) == 1.5e-323
+    assert metrics.r2([0.0, 1e-200], [0.0, 1e-200]) == 1.0 == metrics.r2([0.0, 3e-308], [0.0, 3e-308])
+    assert metrics.r2([0.0, 1.0], [0.0, 1e160]) == -np.inf
+    assert metrics.r2([1.7e308, -1.7e308, -1.7e308, -1.7e308], [0.0] * 4) == pytest.approx(-1 / 3, rel=1e-12)
+    assert np.isnan(metrics.r2(np.full(3, 0.1), np.full(3, 1.1))) and np.isnan(metrics.rmse([], []))
     # ordinary numbers give the bits they gave before
     t, p = np.array([1.0, 2.0, 3.5]), np.array([1.5, 2.0, 3.0])
     assert metrics.rmse(t, p) == float(np.sqrt(np.mean((p - t) ** 2)))

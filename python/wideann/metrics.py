@@ -17,38 +17,51 @@ def _np(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float64).ravel()
 
 
-def _power_of_two_below(m: float) -> float:
-    """A power of two at most ``m`` and above ``m / 2`` (1 for 0, inf or nan): dividing by it is exact."""
-    return float(np.ldexp(1.0, int(np.frexp(m)[1]) - 1)) if np.isfinite(m) and m > 0 else 1.0
+def _scaled_squares(x: np.ndarray) -> tuple[int, float]:
+    """``(k, sum((x / 2**k) ** 2))`` with ``2**k`` the power of two at most max |x| and above half of it (k = 0
+    for zeros, inf or nan): the squares neither overflow (a target in the units of 1e200) nor vanish (errors
+    far smaller than the values), and the scaling is exact."""
+    m = float(np.max(np.abs(x))) if x.size else 0.0
+    k = int(np.frexp(m)[1]) - 1 if np.isfinite(m) and m > 0 else 0
+    return k, float(np.sum(np.ldexp(x, -k) ** 2))
 
 
-def _scaled_squares(x: np.ndarray) -> tuple[float, float]:
-    """``(s, sum((x / s) ** 2))`` with ``s`` a power of two near max |x|: the squares neither overflow (a
-    target in the units of 1e200) nor vanish (errors far smaller than the values), and the scaling is exact."""
-    s = _power_of_two_below(float(np.max(np.abs(x)))) if x.size else 1.0
-    return s, float(np.sum((x / s) ** 2))
+def _errors(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, int]:
+    """``(e, h)``: the errors ``y_pred - y_true`` divided by ``2**h``; h = 1 (halves) only where a difference
+    of finite numbers overflows (1e308 - -1e308), so that subnormal errors stay exact otherwise."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = y_pred - y_true
+    if np.all(np.isfinite(e)) or not (np.all(np.isfinite(y_true)) and np.all(np.isfinite(y_pred))):
+        return e, 0
+    return y_pred * 0.5 - y_true * 0.5, 1
 
 
 def rmse(y_true, y_pred) -> float:
-    """Root mean squared error."""
+    """Root mean squared error (NaN of no rows)."""
     y_true, y_pred = _np(y_true), _np(y_pred)
-    half_errors = y_pred * 0.5 - y_true * 0.5  # (halves: 1e308 - -1e308 would overflow)
-    s, squares = _scaled_squares(half_errors)
-    return float(2 * s * np.sqrt(squares / half_errors.size))
+    if y_true.size == 0:
+        return float("nan")
+    e, h = _errors(y_true, y_pred)
+    k, squares = _scaled_squares(e)
+    with np.errstate(over="ignore"):
+        return float(np.ldexp(np.sqrt(squares / e.size), k + h))
 
 
 def r2(y_true, y_pred) -> float:
-    """Coefficient of determination: 1 - SSE / SST (1 is perfect, 0 is predicting the mean); NaN when SST
-    is 0 (the same ``y`` in every row: undefined)."""
+    """Coefficient of determination: 1 - SSE / SST (1 is perfect, 0 is predicting the mean); NaN when the
+    same ``y`` is in every row (SST is 0: undefined), or of no rows."""
     y_true, y_pred = _np(y_true), _np(y_pred)
-    st = _power_of_two_below(float(np.max(np.abs(y_true)))) if y_true.size else 1.0
-    t = y_true / st
-    s_t, sst = _scaled_squares(t - t.mean())
-    s_e, sse = _scaled_squares(y_pred * 0.5 - y_true * 0.5)
+    if y_true.size == 0 or np.all(y_true == y_true[0]):
+        return float("nan")
+    kt, _ = _scaled_squares(y_true)
+    t = np.ldexp(y_true, -kt)
+    kd, sst = _scaled_squares(t - t.mean())
+    e, h = _errors(y_true, y_pred)
+    ke, sse = _scaled_squares(e)
     if not sst > 0:
         return float("nan")
-    with np.errstate(over="ignore"):
-        return float(1.0 - (2 * s_e / (st * s_t)) ** 2 * (sse / sst))
+    with np.errstate(over="ignore", under="ignore"):
+        return float(1.0 - np.ldexp(sse / sst, 2 * (ke + h - kt - kd)))
 
 
 def in_original_units(y_norm, stats: Stats) -> np.ndarray:
