@@ -152,6 +152,11 @@ def test_regression_metrics_of_a_target_in_huge_units_do_not_overflow():
     assert metrics.r2([0.0, 1.0], [0.0, 1e160]) == -np.inf
     assert metrics.r2([1.7e308, -1.7e308, -1.7e308, -1.7e308], [0.0] * 4) == pytest.approx(-1 / 3, rel=1e-12)
     assert np.isnan(metrics.r2(np.full(3, 0.1), np.full(3, 1.1))) and np.isnan(metrics.rmse([], []))
+    # y spread over one ulp (its mean rounded): SSE / SST is 2, exactly
+    assert metrics.r2([1.0, 1.0000000000000002], [1.0, 1.0]) == -1.0
+    torch = pytest.importorskip("torch")  # float64 tensors stay float64
+    t64 = torch.tensor([1e200, 3e200], dtype=torch.float64)
+    assert metrics.rmse(t64, t64 * 1.5) == pytest.approx(metrics.rmse([1e200, 3e200], [1.5e200, 4.5e200]), rel=1e-15)
     # ordinary numbers give the bits they gave before
     t, p = np.array([1.0, 2.0, 3.5]), np.array([1.5, 2.0, 3.0])
     assert metrics.rmse(t, p) == float(np.sqrt(np.mean((p - t) ** 2)))

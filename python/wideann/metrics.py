@@ -12,8 +12,9 @@ from .stats import Stats
 
 
 def _np(a) -> np.ndarray:
-    if hasattr(a, "detach"):  # a torch tensor
-        a = a.detach().float().cpu().numpy()
+    if hasattr(a, "detach"):  # a torch tensor (float64 kept: 1e200 would be inf in float32)
+        a = a.detach().cpu()
+        a = (a if str(a.dtype) == "torch.float64" else a.float()).numpy()
     return np.asarray(a, dtype=np.float64).ravel()
 
 
@@ -55,7 +56,8 @@ def r2(y_true, y_pred) -> float:
         return float("nan")
     kt, _ = _scaled_squares(y_true)
     t = np.ldexp(y_true, -kt)
-    kd, sst = _scaled_squares(t - t.mean())
+    d = t - t.mean()
+    kd, sst = _scaled_squares(d - d.mean())  # (the mean again: a y spread over a few ulps leaves a rounded mean)
     e, h = _errors(y_true, y_pred)
     ke, sse = _scaled_squares(e)
     if not sst > 0:
