@@ -257,3 +257,18 @@ class _FakeTable:
     def __init__(self, n_rows, n_columns=3):
         self.n_rows, self.n_columns, self.row_bytes, self.path = n_rows, n_columns, 4 * n_columns, "fake"
 
+
+
+def test_load_table_refuses_a_table_that_does_not_fit_in_memory_and_points_to_lesson_3(tmp_path):
+    """Lessons 1 and 2 hold the whole table (and copy its rows into the split): a table too large for the
+    memory ended in a MemoryError, or in the kernel's OOM killer, with no word of lesson 3."""
+    table = np.random.default_rng(0).random((100, 8), dtype=np.float32)
+    np.save(tmp_path / "t.npy", table)
+    with pytest.raises(wideann.DataError, match=r"t\.npy: 100 rows x 8 columns take 3\.1 KiB as float32, twice "
+                                                r"that with the split, and this machine has 6\.2 KiB .*lesson 3 reads"):
+        data.load_table(tmp_path / "t.npy", available=6399)
+    np.testing.assert_array_equal(data.load_table(tmp_path / "t.npy", available=6400), table)
+    assert data.load_table(tmp_path / "t.npy").shape == (100, 8)  # this machine's memory
+    from wideann.data.shards import available_memory
+
+    assert available_memory() is None or available_memory() > 0

@@ -152,10 +152,43 @@ def open_table(source: Source) -> Union[NpyTable, ShardSet]:
     return NpyTable(paths[0]) if len(paths) == 1 else ShardSet(paths)
 
 
-def load_table(source: Source) -> np.ndarray:
-    """The whole table as one float32 array (for small tables that fit in memory: lessons 1 and 2)."""
+def load_table(source: Source, available: int | None = None) -> np.ndarray:
+    """The whole table as one float32 array (for small tables that fit in memory: lessons 1 and 2).
+
+    A table that would not fit twice in the memory ``available`` (default: what the machine, or its
+    container, has available now; a lesson also copies its rows into the split) is refused with a
+    :class:`DataError` that points to lesson 3, instead of a ``MemoryError`` or the kernel's OOM killer."""
     with open_table(source) as t:
+        need = 2 * t.n_rows * t.n_columns * 4
+        available = available_memory() if available is None else available
+        if available is not None and need > available:
+            from ..diskspace import human_bytes
+
+            raise DataError(f"{t.path}: {t.n_rows:,} rows x {t.n_columns:,} columns take {human_bytes(need // 2)} "
+                            f"as float32, twice that with the split, and this machine has {human_bytes(available)} "
+                            "of memory available: lessons 1 and 2 hold the whole table; lesson 3 reads it from "
+                            "disk batch by batch")
         return t.read_rows(0, t.n_rows)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux: MemAvailable, and a cgroup's limit less its use when lower), or
+    None where it is not known."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
 
 
 def _differs(a: Stats, b: Stats) -> str:
