@@ -172,8 +172,9 @@ def load_table(source: Source, available: int | None = None) -> np.ndarray:
 
 
 def available_memory() -> int | None:
-    """Bytes of memory available now (Linux: MemAvailable, and a cgroup's limit less its use when lower), or
-    None where it is not known."""
+    """Bytes of memory available now (Linux: MemAvailable; in a container with a memory limit (cgroup v2),
+    the limit less its anonymous memory when lower: its page cache can be reclaimed), or None where it is
+    not known."""
     found = []
     try:
         with open("/proc/meminfo") as f:
@@ -185,8 +186,9 @@ def available_memory() -> int | None:
     try:
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         if limit != "max":
-            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
-    except (OSError, ValueError):
+            stat = dict(line.split() for line in Path("/sys/fs/cgroup/memory.stat").read_text().splitlines())
+            found.append(int(limit) - int(stat["anon"]))
+    except (OSError, ValueError, KeyError):
         pass
     return min(found) if found else None
 
