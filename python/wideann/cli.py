@@ -146,7 +146,7 @@ def run(args) -> None:
                        dtype=args.dtype, threads=args.threads, header=args.header,
                        delimiter=args.delimiter, clip=args.clip, progress=_progress(args))
         where = args.output if args.stats else f"{args.output} (stats: {args.stats_out or beside})"
-        asked = args.stats_out or (None if args.stats else beside)  # the stats file the command was asked to write
+        asked = _stats_written(args)
         if (asked is None or os.path.abspath(asked) != os.path.abspath(beside)) and before is not None \
                 and _identity(beside) != before:
             where += f" (the stats file beside it, {beside}, described another transform: now this table's)"
@@ -214,14 +214,19 @@ def printable(text: str) -> str:
                    else f"\\x{ord(c):02x}" if c < "\x80" else f"\\u{ord(c):04x}" for c in text)
 
 
+def _stats_written(args) -> str | None:
+    """The stats file ``normalize`` is asked to write: ``--stats-out``, else, when it fits stats (no ``--stats``),
+    the one beside the output; None when it applies ``--stats`` without ``--stats-out``."""
+    return args.stats_out or (None if args.stats else default_stats_path(args.output))
+
+
 def _files_read_and_written(args) -> tuple[list, list]:
     """The files a command reads and the files it writes (those given, or written by default)."""
     cmd = args.command
     if cmd == "stats":
         return args.inputs, [args.output]
     if cmd == "normalize":
-        stats_out = args.stats_out or (None if args.stats else default_stats_path(args.output))
-        return [*args.inputs, args.stats], [args.output, stats_out]
+        return [*args.inputs, args.stats], [args.output, _stats_written(args)]
     if cmd == "denormalize":
         return [args.input, args.stats], [args.output]
     if cmd == "merge-stats":

@@ -35,16 +35,14 @@ LAUNCHER_MODULES = ("accelerate.commands.launch", "accelerate.commands.accelerat
 
 def is_a_launcher(argv: list[str]) -> bool:
     """Whether a command line is ``accelerate launch`` or ``torchrun`` (as a script, or ``python -m``)."""
+    if argv and os.path.basename(argv[0]).startswith("python"):
+        argv = argv[1:]  # the launcher's script, or -m and its module
+        if argv[:1] == ["-m"]:
+            return argv[1:2] != [] and argv[1] in LAUNCHER_MODULES
     if not argv:
         return False
-    names = [os.path.basename(a) for a in argv[:3]]
-    if names[0] in ("torchrun", "accelerate-launch") or (names[0] == "accelerate" and "launch" in argv[1:2]):
-        return True
-    if names[0].startswith("python") and len(argv) > 1:
-        if names[1] in ("torchrun", "accelerate-launch") or (names[1] == "accelerate" and "launch" in argv[2:3]):
-            return True
-        return argv[1] == "-m" and len(argv) > 2 and argv[2] in LAUNCHER_MODULES
-    return False
+    name = os.path.basename(argv[0])
+    return name in ("torchrun", "accelerate-launch") or (name == "accelerate" and argv[1:2] == ["launch"])
 
 
 def end_with_the_launcher() -> bool:

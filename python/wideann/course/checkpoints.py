@@ -113,6 +113,7 @@ def _fingerprint(path: Path) -> list:
 def _data_files(args) -> dict[str, list[Path]]:
     """The files a run's data come from, by option: ``--data`` (the example CSV when not given), ``--test-data``
     and ``--stats``; a folder stands for its ``.npy`` shards, and a ``.npy`` table brings its stats file."""
+    from ..data import table_paths
     from ..engine import default_stats_path
     from .tables import example_csv
 
@@ -124,13 +125,11 @@ def _data_files(args) -> dict[str, list[Path]]:
         if given is None:
             continue
         files = []
-        for p in map(Path, [given] if isinstance(given, (str, os.PathLike)) else given):
-            shards = sorted(q for q in p.iterdir() if q.suffix.lower() == ".npy") if p.is_dir() else [p]
-            for shard in shards:
-                files.append(shard)
-                beside = Path(default_stats_path(shard))
-                if shard.suffix.lower() == ".npy" and beside.is_file():
-                    files.append(beside)
+        for shard in table_paths(given):  # (a folder's .npy files in name order; other files as given)
+            files.append(shard)
+            beside = Path(default_stats_path(shard))
+            if shard.suffix.lower() == ".npy" and beside.is_file():
+                files.append(beside)
         out["--" + option.replace("_", "-")] = files
     return out
 
@@ -141,7 +140,7 @@ def _data_identity(args) -> tuple[dict, dict]:
     try:
         files = _data_files(args)
         return files, {option: [[f.name, *_fingerprint(f)] for f in fs] for option, fs in files.items()}
-    except (OSError, LessonError):
+    except (OSError, ValueError, LessonError):  # (a DataError is a ValueError)
         return {}, {}
 
 
