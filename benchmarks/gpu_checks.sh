@@ -45,7 +45,7 @@ timeout 120 python3 -m pytest -q -p no:cacheprovider --durations=5 tests/test_ti
 fi
 if want 2; then
 say "2. gpu_data_path.py (GPU half)"
-timeout 170 python3 benchmarks/gpu_data_path.py --json "$OUT/gpu_data_path.json" --profile "$OUT/profile" 2>&1 \
+timeout 240 python3 benchmarks/gpu_data_path.py --json "$OUT/gpu_data_path.json" --profile "$OUT/profile" 2>&1 \
     | tee "$OUT/gpu_data_path.log" | tail -40
 
 fi

@@ -25,11 +25,12 @@ with the training thread's time per step split in two: waiting for the next batc
 host cost) and in the step (dispatch, and the wait for the GPU when the loss is read), and the peak GPU
 memory each path takes above the model and the resident rows (and the host's peak RSS, once).
 Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024; resident >= 95% at 256 and
-1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (32 figures of
---seconds each plus 5 warm-up batches, the tables made once). The paths are measured in turn, --rounds
-times, --seconds split between the rounds: medians, and each ratio the median of those within a round, so
-that a change of the GPU's clock during the run does not favour one path. `--profile FOLDER` adds torch.profiler
-tables and traces of (a), (c) and (d) at float16, batch 1024.
+1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (38 figures of
+--seconds each plus 5 warm-up batches per round, the tables made once). The paths are measured in turn,
+--gpu-rounds times (8), --seconds split between the rounds, then the ceiling once more: medians, and each
+ratio the median of a path's rates over the ceiling measured around them (interpolated in time), so that a
+change of the host's or the GPU's speed during the run does not favour one path. `--profile FOLDER` adds
+torch.profiler tables and traces of (a), (c) and (d) at float16, batch 1024.
 
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
 source at commit fc86d48: Python `preadv` per run into a fresh float32 buffer, a second copy to split x
@@ -157,31 +158,39 @@ def gpu_half(args, tables, partial=lambda got: None):
                 step(x, y)
             fetch, stepping, n, steps = fetch + b - a, stepping + clock() - b, n + len(x), steps + 1
         torch.cuda.synchronize()
-        rate = n / (clock() - t0)
+        t1 = clock()
+        rate = n / (t1 - t0)
         more = (torch.cuda.max_memory_allocated() - held) / 2**30
         if hasattr(it, "close"):
             it.close()  # stops a read-ahead thread now, not when the generator is collected
-        return rate, 1e3 * fetch / steps, 1e3 * stepping / steps, more
+        return rate, 1e3 * fetch / steps, 1e3 * stepping / steps, more, (t0 + t1) / 2
 
     def measured(paths):
         """Every path of ``paths`` (name -> (a function making its batches, with the step or not)), the
-        first being the ceiling, measured in turn, --rounds times, --seconds split between the rounds:
-        a change of the GPU's clock over the run then touches every path alike. Per path: the median
-        rate (and the rate of every round), the median of its ratios to the ceiling measured in the same
-        round, the median ms, and the largest GPU peak."""
+        first being the ceiling, measured in turn, --gpu-rounds times, --seconds split between the rounds,
+        and the ceiling once more at the end. The host sets the pace of these steps (see `timed`), and the
+        host's speed drifts by tens of percent within seconds on a shared machine: so each figure is set
+        against the ceiling measured around it (interpolated in time between the ceiling before and after
+        its round). Per path: the median rate (and the rate of every round), the median of its ratios to
+        the ceiling, the median ms, and the largest GPU peak."""
         runs = {name: [] for name in paths}
-        for _ in range(args.rounds):
+        per = args.seconds / args.gpu_rounds
+        for _ in range(args.gpu_rounds):
             for name, (batches, with_step) in paths.items():
-                runs[name].append(timed(batches(), step if with_step else None, args.seconds / args.rounds))
-        r, ceiling = {}, [got[0] for got in runs["ceiling"]]
+                runs[name].append(timed(batches(), step if with_step else None, per))
+        ceiling_path = paths["ceiling"]
+        after = timed(ceiling_path[0](), step, per)
+        marks = [g[4] for g in runs["ceiling"]] + [after[4]]
+        rates = [g[0] for g in runs["ceiling"]] + [after[0]]
+        r = {}
         for name, got in runs.items():
-            rates = [g[0] for g in got]
-            r[name], r[f"{name}_rounds"] = float(np.median(rates)), rates
+            rs = [g[0] for g in got]
+            r[name], r[f"{name}_rounds"] = float(np.median(rs)), rs
             r[f"{name}_fetch_ms"] = float(np.median([g[1] for g in got]))
             r[f"{name}_step_ms"] = float(np.median([g[2] for g in got]))
             r[f"{name}_gpu_peak_gib"] = max(g[3] for g in got)
             if name != "ceiling":
-                r[f"{name}_ratio"] = float(np.median([a / c for a, c in zip(rates, ceiling)]))
+                r[f"{name}_ratio"] = float(np.median([g[0] / float(np.interp(g[4], marks, rates)) for g in got]))
         return r
 
     results = []
@@ -270,8 +279,9 @@ def profile(folder, paths, step, steps=40):
 
 def gpu_markdown(report):
     lines = [f"GPU: {report['gpu']}; {report['machine']}; table {report['rows']:,} x {REFERENCE_COLUMNS:,}; "
-             f"{report['seconds']:g} s per figure in {report['rounds']} rounds (the paths in turn in each; 5 warm-up "
-             "batches before each figure); medians, and a ratio is the median of the ratios within a round.", "",
+             f"{report['seconds']:g} s per figure in {report['gpu_rounds']} rounds (the paths in turn in each; 5 warm-up "
+             "batches before each figure), then the ceiling again; medians, and a ratio is the median of a path's rates "
+             "over the ceiling measured around them (interpolated in time).", "",
              "| dtype | batch | (a) on the GPU | (b) reader alone | reader GB/s | (c) streamed | (c)/(a) "
              "| (d) resident | (d)/(a) | (e) resident, float32 batches | (e)/(a) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -541,8 +551,9 @@ def main():
     ap.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
     ap.add_argument("--seconds", type=float, default=2.0,
                     help="timed seconds per figure (the GPU half splits them between its rounds)")
-    ap.add_argument("--rounds", type=int, default=3, help="rounds: the CPU half's best counts; the GPU half measures "
-                    "the paths in turn in every round and reports medians")
+    ap.add_argument("--rounds", type=int, default=3, help="CPU half: rounds, the best counts")
+    ap.add_argument("--gpu-rounds", type=int, default=8, help="GPU half: rounds, the paths measured in turn in each "
+                    "(--seconds split between them); medians")
     ap.add_argument("--idle-wait", type=float, default=20, help="CPU half: seconds to wait for an idle machine")
     ap.add_argument("--cpu", action="store_true", help="the CPU half even where a GPU is present")
     ap.add_argument("--step-ms", type=float, default=2.7, help="CPU half: host time of the stand-in training step")
@@ -558,7 +569,7 @@ def main():
     t_start = time.perf_counter()
     tables = make_tables(args.rows)
     report = {"machine": machine(), "rows": args.rows, "seconds": args.seconds, "batches": args.batches,
-              "dtypes": args.dtypes, "rounds": args.rounds, "threads_at_start": threading.active_count()}
+              "dtypes": args.dtypes, "rounds": args.rounds, "gpu_rounds": args.gpu_rounds, "threads_at_start": threading.active_count()}
     if torch.cuda.is_available() and not args.cpu:
         def partial(got):
             if args.json:

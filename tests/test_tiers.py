@@ -51,9 +51,13 @@ def test_resident_rows_give_the_streamed_batches(tmp_path, dtype, shards):
         streamed = data.ShardedBatches(table, split.train, 20, seed=7, **kw)
         resident = data.ShardedBatches(table, split.train, 20, seed=7, resident=store, **kw)
         assert (streamed.tier, resident.tier) == ("stream", "resident")
+        grouped = data.ShardedBatches(table, split.train, 20, seed=7, resident=store, **kw)
+        grouped.group_bytes = 3 * 20 * table.row_bytes  # gathered 3 steps at a time (default: the whole epoch)
+        assert (resident.group_steps, grouped.group_steps) == (len(resident), 3)
         for epoch, start in [(1, 0), (2, 0), (2, 4)]:
             _same(list(streamed.epoch(epoch, start)), list(resident.epoch(epoch, start)))
-        assert streamed.rows_read == resident.rows_read
+            _same(list(streamed.epoch(epoch, start)), list(grouped.epoch(epoch, start)))
+        assert streamed.rows_read == 2 * resident.rows_read == 2 * grouped.rows_read  # (streamed read twice)
         val_s = data.ShardedBatches(table, split.val, 64, shuffle=False, **kw)
         val_r = data.ShardedBatches(table, split.val, 64, shuffle=False, resident=store, **kw)
         _same(list(val_s.epoch(0)), list(val_r.epoch(0)))
@@ -112,8 +116,9 @@ def test_lesson4_trains_the_same_model_with_either_tier(tmp_path, precision):
 # ---- on a GPU ----------------------------------------------------------------------------------------
 @cuda
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("prefetch", [0, 3])
-def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, prefetch):
+@pytest.mark.parametrize("prefetch, group", [(0, None), (3, None), (3, 4)])
+def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, prefetch, group):
+    # group: steps per copy or gather (None: the default, the whole epoch of 34 steps of this small table)
     path, _ = _table(tmp_path, dtype, rows=3001, cols=257)
     table = data.NpyTable(path)
     split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)
@@ -125,6 +130,10 @@ def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, p
     # in the table's dtype (dtype=None: lesson 4 under mixed precision), streamed and resident
     raw = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", prefetch=prefetch, dtype=None)
     res_raw = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", resident=store, dtype=None)
+    for source in (gpu, res, raw, res_raw):
+        if group:
+            source.group_bytes = group * 64 * table.row_bytes
+        assert source.group_steps == (group or len(source))
     for epoch in (1, 2, 3):  # the ring's buffers are reused many times over
         ref = list(cpu.epoch(epoch))
         got = [(x.clone(), y.clone()) for x, y in gpu.epoch(epoch)]  # clones: later batches must not change them
@@ -222,8 +231,11 @@ class _LateCuda:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("prefetch", [0, 1, 3])
-def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_path, monkeypatch, dtype, prefetch):
+@pytest.mark.parametrize("prefetch, group", [(0, 1), (1, 1), (3, 1), (1, 3), (3, 4), (4, None)])
+def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_path, monkeypatch, dtype, prefetch,
+                                                                          group):
+    # group: steps per copy (None: the default, here the whole epoch of 33 steps in one group); 3 and 4 leave
+    # a short last group, and a group of 4 with prefetch 3 reads one group ahead
     path, _ = _table(tmp_path, dtype, rows=1501, cols=57)
     table = data.NpyTable(path)
     split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)
@@ -234,6 +246,9 @@ def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_pa
     for out in ("float32", None):
         gpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=prefetch, pin_memory=False, dtype=out)
         gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+        if group:
+            gpu.group_bytes = group * 32 * table.row_bytes
+        assert gpu.group_steps == (group or len(gpu))
         for (e, s), ref in refs.items():
             got = list(gpu.epoch(e, start_step=s))  # all kept: later batches must not change earlier ones
             late.run()
@@ -248,8 +263,9 @@ def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_pa
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-def test_kept_targets_of_the_gpu_path_do_not_keep_their_inputs(tmp_path, monkeypatch, dtype):
-    # an evaluation keeps every batch's y (lesson 4's predict): a y that were a view of its batch's copied
+@pytest.mark.parametrize("group", [1, 2, None])
+def test_kept_targets_of_the_gpu_path_do_not_keep_their_inputs(tmp_path, monkeypatch, dtype, group):
+    # an evaluation keeps every batch's y (lesson 4's predict): a y that were a view of its group's copied
     # block (inputs and targets) would keep the whole block on the GPU, 12,849 times its own size
     path, _ = _table(tmp_path, dtype, rows=300, cols=57)
     table = data.NpyTable(path)
@@ -257,10 +273,12 @@ def test_kept_targets_of_the_gpu_path_do_not_keep_their_inputs(tmp_path, monkeyp
     for out in ("float32", None):
         gpu = data.ShardedBatches(table, np.arange(300), 64, shuffle=False, pin_memory=False, dtype=out)
         gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+        if group:
+            gpu.group_bytes = group * 64 * table.row_bytes
         got = list(gpu.epoch(0))
         late.run()
         ys = [y for _, y in got]
-        for y in ys:
-            assert y.untyped_storage().nbytes() == y.numel() * y.element_size()
+        for y in ys:  # the targets of its group only (a group is at most the epoch's 300 rows)
+            assert y.untyped_storage().nbytes() <= min(300, 64 * (group or 5)) * y.element_size()
         expected = torch.from_numpy(np.load(path)[:, -1:]).to(ys[0].dtype)
         assert torch.equal(torch.cat(ys), expected)

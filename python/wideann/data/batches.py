@@ -36,6 +36,7 @@ weighs exactly its rows.
 """
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections import deque
@@ -49,10 +50,19 @@ from .resident import resolve_device, torch_dtype
 from .shards import open_table
 
 
+GROUP_BYTES = 64 << 20
+"""On a GPU, batches travel in groups of consecutive steps of about this many bytes of table rows (at
+least one step, at most an epoch): one copy from the pinned ring, or one gather from the resident rows,
+for the whole group, and each step's batch a view of it. A step on a GPU is bound by the host's time to
+launch its work (2.5 ms for lesson 4's model on an H100, whatever the batch size), so every operation the
+data path launches per step comes off the training's speed; per group, they cost next to nothing."""
+
+
 class _Carry(NamedTuple):
     """The first steps of ``epoch``, read on by the iterator of the epoch before: ``ahead`` reads them,
-    ``pending`` holds them in order, ``(ticket, x, y, tag)`` each. (No reference to the batch source: a
-    source with batches read on is freed, and its reading thread stopped, as soon as it is let go.)"""
+    ``pending`` holds them in order, ``(tickets, x, y, tag, sizes)`` per group of steps. (No reference to the
+    batch source: a source with batches read on is freed, and its reading thread stopped, as soon as it is
+    let go.)"""
     epoch: int
     ahead: ReadAhead
     pending: deque
@@ -118,6 +128,7 @@ class ShardedBatches:
         if reader_threads is not None:
             self.table.reader_threads = int(reader_threads)
         self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        self.group_bytes = GROUP_BYTES
         self.rows_read = 0
 
     @property
@@ -179,6 +190,19 @@ class ShardedBatches:
         for s in range(start, len(self)):
             yield self.step_rows(order, s)
 
+    def _groups(self, epoch: int, start: int, size: int) -> Iterator[list]:
+        """The rows of steps ``start ..`` of ``epoch``, ``size`` steps at a time (the last group may be shorter)."""
+        steps = self._plan(epoch, start)
+        while group := list(itertools.islice(steps, size)):
+            yield group
+
+    @property
+    def group_steps(self) -> int:
+        """Steps whose batches travel to a GPU together (see :data:`GROUP_BYTES`): as many as fit in
+        ``group_bytes`` (default :data:`GROUP_BYTES`), at least one, at most an epoch's."""
+        fit = self.group_bytes // max(1, self._most_rows * self.table.row_bytes)
+        return int(max(1, min(len(self), fit)))
+
     def _out_dtype(self):
         return self.dtype if self.dtype is not None else torch_dtype(self.table.dtype)
 
@@ -221,49 +245,58 @@ class ShardedBatches:
                 yield delivered(x, y)
             return
         kit = self.__dict__.setdefault("_host_kit", {})  # where batches read on into the next epoch wait
-        for x, y, _ in self._read_ahead(epoch, start, lambda n: (*buffers(n), None), self.prefetch, kit):
+        for x, y, _, _ in self._read_ahead(epoch, start, lambda n: (*buffers(n), None), self.prefetch, kit):
+            self.rows_read += x.shape[0]
             yield delivered(x, y)
 
-    def _read_ahead(self, epoch, start, buffers, depth: int, kit: dict):
-        """``(x, y, tag)`` of every step from ``start`` of ``epoch`` in turn, read ``depth`` batches ahead by
-        the native reader's own thread into ``buffers(n) -> (x, y, tag)`` (host tensors; ``tag`` is the
-        caller's, e.g. a ring slot); the rows of a step are waited for (the GIL released) just before they
-        are handed out.
+    def _read_ahead(self, epoch, start, buffers, depth: int, kit: dict, group: int = 1):
+        """``(x, y, tag, sizes)`` of every group of ``group`` steps from ``start`` of ``epoch`` in turn (the last
+        group may be shorter; ``sizes``: the rows of its steps, whose batches lie one after the other in ``x``
+        and ``y``), read ``depth`` groups ahead by the native reader's own thread into ``buffers(n) -> (x, y,
+        tag)`` (host tensors of ``n`` rows; ``tag`` is the caller's, e.g. a ring slot). The rows of a group are
+        waited for (the GIL released) just before they are handed out: each step's batch is its own read,
+        with its own error.
 
-        A shuffled source reads on: once the last batches of this epoch are being read, the first ones of
+        A shuffled source reads on: once the last groups of this epoch are being read, the first ones of
         the next epoch are, so that the next epoch does not begin by waiting for a read. They are left in
         ``kit`` (the caller's, with the buffers they fill) when this epoch ends, and handed out if the
         next epoch is asked for from its first step; otherwise they are dropped. An unshuffled source
         (evaluation, read once or always from its start) does not read on."""
         carry = kit.pop("carry", None)
         if carry is not None and carry.epoch == epoch and start == 0:
-            ahead, pending, plan = carry.ahead, carry.pending, self._plan(epoch, len(carry.pending))
+            ahead, pending = carry.ahead, carry.pending
+            plan = self._groups(epoch, sum(len(p[-1]) for p in pending), group)
         else:
             if carry is not None:
                 carry.ahead.close()  # (its thread stops when it is let go, below)
-            ahead, pending, plan = ReadAhead(self.table), deque(), self._plan(epoch, start)
+            ahead, pending, plan = ReadAhead(self.table), deque(), self._groups(epoch, start, group)
         del carry
-        after = self._plan(epoch + 1, 0) if self.shuffle else iter(())
-        following: deque = deque()  # batches of the next epoch being read
+        after = self._groups(epoch + 1, 0, group) if self.shuffle else iter(())
+        following: deque = deque()  # groups of the next epoch being read
 
         def submit() -> None:
-            queue, rows = pending, next(plan, None)
-            if rows is None:
-                queue, rows = following, next(after, None)
-            if rows is not None:
-                x, y, tag = buffers(rows.size)
-                queue.append((ahead.submit(rows, x.numpy(), y.numpy()), x, y, tag))
+            queue, steps = pending, next(plan, None)
+            if steps is None:
+                queue, steps = following, next(after, None)
+            if steps is not None:
+                sizes = [rows.size for rows in steps]
+                x, y, tag = buffers(sum(sizes))
+                xs, ys, tickets, a = x.numpy(), y.numpy(), [], 0
+                for rows in steps:
+                    tickets.append(ahead.submit(rows, xs[a:a + rows.size], ys[a:a + rows.size]))
+                    a += rows.size
+                queue.append((tickets, x, y, tag, sizes))
 
         ended = False
         try:
             for _ in range(depth - len(pending)):
                 submit()
             while pending:
-                ticket, x, y, tag = pending.popleft()
-                ahead.wait(ticket)
+                tickets, x, y, tag, sizes = pending.popleft()
+                for ticket in tickets:
+                    ahead.wait(ticket)
                 submit()
-                self.rows_read += x.shape[0]
-                yield x, y, tag
+                yield x, y, tag, sizes
             ended = True
         finally:
             if ended and following:
@@ -272,41 +305,63 @@ class ShardedBatches:
                 ahead.close()  # batches not started are dropped, the one being read is waited for
 
     def _gathered(self, epoch, start):
-        """The resident tier: every batch of the epoch gathered from the rows held on the device."""
+        """The resident tier: every batch of the epoch gathered from the rows held on the device, a group of
+        steps (:attr:`group_steps`) at a time, each step's batch a view of its group's."""
+        store, out, group = self.resident, self._out_dtype(), self.group_steps
+        parts = list(self._plan(epoch, start))
+        sizes = [p.size for p in parts]
+        bounds = np.cumsum([0] + sizes)
+        pos = self._positions_on(store, np.concatenate(parts) if parts else np.empty(0, np.int64))
+        for g in range(0, len(parts), group):
+            p = pos[bounds[g]:bounds[min(g + group, len(parts))]]
+            xs = store.x.index_select(0, p).to(out).split(sizes[g:g + group])
+            ys = store.y.index_select(0, p).to(out).split(sizes[g:g + group])
+            for x, y in zip(xs, ys):
+                self.rows_read += x.shape[0]
+                yield x, y
+
+    def _positions_on(self, store, rows: np.ndarray):
+        """Where ``rows`` are held in ``store``, as a tensor on its device: one upload per epoch, from a
+        page-locked buffer kept for the next epoch (a copy from pageable memory would make the host wait
+        until the GPU has finished all the work queued before it; pinning memory anew every epoch takes
+        milliseconds, as long as a step)."""
         import torch
 
-        store, out = self.resident, self._out_dtype()
-        parts = list(self._plan(epoch, start))
-        bounds = np.cumsum([0] + [p.size for p in parts])
-        pos = torch.from_numpy(store.positions(np.concatenate(parts) if parts else np.empty(0, np.int64)))
-        if store.device.type == "cuda":
-            # one upload per epoch, from page-locked memory: a copy from pageable memory would make the host
-            # wait until the GPU has finished all the work queued before it (a sync per epoch)
-            pos = pos.pin_memory()
-        pos = pos.to(store.device, non_blocking=True)
-        for i in range(len(parts)):
-            p = pos[bounds[i]:bounds[i + 1]]
-            self.rows_read += parts[i].size
-            yield store.x.index_select(0, p).to(out), store.y.index_select(0, p).to(out)
+        pos = torch.from_numpy(store.positions(rows))
+        if store.device.type != "cuda":
+            return pos.to(store.device)
+        kit = self.__dict__.setdefault("_positions_kit", {})
+        if "uploaded" in kit:
+            kit.pop("uploaded").synchronize()  # the last upload has read the buffer (long since, as a rule)
+        if kit.get("pinned") is None or kit["pinned"].numel() < pos.numel():
+            kit["pinned"] = torch.empty(max(1, pos.numel()), dtype=torch.int64, pin_memory=True)
+        pinned = kit["pinned"][:pos.numel()]
+        pinned.copy_(pos)
+        pos = pinned.to(store.device, non_blocking=True)
+        kit["uploaded"] = torch.cuda.Event()
+        kit["uploaded"].record(torch.cuda.current_stream(store.device))
+        return pos
 
     def _to_gpu(self, epoch, start):
-        """Streamed to a GPU, all from the calling thread: the native reader's own thread reads batches
-        ahead into a ring of pinned blocks; each block (inputs and targets together) goes to the device in
-        one copy on a side stream, is converted there, and is handed over with the copy's event. The copy
-        of a batch is started before the batch before it is handed over, so that it runs during a whole
-        step of compute (at batch 4096 of a float16 table it takes about as long as the step)."""
+        """Streamed to a GPU, all from the calling thread, a group of steps (:attr:`group_steps`) at a time: the
+        native reader's own thread reads groups ahead into a ring of pinned blocks; each block (inputs and
+        targets together) goes to the device in one copy on a side stream, is converted there, and its
+        steps' batches (views of it) are handed over after the copy's event. The copy of a group is started
+        before the steps of the group before it are handed over, so that it runs during their compute (at
+        batch 4096 of a float16 table, a group of one step, it takes about as long as the step)."""
         import torch
 
         from .pinned_ring import PinnedRing
 
-        t, device, out = self.table, self.device, self._out_dtype()
+        t, device, out, group = self.table, self.device, self._out_dtype(), self.group_steps
+        depth = -(-max(1, self.prefetch) // group)  # groups read ahead: at least `prefetch` batches
         # The ring and the side stream (with the batches read on into the next epoch) are made once and
         # kept for the next epoch (pinning memory is slow); an iterator running beside another one makes its own.
         kit = self.__dict__.pop("_gpu_kit", None)
         if kit is None:
-            # slots: `prefetch` being read ahead, one being copied, one copied ahead of its step and one
-            # whose copy may still run; rows: the largest step's
-            kit = {"ring": PinnedRing(max(4, self.prefetch + 3), self._most_rows, t.n_inputs, torch_dtype(t.dtype),
+            # slots: `depth` being read ahead, one being copied, one copied ahead of its steps and one whose
+            # copy may still run; rows: the largest group's
+            kit = {"ring": PinnedRing(max(4, depth + 3), group * self._most_rows, t.n_inputs, torch_dtype(t.dtype),
                                       pin=self.pin_memory),
                    "side": torch.cuda.Stream(device)}
         ring, side = kit["ring"], kit["side"]
@@ -317,34 +372,36 @@ class ShardedBatches:
             return (*ring.views(k, n), k)
 
         def copy(k, n):
-            """Slot ``k``'s batch of ``n`` rows to the device: ``(x, y, event)``, the event marking its end."""
+            """Slot ``k``'s group of ``n`` rows to the device: ``(x, y, event)``, the event marking its end."""
             with torch.cuda.stream(side):
                 block = ring.block(k, n).to(device, non_blocking=True)  # inputs and targets: one copy
                 x, y = ring.split(block, n)
                 # the targets in memory of their own: an evaluation keeps every y, and a y that were a view
-                # of its block would keep the batch's inputs on the device too (12,848 times its size)
+                # of its block would keep the group's inputs on the device too (12,848 times its size)
                 x, y = x.to(out), y.to(out, copy=True)
                 done = torch.cuda.Event()
                 done.record(side)
             ring.release(k, done)
             return x, y, done
 
-        def handed(x, y, done):
-            stream.wait_event(done)  # the step waits for the copy, the host does not
+        def handed(x, y, done, sizes):
+            stream.wait_event(done)  # the steps wait for the copy, the host does not
             x.record_stream(stream)  # memory made on the side stream, used on this one
             y.record_stream(stream)
-            return x, y
+            for xs, ys in zip(x.split(sizes), y.split(sizes)):
+                self.rows_read += xs.shape[0]
+                yield xs, ys
 
-        reads = self._read_ahead(epoch, start, slot, max(1, self.prefetch), kit)
+        reads = self._read_ahead(epoch, start, slot, depth, kit, group)
         try:
             copied = None
-            for hx, _, k in reads:
-                started = copy(k, hx.shape[0])  # this batch's copy starts ...
+            for hx, _, k, sizes in reads:
+                started = (*copy(k, hx.shape[0]), sizes)  # this group's copy starts ...
                 if copied is not None:
-                    yield handed(*copied)       # ... before the step on the one before it
+                    yield from handed(*copied)           # ... before the steps of the one before it
                 copied = started
             if copied is not None:
-                yield handed(*copied)
+                yield from handed(*copied)
         finally:
             reads.close()  # before the blocks are reused or freed: nothing is read into them any more
             ring.drain()    # (but the next epoch's first blocks, if read on)
