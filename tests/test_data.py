@@ -119,6 +119,13 @@ def test_shards_cover_every_row_once_per_epoch(n_rows, batch, world):
         assert len(allrows) == n_rows and np.array_equal(np.sort(allrows), rows)
         sizes = [len(x) for x in shards]
         assert max(sizes) - min(sizes) <= 1
+        for s in srcs:  # the plan of an epoch made in one go (as the batch sources make it) is step_rows', step by step
+            order = s.epoch_order(epoch)
+            for start in (0, len(s) // 2, len(s)):
+                flat, sizes = s._steps(order, start)
+                steps = [s.step_rows(order, k) for k in range(start, len(s))]
+                assert sizes == [len(x) for x in steps]
+                assert np.array_equal(flat, np.concatenate(steps) if steps else np.empty(0, np.int64))
     if n_rows > 4 * srcs[0].shuffle_rows:
         assert not np.array_equal(srcs[0].epoch_order(0), srcs[0].epoch_order(1)), "reshuffled each epoch"
 

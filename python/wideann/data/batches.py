@@ -51,11 +51,16 @@ from .shards import open_table
 
 
 GROUP_BYTES = 64 << 20
-"""On a GPU, batches travel in groups of consecutive steps of about this many bytes of table rows (at
-least one step, at most an epoch): one copy from the pinned ring, or one gather from the resident rows,
-for the whole group, and each step's batch a view of it. A step on a GPU is bound by the host's time to
-launch its work (2.5 ms for lesson 4's model on an H100, whatever the batch size), so every operation the
-data path launches per step comes off the training's speed; per group, they cost next to nothing."""
+"""On a GPU, streamed batches travel in groups of consecutive steps of about this many bytes of table rows
+(at least one step, at most an epoch): one copy from the pinned ring for the whole group, and each step's
+batch a view of it. A step on a GPU is bound by the host's time to launch its work (2.5 ms for lesson 4's
+model on an H100, whatever the batch size), so every operation the data path launches per step comes off
+the training's speed; per group, they cost next to nothing. (The ring holds a few groups of page-locked
+host memory: 4 x 64 MiB.)"""
+
+RESIDENT_GROUP_BYTES = 256 << 20
+"""The same for the resident tier: one gather per group of steps. Larger, as it costs device memory only
+(a group in use and the next one: 0.5 GiB at most), no page-locked host memory."""
 
 
 class _Carry(NamedTuple):
@@ -128,7 +133,7 @@ class ShardedBatches:
         if reader_threads is not None:
             self.table.reader_threads = int(reader_threads)
         self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
-        self.group_bytes = GROUP_BYTES
+        self.group_bytes = RESIDENT_GROUP_BYTES if resident is not None else GROUP_BYTES
         self.rows_read = 0
 
     @property
@@ -147,13 +152,15 @@ class ShardedBatches:
     # -- the plan (pure functions of seed, epoch, step, rank; no I/O) --
     def epoch_order(self, epoch: int) -> np.ndarray:
         """All rows of the epoch in their global order (the same on every process)."""
-        if not self.shuffle:
-            return self.rows
+        return self.rows[self._epoch_index(epoch)] if self.shuffle else self.rows
+
+    def _epoch_index(self, epoch: int) -> np.ndarray:
+        """The epoch's global order of a shuffled source, as positions in ``rows``."""
         k = self.shuffle_rows
         n_pieces = math.ceil(self.rows.size / k)
         perm = np.random.default_rng([self.seed, int(epoch)]).permutation(n_pieces)
         pos = (perm[:, None] * k + np.arange(k)[None, :]).ravel()
-        return self.rows[pos[pos < self.rows.size]]
+        return pos[pos < self.rows.size]
 
     def step_rows(self, order: np.ndarray, step: int) -> np.ndarray:
         """This process's rows of ``step`` (sorted, so consecutive rows are read in one go)."""
@@ -167,6 +174,25 @@ class ShardedBatches:
         # (stable: a merge sort takes the runs of consecutive rows as they come, 3x faster at 4096 rows than
         # the default quicksort on the training thread; the same result, rows being distinct integers)
         return np.sort(order[a:b], kind="stable")
+
+    def _steps(self, order: np.ndarray, start: int = 0) -> tuple[np.ndarray, list]:
+        """``step_rows(order, s)`` of every step ``s`` from ``start``, in one go: ``(flat, sizes)``, the steps'
+        rows one after the other and how many each has. The full global batches are sorted by one call (a
+        2-D sort, row by row), the short last one by ``step_rows``: the plan of a whole epoch is a small
+        part of one step's time (one sort call per step took milliseconds an epoch, which at 5 steps an
+        epoch was 15% of the training's speed on an H100)."""
+        g, b, r = self.global_batch_size, self.batch_size, self.rank
+        full = order.size // g  # steps with a full global batch
+        parts, sizes = [], []
+        if start < full:
+            mine = order[start * g:full * g].reshape(full - start, g)[:, r * b:(r + 1) * b]
+            parts.append(np.sort(mine, axis=1, kind="stable").ravel())
+            sizes += [b] * (full - start)
+        for s in range(max(start, full), len(self)):
+            parts.append(self.step_rows(order, s))
+            sizes.append(parts[-1].size)
+        flat = np.concatenate(parts) if parts else np.empty(0, dtype=order.dtype)
+        return flat, sizes
 
     def shard(self, epoch: int) -> np.ndarray:
         """Every row this process reads in ``epoch`` (for checks and tests)."""
@@ -186,9 +212,11 @@ class ShardedBatches:
 
     def _plan(self, epoch: int, start: int) -> Iterator[np.ndarray]:
         """The rows of steps ``start ..`` of ``epoch``, one step at a time."""
-        order = self.epoch_order(epoch)
-        for s in range(start, len(self)):
-            yield self.step_rows(order, s)
+        flat, sizes = self._steps(self.epoch_order(epoch), start)
+        a = 0
+        for n in sizes:
+            yield flat[a:a + n]
+            a += n
 
     def _groups(self, epoch: int, start: int, size: int) -> Iterator[list]:
         """The rows of steps ``start ..`` of ``epoch``, ``size`` steps at a time (the last group may be shorter)."""
@@ -199,7 +227,8 @@ class ShardedBatches:
     @property
     def group_steps(self) -> int:
         """Steps whose batches travel to a GPU together (see :data:`GROUP_BYTES`): as many as fit in
-        ``group_bytes`` (default :data:`GROUP_BYTES`), at least one, at most an epoch's."""
+        ``group_bytes`` (default :data:`GROUP_BYTES`, :data:`RESIDENT_GROUP_BYTES` for the resident tier), at
+        least one, at most an epoch's."""
         fit = self.group_bytes // max(1, self._most_rows * self.table.row_bytes)
         return int(max(1, min(len(self), fit)))
 
@@ -308,26 +337,30 @@ class ShardedBatches:
         """The resident tier: every batch of the epoch gathered from the rows held on the device, a group of
         steps (:attr:`group_steps`) at a time, each step's batch a view of its group's."""
         store, out, group = self.resident, self._out_dtype(), self.group_steps
-        parts = list(self._plan(epoch, start))
-        sizes = [p.size for p in parts]
+        held = self.__dict__.get("_held")
+        if held is None:  # where this source's rows are held (once: every one of them must be)
+            held = self.__dict__["_held"] = store.positions(self.rows)
+        # the plan in positions rather than rows: the rows are held in increasing order, so a step's
+        # positions sorted are its rows sorted
+        flat, sizes = self._steps(held[self._epoch_index(epoch)] if self.shuffle else held, start)
         bounds = np.cumsum([0] + sizes)
-        pos = self._positions_on(store, np.concatenate(parts) if parts else np.empty(0, np.int64))
-        for g in range(0, len(parts), group):
-            p = pos[bounds[g]:bounds[min(g + group, len(parts))]]
+        pos = self._on_device(store, flat)
+        for g in range(0, len(sizes), group):
+            p = pos[bounds[g]:bounds[min(g + group, len(sizes))]]
             xs = store.x.index_select(0, p).to(out).split(sizes[g:g + group])
             ys = store.y.index_select(0, p).to(out).split(sizes[g:g + group])
             for x, y in zip(xs, ys):
                 self.rows_read += x.shape[0]
                 yield x, y
 
-    def _positions_on(self, store, rows: np.ndarray):
-        """Where ``rows`` are held in ``store``, as a tensor on its device: one upload per epoch, from a
-        page-locked buffer kept for the next epoch (a copy from pageable memory would make the host wait
-        until the GPU has finished all the work queued before it; pinning memory anew every epoch takes
-        milliseconds, as long as a step)."""
+    def _on_device(self, store, positions: np.ndarray):
+        """``positions`` as a tensor on ``store``'s device: one upload per epoch, from a page-locked buffer
+        kept for the next epoch (a copy from pageable memory would make the host wait until the GPU has
+        finished all the work queued before it; pinning memory anew every epoch takes milliseconds, as long
+        as a step)."""
         import torch
 
-        pos = torch.from_numpy(store.positions(rows))
+        pos = torch.from_numpy(positions)
         if store.device.type != "cuda":
             return pos.to(store.device)
         kit = self.__dict__.setdefault("_positions_kit", {})
