@@ -71,6 +71,20 @@ def test_resident_rows_give_the_streamed_batches(tmp_path, dtype, shards):
         list(data.ShardedBatches(table, split.test, 20, device="cpu", resident=store).epoch(0))
 
 
+@pytest.mark.parametrize("tier", ["stream", "resident"])
+def test_with_the_tables_dtype_the_inputs_keep_it_and_the_targets_are_float32(tmp_path, tier):
+    # (lesson 4 under mixed precision: a float16 y beside a float32 prediction failed in the backward pass,
+    # with torch 2.11 and autocast on a CPU)
+    path, a = _table(tmp_path, np.float16)
+    table = data.NpyTable(path)
+    store = ResidentRows(table, np.arange(777), "cpu") if tier == "resident" else None
+    src = data.ShardedBatches(table, np.arange(777), 64, seed=1, device="cpu", resident=store, dtype=None)
+    got = list(src.epoch(0))
+    assert all(x.dtype == torch.float16 and y.dtype == torch.float32 for x, y in got)
+    rows = src.step_rows(src.epoch_order(0), 0)
+    assert torch.equal(got[0][1], torch.from_numpy(a[rows, -1:].astype(np.float32)))
+
+
 def test_the_tier_decision(tmp_path):
     path, _ = _table(tmp_path, np.float32)
     table = data.NpyTable(path)
@@ -278,6 +292,7 @@ def test_kept_targets_of_the_gpu_path_do_not_keep_their_inputs(tmp_path, monkeyp
         got = list(gpu.epoch(0))
         late.run()
         ys = [y for _, y in got]
+        assert all(y.dtype == torch.float32 for y in ys)  # targets in float32, also beside float16 inputs
         for y in ys:  # the targets of its group only (a group is at most the epoch's 300 rows)
             assert y.untyped_storage().nbytes() <= min(300, 64 * (group or 5)) * y.element_size()
         expected = torch.from_numpy(np.load(path)[:, -1:]).to(ys[0].dtype)

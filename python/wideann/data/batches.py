@@ -98,8 +98,9 @@ class ShardedBatches:
     batches in fresh pinned memory, default when CUDA is available, for ``x.to(device, non_blocking=True)``),
     ``reader_threads`` (threads of the native reader; default
     :func:`~wideann.data.native_reader.default_threads`), ``dtype`` (of the delivered batches; None keeps the
-    table's). ``rows_read`` counts the rows of the batches handed out. Batches are fresh tensors that stay
-    valid after the next one: keeping them is safe.
+    table's for the inputs, and gives float32 targets). ``rows_read`` counts the rows of the batches handed
+    out. Batches stay valid after the next one: keeping them is safe. (On a GPU, a step's ``x`` is a view of
+    its group's memory (see :data:`GROUP_BYTES`), which a kept ``x`` keeps; a ``y`` holds only targets.)
     """
 
     def __init__(self, table, rows: Sequence[int] | np.ndarray, batch_size: int, *, rank: int = 0,
@@ -235,6 +236,15 @@ class ShardedBatches:
     def _out_dtype(self):
         return self.dtype if self.dtype is not None else torch_dtype(self.table.dtype)
 
+    def _target_dtype(self):
+        """The targets' dtype: ``dtype``, or float32 when the inputs keep the table's (under mixed
+        precision): the loss is computed in float32 (autocast on a CPU does not convert the targets, and
+        a float16 ``y`` beside a float32 prediction fails in the backward pass), and ``y`` is a 12,848th
+        of the bytes."""
+        import torch
+
+        return self.dtype if self.dtype is not None else torch.float32
+
     @property
     def _most_rows(self) -> int:
         """Rows of this process's largest step (at least 1): what a reused batch buffer must hold."""
@@ -249,7 +259,7 @@ class ShardedBatches:
         reader; other pairs of dtypes are read in the table's dtype, then converted."""
         import torch
 
-        t, out = self.table, self._out_dtype()
+        t, out, target = self.table, self._out_dtype(), self._target_dtype()
         raw = torch_dtype(t.dtype)
         read = out if raw == out or (raw == torch.float16 and out == torch.float32) else raw  # what the reader gives
         pool = self.__dict__.setdefault("_pool", BlockPool.shared(self._most_rows * t.n_inputs * read.itemsize,
@@ -264,7 +274,7 @@ class ShardedBatches:
             return torch.from_numpy(pool.array((n, t.n_inputs), np_read)), torch.empty((n, 1), dtype=read)
 
         def delivered(x, y):
-            return (x, y) if read == out else (x.to(out), y.to(out))
+            return x.to(out), y.to(target)  # (no copy where the dtype is already right)
 
         if self.prefetch <= 0:
             for rows in self._plan(epoch, start):
@@ -336,7 +346,7 @@ class ShardedBatches:
     def _gathered(self, epoch, start):
         """The resident tier: every batch of the epoch gathered from the rows held on the device, a group of
         steps (:attr:`group_steps`) at a time, each step's batch a view of its group's."""
-        store, out, group = self.resident, self._out_dtype(), self.group_steps
+        store, out, target, group = self.resident, self._out_dtype(), self._target_dtype(), self.group_steps
         held = self.__dict__.get("_held")
         if held is None:  # where this source's rows are held (once: every one of them must be)
             held = self.__dict__["_held"] = store.positions(self.rows)
@@ -348,7 +358,7 @@ class ShardedBatches:
         for g in range(0, len(sizes), group):
             p = pos[bounds[g]:bounds[min(g + group, len(sizes))]]
             xs = store.x.index_select(0, p).to(out).split(sizes[g:g + group])
-            ys = store.y.index_select(0, p).to(out).split(sizes[g:g + group])
+            ys = store.y.index_select(0, p).to(target).split(sizes[g:g + group])
             for x, y in zip(xs, ys):
                 self.rows_read += x.shape[0]
                 yield x, y
@@ -387,6 +397,7 @@ class ShardedBatches:
         from .pinned_ring import PinnedRing
 
         t, device, out, group = self.table, self.device, self._out_dtype(), self.group_steps
+        target = self._target_dtype()
         depth = -(-max(1, self.prefetch) // group)  # groups read ahead: at least `prefetch` batches
         # The ring and the side stream (with the batches read on into the next epoch) are made once and
         # kept for the next epoch (pinning memory is slow); an iterator running beside another one makes its own.
@@ -411,7 +422,7 @@ class ShardedBatches:
                 x, y = ring.split(block, n)
                 # the targets in memory of their own: an evaluation keeps every y, and a y that were a view
                 # of its block would keep the group's inputs on the device too (12,848 times its size)
-                x, y = x.to(out), y.to(out, copy=True)
+                x, y = x.to(out), y.to(target, copy=True)
                 done = torch.cuda.Event()
                 done.record(side)
             ring.release(k, done)
