@@ -9,14 +9,15 @@ each once so that the page cache is warm.
 
 With a CUDA GPU, for batch 256, 1024 and 4096 and both dtypes, samples/s of:
 
-  (a) ceiling   -- a batch already on the GPU, the same tensor every step, in the table's dtype (as lesson 4
-                   delivers batches under mixed precision: autocast converts the inputs for the first layer);
+  (a) ceiling   -- a batch already on the GPU, the same tensor every step, the inputs in the table's dtype
+                   (as lesson 4 delivers batches under mixed precision: autocast converts them for the first
+                   layer), the targets in float32;
   (b) reader    -- the native reader alone: the rows of lesson 4's batch plan read into one reused pinned
                    buffer (no copy, no model), also in GB/s of table bytes;
   (c) streamed  -- `ShardedBatches(device="cuda", dtype=None)`: the native read-ahead thread -> pinned
-                   ring -> one side-stream copy per batch -> the step;
-  (d) resident  -- the rows held on the GPU in the table's dtype (`device_tier(..., "resident")`), each
-                   batch gathered by index -> the step;
+                   ring -> one side-stream copy per group of steps (about 64 MiB) -> the steps;
+  (d) resident  -- the rows held on the GPU in the table's dtype (`device_tier(..., "resident")`), one
+                   gather by index per group of steps (about 256 MiB) -> the steps;
   (e) resident as lesson 4 had it before: each batch also converted to float32 on the device;
 
 and, for float16 at batch 1024 and 4096, (c) with every epoch begun cold (as before the sources read on
@@ -203,9 +204,9 @@ def gpu_half(args, tables, partial=lambda got: None):
         print(f"{dt}: {tier.reason} ({load_s:.1f} s)", flush=True)
         for batch in args.batches:
             step = trainer(batch)
-            # as lesson 4 delivers batches under mixed precision: in the table's dtype
+            # as lesson 4 delivers batches under mixed precision: inputs in the table's dtype
             x = torch.rand((batch, table.n_inputs), device=device).to(torch_dtype(table.dtype))
-            y = torch.rand((batch, 1), device=device).to(torch_dtype(table.dtype))
+            y = torch.rand((batch, 1), device=device)  # targets in float32, as the batch sources give them
 
             # (b) the reader alone: the plan's rows into one reused pinned buffer
             plan = data.ShardedBatches(table, rows, batch, seed=0)

@@ -8,18 +8,22 @@ process. Where the rows come from (the tier) does not change which rows a batch 
   targets into their own buffers), so no Python thread competes with the training loop for the GIL: the loop
   only queues the next batch and waits (the GIL released) for the one it needs. A shuffled (training) source
   reads on into the next epoch as an epoch ends, so the next one does not begin by waiting for a read. Batches
-  for the CPU are new tensors whose memory is recycled once nothing uses it. Batches for a GPU go through a
-  small ring of reusable pinned blocks (:class:`~wideann.data.pinned_ring.PinnedRing`), inputs and targets
-  side by side, each copied to the device in one copy on a side CUDA stream, so the copy of the next batch
-  overlaps the compute on this one (it is started before this batch is handed over); the training stream waits
-  for the copy's event.
+  for the CPU are new tensors whose memory is recycled once nothing uses it. Batches for a GPU travel in
+  groups of consecutive steps (:data:`GROUP_BYTES`) through a small ring of reusable pinned blocks
+  (:class:`~wideann.data.pinned_ring.PinnedRing`), inputs and targets side by side, each group copied to the
+  device in one copy on a side CUDA stream, so the copy of the next group overlaps the compute on this one
+  (it is started before this group's batches are handed over); the training stream waits for the copy's
+  event, and each step's batch is a view of its group.
 - resident (``resident=``, a :class:`~wideann.data.resident.ResidentRows`): the rows are already in the
-  device's memory and a batch is gathered there (``index_select``), with no thread and no copy.
+  device's memory and the batches are gathered there (``index_select``, one per group of steps:
+  :data:`RESIDENT_GROUP_BYTES`), with no thread and no copy.
 
 Tables in float16 travel as float16 (2 bytes a value read, pinned and copied) and are converted to
 float32 (``dtype``) where the batch is delivered: on the GPU after the copy; on a CPU by the native
 reader's threads as they read (a CPU multiplies float32 far faster than float16; the conversion is
-spread over the reading threads, off the training thread, with F16C where the CPU has it).
+spread over the reading threads, off the training thread, with F16C where the CPU has it). With
+``dtype=None`` (lesson 4 under mixed precision) the inputs keep the table's dtype and the targets are
+float32.
 
 How rows are shared between processes (the rule lessons 3-4 rely on)
 --------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 When the rows a process reads fit in its device's memory with room to spare, streaming them from disk
 every epoch is wasted work: :class:`ResidentRows` loads them onto the device once -- in chunks, so host
-memory stays bounded as with streaming -- and a batch is then one ``index_select`` on the device. The
+memory stays bounded as with streaming -- and batches are then gathered on the device, one ``index_select``
+per group of steps (see :class:`~wideann.data.batches.ShardedBatches`). The
 rows and their order are exactly those of the streamed path (the batch plan is the same; only where the
 bytes come from differs), so training is identical (``tests/test_tiers.py``).
 
