@@ -1,4 +1,5 @@
 """wideann.data: the .npy reader, the splits and the sharded out-of-core batch source."""
+import itertools
 import os
 
 import numpy as np
@@ -206,8 +207,18 @@ def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not
     it.close()
     assert "carry" not in src._host_kit
     check(9, 0, list(src.epoch(9)))
-    # counted as handed out: epochs 1, 2, 3, 7 and 9, epoch 4 but its first 5 steps, one batch of epoch 8
-    assert src.rows_read == sum(len(src.shard(e)) for e in (1, 2, 3, 7, 9)) + len(src.shard(4)) - 5 * 50 + 50
+    # as lessons 3-4 ask for an epoch's steps (itertools.islice, which never asks past the last one): the last
+    # step handed out ends the epoch, and the next one's first batches are read on; one step short, they are not
+    check(10, 0, list(itertools.islice(src.epoch(10), len(src))))
+    assert src._host_kit["carry"].epoch == 11
+    check(11, 0, list(src.epoch(11)))
+    list(itertools.islice(src.epoch(12), len(src) - 1))
+    assert "carry" not in src._host_kit
+    check(9, 0, list(src.epoch(9)))
+    # counted as handed out: epochs 1, 2, 3, 7, 9 (twice), 10 and 11, epoch 4 but its first 5 steps, one
+    # batch of epoch 8, all but one step of epoch 12
+    assert src.rows_read == (sum(len(src.shard(e)) for e in (1, 2, 3, 7, 9, 9, 10, 11, 12)) + len(src.shard(4))
+                             - 5 * 50 + 50 - len(src.step_rows(src.epoch_order(12), len(src) - 1)))
     assert _threads() == before + 1  # the thread reading epoch 10's first batches
     table = src.table  # (keeps the reader's pool)
     del src, it  # a source let go stops its reading thread at once (no reference cycle waits for the collector)

@@ -31,6 +31,14 @@ def _table(tmp_path, dtype, rows=777, cols=13, shards=None):
     return paths, a
 
 
+def _in_groups_of(source, steps, batch):
+    """Set ``source`` to move ``steps`` steps of ``batch`` rows per copy or gather: a group is sized by the
+    larger of a row's bytes in the table and as delivered (inputs in the delivered dtype, a float32 target)."""
+    t = source.table
+    delivered = t.n_inputs * (t.dtype.itemsize if source.dtype is None else source.dtype.itemsize) + 4
+    source.group_bytes = steps * batch * max(t.row_bytes, delivered)
+
+
 def _same(b1, b2):
     assert len(b1) == len(b2)
     for (x1, y1), (x2, y2) in zip(b1, b2):
@@ -52,7 +60,7 @@ def test_resident_rows_give_the_streamed_batches(tmp_path, dtype, shards):
         resident = data.ShardedBatches(table, split.train, 20, seed=7, resident=store, **kw)
         assert (streamed.tier, resident.tier) == ("stream", "resident")
         grouped = data.ShardedBatches(table, split.train, 20, seed=7, resident=store, **kw)
-        grouped.group_bytes = 3 * 20 * table.row_bytes  # gathered 3 steps at a time (default: the whole epoch)
+        _in_groups_of(grouped, 3, 20)  # gathered 3 steps at a time (default: the whole epoch)
         assert (resident.group_steps, grouped.group_steps) == (len(resident), 3)
         for epoch, start in [(1, 0), (2, 0), (2, 4)]:
             _same(list(streamed.epoch(epoch, start)), list(resident.epoch(epoch, start)))
@@ -146,7 +154,7 @@ def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, p
     res_raw = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", resident=store, dtype=None)
     for source in (gpu, res, raw, res_raw):
         if group:
-            source.group_bytes = group * 64 * table.row_bytes
+            _in_groups_of(source, group, 64)
         assert source.group_steps == (group or len(source))
     for epoch in (1, 2, 3):  # the ring's buffers are reused many times over
         ref = list(cpu.epoch(epoch))
@@ -261,7 +269,7 @@ def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_pa
         gpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=prefetch, pin_memory=False, dtype=out)
         gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
         if group:
-            gpu.group_bytes = group * 32 * table.row_bytes
+            _in_groups_of(gpu, group, 32)
         assert gpu.group_steps == (group or len(gpu))
         for (e, s), ref in refs.items():
             got = list(gpu.epoch(e, start_step=s))  # all kept: later batches must not change earlier ones
@@ -288,7 +296,7 @@ def test_kept_targets_of_the_gpu_path_do_not_keep_their_inputs(tmp_path, monkeyp
         gpu = data.ShardedBatches(table, np.arange(300), 64, shuffle=False, pin_memory=False, dtype=out)
         gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
         if group:
-            gpu.group_bytes = group * 64 * table.row_bytes
+            _in_groups_of(gpu, group, 64)
         got = list(gpu.epoch(0))
         late.run()
         ys = [y for _, y in got]
@@ -297,3 +305,39 @@ def test_kept_targets_of_the_gpu_path_do_not_keep_their_inputs(tmp_path, monkeyp
             assert y.untyped_storage().nbytes() <= min(300, 64 * (group or 5)) * y.element_size()
         expected = torch.from_numpy(np.load(path)[:, -1:]).to(ys[0].dtype)
         assert torch.equal(torch.cat(ys), expected)
+
+
+@pytest.mark.parametrize("group", [3, None])
+def test_the_gpu_path_reads_on_only_once_an_epochs_last_step_is_handed_out(tmp_path, monkeypatch, group):
+    # lessons 3-4 ask for an epoch's steps with itertools.islice, which never asks past the last one; a consumer
+    # that stops inside the last group must not leave a thread reading the next epoch into the pinned ring
+    import itertools
+    import os
+
+    path, _ = _table(tmp_path, np.float32, rows=1501, cols=57)
+    table = data.NpyTable(path)
+    split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)
+    cpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=0)
+    refs = {e: list(cpu.epoch(e)) for e in (1, 2, 4)}
+    threads = len(os.listdir("/proc/self/task"))  # (with the reader's pool, made by the reads above)
+    late = _LateCuda(monkeypatch)
+    gpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=3, pin_memory=False)
+    gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+    if group:
+        _in_groups_of(gpu, group, 32)
+    n = len(gpu)
+    got = list(itertools.islice(gpu.epoch(1), n))
+    late.run()
+    _same(refs[1], got)
+    assert gpu._gpu_kit["carry"].epoch == 2  # read on
+    got = list(gpu.epoch(2))
+    late.run()
+    _same(refs[2], got)
+    it = gpu.epoch(3)
+    assert len(list(itertools.islice(it, n - 1))) == n - 1
+    it.close()
+    assert "carry" not in gpu._gpu_kit and len(os.listdir("/proc/self/task")) == threads
+    _in_groups_of(gpu, n, 32)  # groups grown after an epoch (the whole epoch): a larger ring is made
+    got = list(gpu.epoch(4))
+    late.run()
+    _same(refs[4], got)

@@ -60,11 +60,12 @@ GROUP_BYTES = 64 << 20
 batch a view of it. A step on a GPU is bound by the host's time to launch its work (2.5 ms for lesson 4's
 model on an H100, whatever the batch size), so every operation the data path launches per step comes off
 the training's speed; per group, they cost next to nothing. (The ring holds a few groups of page-locked
-host memory: 4 x 64 MiB.)"""
+host memory: 4 or 5 slots of 64 MiB at the default read-ahead; a group is sized by the larger of a row's
+bytes in the table and as delivered.)"""
 
 RESIDENT_GROUP_BYTES = 256 << 20
 """The same for the resident tier: one gather per group of steps. Larger, as it costs device memory only
-(a group in use and the next one: 0.5 GiB at most), no page-locked host memory."""
+(at most about 2.5 x this: see ``ShardedBatches._gathered``), no page-locked host memory."""
 
 
 class _Carry(NamedTuple):
@@ -234,7 +235,8 @@ class ShardedBatches:
         """Steps whose batches travel to a GPU together (see :data:`GROUP_BYTES`): as many as fit in
         ``group_bytes`` (default :data:`GROUP_BYTES`, :data:`RESIDENT_GROUP_BYTES` for the resident tier), at
         least one, at most an epoch's."""
-        fit = self.group_bytes // max(1, self._most_rows * self.table.row_bytes)
+        delivered = self.table.n_inputs * self._out_dtype().itemsize + self._target_dtype().itemsize
+        fit = self.group_bytes // max(1, self._most_rows * max(self.table.row_bytes, delivered))
         return int(max(1, min(len(self), fit)))
 
     def _out_dtype(self):
@@ -297,13 +299,16 @@ class ShardedBatches:
         group may be shorter; ``sizes``: the rows of its steps, whose batches lie one after the other in ``x``
         and ``y``), read ``depth`` groups ahead by the native reader's own thread into ``buffers(n) -> (x, y,
         tag)`` (host tensors of ``n`` rows; ``tag`` is the caller's, e.g. a ring slot). The rows of a group are
-        waited for (the GIL released) just before they are handed out: each step's batch is its own read,
-        with its own error.
+        waited for (the GIL released) just before it is handed out, and a read error is raised there, in
+        place of the group: with groups of one step (the CPU path) at the failing step; on the GPU path, which
+        asks for a group before it hands out the steps of the one before, up to two groups early. No batch
+        of the failing group or after it is handed out.
 
         A shuffled source reads on: once the last groups of this epoch are being read, the first ones of
         the next epoch are, so that the next epoch does not begin by waiting for a read. They are left in
-        ``kit`` (the caller's, with the buffers they fill) when this epoch ends, and handed out if the
-        next epoch is asked for from its first step; otherwise they are dropped. An unshuffled source
+        ``kit`` (the caller's, with the buffers they fill) when this epoch ends -- once its last group is
+        handed out, even if the consumer does not ask for more (``itertools.islice``) -- and handed out if
+        the next epoch is asked for from its first step; otherwise they are dropped. An unshuffled source
         (evaluation, read once or always from its start) does not read on."""
         carry = kit.pop("carry", None)
         if carry is not None and carry.epoch == epoch and start == 0:
@@ -339,6 +344,7 @@ class ShardedBatches:
                 for ticket in tickets:
                     ahead.wait(ticket)
                 submit()
+                ended = not pending  # this epoch's last group: the epoch is over once it is handed out
                 yield x, y, tag, sizes
             ended = True
         finally:
@@ -349,7 +355,9 @@ class ShardedBatches:
 
     def _gathered(self, epoch, start):
         """The resident tier: every batch of the epoch gathered from the rows held on the device, a group of
-        steps (:attr:`group_steps`) at a time, each step's batch a view of its group's."""
+        steps (:attr:`group_steps`) at a time, each step's batch a view of its group's. (Device memory: the
+        group being handed out, kept by the consumer's last batch, and the next one with its gather in the
+        table's dtype when it is converted: about 2.5 x ``group_bytes`` at the most.)"""
         store, out, target, group = self.resident, self._out_dtype(), self._target_dtype(), self.group_steps
         held = self.__dict__.get("_held")
         if held is None:  # where this source's rows are held (once: every one of them must be)
@@ -406,6 +414,10 @@ class ShardedBatches:
         # The ring and the side stream (with the batches read on into the next epoch) are made once and
         # kept for the next epoch (pinning memory is slow); an iterator running beside another one makes its own.
         kit = self.__dict__.pop("_gpu_kit", None)
+        if kit is not None and kit["ring"].rows < group * self._most_rows:  # group_bytes grew since
+            if (carry := kit.pop("carry", None)) is not None:
+                carry.ahead.close()
+            kit = None
         if kit is None:
             # slots: `depth` being read ahead, one being copied, one copied ahead of its steps and one whose
             # copy may still run; rows: the largest group's
@@ -432,12 +444,16 @@ class ShardedBatches:
             ring.release(k, done)
             return x, y, done
 
-        def handed(x, y, done, sizes):
+        finished = False  # the epoch's last step handed out: then the next epoch's groups read on are kept
+
+        def handed(x, y, done, sizes, last=False):
+            nonlocal finished
             stream.wait_event(done)  # the steps wait for the copy, the host does not
             x.record_stream(stream)  # memory made on the side stream, used on this one
             y.record_stream(stream)
-            for xs, ys in zip(x.split(sizes), y.split(sizes)):
+            for i, (xs, ys) in enumerate(zip(x.split(sizes), y.split(sizes))):
                 self.rows_read += xs.shape[0]
+                finished = last and i == len(sizes) - 1
                 yield xs, ys
 
         reads = self._read_ahead(epoch, start, slot, depth, kit, group)
@@ -449,8 +465,12 @@ class ShardedBatches:
                     yield from handed(*copied)           # ... before the steps of the one before it
                 copied = started
             if copied is not None:
-                yield from handed(*copied)
+                yield from handed(*copied, last=True)
+            else:
+                finished = True  # (no step left in this epoch)
         finally:
             reads.close()  # before the blocks are reused or freed: nothing is read into them any more
+            if not finished and (carry := kit.pop("carry", None)) is not None:
+                carry.ahead.close()  # stopped early: the next epoch's groups read on are dropped
             ring.drain()    # (but the next epoch's first blocks, if read on)
             self.__dict__["_gpu_kit"] = kit
