@@ -337,7 +337,11 @@ def test_the_gpu_path_reads_on_only_once_an_epochs_last_step_is_handed_out(tmp_p
     assert len(list(itertools.islice(it, n - 1))) == n - 1
     it.close()
     assert "carry" not in gpu._gpu_kit and len(os.listdir("/proc/self/task")) == threads
-    _in_groups_of(gpu, n, 32)  # groups grown after an epoch (the whole epoch): a larger ring is made
-    got = list(gpu.epoch(4))
-    late.run()
-    _same(refs[4], got)
+    # groups grown after an epoch (the whole epoch): a ring of larger slots; then groups of one step and more
+    # read ahead: a ring of more slots (the kept one would refill slots whose groups are not yet copied)
+    for steps, prefetch in ((n, 3), (1, 3), (1, 8)):
+        _in_groups_of(gpu, steps, 32)
+        gpu.prefetch = prefetch
+        got = list(gpu.epoch(4))
+        late.run()
+        _same(refs[4], got)

@@ -413,16 +413,17 @@ class ShardedBatches:
         depth = -(-max(1, self.prefetch) // group)  # groups read ahead: at least `prefetch` batches
         # The ring and the side stream (with the batches read on into the next epoch) are made once and
         # kept for the next epoch (pinning memory is slow); an iterator running beside another one makes its own.
+        # slots: `depth` being read ahead, one being copied, one copied ahead of its steps and one whose copy
+        # may still run (a slot is refilled in turn, so fewer would overwrite a group not yet copied); rows:
+        # the largest group's
+        slots, rows = max(4, depth + 3), group * self._most_rows
         kit = self.__dict__.pop("_gpu_kit", None)
-        if kit is not None and kit["ring"].rows < group * self._most_rows:  # group_bytes grew since
+        if kit is not None and (kit["ring"].rows < rows or len(kit["ring"]) < slots):  # (groups or prefetch changed)
             if (carry := kit.pop("carry", None)) is not None:
                 carry.ahead.close()
             kit = None
         if kit is None:
-            # slots: `depth` being read ahead, one being copied, one copied ahead of its steps and one whose
-            # copy may still run; rows: the largest group's
-            kit = {"ring": PinnedRing(max(4, depth + 3), group * self._most_rows, t.n_inputs, torch_dtype(t.dtype),
-                                      pin=self.pin_memory),
+            kit = {"ring": PinnedRing(slots, rows, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory),
                    "side": torch.cuda.Stream(device)}
         ring, side = kit["ring"], kit["side"]
         stream = torch.cuda.current_stream(device)
