@@ -11,7 +11,7 @@
 #
 # 1. build and import; the GPU tests of the data path (tests/test_tiers.py: pinned ring, resident tier)
 # 2. benchmarks/gpu_data_path.py: ceiling / reader / streamed / resident, batch 256-4096, float32 and float16,
-#    with torch.profiler tables of the three paths at float16, batch 1024 (in $OUT/profile)
+#    with torch.profiler tables of the three paths at float16, batch 1024 and 4096 (in $OUT/profile)
 # 3. the reader alone on all cores against today's reader, and what reading ahead costs the training
 #    thread (the CPU half, on the GPU machine's 16 cores)
 # 4. benchmarks/reference_scale.py: raw CSV shards of 12,849 columns -> stats -> merge -> normalize ->
@@ -45,7 +45,8 @@ timeout 120 python3 -m pytest -q -p no:cacheprovider --durations=5 tests/test_ti
 fi
 if want 2; then
 say "2. gpu_data_path.py (GPU half)"
-timeout 240 python3 benchmarks/gpu_data_path.py --json "$OUT/gpu_data_path.json" --profile "$OUT/profile" 2>&1 \
+timeout 240 python3 benchmarks/gpu_data_path.py --json "$OUT/gpu_data_path.json" --profile "$OUT/profile" \
+    --profile-batches 1024 4096 2>&1 \
     | tee "$OUT/gpu_data_path.log" | tail -40
 
 fi

@@ -31,7 +31,7 @@ Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024; res
 --gpu-rounds times (8), --seconds split between the rounds, then the ceiling once more: medians, and each
 ratio the median of a path's rates over the ceiling measured around them (interpolated in time), so that a
 change of the host's or the GPU's speed during the run does not favour one path. `--profile FOLDER` adds
-torch.profiler tables and traces of (a), (c) and (d) at float16, batch 1024.
+torch.profiler tables and traces of (a), (c) and (d) at float16, batch 1024 (`--profile-batches` for others).
 
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
 source at commit fc86d48: Python `preadv` per run into a fresh float32 buffer, a second copy to split x
@@ -237,9 +237,10 @@ def gpu_half(args, tables, partial=lambda got: None):
             r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, "resident_gib": tier.store.nbytes / 2**30,
                  **measured(paths)}
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
-            if args.profile and batch == 1024 and dt == "float16":
+            if args.profile and batch in args.profile_batches and dt == "float16":
                 try:  # (a profiler that cannot start on this machine costs its tables, not the figures)
-                    profile(args.profile, {k: paths[k][0]() for k in ("ceiling", "streamed", "resident")}, step)
+                    profile(args.profile, {k: paths[k][0]() for k in ("ceiling", "streamed", "resident")}, step,
+                            suffix="" if batch == 1024 else f"_{batch}")
                 except Exception as e:  # noqa: BLE001
                     print(f"profile: failed ({type(e).__name__}: {e})", flush=True)
             print(f"{dt} batch {batch}: ceiling {r['ceiling']:,.0f}  reader {r['reader']:,.0f} "
@@ -253,9 +254,9 @@ def gpu_half(args, tables, partial=lambda got: None):
     return {"gpu": torch.cuda.get_device_name(0), "results": results, "complete": True}
 
 
-def profile(folder, paths, step, steps=40):
+def profile(folder, paths, step, steps=40, suffix=""):
     """torch.profiler over ``steps`` steps of each path: a table of the host and GPU time per operation
-    (``{folder}/{name}.txt``) and a Chrome trace (``{folder}/{name}.json``), to see where a path loses."""
+    (``{folder}/{name}{suffix}.txt``) and a Chrome trace (``.json``), to see where a path loses."""
     import torch
     from torch.profiler import ProfilerActivity
 
@@ -273,9 +274,9 @@ def profile(folder, paths, step, steps=40):
             it.close()
         table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
         table += "\n\n" + prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25)
-        Path(folder, f"{name}.txt").write_text(table)
-        prof.export_chrome_trace(str(Path(folder, f"{name}.json")))
-        print(f"profile of {name}: {folder}/{name}.txt", flush=True)
+        Path(folder, f"{name}{suffix}.txt").write_text(table)
+        prof.export_chrome_trace(str(Path(folder, f"{name}{suffix}.json")))
+        print(f"profile of {name}: {folder}/{name}{suffix}.txt", flush=True)
 
 
 def gpu_markdown(report):
@@ -563,6 +564,8 @@ def main():
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--profile", metavar="FOLDER", help="GPU half: torch.profiler tables and traces of the ceiling, "
                     "streamed and resident paths (float16, batch 1024) into FOLDER")
+    ap.add_argument("--profile-batches", type=int, nargs="+", default=[1024],
+                    help="with --profile: the batch sizes profiled (files of batches other than 1024 end in _BATCH)")
     args = ap.parse_args()
 
     import torch
