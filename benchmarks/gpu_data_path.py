@@ -26,8 +26,8 @@ with the training thread's time per step split in two: waiting for the next batc
 host cost) and in the step (dispatch, and the wait for the GPU when the loss is read), and the peak GPU
 memory each path takes above the model and the resident rows (and the host's peak RSS, once).
 Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024; resident >= 95% at 256 and
-1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (38 figures of
---seconds each plus 5 warm-up batches per round, the tables made once). The paths are measured in turn,
+1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (32 figures of --seconds each and 6 more
+of the ceiling of --seconds / --gpu-rounds, plus 5 warm-up batches per round, the tables made once). The paths are measured in turn,
 --gpu-rounds times (8), --seconds split between the rounds, then the ceiling once more: medians, and each
 ratio the median of a path's rates over the ceiling measured around them (interpolated in time), so that a
 change of the host's or the GPU's speed during the run does not favour one path. `--profile FOLDER` adds
@@ -172,8 +172,9 @@ def gpu_half(args, tables, partial=lambda got: None):
         and the ceiling once more at the end. The host sets the pace of these steps (see `timed`), and the
         host's speed drifts by tens of percent within seconds on a shared machine: so each figure is set
         against the ceiling measured around it (interpolated in time between the ceiling before and after
-        its round). Per path: the median rate (and the rate of every round), the median of its ratios to
-        the ceiling, the median ms, and the largest GPU peak."""
+        its round). Per path: the median rate (and the rate and time of every round, and the ceiling's last
+        figure, from which the ratios can be computed again), the median of its ratios to the ceiling (paths
+        with a step only: the reader alone has none), the median ms, and the largest GPU peak."""
         runs = {name: [] for name in paths}
         per = args.seconds / args.gpu_rounds
         for _ in range(args.gpu_rounds):
@@ -183,14 +184,15 @@ def gpu_half(args, tables, partial=lambda got: None):
         after = timed(ceiling_path[0](), step, per)
         marks = [g[4] for g in runs["ceiling"]] + [after[4]]
         rates = [g[0] for g in runs["ceiling"]] + [after[0]]
-        r = {}
+        r = {"ceiling_after": after[0], "ceiling_after_time": after[4]}
         for name, got in runs.items():
             rs = [g[0] for g in got]
             r[name], r[f"{name}_rounds"] = float(np.median(rs)), rs
+            r[f"{name}_times"] = [g[4] for g in got]  # (seconds of the run's clock, the middle of each figure)
             r[f"{name}_fetch_ms"] = float(np.median([g[1] for g in got]))
             r[f"{name}_step_ms"] = float(np.median([g[2] for g in got]))
             r[f"{name}_gpu_peak_gib"] = max(g[3] for g in got)
-            if name != "ceiling":
+            if name != "ceiling" and paths[name][1]:
                 r[f"{name}_ratio"] = float(np.median([g[0] / float(np.interp(g[4], marks, rates)) for g in got]))
         return r
 
@@ -546,6 +548,13 @@ def cpu_markdown(report):
     return "\n".join(lines)
 
 
+def at_least_one(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=20000, help="rows of the generated tables (20,000: 1.03 GB float32)")
@@ -554,8 +563,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=2.0,
                     help="timed seconds per figure (the GPU half splits them between its rounds)")
     ap.add_argument("--rounds", type=int, default=3, help="CPU half: rounds, the best counts")
-    ap.add_argument("--gpu-rounds", type=int, default=8, help="GPU half: rounds, the paths measured in turn in each "
-                    "(--seconds split between them); medians")
+    ap.add_argument("--gpu-rounds", type=at_least_one, default=8, help="GPU half: rounds, the paths measured in turn "
+                    "in each (--seconds split between them); medians")
     ap.add_argument("--idle-wait", type=float, default=20, help="CPU half: seconds to wait for an idle machine")
     ap.add_argument("--cpu", action="store_true", help="the CPU half even where a GPU is present")
     ap.add_argument("--step-ms", type=float, default=2.7, help="CPU half: host time of the stand-in training step")
@@ -567,6 +576,8 @@ def main():
     ap.add_argument("--profile-batches", type=int, nargs="+", default=[1024],
                     help="with --profile: the batch sizes profiled (files of batches other than 1024 end in _BATCH)")
     args = ap.parse_args()
+    if args.profile and not set(args.profile_batches) & set(args.batches):
+        ap.error(f"--profile-batches {args.profile_batches}: none of them is among --batches {args.batches}")
 
     import torch
 

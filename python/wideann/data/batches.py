@@ -413,9 +413,10 @@ class ShardedBatches:
         depth = -(-max(1, self.prefetch) // group)  # groups read ahead: at least `prefetch` batches
         # The ring and the side stream (with the batches read on into the next epoch) are made once and
         # kept for the next epoch (pinning memory is slow); an iterator running beside another one makes its own.
-        # slots: `depth` being read ahead, one being copied, one copied ahead of its steps and one whose copy
-        # may still run (a slot is refilled in turn, so fewer would overwrite a group not yet copied); rows:
-        # the largest group's
+        # slots: `depth` being read ahead and one being copied are needed (slots are refilled in turn: fewer
+        # would overwrite a group not yet copied); two more, for the group copied ahead of its steps and the
+        # one whose copy may still run, keep the reader from waiting for a copy just queued; rows: the
+        # largest group's
         slots, rows = max(4, depth + 3), group * self._most_rows
         kit = self.__dict__.pop("_gpu_kit", None)
         if kit is not None and (kit["ring"].rows < rows or len(kit["ring"]) < slots):  # (groups or prefetch changed)
