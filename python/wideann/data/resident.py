@@ -23,9 +23,12 @@ the table; ``tier="resident"`` on a CPU holds the rows in host memory (tests use
 """
 from __future__ import annotations
 
+import os
 from typing import NamedTuple, Sequence
 
 import numpy as np
+
+from .shards import available_memory
 
 DEFAULT_BUDGET_FRACTION = 0.5
 """Share of the device's free memory the resident tier may use by default."""
@@ -118,16 +121,10 @@ def _gib(n: float) -> str:
 
 
 def _host_available() -> int:
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    import os
-
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    """Host memory available now (:func:`~wideann.data.shards.available_memory`: MemAvailable, or a
+    container's limit less its anonymous memory when lower), else the free pages."""
+    found = available_memory()
+    return found if found is not None else os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
 
 
 def device_tier(table, rows: Sequence[np.ndarray], device, tier: str = "auto",
