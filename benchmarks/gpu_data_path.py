@@ -32,6 +32,8 @@ of the ceiling of --seconds / --gpu-rounds, plus 5 warm-up batches per round, th
 ratio the median of a path's rates over the ceiling measured around them (interpolated in time), so that a
 change of the host's or the GPU's speed during the run does not favour one path. `--profile FOLDER` adds
 torch.profiler tables and traces of (a), (c) and (d) at float16, batch 1024 (`--profile-batches` for others).
+Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
+the table's dtype and as rows of wider words (how `ResidentRows.gather` does it).
 
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
 source at commit fc86d48: Python `preadv` per run into a fresh float32 buffer, a second copy to split x
@@ -237,7 +239,7 @@ def gpu_half(args, tables, partial=lambda got: None):
             if dt == "float16" and batch >= 1024:  # (c) with every epoch begun cold: what reading on is worth
                 paths["streamed_cold"] = (lambda s=streamed: endless(s, cold=True), True)
             r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, "resident_gib": tier.store.nbytes / 2**30,
-                 **measured(paths)}
+                 **measured(paths), **gather_rates(tier.store, batch * resident.group_steps)}
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
             if args.profile and batch in args.profile_batches and dt == "float16":
                 try:  # (a profiler that cannot start on this machine costs its tables, not the figures)
@@ -254,6 +256,29 @@ def gpu_half(args, tables, partial=lambda got: None):
         del tier
         torch.cuda.empty_cache()
     return {"gpu": torch.cuda.get_device_name(0), "results": results, "complete": True}
+
+
+def gather_rates(store, n, repeats=20):
+    """The resident tier's gather of a group of ``n`` rows (sorted random positions), in GB/s of bytes read and
+    written, by the GPU's clock: the inputs gathered as elements of the table's dtype (``index_select`` of
+    ``store.x``) and as the tier gathers them, rows of wider words (``ResidentRows.gather``, with the targets)."""
+    import torch
+
+    n = min(n, store.x.shape[0])
+    p = torch.sort(torch.randperm(store.x.shape[0], device=store.device)[:n]).values
+    moved = 2 * n * (store.x.shape[1] + 1) * store.x.element_size()
+    got = {}
+    for name, gather in (("elements", lambda: (store.x.index_select(0, p), store.y.index_select(0, p))),
+                         ("words", lambda: store.gather(p))):
+        gather()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(repeats):
+            gather()
+        end.record()
+        end.synchronize()
+        got[f"gather_{name}_gb_s"] = moved * repeats / (start.elapsed_time(end) / 1e3) / 1e9
+    return {"gather_rows": n, **got}
 
 
 def profile(folder, paths, step, steps=40, suffix=""):
@@ -304,6 +329,10 @@ def gpu_markdown(report):
         lines.append(f"| {r['dtype']} | {r['batch']} | " + " | ".join(
             f"{r[k + '_fetch_ms']:.2f} / {r[k + '_step_ms']:.2f}" for k in paths) + " | "
             + " / ".join(f"{r[k + '_gpu_peak_gib']:.2f}" for k in paths) + f" | {r['resident_gib']:.2f} GiB |")
+    lines += ["", "The resident tier's gather of a group of steps (its rows), GB/s read and written, by the GPU's clock: "
+              "as elements of the table's dtype / as rows of wider words (as the tier gathers): " + "; ".join(
+                  f"{r['dtype']} batch {r['batch']} ({r['gather_rows']:,} rows): {r['gather_elements_gb_s']:,.0f} / "
+                  f"{r['gather_words_gb_s']:,.0f}" for r in report["results"] if "gather_rows" in r)]
     lines += ["", f"Host peak RSS of the whole benchmark: {report['host_peak_rss_gib']:.2f} GiB."]
     cold = [r for r in report["results"] if "streamed_cold" in r]
     if cold:

@@ -79,6 +79,37 @@ def test_resident_rows_give_the_streamed_batches(tmp_path, dtype, shards):
         list(data.ShardedBatches(table, split.test, 20, device="cpu", resident=store).epoch(0))
 
 
+@pytest.mark.parametrize("dtype, cols, word", [(np.float16, 13, torch.int64), (np.float16, 7, torch.int32),
+                                               (np.float16, 4, torch.float16), (np.float32, 5, torch.int64),
+                                               (np.float32, 4, torch.float32)])
+def test_resident_gathers_whole_rows_as_wider_words_and_gives_the_same_bytes(tmp_path, dtype, cols, word):
+    # (12 float16 inputs are 3 words of 8 bytes; 6 are 3 of 4; 3 float16 or 3 float32 divide into no wider word)
+    source, a = _table(tmp_path, dtype, rows=50, cols=cols)
+    store = ResidentRows(data.open_table(source), np.arange(50), "cpu")
+    assert store._x_words.dtype == word and store._x_words.data_ptr() == store.x.data_ptr()
+    for pos in ([7, 3, 3, 49, 0], [], list(range(50))):
+        x, y = store.gather(torch.tensor(pos, dtype=torch.int64))
+        assert x.dtype == y.dtype == store.x.dtype and x.shape == (len(pos), cols - 1)
+        np.testing.assert_array_equal(x.numpy(), a[pos, :-1])
+        np.testing.assert_array_equal(y.numpy(), a[pos, -1:])
+
+
+def test_resident_steps_are_sorted_as_the_streamed_ones_whatever_the_order_of_rows(tmp_path):
+    # the resident tier sorts each full step's positions on the device, the short last one on the host:
+    # rows given in no order, unshuffled (each step is then a slice of them), and shuffled, in 1 and 2 processes
+    source, _ = _table(tmp_path, np.float16, rows=300)
+    table = data.open_table(source)
+    rows = np.random.default_rng(3).permutation(300)[:257]
+    store = ResidentRows(table, rows, "cpu")
+    for shuffle in (False, True):
+        for rank, world in ((0, 1), (1, 2)):
+            kw = dict(shuffle=shuffle, rank=rank, world_size=world, seed=5, device="cpu")
+            streamed = data.ShardedBatches(table, rows, 16, **kw)
+            resident = data.ShardedBatches(table, rows, 16, resident=store, **kw)
+            _same(list(streamed.epoch(2)), list(resident.epoch(2)))
+            _same(list(streamed.epoch(2, 3)), list(resident.epoch(2, 3)))
+
+
 @pytest.mark.parametrize("tier", ["stream", "resident"])
 def test_with_the_tables_dtype_the_inputs_keep_it_and_the_targets_are_float32(tmp_path, tier):
     # (lesson 4 under mixed precision: a float16 y beside a float32 prediction failed in the backward pass,

@@ -3,7 +3,7 @@
 When the rows a process reads fit in its device's memory with room to spare, streaming them from disk
 every epoch is wasted work: :class:`ResidentRows` loads them onto the device once -- in chunks, so host
 memory stays bounded as with streaming -- and batches are then gathered on the device, one ``index_select``
-per group of steps (see :class:`~wideann.data.batches.ShardedBatches`). The
+per group of steps (see :class:`~wideann.data.batches.ShardedBatches`; :meth:`ResidentRows.gather`). The
 rows and their order are exactly those of the streamed path (the batch plan is the same; only where the
 bytes come from differs), so training is identical (``tests/test_tiers.py``).
 
@@ -61,6 +61,7 @@ class ResidentRows:
         n, k = self.rows.size, table.n_inputs
         self.x = torch.empty((n, k), dtype=dtype, device=self.device)
         self.y = torch.empty((n, 1), dtype=dtype, device=self.device)
+        self._x_words = _as_words(self.x)  # the same memory, seen as whole rows of wider values (`gather`)
         chunk = max(1, int(chunk_bytes // max(table.row_bytes, 1)))
         if self.device.type == "cpu":  # the "device" is host memory: read straight into it
             for a in range(0, n, chunk):
@@ -82,6 +83,14 @@ class ResidentRows:
     def nbytes(self) -> int:
         return self.x.numel() * self.x.element_size() + self.y.numel() * self.y.element_size()
 
+    def gather(self, positions):
+        """The inputs and the targets held at ``positions`` (positions on the device), in the table's dtype.
+        The inputs are gathered as rows of 8-byte words where a row's bytes divide into them (a float16 row of
+        12,848 values is 3,212 words): the same bytes in a quarter of the elements, for a gather (PyTorch's
+        ``index_select``) that moves one element per GPU thread. (What it is worth on a GPU:
+        ``benchmarks/gpu_data_path.py``, its gather figures.)"""
+        return self._x_words.index_select(0, positions).view(self.x.dtype), self.y.index_select(0, positions)
+
     def positions(self, rows: np.ndarray) -> np.ndarray:
         """Where the (global) ``rows`` are held; every one of them must be."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -89,6 +98,18 @@ class ResidentRows:
         if rows.size and not np.array_equal(self.rows[pos], rows):
             raise KeyError("a batch asks for rows the resident tier does not hold")
         return pos
+
+
+def _as_words(x):
+    """The rows of ``x`` (2-D, contiguous) seen as the widest integers (8 or 4 bytes) that divide a row's
+    bytes, or ``x`` itself where none is wider than its values or divides them."""
+    import torch
+
+    row_bytes = x.shape[1] * x.element_size()
+    for word in (torch.int64, torch.int32):
+        if word.itemsize > x.element_size() and row_bytes % word.itemsize == 0:
+            return x.view(word)
+    return x
 
 
 def resolve_device(device):
