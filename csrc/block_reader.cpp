@@ -64,6 +64,31 @@ void BlockReader::fill_until_newline(size_t from) {
   }
 }
 
+// --header auto: a first line of names is a header, one of numbers a data row. A line of both is a header
+// only where its numbers are their own column positions (pandas names a frame's columns 0, 1, 2, ... and a
+// user renames the last one y); otherwise it may be a data row with a typo in it, which taken for a header
+// would be dropped without a word: refused, asking for --header yes or no. (Empty fields say nothing.)
+static bool looks_like_header(const std::string& path, const std::vector<std::string>& fields) {
+  bool numbers = false, positions = true;
+  size_t name = fields.size();  // the first field that is not a number
+  for (size_t i = 0; i < fields.size(); ++i) {
+    const std::string& f = fields[i];
+    if (f.empty()) continue;
+    if (looks_numeric(f)) {
+      numbers = true;
+      positions = positions && f == std::to_string(i);
+    } else if (name == fields.size()) {
+      name = i;
+    }
+  }
+  if (name == fields.size()) return false;
+  if (numbers && !positions)
+    throw DataError(path + ", line 1, column " + std::to_string(name + 1) +
+                    ": expected a header (names) or a data row (numbers), found " + excerpt(fields[name], 200) +
+                    " among numbers: say which with --header yes or --header no");
+  return true;
+}
+
 void BlockReader::open_next_file() {
   const std::string& path = paths_[cur_];
   open_ = true;
@@ -92,10 +117,7 @@ void BlockReader::open_next_file() {
   std::vector<std::string> fields = split_fields(line, content_end, delim_);
 
   bool header = mode_ == HeaderMode::Yes;
-  if (mode_ == HeaderMode::Auto) {
-    for (const auto& f : fields)
-      if (!f.empty() && !looks_numeric(f)) header = true;
-  }
+  if (mode_ == HeaderMode::Auto) header = looks_like_header(path, fields);
   file_has_header_ = header;
   if (header) {  // names become Python strings and JSON text: they must be UTF-8
     for (size_t i = 0; i < fields.size(); ++i)

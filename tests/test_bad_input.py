@@ -65,6 +65,30 @@ def test_header_no_with_text_first_line(tmp_path):
     normalize_fails(tmp_path, inp, "--header", "no", line=1, column=1, found="a")
 
 
+@pytest.mark.parametrize("first, column, found", [("1_000,2,3", 1, "1_000"), ("4,5,6x", 3, "6x"),
+                                                  ("2019,2020,y", 3, "y"), ("0,2,y", 3, "y"),
+                                                  ("1,2,y", 3, "y")])
+def test_header_auto_refuses_a_first_line_of_numbers_and_a_name(tmp_path, first, column, found):
+    # a data row with a typo would be taken for a header and dropped without a word; names among numbers
+    # other than their column positions (years as names) are a header only when --header yes says so
+    inp = write_text(tmp_path / "bad.csv", first + "\n" + GOOD)
+    msg = normalize_fails(tmp_path, inp, line=1, column=column, found=found)
+    assert "--header yes or --header no" in msg
+    normalize_fails(tmp_path, inp, "--header", "no", line=1, column=column, found=found)  # (a data row: refused)
+    ok("normalize", inp, "-o", tmp_path / "h.npy", "--header", "yes")
+    assert json.loads((tmp_path / "h.stats.json").read_text())["columns"] == first.split(",")
+    assert np.load(tmp_path / "h.npy").shape == (2, 3)
+
+
+@pytest.mark.parametrize("first", ["0,1,y", "a,,y", ",1,y", "0,b,y", "x,1,2"])
+def test_header_auto_takes_names_among_column_positions_for_a_header(tmp_path, first):
+    # pandas names a frame's columns 0, 1, 2, ...: a line of names whose numbers are their positions (from 0;
+    # empty fields say nothing) is a header
+    inp = write_text(tmp_path / "h.csv", first + "\n" + GOOD)
+    ok("normalize", inp, "-o", tmp_path / "h.npy")
+    assert np.load(tmp_path / "h.npy").shape == (2, 3)
+
+
 def test_crlf_and_bom_do_not_shift_line_or_column(tmp_path):
     inp = tmp_path / "bad.csv"
     inp.write_bytes(b"\xef\xbb\xbfa,b,c\r\n1,2,3\r\n4,5,6\r\n7,oops,9\r\n")

@@ -140,8 +140,9 @@ def compute_stats(inputs, *, header: str = "auto", delimiter: str = ",", threads
                   progress: bool = False) -> Stats:
     """Pass 1 only: per-column min, max and row count of one or more CSV files (concatenated).
 
-    Column names come from the header (``header="auto"`` detects one: a first line with any
-    non-numeric field), else they are ``x1 … x{n-1}, y``.
+    Column names come from the header (``header="auto"`` detects one: a first line of names; one that
+    mixes names and numbers other than their column positions is refused, see the README's formats), else
+    they are ``x1 … x{n-1}, y``.
     """
     paths = _paths(inputs)
     r = _run(_native.compute_stats, _fsencode(paths), _check_header(header), _check_delimiter(delimiter),
