@@ -11,7 +11,8 @@ With a CUDA GPU, for batch 256, 1024 and 4096 and both dtypes, samples/s of:
 
   (a) ceiling   -- a batch already on the GPU, the same tensor every step, the inputs in the table's dtype
                    (as lesson 4 delivers batches under mixed precision: autocast converts them for the first
-                   layer), the targets in float32;
+                   layer), the targets in float32; and (a') four such batches in turn (for its ratio to (a):
+                   one batch of float16 at 1024 rows fits in an H100's L2 cache);
   (b) reader    -- the native reader alone: the rows of lesson 4's batch plan read into one reused pinned
                    buffer (no copy, no model), also in GB/s of table bytes;
   (c) streamed  -- `ShardedBatches(device="cuda", dtype=None)`: the native read-ahead thread -> pinned
@@ -21,12 +22,13 @@ With a CUDA GPU, for batch 256, 1024 and 4096 and both dtypes, samples/s of:
   (e) resident as lesson 4 had it before: each batch also converted to float32 on the device;
 
 and, for float16 at batch 1024 and 4096, (c) with every epoch begun cold (as before the sources read on
-into the next epoch: the table has only 20 and 5 steps an epoch there); each with its ratio to (a), and
+into the next epoch: the table has only 20 and 5 steps an epoch there) and (d) with the rows gathered as
+float16 values rather than as 8-byte words (as before commit 347f836); each with its ratio to (a), and
 with the training thread's time per step split in two: waiting for the next batch (the data path's own
 host cost) and in the step (dispatch, and the wait for the GPU when the loss is read), and the peak GPU
 memory each path takes above the model and the resident rows (and the host's peak RSS, once).
 Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024; resident >= 95% at 256 and
-1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (32 figures of --seconds each and 6 more
+1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (40 figures of --seconds each and 6 more
 of the ceiling of --seconds / --gpu-rounds, plus 5 warm-up batches per round, the tables made once). The paths are measured in turn,
 --gpu-rounds times (8), --seconds split between the rounds, then the ceiling once more: medians, and each
 ratio the median of a path's rates over the ceiling measured around them (interpolated in time), so that a
@@ -50,6 +52,8 @@ ReadAhead, in steps/s.
     python benchmarks/gpu_data_path.py --rows 20000 --seconds 2 --json benchmarks/work/gpu_data_path.json
 """
 import argparse
+import copy
+import itertools
 import json
 import os
 import queue
@@ -231,13 +235,22 @@ def gpu_half(args, tables, partial=lambda got: None):
             resident = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store, dtype=None)
             # (e) as lesson 4 delivered batches until commit 7d97d0f: converted to float32 on the device
             resident32 = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store)
+            # (a') four batches on the GPU in turn: a batch of 26 MB (float16, 1024) fits in an H100's 50 MB L2
+            # cache, so the ceiling's first layer may read its one batch from the cache, which no path can
+            rotating = [(torch.rand_like(x, dtype=torch.float32).to(x.dtype), torch.rand_like(y)) for _ in range(4)]
             paths = {"ceiling": (lambda x=x, y=y: iter(lambda: (x, y), None), True),
+                     "ceiling_rotating": (lambda b=rotating: itertools.cycle(b), True),
                      "reader": (read_only, False),
                      "streamed": (lambda s=streamed: endless(s), True),
                      "resident": (lambda s=resident: endless(s), True),
                      "resident_f32": (lambda s=resident32: endless(s), True)}
             if dt == "float16" and batch >= 1024:  # (c) with every epoch begun cold: what reading on is worth
                 paths["streamed_cold"] = (lambda s=streamed: endless(s, cold=True), True)
+                # (d) gathering float16 values one by one, as before commit 347f836: what gathering words is worth
+                elements = copy.copy(tier.store)
+                elements._x_words = elements.x
+                paths["resident_elements"] = (lambda s=data.ShardedBatches(table, rows, batch, seed=0, device=device,
+                                                                           resident=elements, dtype=None): endless(s), True)
             r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, "resident_gib": tier.store.nbytes / 2**30,
                  **measured(paths), **gather_rates(tier.store, batch * resident.group_steps)}
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
@@ -252,7 +265,8 @@ def gpu_half(args, tables, partial=lambda got: None):
                   f"resident {r['resident']:,.0f} ({r['resident_ratio']:.0%}) samples/s", flush=True)
             results.append(r)
             partial({"gpu": torch.cuda.get_device_name(0), "results": results, "complete": False})
-            del streamed, resident, resident32, paths
+            del streamed, resident, resident32, paths, rotating
+            elements = None  # (a copy of the tier's store, which holds its rows)
         del tier
         torch.cuda.empty_cache()
     return {"gpu": torch.cuda.get_device_name(0), "results": results, "complete": True}
@@ -334,6 +348,14 @@ def gpu_markdown(report):
                   f"{r['dtype']} batch {r['batch']} ({r['gather_rows']:,} rows): {r['gather_elements_gb_s']:,.0f} / "
                   f"{r['gather_words_gb_s']:,.0f}" for r in report["results"] if "gather_rows" in r)]
     lines += ["", f"Host peak RSS of the whole benchmark: {report['host_peak_rss_gib']:.2f} GiB."]
+    lines += ["", "(a') four batches on the GPU in turn rather than one (out of the L2 cache, as the paths' batches are), "
+              "against (a): " + "; ".join(f"{r['dtype']} {r['batch']}: {r['ceiling_rotating_ratio']:.0%}"
+                                          for r in report["results"] if "ceiling_rotating_ratio" in r)]
+    words = [r for r in report["results"] if "resident_elements" in r]
+    if words:
+        lines += ["", "(d) gathering float16 values one by one (as before commit 347f836) rather than as 8-byte words: "
+                  + "; ".join(f"batch {r['batch']}: {r['resident_elements']:,.0f} ({r['resident_elements_ratio']:.0%}, "
+                              f"against {r['resident_ratio']:.0%})" for r in words)]
     cold = [r for r in report["results"] if "streamed_cold" in r]
     if cold:
         lines += ["", "(c) with every epoch begun cold (the next epoch's first batches not read on): " + "; ".join(

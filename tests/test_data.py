@@ -290,3 +290,14 @@ def test_load_table_refuses_a_table_that_does_not_fit_in_memory_and_points_to_le
     from wideann.data.shards import available_memory
 
     assert available_memory() is None or available_memory() > 0
+
+
+def test_a_batch_source_refuses_rows_given_twice(table):
+    # a row given twice would be read twice an epoch (by the streamed tier only when both land in one step,
+    # refused there; the resident tier would serve it twice): refused when the source is made, in any order
+    path, _ = table
+    t = data.NpyTable(path)
+    for rows in ([3, 5, 5, 9], [9, 3, 5, 3]):
+        with pytest.raises(ValueError, match="distinct"):
+            data.ShardedBatches(t, rows, 2)
+    assert len(data.ShardedBatches(t, [9, 3, 5, 1], 2)) == 2  # distinct, in no order: taken

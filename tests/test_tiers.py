@@ -81,9 +81,10 @@ def test_resident_rows_give_the_streamed_batches(tmp_path, dtype, shards):
 
 @pytest.mark.parametrize("dtype, cols, word", [(np.float16, 13, torch.int64), (np.float16, 7, torch.int32),
                                                (np.float16, 4, torch.float16), (np.float32, 5, torch.int64),
-                                               (np.float32, 4, torch.float32)])
+                                               (np.float32, 4, torch.float32), (np.float16, 1, torch.float16)])
 def test_resident_gathers_whole_rows_as_wider_words_and_gives_the_same_bytes(tmp_path, dtype, cols, word):
-    # (12 float16 inputs are 3 words of 8 bytes; 6 are 3 of 4; 3 float16 or 3 float32 divide into no wider word)
+    # (12 float16 inputs are 3 words of 8 bytes; 6 are 3 of 4; 3 float16 or 3 float32 divide into no wider
+    # word; a table of targets alone has no inputs to gather)
     source, a = _table(tmp_path, dtype, rows=50, cols=cols)
     store = ResidentRows(data.open_table(source), np.arange(50), "cpu")
     assert store._x_words.dtype == word and store._x_words.data_ptr() == store.x.data_ptr()

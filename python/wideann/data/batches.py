@@ -118,6 +118,8 @@ class ShardedBatches:
             raise ValueError("rows must be a 1-D array of row indices")
         if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= self.table.n_rows):
             raise IndexError(f"{self.table.path}: row index out of range for {self.table.n_rows} rows")
+        if not (np.diff(self.rows) > 0).all() and np.unique(self.rows).size != self.rows.size:  # (sorted: one pass)
+            raise ValueError("rows must be distinct: a row given twice would be read twice an epoch")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         if not 0 <= rank < world_size:

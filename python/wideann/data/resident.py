@@ -102,12 +102,13 @@ class ResidentRows:
 
 def _as_words(x):
     """The rows of ``x`` (2-D, contiguous) seen as the widest integers (8 or 4 bytes) that divide a row's
-    bytes, or ``x`` itself where none is wider than its values or divides them."""
+    bytes, or ``x`` itself where none is wider than its values or divides them (or a row has no bytes: a
+    table of targets only)."""
     import torch
 
     row_bytes = x.shape[1] * x.element_size()
     for word in (torch.int64, torch.int32):
-        if word.itemsize > x.element_size() and row_bytes % word.itemsize == 0:
+        if word.itemsize > x.element_size() and row_bytes and row_bytes % word.itemsize == 0:
             return x.view(word)
     return x
 
