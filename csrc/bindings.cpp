@@ -232,6 +232,16 @@ PYBIND11_MODULE(_native, m) {
   m.def("half_conversion", &half_conversion,
         "How pass 2 converts to float16 here: 'f16c' (hardware) or 'software' (WIDEANN_HALF_CONVERSION=software)");
 
+  m.def("guess_first_line",
+        [](const std::vector<std::string>& fields) {
+          FirstLineGuess g = guess_first_line(fields);
+          const char* kind = g.kind == FirstLine::Header ? "header" : g.kind == FirstLine::Data ? "data" : "unclear";
+          return py::make_tuple(kind, g.name);
+        },
+        py::arg("fields"),
+        "What --header auto makes of a first line's fields (trimmed, unquoted): ('header' | 'data' | 'unclear', "
+        "the first name's column, 0-based)");
+
   m.def("block_size", &block_size, py::arg("threads") = 1,
         "Bytes of input a worker takes at a time (WIDEANN_BLOCK_SIZE overrides it)");
 }

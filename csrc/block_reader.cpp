@@ -1,6 +1,7 @@
 #include "block_reader.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 
 #include "tokenizer.hpp"
@@ -22,6 +23,13 @@ bool is_blank(const char* p, const char* end) {
   return true;
 }
 
+// A field that reads as a number in a data row (nan and inf read as numbers, but no data row may hold
+// one: they start with a letter, after the sign).
+bool is_number(const std::string& f) {
+  size_t i = !f.empty() && (f[0] == '+' || f[0] == '-') ? 1 : 0;
+  return looks_numeric(f) && i < f.size() && !std::isalpha(static_cast<unsigned char>(f[i]));
+}
+
 std::vector<std::string> default_names(size_t n) {
   std::vector<std::string> names;
   for (size_t i = 1; i < n; ++i) names.push_back("x" + std::to_string(i));
@@ -31,8 +39,9 @@ std::vector<std::string> default_names(size_t n) {
 
 }  // namespace
 
-BlockReader::BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim, size_t threads)
-    : paths_(paths), mode_(mode), delim_(delim), block_size_(block_size(threads)) {
+BlockReader::BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim, size_t threads,
+                         std::vector<std::vector<std::string>> known)
+    : paths_(paths), mode_(mode), known_(std::move(known)), delim_(delim), block_size_(block_size(threads)) {
   if (paths_.empty()) throw DataError("no input files given");
   for (const auto& p : paths_) {
     files_.push_back(std::make_unique<InputFile>(p));
@@ -64,29 +73,21 @@ void BlockReader::fill_until_newline(size_t from) {
   }
 }
 
-// --header auto: a first line of names is a header, one of numbers a data row. A line of both is a header
-// only where its numbers are their own column positions (pandas names a frame's columns 0, 1, 2, ... and a
-// user renames the last one y); otherwise it may be a data row with a typo in it, which taken for a header
-// would be dropped without a word: refused, asking for --header yes or no. (Empty fields say nothing.)
-static bool looks_like_header(const std::string& path, const std::vector<std::string>& fields) {
+FirstLineGuess guess_first_line(const std::vector<std::string>& fields) {
   bool numbers = false, positions = true;
-  size_t name = fields.size();  // the first field that is not a number
+  size_t name = fields.size();
   for (size_t i = 0; i < fields.size(); ++i) {
     const std::string& f = fields[i];
     if (f.empty()) continue;
-    if (looks_numeric(f)) {
+    if (is_number(f)) {
       numbers = true;
       positions = positions && f == std::to_string(i);
     } else if (name == fields.size()) {
       name = i;
     }
   }
-  if (name == fields.size()) return false;
-  if (numbers && !positions)
-    throw DataError(path + ", line 1, column " + std::to_string(name + 1) +
-                    ": expected a header (names) or a data row (numbers), found " + excerpt(fields[name], 200) +
-                    " among numbers: say which with --header yes or --header no");
-  return true;
+  if (name == fields.size()) return {FirstLine::Data, name, false};
+  return {numbers && !positions ? FirstLine::Unclear : FirstLine::Header, name, numbers};
 }
 
 void BlockReader::open_next_file() {
@@ -117,7 +118,19 @@ void BlockReader::open_next_file() {
   std::vector<std::string> fields = split_fields(line, content_end, delim_);
 
   bool header = mode_ == HeaderMode::Yes;
-  if (mode_ == HeaderMode::Auto) header = looks_like_header(path, fields);
+  if (mode_ == HeaderMode::Auto && std::find(known_.begin(), known_.end(), fields) != known_.end()) {
+    header = true;  // the names the caller expects
+  } else if (mode_ == HeaderMode::Auto) {
+    FirstLineGuess guess = guess_first_line(fields);
+    // (a later file's line of numbers and names is taken for a header only beside a first file's header,
+    // which it must then repeat: after a first file without one, it is a data row with a typo, or a header
+    // that the first file lacks)
+    if (guess.kind == FirstLine::Unclear || (guess.mixed && cur_ > 0 && !first_has_header_))
+      throw DataError(path + ", line 1, column " + std::to_string(guess.name + 1) +
+                      ": expected a header (names) or a data row (numbers), found " +
+                      excerpt(fields[guess.name], 200) + " among numbers: say which with --header yes or --header no");
+    header = guess.kind == FirstLine::Header;
+  }
   file_has_header_ = header;
   if (header) {  // names become Python strings and JSON text: they must be UTF-8
     for (size_t i = 0; i < fields.size(); ++i)

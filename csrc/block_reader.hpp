@@ -20,6 +20,19 @@ namespace wideann {
 enum class HeaderMode { Auto, Yes, No };
 HeaderMode parse_header_mode(const std::string& s);
 
+// What a first line is to --header auto: a line of names is a header, a line of numbers a data row, and
+// a line of both is a header only where its numbers are their own 0-based column positions (pandas'
+// default names 0, 1, ...); otherwise it is unclear (it may be a data row with a typo in it, which taken
+// for a header would be lost without a word), and the caller must say which. nan and inf are names here
+// (no data row holds one). Empty fields say nothing.
+enum class FirstLine { Data, Header, Unclear };
+struct FirstLineGuess {
+  FirstLine kind;
+  size_t name;  // the first name's column (0-based; the number of fields where there is none)
+  bool mixed;   // names and numbers
+};
+FirstLineGuess guess_first_line(const std::vector<std::string>& fields);
+
 struct Block {
   std::vector<char> buf;  // lines in [0, size); the vector may be larger
   size_t size = 0;
@@ -30,8 +43,12 @@ struct Block {
 class BlockReader {
  public:
   // Opens every input (so a missing one fails before any work) and reads the first file's first line.
-  // `threads` sets the block size (see block_size()).
-  BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim, size_t threads = 1);
+  // `threads` sets the block size (see block_size()). `known`: headers the caller expects (the stats'
+  // column names, say): under HeaderMode::Auto a first line equal to one of them is a header, whatever
+  // guess_first_line makes of it (names of numbers, or of numbers and names, as a table of wideann's
+  // own output may carry).
+  BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim, size_t threads = 1,
+              std::vector<std::vector<std::string>> known = {});
 
   size_t n_columns() const { return n_columns_; }
   // Names from the first file's header, else x1 ... x{n-1}, y.
@@ -51,6 +68,7 @@ class BlockReader {
   std::vector<std::string> paths_;
   std::vector<std::unique_ptr<InputFile>> files_;
   HeaderMode mode_;
+  std::vector<std::vector<std::string>> known_;
   char delim_;
   size_t block_size_;
   size_t n_columns_ = 0;

@@ -86,7 +86,16 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
     if (npy_file->size() < need) throw DataError(input + ": truncated .npy data");
     progress.total = npy.rows * k * npy.item_size;
   } else {
-    reader = std::make_unique<BlockReader>(std::vector<std::string>{input}, opt.header, opt.delimiter, opt.threads);
+    // a first line naming the columns this input may hold is a header under --header auto, whatever the
+    // names: all the stats' columns, the target alone, or those --columns names
+    std::vector<std::vector<std::string>> known{names};
+    if (!names.empty()) known.push_back({names.back()});
+    if (!columns.empty()) {
+      known.emplace_back();
+      for (int64_t c : columns) known.back().push_back(c >= 0 && size_t(c) < names.size() ? names[c] : "");
+    }
+    reader = std::make_unique<BlockReader>(std::vector<std::string>{input}, opt.header, opt.delimiter, opt.threads,
+                                           known);
     k = reader->n_columns();
     if (reader->first_file_has_header()) out_names = reader->names();
     progress.total = reader->total_bytes();

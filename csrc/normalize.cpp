@@ -42,7 +42,8 @@ size_t first_inf(const uint16_t* h, size_t n) {
 uint64_t normalize(const std::vector<std::string>& inputs, const std::string& output,
                    const std::vector<double>& min, const std::vector<double>& max,
                    const std::vector<std::string>& names, const NormalizeOptions& opt, Progress& progress) {
-  BlockReader reader(inputs, opt.csv.header, opt.csv.delimiter, opt.csv.threads);
+  // (a first line naming the stats' columns is a header under --header auto, whatever the names)
+  BlockReader reader(inputs, opt.csv.header, opt.csv.delimiter, opt.csv.threads, {names});
   const size_t n = reader.n_columns();
   if (n != min.size() || n != max.size())
     throw DataError(inputs[0] + ", line 1: expected " + std::to_string(min.size()) +

@@ -89,6 +89,33 @@ def test_header_auto_takes_names_among_column_positions_for_a_header(tmp_path, f
     assert np.load(tmp_path / "h.npy").shape == (2, 3)
 
 
+def test_header_auto_takes_the_names_it_expects_and_refuses_a_typo_in_a_later_file(tmp_path):
+    # a table normalized with --header yes on names of numbers (and names) carries them in its CSV output:
+    # read back (denormalize, apply mode) its first line names the stats' columns, so it is a header
+    for first in ("2019,2020,y", "2019,2020,2021"):
+        inp = write_text(tmp_path / "years.csv", first + "\n" + GOOD + "2,3,4\n")
+        ok("normalize", inp, "-o", tmp_path / "n.csv", "--header", "yes")
+        ok("denormalize", tmp_path / "n.csv", "-o", tmp_path / "back.csv", "--stats", tmp_path / "n.stats.json")
+        back = (tmp_path / "back.csv").read_text().splitlines()
+        assert back[0] == first and len(back) == 4  # (3 rows: the header was not taken for one)
+        ok("normalize", tmp_path / "n.csv", "-o", tmp_path / "again.npy", "--stats", tmp_path / "n.stats.json")
+        assert np.load(tmp_path / "again.npy").shape == (3, 3)
+    # nan and inf are names (no data row holds one)
+    ok("stats", write_text(tmp_path / "nan.csv", "a,nan,Inf\n" + GOOD), "-o", tmp_path / "nan.json")
+    assert json.loads((tmp_path / "nan.json").read_text())["columns"] == ["a", "nan", "Inf"]
+    # after a first file without a header, a later one's line of numbers and names is not a header
+    first = write_text(tmp_path / "first.csv", GOOD)
+    later = write_text(tmp_path / "later.csv", "0,1,3x\n" + GOOD)
+    normalize_fails(tmp_path, [first, later], line=1, column=3, found="3x", names=["later.csv"])
+
+
+def test_info_says_what_header_auto_makes_of_the_first_line(tmp_path):
+    for first, says in (("a,b,y", "header: yes"), ("1,2,3", "header: no"), ("0,1,y", "header: yes"),
+                        ("1,2,3x", "header: unclear (numbers and a name, '3x' in column 3")):
+        p = run_cli("info", write_text(tmp_path / "i.csv", first + "\n" + GOOD))
+        assert p.returncode == 0 and says in p.stdout, p.stdout
+
+
 def test_crlf_and_bom_do_not_shift_line_or_column(tmp_path):
     inp = tmp_path / "bad.csv"
     inp.write_bytes(b"\xef\xbb\xbfa,b,c\r\n1,2,3\r\n4,5,6\r\n7,oops,9\r\n")

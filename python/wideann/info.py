@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 
+from . import _native
 from .diskspace import human_bytes
 from .stats import FORMAT, Stats, read_json
 
@@ -130,7 +131,8 @@ def _describe_csv(path: str) -> str:
     first = lines[0].decode("utf-8-sig", errors="backslashreplace") if lines else ""
     delimiter = max(",;\t|", key=first.count) if first else ","
     fields = split_fields(first, delimiter)
-    is_header = any(_not_number(x) for x in fields)
+    kind, name = _native.guess_first_line([x.strip() for x in fields])  # (the engine's own rule)
+    is_header = kind == "header"
     body = [ln for ln in (lines[1:] if whole else lines[1:-1]) if ln.strip()]
     if whole:
         rows = f"{len(body) + (0 if is_header or not first else 1)} rows"
@@ -141,7 +143,9 @@ def _describe_csv(path: str) -> str:
         rows = "rows unknown (the first MiB holds less than two lines)"
     return "\n".join([
         f"{path}: CSV, {human_bytes(size)}, {len(fields)} columns, {rows}",
-        f"  delimiter {delimiter!r}, header: {'yes' if is_header else 'no'}",
+        f"  delimiter {delimiter!r}, header: " + ("yes" if kind == "header" else "no" if kind == "data" else
+            f"unclear (numbers and a name, {fields[name].strip()!r} in column {name + 1}: --header auto refuses "
+            "it; say --header yes or --header no)"),
         f"  first line: {_names([x.strip() for x in fields])}",
     ])
 
@@ -153,14 +157,3 @@ def split_fields(line: str, delimiter: str) -> list[str]:
         return next(csv.reader([line], delimiter=delimiter), [""]) if line else [""]
     except csv.Error:
         return line.split(delimiter)
-
-
-def _not_number(s: str) -> bool:
-    s = s.strip().strip('"').strip()
-    if not s:
-        return False
-    try:
-        float(s)
-        return False
-    except ValueError:
-        return True
