@@ -74,20 +74,21 @@ void BlockReader::fill_until_newline(size_t from) {
 }
 
 FirstLineGuess guess_first_line(const std::vector<std::string>& fields) {
-  bool numbers = false, positions = true;
-  size_t name = fields.size();
+  bool positions = true;
+  size_t numbers = 0, name = fields.size();
   for (size_t i = 0; i < fields.size(); ++i) {
     const std::string& f = fields[i];
     if (f.empty()) continue;
     if (is_number(f)) {
-      numbers = true;
+      ++numbers;
       positions = positions && f == std::to_string(i);
     } else if (name == fields.size()) {
       name = i;
     }
   }
-  if (name == fields.size()) return {FirstLine::Data, name, false};
-  return {numbers && !positions ? FirstLine::Unclear : FirstLine::Header, name, numbers};
+  if (name == fields.size())  // numbers only: data, unless they are 0, 1, 2, ... (pandas' names, unrenamed)
+    return {positions && numbers >= 3 ? FirstLine::Unclear : FirstLine::Data, name, false};
+  return {numbers && !positions ? FirstLine::Unclear : FirstLine::Header, name, numbers > 0};
 }
 
 void BlockReader::open_next_file() {
@@ -125,6 +126,10 @@ void BlockReader::open_next_file() {
     // (a later file's line of numbers and names is taken for a header only beside a first file's header,
     // which it must then repeat: after a first file without one, it is a data row with a typo, or a header
     // that the first file lacks)
+    if (guess.kind == FirstLine::Unclear && guess.name == fields.size())
+      throw DataError(path + ", line 1, column 1: expected a header (names) or a data row (numbers), found the "
+                      "columns' positions 0, 1, 2, ... (pandas' default names, or data?): say which with "
+                      "--header yes or --header no");
     if (guess.kind == FirstLine::Unclear || (guess.mixed && cur_ > 0 && !first_has_header_))
       throw DataError(path + ", line 1, column " + std::to_string(guess.name + 1) +
                       ": expected a header (names) or a data row (numbers), found " +

@@ -23,8 +23,9 @@ HeaderMode parse_header_mode(const std::string& s);
 // What a first line is to --header auto: a line of names is a header, a line of numbers a data row, and
 // a line of both is a header only where its numbers are their own 0-based column positions (pandas'
 // default names 0, 1, ...); otherwise it is unclear (it may be a data row with a typo in it, which taken
-// for a header would be lost without a word), and the caller must say which. nan and inf are names here
-// (no data row holds one). Empty fields say nothing.
+// for a header would be lost without a word), and the caller must say which. So is a line of 3 numbers
+// or more that are exactly their positions (pandas' names unrenamed, or a data row?). nan and inf are
+// names here (no data row holds one). Empty fields say nothing.
 enum class FirstLine { Data, Header, Unclear };
 struct FirstLineGuess {
   FirstLine kind;

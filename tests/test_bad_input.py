@@ -109,9 +109,25 @@ def test_header_auto_takes_the_names_it_expects_and_refuses_a_typo_in_a_later_fi
     normalize_fails(tmp_path, [first, later], line=1, column=3, found="3x", names=["later.csv"])
 
 
+def test_header_auto_refuses_a_first_line_of_the_column_positions(tmp_path):
+    # 0,1,2,... is what pandas writes for a frame's columns left unnamed: taken for data, it was a row of
+    # made-up values in the stats and the table; 0,1 (two columns) may well be data, and is
+    inp = write_text(tmp_path / "p.csv", "0,1,2\n" + GOOD)
+    msg = normalize_fails(tmp_path, inp, line=1, column=1, found="positions 0, 1, 2")
+    assert "--header yes or --header no" in msg
+    ok("normalize", inp, "-o", tmp_path / "h.npy", "--header", "yes")
+    assert np.load(tmp_path / "h.npy").shape == (2, 3)
+    ok("normalize", write_text(tmp_path / "two.csv", "0,1\n1,0\n"), "-o", tmp_path / "two.npy")
+    assert np.load(tmp_path / "two.npy").shape == (2, 2)
+    # with stats that name the columns so, it is their header
+    ok("normalize", inp, "-o", tmp_path / "again.npy", "--stats", tmp_path / "h.stats.json")
+    assert np.load(tmp_path / "again.npy").shape == (2, 3)
+
+
 def test_info_says_what_header_auto_makes_of_the_first_line(tmp_path):
     for first, says in (("a,b,y", "header: yes"), ("1,2,3", "header: no"), ("0,1,y", "header: yes"),
-                        ("1,2,3x", "header: unclear (numbers and a name, '3x' in column 3")):
+                        ("1,2,3x", "header: unclear (numbers and a name, '3x' in column 3"),
+                        ("0,1,2", "header: unclear (the columns' positions")):
         p = run_cli("info", write_text(tmp_path / "i.csv", first + "\n" + GOOD))
         assert p.returncode == 0 and says in p.stdout, p.stdout
 

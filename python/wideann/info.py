@@ -143,9 +143,10 @@ def _describe_csv(path: str) -> str:
         rows = "rows unknown (the first MiB holds less than two lines)"
     return "\n".join([
         f"{path}: CSV, {human_bytes(size)}, {len(fields)} columns, {rows}",
-        f"  delimiter {delimiter!r}, header: " + ("yes" if kind == "header" else "no" if kind == "data" else
-            f"unclear (numbers and a name, {fields[name].strip()!r} in column {name + 1}: --header auto refuses "
-            "it; say --header yes or --header no)"),
+        f"  delimiter {delimiter!r}, header: " + ("yes" if kind == "header" else "no" if kind == "data" else (
+            f"unclear (numbers and a name, {fields[name].strip()!r} in column {name + 1}" if name < len(fields) else
+            "unclear (the columns' positions 0, 1, 2, ...: pandas' default names, or data?") +
+            ": --header auto refuses it; say --header yes or --header no)"),
         f"  first line: {_names([x.strip() for x in fields])}",
     ])
 
