@@ -605,7 +605,8 @@ def test_output_bytes_is_the_npy_size(tmp_path, cols):
     from wideann.engine import output_bytes
 
     rows = 3
-    write_csv(tmp_path / "in.csv", [[i + j for j in range(cols)] for i in range(rows)])
+    # (from 1: a first line 0, 1, 2, ... would be the columns' positions, which --header auto refuses)
+    write_csv(tmp_path / "in.csv", [[1 + i + j for j in range(cols)] for i in range(rows)])
     for dtype in ("float32", "float16"):
         ok("normalize", tmp_path / "in.csv", "-o", tmp_path / "t.npy", "--dtype", dtype)
         assert output_bytes(rows, default_names(cols), dtype, "npy") == (tmp_path / "t.npy").stat().st_size
