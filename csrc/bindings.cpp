@@ -232,6 +232,14 @@ PYBIND11_MODULE(_native, m) {
   m.def("half_conversion", &half_conversion,
         "How pass 2 converts to float16 here: 'f16c' (hardware) or 'software' (WIDEANN_HALF_CONVERSION=software)");
 
+  m.def("split_fields",
+        [](const std::string& line, const std::string& delimiter) {
+          if (delimiter.size() != 1) throw std::invalid_argument("delimiter must be one character");
+          return split_fields(line.data(), line.data() + line.size(), delimiter[0]);
+        },
+        py::arg("line"), py::arg("delimiter"),
+        "The fields of one CSV line as the engine reads a header: quotes removed, spaces around them trimmed");
+
   m.def("guess_first_line",
         [](const std::vector<std::string>& fields) {
           FirstLineGuess g = guess_first_line(fields);

@@ -91,6 +91,38 @@ FirstLineGuess guess_first_line(const std::vector<std::string>& fields) {
   return {numbers && !positions ? FirstLine::Unclear : FirstLine::Header, name, numbers > 0};
 }
 
+bool BlockReader::is_header(const std::vector<std::string>& fields, const std::string& where) const {
+  if (mode_ != HeaderMode::Auto) return mode_ == HeaderMode::Yes;
+  auto unclear = [&](size_t column, const std::string& found) {
+    return DataError(where + ", column " + std::to_string(column + 1) +
+                     ": expected a header (names) or a data row (numbers), found " + found +
+                     ": say which with --header yes or --header no");
+  };
+  const FirstLineGuess guess = guess_first_line(fields);
+  const bool numbers_only = guess.name == fields.size();
+  if (!numbers_only && std::find(known_.begin(), known_.end(), fields) != known_.end())
+    return true;  // the names the caller expects (a line with a name in it is no data row)
+  if (numbers_only && !known_.empty()) {  // numbers that all name the caller's columns: names, or data?
+    bool all_known = false;
+    for (const std::string& f : fields) {
+      if (f.empty()) continue;
+      all_known = std::any_of(known_.begin(), known_.end(), [&](const std::vector<std::string>& k) {
+        return std::find(k.begin(), k.end(), f) != k.end();
+      });
+      if (!all_known) break;
+    }
+    if (all_known) throw unclear(0, "numbers that are all names of the stats' columns");
+  }
+  if (guess.kind == FirstLine::Unclear && numbers_only)
+    throw unclear(0, "the columns' positions 0, 1, 2, ... (pandas' default names, or data?)");
+  if (guess.kind == FirstLine::Unclear) throw unclear(guess.name, excerpt(fields[guess.name], 200) + " among numbers");
+  // After a first input without a header, a later input's first line of numbers and names, or of one name
+  // (a one-column table), is a data row with a typo as likely as a header the first input lacks.
+  if (guess.kind == FirstLine::Header && cur_ > 0 && !first_has_header_ && (guess.mixed || n_columns_ == 1))
+    throw unclear(guess.name, excerpt(fields[guess.name], 200) + ", after " + paths_[0] + " without a header");
+  return guess.kind == FirstLine::Header;
+}
+
 void BlockReader::open_next_file() {
   const std::string& path = paths_[cur_];
   open_ = true;
@@ -118,29 +150,15 @@ void BlockReader::open_next_file() {
   const char* content_end = line_end_without_cr(line, line_end);
   std::vector<std::string> fields = split_fields(line, content_end, delim_);
 
-  bool header = mode_ == HeaderMode::Yes;
-  if (mode_ == HeaderMode::Auto && std::find(known_.begin(), known_.end(), fields) != known_.end()) {
-    header = true;  // the names the caller expects
-  } else if (mode_ == HeaderMode::Auto) {
-    FirstLineGuess guess = guess_first_line(fields);
-    // (a later file's line of numbers and names is taken for a header only beside a first file's header,
-    // which it must then repeat: after a first file without one, it is a data row with a typo, or a header
-    // that the first file lacks)
-    if (guess.kind == FirstLine::Unclear && guess.name == fields.size())
-      throw DataError(path + ", line 1, column 1: expected a header (names) or a data row (numbers), found the "
-                      "columns' positions 0, 1, 2, ... (pandas' default names, or data?): say which with "
-                      "--header yes or --header no");
-    if (guess.kind == FirstLine::Unclear || (guess.mixed && cur_ > 0 && !first_has_header_))
-      throw DataError(path + ", line 1, column " + std::to_string(guess.name + 1) +
-                      ": expected a header (names) or a data row (numbers), found " +
-                      excerpt(fields[guess.name], 200) + " among numbers: say which with --header yes or --header no");
-    header = guess.kind == FirstLine::Header;
-  }
+  // the first line's number (blank lines before it count, as they do for the data rows' numbers)
+  const std::string where =
+      path + ", line " + std::to_string(1 + std::count(carry_.begin(), carry_.begin() + start, '\n'));
+  const bool header = is_header(fields, where);
   file_has_header_ = header;
   if (header) {  // names become Python strings and JSON text: they must be UTF-8
     for (size_t i = 0; i < fields.size(); ++i)
       if (!is_valid_utf8(fields[i]))
-        throw DataError(path + ", line 1, column " + std::to_string(i + 1) +
+        throw DataError(where + ", column " + std::to_string(i + 1) +
                         ": expected a column name in UTF-8 text, found " + excerpt(fields[i], 200));
   }
   if (cur_ == 0) {
@@ -152,12 +170,12 @@ void BlockReader::open_next_file() {
         if (names_[i].empty()) names_[i] = "column" + std::to_string(i + 1);
     }
   } else if (fields.size() != n_columns_) {
-    throw DataError(path + ", line 1: expected " + std::to_string(n_columns_) + " fields (as in " +
+    throw DataError(where + ": expected " + std::to_string(n_columns_) + " fields (as in " +
                     paths_[0] + "), found " + std::to_string(fields.size()));
   } else if (header && first_has_header_) {
     for (size_t i = 0; i < fields.size(); ++i) {
       if (fields[i] != names_[i] && !(fields[i].empty() && names_[i] == "column" + std::to_string(i + 1)))
-        throw DataError(path + ", line 1, column " + std::to_string(i + 1) + ": expected header " +
+        throw DataError(where + ", column " + std::to_string(i + 1) + ": expected header " +
                         excerpt(names_[i], 200) + " (as in " + paths_[0] + "), found " + excerpt(fields[i], 200));
     }
   }

@@ -45,9 +45,9 @@ class BlockReader {
  public:
   // Opens every input (so a missing one fails before any work) and reads the first file's first line.
   // `threads` sets the block size (see block_size()). `known`: headers the caller expects (the stats'
-  // column names, say): under HeaderMode::Auto a first line equal to one of them is a header, whatever
-  // guess_first_line makes of it (names of numbers, or of numbers and names, as a table of wideann's
-  // own output may carry).
+  // column names, say): under HeaderMode::Auto a first line equal to one of them, with a name in it, is
+  // a header, whatever guess_first_line makes of it (numbers and names, as a table of wideann's own output
+  // may carry); a line of numbers that are all among their names is unclear (names, or data?), refused.
   BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim, size_t threads = 1,
               std::vector<std::vector<std::string>> known = {});
 
@@ -63,6 +63,8 @@ class BlockReader {
 
  private:
   void open_next_file();
+  // Whether the first line of the file being opened (its `fields`; `where`: "path, line N") is a header.
+  bool is_header(const std::vector<std::string>& fields, const std::string& where) const;
   void fill_until_newline(size_t from);  // reads into carry_ until it holds a '\n' or the file ends
   size_t read_more(std::vector<char>& buf, size_t used, size_t want);
 

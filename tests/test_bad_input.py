@@ -90,23 +90,44 @@ def test_header_auto_takes_names_among_column_positions_for_a_header(tmp_path, f
 
 
 def test_header_auto_takes_the_names_it_expects_and_refuses_a_typo_in_a_later_file(tmp_path):
-    # a table normalized with --header yes on names of numbers (and names) carries them in its CSV output:
-    # read back (denormalize, apply mode) its first line names the stats' columns, so it is a header
-    for first in ("2019,2020,y", "2019,2020,2021"):
-        inp = write_text(tmp_path / "years.csv", first + "\n" + GOOD + "2,3,4\n")
-        ok("normalize", inp, "-o", tmp_path / "n.csv", "--header", "yes")
-        ok("denormalize", tmp_path / "n.csv", "-o", tmp_path / "back.csv", "--stats", tmp_path / "n.stats.json")
-        back = (tmp_path / "back.csv").read_text().splitlines()
-        assert back[0] == first and len(back) == 4  # (3 rows: the header was not taken for one)
-        ok("normalize", tmp_path / "n.csv", "-o", tmp_path / "again.npy", "--stats", tmp_path / "n.stats.json")
-        assert np.load(tmp_path / "again.npy").shape == (3, 3)
+    # a table normalized with --header yes on names of numbers and names carries them in its CSV output:
+    # read back (denormalize, apply mode), its first line names the stats' columns, so it is a header
+    inp = write_text(tmp_path / "years.csv", "2019,2020,y\n" + GOOD + "2,3,4\n")
+    ok("normalize", inp, "-o", tmp_path / "n.csv", "--header", "yes")
+    ok("denormalize", tmp_path / "n.csv", "-o", tmp_path / "back.csv", "--stats", tmp_path / "n.stats.json")
+    back = (tmp_path / "back.csv").read_text().splitlines()
+    assert back[0] == "2019,2020,y" and len(back) == 4  # (3 rows: the header was not taken for one)
+    ok("normalize", tmp_path / "n.csv", "-o", tmp_path / "again.npy", "--stats", tmp_path / "n.stats.json")
+    assert np.load(tmp_path / "again.npy").shape == (3, 3)
+    # names that are all numbers: such a line may as well be data (0,1 in a table of 0s and 1s), in any order
+    # of the names, or of some of them: refused, --header yes reads it back
+    inp = write_text(tmp_path / "nums.csv", "2019,2020,2021\n" + GOOD + "2,3,4\n")
+    ok("normalize", inp, "-o", tmp_path / "m.csv", "--header", "yes")
+    stats = tmp_path / "m.stats.json"
+    for first in ("2019,2020,2021", "2021,2020,2019"):
+        table = write_text(tmp_path / "m2.csv", first + "\n" + GOOD)
+        msg = normalize_fails(tmp_path, table, "--stats", stats, line=1, column=1, names=["m2.csv"],
+                              found="numbers that are all names of the stats' columns")
+        assert "--header yes or --header no" in msg
+    ok("denormalize", tmp_path / "m.csv", "-o", tmp_path / "mback.csv", "--stats", stats, "--header", "yes")
+    assert (tmp_path / "mback.csv").read_text().splitlines()[0] == "2019,2020,2021"
+    one = write_text(tmp_path / "one.csv", "2019\n0\n1\n")  # a name of the stats, not the target's
+    p = run_cli("denormalize", one, "-o", tmp_path / "o.csv", "--stats", stats)
+    assert p.returncode == 1 and "names of the stats' columns" in p.stderr and not (tmp_path / "o.csv").exists()
     # nan and inf are names (no data row holds one)
     ok("stats", write_text(tmp_path / "nan.csv", "a,nan,Inf\n" + GOOD), "-o", tmp_path / "nan.json")
     assert json.loads((tmp_path / "nan.json").read_text())["columns"] == ["a", "nan", "Inf"]
-    # after a first file without a header, a later one's line of numbers and names is not a header
+    # after a first file without a header, a later one's line of numbers and names is not a header, nor a
+    # name alone in a one-column table: a data row with a typo as likely
     first = write_text(tmp_path / "first.csv", GOOD)
     later = write_text(tmp_path / "later.csv", "0,1,3x\n" + GOOD)
     normalize_fails(tmp_path, [first, later], line=1, column=3, found="3x", names=["later.csv"])
+    first = write_text(tmp_path / "first1.csv", "1\n2\n")
+    later = write_text(tmp_path / "later1.csv", "3x\n4\n")
+    normalize_fails(tmp_path, [first, later], line=1, column=1, found="3x", names=["later1.csv"])
+    # the first line's number counts the blank lines before it
+    normalize_fails(tmp_path, write_text(tmp_path / "blank.csv", "\n\n1,2,3x\n" + GOOD), line=3, column=3,
+                    found="3x")
 
 
 def test_header_auto_refuses_a_first_line_of_the_column_positions(tmp_path):
@@ -119,17 +140,20 @@ def test_header_auto_refuses_a_first_line_of_the_column_positions(tmp_path):
     assert np.load(tmp_path / "h.npy").shape == (2, 3)
     ok("normalize", write_text(tmp_path / "two.csv", "0,1\n1,0\n"), "-o", tmp_path / "two.npy")
     assert np.load(tmp_path / "two.npy").shape == (2, 2)
-    # with stats that name the columns so, it is their header
-    ok("normalize", inp, "-o", tmp_path / "again.npy", "--stats", tmp_path / "h.stats.json")
-    assert np.load(tmp_path / "again.npy").shape == (2, 3)
+    # with stats that name the columns so it is no clearer (names, or data?): refused too
+    normalize_fails(tmp_path, inp, "--stats", tmp_path / "h.stats.json", line=1, column=1,
+                    found="names of the stats' columns")
 
 
 def test_info_says_what_header_auto_makes_of_the_first_line(tmp_path):
     for first, says in (("a,b,y", "header: yes"), ("1,2,3", "header: no"), ("0,1,y", "header: yes"),
                         ("1,2,3x", "header: unclear (numbers and a name, '3x' in column 3"),
-                        ("0,1,2", "header: unclear (the columns' positions")):
-        p = run_cli("info", write_text(tmp_path / "i.csv", first + "\n" + GOOD))
-        assert p.returncode == 0 and says in p.stdout, p.stdout
+                        ("0,1,2", "header: unclear (the columns' positions"),
+                        ('0, "1", 2', "header: unclear (the columns' positions")):
+        for blank in ("", "\n\n"):  # (blank lines before the first line are skipped, as the engine does)
+            p = run_cli("info", write_text(tmp_path / "i.csv", blank + first + "\n" + GOOD))
+            rows = 2 if says == "header: yes" else 3
+            assert p.returncode == 0 and says in p.stdout and f"3 columns, {rows} rows" in p.stdout, p.stdout
 
 
 def test_crlf_and_bom_do_not_shift_line_or_column(tmp_path):

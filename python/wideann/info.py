@@ -2,7 +2,6 @@
 stats file."""
 from __future__ import annotations
 
-import csv
 import math
 import os
 import re
@@ -126,12 +125,14 @@ def _describe_csv(path: str) -> str:
         raise ValueError(f"{path}: the file is empty" if not head else f"{path}: the file holds blank lines only")
     if b"\0" in head:  # no text file has one (a model's weights, a picture, an archive)
         raise ValueError(f"{path}: not a CSV (binary data), a .npy table or a stats file")
-    lines = head.splitlines()
+    lines = head.removeprefix(b"\xef\xbb\xbf").splitlines()
+    blank = next((i for i, ln in enumerate(lines) if ln.strip(b"\r")), len(lines))  # (skipped, as the engine does)
+    lines = lines[blank:]
     whole = len(head) == size
-    first = lines[0].decode("utf-8-sig", errors="backslashreplace") if lines else ""
+    first = lines[0].decode("utf-8", errors="backslashreplace") if lines else ""
     delimiter = max(",;\t|", key=first.count) if first else ","
     fields = split_fields(first, delimiter)
-    kind, name = _native.guess_first_line([x.strip() for x in fields])  # (the engine's own rule)
+    kind, name = _native.guess_first_line(fields)  # (the engine's own rule)
     is_header = kind == "header"
     body = [ln for ln in (lines[1:] if whole else lines[1:-1]) if ln.strip()]
     if whole:
@@ -152,9 +153,6 @@ def _describe_csv(path: str) -> str:
 
 
 def split_fields(line: str, delimiter: str) -> list[str]:
-    """The fields of one CSV line, as CSV reads them (a quoted field may hold the delimiter); split at
-    every delimiter where the csv module gives up (a field beyond its size limit)."""
-    try:
-        return next(csv.reader([line], delimiter=delimiter), [""]) if line else [""]
-    except csv.Error:
-        return line.split(delimiter)
+    """The fields of one CSV line as the engine reads them (a quoted field may hold the delimiter; quotes
+    removed, spaces around a field trimmed)."""
+    return _native.split_fields(line, delimiter)
