@@ -37,25 +37,25 @@ from .stats import Stats
 DEFAULT_BATCH_SIZE = 1024  # as the lessons predict: the same batches give the same float32 results
 
 
-def _first_line_fields(path: str, delimiter: str) -> int:
-    """Fields in the first non-blank line of a CSV. Reads one line only."""
+def _first_line_fields(path: str, delimiter: str) -> tuple[int, int]:
+    """Fields in the first non-blank line of a CSV, and that line's number. Reads up to that line only."""
     with open(path, "rb") as f:
-        for raw in f:
+        for number, raw in enumerate(f, 1):
             line = raw.decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r\n")
             if line.strip():  # (a quoted field may hold the delimiter: "x,1")
-                return len(split_fields(line, delimiter))
+                return len(split_fields(line, delimiter)), number
     raise DataError(f"{path}: the file is empty")
 
 
 def _inputs_stats(path: str, stats: Stats, delimiter: str) -> Stats:
     """The stats to normalize ``path`` with: all the training columns, or the inputs only."""
-    n_fields = _first_line_fields(path, delimiter)
+    n_fields, line = _first_line_fields(path, delimiter)
     n = stats.n_columns
     if n_fields == n:
         return stats
     if n_fields == n - 1:
         return Stats(stats.columns[:-1], stats._min[:-1], stats._max[:-1], stats.n_rows, stats.sources)
-    raise DataError(f"{path}, line 1: {n_fields} columns, but the model was trained on {n} "
+    raise DataError(f"{path}, line {line}: {n_fields} columns, but the model was trained on {n} "
                     f"({n - 1} inputs and the target {stats.columns[-1]!r}): give the {n - 1} input columns "
                     f"in training order, with or without the target last")
 
