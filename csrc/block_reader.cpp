@@ -100,18 +100,22 @@ bool BlockReader::is_header(const std::vector<std::string>& fields, const std::s
   };
   const FirstLineGuess guess = guess_first_line(fields);
   const bool numbers_only = guess.name == fields.size();
-  if (!numbers_only && std::find(known_.begin(), known_.end(), fields) != known_.end())
-    return true;  // the names the caller expects (a line with a name in it is no data row)
-  if (numbers_only && !known_.empty()) {  // numbers that all name the caller's columns: names, or data?
+  // the headers expected: the caller's, and in a later input the first input's (so that the stats pass and
+  // the normalize pass, which is given the stats' names, decide alike)
+  std::vector<std::vector<std::string>> known = known_;
+  if (cur_ > 0 && first_has_header_) known.push_back(names_);
+  if (!numbers_only && std::find(known.begin(), known.end(), fields) != known.end())
+    return true;  // (a line with a name in it is no data row)
+  if (numbers_only && !known.empty()) {  // numbers that all name the columns: names, or data?
     bool all_known = false;
     for (const std::string& f : fields) {
       if (f.empty()) continue;
-      all_known = std::any_of(known_.begin(), known_.end(), [&](const std::vector<std::string>& k) {
+      all_known = std::any_of(known.begin(), known.end(), [&](const std::vector<std::string>& k) {
         return std::find(k.begin(), k.end(), f) != k.end();
       });
       if (!all_known) break;
     }
-    if (all_known) throw unclear(0, "numbers that are all names of the stats' columns");
+    if (all_known) throw unclear(0, "numbers that are all names of the columns (as the stats or the first input name them)");
   }
   if (guess.kind == FirstLine::Unclear && numbers_only)
     throw unclear(0, "the columns' positions 0, 1, 2, ... (pandas' default names, or data?)");
