@@ -1,7 +1,6 @@
 #include "block_reader.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <cstring>
 
 #include "tokenizer.hpp"
@@ -21,13 +20,6 @@ bool is_blank(const char* p, const char* end) {
   for (; p < end; ++p)
     if (*p != '\n' && *p != '\r') return false;
   return true;
-}
-
-// A field that reads as a number in a data row (nan and inf read as numbers, but no data row may hold
-// one: they start with a letter, after the sign).
-bool is_number(const std::string& f) {
-  size_t i = !f.empty() && (f[0] == '+' || f[0] == '-') ? 1 : 0;
-  return looks_numeric(f) && i < f.size() && !std::isalpha(static_cast<unsigned char>(f[i]));
 }
 
 std::vector<std::string> default_names(size_t n) {
@@ -74,21 +66,23 @@ void BlockReader::fill_until_newline(size_t from) {
 }
 
 FirstLineGuess guess_first_line(const std::vector<std::string>& fields) {
-  bool positions = true;
   size_t numbers = 0, name = fields.size();
+  bool positions = true;  // every number is its own position, and comes before every name
   for (size_t i = 0; i < fields.size(); ++i) {
     const std::string& f = fields[i];
     if (f.empty()) continue;
-    if (is_number(f)) {
+    if (looks_numeric(f)) {
       ++numbers;
-      positions = positions && f == std::to_string(i);
+      positions = positions && name == fields.size() && f == std::to_string(i);
     } else if (name == fields.size()) {
       name = i;
     }
   }
   if (name == fields.size())  // numbers only: data, unless they are 0, 1, 2, ... (pandas' names, unrenamed)
     return {positions && numbers >= 3 ? FirstLine::Unclear : FirstLine::Data, name, false};
-  return {numbers && !positions ? FirstLine::Unclear : FirstLine::Header, name, numbers > 0};
+  // numbers and names: pandas' names with the last ones renamed (0, 1, ..., y), or a data row with a typo
+  const bool pandas = positions && numbers >= 2;
+  return {numbers && !pandas ? FirstLine::Unclear : FirstLine::Header, name, numbers > 0};
 }
 
 bool BlockReader::is_header(const std::vector<std::string>& fields, const std::string& where) const {
@@ -104,26 +98,30 @@ bool BlockReader::is_header(const std::vector<std::string>& fields, const std::s
   // the normalize pass, which is given the stats' names, decide alike)
   std::vector<std::vector<std::string>> known = known_;
   if (cur_ > 0 && first_has_header_) known.push_back(names_);
-  if (!numbers_only && std::find(known.begin(), known.end(), fields) != known.end())
-    return true;  // (a line with a name in it is no data row)
-  if (numbers_only && !known.empty()) {  // numbers that all name the columns: names, or data?
-    bool all_known = false;
-    for (const std::string& f : fields) {
-      if (f.empty()) continue;
-      all_known = std::any_of(known.begin(), known.end(), [&](const std::vector<std::string>& k) {
-        return std::find(k.begin(), k.end(), f) != k.end();
-      });
-      if (!all_known) break;
-    }
-    if (all_known) throw unclear(0, "numbers that are all names of the columns (as the stats or the first input name them)");
+  // A line as wide as a header expected whose fields are all names of the columns: with a name in it, a
+  // header (no data row holds a name; its order is checked where it is used); of numbers only, names or
+  // data? (A one-column input's number among any of the stats' names: the target, or another column?)
+  const auto named = [&](const std::string& f) {
+    return std::any_of(known.begin(), known.end(), [&](const std::vector<std::string>& k) {
+      return std::find(k.begin(), k.end(), f) != k.end();
+    });
+  };
+  if (std::any_of(fields.begin(), fields.end(), [](const std::string& f) { return !f.empty(); }) &&
+      std::any_of(known.begin(), known.end(), [&](const auto& k) { return k.size() == fields.size(); }) &&
+      std::all_of(fields.begin(), fields.end(), [&](const std::string& f) { return f.empty() || named(f); })) {
+    if (!numbers_only) return true;
+    throw unclear(0, "numbers that are all names of the columns (as the stats or the first input name them)");
   }
   if (guess.kind == FirstLine::Unclear && numbers_only)
     throw unclear(0, "the columns' positions 0, 1, 2, ... (pandas' default names, or data?)");
   if (guess.kind == FirstLine::Unclear) throw unclear(guess.name, excerpt(fields[guess.name], 200) + " among numbers");
-  // After a first input without a header, a later input's first line of numbers and names, or of one name
-  // (a one-column table), is a data row with a typo as likely as a header the first input lacks.
-  if (guess.kind == FirstLine::Header && cur_ > 0 && !first_has_header_ && (guess.mixed || n_columns_ == 1))
-    throw unclear(guess.name, excerpt(fields[guess.name], 200) + ", after " + paths_[0] + " without a header");
+  // After a first input without a header, a later input's header names columns that the first input's
+  // rows filled without names (nothing to check it against: its columns may be in another order), and a
+  // line of names may as well be a data row with a typo (one column): refused, but for the names expected.
+  if (guess.kind == FirstLine::Header && cur_ > 0 && !first_has_header_)
+    throw DataError(where + ", column " + std::to_string(guess.name + 1) + ": expected a data row (" + paths_[0] +
+                    " has no header), found " + excerpt(fields[guess.name], 200) +
+                    ": give each input a header, or none (--header no)");
   return guess.kind == FirstLine::Header;
 }
 
@@ -155,9 +153,10 @@ void BlockReader::open_next_file() {
   std::vector<std::string> fields = split_fields(line, content_end, delim_);
 
   // the first line's number (blank lines before it count, as they do for the data rows' numbers)
-  const std::string where =
-      path + ", line " + std::to_string(1 + std::count(carry_.begin(), carry_.begin() + start, '\n'));
+  const std::string line_no = "line " + std::to_string(1 + std::count(carry_.begin(), carry_.begin() + start, '\n'));
+  const std::string where = path + ", " + line_no;
   const bool header = is_header(fields, where);
+  if (cur_ == 0) first_line_ = line_no;
   file_has_header_ = header;
   if (header) {  // names become Python strings and JSON text: they must be UTF-8
     for (size_t i = 0; i < fields.size(); ++i)

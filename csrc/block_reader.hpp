@@ -22,10 +22,10 @@ HeaderMode parse_header_mode(const std::string& s);
 
 // What a first line is to --header auto: a line of names is a header, a line of numbers a data row, and
 // a line of both is a header only where its numbers are their own 0-based column positions (pandas'
-// default names 0, 1, ...); otherwise it is unclear (it may be a data row with a typo in it, which taken
+// default names 0, 1, ... with the last ones renamed); otherwise it is unclear (it may be a data row with a typo in it, which taken
 // for a header would be lost without a word), and the caller must say which. So is a line of 3 numbers
-// or more that are exactly their positions (pandas' names unrenamed, or a data row?). nan and inf are
-// names here (no data row holds one). Empty fields say nothing.
+// or more that are exactly their positions (pandas' names unrenamed, or a data row?). pandas' names are
+// 0, 1, ..., m-1 in the first m >= 2 columns, then names only. Empty fields say nothing.
 enum class FirstLine { Data, Header, Unclear };
 struct FirstLineGuess {
   FirstLine kind;
@@ -55,6 +55,8 @@ class BlockReader {
   // Names from the first file's header, else x1 ... x{n-1}, y.
   const std::vector<std::string>& names() const { return names_; }
   bool first_file_has_header() const { return first_has_header_; }
+  // "line N": where the first file's first line is (blank lines before it counted), for messages about it.
+  const std::string& first_line() const { return first_line_; }
   uint64_t total_bytes() const { return total_bytes_; }
   const std::vector<std::string>& paths() const { return paths_; }
 
@@ -77,6 +79,7 @@ class BlockReader {
   size_t n_columns_ = 0;
   std::vector<std::string> names_;
   bool first_has_header_ = false;
+  std::string first_line_ = "line 1";
   uint64_t total_bytes_ = 0;
 
   // State of the file being read.

@@ -46,14 +46,14 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
   BlockReader reader(inputs, opt.csv.header, opt.csv.delimiter, opt.csv.threads, {names});
   const size_t n = reader.n_columns();
   if (n != min.size() || n != max.size())
-    throw DataError(inputs[0] + ", line 1: expected " + std::to_string(min.size()) +
+    throw DataError(inputs[0] + ", " + reader.first_line() + ": expected " + std::to_string(min.size()) +
                     " fields (as in the stats), found " + std::to_string(n));
   // A header that names the columns differently from the stats (say, in another order) is refused:
   // applying the wrong column's min and max would be silently wrong.
   if (reader.first_file_has_header() && names.size() == n) {
     for (size_t c = 0; c < n; ++c)
       if (reader.names()[c] != names[c])
-        throw DataError(inputs[0] + ", line 1, column " + std::to_string(c + 1) + ": expected header " +
+        throw DataError(inputs[0] + ", " + reader.first_line() + ", column " + std::to_string(c + 1) + ": expected header " +
                         excerpt(names[c], 200) + " (as in the stats), found " + excerpt(reader.names()[c], 200));
   }
   progress.total = reader.total_bytes();

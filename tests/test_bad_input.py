@@ -67,10 +67,13 @@ def test_header_no_with_text_first_line(tmp_path):
 
 @pytest.mark.parametrize("first, column, found", [("1_000,2,3", 1, "1_000"), ("4,5,6x", 3, "6x"),
                                                   ("2019,2020,y", 3, "y"), ("0,2,y", 3, "y"),
-                                                  ("1,2,y", 3, "y")])
+                                                  ("1,2,y", 3, "y"), ("0,y,z", 2, "y"), ("0,b,y", 2, "b"),
+                                                  ("x,1,2", 1, "x"), ("NA,1,2", 1, "NA"), ("0,NA,NA", 2, "NA"),
+                                                  ("a,nan,y", 1, "a")])
 def test_header_auto_refuses_a_first_line_of_numbers_and_a_name(tmp_path, first, column, found):
-    # a data row with a typo would be taken for a header and dropped without a word; names among numbers
-    # other than their column positions (years as names) are a header only when --header yes says so
+    # a data row with a typo (or an NA) would be taken for a header and dropped without a word; names among
+    # numbers other than pandas' (0, 1, ... from the first column, then names: years as names, one number)
+    # are a header only when --header yes says so
     inp = write_text(tmp_path / "bad.csv", first + "\n" + GOOD)
     msg = normalize_fails(tmp_path, inp, line=1, column=column, found=found)
     assert "--header yes or --header no" in msg
@@ -80,10 +83,10 @@ def test_header_auto_refuses_a_first_line_of_numbers_and_a_name(tmp_path, first,
     assert np.load(tmp_path / "h.npy").shape == (2, 3)
 
 
-@pytest.mark.parametrize("first", ["0,1,y", "a,,y", ",1,y", "0,b,y", "x,1,2"])
+@pytest.mark.parametrize("first", ["0,1,y", "a,,y", "a,b,c", "0,1,\"y\""])
 def test_header_auto_takes_names_among_column_positions_for_a_header(tmp_path, first):
-    # pandas names a frame's columns 0, 1, 2, ...: a line of names whose numbers are their positions (from 0;
-    # empty fields say nothing) is a header
+    # pandas names a frame's columns 0, 1, 2, ...: a line of names after numbers that are their positions, 2 or
+    # more from the first column, is a header (empty fields say nothing)
     inp = write_text(tmp_path / "h.csv", first + "\n" + GOOD)
     ok("normalize", inp, "-o", tmp_path / "h.npy")
     assert np.load(tmp_path / "h.npy").shape == (2, 3)
@@ -99,6 +102,12 @@ def test_header_auto_takes_the_names_it_expects_and_refuses_a_typo_in_a_later_fi
     assert back[0] == "2019,2020,y" and len(back) == 4  # (3 rows: the header was not taken for one)
     ok("normalize", tmp_path / "n.csv", "-o", tmp_path / "again.npy", "--stats", tmp_path / "n.stats.json")
     assert np.load(tmp_path / "again.npy").shape == (3, 3)
+    # a header in another order is refused, at its line (blank lines before it counted)
+    swapped = write_text(tmp_path / "swapped.csv", "\n\n\n2020,2019,y\n" + GOOD)
+    normalize_fails(tmp_path, swapped, "--stats", tmp_path / "n.stats.json", line=4, column=1, found="2020",
+                    names=["swapped.csv"])
+    p = run_cli("denormalize", swapped, "-o", tmp_path / "d.csv", "--stats", tmp_path / "n.stats.json")
+    assert p.returncode == 1 and "swapped.csv, line 4, column 1" in p.stderr, p.stderr
     # names that are all numbers: such a line may as well be data (0,1 in a table of 0s and 1s), in any order
     # of the names, or of some of them: refused, --header yes reads it back
     inp = write_text(tmp_path / "nums.csv", "2019,2020,2021\n" + GOOD + "2,3,4\n")
@@ -121,14 +130,14 @@ def test_header_auto_takes_the_names_it_expects_and_refuses_a_typo_in_a_later_fi
     for command in ("stats", "normalize"):
         p = run_cli(command, first, later, "-o", tmp_path / ("s.json" if command == "stats" else "t.npy"))
         assert p.returncode == 1 and "binary.csv, line 1, column 1" in p.stderr, p.stderr
-    # nan and inf are names (no data row holds one)
-    ok("stats", write_text(tmp_path / "nan.csv", "a,nan,Inf\n" + GOOD), "-o", tmp_path / "nan.json")
-    assert json.loads((tmp_path / "nan.json").read_text())["columns"] == ["a", "nan", "Inf"]
-    # after a first file without a header, a later one's line of numbers and names is not a header, nor a
-    # name alone in a one-column table: a data row with a typo as likely
+    # a first value nan is a data row's (refused as a value, not taken for a header)
+    normalize_fails(tmp_path, write_text(tmp_path / "nan.csv", "nan\n1\n2\n"), line=1, column=1, found="nan")
+    # after a first file without a header, a later one's header has nothing to be checked against (its
+    # columns may be in another order) and may be a data row with a typo: refused (a one-column name too)
     first = write_text(tmp_path / "first.csv", GOOD)
-    later = write_text(tmp_path / "later.csv", "0,1,3x\n" + GOOD)
-    normalize_fails(tmp_path, [first, later], line=1, column=3, found="3x", names=["later.csv"])
+    for text, column, found in (("0,1,3x", 3, "3x"), ("y,b,a", 1, "y")):
+        later = write_text(tmp_path / "later.csv", text + "\n" + GOOD)
+        normalize_fails(tmp_path, [first, later], line=1, column=column, found=found, names=["later.csv"])
     first = write_text(tmp_path / "first1.csv", "1\n2\n")
     later = write_text(tmp_path / "later1.csv", "3x\n4\n")
     normalize_fails(tmp_path, [first, later], line=1, column=1, found="3x", names=["later1.csv"])
@@ -161,6 +170,14 @@ def test_info_says_what_header_auto_makes_of_the_first_line(tmp_path):
             p = run_cli("info", write_text(tmp_path / "i.csv", blank + first + "\n" + GOOD))
             rows = 2 if says == "header: yes" else 3
             assert p.returncode == 0 and says in p.stdout and f"3 columns, {rows} rows" in p.stdout, p.stdout
+
+
+def test_info_reads_the_whole_first_line_however_long(tmp_path):
+    # (info reads the first MiB; a first line longer than that, or after a MiB of blank lines, is read whole)
+    names = [f"column_{j}" for j in range(120_000)]  # 1.4 MB
+    for blank in ("", "\n" * (1 << 20)):
+        p = run_cli("info", write_text(tmp_path / "w.csv", blank + ",".join(names) + "\n" + ",".join(["1"] * 120_000)))
+        assert p.returncode == 0 and "120000 columns" in p.stdout and "header: yes" in p.stdout, p.stdout + p.stderr
 
 
 def test_crlf_and_bom_do_not_shift_line_or_column(tmp_path):

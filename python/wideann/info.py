@@ -117,10 +117,16 @@ def _describe_stats(path: str, st: Stats) -> str:
 
 
 def _describe_csv(path: str) -> str:
-    """From the first MiB only, so that it answers at once on a file of any size."""
+    """From the first MiB only (and the whole first line, as the engine reads it), so that it answers at once
+    on a file of any size."""
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         head = f.read(1 << 20)
+        while len(head) < size and b"\n" not in head.lstrip(b"\xef\xbb\xbf\r\n"):  # (blank lines before it)
+            more = f.read(1 << 20)
+            if not more:
+                break
+            head += more
     if not head.strip():
         raise ValueError(f"{path}: the file is empty" if not head else f"{path}: the file holds blank lines only")
     if b"\0" in head:  # no text file has one (a model's weights, a picture, an archive)

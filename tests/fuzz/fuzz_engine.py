@@ -487,8 +487,8 @@ def make_case(rng: random.Random, inp: Path) -> dict:
         values = None
         if all(t["values"] is not None for t in tables) and "--header" not in opts:
             values = [row for t in tables for row in t["values"]]
-            if first["header"] is None and first["cols"] == 1 and any(t["header"] for t in tables[1:]):
-                values = None  # (a later one-column input's name after a first one without: refused, a typo?)
+            if first["header"] is None and any(t["header"] for t in tables[1:]):
+                values = None  # (a later input's header after a first one without: refused)
         if command == "stats":
             case["argv"] = ["stats", *paths, "-o", "OUT/s.json", *opts]
             case["outputs"] = ["s.json"]
