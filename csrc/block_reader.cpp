@@ -65,7 +65,17 @@ void BlockReader::fill_until_newline(size_t from) {
   }
 }
 
+// How tables mark a missing value (pandas' default list, and '?'): no name, no number. A first line with one
+// is a data row with a value missing (refused as a value) or a header with an odd name: unclear.
+static bool marks_missing(const std::string& f) {
+  static const char* const marks[] = {"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN",
+                                      "<NA>", "N/A", "NA", "NULL", "None", "n/a", "null", "?"};
+  return std::any_of(std::begin(marks), std::end(marks), [&](const char* m) { return f == m; });
+}
+
 FirstLineGuess guess_first_line(const std::vector<std::string>& fields) {
+  for (size_t i = 0; i < fields.size(); ++i)
+    if (marks_missing(fields[i])) return {FirstLine::Unclear, i, true};
   size_t numbers = 0, name = fields.size();
   bool positions = true;  // every number is its own position, and comes before every name
   for (size_t i = 0; i < fields.size(); ++i) {
@@ -109,11 +119,15 @@ bool BlockReader::is_header(const std::vector<std::string>& fields, const std::s
   if (std::any_of(fields.begin(), fields.end(), [](const std::string& f) { return !f.empty(); }) &&
       std::any_of(known.begin(), known.end(), [&](const auto& k) { return k.size() == fields.size(); }) &&
       std::all_of(fields.begin(), fields.end(), [&](const std::string& f) { return f.empty() || named(f); })) {
-    if (!numbers_only) return true;
-    throw unclear(0, "numbers that are all names of the columns (as the stats or the first input name them)");
+    // (after a first input without a header, only the expected names in their order: nothing checks it later)
+    const bool exact = std::find(known.begin(), known.end(), fields) != known.end();
+    if (!numbers_only && (exact || cur_ == 0 || first_has_header_)) return true;
+    if (numbers_only) throw unclear(0, "numbers that are all names of the columns (as the stats or the first input name them)");
   }
   if (guess.kind == FirstLine::Unclear && numbers_only)
     throw unclear(0, "the columns' positions 0, 1, 2, ... (pandas' default names, or data?)");
+  if (guess.kind == FirstLine::Unclear && marks_missing(fields[guess.name]))
+    throw unclear(guess.name, excerpt(fields[guess.name], 200) + " (a missing value, or a name?)");
   if (guess.kind == FirstLine::Unclear) throw unclear(guess.name, excerpt(fields[guess.name], 200) + " among numbers");
   // After a first input without a header, a later input's header names columns that the first input's
   // rows filled without names (nothing to check it against: its columns may be in another order), and a

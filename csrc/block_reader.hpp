@@ -25,7 +25,8 @@ HeaderMode parse_header_mode(const std::string& s);
 // default names 0, 1, ... with the last ones renamed); otherwise it is unclear (it may be a data row with a typo in it, which taken
 // for a header would be lost without a word), and the caller must say which. So is a line of 3 numbers
 // or more that are exactly their positions (pandas' names unrenamed, or a data row?). pandas' names are
-// 0, 1, ..., m-1 in the first m >= 2 columns, then names only. Empty fields say nothing.
+// 0, 1, ..., m-1 in the first m >= 2 columns, then names only. A field that marks a missing value (NA,
+// N/A, NULL, ?, ...: pandas' list) makes any line unclear. Empty fields say nothing.
 enum class FirstLine { Data, Header, Unclear };
 struct FirstLineGuess {
   FirstLine kind;

@@ -50,13 +50,15 @@ std::vector<size_t> resolve_columns(const std::string& input, size_t k, size_t n
 // another order, or a one-column input of another column than the target) would be denormalized with
 // the wrong column's range without a word, so it is refused. Other names (y_pred) are taken as they are.
 void check_header_names(const std::string& input, const std::string& line, const std::vector<std::string>& header,
-                        const std::vector<size_t>& idx, const std::vector<std::string>& names) {
+                        const std::vector<size_t>& idx, const std::vector<std::string>& names, bool by_columns) {
   for (size_t j = 0; j < header.size(); ++j) {
     const size_t c = idx[j];
     if (c >= names.size() || header[j] == names[c]) continue;
     if (std::find(names.begin(), names.end(), header[j]) == names.end()) continue;
     const std::string where = input + ", " + line + ", column " + std::to_string(j + 1) + ": the header names " +
                               excerpt(header[j], 200) + ", ";
+    if (by_columns)  // (its values would be put in another column's units, under its own name)
+      throw DataError(where + "a column of the stats, but --columns reads it as " + excerpt(names[c], 200));
     if (header.size() == 1)
       throw DataError(where + "but a one-column input is read as the target " + excerpt(names[c], 200) +
                       "; give --columns " + excerpt(header[j], 200) + " if it is that column");
@@ -101,7 +103,7 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
     progress.total = reader->total_bytes();
   }
   const std::vector<size_t> idx = resolve_columns(input, k, n_stats, columns);
-  if (!out_names.empty() && columns.empty()) check_header_names(input, reader->first_line(), out_names, idx, names);
+  if (!out_names.empty()) check_header_names(input, reader->first_line(), out_names, idx, names, !columns.empty());
   if (out_names.empty())
     for (size_t c : idx) out_names.push_back(c < names.size() ? names[c] : "column" + std::to_string(c + 1));
   // (x * range + lo) * out_scale per input column (see column_scale).

@@ -138,6 +138,15 @@ def test_header_auto_takes_the_names_it_expects_and_refuses_a_typo_in_a_later_fi
     for text, column, found in (("0,1,3x", 3, "3x"), ("y,b,a", 1, "y")):
         later = write_text(tmp_path / "later.csv", text + "\n" + GOOD)
         normalize_fails(tmp_path, [first, later], line=1, column=column, found=found, names=["later.csv"])
+    # (in apply mode too, but for the stats' names in their order: a reordered set of them mixed the columns)
+    stats = tmp_path / "fit.json"
+    ok("stats", write_text(tmp_path / "fit.csv", "a,b,y\n1,100,3\n4,500,6\n"), "-o", stats)
+    plain = write_text(tmp_path / "plain.csv", "1,100,3\n")
+    normalize_fails(tmp_path, [plain, write_text(tmp_path / "re.csv", "b,a,y\n100,1,3\n")], "--stats", stats,
+                    line=1, column=1, found="b", names=["re.csv"])
+    ok("normalize", plain, write_text(tmp_path / "same.csv", "a,b,y\n4,500,6\n"), "-o", tmp_path / "s.csv",
+       "--stats", stats)
+    assert (tmp_path / "s.csv").read_text().splitlines()[1:] == ["0,0,0", "1,1,1"]
     first = write_text(tmp_path / "first1.csv", "1\n2\n")
     later = write_text(tmp_path / "later1.csv", "3x\n4\n")
     normalize_fails(tmp_path, [first, later], line=1, column=1, found="3x", names=["later1.csv"])
@@ -159,6 +168,32 @@ def test_header_auto_refuses_a_first_line_of_the_column_positions(tmp_path):
     # with stats that name the columns so it is no clearer (names, or data?): refused too
     normalize_fails(tmp_path, inp, "--stats", tmp_path / "h.stats.json", line=1, column=1,
                     found="names of the columns")
+
+
+@pytest.mark.parametrize("first, column", [("0,1,NA", 3), ("NA,NA,NA", 1), ("1,N/A,3", 2), ("a,?,y", 2)])
+def test_header_auto_refuses_a_first_line_with_a_missing_value(tmp_path, first, column):
+    # a data row with a value missing (0,1,NA reads as pandas' names 0,1 then a name) or a header with an odd
+    # name? taken for a header, the row was lost; a one-column NA too
+    inp = write_text(tmp_path / "na.csv", first + "\n" + GOOD)
+    msg = normalize_fails(tmp_path, inp, line=1, column=column, found="a missing value, or a name?")
+    assert "--header yes or --header no" in msg
+    p = run_cli("denormalize", write_text(tmp_path / "p.csv", "NA\n0.5\n"), "-o", tmp_path / "d.csv",
+                "--stats", write_text(tmp_path / "s.json", json.dumps(
+                    {"format": "wideann-stats", "version": 1, "columns": ["x1", "y"], "min": [0, 0], "max": [1, 10],
+                     "n_rows": 2})))
+    assert p.returncode == 1 and "p.csv, line 1, column 1" in p.stderr and not (tmp_path / "d.csv").exists()
+
+
+def test_denormalize_refuses_a_header_other_than_its_columns_say(tmp_path):
+    # with --columns the header's names were kept as labels over other columns' values
+    stats = tmp_path / "fit.json"
+    ok("stats", write_text(tmp_path / "fit.csv", "a,b,y\n1,100,3\n4,500,6\n"), "-o", stats)
+    ab = write_text(tmp_path / "ab.csv", "a,b\n0,0\n1,1\n")
+    p = run_cli("denormalize", ab, "-o", tmp_path / "o.csv", "--stats", stats, "--columns", "b", "a")
+    assert p.returncode == 1 and "ab.csv, line 1, column 1" in p.stderr and "--columns reads it as 'b'" in p.stderr
+    assert not (tmp_path / "o.csv").exists()
+    ok("denormalize", ab, "-o", tmp_path / "o.csv", "--stats", stats, "--columns", "a", "b")
+    assert (tmp_path / "o.csv").read_text().splitlines() == ["a,b", "1,100", "4,500"]
 
 
 def test_info_says_what_header_auto_makes_of_the_first_line(tmp_path):

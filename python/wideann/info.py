@@ -131,8 +131,8 @@ def _describe_csv(path: str) -> str:
         raise ValueError(f"{path}: the file is empty" if not head else f"{path}: the file holds blank lines only")
     if b"\0" in head:  # no text file has one (a model's weights, a picture, an archive)
         raise ValueError(f"{path}: not a CSV (binary data), a .npy table or a stats file")
-    lines = head.removeprefix(b"\xef\xbb\xbf").splitlines()
-    blank = next((i for i, ln in enumerate(lines) if ln.strip(b"\r")), len(lines))  # (skipped, as the engine does)
+    lines = [ln.removesuffix(b"\r") for ln in head.removeprefix(b"\xef\xbb\xbf").split(b"\n")]  # (lines end at LF)
+    blank = next((i for i, ln in enumerate(lines) if ln), len(lines))  # (skipped, as the engine does)
     lines = lines[blank:]
     whole = len(head) == size
     first = lines[0].decode("utf-8", errors="backslashreplace") if lines else ""
