@@ -34,6 +34,7 @@ std::vector<std::string> default_names(size_t n) {
 BlockReader::BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim, size_t threads,
                          std::vector<std::vector<std::string>> known)
     : paths_(paths), mode_(mode), known_(std::move(known)), delim_(delim), block_size_(block_size(threads)) {
+  for (const auto& k : known_) known_names_.insert(k.begin(), k.end());
   if (paths_.empty()) throw DataError("no input files given");
   for (const auto& p : paths_) {
     files_.push_back(std::make_unique<InputFile>(p));
@@ -106,21 +107,20 @@ bool BlockReader::is_header(const std::vector<std::string>& fields, const std::s
   const bool numbers_only = guess.name == fields.size();
   // the headers expected: the caller's, and in a later input the first input's (so that the stats pass and
   // the normalize pass, which is given the stats' names, decide alike)
-  std::vector<std::vector<std::string>> known = known_;
-  if (cur_ > 0 && first_has_header_) known.push_back(names_);
+  std::vector<const std::vector<std::string>*> known;
+  for (const auto& k : known_) known.push_back(&k);
+  if (cur_ > 0 && first_has_header_) known.push_back(&names_);
   // A line as wide as a header expected whose fields are all names of the columns: with a name in it, a
   // header (no data row holds a name; its order is checked where it is used); of numbers only, names or
   // data? (A one-column input's number among any of the stats' names: the target, or another column?)
-  const auto named = [&](const std::string& f) {
-    return std::any_of(known.begin(), known.end(), [&](const std::vector<std::string>& k) {
-      return std::find(k.begin(), k.end(), f) != k.end();
-    });
+  const auto named = [&](const std::string& f) {  // (sets: a line of 100k fields is looked up)
+    return known_names_.count(f) > 0 || (cur_ > 0 && first_has_header_ && first_names_.count(f) > 0);
   };
   if (std::any_of(fields.begin(), fields.end(), [](const std::string& f) { return !f.empty(); }) &&
-      std::any_of(known.begin(), known.end(), [&](const auto& k) { return k.size() == fields.size(); }) &&
+      std::any_of(known.begin(), known.end(), [&](const auto* k) { return k->size() == fields.size(); }) &&
       std::all_of(fields.begin(), fields.end(), [&](const std::string& f) { return f.empty() || named(f); })) {
     // (after a first input without a header, only the expected names in their order: nothing checks it later)
-    const bool exact = std::find(known.begin(), known.end(), fields) != known.end();
+    const bool exact = std::any_of(known.begin(), known.end(), [&](const auto* k) { return *k == fields; });
     if (!numbers_only && (exact || cur_ == 0 || first_has_header_)) return true;
     if (numbers_only) throw unclear(0, "numbers that are all names of the columns (as the stats or the first input name them)");
   }
@@ -185,6 +185,7 @@ void BlockReader::open_next_file() {
     if (header) {
       for (size_t i = 0; i < names_.size(); ++i)
         if (names_[i].empty()) names_[i] = "column" + std::to_string(i + 1);
+      first_names_.insert(names_.begin(), names_.end());
     }
   } else if (fields.size() != n_columns_) {
     throw DataError(where + ": expected " + std::to_string(n_columns_) + " fields (as in " +

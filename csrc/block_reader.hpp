@@ -10,6 +10,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "common.hpp"
@@ -75,6 +76,8 @@ class BlockReader {
   std::vector<std::unique_ptr<InputFile>> files_;
   HeaderMode mode_;
   std::vector<std::vector<std::string>> known_;
+  std::unordered_set<std::string> known_names_;  // every name in known_
+  std::unordered_set<std::string> first_names_;  // the first file's header names, if it has one
   char delim_;
   size_t block_size_;
   size_t n_columns_ = 0;
