@@ -244,11 +244,11 @@ PYBIND11_MODULE(_native, m) {
         [](const std::vector<std::string>& fields) {
           FirstLineGuess g = guess_first_line(fields);
           const char* kind = g.kind == FirstLine::Header ? "header" : g.kind == FirstLine::Data ? "data" : "unclear";
-          return py::make_tuple(kind, g.name);
+          return py::make_tuple(kind, g.name, g.why);
         },
         py::arg("fields"),
         "What --header auto makes of a first line's fields (trimmed, unquoted): ('header' | 'data' | 'unclear', "
-        "the first name's column, 0-based)");
+        "the first name's column, 0-based, why it is unclear: 'missing' | 'positions' | 'mixed' | '')");
 
   m.def("block_size", &block_size, py::arg("threads") = 1,
         "Bytes of input a worker takes at a time (WIDEANN_BLOCK_SIZE overrides it)");

@@ -66,17 +66,17 @@ void BlockReader::fill_until_newline(size_t from) {
   }
 }
 
-// How tables mark a missing value (pandas' default list, and '?'): no name, no number. A first line with one
-// is a data row with a value missing (refused as a value) or a header with an odd name: unclear.
+// How tables mark a missing value (pandas' default list, and ?, . and -): no name, no number. A first line
+// with one is a data row with a value missing (refused as a value) or a header with an odd name: unclear.
 static bool marks_missing(const std::string& f) {
   static const char* const marks[] = {"#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN",
-                                      "<NA>", "N/A", "NA", "NULL", "None", "n/a", "null", "?"};
+                                      "<NA>", "N/A", "NA", "NULL", "None", "n/a", "null", "?", ".", "-"};
   return std::any_of(std::begin(marks), std::end(marks), [&](const char* m) { return f == m; });
 }
 
 FirstLineGuess guess_first_line(const std::vector<std::string>& fields) {
   for (size_t i = 0; i < fields.size(); ++i)
-    if (marks_missing(fields[i])) return {FirstLine::Unclear, i, true};
+    if (marks_missing(fields[i])) return {FirstLine::Unclear, i, true, "missing"};
   size_t numbers = 0, name = fields.size();
   bool positions = true;  // every number is its own position, and comes before every name
   for (size_t i = 0; i < fields.size(); ++i) {
@@ -89,11 +89,14 @@ FirstLineGuess guess_first_line(const std::vector<std::string>& fields) {
       name = i;
     }
   }
-  if (name == fields.size())  // numbers only: data, unless they are 0, 1, 2, ... (pandas' names, unrenamed)
-    return {positions && numbers >= 3 ? FirstLine::Unclear : FirstLine::Data, name, false};
+  if (name == fields.size()) {  // numbers only: data, unless they are 0, 1, 2, ... (pandas' names, unrenamed)
+    if (positions && numbers == fields.size()) return {FirstLine::Unclear, name, false, "positions"};
+    return {FirstLine::Data, name, false, ""};
+  }
   // numbers and names: pandas' names with the last ones renamed (0, 1, ..., y), or a data row with a typo
   const bool pandas = positions && numbers >= 2;
-  return {numbers && !pandas ? FirstLine::Unclear : FirstLine::Header, name, numbers > 0};
+  if (numbers && !pandas) return {FirstLine::Unclear, name, true, "mixed"};
+  return {FirstLine::Header, name, numbers > 0, ""};
 }
 
 bool BlockReader::is_header(const std::vector<std::string>& fields, const std::string& where) const {
@@ -125,7 +128,7 @@ bool BlockReader::is_header(const std::vector<std::string>& fields, const std::s
     if (numbers_only) throw unclear(0, "numbers that are all names of the columns (as the stats or the first input name them)");
   }
   if (guess.kind == FirstLine::Unclear && numbers_only)
-    throw unclear(0, "the columns' positions 0, 1, 2, ... (pandas' default names, or data?)");
+    throw unclear(0, "the columns' positions 0, 1, 2, ... (pandas' names for unnamed columns, or data?)");
   if (guess.kind == FirstLine::Unclear && marks_missing(fields[guess.name]))
     throw unclear(guess.name, excerpt(fields[guess.name], 200) + " (a missing value, or a name?)");
   if (guess.kind == FirstLine::Unclear) throw unclear(guess.name, excerpt(fields[guess.name], 200) + " among numbers");

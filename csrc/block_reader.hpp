@@ -25,7 +25,7 @@ HeaderMode parse_header_mode(const std::string& s);
 // a line of both is a header only where its numbers are their own 0-based column positions (pandas'
 // default names 0, 1, ... with the last ones renamed); otherwise it is unclear (it may be a data row with a typo in it, which taken
 // for a header would be lost without a word), and the caller must say which. So is a line of 3 numbers
-// or more that are exactly their positions (pandas' names unrenamed, or a data row?). pandas' names are
+// (one or more) that are exactly their positions (pandas' names unrenamed, or a data row?). pandas' names are
 // 0, 1, ..., m-1 in the first m >= 2 columns, then names only. A field that marks a missing value (NA,
 // N/A, NULL, ?, ...: pandas' list) makes any line unclear. Empty fields say nothing.
 enum class FirstLine { Data, Header, Unclear };
@@ -33,6 +33,7 @@ struct FirstLineGuess {
   FirstLine kind;
   size_t name;  // the first name's column (0-based; the number of fields where there is none)
   bool mixed;   // names and numbers
+  const char* why;  // where unclear: "missing" (a missing value's mark), "positions", "mixed"
 };
 FirstLineGuess guess_first_line(const std::vector<std::string>& fields);
 

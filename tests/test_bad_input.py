@@ -156,21 +156,25 @@ def test_header_auto_takes_the_names_it_expects_and_refuses_a_typo_in_a_later_fi
 
 
 def test_header_auto_refuses_a_first_line_of_the_column_positions(tmp_path):
-    # 0,1,2,... is what pandas writes for a frame's columns left unnamed: taken for data, it was a row of
-    # made-up values in the stats and the table; 0,1 (two columns) may well be data, and is
+    # 0,1,2,... is what pandas writes for a frame's columns left unnamed (0 for one column, 0,1 for two): taken
+    # for data, it was a row of made-up values in the stats and the table (or a prediction, denormalized)
     inp = write_text(tmp_path / "p.csv", "0,1,2\n" + GOOD)
     msg = normalize_fails(tmp_path, inp, line=1, column=1, found="positions 0, 1, 2")
     assert "--header yes or --header no" in msg
     ok("normalize", inp, "-o", tmp_path / "h.npy", "--header", "yes")
     assert np.load(tmp_path / "h.npy").shape == (2, 3)
-    ok("normalize", write_text(tmp_path / "two.csv", "0,1\n1,0\n"), "-o", tmp_path / "two.npy")
+    for text in ("0,1\n1,0\n", "0\n1\n"):
+        normalize_fails(tmp_path, write_text(tmp_path / "few.csv", text), line=1, column=1, found="positions",
+                        names=["few.csv"])
+    ok("normalize", write_text(tmp_path / "two.csv", "1,0\n0,1\n"), "-o", tmp_path / "two.npy")
     assert np.load(tmp_path / "two.npy").shape == (2, 2)
     # with stats that name the columns so it is no clearer (names, or data?): refused too
     normalize_fails(tmp_path, inp, "--stats", tmp_path / "h.stats.json", line=1, column=1,
                     found="names of the columns")
 
 
-@pytest.mark.parametrize("first, column", [("0,1,NA", 3), ("NA,NA,NA", 1), ("1,N/A,3", 2), ("a,?,y", 2)])
+@pytest.mark.parametrize("first, column", [("0,1,NA", 3), ("NA,NA,NA", 1), ("1,N/A,3", 2), ("a,?,y", 2),
+                                           (".,.,.", 1), ("1,2,-", 3)])
 def test_header_auto_refuses_a_first_line_with_a_missing_value(tmp_path, first, column):
     # a data row with a value missing (0,1,NA reads as pandas' names 0,1 then a name) or a header with an odd
     # name? taken for a header, the row was lost; a one-column NA too
@@ -200,8 +204,9 @@ def test_info_says_what_header_auto_makes_of_the_first_line(tmp_path):
     for first, says in (("a,b,y", "header: yes"), ("1,2,3", "header: no"), ("0,1,y", "header: yes"),
                         ("1,2,3x", "header: unclear (numbers and a name, '3x' in column 3"),
                         ("0,1,2", "header: unclear (the columns' positions"),
+                        ("4,NA,6", "header: unclear ('NA' in column 2: a missing value, or a name?"),
                         ('0, "1", 2', "header: unclear (the columns' positions")):
-        for blank in ("", "\n\n"):  # (blank lines before the first line are skipped, as the engine does)
+        for blank in ("", "\n\n", "\r\r\n"):  # (blank lines before the first line are skipped, as the engine does)
             p = run_cli("info", write_text(tmp_path / "i.csv", blank + first + "\n" + GOOD))
             rows = 2 if says == "header: yes" else 3
             assert p.returncode == 0 and says in p.stdout and f"3 columns, {rows} rows" in p.stdout, p.stdout

@@ -131,14 +131,13 @@ def _describe_csv(path: str) -> str:
         raise ValueError(f"{path}: the file is empty" if not head else f"{path}: the file holds blank lines only")
     if b"\0" in head:  # no text file has one (a model's weights, a picture, an archive)
         raise ValueError(f"{path}: not a CSV (binary data), a .npy table or a stats file")
-    lines = [ln.removesuffix(b"\r") for ln in head.removeprefix(b"\xef\xbb\xbf").split(b"\n")]  # (lines end at LF)
-    blank = next((i for i, ln in enumerate(lines) if ln), len(lines))  # (skipped, as the engine does)
-    lines = lines[blank:]
+    # lines end at LF; CRs and LFs before the first line are skipped, as the engine does
+    lines = [ln.removesuffix(b"\r") for ln in head.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n").split(b"\n")]
     whole = len(head) == size
     first = lines[0].decode("utf-8", errors="backslashreplace") if lines else ""
     delimiter = max(",;\t|", key=first.count) if first else ","
     fields = split_fields(first, delimiter)
-    kind, name = _native.guess_first_line(fields)  # (the engine's own rule)
+    kind, name, why = _native.guess_first_line(fields)  # (the engine's own rule)
     is_header = kind == "header"
     body = [ln for ln in (lines[1:] if whole else lines[1:-1]) if ln.strip()]
     if whole:
@@ -150,12 +149,22 @@ def _describe_csv(path: str) -> str:
         rows = "rows unknown (the first MiB holds less than two lines)"
     return "\n".join([
         f"{path}: CSV, {human_bytes(size)}, {len(fields)} columns, {rows}",
-        f"  delimiter {delimiter!r}, header: " + ("yes" if kind == "header" else "no" if kind == "data" else (
-            f"unclear (numbers and a name, {fields[name].strip()!r} in column {name + 1}" if name < len(fields) else
-            "unclear (the columns' positions 0, 1, 2, ...: pandas' default names, or data?") +
-            ": --header auto refuses it; say --header yes or --header no)"),
+        f"  delimiter {delimiter!r}, header: {_verdict(kind, why, fields, name)}",
         f"  first line: {_names([x.strip() for x in fields])}",
     ])
+
+
+def _verdict(kind: str, why: str, fields: list[str], name: int) -> str:
+    """What --header auto makes of a first line, in words (see ``_native.guess_first_line``)."""
+    if kind != "unclear":
+        return "yes" if kind == "header" else "no"
+    if why == "positions":
+        what = "the columns' positions 0, 1, 2, ...: pandas' names, or data?"
+    elif why == "missing":
+        what = f"{fields[name]!r} in column {name + 1}: a missing value, or a name?"
+    else:
+        what = f"numbers and a name, {fields[name]!r} in column {name + 1}"
+    return f"unclear ({what}: --header auto refuses it; say --header yes or --header no)"
 
 
 def split_fields(line: str, delimiter: str) -> list[str]:

@@ -273,7 +273,7 @@ def gen_table(rng: random.Random, cols: int | None = None) -> dict:
         values = None
     if blank and cols == 1:
         values = None
-    if header is None and rows and cols >= 3 and all(c[0].strip().strip('"').strip() == str(j)
+    if header is None and rows and all(c[0].strip().strip('"').strip() == str(j)
                                                      for j, c in enumerate(columns)):
         values = None  # a first line 0, 1, 2, ...: --header auto refuses it (pandas' names, or data?)
     return {"data": data, "delim": delim, "cols": cols, "header": header, "values": values}
