@@ -248,7 +248,7 @@ PYBIND11_MODULE(_native, m) {
         },
         py::arg("fields"),
         "What --header auto makes of a first line's fields (trimmed, unquoted): ('header' | 'data' | 'unclear', "
-        "the first name's column, 0-based, why it is unclear: 'missing' | 'positions' | 'mixed' | '')");
+        "the first name's column, 0-based, why it is unclear: 'missing' | 'positions' | 'mixed' | 'index' | '')");
 
   m.def("block_size", &block_size, py::arg("threads") = 1,
         "Bytes of input a worker takes at a time (WIDEANN_BLOCK_SIZE overrides it)");

@@ -96,6 +96,11 @@ FirstLineGuess guess_first_line(const std::vector<std::string>& fields) {
   // numbers and names: pandas' names with the last ones renamed (0, 1, ..., y), or a data row with a typo
   const bool pandas = positions && numbers >= 2;
   if (numbers && !pandas) return {FirstLine::Unclear, name, true, "mixed"};
+  // names after an empty first one: pandas' header over its index (to_csv's default), whose row numbers
+  // would be read as an input
+  if (fields.size() > 1 && fields[0].empty() &&
+      std::none_of(fields.begin() + 1, fields.end(), [](const std::string& f) { return f.empty(); }))
+    return {FirstLine::Unclear, 0, numbers > 0, "index"};
   return {FirstLine::Header, name, numbers > 0, ""};
 }
 
@@ -129,6 +134,10 @@ bool BlockReader::is_header(const std::vector<std::string>& fields, const std::s
   }
   if (guess.kind == FirstLine::Unclear && numbers_only)
     throw unclear(0, "the columns' positions 0, 1, 2, ... (pandas' names for unnamed columns, or data?)");
+  if (guess.kind == FirstLine::Unclear && std::string(guess.why) == "index")
+    throw DataError(where + ", column 1: expected a name, found none before " + excerpt(fields[1], 200) +
+                    ", as pandas writes over a frame's index (to_csv without index=False): its row numbers would "
+                    "be an input; write the CSV without the index, or say --header yes to keep that column");
   if (guess.kind == FirstLine::Unclear && marks_missing(fields[guess.name]))
     throw unclear(guess.name, excerpt(fields[guess.name], 200) + " (a missing value, or a name?)");
   if (guess.kind == FirstLine::Unclear) throw unclear(guess.name, excerpt(fields[guess.name], 200) + " among numbers");

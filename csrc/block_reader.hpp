@@ -27,13 +27,14 @@ HeaderMode parse_header_mode(const std::string& s);
 // for a header would be lost without a word), and the caller must say which. So is a line of 3 numbers
 // (one or more) that are exactly their positions (pandas' names unrenamed, or a data row?). pandas' names are
 // 0, 1, ..., m-1 in the first m >= 2 columns, then names only. A field that marks a missing value (NA,
-// N/A, NULL, ?, ...: pandas' list) makes any line unclear. Empty fields say nothing.
+// N/A, NULL, ?, ...: pandas' list) makes any line unclear. So do names after an empty first one (pandas'
+// header over its index). Other empty fields say nothing.
 enum class FirstLine { Data, Header, Unclear };
 struct FirstLineGuess {
   FirstLine kind;
   size_t name;  // the first name's column (0-based; the number of fields where there is none)
   bool mixed;   // names and numbers
-  const char* why;  // where unclear: "missing" (a missing value's mark), "positions", "mixed"
+  const char* why;  // where unclear: "missing" (a missing value's mark), "positions", "mixed", "index"
 };
 FirstLineGuess guess_first_line(const std::vector<std::string>& fields);
 

@@ -200,6 +200,18 @@ def test_denormalize_refuses_a_header_other_than_its_columns_say(tmp_path):
     assert (tmp_path / "o.csv").read_text().splitlines() == ["a,b", "1,100", "4,500"]
 
 
+def test_header_auto_refuses_pandas_header_over_its_index(tmp_path):
+    # to_csv() writes the index first under an empty name: its row numbers were read as an input column
+    inp = write_text(tmp_path / "pd.csv", ",a,b,y\n0,1,2,3\n1,4,5,6\n")
+    msg = normalize_fails(tmp_path, inp, line=1, column=1, found="as pandas writes over a frame's index")
+    assert "--header yes" in msg and "without the index" in msg
+    ok("normalize", inp, "-o", tmp_path / "kept.npy", "--header", "yes")  # (the user's call: the column is kept)
+    assert np.load(tmp_path / "kept.npy").shape == (2, 4)
+    ok("normalize", write_text(tmp_path / "mid.csv", "a,,y\n" + GOOD), "-o", tmp_path / "mid.npy")  # (not first)
+    p = run_cli("info", inp)
+    assert p.returncode == 0 and "header: unclear (no name in column 1, as pandas writes" in p.stdout, p.stdout
+
+
 def test_info_says_what_header_auto_makes_of_the_first_line(tmp_path):
     for first, says in (("a,b,y", "header: yes"), ("1,2,3", "header: no"), ("0,1,y", "header: yes"),
                         ("1,2,3x", "header: unclear (numbers and a name, '3x' in column 3"),

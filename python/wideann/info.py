@@ -160,6 +160,8 @@ def _verdict(kind: str, why: str, fields: list[str], name: int) -> str:
         return "yes" if kind == "header" else "no"
     if why == "positions":
         what = "the columns' positions 0, 1, 2, ...: pandas' names, or data?"
+    elif why == "index":
+        what = "no name in column 1, as pandas writes over a frame's index: its row numbers would be an input"
     elif why == "missing":
         what = f"{fields[name]!r} in column {name + 1}: a missing value, or a name?"
     else:
