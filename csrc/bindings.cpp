@@ -242,9 +242,17 @@ PYBIND11_MODULE(_native, m) {
 
   m.def("guess_first_line",
         [](const std::vector<std::string>& fields) {
-          FirstLineGuess g = guess_first_line(fields);
-          const char* kind = g.kind == FirstLine::Header ? "header" : g.kind == FirstLine::Data ? "data" : "unclear";
-          return py::make_tuple(kind, g.name, g.why);
+          const FirstLineGuess g = guess_first_line(fields);
+          std::string kind = "unclear", why;
+          switch (g.kind) {
+            case FirstLine::Header: kind = "header"; break;
+            case FirstLine::Data: kind = "data"; break;
+            case FirstLine::Missing: why = "missing"; break;
+            case FirstLine::Positions: why = "positions"; break;
+            case FirstLine::Mixed: why = "mixed"; break;
+            case FirstLine::Index: why = "index"; break;
+          }
+          return py::make_tuple(kind, g.name, why);
         },
         py::arg("fields"),
         "What --header auto makes of a first line's fields (trimmed, unquoted): ('header' | 'data' | 'unclear', "

@@ -76,7 +76,7 @@ static bool marks_missing(const std::string& f) {
 
 FirstLineGuess guess_first_line(const std::vector<std::string>& fields) {
   for (size_t i = 0; i < fields.size(); ++i)
-    if (marks_missing(fields[i])) return {FirstLine::Unclear, i, true, "missing"};
+    if (marks_missing(fields[i])) return {FirstLine::Missing, i};
   size_t numbers = 0, name = fields.size();
   bool positions = true;  // every number is its own position, and comes before every name
   for (size_t i = 0; i < fields.size(); ++i) {
@@ -89,19 +89,17 @@ FirstLineGuess guess_first_line(const std::vector<std::string>& fields) {
       name = i;
     }
   }
-  if (name == fields.size()) {  // numbers only: data, unless they are 0, 1, 2, ... (pandas' names, unrenamed)
-    if (positions && numbers == fields.size()) return {FirstLine::Unclear, name, false, "positions"};
-    return {FirstLine::Data, name, false, ""};
-  }
+  if (name == fields.size())  // numbers only: data, unless they are 0, 1, 2, ... (pandas' names, unrenamed)
+    return {positions && numbers == fields.size() ? FirstLine::Positions : FirstLine::Data, name};
   // numbers and names: pandas' names with the last ones renamed (0, 1, ..., y), or a data row with a typo
   const bool pandas = positions && numbers >= 2;
-  if (numbers && !pandas) return {FirstLine::Unclear, name, true, "mixed"};
+  if (numbers && !pandas) return {FirstLine::Mixed, name};
   // names after an empty first one: pandas' header over its index (to_csv's default), whose row numbers
   // would be read as an input
   if (fields.size() > 1 && fields[0].empty() &&
       std::none_of(fields.begin() + 1, fields.end(), [](const std::string& f) { return f.empty(); }))
-    return {FirstLine::Unclear, 0, numbers > 0, "index"};
-  return {FirstLine::Header, name, numbers > 0, ""};
+    return {FirstLine::Index, 0};
+  return {FirstLine::Header, name};
 }
 
 bool BlockReader::is_header(const std::vector<std::string>& fields, const std::string& where) const {
@@ -132,15 +130,21 @@ bool BlockReader::is_header(const std::vector<std::string>& fields, const std::s
     if (!numbers_only && (exact || cur_ == 0 || first_has_header_)) return true;
     if (numbers_only) throw unclear(0, "numbers that are all names of the columns (as the stats or the first input name them)");
   }
-  if (guess.kind == FirstLine::Unclear && numbers_only)
-    throw unclear(0, "the columns' positions 0, 1, 2, ... (pandas' names for unnamed columns, or data?)");
-  if (guess.kind == FirstLine::Unclear && std::string(guess.why) == "index")
-    throw DataError(where + ", column 1: expected a name, found none before " + excerpt(fields[1], 200) +
-                    ", as pandas writes over a frame's index (to_csv without index=False): its row numbers would "
-                    "be an input; write the CSV without the index, or say --header yes to keep that column");
-  if (guess.kind == FirstLine::Unclear && marks_missing(fields[guess.name]))
-    throw unclear(guess.name, excerpt(fields[guess.name], 200) + " (a missing value, or a name?)");
-  if (guess.kind == FirstLine::Unclear) throw unclear(guess.name, excerpt(fields[guess.name], 200) + " among numbers");
+  switch (guess.kind) {
+    case FirstLine::Positions:
+      throw unclear(0, "the columns' positions 0, 1, 2, ... (pandas' names for unnamed columns, or data?)");
+    case FirstLine::Index:
+      throw DataError(where + ", column 1: expected a name, found none before " + excerpt(fields[1], 200) +
+                      ", as pandas writes over a frame's index (to_csv without index=False): its row numbers "
+                      "would be an input; write the CSV without the index, or say --header yes to keep that column");
+    case FirstLine::Missing:
+      throw unclear(guess.name, excerpt(fields[guess.name], 200) + " (a missing value, or a name?)");
+    case FirstLine::Mixed:
+      throw unclear(guess.name, excerpt(fields[guess.name], 200) + " among numbers");
+    case FirstLine::Data:
+    case FirstLine::Header:
+      break;
+  }
   // After a first input without a header, a later input's header names columns that the first input's
   // rows filled without names (nothing to check it against: its columns may be in another order), and a
   // line of names may as well be a data row with a typo (one column): refused, but for the names expected.

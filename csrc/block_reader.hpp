@@ -21,20 +21,16 @@ namespace wideann {
 enum class HeaderMode { Auto, Yes, No };
 HeaderMode parse_header_mode(const std::string& s);
 
-// What a first line is to --header auto: a line of names is a header, a line of numbers a data row, and
-// a line of both is a header only where its numbers are their own 0-based column positions (pandas'
-// default names 0, 1, ... with the last ones renamed); otherwise it is unclear (it may be a data row with a typo in it, which taken
-// for a header would be lost without a word), and the caller must say which. So is a line of 3 numbers
-// (one or more) that are exactly their positions (pandas' names unrenamed, or a data row?). pandas' names are
-// 0, 1, ..., m-1 in the first m >= 2 columns, then names only. A field that marks a missing value (NA,
-// N/A, NULL, ?, ...: pandas' list) makes any line unclear. So do names after an empty first one (pandas'
-// header over its index). Other empty fields say nothing.
-enum class FirstLine { Data, Header, Unclear };
+// What a first line is to --header auto: a line of names is a header, a line of numbers a data row. It is
+// unclear (the caller must be told which) where it may be either, and taking a data row for a header would
+// lose it without a word: a field marks a missing value (NA, N/A, NULL, ?, ...: pandas' list and a few);
+// its numbers are exactly their positions 0, 1, 2, ... (pandas' names of unnamed columns, or data?);
+// names among numbers, unless the numbers are pandas' names 0, 1, ..., m-1 in the first m >= 2 columns
+// (0, 1, y); names after an empty first one (pandas' header over its index). Empty fields say nothing else.
+enum class FirstLine { Data, Header, Missing, Positions, Mixed, Index };  // (the last four: unclear, and why)
 struct FirstLineGuess {
   FirstLine kind;
-  size_t name;  // the first name's column (0-based; the number of fields where there is none)
-  bool mixed;   // names and numbers
-  const char* why;  // where unclear: "missing" (a missing value's mark), "positions", "mixed", "index"
+  size_t name;  // the first name's column, 0-based (the number of fields where there is none)
 };
 FirstLineGuess guess_first_line(const std::vector<std::string>& fields);
 
@@ -49,9 +45,10 @@ class BlockReader {
  public:
   // Opens every input (so a missing one fails before any work) and reads the first file's first line.
   // `threads` sets the block size (see block_size()). `known`: headers the caller expects (the stats'
-  // column names, say): under HeaderMode::Auto a first line equal to one of them, with a name in it, is
-  // a header, whatever guess_first_line makes of it (numbers and names, as a table of wideann's own output
-  // may carry); a line of numbers that are all among their names is unclear (names, or data?), refused.
+  // column names, say): under HeaderMode::Auto a first line as wide as one of them whose fields are all
+  // their names is a header where a name is among them, whatever guess_first_line makes of it (numbers
+  // and names, as a table of wideann's own output may carry), and unclear (refused) where they are all
+  // numbers (names, or data?).
   BlockReader(const std::vector<std::string>& paths, HeaderMode mode, char delim, size_t threads = 1,
               std::vector<std::vector<std::string>> known = {});
 

@@ -88,8 +88,8 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
     if (npy_file->size() < need) throw DataError(input + ": truncated .npy data");
     progress.total = npy.rows * k * npy.item_size;
   } else {
-    // a first line naming the columns this input may hold is a header under --header auto, whatever the
-    // names: all the stats' columns, the target alone, or those --columns names
+    // a first line naming the columns this input may hold is a header under --header auto (see
+    // BlockReader's `known`): all the stats' columns, the target alone, or those --columns names
     std::vector<std::vector<std::string>> known{names};
     if (!names.empty()) known.push_back({names.back()});
     if (!columns.empty()) {

@@ -42,7 +42,7 @@ size_t first_inf(const uint16_t* h, size_t n) {
 uint64_t normalize(const std::vector<std::string>& inputs, const std::string& output,
                    const std::vector<double>& min, const std::vector<double>& max,
                    const std::vector<std::string>& names, const NormalizeOptions& opt, Progress& progress) {
-  // (a first line naming the stats' columns is a header under --header auto, whatever the names)
+  // (a first line naming the stats' columns is a header under --header auto: see BlockReader's `known`)
   BlockReader reader(inputs, opt.csv.header, opt.csv.delimiter, opt.csv.threads, {names});
   const size_t n = reader.n_columns();
   if (n != min.size() || n != max.size())

@@ -150,7 +150,7 @@ def _describe_csv(path: str) -> str:
     return "\n".join([
         f"{path}: CSV, {human_bytes(size)}, {len(fields)} columns, {rows}",
         f"  delimiter {delimiter!r}, header: {_verdict(kind, why, fields, name)}",
-        f"  first line: {_names([x.strip() for x in fields])}",
+        f"  first line: {_names(fields)}",
     ])
 
 
