@@ -247,10 +247,9 @@ def gpu_half(args, tables, partial=lambda got: None):
             if dt == "float16" and batch >= 1024:  # (c) with every epoch begun cold: what reading on is worth
                 paths["streamed_cold"] = (lambda s=streamed: endless(s, cold=True), True)
                 # (d) gathering float16 values one by one, as before commit 347f836: what gathering words is worth
-                elements = copy.copy(tier.store)
-                elements._x_words = elements.x
-                paths["resident_elements"] = (lambda s=data.ShardedBatches(table, rows, batch, seed=0, device=device,
-                                                                           resident=elements, dtype=None): endless(s), True)
+                paths["resident_elements"] = (lambda s=data.ShardedBatches(
+                    table, rows, batch, seed=0, device=device, resident=gathering_elements(tier.store), dtype=None):
+                    endless(s), True)
             r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, "resident_gib": tier.store.nbytes / 2**30,
                  **measured(paths), **gather_rates(tier.store, batch * resident.group_steps)}
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
@@ -266,10 +265,17 @@ def gpu_half(args, tables, partial=lambda got: None):
             results.append(r)
             partial({"gpu": torch.cuda.get_device_name(0), "results": results, "complete": False})
             del streamed, resident, resident32, paths, rotating
-            elements = None  # (a copy of the tier's store, which holds its rows)
         del tier
         torch.cuda.empty_cache()
     return {"gpu": torch.cuda.get_device_name(0), "results": results, "complete": True}
+
+
+def gathering_elements(store):
+    """``store`` (a ``ResidentRows``) gathering its rows as values of the table's dtype, one by one, as before
+    commit 347f836 (the same rows: a shallow copy)."""
+    elements = copy.copy(store)
+    elements._x_words = elements.x
+    return elements
 
 
 def gather_rates(store, n, repeats=20):
