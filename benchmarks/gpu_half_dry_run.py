@@ -7,7 +7,7 @@ GPU half runs and its report is written. What it cannot reach: the batch sources
 "cuda" being the CPU they take their CPU path; `tests/test_tiers.py` drives that one with stand-ins of its
 own) and torch.profiler's CUDA side (add `--profile FOLDER` to try the profiler: slow on a CPU, minutes).
 
-    python benchmarks/gpu_half_dry_run.py                # about 60 s on 2 cores (41-66 s measured)
+    python benchmarks/gpu_half_dry_run.py                # about 60 s on 2 cores (41-70 s measured)
     python benchmarks/gpu_half_dry_run.py --profile /tmp/p
 """
 import sys
