@@ -111,6 +111,41 @@ def test_resident_steps_are_sorted_as_the_streamed_ones_whatever_the_order_of_ro
             _same(list(streamed.epoch(2, 3)), list(resident.epoch(2, 3)))
 
 
+def test_resident_plans_of_several_epochs_give_each_epoch_the_streamed_batches(tmp_path, monkeypatch):
+    # the resident tier plans several epochs at a time on the device (PLAN_POSITIONS, made small here so
+    # that a plan ends every few epochs): every epoch, in any order of asking (on, back, again, resumed), in
+    # 1-3 processes, with pieces that divide the rows or not and short last steps of 0 rows or more, gives the
+    # streamed tier's batches; an unshuffled source plans once
+    from wideann.data import batches
+    monkeypatch.setattr(batches, "PLAN_POSITIONS", 200)
+    source, _ = _table(tmp_path, np.float16, rows=150, cols=5)
+    table = data.open_table(source)
+    rng = np.random.default_rng(11)
+    for rows, batch, piece in ((np.arange(150), 16, 7), (np.sort(rng.permutation(150)[:101]), 33, 4),
+                               (np.arange(3, 5), 8, 16), (np.arange(0, 150, 2), 25, 5)):
+        store = ResidentRows(table, rows, "cpu")
+        for world in (1, 2, 3):
+            for rank in range(world):
+                kw = dict(rank=rank, world_size=world, seed=2, shuffle_rows=piece, device="cpu", dtype=None)
+                streamed = data.ShardedBatches(table, rows, batch, **kw)
+                resident = data.ShardedBatches(table, rows, batch, resident=store, **kw)
+                for epoch, start in ((0, 0), (1, 0), (5, 0), (2, 1), (9, 0), (5, len(resident) - 1), (5, len(resident))):
+                    _same(list(streamed.epoch(epoch, start)), list(resident.epoch(epoch, start)))
+                plan = resident._plan_kit
+                assert len(plan["steps"]) == max(1, 200 // (len(resident) * batch))
+                once = data.ShardedBatches(table, rows, batch, resident=store, shuffle=False, **kw)
+                still = data.ShardedBatches(table, rows, batch, shuffle=False, **kw)
+                for epoch in (0, 3, 70):
+                    _same(list(still.epoch(epoch)), list(once.epoch(epoch)))
+                assert len(once._plan_kit["steps"]) == 1
+    # a batch's targets are its own: changed in place, the epoch's are not when it is read again (the plan
+    # holds them)
+    for x, y in resident.epoch(6):
+        x += 1
+        y += 1
+    _same(list(streamed.epoch(6)), list(resident.epoch(6)))
+
+
 @pytest.mark.parametrize("tier", ["stream", "resident"])
 def test_with_the_tables_dtype_the_inputs_keep_it_and_the_targets_are_float32(tmp_path, tier):
     # (lesson 4 under mixed precision: a float16 y beside a float32 prediction failed in the backward pass,

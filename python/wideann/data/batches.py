@@ -63,6 +63,12 @@ the training's speed; per group, they cost next to nothing. (The ring holds a fe
 host memory: 4 or 5 slots of 64 MiB at the default read-ahead; a group is sized by the larger of a row's
 bytes in the table and as delivered.)"""
 
+PLAN_POSITIONS = 1 << 20
+"""The resident tier plans as many epochs ahead as make about this many positions of rows (8 MB on the device
+for the plan, a few times that while it is made), at most :data:`PLAN_EPOCHS`: see ``ShardedBatches._planned``."""
+
+PLAN_EPOCHS = 64
+
 RESIDENT_GROUP_BYTES = 256 << 20
 """The same for the resident tier: one gather per group of steps. Larger, as it costs device memory only
 (at most about 2.5 x this: see ``ShardedBatches._gathered``), no page-locked host memory."""
@@ -162,12 +168,15 @@ class ShardedBatches:
         """All rows of the epoch in their global order (the same on every process)."""
         return self.rows[self._epoch_index(epoch)] if self.shuffle else self.rows
 
+    def _pieces(self, epoch: int) -> np.ndarray:
+        """The epoch's order of the pieces of ``shuffle_rows`` consecutive rows (piece ``p``: positions
+        ``p*k .. p*k+k-1`` of ``rows``, the last one short when ``k`` does not divide them)."""
+        return np.random.default_rng([self.seed, int(epoch)]).permutation(math.ceil(self.rows.size / self.shuffle_rows))
+
     def _epoch_index(self, epoch: int) -> np.ndarray:
         """The epoch's global order of a shuffled source, as positions in ``rows``."""
         k = self.shuffle_rows
-        n_pieces = math.ceil(self.rows.size / k)
-        perm = np.random.default_rng([self.seed, int(epoch)]).permutation(n_pieces)
-        pos = (perm[:, None] * k + np.arange(k)[None, :]).ravel()
+        pos = (self._pieces(epoch)[:, None] * k + np.arange(k)[None, :]).ravel()
         return pos[pos < self.rows.size]
 
     def step_rows(self, order: np.ndarray, step: int) -> np.ndarray:
@@ -175,38 +184,36 @@ class ShardedBatches:
         g = self.global_batch_size
         lo, hi = step * g, min((step + 1) * g, order.size)
         n = max(hi - lo, 0)
-        if n == g:  # a full global batch: equal parts
-            a, b = lo + self.rank * self.batch_size, lo + (self.rank + 1) * self.batch_size
-        else:       # the short last one: parts differing by at most one row
-            a, b = lo + (self.rank * n) // self.world_size, lo + ((self.rank + 1) * n) // self.world_size
+        a, b = self._part(lo, n)
         # (stable: a merge sort takes the runs of consecutive rows as they come, 3x faster at 4096 rows than
         # the default quicksort on the training thread; the same result, rows being distinct integers)
         return np.sort(order[a:b], kind="stable")
 
-    def _steps(self, order: np.ndarray, start: int = 0, sort: bool = True) -> tuple[np.ndarray, list]:
+    def _part(self, lo: int, n: int) -> tuple[int, int]:
+        """This process's part ``[a, b)`` of the ``n`` rows of a step's global batch, at ``lo`` in the order."""
+        if n == self.global_batch_size:  # a full global batch: equal parts
+            return lo + self.rank * self.batch_size, lo + (self.rank + 1) * self.batch_size
+        # the short last one: parts differing by at most one row
+        return lo + (self.rank * n) // self.world_size, lo + ((self.rank + 1) * n) // self.world_size
+
+    def _steps(self, order: np.ndarray, start: int = 0) -> tuple[np.ndarray, list]:
         """``step_rows(order, s)`` of every step ``s`` from ``start``, in one go: ``(flat, sizes)``, the steps'
         rows one after the other and how many each has. The full global batches are sorted by one call (a
         2-D sort, row by row), the short last one by ``step_rows``: the plan of a whole epoch is a small
         part of one step's time (one sort call per step took milliseconds an epoch, which at 5 steps an
-        epoch was 15% of the training's speed on an H100). ``sort=False`` leaves the full ones unsorted
-        (the first :meth:`_unsorted` rows of ``flat``, ``batch_size`` a step), for a caller that sorts them
-        itself."""
+        epoch was 15% of the training's speed on an H100)."""
         g, b, r = self.global_batch_size, self.batch_size, self.rank
         full = order.size // g  # steps with a full global batch
         parts, sizes = [], []
         if start < full:
             mine = order[start * g:full * g].reshape(full - start, g)[:, r * b:(r + 1) * b]
-            parts.append((np.sort(mine, axis=1, kind="stable") if sort else mine).ravel())
+            parts.append(np.sort(mine, axis=1, kind="stable").ravel())
             sizes += [b] * (full - start)
         for s in range(max(start, full), len(self)):
             parts.append(self.step_rows(order, s))
             sizes.append(parts[-1].size)
         flat = np.concatenate(parts) if parts else np.empty(0, dtype=order.dtype)
         return flat, sizes
-
-    def _unsorted(self, order: np.ndarray, start: int = 0) -> int:
-        """Rows of ``_steps(order, start, sort=False)`` left unsorted: those of the full global batches."""
-        return max(0, order.size // self.global_batch_size - start) * self.batch_size
 
     def shard(self, epoch: int) -> np.ndarray:
         """Every row this process reads in ``epoch`` (for checks and tests)."""
@@ -363,37 +370,87 @@ class ShardedBatches:
 
     def _gathered(self, epoch, start):
         """The resident tier: every batch of the epoch gathered from the rows held on the device, a group of
-        steps (:attr:`group_steps`) at a time, each step's batch a view of its group's. (Device memory: the
-        group being handed out, kept by the consumer's last batch, and the next one with its gather in the
-        table's dtype when it is converted: about 2.5 x ``group_bytes`` at the most.)"""
-        import torch
-
-        store, out, target, group = self.resident, self._out_dtype(), self._target_dtype(), self.group_steps
-        held = self.__dict__.get("_held")
-        if held is None:  # where this source's rows are held (once: every one of them must be)
-            held = self.__dict__["_held"] = store.positions(self.rows)
-        # the plan in positions rather than rows: the rows are held in increasing order, so a step's
-        # positions sorted are its rows sorted. The full steps are sorted on the device, in one call: on the
-        # host, the sort was a third of the tier's own time on the training thread (0.2 of 0.6 ms an epoch of
-        # 20 steps of 1024 rows, on a 2-core VM)
-        order = held[self._epoch_index(epoch)] if self.shuffle else held
-        flat, sizes = self._steps(order, start, sort=False)
-        pos, unsorted = self._on_device(store, flat), self._unsorted(order, start)
-        if unsorted:
-            mine = torch.sort(pos[:unsorted].view(-1, self.batch_size), dim=1, stable=True).values.view(-1)
-            pos = torch.cat((mine, pos[unsorted:])) if unsorted < pos.numel() else mine
-        bounds = np.cumsum([0] + sizes)
+        steps (:attr:`group_steps`) at a time, each step's batch a view of its group's; the targets come from
+        the plan (:meth:`_planned`). (Device memory: the group being handed out, kept by the consumer's
+        last batch, and the next one with its gather in the table's dtype when it is converted: about 2.5 x
+        ``group_bytes`` at the most.)"""
+        sizes = self._step_sizes()[start:]
+        if not sizes:
+            return
+        store, out, group, b = self.resident, self._out_dtype(), self.group_steps, self.batch_size
+        steps, targets = self._planned(epoch)
+        first, bounds = start * b, np.cumsum([0] + sizes).tolist()
+        pos, ys = steps.view(-1)[first:first + bounds[-1]], targets[first:first + bounds[-1]]
         for g in range(0, len(sizes), group):
-            xs, ys = store.gather(pos[bounds[g]:bounds[min(g + group, len(sizes))]])
-            xs, ys = xs.to(out).split(sizes[g:g + group]), ys.to(target).split(sizes[g:g + group])
-            for x, y in zip(xs, ys):
+            a, z = bounds[g], bounds[min(g + group, len(sizes))]
+            xs = store.inputs(pos[a:z]).to(out).split(sizes[g:g + group])
+            # (the targets copied: a batch's are its own, as the streamed tier's are; changed in place, they
+            # must not change those of the later epochs the plan holds)
+            for x, y in zip(xs, ys[a:z].clone().split(sizes[g:g + group])):
                 self.rows_read += x.shape[0]
                 yield x, y
 
+    def _step_sizes(self) -> list:
+        """How many rows this process has at each step of an epoch (the same every epoch)."""
+        g, n = self.global_batch_size, self.rows.size
+        full = n // g
+        if len(self) == full:
+            return [self.batch_size] * full
+        lo, hi = self._part(full * g, n - full * g)
+        return [self.batch_size] * full + [hi - lo]
+
+    def _planned(self, epoch):
+        """The resident tier's plan of ``epoch``: ``(steps, targets)``, on the device. ``steps``: the positions
+        in the held rows of each step's rows, sorted, ``(len(self), batch_size)``, the short last step's row
+        ended by positions past the held rows (never read); ``targets``: the targets at those positions in
+        the delivered dtype, one after the other, ``(len(self) * batch_size, 1)``.
+
+        The plan is the streamed tier's (``_epoch_index``, ``_part``: the same rows in the same order, each
+        step sorted as ``step_rows`` sorts it), made on the device for several epochs in one go: as many as
+        make about :data:`PLAN_POSITIONS` positions (an unshuffled source's, the same every epoch, once). On
+        the host, the plan of each epoch (its order, its steps, their upload and sort) cost 2-3 ms of the
+        training thread an epoch on an H100's host, at batch 4096 (5 steps an epoch of the benchmark's
+        table) a tenth of the training's speed: a step there is bound by the host's time to launch its
+        work. Here the host draws each epoch's permutation of pieces (a few thousand numbers), and the
+        device does the rest, in a dozen operations for all the epochs."""
+        import torch
+
+        kit = self.__dict__.setdefault("_plan_kit", {})
+        if not self.shuffle and "steps" in kit:
+            return kit["steps"][0], kit["targets"][0]
+        if epoch - kit.get("first", 0) not in range(len(kit.get("steps", ()))):
+            store = self.resident
+            if "held" not in kit:  # where this source's rows are held (once: every one of them must be)
+                kit["held"] = self._on_device(store, store.positions(self.rows))
+            held, n, k, b = kit["held"], self.rows.size, self.shuffle_rows, self.batch_size
+            count = max(1, min(PLAN_EPOCHS, PLAN_POSITIONS // (len(self) * b))) if self.shuffle else 1
+            if self.shuffle:  # the epochs' orders, as positions in `rows` (``_epoch_index``), then in the held rows
+                drawn = np.stack([self._pieces(e) for e in range(epoch, epoch + count)])
+                pieces = self._on_device(store, drawn.ravel()).view(count, -1)
+                at = (pieces[:, :, None] * k + torch.arange(k, device=held.device)).view(count, -1)
+                if at.shape[1] > n:  # the last piece is short: its positions past the rows go, the order kept
+                    at = at.gather(1, torch.argsort((at >= n).to(torch.uint8), dim=1, stable=True)[:, :n])
+                order = held[at]
+            else:
+                order = held[None]
+            g = self.global_batch_size
+            full = n // g
+            steps = torch.full((count, len(self), b), store.rows.size, dtype=torch.int64, device=held.device)
+            steps[:, :full] = order[:, :full * g].reshape(count, full, g)[:, :, self.rank * b:(self.rank + 1) * b]
+            if len(self) > full:
+                lo, hi = self._part(full * g, n - full * g)
+                steps[:, full, :hi - lo] = order[:, lo:hi]
+            steps = torch.sort(steps, dim=2, stable=True).values  # (the padding stays at the end: it is the largest)
+            read = steps.clamp(max=max(store.rows.size - 1, 0)).view(-1)
+            targets = store.y.index_select(0, read).to(self._target_dtype()).view(count, -1, 1)
+            kit.update(first=epoch, steps=steps, targets=targets)
+        i = epoch - kit["first"] if self.shuffle else 0
+        return kit["steps"][i], kit["targets"][i]
+
     def _on_device(self, store, positions: np.ndarray):
-        """``positions`` as a tensor on ``store``'s device: one upload per epoch, from a page-locked buffer
-        kept for the next epoch (a copy from pageable memory would make the host wait until the GPU has
-        finished all the work queued before it; pinning memory anew every epoch takes milliseconds, as long
+        """``positions`` as a tensor on ``store``'s device: one upload per plan, from a page-locked buffer
+        kept for the next one (a copy from pageable memory would make the host wait until the GPU has
+        finished all the work queued before it; pinning memory anew each time takes milliseconds, as long
         as a step)."""
         import torch
 

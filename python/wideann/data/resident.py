@@ -84,12 +84,16 @@ class ResidentRows:
         return self.x.numel() * self.x.element_size() + self.y.numel() * self.y.element_size()
 
     def gather(self, positions):
-        """The inputs and the targets held at ``positions`` (positions on the device), in the table's dtype.
-        The inputs are gathered as rows of 8-byte words where a row's bytes divide into them (a float16 row of
-        12,848 values is 3,212 words): the same bytes in a quarter of the elements, for a gather (PyTorch's
-        ``index_select``) that moves one element per GPU thread. (What it is worth on a GPU:
-        ``benchmarks/gpu_data_path.py``, its gather figures.)"""
-        return self._x_words.index_select(0, positions).view(self.x.dtype), self.y.index_select(0, positions)
+        """The inputs and the targets held at ``positions`` (positions on the device), in the table's dtype."""
+        return self.inputs(positions), self.y.index_select(0, positions)
+
+    def inputs(self, positions):
+        """The inputs held at ``positions``, in the table's dtype. Gathered as rows of 8-byte words where a
+        row's bytes divide into them (a float16 row of 12,848 values is 3,212 words): the same bytes in a
+        quarter of the elements, for a gather (PyTorch's ``index_select``) that may move one element per GPU
+        thread. (On an H100 with torch 2.11 both ran at about 2.5 TB/s: ``benchmarks/gpu_data_path.py``,
+        its gather figures.)"""
+        return self._x_words.index_select(0, positions).view(self.x.dtype)
 
     def positions(self, rows: np.ndarray) -> np.ndarray:
         """Where the (global) ``rows`` are held; every one of them must be."""
