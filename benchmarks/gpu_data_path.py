@@ -28,13 +28,16 @@ with the training thread's time per step split in two: waiting for the next batc
 host cost) and in the step (dispatch, and the wait for the GPU when the loss is read), and the peak GPU
 memory each path takes above the model and the resident rows (and the host's peak RSS, once).
 Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024; resident >= 95% at 256 and
-1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (40 figures of --seconds each and 6 more
-of the ceiling of --seconds / --gpu-rounds, plus 5 warm-up batches per round, the tables made once). The paths are measured in turn,
+1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (46 figures of --seconds each, 6 of them (d)
+alternated with (a), and 6 more of the ceiling of --seconds / --gpu-rounds, plus 5 warm-up batches per
+round, the tables made once). The paths are measured in turn,
 --gpu-rounds times (8), --seconds split between the rounds, then the ceiling once more: medians, and each
 ratio the median of a path's rates over the ceiling measured around them (interpolated in time), so that a
 change of the host's or the GPU's speed during the run does not favour one path. `--profile FOLDER` adds
 torch.profiler tables and traces of (a), (c) and (d) at float16, batch 1024 (`--profile-batches` for others).
-Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
+(d)/(a) also measured in alternation, blocks of 20 steps of each in turn (`alternated`): the host's speed
+drifts by tens of percent within a second on a shared GPU machine, so that a ratio of the rounds above can
+be off by 10-20% on its own; blocks side by side see the same host. Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
 the table's dtype and as rows of wider words (how `ResidentRows.gather` does it).
 
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
@@ -202,6 +205,38 @@ def gpu_half(args, tables, partial=lambda got: None):
                 r[f"{name}_ratio"] = float(np.median([g[0] / float(np.interp(g[4], marks, rates)) for g in got]))
         return r
 
+    def alternated(ceiling, path, seconds, block=20):
+        """``path``'s rate over ``ceiling``'s (functions making their batches), measured in alternation:
+        ``block`` steps of one, then of the other, the order swapped every pair (ABBA), the GPU drained at
+        the end of each block (both pay it alike). The host's speed drifts by tens of percent within a
+        second on a shared machine (one path's figures in `measured` differ so from round to round, 0.25 s
+        each); blocks of about 40 ms side by side see the same host. Only for a path with no thread of its
+        own (the resident tier): a reading thread would read ahead while the ceiling's blocks run.
+        ``(ratio, its quartiles over the pairs)``."""
+        its = [iter(ceiling()), iter(path())]
+        for it in its:
+            for _ in range(5):
+                step(*next(it))
+        torch.cuda.synchronize()
+        rows, spent, pairs, clock = [0, 0], [0.0, 0.0], [], time.perf_counter
+        end = clock() + seconds
+        while clock() < end:
+            rate = [0.0, 0.0]
+            for i in ((0, 1) if len(pairs) % 2 == 0 else (1, 0)):
+                t0, n = clock(), 0
+                for _ in range(block):
+                    x, y = next(its[i])
+                    step(x, y)
+                    n += len(x)
+                torch.cuda.synchronize()
+                dt = clock() - t0
+                rows[i], spent[i], rate[i] = rows[i] + n, spent[i] + dt, n / dt
+            pairs.append(rate[1] / rate[0])
+        for it in its:
+            if hasattr(it, "close"):
+                it.close()
+        return (rows[1] / spent[1]) / (rows[0] / spent[0]), [float(q) for q in np.percentile(pairs, [25, 75])]
+
     results = []
     for dt in args.dtypes:
         table = data.NpyTable(tables[dt])
@@ -253,6 +288,8 @@ def gpu_half(args, tables, partial=lambda got: None):
             r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, "resident_gib": tier.store.nbytes / 2**30,
                  **measured(paths), **gather_rates(tier.store, batch * resident.group_steps)}
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
+            r["resident_alternated_ratio"], r["resident_alternated_quartiles"] = alternated(
+                paths["ceiling"][0], paths["resident"][0], args.seconds)
             if args.profile and batch in args.profile_batches and dt == "float16":
                 try:  # (a profiler that cannot start on this machine costs its tables, not the figures)
                     profile(args.profile, {k: paths[k][0]() for k in ("ceiling", "streamed", "resident")}, step,
@@ -261,7 +298,8 @@ def gpu_half(args, tables, partial=lambda got: None):
                     print(f"profile: failed ({type(e).__name__}: {e})", flush=True)
             print(f"{dt} batch {batch}: ceiling {r['ceiling']:,.0f}  reader {r['reader']:,.0f} "
                   f"({r['reader_gb_s']:.1f} GB/s)  streamed {r['streamed']:,.0f} ({r['streamed_ratio']:.0%})  "
-                  f"resident {r['resident']:,.0f} ({r['resident_ratio']:.0%}) samples/s", flush=True)
+                  f"resident {r['resident']:,.0f} ({r['resident_ratio']:.0%}; alternated with the ceiling "
+                  f"{r['resident_alternated_ratio']:.0%}) samples/s", flush=True)
             results.append(r)
             partial({"gpu": torch.cuda.get_device_name(0), "results": results, "complete": False})
             del streamed, resident, resident32, paths, rotating
@@ -357,6 +395,12 @@ def gpu_markdown(report):
     lines += ["", "(a') four batches on the GPU in turn rather than one (out of the L2 cache, as the paths' batches are), "
               "against (a): " + "; ".join(f"{r['dtype']} {r['batch']}: {r['ceiling_rotating_ratio']:.0%}"
                                           for r in report["results"] if "ceiling_rotating_ratio" in r)]
+    lines += ["", "(d)/(a) measured in alternation, blocks of 20 steps of each, the GPU drained after each block, the "
+              f"order swapped every pair, for --seconds ({report['seconds']:g} s): the whole ratio (the pairs' "
+              "quartiles): " + "; ".join(
+                  f"{r['dtype']} {r['batch']}: {r['resident_alternated_ratio']:.0%} "
+                  f"({r['resident_alternated_quartiles'][0]:.0%}-{r['resident_alternated_quartiles'][1]:.0%})"
+                  for r in report["results"] if "resident_alternated_ratio" in r)]
     words = [r for r in report["results"] if "resident_elements" in r]
     if words:
         lines += ["", "(d) gathering float16 values one by one (as before commit 347f836) rather than as 8-byte words: "
