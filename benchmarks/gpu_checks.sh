@@ -11,7 +11,9 @@
 #
 # 1. build and import; the GPU tests of the data path (tests/test_tiers.py: pinned ring, resident tier)
 # 2. benchmarks/gpu_data_path.py: ceiling / reader / streamed / resident, batch 256-4096, float32 and float16,
-#    with torch.profiler tables of the three paths at float16, batch 1024 and 4096 (in $OUT/profile)
+#    the streamed path and the resident tier also alternated with the ceiling (4 s a figure), with
+#    torch.profiler tables of the three paths at float16, batch 1024 and 4096 (in $OUT/profile; about 3
+#    minutes in all; tar the folder: a device call brings back 8 files)
 # 3. the reader alone on all cores against today's reader, and what reading ahead costs the training
 #    thread (the CPU half, on the GPU machine's 16 cores)
 # 4. benchmarks/reference_scale.py: raw CSV shards of 12,849 columns -> stats -> merge -> normalize ->
@@ -46,7 +48,7 @@ fi
 if want 2; then
 say "2. gpu_data_path.py (GPU half)"
 timeout 240 python3 benchmarks/gpu_data_path.py --json "$OUT/gpu_data_path.json" --profile "$OUT/profile" \
-    --profile-batches 1024 4096 2>&1 \
+    --profile-batches 1024 4096 --alternated-seconds 4 2>&1 \
     | tee "$OUT/gpu_data_path.log" | tail -40
 
 fi

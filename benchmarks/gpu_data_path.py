@@ -28,16 +28,17 @@ with the training thread's time per step split in two: waiting for the next batc
 host cost) and in the step (dispatch, and the wait for the GPU when the loss is read), and the peak GPU
 memory each path takes above the model and the resident rows (and the host's peak RSS, once).
 Targets (issue 6): float16 streamed >= 90% of (a) at 256 and >= 75% at 1024; resident >= 95% at 256 and
-1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (46 figures of --seconds each, 6 of them (d)
-alternated with (a), and 6 more of the ceiling of --seconds / --gpu-rounds, plus 5 warm-up batches per
+1024, >= 90% at 4096. Sized for under 4 minutes on one GPU (52 figures of --seconds each, 12 of them (c)
+and (d) alternated with (a), and 6 more of the ceiling of --seconds / --gpu-rounds, plus 5 warm-up batches per
 round, the tables made once). The paths are measured in turn,
 --gpu-rounds times (8), --seconds split between the rounds, then the ceiling once more: medians, and each
 ratio the median of a path's rates over the ceiling measured around them (interpolated in time), so that a
 change of the host's or the GPU's speed during the run does not favour one path. `--profile FOLDER` adds
 torch.profiler tables and traces of (a), (c) and (d) at float16, batch 1024 (`--profile-batches` for others).
-(d)/(a) also measured in alternation, blocks of 20 steps of each in turn (`alternated`): the host's speed
-drifts by tens of percent within a second on a shared GPU machine, so that a ratio of the rounds above can
-be off by 10-20% on its own; blocks side by side see the same host. Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
+(c)/(a) and (d)/(a) also measured in alternation, blocks of 20 steps of each in turn (`alternated`,
+`--alternated-seconds`): the host's speed drifts by tens of percent within a second on a shared GPU
+machine, so that a ratio of the rounds above can be off by 10-20% on its own; blocks side by side see the
+same host. Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
 the table's dtype and as rows of wider words (how `ResidentRows.gather` does it).
 
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
@@ -205,15 +206,16 @@ def gpu_half(args, tables, partial=lambda got: None):
                 r[f"{name}_ratio"] = float(np.median([g[0] / float(np.interp(g[4], marks, rates)) for g in got]))
         return r
 
-    def alternated(ceiling, path, seconds, block=20):
+    def alternated(ceiling, path, seconds, block=20, warm=0):
         """``path``'s rate over ``ceiling``'s (functions making their batches), measured in alternation:
         ``block`` steps of one, then of the other, the order swapped every pair (ABBA), the GPU drained at
         the end of each block (both pay it alike). The host's speed drifts by tens of percent within a
         second on a shared machine (one path's figures in `measured` differ so from round to round, 0.25 s
-        each); blocks of about 40 ms side by side see the same host. Only for a path with no thread of its
-        own (the resident tier): a reading thread would read ahead while the ceiling's blocks run.
+        each); blocks of about 40 ms side by side see the same host. ``warm``: steps of ``path`` run untimed
+        before each of its blocks, for a path with a reading thread: while the ceiling's block ran, it
+        filled its ring, a head start that its first steps use up (its read-ahead in steps, and one).
         ``(ratio, its quartiles over the pairs)``."""
-        its = [iter(ceiling()), iter(path())]
+        its, warm = [iter(ceiling()), iter(path())], (0, warm)
         for it in its:
             for _ in range(5):
                 step(*next(it))
@@ -223,6 +225,9 @@ def gpu_half(args, tables, partial=lambda got: None):
         while clock() < end:
             rate = [0.0, 0.0]
             for i in ((0, 1) if len(pairs) % 2 == 0 else (1, 0)):
+                for _ in range(warm[i]):
+                    step(*next(its[i]))
+                torch.cuda.synchronize()
                 t0, n = clock(), 0
                 for _ in range(block):
                     x, y = next(its[i])
@@ -288,8 +293,11 @@ def gpu_half(args, tables, partial=lambda got: None):
             r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, "resident_gib": tier.store.nbytes / 2**30,
                  **measured(paths), **gather_rates(tier.store, batch * resident.group_steps)}
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
-            r["resident_alternated_ratio"], r["resident_alternated_quartiles"] = alternated(
-                paths["ceiling"][0], paths["resident"][0], args.seconds)
+            ahead = (-(-max(1, streamed.prefetch) // streamed.group_steps) + 1) * streamed.group_steps + 1
+            for name, warm in (("resident", 0), ("streamed", ahead)):
+                r[f"{name}_alternated_ratio"], r[f"{name}_alternated_quartiles"] = alternated(
+                    paths["ceiling"][0], paths[name][0], args.alternated_seconds or args.seconds, warm=warm)
+            r["streamed_alternated_warm_steps"] = ahead
             if args.profile and batch in args.profile_batches and dt == "float16":
                 try:  # (a profiler that cannot start on this machine costs its tables, not the figures)
                     profile(args.profile, {k: paths[k][0]() for k in ("ceiling", "streamed", "resident")}, step,
@@ -298,8 +306,9 @@ def gpu_half(args, tables, partial=lambda got: None):
                     print(f"profile: failed ({type(e).__name__}: {e})", flush=True)
             print(f"{dt} batch {batch}: ceiling {r['ceiling']:,.0f}  reader {r['reader']:,.0f} "
                   f"({r['reader_gb_s']:.1f} GB/s)  streamed {r['streamed']:,.0f} ({r['streamed_ratio']:.0%})  "
-                  f"resident {r['resident']:,.0f} ({r['resident_ratio']:.0%}; alternated with the ceiling "
-                  f"{r['resident_alternated_ratio']:.0%}) samples/s", flush=True)
+                  f"resident {r['resident']:,.0f} ({r['resident_ratio']:.0%}) samples/s; alternated with the "
+                  f"ceiling: streamed {r['streamed_alternated_ratio']:.0%}, resident {r['resident_alternated_ratio']:.0%}",
+                  flush=True)
             results.append(r)
             partial({"gpu": torch.cuda.get_device_name(0), "results": results, "complete": False})
             del streamed, resident, resident32, paths, rotating
@@ -395,12 +404,15 @@ def gpu_markdown(report):
     lines += ["", "(a') four batches on the GPU in turn rather than one (out of the L2 cache, as the paths' batches are), "
               "against (a): " + "; ".join(f"{r['dtype']} {r['batch']}: {r['ceiling_rotating_ratio']:.0%}"
                                           for r in report["results"] if "ceiling_rotating_ratio" in r)]
-    lines += ["", "(d)/(a) measured in alternation, blocks of 20 steps of each, the GPU drained after each block, the "
-              f"order swapped every pair, for --seconds ({report['seconds']:g} s): the whole ratio (the pairs' "
-              "quartiles): " + "; ".join(
-                  f"{r['dtype']} {r['batch']}: {r['resident_alternated_ratio']:.0%} "
-                  f"({r['resident_alternated_quartiles'][0]:.0%}-{r['resident_alternated_quartiles'][1]:.0%})"
-                  for r in report["results"] if "resident_alternated_ratio" in r)]
+    alt = [r for r in report["results"] if "resident_alternated_ratio" in r]
+    if alt:
+        lines += ["", "(c)/(a) and (d)/(a) measured in alternation: blocks of 20 steps of each, the GPU drained after "
+                  "each block, the order swapped every pair, the streamed path's blocks each after a few untimed steps "
+                  f"(its read-ahead, and one), for {report['alternated_seconds']:g} s; the whole ratio (the pairs' "
+                  "quartiles):", "", "| dtype | batch | (c)/(a) | (d)/(a) |", "| --- | ---: | ---: | ---: |"]
+        lines += [f"| {r['dtype']} | {r['batch']} | " + " | ".join(
+            f"{r[k + '_alternated_ratio']:.0%} ({r[k + '_alternated_quartiles'][0]:.0%}-"
+            f"{r[k + '_alternated_quartiles'][1]:.0%})" for k in ("streamed", "resident")) + " |" for r in alt]
     words = [r for r in report["results"] if "resident_elements" in r]
     if words:
         lines += ["", "(d) gathering float16 values one by one (as before commit 347f836) rather than as 8-byte words: "
@@ -663,6 +675,9 @@ def main():
     ap.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
     ap.add_argument("--seconds", type=float, default=2.0,
                     help="timed seconds per figure (the GPU half splits them between its rounds)")
+    ap.add_argument("--alternated-seconds", type=float, help="GPU half: seconds of (d) alternated with (a) per "
+                    "figure (default --seconds; longer for a steadier ratio: at 2 s the pairs' quartiles lay 10 points "
+                    "apart on an H100's host)")
     ap.add_argument("--rounds", type=int, default=3, help="CPU half: rounds, the best counts")
     ap.add_argument("--gpu-rounds", type=at_least_one, default=8, help="GPU half: rounds, the paths measured in turn "
                     "in each (--seconds split between them); medians")
@@ -685,6 +700,7 @@ def main():
     t_start = time.perf_counter()
     tables = make_tables(args.rows)
     report = {"machine": machine(), "rows": args.rows, "seconds": args.seconds, "batches": args.batches,
+              "alternated_seconds": args.alternated_seconds or args.seconds,
               "dtypes": args.dtypes, "rounds": args.rounds, "gpu_rounds": args.gpu_rounds, "threads_at_start": threading.active_count()}
     if torch.cuda.is_available() and not args.cpu:
         def partial(got):

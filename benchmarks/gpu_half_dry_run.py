@@ -7,7 +7,8 @@ GPU half runs and its report is written. What it cannot reach: the batch sources
 "cuda" being the CPU they take their CPU path; `tests/test_tiers.py` drives that one with stand-ins of its
 own) and torch.profiler's CUDA side (add `--profile FOLDER` to try the profiler: slow on a CPU, minutes).
 
-    python benchmarks/gpu_half_dry_run.py                # about 60 s on 2 cores (41-70 s measured)
+    python benchmarks/gpu_half_dry_run.py                # about 140 s on 2 cores (41-70 s before the
+                                                         # alternated figures, 139 s with them)
     python benchmarks/gpu_half_dry_run.py --profile /tmp/p
 """
 import sys
@@ -65,7 +66,7 @@ def main():
     torch.device = _Device
     torch.empty = _unpinned
     torch.autocast = lambda device_type, **kwargs: _autocast("cpu", **kwargs)
-    sys.argv = [sys.argv[0], "--rows", "3000", "--seconds", "0.2", "--rounds", "2", "--gpu-rounds", "2", "--batches", "256", "1024", "--json",
+    sys.argv = [sys.argv[0], "--rows", "3000", "--seconds", "0.2", "--alternated-seconds", "0.01", "--rounds", "2", "--gpu-rounds", "2", "--batches", "256", "1024", "--json",
                 str(gpu_data_path.WORK / "gpu_half_dry_run.json"), *sys.argv[1:]]
     gpu_data_path.main()
 
