@@ -131,8 +131,8 @@ def test_resident_plans_of_several_epochs_give_each_epoch_the_streamed_batches(t
                 resident = data.ShardedBatches(table, rows, batch, resident=store, **kw)
                 for epoch, start in ((0, 0), (1, 0), (5, 0), (2, 1), (9, 0), (5, len(resident) - 1), (5, len(resident))):
                     _same(list(streamed.epoch(epoch, start)), list(resident.epoch(epoch, start)))
-                plan = resident._plan_kit
-                assert len(plan["steps"]) == max(1, 200 // (len(resident) * batch))
+                plan = resident._plan_kit  # (epochs sized by the larger of all processes' rows and this one's steps)
+                assert len(plan["steps"]) == min(64, max(1, 200 // max(rows.size, len(resident) * resident._most_rows)))
                 once = data.ShardedBatches(table, rows, batch, resident=store, shuffle=False, **kw)
                 still = data.ShardedBatches(table, rows, batch, shuffle=False, **kw)
                 for epoch in (0, 3, 70):
@@ -144,6 +144,19 @@ def test_resident_plans_of_several_epochs_give_each_epoch_the_streamed_batches(t
         x += 1
         y += 1
     _same(list(streamed.epoch(6)), list(resident.epoch(6)))
+    # a source whose settings change plans anew (the plan of the old ones is not served)
+    for name, value in (("seed", 3), ("shuffle_rows", 2), ("batch_size", 7), ("shuffle", False), ("rank", 0)):
+        setattr(streamed, name, value)
+        setattr(resident, name, value)
+        _same(list(streamed.epoch(6)), list(resident.epoch(6)))
+    # a batch far larger than the rows: the plan is as wide as the largest step, not the batch
+    huge = data.ShardedBatches(table, rows, 10**7, resident=store, device="cpu", dtype=None)
+    _same(list(data.ShardedBatches(table, rows, 10**7, device="cpu", dtype=None).epoch(1)), list(huge.epoch(1)))
+    assert huge._plan_kit["steps"].shape[1:] == (1, rows.size)
+    # a negative start step is refused by both tiers
+    for source in (streamed, resident):
+        with pytest.raises(ValueError, match="start_step must be 0 or more, got -1"):
+            next(source.epoch(0, -1))
 
 
 @pytest.mark.parametrize("tier", ["stream", "resident"])

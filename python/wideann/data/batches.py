@@ -224,6 +224,8 @@ class ShardedBatches:
     def epoch(self, epoch: int, start_step: int = 0) -> Iterator:
         """Yield ``(x, y)`` for steps ``start_step .. len(self)-1`` of ``epoch``."""
         epoch, start = int(epoch), int(start_step)
+        if start < 0:
+            raise ValueError(f"start_step must be 0 or more, got {start}")
         if self.resident is not None:
             yield from self._gathered(epoch, start)
         elif self.cuda:
@@ -377,9 +379,9 @@ class ShardedBatches:
         sizes = self._step_sizes()[start:]
         if not sizes:
             return
-        store, out, group, b = self.resident, self._out_dtype(), self.group_steps, self.batch_size
+        store, out, group = self.resident, self._out_dtype(), self.group_steps
         steps, targets = self._planned(epoch)
-        first, bounds = start * b, np.cumsum([0] + sizes).tolist()
+        first, bounds = start * steps.shape[1], np.cumsum([0] + sizes).tolist()
         pos, ys = steps.view(-1)[first:first + bounds[-1]], targets[first:first + bounds[-1]]
         for g in range(0, len(sizes), group):
             a, z = bounds[g], bounds[min(g + group, len(sizes))]
@@ -401,9 +403,10 @@ class ShardedBatches:
 
     def _planned(self, epoch):
         """The resident tier's plan of ``epoch``: ``(steps, targets)``, on the device. ``steps``: the positions
-        in the held rows of each step's rows, sorted, ``(len(self), batch_size)``, the short last step's row
-        ended by positions past the held rows (never read); ``targets``: the targets at those positions in
-        the delivered dtype, one after the other, ``(len(self) * batch_size, 1)``.
+        in the held rows of each step's rows, sorted, ``(len(self), width)`` (``width``: the rows of the
+        largest step), the short last step's row ended by positions past the held rows (never read);
+        ``targets``: the targets at those positions in the delivered dtype, one after the other,
+        ``(len(self) * width, 1)``.
 
         The plan is the streamed tier's (``_epoch_index``, ``_part``: the same rows in the same order, each
         step sorted as ``step_rows`` sorts it), made on the device for several epochs in one go: as many as
@@ -415,15 +418,21 @@ class ShardedBatches:
         device does the rest, in a dozen operations for all the epochs."""
         import torch
 
-        kit = self.__dict__.setdefault("_plan_kit", {})
+        store, target = self.resident, self._target_dtype()
+        # (made for these settings: a source whose seed, order, batch, process or rows change plans anew)
+        settings = (self.seed, self.shuffle, self.shuffle_rows, self.batch_size, self.rank, self.world_size, target)
+        kit = self.__dict__.get("_plan_kit") or {}
+        if kit.get("settings") != settings or kit.get("rows") is not self.rows or kit.get("store") is not store:
+            kit = self.__dict__["_plan_kit"] = {"settings": settings, "rows": self.rows, "store": store}
         if not self.shuffle and "steps" in kit:
             return kit["steps"][0], kit["targets"][0]
         if epoch - kit.get("first", 0) not in range(len(kit.get("steps", ()))):
-            store = self.resident
             if "held" not in kit:  # where this source's rows are held (once: every one of them must be)
                 kit["held"] = self._on_device(store, store.positions(self.rows))
-            held, n, k, b = kit["held"], self.rows.size, self.shuffle_rows, self.batch_size
-            count = max(1, min(PLAN_EPOCHS, PLAN_POSITIONS // (len(self) * b))) if self.shuffle else 1
+            held, n, k, b, width = kit["held"], self.rows.size, self.shuffle_rows, self.batch_size, self._most_rows
+            # (sized by the larger of the epoch's rows, which its order holds for every process, and this
+            # process's steps)
+            count = max(1, min(PLAN_EPOCHS, PLAN_POSITIONS // max(n, len(self) * width))) if self.shuffle else 1
             if self.shuffle:  # the epochs' orders, as positions in `rows` (``_epoch_index``), then in the held rows
                 drawn = np.stack([self._pieces(e) for e in range(epoch, epoch + count)])
                 pieces = self._on_device(store, drawn.ravel()).view(count, -1)
@@ -435,14 +444,15 @@ class ShardedBatches:
                 order = held[None]
             g = self.global_batch_size
             full = n // g
-            steps = torch.full((count, len(self), b), store.rows.size, dtype=torch.int64, device=held.device)
-            steps[:, :full] = order[:, :full * g].reshape(count, full, g)[:, :, self.rank * b:(self.rank + 1) * b]
+            steps = torch.full((count, len(self), width), store.rows.size, dtype=torch.int64, device=held.device)
+            if full:  # (then width is the batch size)
+                steps[:, :full] = order[:, :full * g].reshape(count, full, g)[:, :, self.rank * b:(self.rank + 1) * b]
             if len(self) > full:
                 lo, hi = self._part(full * g, n - full * g)
                 steps[:, full, :hi - lo] = order[:, lo:hi]
             steps = torch.sort(steps, dim=2, stable=True).values  # (the padding stays at the end: it is the largest)
             read = steps.clamp(max=max(store.rows.size - 1, 0)).view(-1)
-            targets = store.y.index_select(0, read).to(self._target_dtype()).view(count, -1, 1)
+            targets = store.y.index_select(0, read).to(target).view(count, -1, 1)
             kit.update(first=epoch, steps=steps, targets=targets)
         i = epoch - kit["first"] if self.shuffle else 0
         return kit["steps"][i], kit["targets"][i]
