@@ -20,10 +20,13 @@
 #    lesson 4 on the GPU, with the test R² reached
 # 5. the first run (python -m wideann.accelerate_config, then lesson 1: no accelerate warning), wideann
 #    predict on a GPU-trained lesson 4, and tests/gpu_resume_check.sh (kill -9 / --resume exactness in bf16)
+# 6. the targets of issue 6 alone: gpu_data_path.py at float16, the streamed path and
+#    the resident tier alternated with the ceiling 15 s each (a single run's ratios of 0.25 s rounds vary by
+#    about +-10% with the host's speed; see benchmarks/README.md); about 3 minutes with the build
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 GB=${GB:-24}
-STEPS=${STEPS:-1 2 3 4 5}
+STEPS=${STEPS:-1 2 3 4 5}  # (6 on its own: STEPS=6)
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HOME=/tmp/hf_home
@@ -77,5 +80,10 @@ timeout 60 accelerate launch --num_processes 1 scripts/4_multi_gpu_ann.py --epoc
 timeout 60 python3 -m wideann predict /tmp/l4 data/example.csv -o /tmp/l4_pred.csv --row-numbers && head -3 /tmp/l4_pred.csv
 grep -o '"layers": null' /tmp/l4/model.json || echo "model.json: layers present"
 SKIP_BUILD=1 MPS=bf16 timeout 120 bash tests/gpu_resume_check.sh 2>&1 | tee "$OUT/resume_check.log" | tail -12
+fi
+if want 6; then
+say "6. the targets of issue 6: float16, alternated figures of 15 s"
+timeout 300 python3 benchmarks/gpu_data_path.py --dtypes float16 --alternated-seconds 15 \
+    --json "$OUT/gpu_data_path_targets.json" 2>&1 | tee "$OUT/gpu_data_path_targets.log" | tail -30
 fi
 say "done"
