@@ -300,7 +300,8 @@ def gpu_half(args, tables, partial=lambda got: None):
             r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, "resident_gib": tier.store.nbytes / 2**30,
                  **measured(paths), **gather_rates(tier.store, batch * resident.group_steps)}
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
-            ahead = (-(-max(1, streamed.prefetch) // streamed.group_steps) + 1) * streamed.group_steps + 1
+            # (the groups it reads ahead and the one copied ahead of its steps, in steps, and one)
+            ahead = (streamed._ahead_groups + 1) * streamed.group_steps + 1
             for name, warm in (("resident", 0), ("streamed", ahead)):
                 r[f"{name}_alternated_ratio"], r[f"{name}_alternated_quartiles"] = alternated(
                     paths["ceiling"][0], paths[name][0], args.alternated_seconds or args.seconds, warm=warm)
@@ -689,7 +690,7 @@ def main():
     ap.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
     ap.add_argument("--seconds", type=float, default=2.0,
                     help="timed seconds per figure (the GPU half splits them between its rounds)")
-    ap.add_argument("--alternated-seconds", type=float, help="GPU half: seconds of (d) alternated with (a) per "
+    ap.add_argument("--alternated-seconds", type=float, help="GPU half: seconds of (c) and of (d) alternated with (a) per "
                     "figure (default --seconds; longer for a steadier ratio: at 2 s the pairs' quartiles lay 10 points "
                     "apart on an H100's host)")
     ap.add_argument("--rounds", type=int, default=3, help="CPU half: rounds, the best counts")

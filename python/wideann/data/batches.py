@@ -256,6 +256,11 @@ class ShardedBatches:
         fit = self.group_bytes // max(1, self._most_rows * max(self.table.row_bytes, delivered))
         return int(max(1, min(len(self), fit)))
 
+    @property
+    def _ahead_groups(self) -> int:
+        """Groups the GPU path reads ahead: at least ``prefetch`` batches."""
+        return -(-max(1, self.prefetch) // self.group_steps)
+
     def _out_dtype(self):
         return self.dtype if self.dtype is not None else torch_dtype(self.table.dtype)
 
@@ -424,8 +429,7 @@ class ShardedBatches:
         kit = self.__dict__.get("_plan_kit") or {}
         if kit.get("settings") != settings or kit.get("rows") is not self.rows or kit.get("store") is not store:
             kit = self.__dict__["_plan_kit"] = {"settings": settings, "rows": self.rows, "store": store}
-        if not self.shuffle and "steps" in kit:
-            return kit["steps"][0], kit["targets"][0]
+        epoch = epoch if self.shuffle else 0  # (an unshuffled source's plan is the same every epoch: made once)
         if epoch - kit.get("first", 0) not in range(len(kit.get("steps", ()))):
             if "held" not in kit:  # where this source's rows are held (once: every one of them must be)
                 kit["held"] = self._on_device(store, store.positions(self.rows))
@@ -454,7 +458,7 @@ class ShardedBatches:
             read = steps.clamp(max=max(store.rows.size - 1, 0)).view(-1)
             targets = store.y.index_select(0, read).to(target).view(count, -1, 1)
             kit.update(first=epoch, steps=steps, targets=targets)
-        i = epoch - kit["first"] if self.shuffle else 0
+        i = epoch - kit["first"]
         return kit["steps"][i], kit["targets"][i]
 
     def _on_device(self, store, positions: np.ndarray):
@@ -492,7 +496,7 @@ class ShardedBatches:
 
         t, device, out, group = self.table, self.device, self._out_dtype(), self.group_steps
         target = self._target_dtype()
-        depth = -(-max(1, self.prefetch) // group)  # groups read ahead: at least `prefetch` batches
+        depth = self._ahead_groups
         # The ring and the side stream (with the batches read on into the next epoch) are made once and
         # kept for the next epoch (pinning memory is slow); an iterator running beside another one makes its own.
         # slots: `depth` being read ahead and one being copied are needed (slots are refilled in turn: fewer
