@@ -215,13 +215,14 @@ def gpu_half(args, tables, partial=lambda got: None):
         each); blocks of about 40 ms side by side see the same host. ``warm``: steps of ``path`` run untimed
         before each of its blocks, for a path with a reading thread: while the ceiling's block ran, it
         filled its ring, a head start that its first steps use up (its read-ahead in steps, and one).
-        ``(ratio, its quartiles over the pairs)``."""
+        ``(ratio, its quartiles over the pairs, [[fetch ms, step ms] of the ceiling's timed steps, of the path's])``."""
         its, warm = [iter(ceiling()), iter(path())], (0, warm)
         for it in its:
             for _ in range(5):
                 step(*next(it))
         torch.cuda.synchronize()
         rows, spent, pairs, clock = [0, 0], [0.0, 0.0], [], time.perf_counter
+        fetch, stepping, steps = [0.0, 0.0], [0.0, 0.0], [0, 0]
         end = clock() + seconds
         while clock() < end:
             rate = [0.0, 0.0]
@@ -231,9 +232,12 @@ def gpu_half(args, tables, partial=lambda got: None):
                 torch.cuda.synchronize()
                 t0, n = clock(), 0
                 for _ in range(block):
+                    a = clock()
                     x, y = next(its[i])
+                    b = clock()
                     step(x, y)
                     n += len(x)
+                    fetch[i], stepping[i], steps[i] = fetch[i] + b - a, stepping[i] + clock() - b, steps[i] + 1
                 torch.cuda.synchronize()
                 dt = clock() - t0
                 rows[i], spent[i], rate[i] = rows[i] + n, spent[i] + dt, n / dt
@@ -241,7 +245,78 @@ def gpu_half(args, tables, partial=lambda got: None):
         for it in its:
             if hasattr(it, "close"):
                 it.close()
-        return (rows[1] / spent[1]) / (rows[0] / spent[0]), [float(q) for q in np.percentile(pairs, [25, 75])]
+        return ((rows[1] / spent[1]) / (rows[0] / spent[0]), [float(q) for q in np.percentile(pairs, [25, 75])],
+                [[1e3 * fetch[i] / steps[i], 1e3 * stepping[i] / steps[i]] for i in (0, 1)])
+
+    def variants(dt, batch):
+        """--streamed-variants: (c) as it is and with other settings, each alternated with the ceiling for
+        --alternated-seconds, with the training thread's ms a step (waiting for the batch / in the step) of
+        both: what the reading threads, the group size and the training thread's core are worth."""
+        nonlocal step  # (the one `alternated` trains with)
+        step = trainer(batch)
+        x = torch.rand((batch, REFERENCE_COLUMNS - 1), device=device).to(torch.float16 if dt == "float16" else torch.float32)
+        y = torch.rand((batch, 1), device=device)
+        rows = np.arange(args.rows)
+
+        def source(**kw):  # a table object of its own: the reader (and its thread count) is the table's
+            group = kw.pop("group_bytes", None)
+            s = data.ShardedBatches(data.NpyTable(tables[dt]), rows, batch, seed=0, device=device, dtype=None, **kw)
+            if group:
+                s.group_bytes = group
+            return s
+
+        def apart(s):
+            """The training thread alone on one core (and that core's other hardware thread left idle); the
+            reading threads, made while the training thread may use the other cores only, on those."""
+            def batches():
+                cores = sorted(os.sched_getaffinity(0))
+                mine = cores[-1]
+                sib = Path(f"/sys/devices/system/cpu/cpu{mine}/topology/thread_siblings_list")
+                kin = {mine}
+                if sib.exists():
+                    for part in sib.read_text().strip().split(","):
+                        lo, _, hi = part.partition("-")
+                        kin |= set(range(int(lo), int(hi or lo) + 1))
+                os.sched_setaffinity(0, set(cores) - kin)
+                it = endless(s)
+                try:
+                    first = next(it)  # the reader's pool and the read-ahead thread are made here
+                    os.sched_setaffinity(0, {mine})
+                    yield first
+                    yield from it
+                finally:
+                    it.close()
+                    os.sched_setaffinity(0, cores)
+            return batches
+
+        cores = len(os.sched_getaffinity(0))
+        made = {"default": source(), "4 threads": source(reader_threads=4), "2 threads": source(reader_threads=2),
+                "groups of 256 MiB": source(group_bytes=256 << 20),
+                "training thread on a core apart": source(reader_threads=data.native_reader.default_threads())}
+        out = {}
+        for name, s in made.items():
+            make = apart(s) if name == "training thread on a core apart" else (lambda s=s: endless(s))
+            warm_steps = (s._ahead_groups + 1) * s.group_steps + 1
+            ratio, q, ms = alternated(lambda: iter(lambda: (x, y), None), make, args.alternated_seconds or args.seconds,
+                                      warm=warm_steps)
+            out[name] = {"ratio": ratio, "quartiles": q, "ceiling_ms": ms[0], "ms": ms[1], "group_steps": s.group_steps,
+                         "threads": s.table.reader_threads or data.native_reader.default_threads()}
+            print(f"{dt} batch {batch}, (c) {name} ({out[name]['threads']} threads, {s.group_steps} steps a group): "
+                  f"{ratio:.0%} ({q[0]:.0%}-{q[1]:.0%}); ms a step, waiting / in the step: {ms[1][0]:.2f} / {ms[1][1]:.2f}, "
+                  f"the ceiling's {ms[0][0]:.2f} / {ms[0][1]:.2f}", flush=True)
+            del s
+        made.clear()
+        return {"dtype": dt, "batch": batch, "cores": cores, "variants": out}
+
+    if args.streamed_variants:
+        sib = Path("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list")
+        print(f"cpu0's hardware threads: {sib.read_text().strip() if sib.exists() else '?'}", flush=True)
+        found = []
+        for dt in args.dtypes:
+            for batch in args.batches:
+                found.append(variants(dt, batch))
+                partial({"gpu": torch.cuda.get_device_name(0), "variants": found, "complete": False})
+        return {"gpu": torch.cuda.get_device_name(0), "variants": found, "complete": True}
 
     results = []
     for dt in args.dtypes:
@@ -303,7 +378,7 @@ def gpu_half(args, tables, partial=lambda got: None):
             # (the groups it reads ahead and the one copied ahead of its steps, in steps, and one)
             ahead = (streamed._ahead_groups + 1) * streamed.group_steps + 1
             for name, warm in (("resident", 0), ("streamed", ahead)):
-                r[f"{name}_alternated_ratio"], r[f"{name}_alternated_quartiles"] = alternated(
+                r[f"{name}_alternated_ratio"], r[f"{name}_alternated_quartiles"], r[f"{name}_alternated_ms"] = alternated(
                     paths["ceiling"][0], paths[name][0], args.alternated_seconds or args.seconds, warm=warm)
             r["streamed_alternated_warm_steps"] = ahead
             if args.profile and batch in args.profile_batches and dt == "float16":
@@ -417,10 +492,15 @@ def gpu_markdown(report):
         lines += ["", "(c)/(a) and (d)/(a) measured in alternation: blocks of 20 steps of each, the GPU drained after "
                   "each block, the order swapped every pair, the streamed path's blocks each after a few untimed steps "
                   f"(its read-ahead, and one), for {report['alternated_seconds']:g} s; the whole ratio (the pairs' "
-                  "quartiles):", "", "| dtype | batch | (c)/(a) | (d)/(a) |", "| --- | ---: | ---: | ---: |"]
+                  "quartiles), and the training thread's ms a step in those blocks, waiting for the batch / in the step, "
+                  "of the path and of (a) beside it:", "",
+                  "| dtype | batch | (c)/(a) | (d)/(a) | (c) ms, (a) ms | (d) ms, (a) ms |",
+                  "| --- | ---: | ---: | ---: | ---: | ---: |"]
         lines += [f"| {r['dtype']} | {r['batch']} | " + " | ".join(
             f"{r[k + '_alternated_ratio']:.0%} ({r[k + '_alternated_quartiles'][0]:.0%}-"
-            f"{r[k + '_alternated_quartiles'][1]:.0%})" for k in ("streamed", "resident")) + " |" for r in alt]
+            f"{r[k + '_alternated_quartiles'][1]:.0%})" for k in ("streamed", "resident")) + " | " + " | ".join(
+            "{1[0]:.2f} / {1[1]:.2f}, {0[0]:.2f} / {0[1]:.2f}".format(*r[k + "_alternated_ms"])
+            for k in ("streamed", "resident")) + " |" for r in alt]
     words = [r for r in report["results"] if "resident_elements" in r]
     if words:
         lines += ["", "(d) gathering float16 values one by one (as before commit 347f836) rather than as 8-byte words: "
@@ -437,6 +517,20 @@ def gpu_markdown(report):
                       f"{r['dtype']} batch {r['batch']}: {r['streamed_4_threads']:,.0f} ({r['streamed_4_threads_ratio']:.0%}, "
                       f"{r['streamed_4_threads_fetch_ms']:.2f} / {r['streamed_4_threads_step_ms']:.2f} against "
                       f"{r['streamed_ratio']:.0%}, {r['streamed_fetch_ms']:.2f} / {r['streamed_step_ms']:.2f})" for r in few)]
+    return "\n".join(lines)
+
+
+def variants_markdown(report):
+    lines = [f"GPU: {report['gpu']}; {report['machine']}; (c) with other settings, each alternated with (a) for "
+             f"{report['alternated_seconds']:g} s: the whole ratio (the pairs' quartiles), and the training thread's ms a "
+             "step, waiting for the batch / in the step, of the path and of (a) beside it.", "",
+             "| dtype | batch | (c) | threads | steps a group | (c)/(a) | (c) ms | (a) ms |",
+             "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in report["variants"]:
+        for name, v in r["variants"].items():
+            lines.append(f"| {r['dtype']} | {r['batch']} | {name} | {v['threads']} | {v['group_steps']} | {v['ratio']:.0%} "
+                         f"({v['quartiles'][0]:.0%}-{v['quartiles'][1]:.0%}) | {v['ms'][0]:.2f} / {v['ms'][1]:.2f} | "
+                         f"{v['ceiling_ms'][0]:.2f} / {v['ceiling_ms'][1]:.2f} |")
     return "\n".join(lines)
 
 
@@ -706,6 +800,9 @@ def main():
                     "streamed and resident paths (float16, batch 1024) into FOLDER")
     ap.add_argument("--profile-batches", type=int, nargs="+", default=[1024],
                     help="with --profile: the batch sizes profiled (files of batches other than 1024 end in _BATCH)")
+    ap.add_argument("--streamed-variants", action="store_true", help="GPU half: only (c), as it is and with 4 and 2 "
+                    "reading threads, groups of 256 MiB, and the training thread on a core apart from the reading "
+                    "threads, each alternated with (a) for --alternated-seconds")
     args = ap.parse_args()
     if args.profile and not set(args.profile_batches) & set(args.batches):
         ap.error(f"--profile-batches {args.profile_batches}: none of them is among --batches {args.batches}")
@@ -723,7 +820,7 @@ def main():
                 Path(args.json).write_text(json.dumps({**report, **got}, indent=1) + "\n")
         report.update(gpu_half(args, tables, partial))
         report["host_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # (KiB on Linux)
-        text = gpu_markdown(report)
+        text = variants_markdown(report) if args.streamed_variants else gpu_markdown(report)
     else:
         report.update(cpu_half(args, tables))
         report["training_thread"] = training_thread(args, tables)
