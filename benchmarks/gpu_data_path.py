@@ -39,7 +39,9 @@ torch.profiler tables and traces of (a), (c) and (d) at float16, batch 1024 (`--
 (c)/(a) and (d)/(a) also measured in alternation, blocks of 20 steps of each in turn (`alternated`,
 `--alternated-seconds`): the host's speed drifts by tens of percent within a second on a shared GPU
 machine, so that a ratio of the rounds above can be off by 10-20% on its own; blocks side by side see the
-same host. Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
+same host; each whole ratio comes with its 95% interval (a bootstrap over runs of 4 pairs), which says
+whether a target is met. `--streamed-variants` measures only (c), as it is and with other settings (reading
+threads, group size, the training thread on a core apart), each alternated with (a). Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
 the table's dtype and as rows of wider words (how `ResidentRows.gather` does it).
 
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
@@ -215,7 +217,11 @@ def gpu_half(args, tables, partial=lambda got: None):
         each); blocks of about 40 ms side by side see the same host. ``warm``: steps of ``path`` run untimed
         before each of its blocks, for a path with a reading thread: while the ceiling's block ran, it
         filled its ring, a head start that its first steps use up (its read-ahead in steps, and one).
-        ``(ratio, its quartiles over the pairs, [[fetch ms, step ms] of the ceiling's timed steps, of the path's])``."""
+        A dict: ``ratio`` (all of the path's rows over its time, against the ceiling's), ``quartiles`` of the
+        pairs' ratios (a pair is two blocks of about 40-60 ms: they spread with the host's jitter),
+        ``interval`` (the 95% interval of the whole ratio: a bootstrap over runs of 4 pairs, which keeps
+        a drift across neighbouring pairs in), ``pairs``, and ``ms``: ``[fetch ms, step ms]`` of the
+        ceiling's timed steps and of the path's."""
         its, warm = [iter(ceiling()), iter(path())], (0, warm)
         for it in its:
             for _ in range(5):
@@ -225,7 +231,7 @@ def gpu_half(args, tables, partial=lambda got: None):
         fetch, stepping, steps = [0.0, 0.0], [0.0, 0.0], [0, 0]
         end = clock() + seconds
         while clock() < end:
-            rate = [0.0, 0.0]
+            rate, done = [0.0, 0.0], [0, 0.0, 0, 0.0]  # this pair's (rows, seconds) of the ceiling, of the path
             for i in ((0, 1) if len(pairs) % 2 == 0 else (1, 0)):
                 for _ in range(warm[i]):
                     step(*next(its[i]))
@@ -241,12 +247,21 @@ def gpu_half(args, tables, partial=lambda got: None):
                 torch.cuda.synchronize()
                 dt = clock() - t0
                 rows[i], spent[i], rate[i] = rows[i] + n, spent[i] + dt, n / dt
-            pairs.append(rate[1] / rate[0])
+                done[2 * i:2 * i + 2] = n, dt
+            pairs.append((rate[1] / rate[0], *done))
         for it in its:
             if hasattr(it, "close"):
                 it.close()
-        return ((rows[1] / spent[1]) / (rows[0] / spent[0]), [float(q) for q in np.percentile(pairs, [25, 75])],
-                [[1e3 * fetch[i] / steps[i], 1e3 * stepping[i] / steps[i]] for i in (0, 1)])
+        got = np.array(pairs)
+        runs = max(1, len(got) // 4)
+        rng = np.random.default_rng(0)
+        picks = rng.integers(0, runs, size=(1000, runs))[:, :, None] * 4 + np.arange(4)
+        sums = got[picks.reshape(1000, -1) % len(got)][:, :, 1:].sum(axis=1)  # (rows, s) of each resample
+        whole = (sums[:, 2] / sums[:, 3]) / (sums[:, 0] / sums[:, 1])
+        return {"ratio": (rows[1] / spent[1]) / (rows[0] / spent[0]),
+                "quartiles": [float(q) for q in np.percentile(got[:, 0], [25, 75])],
+                "interval": [float(q) for q in np.percentile(whole, [2.5, 97.5])], "pairs": len(got),
+                "ms": [[1e3 * fetch[i] / steps[i], 1e3 * stepping[i] / steps[i]] for i in (0, 1)]}
 
     def variants(dt, batch):
         """--streamed-variants: (c) as it is and with other settings, each alternated with the ceiling for
@@ -297,12 +312,14 @@ def gpu_half(args, tables, partial=lambda got: None):
         for name, s in made.items():
             make = apart(s) if name == "training thread on a core apart" else (lambda s=s: endless(s))
             warm_steps = (s._ahead_groups + 1) * s.group_steps + 1
-            ratio, q, ms = alternated(lambda: iter(lambda: (x, y), None), make, args.alternated_seconds or args.seconds,
-                                      warm=warm_steps)
-            out[name] = {"ratio": ratio, "quartiles": q, "ceiling_ms": ms[0], "ms": ms[1], "group_steps": s.group_steps,
+            a = alternated(lambda: iter(lambda: (x, y), None), make, args.alternated_seconds or args.seconds,
+                           warm=warm_steps)
+            ratio, q, ms = a["ratio"], a["quartiles"], a["ms"]
+            out[name] = {"ratio": ratio, "quartiles": q, "interval": a["interval"], "pairs": a["pairs"],
+                         "ceiling_ms": ms[0], "ms": ms[1], "group_steps": s.group_steps,
                          "threads": s.table.reader_threads or data.native_reader.default_threads()}
             print(f"{dt} batch {batch}, (c) {name} ({out[name]['threads']} threads, {s.group_steps} steps a group): "
-                  f"{ratio:.0%} ({q[0]:.0%}-{q[1]:.0%}); ms a step, waiting / in the step: {ms[1][0]:.2f} / {ms[1][1]:.2f}, "
+                  f"{ratio:.0%} ({q[0]:.0%}-{q[1]:.0%}) [{a['interval'][0]:.1%}-{a['interval'][1]:.1%}]; ms a step, waiting / in the step: {ms[1][0]:.2f} / {ms[1][1]:.2f}, "
                   f"the ceiling's {ms[0][0]:.2f} / {ms[0][1]:.2f}", flush=True)
             del s
         made.clear()
@@ -378,8 +395,9 @@ def gpu_half(args, tables, partial=lambda got: None):
             # (the groups it reads ahead and the one copied ahead of its steps, in steps, and one)
             ahead = (streamed._ahead_groups + 1) * streamed.group_steps + 1
             for name, warm in (("resident", 0), ("streamed", ahead)):
-                r[f"{name}_alternated_ratio"], r[f"{name}_alternated_quartiles"], r[f"{name}_alternated_ms"] = alternated(
-                    paths["ceiling"][0], paths[name][0], args.alternated_seconds or args.seconds, warm=warm)
+                a = alternated(paths["ceiling"][0], paths[name][0], args.alternated_seconds or args.seconds, warm=warm)
+                for k in ("ratio", "quartiles", "interval", "pairs", "ms"):
+                    r[f"{name}_alternated_{k}"] = a[k]
             r["streamed_alternated_warm_steps"] = ahead
             if args.profile and batch in args.profile_batches and dt == "float16":
                 try:  # (a profiler that cannot start on this machine costs its tables, not the figures)
@@ -492,13 +510,14 @@ def gpu_markdown(report):
         lines += ["", "(c)/(a) and (d)/(a) measured in alternation: blocks of 20 steps of each, the GPU drained after "
                   "each block, the order swapped every pair, the streamed path's blocks each after a few untimed steps "
                   f"(its read-ahead, and one), for {report['alternated_seconds']:g} s; the whole ratio (the pairs' "
-                  "quartiles), and the training thread's ms a step in those blocks, waiting for the batch / in the step, "
-                  "of the path and of (a) beside it:", "",
+                  "quartiles) [its 95% interval: a bootstrap over runs of 4 pairs], and the training thread's ms a step "
+                  "in those blocks, waiting for the batch / in the step, of the path and of (a) beside it:", "",
                   "| dtype | batch | (c)/(a) | (d)/(a) | (c) ms, (a) ms | (d) ms, (a) ms |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
         lines += [f"| {r['dtype']} | {r['batch']} | " + " | ".join(
             f"{r[k + '_alternated_ratio']:.0%} ({r[k + '_alternated_quartiles'][0]:.0%}-"
-            f"{r[k + '_alternated_quartiles'][1]:.0%})" for k in ("streamed", "resident")) + " | " + " | ".join(
+            f"{r[k + '_alternated_quartiles'][1]:.0%}) [{r[k + '_alternated_interval'][0]:.1%}-"
+            f"{r[k + '_alternated_interval'][1]:.1%}]" for k in ("streamed", "resident")) + " | " + " | ".join(
             "{1[0]:.2f} / {1[1]:.2f}, {0[0]:.2f} / {0[1]:.2f}".format(*r[k + "_alternated_ms"])
             for k in ("streamed", "resident")) + " |" for r in alt]
     words = [r for r in report["results"] if "resident_elements" in r]
@@ -522,14 +541,15 @@ def gpu_markdown(report):
 
 def variants_markdown(report):
     lines = [f"GPU: {report['gpu']}; {report['machine']}; (c) with other settings, each alternated with (a) for "
-             f"{report['alternated_seconds']:g} s: the whole ratio (the pairs' quartiles), and the training thread's ms a "
+             f"{report['alternated_seconds']:g} s: the whole ratio (the pairs' quartiles) [its 95% interval], and the training thread's ms a "
              "step, waiting for the batch / in the step, of the path and of (a) beside it.", "",
              "| dtype | batch | (c) | threads | steps a group | (c)/(a) | (c) ms | (a) ms |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["variants"]:
         for name, v in r["variants"].items():
             lines.append(f"| {r['dtype']} | {r['batch']} | {name} | {v['threads']} | {v['group_steps']} | {v['ratio']:.0%} "
-                         f"({v['quartiles'][0]:.0%}-{v['quartiles'][1]:.0%}) | {v['ms'][0]:.2f} / {v['ms'][1]:.2f} | "
+                         f"({v['quartiles'][0]:.0%}-{v['quartiles'][1]:.0%}) [{v['interval'][0]:.1%}-{v['interval'][1]:.1%}] | "
+                         f"{v['ms'][0]:.2f} / {v['ms'][1]:.2f} | "
                          f"{v['ceiling_ms'][0]:.2f} / {v['ceiling_ms'][1]:.2f} |")
     return "\n".join(lines)
 
