@@ -337,7 +337,7 @@ class _LateCuda:
 def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_path, monkeypatch, dtype, prefetch,
                                                                           group):
     # group: steps per copy (None: the default, here the whole epoch of 33 steps in one group); 3 and 4 leave
-    # a short last group, and a group of 4 with prefetch 3 reads one group ahead
+    # a short last group, and a group of 4 with prefetch 3 holds more than prefetch steps (two groups are read ahead)
     path, _ = _table(tmp_path, dtype, rows=1501, cols=57)
     table = data.NpyTable(path)
     split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)

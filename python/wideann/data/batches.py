@@ -508,7 +508,7 @@ class ShardedBatches:
         # would overwrite a group not yet copied); two more, for the group copied ahead of its steps and the
         # one whose copy may still run, keep the reader from waiting for a copy just queued; rows: the
         # largest group's
-        slots, rows = max(4, depth + 3), group * self._most_rows
+        slots, rows = depth + 3, group * self._most_rows
         kit = self.__dict__.pop("_gpu_kit", None)
         if kit is not None and (kit["ring"].rows < rows or len(kit["ring"]) < slots):  # (groups or prefetch changed)
             if (carry := kit.pop("carry", None)) is not None:
