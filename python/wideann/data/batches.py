@@ -434,6 +434,18 @@ class ShardedBatches:
         kit = self.__dict__.get("_plan_kit") or {}
         if kit.get("settings") != settings or kit.get("rows") is not self.rows or kit.get("store") is not store:
             kit = self.__dict__["_plan_kit"] = {"settings": settings, "rows": self.rows, "store": store}
+        if store.device.type == "cuda":
+            # The plan is kept from one epoch to the next, perhaps from one CUDA stream to another: this stream
+            # waits for the work of the one that made it (queued, it may not have run yet), and the caching
+            # allocator learns that this stream reads it too (else its memory, once freed, could be handed
+            # out again while this stream's gathers may still read it). Lessons use one stream: nothing to do.
+            here, made_on = torch.cuda.current_stream(store.device), kit.get("made_on")
+            if made_on is not None and made_on != here:
+                here.wait_stream(made_on)
+                for name in ("held", "steps", "targets"):
+                    if name in kit:
+                        kit[name].record_stream(here)
+            kit["made_on"] = here
         epoch = epoch if self.shuffle else 0  # (an unshuffled source's plan is the same every epoch: made once)
         if epoch - kit.get("first", 0) not in range(len(kit.get("steps", ()))):
             if "held" not in kit:  # where this source's rows are held (once: every one of them must be)
