@@ -392,15 +392,19 @@ class ShardedBatches:
         store, out, group = self.resident, self._out_dtype(), self.group_steps
         steps, targets = self._planned(epoch)
         first, bounds = start * steps.shape[1], np.cumsum([0] + sizes).tolist()
-        pos, ys = steps.view(-1)[first:first + bounds[-1]], targets[first:first + bounds[-1]]
+        pos = steps.view(-1)[first:first + bounds[-1]]
+        # the epoch's targets copied once (a batch's are its own, as the streamed tier's are: changed in place,
+        # they must not change those of the later epochs the plan holds), each step's a view of the copy: on a
+        # GPU the host's time per operation is what the step is bound by, so per epoch, not per group
+        ys = targets[first:first + bounds[-1]].clone().split(sizes)
         for g in range(0, len(sizes), group):
             a, z = bounds[g], bounds[min(g + group, len(sizes))]
-            xs = store.inputs(pos[a:z]).to(out).split(sizes[g:g + group])
-            # (the targets copied: a batch's are its own, as the streamed tier's are; changed in place, they
-            # must not change those of the later epochs the plan holds)
-            for x, y in zip(xs, ys[a:z].clone().split(sizes[g:g + group])):
+            xs = store.inputs(pos[a:z])
+            if xs.dtype != out:
+                xs = xs.to(out)
+            for i, x in enumerate(xs.split(sizes[g:g + group]), g):
                 self.rows_read += x.shape[0]
-                yield x, y
+                yield x, ys[i]
 
     def _step_sizes(self) -> list:
         """How many rows this process has at each step of an epoch (the same every epoch)."""
