@@ -220,6 +220,12 @@ def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not
     assert src.rows_read == (sum(len(src.shard(e)) for e in (1, 2, 3, 7, 9, 9, 10, 11, 12)) + len(src.shard(4))
                              - 5 * 50 + 50 - len(src.step_rows(src.epoch_order(12), len(src) - 1)))
     assert _threads() == before + 1  # the thread reading epoch 10's first batches
+    # read ahead turned off after an epoch read on: those batches, and their thread, are let go (not kept for
+    # as long as the source lives)
+    src.prefetch = 0
+    check(10, 0, list(src.epoch(10)))
+    assert "carry" not in src._host_kit and _threads() == before
+    src.prefetch = prefetch
     table = src.table  # (keeps the reader's pool)
     del src, it  # a source let go stops its reading thread at once (no reference cycle waits for the collector)
     assert _threads() == before

@@ -255,24 +255,29 @@ def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, p
 @cuda
 def test_a_resident_plan_made_on_one_cuda_stream_serves_another(tmp_path):
     # the plan of several epochs is made on the stream of its first epoch and kept: an epoch read on another
-    # stream must wait for it. Here the first stream is held up (a GPU sleep queued before the plan), so that
-    # a second stream that did not wait would gather by positions not yet written
+    # stream must wait for it. Here the first stream is held up (a GPU sleep queued before the plan) and the
+    # host does not wait for it, so that a second stream that did not wait would gather by positions not
+    # yet written
     path, _ = _table(tmp_path, np.float16, rows=3001, cols=257)
     table = data.NpyTable(path)
     rows = np.arange(table.n_rows)
     cpu = data.ShardedBatches(table, rows, 64, seed=3, device="cpu", dtype=None)
     store = device_tier(table, [rows], "cuda", "resident").store
     res = data.ShardedBatches(table, rows, 64, seed=3, device="cuda", resident=store, dtype=None)
+    list(res.epoch(0))  # the first plan (epochs 0 ..), and where the rows are held: made, and waited for
+    planned = len(res._plan_kit["steps"])
+    torch.cuda.synchronize()
     first, second = torch.cuda.Stream(), torch.cuda.Stream()
     with torch.cuda.stream(first):
         torch.cuda._sleep(1_000_000_000)  # about half a second of the GPU's clock
-        it = res.epoch(0)
-        next(it)  # epoch 0's first group: the plan (of this epoch and the next ones) is made, behind the sleep
+        it = res.epoch(planned)  # past the first plan: the next one is made, on this stream, behind the sleep
+        next(it)
         it.close()
+    assert torch.cuda.current_stream() != first and not first.query()  # (the host did not wait for it)
     with torch.cuda.stream(second):
-        got = [(x.cpu(), y.cpu()) for x, y in res.epoch(1)]  # (.cpu(): each waits for this stream only)
+        got = [(x.cpu(), y.cpu()) for x, y in res.epoch(planned + 1)]  # (.cpu() waits for this stream only)
     torch.cuda.synchronize()
-    _same(list(cpu.epoch(1)), got)
+    _same(list(cpu.epoch(planned + 1)), got)
 
 
 @cuda

@@ -60,8 +60,10 @@ GROUP_BYTES = 64 << 20
 batch a view of it. A step on a GPU is bound by the host's time to launch its work (2.5 ms for lesson 4's
 model on an H100, whatever the batch size), so every operation the data path launches per step comes off
 the training's speed; per group, they cost next to nothing. (The ring holds a few groups of page-locked
-host memory: 5 slots of about 64 MiB at the default read-ahead, 7 of a step each where a step is larger; a group is sized by the larger of a row's
-bytes in the table and as delivered.)"""
+host memory: 5 slots at the default read-ahead, 7 where a group is a single step (a step of over half of
+this); a slot holds a group's rows in the table's dtype, and a group is sized by the larger of a row's
+bytes in the table and as delivered, so a float16 table delivered as float32 has slots of about half of
+this.)"""
 
 PLAN_POSITIONS = 1 << 20
 """The resident tier plans as many epochs ahead as make about this many positions of rows (8 MB on the device
@@ -102,7 +104,8 @@ class ShardedBatches:
 
     Options: ``shuffle`` (per-epoch seeded order of runs of ``shuffle_rows`` consecutive rows; False keeps row
     order, for evaluation), ``prefetch`` (batches read ahead by the native reader's own thread, on into the
-    first steps of the next epoch when shuffled; 0 reads on the calling thread), ``device`` (where batches are
+    first steps of the next epoch when shuffled; 0 reads on the calling thread; batches for a GPU are always
+    read ahead, at least two groups of steps), ``device`` (where batches are
     delivered: None or a CPU device gives CPU tensors; a CUDA device gives tensors on it, through reusable
     pinned buffers and a side-stream copy), ``resident`` (a :class:`~wideann.data.resident.ResidentRows`
     holding the rows on ``device``: batches are gathered there), ``pin_memory`` (without ``device``: CPU
@@ -310,6 +313,9 @@ class ShardedBatches:
             return x.to(out), y.to(target)  # (no copy where the dtype is already right)
 
         if self.prefetch <= 0:
+            kit = self.__dict__.get("_host_kit") or {}
+            if (carry := kit.pop("carry", None)) is not None:
+                carry.ahead.close()  # (read on while prefetch was on: its thread is not kept for nothing)
             for rows in self._plan(epoch, start):
                 x, y = buffers(rows.size)
                 t.read_index(rows, (x.numpy(), y.numpy()))
