@@ -209,6 +209,11 @@ def gpu_half(args, tables, partial=lambda got: None):
                 r[f"{name}_ratio"] = float(np.median([g[0] / float(np.interp(g[4], marks, rates)) for g in got]))
         return r
 
+    def warm_steps(source):
+        """Untimed steps before each block of a streamed source in `alternated`: the groups it reads ahead and
+        the one copied ahead of its steps, in steps, and one."""
+        return (source._ahead_groups + 1) * source.group_steps + 1
+
     def alternated(ceiling, path, seconds, block=20, warm=0):
         """``path``'s rate over ``ceiling``'s (functions making their batches), measured in alternation:
         ``block`` steps of one, then of the other, the order swapped every pair (ABBA), the GPU drained at
@@ -311,9 +316,8 @@ def gpu_half(args, tables, partial=lambda got: None):
         out = {}
         for name, s in made.items():
             make = apart(s) if name == "training thread on a core apart" else (lambda s=s: endless(s))
-            warm_steps = (s._ahead_groups + 1) * s.group_steps + 1
             a = alternated(lambda: iter(lambda: (x, y), None), make, args.alternated_seconds or args.seconds,
-                           warm=warm_steps)
+                           warm=warm_steps(s))
             ratio, q, ms = a["ratio"], a["quartiles"], a["ms"]
             out[name] = {"ratio": ratio, "quartiles": q, "interval": a["interval"], "pairs": a["pairs"],
                          "ceiling_ms": ms[0], "ms": ms[1], "group_steps": s.group_steps,
@@ -392,8 +396,7 @@ def gpu_half(args, tables, partial=lambda got: None):
             r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, "resident_gib": tier.store.nbytes / 2**30,
                  **measured(paths), **gather_rates(tier.store, batch * resident.group_steps)}
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
-            # (the groups it reads ahead and the one copied ahead of its steps, in steps, and one)
-            ahead = (streamed._ahead_groups + 1) * streamed.group_steps + 1
+            ahead = warm_steps(streamed)
             for name, warm in (("resident", 0), ("streamed", ahead)):
                 a = alternated(paths["ceiling"][0], paths[name][0], args.alternated_seconds or args.seconds, warm=warm)
                 for k in ("ratio", "quartiles", "interval", "pairs", "ms"):

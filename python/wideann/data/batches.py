@@ -86,6 +86,12 @@ class _Carry(NamedTuple):
     pending: deque
 
 
+def _drop_read_on(kit: dict) -> None:
+    """Drops the batches read on that ``kit`` holds, if any, and stops their reading."""
+    if (carry := kit.pop("carry", None)) is not None:
+        carry.ahead.close()
+
+
 def _default_shuffle_rows(row_bytes: int) -> int:
     """Rows shuffled as one piece: about 256 KB of consecutive rows, at most 16 rows."""
     return int(min(16, max(1, (256 << 10) // max(row_bytes, 1))))
@@ -313,9 +319,7 @@ class ShardedBatches:
             return x.to(out), y.to(target)  # (no copy where the dtype is already right)
 
         if self.prefetch <= 0:
-            kit = self.__dict__.get("_host_kit") or {}
-            if (carry := kit.pop("carry", None)) is not None:
-                carry.ahead.close()  # (read on while prefetch was on: its thread is not kept for nothing)
+            _drop_read_on(self.__dict__.get("_host_kit") or {})  # (read on while prefetch was on: not kept for nothing)
             for rows in self._plan(epoch, start):
                 x, y = buffers(rows.size)
                 t.read_index(rows, (x.numpy(), y.numpy()))
@@ -533,8 +537,7 @@ class ShardedBatches:
         slots, rows = depth + 3, group * self._most_rows
         kit = self.__dict__.pop("_gpu_kit", None)
         if kit is not None and (kit["ring"].rows < rows or len(kit["ring"]) < slots):  # (groups or prefetch changed)
-            if (carry := kit.pop("carry", None)) is not None:
-                carry.ahead.close()
+            _drop_read_on(kit)
             kit = None
         if kit is None:
             kit = {"ring": PinnedRing(slots, rows, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory),
@@ -585,7 +588,7 @@ class ShardedBatches:
                 finished = True  # (no step left in this epoch)
         finally:
             reads.close()  # before the blocks are reused or freed: nothing is read into them any more
-            if not finished and (carry := kit.pop("carry", None)) is not None:
-                carry.ahead.close()  # stopped early: the next epoch's groups read on are dropped
+            if not finished:
+                _drop_read_on(kit)  # stopped early: the next epoch's groups read on are dropped
             ring.drain()    # (but the next epoch's first blocks, if read on)
             self.__dict__["_gpu_kit"] = kit
