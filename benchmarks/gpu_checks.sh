@@ -23,6 +23,9 @@
 # 6. the targets of issue 6 alone: gpu_data_path.py at float16, the streamed path and
 #    the resident tier alternated with the ceiling 15 s each (a single run's ratios of 0.25 s rounds vary by
 #    about +-10% with the host's speed; see benchmarks/README.md); about 3 minutes with the build
+# 7. benchmarks/gpu_host_time.py: where the training thread's time goes when it asks the streamed path and
+#    the resident tier for a batch (by step position, garbage collector, syncs, torch.profiler with Python's
+#    calls); about 1 minute (tables in $OUT/host_time)
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 GB=${GB:-24}
@@ -85,5 +88,10 @@ if want 6; then
 say "6. the targets of issue 6: float16, alternated figures of 15 s"
 timeout 300 python3 benchmarks/gpu_data_path.py --dtypes float16 --alternated-seconds 15 \
     --json "$OUT/gpu_data_path_targets.json" 2>&1 | tee "$OUT/gpu_data_path_targets.log" | tail -30
+fi
+if want 7; then
+say "7. where the data paths' host time goes"
+timeout 200 python3 benchmarks/gpu_host_time.py --out "$OUT/host_time" 2>&1 | grep -v "^USDT" \
+    | tee "$OUT/gpu_host_time.log" | tail -30
 fi
 say "done"

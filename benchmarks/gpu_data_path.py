@@ -86,9 +86,10 @@ def warm(path):
             pass
 
 
-def make_tables(rows):
+def make_tables(rows, dtypes=DTYPES):
+    """The random tables of ``rows`` x 12,849 (one per dtype), made once and read once (page cache warm)."""
     tables = {}
-    for dt in DTYPES:
+    for dt in dtypes:
         p = WORK / f"gpu_data_path_{rows}x{REFERENCE_COLUMNS}_{dt}.npy"
         t0 = time.perf_counter()
         write_random_table(p, rows, dtype=dt)
@@ -111,12 +112,38 @@ def endless(source, cold=False):
         epoch += 1
 
 
+def trainer(lesson4, device, batch):
+    """Lesson 4's training step (``step(x, y)``) on a fresh model of the reference width on ``device``: bf16
+    autocast, the summed squared error over the nominal ``batch``, Adam, the loss added up on the device and
+    read on the host every 10 steps (lesson 4 with a tracker at its default ``--log-every``)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = lesson4.MLP(REFERENCE_COLUMNS - 1, [1024, 256]).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    loss_fn = nn.MSELoss(reduction="sum")
+    total, steps = [0.0], [0]
+
+    def step(x, y):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            loss = loss_fn(model(x), y) / batch
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        # as lesson 4: the loss added up on the device, read on the host every --log-every (10) steps only
+        total[0] = total[0] + loss.detach()
+        steps[0] += 1
+        if steps[0] % 10 == 0:
+            loss.item()
+    return step
+
+
 # ---- the GPU half ------------------------------------------------------------------------------------
 def gpu_half(args, tables, partial=lambda got: None):
     """The GPU half; ``partial(report)`` is given the report so far after every batch size (the device
     lease is short: a run cut off by its time limit keeps the figures it has)."""
     import torch
-    from torch import nn
 
     from wideann import data
     from wideann.data.resident import torch_dtype
@@ -124,27 +151,6 @@ def gpu_half(args, tables, partial=lambda got: None):
     lesson4 = load_lesson("4_multi_gpu_ann.py")
     device = torch.device("cuda")
     torch.backends.cuda.matmul.allow_tf32 = True
-
-    def trainer(batch):
-        torch.manual_seed(0)
-        model = lesson4.MLP(REFERENCE_COLUMNS - 1, [1024, 256]).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-        loss_fn = nn.MSELoss(reduction="sum")
-
-        total, steps = [0.0], [0]
-
-        def step(x, y):
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = loss_fn(model(x), y) / batch
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-            # as lesson 4: the loss added up on the device, read on the host every --log-every (10) steps only
-            total[0] = total[0] + loss.detach()
-            steps[0] += 1
-            if steps[0] % 10 == 0:
-                loss.item()
-        return step
 
     def timed(batches, step=None, seconds=1.0, warmup=5):
         """``(samples/s, fetch ms, step ms, GiB)`` over ``seconds`` after `warmup` batches (step None: the batches
@@ -273,7 +279,7 @@ def gpu_half(args, tables, partial=lambda got: None):
         --alternated-seconds, with the training thread's ms a step (waiting for the batch / in the step) of
         both: what the reading threads, the group size and the training thread's core are worth."""
         nonlocal step  # (the one `alternated` trains with)
-        step = trainer(batch)
+        step = trainer(lesson4, device, batch)
         x = torch.rand((batch, REFERENCE_COLUMNS - 1), device=device).to(torch.float16 if dt == "float16" else torch.float32)
         y = torch.rand((batch, 1), device=device)
         rows = np.arange(args.rows)
@@ -348,7 +354,7 @@ def gpu_half(args, tables, partial=lambda got: None):
         load_s = time.perf_counter() - t0
         print(f"{dt}: {tier.reason} ({load_s:.1f} s)", flush=True)
         for batch in args.batches:
-            step = trainer(batch)
+            step = trainer(lesson4, device, batch)
             # as lesson 4 delivers batches under mixed precision: inputs in the table's dtype
             x = torch.rand((batch, table.n_inputs), device=device).to(torch_dtype(table.dtype))
             y = torch.rand((batch, 1), device=device)  # targets in float32, as the batch sources give them
