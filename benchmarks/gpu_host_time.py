@@ -197,15 +197,15 @@ def profile(make, step, steps, warmup, folder, name):
     tid = fetches[0]["tid"] if fetches else None
     spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in fetches)
     starts = [s for s, _ in spans]
-    inside = []
+    inside = defaultdict(list)  # by thread: the training thread's, and CUDA's runtime calls where they are kept apart
     for e in events:
-        if e.get("tid") != tid or e is None or e["name"] == "fetch":
+        if e["name"] == "fetch" or (e.get("tid") != tid and not e.get("cat", "").startswith("cuda_")):
             continue
         i = int(np.searchsorted(starts, e["ts"], side="right")) - 1
         if i >= 0 and e["ts"] + e["dur"] <= spans[i][1] + 1e-3:
-            inside.append(e)
+            inside[e.get("tid")].append(e)
     table = defaultdict(lambda: [0, 0.0, 0.0])
-    for e in _nested(inside):
+    for e in (e for group in inside.values() for e in _nested(group)):
         row = table[(e.get("cat", "?"), re.sub(r" at 0x[0-9a-f]+", "", e["name"]))]  # (a method of any object)
         row[0] += 1
         row[1] += e["self"]

@@ -234,6 +234,24 @@ def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not
     assert "carry" not in unshuffled._host_kit and _threads() == before  # evaluation sources do not read on
 
 
+def test_a_source_that_reads_on_plans_each_epoch_once(table):
+    # an epoch's plan (its order, each step's rows sorted) is made on the training thread: the epoch before
+    # makes it as it reads on, and the epoch then goes on with it rather than making it again
+    path, a = table
+    src = data.ShardedBatches(path, np.arange(len(a)), 16, seed=2, prefetch=3, pin_memory=False)
+    fresh = data.ShardedBatches(path, np.arange(len(a)), 16, seed=2, prefetch=0)
+    made, plan = [], src._steps
+    src._steps = lambda order, start=0: made.append(start) or plan(order, start)
+    for e in range(4):
+        got, want = list(src.epoch(e)), list(fresh.epoch(e))
+        assert len(got) == len(want) == len(src)
+        for (x1, y1), (x2, y2) in zip(got, want):
+            assert (x1 == x2).all() and (y1 == y2).all()
+    assert made == [0] * 5  # epoch 0's, then epochs 1-4's, each once, from its first step, as it was read on
+    list(src.epoch(4, start_step=2))  # not the step read on: planned anew from there (and epoch 5 read on)
+    assert made == [0] * 5 + [2, 0]
+
+
 def test_empty_batch_on_a_process_when_rows_run_out(table):
     path, a = table
     srcs = [data.ShardedBatches(path, np.arange(3), 1, rank=r, world_size=4, prefetch=0) for r in range(4)]

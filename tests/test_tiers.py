@@ -427,6 +427,7 @@ def test_the_gpu_path_reads_on_only_once_an_epochs_last_step_is_handed_out(tmp_p
     split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)
     cpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=0)
     refs = {e: list(cpu.epoch(e)) for e in (1, 2, 4)}
+    torch.ones(1 << 20).add_(1)  # (torch's worker threads, started by its first parallel operation: before the count)
     threads = len(os.listdir("/proc/self/task"))  # (with the reader's pool, made by the reads above)
     late = _LateCuda(monkeypatch)
     gpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=3, pin_memory=False)
@@ -448,6 +449,16 @@ def test_the_gpu_path_reads_on_only_once_an_epochs_last_step_is_handed_out(tmp_p
     assert len(list(itertools.islice(it, n - 1))) == n - 1
     it.close()
     assert "carry" not in gpu._gpu_kit and len(os.listdir("/proc/self/task")) == threads
+    # groups shrunk after an epoch read on: the ring is kept with the groups read on, the rest of the epoch
+    # planned anew in the smaller groups
+    if group:
+        list(itertools.islice(gpu.epoch(1), n))
+        assert gpu._gpu_kit["carry"].rest.size == group
+        _in_groups_of(gpu, 1, 32)
+        got = list(gpu.epoch(2))
+        late.run()
+        _same(refs[2], got)
+        _in_groups_of(gpu, group, 32)
     # groups grown after an epoch (the whole epoch): a ring of larger slots; then groups of one step and more
     # read ahead: a ring of more slots (the kept one would refill slots whose groups are not yet copied)
     for steps, prefetch in ((n, 3), (1, 3), (1, 8)):

@@ -40,7 +40,6 @@ weighs exactly its rows.
 """
 from __future__ import annotations
 
-import itertools
 import math
 import os
 from collections import deque
@@ -76,14 +75,39 @@ RESIDENT_GROUP_BYTES = 256 << 20
 (at most about 2.5 x this: see ``ShardedBatches._gathered``), no page-locked host memory."""
 
 
+class _Groups:
+    """The rows of an epoch's steps from a step on, ``size`` steps at a time (the last group may be shorter):
+    an iterator of lists of arrays, the plan made by ``make() -> (flat, sizes)`` (``ShardedBatches._steps``) on
+    first use. Once started it holds no reference to the batch source (a :class:`_Carry` keeps one)."""
+
+    def __init__(self, make, size: int):
+        self._make, self.size, self._at = make, int(size), 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> list:
+        if self._make is not None:
+            self._flat, sizes = self._make()
+            self._make, self._bounds = None, np.cumsum([0] + sizes).tolist()
+        b, a = self._bounds, self._at
+        z = min(a + self.size, len(b) - 1)
+        if a >= z:
+            raise StopIteration
+        self._at = z
+        return [self._flat[b[i]:b[i + 1]] for i in range(a, z)]
+
+
 class _Carry(NamedTuple):
     """The first steps of ``epoch``, read on by the iterator of the epoch before: ``ahead`` reads them,
-    ``pending`` holds them in order, ``(tickets, x, y, tag, sizes)`` per group of steps. (No reference to the
+    ``pending`` holds them in order, ``(tickets, x, y, tag, sizes)`` per group of steps, and ``rest`` gives the
+    epoch's later groups (its plan, made once: by the epoch before, as it read on). (No reference to the
     batch source: a source with batches read on is freed, and its reading thread stopped, as soon as it is
     let go.)"""
     epoch: int
     ahead: ReadAhead
     pending: deque
+    rest: _Groups
 
 
 def _drop_read_on(kit: dict) -> None:
@@ -250,11 +274,9 @@ class ShardedBatches:
             yield flat[a:a + n]
             a += n
 
-    def _groups(self, epoch: int, start: int, size: int) -> Iterator[list]:
+    def _groups(self, epoch: int, start: int, size: int) -> _Groups:
         """The rows of steps ``start ..`` of ``epoch``, ``size`` steps at a time (the last group may be shorter)."""
-        steps = self._plan(epoch, start)
-        while group := list(itertools.islice(steps, size)):
-            yield group
+        return _Groups(lambda: self._steps(self.epoch_order(epoch), start), size)
 
     @property
     def group_steps(self) -> int:
@@ -349,8 +371,9 @@ class ShardedBatches:
         (evaluation, read once or always from its start) does not read on."""
         carry = kit.pop("carry", None)
         if carry is not None and carry.epoch == epoch and start == 0:
-            ahead, pending = carry.ahead, carry.pending
-            plan = self._groups(epoch, sum(len(p[-1]) for p in pending), group)
+            ahead, pending, plan = carry.ahead, carry.pending, carry.rest
+            if plan.size != group:  # (the group size changed: the rest planned anew, from where the carry ends)
+                plan = self._groups(epoch, sum(len(p[-1]) for p in pending), group)
         else:
             if carry is not None:
                 carry.ahead.close()  # (its thread stops when it is let go, below)
@@ -386,7 +409,7 @@ class ShardedBatches:
             ended = True
         finally:
             if ended and following:
-                kit["carry"] = _Carry(epoch + 1, ahead, following)  # (its first steps, in order)
+                kit["carry"] = _Carry(epoch + 1, ahead, following, after)  # (its first steps, in order)
             else:
                 ahead.close()  # batches not started are dropped, the one being read is waited for
 
