@@ -10,6 +10,9 @@ GPU. The CPU (2 cores, no GPU) gives 0.012 ms a step for the resident tier at 40
 known: this script finds out, for the float16 table, batch 256, 1024 and 4096, the ceiling, the streamed
 path and the resident tier:
 
+0. **calls**: the host time of each CUDA call the paths make for a group of steps (the copy of a pinned ring
+   slot to the device, the resident gather, events, `record_stream`), with the GPU idle and with GPU work
+   queued before it: a call that waits for the GPU, or for its own copy, shows it at once;
 1. **by position**: lesson 4's real step, the fetch's host time of every step, split by where the step
    lies: an epoch's first step, a group's first step (the streamed path copies a group, the resident tier
    gathers one), the others; with the time Python's garbage collector took inside the fetch and inside the
@@ -144,7 +147,8 @@ def stand_in_step(device, gpu_ms, host_ms):
         torch.cuda._sleep(1_000_000)
         b.record()
         b.synchronize()
-        cycles = int(1_000_000 * gpu_ms / a.elapsed_time(b))
+        stand_in_step.cycles_per_ms = 1_000_000 / a.elapsed_time(b)
+        cycles = int(stand_in_step.cycles_per_ms * gpu_ms)
 
     def step(x, y):
         if cycles:
@@ -224,6 +228,59 @@ def profile(make, step, steps, warmup, folder, name):
     return {"fetch_us": fetch_us, "fetches": len(fetches), "top": rows[:40]}
 
 
+def calls(device, table, store, batch, group_steps, gpu_ms, repeats=15):
+    """The host time (µs, median of ``repeats``) of the single calls the two paths make for a group of steps,
+    each with the GPU idle and with ``gpu_ms`` of GPU work queued just before it (on the stream the call
+    uses): a call that waits for the GPU shows the queued work in its time; one whose time grows with the
+    bytes it moves (at about the bus's rate) waits for its own copy. The streamed path's copy of a group
+    from a slot of its pinned ring to the device on a side stream, also from a fresh pinned tensor and from
+    pageable memory (which CUDA copies with the host); the resident tier's gather of a group; an event's
+    record and a stream's wait for it; `record_stream`."""
+    import torch
+
+    from wideann.data.pinned_ring import PinnedRing
+
+    n = group_steps * batch
+    ring = PinnedRing(1, n, table.n_inputs, store.x.dtype)
+    block = ring.block(0, n)
+    fresh = torch.empty(block.shape, dtype=block.dtype, pin_memory=True)
+    pageable = torch.empty(block.shape, dtype=block.dtype)
+    side, here = torch.cuda.Stream(device), torch.cuda.current_stream(device)
+    pos = torch.sort(torch.randperm(store.rows.size, device=device)[:n]).values
+    cycles = stand_in_step.cycles_per_ms * gpu_ms
+    event = torch.cuda.Event()
+
+    def timed(call, stream, queued):
+        ts = []
+        for _ in range(repeats):
+            torch.cuda.synchronize()
+            if queued:
+                with torch.cuda.stream(stream):
+                    torch.cuda._sleep(int(cycles))
+            a = time.perf_counter()
+            with torch.cuda.stream(stream):
+                call()
+            ts.append(time.perf_counter() - a)
+        torch.cuda.synchronize()
+        return 1e6 * statistics.median(ts)
+
+    def recorded():
+        event.record(side)
+        here.wait_event(event)
+
+    got = {"group_mb": block.numel() * block.element_size() / 1e6, "ring_pinned": bool(block.is_pinned()),
+           "fresh_pinned": bool(fresh.is_pinned())}
+    checks = {"ring slot -> device (side stream)": (lambda: block.to(device, non_blocking=True), side),
+              "fresh pinned -> device (side stream)": (lambda: fresh.to(device, non_blocking=True), side),
+              "pageable -> device (side stream)": (lambda: pageable.to(device, non_blocking=True), side),
+              "resident gather of a group": (lambda: store.inputs(pos), here),
+              "event record + wait_event": (recorded, here),
+              "record_stream": (lambda: store.x.record_stream(side), here)}
+    for name, (call, stream) in checks.items():
+        got[name] = {"idle_us": timed(call, stream, False), "gpu_busy_us": timed(call, stream, True)}
+    return got
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=20000)
@@ -269,6 +326,13 @@ def main():
         r = {"batch": batch, "steps_per_epoch": len(streamed), "streamed_group_steps": streamed.group_steps,
              "resident_group_steps": resident.group_steps}
         warmup = 2 * len(streamed) + 5
+        if cuda:
+            for name, group in (("streamed", streamed.group_steps), ("resident", resident.group_steps)):
+                r[f"calls_{name}_group"] = got = calls(device, table, tier.store, batch, group, args.gpu_ms)
+                print(f"batch {batch}, a {name} group ({got['group_mb']:.0f} MB; ring pinned: {got['ring_pinned']}), "
+                      "host µs idle / with the GPU busy: " + "; ".join(
+                          f"{k} {v['idle_us']:.0f} / {v['gpu_busy_us']:.0f}" for k, v in got.items()
+                          if isinstance(v, dict)), flush=True)
         for name, (make, length, group) in paths.items():
             r[name] = by_position(make, step, length, group, args.seconds, warmup, sync)
             if name != "ceiling":
