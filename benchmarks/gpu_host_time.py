@@ -16,7 +16,9 @@ path and the resident tier:
 1. **by position**: lesson 4's real step, the fetch's host time of every step, split by where the step
    lies: an epoch's first step, a group's first step (the streamed path copies a group, the resident tier
    gathers one), the others; with the time Python's garbage collector took inside the fetch and inside the
-   step (a callback times every collection), and the same once more with the collector off;
+   step (a callback times every collection), and the same once more with the collector off; and with
+   other group sizes (the resident tier gathering a whole epoch at once, the streamed path copying groups
+   of 16 MiB), which says whether a cost goes with the groups or with the bytes;
 2. **syncs**: the host waiting for the GPU inside the data path, found by
    `torch.cuda.set_sync_debug_mode("warn")` over enough epochs to remake the resident tier's plan (a
    warning names the line that synchronized);
@@ -323,8 +325,18 @@ def main():
         paths = {"ceiling": (lambda x=x, y=y: iter(lambda: (x, y), None), len(streamed), len(streamed)),
                  "streamed": (lambda s=streamed: gpu_data_path.endless(s), len(streamed), streamed.group_steps),
                  "resident": (lambda s=resident: gpu_data_path.endless(s), len(resident), resident.group_steps)}
+        # the group size, which says whether a cost goes with the groups or with the bytes: the resident tier
+        # gathering a whole epoch at once, the streamed path copying groups of 16 MiB
+        resident_epoch = data.ShardedBatches(table, rows, batch, seed=0, device=device, resident=tier.store, dtype=None)
+        resident_epoch.group_bytes = 1 << 50
+        streamed_16 = data.ShardedBatches(table, rows, batch, seed=0, device=device, prefetch=4, dtype=None)
+        streamed_16.group_bytes = 16 << 20
+        paths["resident, one gather an epoch"] = (lambda s=resident_epoch: gpu_data_path.endless(s), len(resident),
+                                                  resident_epoch.group_steps)
+        paths["streamed, groups of 16 MiB"] = (lambda s=streamed_16: gpu_data_path.endless(s), len(streamed),
+                                               streamed_16.group_steps)
         r = {"batch": batch, "steps_per_epoch": len(streamed), "streamed_group_steps": streamed.group_steps,
-             "resident_group_steps": resident.group_steps}
+             "resident_group_steps": resident.group_steps, "streamed_16_group_steps": streamed_16.group_steps}
         warmup = 2 * len(streamed) + 5
         if cuda:
             for name, group in (("streamed", streamed.group_steps), ("resident", resident.group_steps)):
@@ -335,12 +347,12 @@ def main():
                           if isinstance(v, dict)), flush=True)
         for name, (make, length, group) in paths.items():
             r[name] = by_position(make, step, length, group, args.seconds, warmup, sync)
-            if name != "ceiling":
+            if name in ("streamed", "resident"):
                 r[f"{name}_gc_off"] = by_position(make, step, length, group, args.seconds / 2, warmup, sync, gc_off=True)
             print(f"batch {batch} {name}: fetch {r[name]['fetch_ms']:.3f} ms a step (" + ", ".join(
                 f"{k} {r[name][k]['mean_ms']:.3f}" for k in ("epoch_first", "group_first", "other") if k in r[name])
                 + f"), gc {r[name]['gc_ms_in_fetch']:.3f} ms in the fetch / {r[name]['gc_ms_in_step']:.3f} in the step"
-                + (f"; gc off: fetch {r[name + '_gc_off']['fetch_ms']:.3f}" if name != "ceiling" else ""), flush=True)
+                + (f"; gc off: fetch {r[name + '_gc_off']['fetch_ms']:.3f}" if name + "_gc_off" in r else ""), flush=True)
         if cuda:
             r["syncs"] = {"streamed": syncs(paths["streamed"][0], 2 * len(streamed) + 3),
                           "resident": syncs(paths["resident"][0], (2 * PLAN_EPOCHS + 2) * len(resident))}
@@ -354,7 +366,7 @@ def main():
                               for t in got["top"][:6]), flush=True)
         report["results"].append(r)
         (out / "gpu_host_time.json").write_text(json.dumps(report, indent=1) + "\n")
-        del streamed, resident, paths
+        del streamed, resident, resident_epoch, streamed_16, paths
     report["wall_s"] = time.perf_counter() - t_start
     (out / "gpu_host_time.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"(gpu_host_time: {report['wall_s']:.0f} s; {out}/gpu_host_time.json and a table a path and batch)")
