@@ -252,6 +252,27 @@ def test_a_source_that_reads_on_plans_each_epoch_once(table):
     assert made == [0] * 5 + [2, 0]
 
 
+@pytest.mark.parametrize("change", [{"seed": 5}, {"batch_size": 30}, {"batch_size": 7}, {"shuffle_rows": 3},
+                                    {"rank": 0}, {"world_size": 3, "rank": 2}])
+def test_batches_read_on_under_other_settings_are_not_handed_out(table, change):
+    # a source's settings changed between epochs (its seed, batch size, process): the next epoch's batches
+    # read on under the old ones are dropped, not handed out in the old order (or mixed with the new one)
+    path, a = table
+    kw = dict(seed=2, batch_size=16, world_size=2, rank=1)
+    src = data.ShardedBatches(path, np.arange(len(a)), kw.pop("batch_size"), prefetch=3, pin_memory=False, **kw)
+    list(src.epoch(0))
+    assert src._host_kit["carry"].epoch == 1  # read on, under the old settings
+    for name, value in change.items():
+        setattr(src, name, value)
+    got = list(src.epoch(1))
+    fresh = data.ShardedBatches(path, np.arange(len(a)), src.batch_size, seed=src.seed, rank=src.rank,
+                                world_size=src.world_size, shuffle_rows=src.shuffle_rows, prefetch=0)
+    want = list(fresh.epoch(1))
+    assert len(got) == len(want) == len(fresh)
+    for (x1, y1), (x2, y2) in zip(got, want):
+        assert x1.shape == x2.shape and (x1 == x2).all() and (y1 == y2).all()
+
+
 def test_empty_batch_on_a_process_when_rows_run_out(table):
     path, a = table
     srcs = [data.ShardedBatches(path, np.arange(3), 1, rank=r, world_size=4, prefetch=0) for r in range(4)]

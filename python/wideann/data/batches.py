@@ -101,13 +101,14 @@ class _Groups:
 class _Carry(NamedTuple):
     """The first steps of ``epoch``, read on by the iterator of the epoch before: ``ahead`` reads them,
     ``pending`` holds them in order, ``(tickets, x, y, tag, sizes)`` per group of steps, and ``rest`` gives the
-    epoch's later groups (its plan, made once: by the epoch before, as it read on). (No reference to the
-    batch source: a source with batches read on is freed, and its reading thread stopped, as soon as it is
-    let go.)"""
+    epoch's later groups (its plan, made once: by the epoch before, as it read on; a started ``_Groups``).
+    (No reference to the batch source: a source with batches read on is freed, and its reading thread
+    stopped, as soon as it is let go.)"""
     epoch: int
     ahead: ReadAhead
     pending: deque
     rest: _Groups
+    made_for: tuple  # (the source's plan settings, rows and table: read on under others, they are dropped)
 
 
 def _drop_read_on(kit: dict) -> None:
@@ -200,6 +201,11 @@ class ShardedBatches:
     def epoch_order(self, epoch: int) -> np.ndarray:
         """All rows of the epoch in their global order (the same on every process)."""
         return self.rows[self._epoch_index(epoch)] if self.shuffle else self.rows
+
+    def _plan_settings(self) -> tuple:
+        """What an epoch's plan depends on besides the epoch and the rows: a plan made, or batches read on,
+        under other settings (a seed, batch size or process changed between epochs) are not used."""
+        return self.seed, self.shuffle, self.shuffle_rows, self.batch_size, self.rank, self.world_size
 
     def _pieces(self, epoch: int) -> np.ndarray:
         """The epoch's order of the pieces of ``shuffle_rows`` consecutive rows (piece ``p``: positions
@@ -326,8 +332,10 @@ class ShardedBatches:
         t, out, target = self.table, self._out_dtype(), self._target_dtype()
         raw = torch_dtype(t.dtype)
         read = out if raw == out or (raw == torch.float16 and out == torch.float32) else raw  # what the reader gives
-        pool = self.__dict__.setdefault("_pool", BlockPool.shared(self._most_rows * t.n_inputs * read.itemsize,
-                                                                  self.prefetch + 3))
+        need = self._most_rows * t.n_inputs * read.itemsize
+        pool = self.__dict__.get("_pool")
+        if pool is None or pool.nbytes != need:  # (again where the batch size or the dtype changed)
+            pool = self.__dict__["_pool"] = BlockPool.shared(need, self.prefetch + 3)
         np_read = torch.empty(0, dtype=read).numpy().dtype
 
         def buffers(n):
@@ -370,7 +378,9 @@ class ShardedBatches:
         the next epoch is asked for from its first step; otherwise they are dropped. An unshuffled source
         (evaluation, read once or always from its start) does not read on."""
         carry = kit.pop("carry", None)
-        if carry is not None and carry.epoch == epoch and start == 0:
+        made_for = (self._plan_settings(), self.rows, self.table)
+        if (carry is not None and carry.epoch == epoch and start == 0 and carry.made_for[0] == made_for[0]
+                and carry.made_for[1] is self.rows and carry.made_for[2] is self.table):
             ahead, pending, plan = carry.ahead, carry.pending, carry.rest
             if plan.size != group:  # (the group size changed: the rest planned anew, from where the carry ends)
                 plan = self._groups(epoch, sum(len(p[-1]) for p in pending), group)
@@ -409,7 +419,8 @@ class ShardedBatches:
             ended = True
         finally:
             if ended and following:
-                kit["carry"] = _Carry(epoch + 1, ahead, following, after)  # (its first steps, in order)
+                # (its first steps, in order; `after` has started: `following` holds groups it gave)
+                kit["carry"] = _Carry(epoch + 1, ahead, following, after, made_for)
             else:
                 ahead.close()  # batches not started are dropped, the one being read is waited for
 
@@ -467,7 +478,7 @@ class ShardedBatches:
 
         store, target = self.resident, self._target_dtype()
         # (made for these settings: a source whose seed, order, batch, process or rows change plans anew)
-        settings = (self.seed, self.shuffle, self.shuffle_rows, self.batch_size, self.rank, self.world_size, target)
+        settings = (*self._plan_settings(), target)
         kit = self.__dict__.get("_plan_kit") or {}
         if kit.get("settings") != settings or kit.get("rows") is not self.rows or kit.get("store") is not store:
             kit = self.__dict__["_plan_kit"] = {"settings": settings, "rows": self.rows, "store": store}
