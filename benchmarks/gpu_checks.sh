@@ -7,7 +7,8 @@
 #   bash benchmarks/gpu_checks.sh                 # from the source tree, on the GPU machine
 #   GB=13 bash benchmarks/gpu_checks.sh           # the raw CSV size of the reference-scale run (default 24)
 #   STEPS="1 2 3" bash benchmarks/gpu_checks.sh   # some steps only (a device call runs 10 minutes at most:
-#                                                 # steps 1-3 take about 4½, step 4 about 4, step 5 about 3)
+#                                                 # steps 1-3 take about 4½, step 4 about 4, step 5 about 3,
+#                                                 # step 6 about 4½, step 7 about 2 (estimated); with the build)
 #
 # 1. build and import; the GPU tests of the data path (tests/test_tiers.py: pinned ring, resident tier)
 # 2. benchmarks/gpu_data_path.py: ceiling / reader / streamed / resident, batch 256-4096, float32 and float16,
