@@ -77,18 +77,19 @@ RESIDENT_GROUP_BYTES = 256 << 20
 
 class _Groups:
     """The rows of an epoch's steps from a step on, ``size`` steps at a time (the last group may be shorter):
-    an iterator of lists of arrays, the plan made by ``make() -> (flat, sizes)`` (``ShardedBatches._steps``) on
-    first use. Once started it holds no reference to the batch source (a :class:`_Carry` keeps one)."""
+    an iterator of lists of arrays, the plan made by ``make() -> (flat, sizes, made_for)`` on first use
+    (``ShardedBatches._groups``; ``made_for``: the settings, rows and table it was made for). Once started it
+    holds no reference to the batch source (a :class:`_Carry` keeps one)."""
 
     def __init__(self, make, size: int):
-        self._make, self.size, self._at = make, int(size), 0
+        self._make, self.size, self._at, self.made_for = make, int(size), 0, None
 
     def __iter__(self):
         return self
 
     def __next__(self) -> list:
         if self._make is not None:
-            self._flat, sizes = self._make()
+            self._flat, sizes, self.made_for = self._make()
             self._make, self._bounds = None, np.cumsum([0] + sizes).tolist()
         b, a = self._bounds, self._at
         z = min(a + self.size, len(b) - 1)
@@ -108,7 +109,6 @@ class _Carry(NamedTuple):
     ahead: ReadAhead
     pending: deque
     rest: _Groups
-    made_for: tuple  # (the source's plan settings, rows and table: read on under others, they are dropped)
 
 
 def _drop_read_on(kit: dict) -> None:
@@ -207,6 +207,15 @@ class ShardedBatches:
         under other settings (a seed, batch size or process changed between epochs) are not used."""
         return self.seed, self.shuffle, self.shuffle_rows, self.batch_size, self.rank, self.world_size
 
+    def _made_for(self) -> tuple:
+        """What a plan is made for: the plan's settings, and the rows and the table (by identity)."""
+        return self._plan_settings(), self.rows, self.table
+
+    def _still(self, made_for: tuple) -> bool:
+        """Whether a plan made for ``made_for`` (:meth:`_made_for`) is this source's now."""
+        settings, rows, table = made_for
+        return settings == self._plan_settings() and rows is self.rows and table is self.table
+
     def _pieces(self, epoch: int) -> np.ndarray:
         """The epoch's order of the pieces of ``shuffle_rows`` consecutive rows (piece ``p``: positions
         ``p*k .. p*k+k-1`` of ``rows``, the last one short when ``k`` does not divide them)."""
@@ -282,7 +291,7 @@ class ShardedBatches:
 
     def _groups(self, epoch: int, start: int, size: int) -> _Groups:
         """The rows of steps ``start ..`` of ``epoch``, ``size`` steps at a time (the last group may be shorter)."""
-        return _Groups(lambda: self._steps(self.epoch_order(epoch), start), size)
+        return _Groups(lambda: (*self._steps(self.epoch_order(epoch), start), self._made_for()), size)
 
     @property
     def group_steps(self) -> int:
@@ -378,9 +387,7 @@ class ShardedBatches:
         the next epoch is asked for from its first step; otherwise they are dropped. An unshuffled source
         (evaluation, read once or always from its start) does not read on."""
         carry = kit.pop("carry", None)
-        made_for = (self._plan_settings(), self.rows, self.table)
-        if (carry is not None and carry.epoch == epoch and start == 0 and carry.made_for[0] == made_for[0]
-                and carry.made_for[1] is self.rows and carry.made_for[2] is self.table):
+        if carry is not None and carry.epoch == epoch and start == 0 and self._still(carry.rest.made_for):
             ahead, pending, plan = carry.ahead, carry.pending, carry.rest
             if plan.size != group:  # (the group size changed: the rest planned anew, from where the carry ends)
                 plan = self._groups(epoch, sum(len(p[-1]) for p in pending), group)
@@ -420,7 +427,7 @@ class ShardedBatches:
         finally:
             if ended and following:
                 # (its first steps, in order; `after` has started: `following` holds groups it gave)
-                kit["carry"] = _Carry(epoch + 1, ahead, following, after, made_for)
+                kit["carry"] = _Carry(epoch + 1, ahead, following, after)
             else:
                 ahead.close()  # batches not started are dropped, the one being read is waited for
 
