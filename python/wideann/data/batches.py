@@ -281,14 +281,6 @@ class ShardedBatches:
         else:
             yield from self._on_host(epoch, start)
 
-    def _plan(self, epoch: int, start: int) -> Iterator[np.ndarray]:
-        """The rows of steps ``start ..`` of ``epoch``, one step at a time."""
-        flat, sizes = self._steps(self.epoch_order(epoch), start)
-        a = 0
-        for n in sizes:
-            yield flat[a:a + n]
-            a += n
-
     def _groups(self, epoch: int, start: int, size: int) -> _Groups:
         """The rows of steps ``start ..`` of ``epoch``, ``size`` steps at a time (the last group may be shorter)."""
         return _Groups(lambda: (*self._steps(self.epoch_order(epoch), start), self._made_for()), size)
@@ -359,7 +351,7 @@ class ShardedBatches:
 
         if self.prefetch <= 0:
             _drop_read_on(self.__dict__.get("_host_kit") or {})  # (read on while prefetch was on: not kept for nothing)
-            for rows in self._plan(epoch, start):
+            for (rows,) in self._groups(epoch, start, 1):
                 x, y = buffers(rows.size)
                 t.read_index(rows, (x.numpy(), y.numpy()))
                 self.rows_read += rows.size
@@ -485,10 +477,9 @@ class ShardedBatches:
 
         store, target = self.resident, self._target_dtype()
         # (made for these settings: a source whose seed, order, batch, process or rows change plans anew)
-        settings = (*self._plan_settings(), target)
         kit = self.__dict__.get("_plan_kit") or {}
-        if kit.get("settings") != settings or kit.get("rows") is not self.rows or kit.get("store") is not store:
-            kit = self.__dict__["_plan_kit"] = {"settings": settings, "rows": self.rows, "store": store}
+        if not kit or not self._still(kit["made_for"]) or kit["target"] != target or kit["store"] is not store:
+            kit = self.__dict__["_plan_kit"] = {"made_for": self._made_for(), "target": target, "store": store}
         if store.device.type == "cuda":
             # The plan is kept from one epoch to the next, perhaps from one CUDA stream to another: this stream
             # waits for the work of the one that made it (queued, it may not have run yet), and the caching
