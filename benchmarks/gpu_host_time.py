@@ -135,22 +135,28 @@ def syncs(make, steps):
     return dict(found)
 
 
-def stand_in_step(device, gpu_ms, host_ms):
-    """A step that is lesson 4's without its host work: the GPU busy ``gpu_ms`` (``torch.cuda._sleep``,
-    calibrated here), the host away ``host_ms`` (the step's dispatch); the host stays ahead of the GPU,
-    so a fetch that waits for the GPU shows as such."""
+def sleep_cycles(ms):
+    """The ``torch.cuda._sleep`` cycles that keep the GPU busy ``ms`` (measured once, by the GPU's clock)."""
     import torch
 
-    cycles = 0
-    if device.type == "cuda":
+    if not hasattr(sleep_cycles, "per_ms"):
         torch.cuda._sleep(1000)  # (warm)
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         torch.cuda._sleep(1_000_000)
         b.record()
         b.synchronize()
-        stand_in_step.cycles_per_ms = 1_000_000 / a.elapsed_time(b)
-        cycles = int(stand_in_step.cycles_per_ms * gpu_ms)
+        sleep_cycles.per_ms = 1_000_000 / a.elapsed_time(b)
+    return int(sleep_cycles.per_ms * ms)
+
+
+def stand_in_step(device, gpu_ms, host_ms):
+    """A step that is lesson 4's without its host work: the GPU busy ``gpu_ms`` (``torch.cuda._sleep``), the
+    host away ``host_ms`` (the step's dispatch); the host stays ahead of the GPU, so a fetch that waits for
+    the GPU shows as such."""
+    import torch
+
+    cycles = sleep_cycles(gpu_ms) if device.type == "cuda" else 0
 
     def step(x, y):
         if cycles:
@@ -249,7 +255,7 @@ def calls(device, table, store, batch, group_steps, gpu_ms, repeats=15):
     pageable = torch.empty(block.shape, dtype=block.dtype)
     side, here = torch.cuda.Stream(device), torch.cuda.current_stream(device)
     pos = torch.sort(torch.randperm(store.rows.size, device=device)[:n]).values
-    cycles = stand_in_step.cycles_per_ms * gpu_ms
+    cycles = sleep_cycles(gpu_ms)
     event = torch.cuda.Event()
 
     def timed(call, stream, queued):
@@ -258,7 +264,7 @@ def calls(device, table, store, batch, group_steps, gpu_ms, repeats=15):
             torch.cuda.synchronize()
             if queued:
                 with torch.cuda.stream(stream):
-                    torch.cuda._sleep(int(cycles))
+                    torch.cuda._sleep(cycles)
             a = time.perf_counter()
             with torch.cuda.stream(stream):
                 call()
