@@ -273,6 +273,22 @@ def test_batches_read_on_under_other_settings_are_not_handed_out(table, change):
         assert x1.shape == x2.shape and (x1 == x2).all() and (y1 == y2).all()
 
 
+def test_a_sources_rows_are_its_own_and_cannot_change_in_place(table):
+    # plans and batches read on are checked against the rows by identity: rows changed in place would be
+    # read under the old plan, so the source keeps a read-only copy (the caller's array stays writable)
+    path, a = table
+    rows = np.arange(len(a))
+    src = data.ShardedBatches(path, rows, 16, seed=2, prefetch=3, pin_memory=False)
+    list(src.epoch(0))
+    rows[:5] = 0  # the caller's array: not the source's
+    assert (src.rows == np.arange(len(a))).all()
+    with pytest.raises(ValueError, match="read-only"):
+        src.rows[:5] = 0
+    got, want = list(src.epoch(1)), list(data.ShardedBatches(path, np.arange(len(a)), 16, seed=2, prefetch=0).epoch(1))
+    for (x1, y1), (x2, y2) in zip(got, want, strict=True):
+        assert (x1 == x2).all() and (y1 == y2).all()
+
+
 def test_empty_batch_on_a_process_when_rows_run_out(table):
     path, a = table
     srcs = [data.ShardedBatches(path, np.arange(3), 1, rank=r, world_size=4, prefetch=0) for r in range(4)]

@@ -153,7 +153,10 @@ class ShardedBatches:
                  shuffle_rows: int | None = None, prefetch: int = 4, pin_memory: bool | None = None,
                  device=None, resident=None, reader_threads: int | None = None, dtype="float32"):
         self.table = open_table(table) if isinstance(table, (str, os.PathLike, list, tuple)) else table
-        self.rows = np.asarray(rows, dtype=np.int64)
+        # a read-only copy: a plan made, or batches read on, are checked against the rows by identity, so rows
+        # changed in place would go unnoticed (the caller's array is left as it is)
+        self.rows = np.array(rows, dtype=np.int64)
+        self.rows.flags.writeable = False
         if self.rows.ndim != 1:
             raise ValueError("rows must be a 1-D array of row indices")
         if self.rows.size and (self.rows.min() < 0 or self.rows.max() >= self.table.n_rows):

@@ -56,6 +56,7 @@ class ResidentRows:
 
         self.table = table
         self.rows = np.unique(np.asarray(rows, dtype=np.int64))
+        self.rows.flags.writeable = False  # (where each row is held: fixed once loaded)
         self.device = resolve_device(device)
         dtype = torch_dtype(table.dtype)
         n, k = self.rows.size, table.n_inputs
