@@ -313,15 +313,17 @@ class _LateCuda:
 
     def __init__(self, monkeypatch):
         import contextlib
+        import threading
 
-        self.queued, self.ran, self.on_side = [], 0, False
+        self.queued, self.ran = [], 0
+        side = threading.local()  # (a thread's current stream is its own, as in CUDA: copies may be issued by a helper)
         real_to = torch.Tensor.to
         late = self
 
         def to(tensor, *args, **kwargs):
             dtype = next((a for a in args if isinstance(a, torch.dtype)), kwargs.get("dtype")) or tensor.dtype
             queued = kwargs.get("non_blocking") or kwargs.get("copy")
-            if not late.on_side or (dtype == tensor.dtype and not queued):
+            if not getattr(side, "on", False) or (dtype == tensor.dtype and not queued):
                 return real_to(tensor, *args, **kwargs)
             out = torch.full(tensor.shape, float("nan"), dtype=dtype)
             late.queued.append((out, tensor))
@@ -340,11 +342,11 @@ class _LateCuda:
 
         @contextlib.contextmanager
         def on_side(stream):
-            late.on_side = True
+            side.on = True
             try:
                 yield
             finally:
-                late.on_side = False
+                side.on = False
 
         monkeypatch.setattr(torch.Tensor, "to", to)
         monkeypatch.setattr(torch.Tensor, "record_stream", lambda tensor, stream: None)
@@ -361,11 +363,14 @@ class _LateCuda:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("prefetch, group", [(0, 1), (1, 1), (3, 1), (1, 3), (3, 4), (4, None)])
+@pytest.mark.parametrize("prefetch, group, copy_thread", [(0, 1, False), (1, 1, False), (3, 1, False), (1, 3, False),
+                                                          (3, 4, False), (4, None, False), (1, 1, True),
+                                                          (3, 4, True)])
 def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_path, monkeypatch, dtype, prefetch,
-                                                                          group):
+                                                                          group, copy_thread):
     # group: steps per copy (None: the default, here the whole epoch of 33 steps in one group); 3 and 4 leave
-    # a short last group, and a group of 4 with prefetch 3 holds more than prefetch steps (two groups are read ahead)
+    # a short last group, and a group of 4 with prefetch 3 holds more than prefetch steps (two groups are read ahead);
+    # copy_thread: the copies issued by a helper thread (the slot's event is then recorded there)
     path, _ = _table(tmp_path, dtype, rows=1501, cols=57)
     table = data.NpyTable(path)
     split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)
@@ -376,6 +381,7 @@ def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_pa
     for out in ("float32", None):
         gpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=prefetch, pin_memory=False, dtype=out)
         gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+        gpu.copy_thread = copy_thread
         if group:
             _in_groups_of(gpu, group, 32)
         assert gpu.group_steps == (group or len(gpu))
@@ -389,6 +395,7 @@ def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_pa
         got = list(gpu.epoch(1))
         late.run()
         _same(refs[1, 0], [(x.float(), y.float()) for x, y in got])
+        assert ("copier" in gpu._gpu_kit) == copy_thread
     assert late.ran > 0
 
 

@@ -64,6 +64,15 @@ this); a slot holds a group's rows in the table's dtype, and a group is sized by
 bytes in the table and as delivered, so a float16 table delivered as float32 has slots of about half of
 this.)"""
 
+COPY_THREAD = False
+"""Whether the streamed GPU path issues each group's copy to the device from a helper thread of its own
+(``ShardedBatches.copy_thread``, set per source) rather than from the training thread. Off: on an H100 the
+streamed path costs the training thread about 1 ms a group of 52-66 MB, close to the time of the group's copy
+at the bus's rate, which an asynchronous copy from pinned memory should not cost the host; if the copy does
+block its caller, a helper thread takes it off the training thread (``Tensor.to`` releases the GIL while
+it runs). ``benchmarks/gpu_host_time.py`` measures the path both ways; the default follows what it finds
+on a GPU."""
+
 PLAN_POSITIONS = 1 << 20
 """The resident tier plans as many epochs ahead as make about this many positions of rows (8 MB on the device
 for the plan, a few times that while it is made), at most :data:`PLAN_EPOCHS`: see ``ShardedBatches._planned``."""
@@ -185,6 +194,7 @@ class ShardedBatches:
             self.table.reader_threads = int(reader_threads)
         self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         self.group_bytes = RESIDENT_GROUP_BYTES if resident is not None else GROUP_BYTES
+        self.copy_thread = COPY_THREAD
         self.rows_read = 0
 
     @property
@@ -555,7 +565,9 @@ class ShardedBatches:
         targets together) goes to the device in one copy on a side stream, is converted there, and its
         steps' batches (views of it) are handed over after the copy's event. The copy of a group is started
         before the steps of the group before it are handed over, so that it runs during their compute (at
-        batch 4096 of a float16 table, a group of one step, it takes about as long as the step)."""
+        batch 4096 of a float16 table, a group of one step, it takes about as long as the step). With
+        ``copy_thread`` (see :data:`COPY_THREAD`) the copies are issued by a helper thread, in order, and the
+        calling thread takes each group's batches once its copy has been issued."""
         import torch
 
         from .pinned_ring import PinnedRing
@@ -577,7 +589,11 @@ class ShardedBatches:
         if kit is None:
             kit = {"ring": PinnedRing(slots, rows, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory),
                    "side": torch.cuda.Stream(device)}
-        ring, side = kit["ring"], kit["side"]
+        if self.copy_thread and "copier" not in kit:  # (one thread, so the copies are issued in order)
+            from concurrent.futures import ThreadPoolExecutor
+
+            kit["copier"] = ThreadPoolExecutor(1, thread_name_prefix="wideann-copy")
+        ring, side, copier = kit["ring"], kit["side"], kit.get("copier") if self.copy_thread else None
         stream = torch.cuda.current_stream(device)
 
         def slot(n):
@@ -597,10 +613,19 @@ class ShardedBatches:
             ring.release(k, done)
             return x, y, done
 
+        def begin_copy(k, n):
+            """Starts the copy of slot ``k``'s group (``copy``): here, or on the helper thread (``copy_thread``);
+            gives a function that returns its ``(x, y, event)`` once it has been issued."""
+            if copier is None:
+                issued = copy(k, n)
+                return lambda: issued
+            return copier.submit(copy, k, n).result
+
         finished = False  # the epoch's last step handed out: then the next epoch's groups read on are kept
 
-        def handed(x, y, done, sizes, last=False):
+        def handed(issued, sizes, last=False):
             nonlocal finished
+            x, y, done = issued()
             stream.wait_event(done)  # the steps wait for the copy, the host does not
             x.record_stream(stream)  # memory made on the side stream, used on this one
             y.record_stream(stream)
@@ -613,7 +638,7 @@ class ShardedBatches:
         try:
             copied = None
             for hx, _, k, sizes in reads:
-                started = (*copy(k, hx.shape[0]), sizes)  # this group's copy starts ...
+                started = (begin_copy(k, hx.shape[0]), sizes)  # this group's copy starts ...
                 if copied is not None:
                     yield from handed(*copied)           # ... before the steps of the one before it
                 copied = started
@@ -623,6 +648,8 @@ class ShardedBatches:
                 finished = True  # (no step left in this epoch)
         finally:
             reads.close()  # before the blocks are reused or freed: nothing is read into them any more
+            if copier is not None:
+                copier.submit(int).result()  # every copy started has been issued (and its slot released)
             if not finished:
                 _drop_read_on(kit)  # stopped early: the next epoch's groups read on are dropped
             ring.drain()    # (but the next epoch's first blocks, if read on)
