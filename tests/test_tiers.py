@@ -399,6 +399,25 @@ def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_pa
     assert late.ran > 0
 
 
+def test_the_gpu_paths_ring_and_side_stream_follow_a_device_set_between_epochs(tmp_path, monkeypatch):
+    # the side stream kept from one epoch to the next is a device's: a source moved to another device (after
+    # an epoch that read on) makes a new one, and the batches read on for the old device are dropped
+    path, _ = _table(tmp_path, np.float32, rows=300, cols=9)
+    table = data.NpyTable(path)
+    ref = list(data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=0).epoch(1))
+    late = _LateCuda(monkeypatch)
+    gpu = data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=3, pin_memory=False)
+    gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+    list(gpu.epoch(0))
+    side = gpu._gpu_kit["side"]
+    assert gpu._gpu_kit["carry"].epoch == 1  # read on, for the old device
+    gpu.device = torch.device("cpu", 0)  # (another device, as torch compares them)
+    got = list(gpu.epoch(1))
+    late.run()
+    assert gpu._gpu_kit["side"] is not side and all(x.device == torch.device("cpu") for x, _ in got)
+    _same(ref, got)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("group", [1, 2, None])
 def test_kept_targets_of_the_gpu_path_do_not_keep_their_inputs(tmp_path, monkeypatch, dtype, group):

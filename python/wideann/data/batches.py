@@ -583,12 +583,13 @@ class ShardedBatches:
         # largest group's
         slots, rows = depth + 3, group * self._most_rows
         kit = self.__dict__.pop("_gpu_kit", None)
-        if kit is not None and (kit["ring"].rows < rows or len(kit["ring"]) < slots):  # (groups or prefetch changed)
+        if kit is not None and (kit["ring"].rows < rows or len(kit["ring"]) < slots  # (groups or prefetch changed)
+                                or kit["made_for"] != (device, self.pin_memory)):  # (the side stream is a device's)
             _drop_read_on(kit)
             kit = None
         if kit is None:
             kit = {"ring": PinnedRing(slots, rows, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory),
-                   "side": torch.cuda.Stream(device)}
+                   "side": torch.cuda.Stream(device), "made_for": (device, self.pin_memory)}
         if self.copy_thread and "copier" not in kit:  # (one thread, so the copies are issued in order)
             from concurrent.futures import ThreadPoolExecutor
 
