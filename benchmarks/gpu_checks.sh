@@ -8,7 +8,7 @@
 #   GB=13 bash benchmarks/gpu_checks.sh           # the raw CSV size of the reference-scale run (default 24)
 #   STEPS="1 2 3" bash benchmarks/gpu_checks.sh   # some steps only (a device call runs 10 minutes at most:
 #                                                 # steps 1-3 take about 4½, step 4 about 4, step 5 about 3,
-#                                                 # step 6 about 4½, step 7 about 2 (estimated); with the build)
+#                                                 # step 6 about 4½, step 7 about 3 (estimated: 2½-4); with the build)
 #
 # 1. build and import; the GPU tests of the data path (tests/test_tiers.py: pinned ring, resident tier)
 # 2. benchmarks/gpu_data_path.py: ceiling / reader / streamed / resident, batch 256-4096, float32 and float16,
@@ -26,7 +26,8 @@
 #    about +-10% with the host's speed; see benchmarks/README.md); about 3 minutes with the build
 # 7. benchmarks/gpu_host_time.py: where the training thread's time goes when it asks the streamed path and
 #    the resident tier for a batch (by step position, garbage collector, syncs, torch.profiler with Python's
-#    calls); about 1 minute (tables in $OUT/host_time)
+#    calls), and the streamed path with its copies issued by a helper thread; about 2½ minutes, estimated (tables
+#    in $OUT/host_time)
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 GB=${GB:-24}
@@ -92,7 +93,7 @@ timeout 300 python3 benchmarks/gpu_data_path.py --dtypes float16 --alternated-se
 fi
 if want 7; then
 say "7. where the data paths' host time goes"
-timeout 200 python3 benchmarks/gpu_host_time.py --out "$OUT/host_time" 2>&1 | grep -v "^USDT" \
+timeout 260 python3 benchmarks/gpu_host_time.py --seconds 2 --out "$OUT/host_time" 2>&1 | grep -v "^USDT" \
     | tee "$OUT/gpu_host_time.log" | tail -30
 fi
 say "done"

@@ -28,7 +28,7 @@ path and the resident tier:
    long as its dispatch): the host time inside the fetch by operation, by CUDA runtime call (cudaMalloc,
    cudaEventSynchronize, ...) and by Python function, self time and count; tables in --out.
 
-    python benchmarks/gpu_host_time.py --out /tmp/host_time        # on the GPU machine, about 60 s
+    python benchmarks/gpu_host_time.py --out /tmp/host_time        # on the GPU machine, about 2½ minutes (estimated)
     python benchmarks/gpu_host_time.py --dry --rows 3000 --seconds 0.3 --batches 256   # the CPU as the
         # device: a check of the script (about 20 s on 2 cores), its figures mean nothing
 """
