@@ -218,9 +218,11 @@ def test_lesson4_trains_the_same_model_with_either_tier(tmp_path, precision):
 # ---- on a GPU ----------------------------------------------------------------------------------------
 @cuda
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("prefetch, group", [(0, None), (3, None), (3, 4)])
-def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, prefetch, group):
-    # group: steps per copy or gather (None: the default, the whole epoch of 34 steps of this small table)
+@pytest.mark.parametrize("prefetch, group, copy_thread", [(0, None, False), (3, None, False), (3, 4, False),
+                                                          (3, 4, True)])
+def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, prefetch, group, copy_thread):
+    # group: steps per copy or gather (None: the default, the whole epoch of 34 steps of this small table);
+    # copy_thread: the streamed copies issued by a helper thread
     path, _ = _table(tmp_path, dtype, rows=3001, cols=257)
     table = data.NpyTable(path)
     split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)
@@ -232,6 +234,7 @@ def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, p
     # in the table's dtype (dtype=None: lesson 4 under mixed precision), streamed and resident
     raw = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", prefetch=prefetch, dtype=None)
     res_raw = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", resident=store, dtype=None)
+    gpu.copy_thread = raw.copy_thread = copy_thread
     for source in (gpu, res, raw, res_raw):
         if group:
             _in_groups_of(source, group, 64)
