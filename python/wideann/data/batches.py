@@ -70,8 +70,8 @@ COPY_THREAD = False
 streamed path costs the training thread about 1 ms a group of 52-66 MB, close to the time of the group's copy
 at the bus's rate, which an asynchronous copy from pinned memory should not cost the host; if the copy does
 block its caller, a helper thread takes it off the training thread (``Tensor.to`` releases the GIL while
-it runs). ``benchmarks/gpu_host_time.py`` measures the path both ways; the default follows what it finds
-on a GPU."""
+it runs). ``benchmarks/gpu_host_time.py`` (where the host's time goes) and ``gpu_data_path.py --copy-thread-too``
+(the targets' figures) measure the path both ways; the default follows what they find on a GPU."""
 
 PLAN_POSITIONS = 1 << 20
 """The resident tier plans as many epochs ahead as make about this many positions of rows (8 MB on the device
