@@ -208,6 +208,9 @@ def test_batch_memory_is_recycled_only_when_nothing_uses_it(tmp_path):
     w = torch.ones(8, requires_grad=True)
     it = src.epoch(0)
     x0, _ = next(it)
+    # (the pool is shared by the sources of its block size, and counts the blocks made for all of them: what
+    # counts here is what this epoch's 39 later batches needed)
+    made = src._pool.allocated
     expected = x0.clone().sum(0)
     loss = (x0 * w).sum()  # autograd keeps x0 for the backward pass
     kept = x0[3:5]         # and a view of it
@@ -218,7 +221,7 @@ def test_batch_memory_is_recycled_only_when_nothing_uses_it(tmp_path):
     loss.backward()
     assert torch.equal(w.grad, expected), "memory still used by an autograd graph was reused"
     np.testing.assert_array_equal(kept.numpy(), a[src.step_rows(order, 0)[3:5], :-1])
-    assert src._pool.allocated <= src.prefetch + 6, "memory of dropped batches was not reused"
+    assert src._pool.allocated - made <= src.prefetch + 6, "memory of dropped batches was not reused"
     assert src._pool.spare <= src.prefetch + 2, "at most prefetch + 2 spare blocks are kept"
 
 
