@@ -368,7 +368,7 @@ class _LateCuda:
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("prefetch, group, copy_thread", [(0, 1, False), (1, 1, False), (3, 1, False), (1, 3, False),
                                                           (3, 4, False), (4, None, False), (1, 1, True),
-                                                          (3, 4, True)])
+                                                          (3, 4, True), (4, None, True)])
 def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_path, monkeypatch, dtype, prefetch,
                                                                           group, copy_thread):
     # group: steps per copy (None: the default, here the whole epoch of 33 steps in one group); 3 and 4 leave
@@ -418,6 +418,44 @@ def test_the_gpu_paths_ring_and_side_stream_follow_a_device_set_between_epochs(t
     got = list(gpu.epoch(1))
     late.run()
     assert gpu._gpu_kit["side"] is not side and all(x.device == torch.device("cpu") for x, _ in got)
+    _same(ref, got)
+
+
+def test_a_paused_gpu_iterator_with_a_copy_thread_collected_in_a_reference_cycle_ends(tmp_path, monkeypatch):
+    # the garbage collector clears weak references before it finishes the generators of a cycle: the copy
+    # thread's executor, which only the paused iterator refers to, is told to stop before the iterator's end
+    # waits for its copies; that wait must be for a copy already queued (a task queued after the stop never runs)
+    import gc
+    import threading
+
+    path, _ = _table(tmp_path, np.float32, rows=300, cols=9)
+    table = data.NpyTable(path)
+    ref = list(data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=0).epoch(1))
+    late = _LateCuda(monkeypatch)
+    gpu = data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=3, pin_memory=False)
+    gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+    gpu.copy_thread = True
+    _in_groups_of(gpu, 1, 16)
+    it = gpu.epoch(0)
+    next(it)
+
+    class Holder:
+        pass
+
+    held = Holder()
+    held.it, held.me = it, held  # the paused iterator in a reference cycle
+    del it, held
+    got = []
+
+    def collect_then_read_on():
+        gc.collect()
+        got.extend(gpu.epoch(1))  # with a copier that runs (the collected one's thread was told to stop)
+
+    worker = threading.Thread(target=collect_then_read_on, daemon=True)  # (a hang fails the test, not the suite)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), "a copy that never runs is waited for"
+    late.run()
     _same(ref, got)
 
 

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from collections import deque
 from typing import Iterator, NamedTuple, Sequence
 
@@ -118,6 +119,47 @@ class _Carry(NamedTuple):
     ahead: ReadAhead
     pending: deque
     rest: _Groups
+
+
+class _Copier:
+    """The helper thread that issues the GPU path's copies (``ShardedBatches.copy_thread``): one thread, so that
+    they are issued in order, working on ``device`` (a new thread's current device is the first GPU; a copy's
+    stream context would otherwise switch it back to that GPU after each copy, which makes a CUDA context there).
+    ``pool.submit(...)`` starts one; :meth:`wait` waits for a future of it.
+
+    An iterator left in a reference cycle, paused, is finished by the garbage collector, which first clears the
+    weak references to what the cycle holds: the executor's thread is then told to stop (it runs what was
+    queued before), and this copier says so (:attr:`collected`): the iterator's end waits only for copies
+    already queued, and does not hand the copier on to the next iterator."""
+
+    def __init__(self, device):
+        import weakref
+        from concurrent.futures import ThreadPoolExecutor
+
+        import torch
+
+        on_gpu = dict(initializer=torch.cuda.set_device, initargs=(device,)) if device.type == "cuda" else {}
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="wideann-copy", **on_gpu)
+        self.ident = self.pool.submit(threading.get_ident).result()
+        self._me = weakref.ref(self)
+
+    @property
+    def collected(self) -> bool:
+        """Whether the garbage collector is finishing this copier (its thread told to stop)."""
+        return self._me() is None
+
+    @property
+    def here(self) -> bool:
+        """Whether this is the copier's own thread (an iterator the garbage collector finishes there)."""
+        return threading.get_ident() == self.ident
+
+    def wait(self, future) -> None:
+        """Waits for ``future`` (and so for every copy started before it), its error left to whoever reads its
+        result; not on the copier's own thread, which would wait for itself."""
+        from concurrent.futures import wait
+
+        if not self.here:
+            wait([future])
 
 
 def _drop_read_on(kit: dict) -> None:
@@ -590,11 +632,10 @@ class ShardedBatches:
         if kit is None:
             kit = {"ring": PinnedRing(slots, rows, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory),
                    "side": torch.cuda.Stream(device), "made_for": (device, self.pin_memory)}
-        if self.copy_thread and "copier" not in kit:  # (one thread, so the copies are issued in order)
-            from concurrent.futures import ThreadPoolExecutor
-
-            kit["copier"] = ThreadPoolExecutor(1, thread_name_prefix="wideann-copy")
+        if self.copy_thread and "copier" not in kit:
+            kit["copier"] = _Copier(device)
         ring, side, copier = kit["ring"], kit["side"], kit.get("copier") if self.copy_thread else None
+        last_copy = None  # (with the copier: the future of the last copy started)
         stream = torch.cuda.current_stream(device)
 
         def slot(n):
@@ -617,10 +658,12 @@ class ShardedBatches:
         def begin_copy(k, n):
             """Starts the copy of slot ``k``'s group (``copy``): here, or on the helper thread (``copy_thread``);
             gives a function that returns its ``(x, y, event)`` once it has been issued."""
+            nonlocal last_copy
             if copier is None:
                 issued = copy(k, n)
                 return lambda: issued
-            return copier.submit(copy, k, n).result
+            last_copy = copier.pool.submit(copy, k, n)
+            return last_copy.result
 
         finished = False  # the epoch's last step handed out: then the next epoch's groups read on are kept
 
@@ -649,9 +692,12 @@ class ShardedBatches:
                 finished = True  # (no step left in this epoch)
         finally:
             reads.close()  # before the blocks are reused or freed: nothing is read into them any more
-            if copier is not None:
-                copier.submit(int).result()  # every copy started has been issued (and its slot released)
+            if last_copy is not None:
+                copier.wait(last_copy)  # every copy started has been issued (and its slot released)
             if not finished:
                 _drop_read_on(kit)  # stopped early: the next epoch's groups read on are dropped
             ring.drain()    # (but the next epoch's first blocks, if read on)
-            self.__dict__["_gpu_kit"] = kit
+            if copier is not None and copier.collected:
+                kit.pop("copier")  # (its thread is stopping: the next iterator makes another)
+            if copier is None or not copier.here:  # (there, a copy may still be on its way: the kit is not kept)
+                self.__dict__["_gpu_kit"] = kit
