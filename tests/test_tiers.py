@@ -402,15 +402,22 @@ def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_pa
     assert late.ran > 0
 
 
-def test_the_gpu_paths_ring_and_side_stream_follow_a_device_set_between_epochs(tmp_path, monkeypatch):
-    # the side stream kept from one epoch to the next is a device's: a source moved to another device (after
-    # an epoch that read on) makes a new one, and the batches read on for the old device are dropped
+def _small_gpu_path(tmp_path, monkeypatch):
+    """``(ref, late, gpu)``: a 300-row table's epoch 1 as the CPU path gives it, the CUDA stand-ins, and a
+    source of the GPU path on that table delivering on the CPU (batch 16, seed 4, reading ahead 3 batches)."""
     path, _ = _table(tmp_path, np.float32, rows=300, cols=9)
     table = data.NpyTable(path)
     ref = list(data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=0).epoch(1))
     late = _LateCuda(monkeypatch)
     gpu = data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=3, pin_memory=False)
     gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+    return ref, late, gpu
+
+
+def test_the_gpu_paths_ring_and_side_stream_follow_a_device_set_between_epochs(tmp_path, monkeypatch):
+    # the side stream kept from one epoch to the next is a device's: a source moved to another device (after
+    # an epoch that read on) makes a new one, and the batches read on for the old device are dropped
+    ref, late, gpu = _small_gpu_path(tmp_path, monkeypatch)
     list(gpu.epoch(0))
     side = gpu._gpu_kit["side"]
     assert gpu._gpu_kit["carry"].epoch == 1  # read on, for the old device
@@ -428,12 +435,7 @@ def test_a_paused_gpu_iterator_with_a_copy_thread_collected_in_a_reference_cycle
     import gc
     import threading
 
-    path, _ = _table(tmp_path, np.float32, rows=300, cols=9)
-    table = data.NpyTable(path)
-    ref = list(data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=0).epoch(1))
-    late = _LateCuda(monkeypatch)
-    gpu = data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=3, pin_memory=False)
-    gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+    ref, late, gpu = _small_gpu_path(tmp_path, monkeypatch)
     gpu.copy_thread = True
     _in_groups_of(gpu, 1, 16)
     it = gpu.epoch(0)
