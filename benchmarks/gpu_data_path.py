@@ -347,6 +347,18 @@ def gpu_half(args, tables, partial=lambda got: None):
                 partial({"gpu": torch.cuda.get_device_name(0), "variants": found, "complete": False})
         return {"gpu": torch.cuda.get_device_name(0), "variants": found, "complete": True}
 
+    if args.copy_thread_too:  # (c') checked first: a failure costs its own figures, not the run's
+        try:
+            check = data.ShardedBatches(data.NpyTable(tables[args.dtypes[0]]), np.arange(min(args.rows, 4096)), 256,
+                                        seed=0, device=device, dtype=None)
+            check.copy_thread = True
+            for _ in zip(range(3 * len(check)), endless(check)):
+                pass
+            torch.cuda.synchronize()
+        except Exception as e:  # noqa: BLE001
+            print(f"(c') left out: its check failed ({type(e).__name__}: {e})", flush=True)
+            args.copy_thread_too = False
+        check = None
     results = []
     for dt in args.dtypes:
         table = data.NpyTable(tables[dt])
