@@ -8,7 +8,7 @@
 #   GB=13 bash benchmarks/gpu_checks.sh           # the raw CSV size of the reference-scale run (default 24)
 #   STEPS="1 2 3" bash benchmarks/gpu_checks.sh   # some steps only (a device call runs 10 minutes at most:
 #                                                 # steps 1-3 take about 4½, step 4 about 4, step 5 about 3,
-#                                                 # step 6 about 4, step 7 about 3 (estimated: 2½-4); with the build)
+#                                                 # step 6 about 3, step 7 about 2 (estimated); with the build)
 #
 # 1. build and import; the GPU tests of the data path (tests/test_tiers.py: pinned ring, resident tier)
 # 2. benchmarks/gpu_data_path.py: ceiling / reader / streamed / resident, batch 256-4096, float32 and float16,
@@ -23,13 +23,11 @@
 #    predict on a GPU-trained lesson 4, and tests/gpu_resume_check.sh (kill -9 / --resume exactness in bf16)
 # 6. the targets of issue 6 alone: gpu_data_path.py at float16, the streamed path and
 #    the resident tier alternated with the ceiling 15 s each (a single run's ratios of 0.25 s rounds vary by
-#    about +-10% with the host's speed; see benchmarks/README.md), and the streamed path with its copies issued
-#    by a helper thread (c', ShardedBatches.copy_thread) the same way; about 4 minutes with the build (estimated:
-#    163 s without c' on 2026-11-27)
+#    about +-10% with the host's speed; see benchmarks/README.md); about 3 minutes with the build
 # 7. benchmarks/gpu_host_time.py: where the training thread's time goes when it asks the streamed path and
 #    the resident tier for a batch (by step position, garbage collector, syncs, torch.profiler with Python's
-#    calls), and the streamed path with its copies issued by a helper thread; about 2½ minutes, estimated (tables
-#    in $OUT/host_time)
+#    calls); about 2 minutes, estimated (batch 1024 alone took 26 s on an H100 on 2026-11-28; tables in
+#    $OUT/host_time)
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 GB=${GB:-24}
@@ -90,7 +88,7 @@ SKIP_BUILD=1 MPS=bf16 timeout 120 bash tests/gpu_resume_check.sh 2>&1 | tee "$OU
 fi
 if want 6; then
 say "6. the targets of issue 6: float16, alternated figures of 15 s"
-timeout 330 python3 benchmarks/gpu_data_path.py --dtypes float16 --alternated-seconds 15 --copy-thread-too \
+timeout 300 python3 benchmarks/gpu_data_path.py --dtypes float16 --alternated-seconds 15 \
     --json "$OUT/gpu_data_path_targets.json" 2>&1 | tee "$OUT/gpu_data_path_targets.log" | tail -30
 fi
 if want 7; then

@@ -41,9 +41,7 @@ torch.profiler tables and traces of (a), (c) and (d) at float16, batch 1024 (`--
 machine, so that a ratio of the rounds above can be off by 10-20% on its own; blocks side by side see the
 same host; each whole ratio comes with its 95% interval (a bootstrap over runs of 4 pairs), which says
 whether a target is met. `--streamed-variants` measures only (c), as it is and with other settings (reading
-threads, group size, the training thread on a core apart), each alternated with (a). `--copy-thread-too` adds
-(c'), the streamed path with its copies issued by a helper thread (`ShardedBatches.copy_thread`), to the
-rounds and the alternated figures. Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
+threads, group size, the training thread on a core apart), each alternated with (a). Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
 the table's dtype and as rows of wider words (how `ResidentRows.gather` does it).
 
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
@@ -347,18 +345,6 @@ def gpu_half(args, tables, partial=lambda got: None):
                 partial({"gpu": torch.cuda.get_device_name(0), "variants": found, "complete": False})
         return {"gpu": torch.cuda.get_device_name(0), "variants": found, "complete": True}
 
-    if args.copy_thread_too:  # (c') checked first: a failure costs its own figures, not the run's
-        try:
-            check = data.ShardedBatches(data.NpyTable(tables[args.dtypes[0]]), np.arange(min(args.rows, 4096)), 256,
-                                        seed=0, device=device, dtype=None)
-            check.copy_thread = True
-            for _ in zip(range(3 * len(check)), endless(check)):
-                pass
-            torch.cuda.synchronize()
-        except Exception as e:  # noqa: BLE001
-            print(f"(c') left out: its check failed ({type(e).__name__}: {e})", flush=True)
-            args.copy_thread_too = False
-        check = None
     results = []
     for dt in args.dtypes:
         table = data.NpyTable(tables[dt])
@@ -413,16 +399,11 @@ def gpu_half(args, tables, partial=lambda got: None):
                 paths["streamed_4_threads"] = (lambda s=data.ShardedBatches(
                     data.NpyTable(tables[dt]), rows, batch, seed=0, device=device, dtype=None, reader_threads=4):
                     endless(s), True)
-            if args.copy_thread_too:  # (c') the candidate of gpu_host_time.py: copies issued by a helper thread
-                threaded = data.ShardedBatches(table, rows, batch, seed=0, device=device, prefetch=4, dtype=None)
-                threaded.copy_thread = True
-                paths["streamed_copy_thread"] = (lambda s=threaded: endless(s), True)
             r = {"dtype": dt, "batch": batch, "resident_load_s": load_s, "resident_gib": tier.store.nbytes / 2**30,
                  **measured(paths), **gather_rates(tier.store, batch * resident.group_steps)}
             r["reader_gb_s"] = r["reader"] * table.row_bytes / 1e9
             ahead = warm_steps(streamed)
-            alternate = [("resident", 0), ("streamed", ahead)] + [("streamed_copy_thread", ahead)] * args.copy_thread_too
-            for name, warm in alternate:
+            for name, warm in (("resident", 0), ("streamed", ahead)):
                 a = alternated(paths["ceiling"][0], paths[name][0], args.alternated_seconds or args.seconds, warm=warm)
                 for k in ("ratio", "quartiles", "interval", "pairs", "ms"):
                     r[f"{name}_alternated_{k}"] = a[k]
@@ -436,13 +417,11 @@ def gpu_half(args, tables, partial=lambda got: None):
             print(f"{dt} batch {batch}: ceiling {r['ceiling']:,.0f}  reader {r['reader']:,.0f} "
                   f"({r['reader_gb_s']:.1f} GB/s)  streamed {r['streamed']:,.0f} ({r['streamed_ratio']:.0%})  "
                   f"resident {r['resident']:,.0f} ({r['resident_ratio']:.0%}) samples/s; alternated with the "
-                  f"ceiling: streamed {r['streamed_alternated_ratio']:.0%}, resident {r['resident_alternated_ratio']:.0%}"
-                  + (f", streamed with copies from a helper thread {r['streamed_copy_thread_alternated_ratio']:.0%}"
-                     if args.copy_thread_too else ""), flush=True)
+                  f"ceiling: streamed {r['streamed_alternated_ratio']:.0%}, resident {r['resident_alternated_ratio']:.0%}",
+                  flush=True)
             results.append(r)
             partial({"gpu": torch.cuda.get_device_name(0), "results": results, "complete": False})
             del streamed, resident, resident32, paths, rotating
-            threaded = None
         del tier
         torch.cuda.empty_cache()
     return {"gpu": torch.cuda.get_device_name(0), "results": results, "complete": True}
@@ -550,18 +529,6 @@ def gpu_markdown(report):
             f"{r[k + '_alternated_interval'][1]:.1%}]" for k in ("streamed", "resident")) + " | " + " | ".join(
             "{1[0]:.2f} / {1[1]:.2f}, {0[0]:.2f} / {0[1]:.2f}".format(*r[k + "_alternated_ms"])
             for k in ("streamed", "resident")) + " |" for r in alt]
-    threaded = [r for r in report["results"] if "streamed_copy_thread_alternated_ratio" in r]
-    if threaded:
-        lines += ["", "(c') the streamed path with its copies issued by a helper thread (`ShardedBatches.copy_thread`), "
-                  "alternated with (a) in the same way: the ratio (the pairs' quartiles) [its 95% interval]; ms a step, "
-                  "waiting / in the step, of (c') and of (a) beside it: " + "; ".join(
-                      f"{r['dtype']} batch {r['batch']}: {r['streamed_copy_thread_alternated_ratio']:.0%} "
-                      f"({r['streamed_copy_thread_alternated_quartiles'][0]:.0%}-"
-                      f"{r['streamed_copy_thread_alternated_quartiles'][1]:.0%}) "
-                      f"[{r['streamed_copy_thread_alternated_interval'][0]:.1%}-"
-                      f"{r['streamed_copy_thread_alternated_interval'][1]:.1%}], "
-                      "{1[0]:.2f} / {1[1]:.2f}, {0[0]:.2f} / {0[1]:.2f}".format(*r["streamed_copy_thread_alternated_ms"])
-                      for r in threaded)]
     words = [r for r in report["results"] if "resident_elements" in r]
     if words:
         lines += ["", "(d) gathering float16 values one by one (as before commit 347f836) rather than as 8-byte words: "
@@ -865,8 +832,6 @@ def main():
     ap.add_argument("--streamed-variants", action="store_true", help="GPU half: only (c), as it is and with 4 and 2 "
                     "reading threads, groups of 256 MiB, and the training thread on a core apart from the reading "
                     "threads, each alternated with (a) for --alternated-seconds")
-    ap.add_argument("--copy-thread-too", action="store_true", help="GPU half: also (c'), the streamed path with its "
-                    "copies issued by a helper thread (ShardedBatches.copy_thread), in the rounds and alternated with (a)")
     args = ap.parse_args()
     if args.profile and not set(args.profile_batches) & set(args.batches):
         ap.error(f"--profile-batches {args.profile_batches}: none of them is among --batches {args.batches}")

@@ -18,8 +18,7 @@ path and the resident tier:
    gathers one), the others; with the time Python's garbage collector took inside the fetch and inside the
    step (a callback times every collection), and the same once more with the collector off; and with
    other group sizes (the resident tier gathering a whole epoch at once, the streamed path copying groups
-   of 16 MiB), which says whether a cost goes with the groups or with the bytes; and the streamed path with
-   its copies issued by a helper thread (`ShardedBatches.copy_thread`), the fix if the copy blocks its caller;
+   of 16 MiB), which says whether a cost goes with the groups or with the bytes;
 2. **syncs**: the host waiting for the GPU inside the data path, found by
    `torch.cuda.set_sync_debug_mode("warn")` over enough epochs to remake the resident tier's plan (a
    warning names the line that synchronized);
@@ -28,7 +27,8 @@ path and the resident tier:
    long as its dispatch): the host time inside the fetch by operation, by CUDA runtime call (cudaMalloc,
    cudaEventSynchronize, ...) and by Python function, self time and count; tables in --out.
 
-    python benchmarks/gpu_host_time.py --out /tmp/host_time        # on the GPU machine, about 2½ minutes (estimated)
+    python benchmarks/gpu_host_time.py --out /tmp/host_time        # on the GPU machine, about 2 minutes
+        # (estimated: --batches 1024 alone took 26 s on an H100 on 2026-11-28)
     python benchmarks/gpu_host_time.py --dry --rows 3000 --seconds 0.3 --batches 256   # the CPU as the
         # device: a check of the script (about 20 s on 2 cores), its figures mean nothing
 """
@@ -338,11 +338,6 @@ def main():
         resident_epoch.group_bytes = 1 << 50
         streamed_16 = data.ShardedBatches(table, rows, batch, seed=0, device=device, prefetch=4, dtype=None)
         streamed_16.group_bytes = 16 << 20
-        # a candidate fix: the streamed path's copies issued by a helper thread (ShardedBatches.copy_thread)
-        streamed_thread = data.ShardedBatches(table, rows, batch, seed=0, device=device, prefetch=4, dtype=None)
-        streamed_thread.copy_thread = True
-        paths["streamed, copies from a thread"] = (lambda s=streamed_thread: gpu_data_path.endless(s), len(streamed),
-                                                   streamed_thread.group_steps)
         paths["resident, one gather an epoch"] = (lambda s=resident_epoch: gpu_data_path.endless(s), len(resident),
                                                   resident_epoch.group_steps)
         paths["streamed, groups of 16 MiB"] = (lambda s=streamed_16: gpu_data_path.endless(s), len(streamed),
@@ -378,7 +373,7 @@ def main():
                               for t in got["top"][:6]), flush=True)
         report["results"].append(r)
         (out / "gpu_host_time.json").write_text(json.dumps(report, indent=1) + "\n")
-        del streamed, resident, resident_epoch, streamed_16, streamed_thread, paths
+        del streamed, resident, resident_epoch, streamed_16, paths
     report["wall_s"] = time.perf_counter() - t_start
     (out / "gpu_host_time.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"(gpu_host_time: {report['wall_s']:.0f} s; {out}/gpu_host_time.json and a table a path and batch)")

@@ -218,11 +218,9 @@ def test_lesson4_trains_the_same_model_with_either_tier(tmp_path, precision):
 # ---- on a GPU ----------------------------------------------------------------------------------------
 @cuda
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("prefetch, group, copy_thread", [(0, None, False), (3, None, False), (3, 4, False),
-                                                          (3, 4, True)])
-def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, prefetch, group, copy_thread):
-    # group: steps per copy or gather (None: the default, the whole epoch of 34 steps of this small table);
-    # copy_thread: the streamed copies issued by a helper thread
+@pytest.mark.parametrize("prefetch, group", [(0, None), (3, None), (3, 4)])
+def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, prefetch, group):
+    # group: steps per copy or gather (None: the default, the whole epoch of 34 steps of this small table)
     path, _ = _table(tmp_path, dtype, rows=3001, cols=257)
     table = data.NpyTable(path)
     split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)
@@ -234,7 +232,6 @@ def test_gpu_streamed_and_resident_batches_equal_the_cpu_ones(tmp_path, dtype, p
     # in the table's dtype (dtype=None: lesson 4 under mixed precision), streamed and resident
     raw = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", prefetch=prefetch, dtype=None)
     res_raw = data.ShardedBatches(table, split.train, 64, seed=3, device="cuda", resident=store, dtype=None)
-    gpu.copy_thread = raw.copy_thread = copy_thread
     for source in (gpu, res, raw, res_raw):
         if group:
             _in_groups_of(source, group, 64)
@@ -316,17 +313,15 @@ class _LateCuda:
 
     def __init__(self, monkeypatch):
         import contextlib
-        import threading
 
-        self.queued, self.ran = [], 0
-        side = threading.local()  # (a thread's current stream is its own, as in CUDA: copies may be issued by a helper)
+        self.queued, self.ran, self.on_side = [], 0, False
         real_to = torch.Tensor.to
         late = self
 
         def to(tensor, *args, **kwargs):
             dtype = next((a for a in args if isinstance(a, torch.dtype)), kwargs.get("dtype")) or tensor.dtype
             queued = kwargs.get("non_blocking") or kwargs.get("copy")
-            if not getattr(side, "on", False) or (dtype == tensor.dtype and not queued):
+            if not late.on_side or (dtype == tensor.dtype and not queued):
                 return real_to(tensor, *args, **kwargs)
             out = torch.full(tensor.shape, float("nan"), dtype=dtype)
             late.queued.append((out, tensor))
@@ -345,11 +340,11 @@ class _LateCuda:
 
         @contextlib.contextmanager
         def on_side(stream):
-            side.on = True
+            late.on_side = True
             try:
                 yield
             finally:
-                side.on = False
+                late.on_side = False
 
         monkeypatch.setattr(torch.Tensor, "to", to)
         monkeypatch.setattr(torch.Tensor, "record_stream", lambda tensor, stream: None)
@@ -366,14 +361,11 @@ class _LateCuda:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
-@pytest.mark.parametrize("prefetch, group, copy_thread", [(0, 1, False), (1, 1, False), (3, 1, False), (1, 3, False),
-                                                          (3, 4, False), (4, None, False), (1, 1, True),
-                                                          (3, 4, True), (4, None, True)])
+@pytest.mark.parametrize("prefetch, group", [(0, 1), (1, 1), (3, 1), (1, 3), (3, 4), (4, None)])
 def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_path, monkeypatch, dtype, prefetch,
-                                                                          group, copy_thread):
+                                                                          group):
     # group: steps per copy (None: the default, here the whole epoch of 33 steps in one group); 3 and 4 leave
-    # a short last group, and a group of 4 with prefetch 3 holds more than prefetch steps (two groups are read ahead);
-    # copy_thread: the copies issued by a helper thread (the slot's event is then recorded there)
+    # a short last group, and a group of 4 with prefetch 3 holds more than prefetch steps (two groups are read ahead)
     path, _ = _table(tmp_path, dtype, rows=1501, cols=57)
     table = data.NpyTable(path)
     split = data.split_rows(table.n_rows, 0.2, 0.1, seed=1)
@@ -384,7 +376,6 @@ def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_pa
     for out in ("float32", None):
         gpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=prefetch, pin_memory=False, dtype=out)
         gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
-        gpu.copy_thread = copy_thread
         if group:
             _in_groups_of(gpu, group, 32)
         assert gpu.group_steps == (group or len(gpu))
@@ -398,26 +389,18 @@ def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_pa
         got = list(gpu.epoch(1))
         late.run()
         _same(refs[1, 0], [(x.float(), y.float()) for x, y in got])
-        assert ("copier" in gpu._gpu_kit) == copy_thread
     assert late.ran > 0
 
 
-def _small_gpu_path(tmp_path, monkeypatch):
-    """``(ref, late, gpu)``: a 300-row table's epoch 1 as the CPU path gives it, the CUDA stand-ins, and a
-    source of the GPU path on that table delivering on the CPU (batch 16, seed 4, reading ahead 3 batches)."""
+def test_the_gpu_paths_ring_and_side_stream_follow_a_device_set_between_epochs(tmp_path, monkeypatch):
+    # the side stream kept from one epoch to the next is a device's: a source moved to another device (after
+    # an epoch that read on) makes a new one, and the batches read on for the old device are dropped
     path, _ = _table(tmp_path, np.float32, rows=300, cols=9)
     table = data.NpyTable(path)
     ref = list(data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=0).epoch(1))
     late = _LateCuda(monkeypatch)
     gpu = data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=3, pin_memory=False)
     gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
-    return ref, late, gpu
-
-
-def test_the_gpu_paths_ring_and_side_stream_follow_a_device_set_between_epochs(tmp_path, monkeypatch):
-    # the side stream kept from one epoch to the next is a device's: a source moved to another device (after
-    # an epoch that read on) makes a new one, and the batches read on for the old device are dropped
-    ref, late, gpu = _small_gpu_path(tmp_path, monkeypatch)
     list(gpu.epoch(0))
     side = gpu._gpu_kit["side"]
     assert gpu._gpu_kit["carry"].epoch == 1  # read on, for the old device
@@ -425,39 +408,6 @@ def test_the_gpu_paths_ring_and_side_stream_follow_a_device_set_between_epochs(t
     got = list(gpu.epoch(1))
     late.run()
     assert gpu._gpu_kit["side"] is not side and all(x.device == torch.device("cpu") for x, _ in got)
-    _same(ref, got)
-
-
-def test_a_paused_gpu_iterator_with_a_copy_thread_collected_in_a_reference_cycle_ends(tmp_path, monkeypatch):
-    # the garbage collector clears weak references before it finishes the generators of a cycle: the copy
-    # thread's executor, which only the paused iterator refers to, is told to stop before the iterator's end
-    # waits for its copies; that wait must be for a copy already queued (a task queued after the stop never runs)
-    import gc
-    import threading
-
-    ref, late, gpu = _small_gpu_path(tmp_path, monkeypatch)
-    gpu.copy_thread = True
-    _in_groups_of(gpu, 1, 16)
-    it = gpu.epoch(0)
-    next(it)
-
-    class Holder:
-        pass
-
-    held = Holder()
-    held.it, held.me = it, held  # the paused iterator in a reference cycle
-    del it, held
-    got = []
-
-    def collect_then_read_on():
-        gc.collect()
-        got.extend(gpu.epoch(1))  # with a copier that runs (the collected one's thread was told to stop)
-
-    worker = threading.Thread(target=collect_then_read_on, daemon=True)  # (a hang fails the test, not the suite)
-    worker.start()
-    worker.join(60)
-    assert not worker.is_alive(), "a copy that never runs is waited for"
-    late.run()
     _same(ref, got)
 
 
@@ -501,9 +451,6 @@ def test_the_gpu_path_reads_on_only_once_an_epochs_last_step_is_handed_out(tmp_p
     late = _LateCuda(monkeypatch)
     gpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=3, pin_memory=False)
     gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
-    # (threads counted: the copies issued here, whatever COPY_THREAD says; a helper thread would be kept with the
-    # ring, and here, where the stand-ins copy on the CPU, with a team of OpenMP threads of its own)
-    gpu.copy_thread = False
     if group:
         _in_groups_of(gpu, group, 32)
     n = len(gpu)

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import math
 import os
-import threading
 from collections import deque
 from typing import Iterator, NamedTuple, Sequence
 
@@ -64,15 +63,6 @@ host memory: 5 slots at the default read-ahead, 7 where a group is a single step
 this); a slot holds a group's rows in the table's dtype, and a group is sized by the larger of a row's
 bytes in the table and as delivered, so a float16 table delivered as float32 has slots of about half of
 this.)"""
-
-COPY_THREAD = False
-"""Whether the streamed GPU path issues each group's copy to the device from a helper thread of its own
-(``ShardedBatches.copy_thread``, set per source) rather than from the training thread. Off: on an H100 the
-streamed path costs the training thread about 1 ms a group of 52-66 MB, close to the time of the group's copy
-at the bus's rate, which an asynchronous copy from pinned memory should not cost the host; if the copy does
-block its caller, a helper thread takes it off the training thread (``Tensor.to`` releases the GIL while
-it runs). ``benchmarks/gpu_host_time.py`` (where the host's time goes) and ``gpu_data_path.py --copy-thread-too``
-(the targets' figures) measure the path both ways; the default follows what they find on a GPU."""
 
 PLAN_POSITIONS = 1 << 20
 """The resident tier plans as many epochs ahead as make about this many positions of rows (8 MB on the device
@@ -119,47 +109,6 @@ class _Carry(NamedTuple):
     ahead: ReadAhead
     pending: deque
     rest: _Groups
-
-
-class _Copier:
-    """The helper thread that issues the GPU path's copies (``ShardedBatches.copy_thread``): one thread, so that
-    they are issued in order, working on ``device`` (a new thread's current device is the first GPU; a copy's
-    stream context would otherwise switch it back to that GPU after each copy, which makes a CUDA context there).
-    ``pool.submit(...)`` starts one; :meth:`wait` waits for a future of it.
-
-    An iterator left in a reference cycle, paused, is finished by the garbage collector, which first clears the
-    weak references to what the cycle holds: the executor's thread is then told to stop (it runs what was
-    queued before), and this copier says so (:attr:`collected`): the iterator's end waits only for copies
-    already queued, and does not hand the copier on to the next iterator."""
-
-    def __init__(self, device):
-        import weakref
-        from concurrent.futures import ThreadPoolExecutor
-
-        import torch
-
-        on_gpu = dict(initializer=torch.cuda.set_device, initargs=(device,)) if device.type == "cuda" else {}
-        self.pool = ThreadPoolExecutor(1, thread_name_prefix="wideann-copy", **on_gpu)
-        self.ident = self.pool.submit(threading.get_ident).result()
-        self._me = weakref.ref(self)
-
-    @property
-    def collected(self) -> bool:
-        """Whether the garbage collector is finishing this copier (its thread told to stop)."""
-        return self._me() is None
-
-    @property
-    def here(self) -> bool:
-        """Whether this is the copier's own thread (an iterator the garbage collector finishes there)."""
-        return threading.get_ident() == self.ident
-
-    def wait(self, future) -> None:
-        """Waits for ``future`` (and so for every copy started before it), its error left to whoever reads its
-        result; not on the copier's own thread, which would wait for itself."""
-        from concurrent.futures import wait
-
-        if not self.here:
-            wait([future])
 
 
 def _drop_read_on(kit: dict) -> None:
@@ -236,7 +185,6 @@ class ShardedBatches:
             self.table.reader_threads = int(reader_threads)
         self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         self.group_bytes = RESIDENT_GROUP_BYTES if resident is not None else GROUP_BYTES
-        self.copy_thread = COPY_THREAD
         self.rows_read = 0
 
     @property
@@ -607,9 +555,7 @@ class ShardedBatches:
         targets together) goes to the device in one copy on a side stream, is converted there, and its
         steps' batches (views of it) are handed over after the copy's event. The copy of a group is started
         before the steps of the group before it are handed over, so that it runs during their compute (at
-        batch 4096 of a float16 table, a group of one step, it takes about as long as the step). With
-        ``copy_thread`` (see :data:`COPY_THREAD`) the copies are issued by a helper thread, in order, and the
-        calling thread takes each group's batches once its copy has been issued."""
+        batch 4096 of a float16 table, a group of one step, it takes about as long as the step)."""
         import torch
 
         from .pinned_ring import PinnedRing
@@ -632,10 +578,7 @@ class ShardedBatches:
         if kit is None:
             kit = {"ring": PinnedRing(slots, rows, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory),
                    "side": torch.cuda.Stream(device), "made_for": (device, self.pin_memory)}
-        if self.copy_thread and "copier" not in kit:
-            kit["copier"] = _Copier(device)
-        ring, side, copier = kit["ring"], kit["side"], kit.get("copier") if self.copy_thread else None
-        last_copy = None  # (with the copier: the future of the last copy started)
+        ring, side = kit["ring"], kit["side"]
         stream = torch.cuda.current_stream(device)
 
         def slot(n):
@@ -655,21 +598,10 @@ class ShardedBatches:
             ring.release(k, done)
             return x, y, done
 
-        def begin_copy(k, n):
-            """Starts the copy of slot ``k``'s group (``copy``): here, or on the helper thread (``copy_thread``);
-            gives a function that returns its ``(x, y, event)`` once it has been issued."""
-            nonlocal last_copy
-            if copier is None:
-                issued = copy(k, n)
-                return lambda: issued
-            last_copy = copier.pool.submit(copy, k, n)
-            return last_copy.result
-
         finished = False  # the epoch's last step handed out: then the next epoch's groups read on are kept
 
-        def handed(issued, sizes, last=False):
+        def handed(x, y, done, sizes, last=False):
             nonlocal finished
-            x, y, done = issued()
             stream.wait_event(done)  # the steps wait for the copy, the host does not
             x.record_stream(stream)  # memory made on the side stream, used on this one
             y.record_stream(stream)
@@ -682,7 +614,7 @@ class ShardedBatches:
         try:
             copied = None
             for hx, _, k, sizes in reads:
-                started = (begin_copy(k, hx.shape[0]), sizes)  # this group's copy starts ...
+                started = (*copy(k, hx.shape[0]), sizes)  # this group's copy starts ...
                 if copied is not None:
                     yield from handed(*copied)           # ... before the steps of the one before it
                 copied = started
@@ -692,12 +624,7 @@ class ShardedBatches:
                 finished = True  # (no step left in this epoch)
         finally:
             reads.close()  # before the blocks are reused or freed: nothing is read into them any more
-            if last_copy is not None:
-                copier.wait(last_copy)  # every copy started has been issued (and its slot released)
             if not finished:
                 _drop_read_on(kit)  # stopped early: the next epoch's groups read on are dropped
             ring.drain()    # (but the next epoch's first blocks, if read on)
-            if copier is not None and copier.collected:
-                kit.pop("copier")  # (its thread is stopping: the next iterator makes another)
-            if copier is None or not copier.here:  # (there, a copy may still be on its way: the kit is not kept)
-                self.__dict__["_gpu_kit"] = kit
+            self.__dict__["_gpu_kit"] = kit
