@@ -6,9 +6,10 @@ training thread spends in `next(batches)` comes off the training's speed. `gpu_d
 2026-11-27) measured that time for a float16 table of the reference width: the resident tier 0.02 / 0.04 /
 0.19 ms a step at batch 256 / 1024 / 4096 (about 0.9 ms an epoch of 20,000 rows at every batch size), the
 streamed path 0.13 / 0.38 ms (0.75-1.3 ms a group of steps), against 0.002 ms for a batch already on the
-GPU. The CPU (2 cores, no GPU) gives 0.012 ms a step for the resident tier at 4096. What the extra is, is not
-known: this script finds out, for the float16 table, batch 256, 1024 and 4096, the ceiling, the streamed
-path and the resident tier:
+GPU. The CPU (2 cores, no GPU) gives 0.012 ms a step for the resident tier at 4096. This script finds where
+the extra goes (its first run, batch 1024 on an H100, 2026-11-28: no wait and no sync, a group's or an
+epoch's worth of small calls; benchmarks/README.md), for the float16 table, batch 256, 1024 and 4096, the
+ceiling, the streamed path and the resident tier:
 
 0. **calls**: the host time of each CUDA call the paths make for a group of steps (the copy of a pinned ring
    slot to the device, the resident gather, events, `record_stream`), with the GPU idle and with GPU work
