@@ -1,7 +1,7 @@
 // The native batch reader: the rows of a batch from a .npy table (one file or several shards) straight
 // into the caller's buffers, with several threads and without Python.
 //
-// A batch is a sorted list of global row numbers. It is cut into tasks: runs of consecutive rows within
+// A batch is a sorted list of global row numbers (or several, read in one call). It is cut into tasks: runs of consecutive rows within
 // one shard, of at most about kTaskBytes (so that a long run, say an evaluation batch, is still spread
 // over the threads) and at most kMaxIov / 2 rows (a preadv takes at most IOV_MAX pieces; each row is two:
 // its inputs go to x, its target to y, so no second copy splits them). The pool's threads and the
@@ -245,20 +245,30 @@ size_t BatchReader::n_columns() const { return impl_->n_columns; }
 size_t BatchReader::item_size() const { return impl_->item; }
 size_t BatchReader::threads() const { return impl_->threads; }
 
-void BatchReader::check(const int64_t* rows, size_t n, bool to_float32) const {
+void BatchReader::check(const int64_t* rows, size_t n, bool to_float32, const std::vector<size_t>& batches) const {
   if (to_float32 && impl_->item != 2) throw std::invalid_argument("only a float16 table is converted to float32");
+  size_t sum = 0;
+  for (size_t b : batches) sum += b;
+  if (!batches.empty() && sum != n)
+    throw std::invalid_argument("the batches' sizes add up to " + std::to_string(sum) + ", not the " +
+                                std::to_string(n) + " rows given");
   const uint64_t total = impl_->starts.back();
+  size_t start = 0, end = batches.empty() ? n : 0, k = 0;  // the batch that row i is in: [start, end)
   for (size_t i = 0; i < n; ++i) {
+    while (i >= end) start = end, end += batches[k++];  // (ends: the sizes add up to n)
     if (rows[i] < 0 || static_cast<uint64_t>(rows[i]) >= total)
       throw std::out_of_range("row " + std::to_string(rows[i]) + " out of range for a table of " +
                               std::to_string(total) + " rows");
-    if (i > 0 && rows[i] <= rows[i - 1]) throw std::invalid_argument("row numbers must be strictly increasing");
+    if (i > start && rows[i] <= rows[i - 1])
+      throw std::invalid_argument(batches.empty() ? "row numbers must be strictly increasing"
+                                                  : "row numbers must be strictly increasing within each batch");
   }
 }
 
-void BatchReader::read(const int64_t* rows, size_t n, char* x, char* y, bool to_float32) {
+void BatchReader::read(const int64_t* rows, size_t n, char* x, char* y, bool to_float32,
+                       const std::vector<size_t>& batches) {
   Impl& im = *impl_;
-  check(rows, n, to_float32);
+  check(rows, n, to_float32, batches);
   std::lock_guard<std::mutex> call(im.call);
   // the tasks: runs of consecutive rows within one shard, at most rows_per_task rows each
   im.tasks.clear();
@@ -272,7 +282,7 @@ void BatchReader::read(const int64_t* rows, size_t n, char* x, char* y, bool to_
     size_t j = i + 1;
     while (j < n && rows[j] == rows[j - 1] + 1 && static_cast<uint64_t>(rows[j]) < end && j - i < im.rows_per_task) ++j;
     im.tasks.push_back({k, static_cast<uint64_t>(r) - sh.start, j - i, i});
-    if (touched.empty() || touched.back() != k) touched.push_back(k);
+    if (std::find(touched.begin(), touched.end(), k) == touched.end()) touched.push_back(k);  // (batches: out of order)
     i = j;
   }
   if (im.tasks.empty()) return;

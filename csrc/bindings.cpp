@@ -165,15 +165,16 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("threads", &BatchReader::threads)
       .def("read",
            [](BatchReader& r, py::array_t<int64_t, py::array::c_style | py::array::forcecast> rows, py::buffer x,
-              py::buffer y) {
+              py::buffer y, const std::vector<size_t>& batches) {
              const size_t n = static_cast<size_t>(rows.size());
              const BatchBuffers b = batch_buffers(r, n, x, y);
              const int64_t* rp = rows.data();
              py::gil_scoped_release release;
-             r.read(rp, n, b.x, b.y, b.to_float32);
+             r.read(rp, n, b.x, b.y, b.to_float32, batches);
            },
-           py::arg("rows"), py::arg("x"), py::arg("y"),
-           "Reads the rows (strictly increasing global numbers) into x (n x columns-1) and y (n x 1), in the "
+           py::arg("rows"), py::arg("x"), py::arg("y"), py::arg("batches") = std::vector<size_t>{},
+           "Reads the rows (strictly increasing global numbers; with batches, the sizes of several batches one "
+           "after the other, strictly increasing within each) into x (n x columns-1) and y (n x 1), in the "
            "table's dtype (or float32 buffers for a float16 table: converted while reading)");
 
   // The buffers of each batch in flight are held here (the C++ side has only their addresses) until the
@@ -191,16 +192,16 @@ PYBIND11_MODULE(_native, m) {
            py::keep_alive<1, 2>())
       .def("submit",
            [](PyReadAhead& a, py::array_t<int64_t, py::array::c_style | py::array::forcecast> rows, py::buffer x,
-              py::buffer y) {
+              py::buffer y, const std::vector<size_t>& batches) {
              const size_t n = static_cast<size_t>(rows.size());
              const BatchBuffers b = batch_buffers(a.reader, n, x, y);
-             const uint64_t ticket = a.impl.submit(rows.data(), n, b.x, b.y, b.to_float32);
+             const uint64_t ticket = a.impl.submit(rows.data(), n, b.x, b.y, b.to_float32, batches);
              a.buffers.emplace(ticket, std::make_pair(py::object(x), py::object(y)));
              return ticket;
            },
-           py::arg("rows"), py::arg("x"), py::arg("y"),
-           "Queues the rows (strictly increasing global numbers) to be read into x and y (as BatchReader.read); "
-           "returns the batch's ticket")
+           py::arg("rows"), py::arg("x"), py::arg("y"), py::arg("batches") = std::vector<size_t>{},
+           "Queues the rows (as BatchReader.read: strictly increasing global numbers, or within each of "
+           "batches) to be read into x and y; returns the ticket of the read")
       .def("wait",
            [](PyReadAhead& a, uint64_t ticket) {
              struct Drop {  // the buffers are let go whatever the outcome (with the GIL held again)

@@ -77,11 +77,14 @@ class BatchReader {
  public:
   BatchReader(const std::vector<NpyShardSpec>& shards, size_t n_columns, size_t item_size, size_t threads);
   ~BatchReader();
-  // `rows`: n strictly increasing global row numbers. Thread-safe (calls are serialized).
-  void read(const int64_t* rows, size_t n, char* x, char* y, bool to_float32 = false);
-  // The checks read makes before it reads: rows in range and strictly increasing, to_float32 only for a
-  // float16 table (std::out_of_range, std::invalid_argument).
-  void check(const int64_t* rows, size_t n, bool to_float32) const;
+  // `rows`: n strictly increasing global row numbers; or, with `batches` (sizes adding up to n), several
+  // batches one after the other, the rows strictly increasing within each (a group of steps read in one
+  // call). Thread-safe (calls are serialized).
+  void read(const int64_t* rows, size_t n, char* x, char* y, bool to_float32 = false,
+            const std::vector<size_t>& batches = {});
+  // The checks read makes before it reads: rows in range and strictly increasing (within each batch),
+  // `batches` adding up to n, to_float32 only for a float16 table (std::out_of_range, std::invalid_argument).
+  void check(const int64_t* rows, size_t n, bool to_float32, const std::vector<size_t>& batches = {}) const;
   uint64_t n_rows() const;
   size_t n_columns() const;
   size_t item_size() const;
@@ -101,7 +104,8 @@ class ReadAhead {
  public:
   explicit ReadAhead(BatchReader& reader);
   ~ReadAhead();
-  uint64_t submit(const int64_t* rows, size_t n, char* x, char* y, bool to_float32 = false);
+  uint64_t submit(const int64_t* rows, size_t n, char* x, char* y, bool to_float32 = false,
+                  const std::vector<size_t>& batches = {});  // (as BatchReader::read)
   void wait(uint64_t ticket);
   void cancel();
   size_t queued() const;  // submitted and not yet waited for

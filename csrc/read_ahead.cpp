@@ -35,6 +35,7 @@ struct ReadAhead::Impl {
     std::vector<int64_t> rows;
     char *x, *y;
     bool to_float32;
+    std::vector<size_t> batches;
   };
   explicit Impl(BatchReader& r) : reader(r) {}
   void loop();
@@ -63,12 +64,13 @@ ReadAhead::~ReadAhead() {
   impl_->thread.join();
 }
 
-uint64_t ReadAhead::submit(const int64_t* rows, size_t n, char* x, char* y, bool to_float32) {
+uint64_t ReadAhead::submit(const int64_t* rows, size_t n, char* x, char* y, bool to_float32,
+                          const std::vector<size_t>& batches) {
   Impl& im = *impl_;
-  im.reader.check(rows, n, to_float32);  // here: a wrong plan is the caller's error at once, not a later batch's
+  im.reader.check(rows, n, to_float32, batches);  // here: a wrong plan is the caller's error at once, not a later batch's
   std::lock_guard<std::mutex> lk(im.m);
   const uint64_t ticket = im.next_ticket++;
-  im.queue.push_back({ticket, std::vector<int64_t>(rows, rows + n), x, y, to_float32});
+  im.queue.push_back({ticket, std::vector<int64_t>(rows, rows + n), x, y, to_float32, batches});
   // With batches read and waiting to be claimed, the caller has work for a while: the reading thread finds
   // this batch at its next look (kPoll), and the caller does not pay for waking it (a wake-up of an idle
   // core costs the caller tens of microseconds on a virtual machine: as much as a training step's launches).
@@ -130,7 +132,7 @@ void ReadAhead::Impl::loop() {
     lk.unlock();
     std::exception_ptr error;
     try {
-      reader.read(b.rows.data(), b.rows.size(), b.x, b.y, b.to_float32);
+      reader.read(b.rows.data(), b.rows.size(), b.x, b.y, b.to_float32, b.batches);
     } catch (...) {
       error = std::current_exception();
     }

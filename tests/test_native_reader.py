@@ -130,6 +130,58 @@ def test_float16_read_into_float32_in_software_gives_the_same_bytes(tmp_path):
     assert r.stdout.strip() == "software"
     assert np.load(tmp_path / "f.npy").tobytes() == a.astype(np.float32).tobytes()
 
+@pytest.mark.parametrize("dtype,into", [(np.float32, np.float32), (np.float16, np.float16),
+                                        (np.float16, np.float32)])
+def test_several_sorted_batches_read_in_one_call_give_the_bytes_numpy_reads(tmp_path, dtype, into):
+    # a group of steps is read in one call (the GPU path): rows sorted within each batch, in any order
+    # between them, across the shards of a shard set and back; by read_into and by a read-ahead
+    _, a = _table(tmp_path, 1000, 23, dtype)
+    cuts = [0, 300, 301, 1000]
+    paths = []
+    for k in range(len(cuts) - 1):
+        paths.append(tmp_path / f"s{k}.npy")
+        np.save(paths[-1], a[cuts[k]:cuts[k + 1]])
+    rng = np.random.default_rng(4)
+    with data.open_table(paths) as t:
+        t.reader_threads = 3
+        ahead = ReadAhead(t)
+        for sizes in [[5], [64, 64, 64, 17], [1, 0, 999], [0], [300, 0], [16] * 40]:
+            rows = np.concatenate([np.sort(rng.choice(1000, k, replace=False)) for k in sizes] or [[]])
+            rows = rows.astype(np.int64)
+            n = rows.size
+            x, y = np.empty((n, 22), into), np.empty((n, 1), into)
+            read_into(t, rows, x, y, sizes)
+            assert x.tobytes() == a[rows, :-1].astype(into).tobytes()
+            assert y.tobytes() == a[rows, -1:].astype(into).tobytes()
+            x2, y2 = np.empty_like(x), np.empty_like(y)
+            ahead.wait(ahead.submit(rows, x2, y2, sizes))
+            assert x2.tobytes() == x.tobytes() and y2.tobytes() == y.tobytes()
+        ahead.close()
+
+
+def test_a_group_of_batches_is_refused_where_a_batch_is_not_sorted_or_the_sizes_do_not_add_up(tmp_path):
+    p, _ = _table(tmp_path, 50, 4, np.float32)
+    t = data.NpyTable(p)
+    ahead = ReadAhead(t)
+
+    def buffers(n):
+        return np.empty((n, 3), np.float32), np.empty((n, 1), np.float32)
+
+    read_into(t, [7, 9, 1, 2], *buffers(4), [2, 2])  # down between batches: read
+    with pytest.raises(ValueError, match="strictly increasing within each batch"):
+        read_into(t, [7, 9, 2, 1], *buffers(4), [2, 2])
+    with pytest.raises(ValueError, match="strictly increasing within each batch"):
+        ahead.submit([7, 9, 1, 2], *buffers(4), [3, 1])  # refused at once, not at its wait
+    with pytest.raises(ValueError, match="add up to 3, not the 4 rows"):
+        ahead.submit([7, 9, 1, 2], *buffers(4), [2, 1])
+    with pytest.raises(ValueError, match="add up to 5, not the 4 rows"):
+        read_into(t, [7, 9, 1, 2], *buffers(4), [2, 3])
+    with pytest.raises(IndexError, match="out of range"):
+        read_into(t, [7, 9, 1, 50], *buffers(4), [2, 2])
+    assert ahead.queued == 0
+    ahead.close()
+
+
 def test_wrong_buffers_and_row_lists_are_refused(tmp_path):
     p, a = _table(tmp_path, 50, 4, np.float16)
     t = data.NpyTable(p)

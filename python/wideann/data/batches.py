@@ -77,7 +77,8 @@ RESIDENT_GROUP_BYTES = 256 << 20
 
 class _Groups:
     """The rows of an epoch's steps from a step on, ``size`` steps at a time (the last group may be shorter):
-    an iterator of lists of arrays, the plan made by ``make() -> (flat, sizes, made_for)`` on first use
+    an iterator of ``(rows, sizes)``, a group's steps' rows one after the other (each step's sorted) and how
+    many each step has, the plan made by ``make() -> (flat, sizes, made_for)`` on first use
     (``ShardedBatches._groups``; ``made_for``: the settings, rows and table it was made for). Once started it
     holds no reference to the batch source (a :class:`_Carry` keeps one)."""
 
@@ -87,21 +88,21 @@ class _Groups:
     def __iter__(self):
         return self
 
-    def __next__(self) -> list:
+    def __next__(self) -> tuple:
         if self._make is not None:
-            self._flat, sizes, self.made_for = self._make()
-            self._make, self._bounds = None, np.cumsum([0] + sizes).tolist()
+            self._flat, self._sizes, self.made_for = self._make()
+            self._make, self._bounds = None, np.cumsum([0] + self._sizes).tolist()
         b, a = self._bounds, self._at
         z = min(a + self.size, len(b) - 1)
         if a >= z:
             raise StopIteration
         self._at = z
-        return [self._flat[b[i]:b[i + 1]] for i in range(a, z)]
+        return self._flat[b[a]:b[z]], self._sizes[a:z]
 
 
 class _Carry(NamedTuple):
     """The first steps of ``epoch``, read on by the iterator of the epoch before: ``ahead`` reads them,
-    ``pending`` holds them in order, ``(tickets, x, y, tag, sizes)`` per group of steps, and ``rest`` gives the
+    ``pending`` holds them in order, ``(ticket, x, y, tag, sizes)`` per group of steps, and ``rest`` gives the
     epoch's later groups (its plan, made once: by the epoch before, as it read on; a started ``_Groups``).
     (No reference to the batch source: a source with batches read on is freed, and its reading thread
     stopped, as soon as it is let go.)"""
@@ -354,7 +355,7 @@ class ShardedBatches:
 
         if self.prefetch <= 0:
             _drop_read_on(self.__dict__.get("_host_kit") or {})  # (read on while prefetch was on: not kept for nothing)
-            for (rows,) in self._groups(epoch, start, 1):
+            for rows, _ in self._groups(epoch, start, 1):
                 x, y = buffers(rows.size)
                 t.read_index(rows, (x.numpy(), y.numpy()))
                 self.rows_read += rows.size
@@ -399,22 +400,18 @@ class ShardedBatches:
             if steps is None:
                 queue, steps = following, next(after, None)
             if steps is not None:
-                sizes = [rows.size for rows in steps]
-                x, y, tag = buffers(sum(sizes))
-                xs, ys, tickets, a = x.numpy(), y.numpy(), [], 0
-                for rows in steps:
-                    tickets.append(ahead.submit(rows, xs[a:a + rows.size], ys[a:a + rows.size]))
-                    a += rows.size
-                queue.append((tickets, x, y, tag, sizes))
+                rows, sizes = steps
+                x, y, tag = buffers(rows.size)
+                # one read for the group's steps (each sorted): a call and a wait per group, not per step
+                queue.append((ahead.submit(rows, x.numpy(), y.numpy(), sizes), x, y, tag, sizes))
 
         ended = False
         try:
             for _ in range(depth - len(pending)):
                 submit()
             while pending:
-                tickets, x, y, tag, sizes = pending.popleft()
-                for ticket in tickets:
-                    ahead.wait(ticket)
+                ticket, x, y, tag, sizes = pending.popleft()
+                ahead.wait(ticket)
                 submit()
                 ended = not pending  # this epoch's last group: the epoch is over once it is handed out
                 yield x, y, tag, sizes

@@ -50,14 +50,16 @@ def reader_of(table) -> "_native.BatchReader":
     return reader
 
 
-def read_into(table, rows, x: np.ndarray, y: np.ndarray) -> None:
+def read_into(table, rows, x: np.ndarray, y: np.ndarray, batches=()) -> None:
     """Rows (strictly increasing global row numbers) into ``x`` (inputs) and ``y`` (targets), both in the
-    table's dtype, or both float32 for a float16 table."""
+    table's dtype, or both float32 for a float16 table. With ``batches`` (sizes adding up to the rows), the
+    rows are several batches one after the other, each strictly increasing: read in one call, into ``x``
+    and ``y`` one after the other as well."""
     rows = _checked(table, rows, x, y)
     if rows.size == 0:
         return
     with _rows_of(table):
-        reader_of(table).read(rows, x, y)
+        reader_of(table).read(rows, x, y, list(batches))
 
 
 def _checked(table, rows, x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -86,6 +88,7 @@ class ReadAhead:
 
     >>> ahead = ReadAhead(table)
     >>> ticket = ahead.submit(rows, x, y)   # returns at once; x and y are filled as read_into fills them
+    >>> ahead.submit(rows, x, y, sizes)     # (a group of batches, one read: see read_into's batches)
     >>> ahead.wait(ticket)                  # until that batch is read; raises its DataError
     >>> ahead.close()                       # drops the batches not started (also on garbage collection)
 
@@ -96,10 +99,10 @@ class ReadAhead:
         self.table = table
         self._native = _native.ReadAhead(reader_of(table))
 
-    def submit(self, rows, x: np.ndarray, y: np.ndarray) -> int:
+    def submit(self, rows, x: np.ndarray, y: np.ndarray, batches=()) -> int:
         rows = _checked(self.table, rows, x, y)
         with _rows_of(self.table):
-            return self._native.submit(rows, x, y)
+            return self._native.submit(rows, x, y, list(batches))
 
     def wait(self, ticket: int) -> None:
         self._native.wait(ticket)
