@@ -411,6 +411,35 @@ def test_the_gpu_paths_ring_and_side_stream_follow_a_device_set_between_epochs(t
     _same(ref, got)
 
 
+def test_a_conversion_that_fails_on_the_gpu_path_leaves_no_transfer_unwaited_for(tmp_path, monkeypatch):
+    # a group's transfer is queued, then its conversion on the device fails (out of memory, say): the slot it
+    # reads must still be marked busy until the transfer has run, or the next epoch could refill it under it
+    path, _ = _table(tmp_path, np.float16, rows=300, cols=9)
+    table = data.NpyTable(path)
+    late = _LateCuda(monkeypatch)
+    queued_to = torch.Tensor.to
+    conversions = 0
+
+    def to(tensor, *args, **kwargs):
+        nonlocal conversions
+        if late.on_side and torch.float32 in args and tensor.dtype == torch.float16 and tensor.dim() == 2:
+            conversions += 1
+            if conversions == 3:
+                raise RuntimeError("CUDA out of memory (stood in)")
+        return queued_to(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "to", to)
+    gpu = data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=3, pin_memory=False)  # float32 out
+    gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+    _in_groups_of(gpu, 2, 16)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        list(gpu.epoch(0))
+    assert conversions == 3 and late.queued
+    # the iterator's end waited for every slot's last transfer, the failed group's included
+    assert late.ran == len(late.queued)
+    assert all(event is None for event in gpu._gpu_kit["ring"]._events)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("group", [1, 2, None])
 def test_kept_targets_of_the_gpu_path_do_not_keep_their_inputs(tmp_path, monkeypatch, dtype, group):

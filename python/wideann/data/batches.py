@@ -584,15 +584,19 @@ class ShardedBatches:
 
         def copy(k, n):
             """Slot ``k``'s group of ``n`` rows to the device: ``(x, y, event)``, the event marking its end."""
-            with torch.cuda.stream(side):
-                block = ring.block(k, n).to(device, non_blocking=True)  # inputs and targets: one copy
-                x, y = ring.split(block, n)
-                # the targets in memory of their own: an evaluation keeps every y, and a y that were a view
-                # of its block would keep the group's inputs on the device too (12,848 times its size)
-                x, y = x.to(out), y.to(target, copy=True)
-                done = torch.cuda.Event()
+            done = torch.cuda.Event()
+            try:
+                with torch.cuda.stream(side):
+                    block = ring.block(k, n).to(device, non_blocking=True)  # inputs and targets: one copy
+                    x, y = ring.split(block, n)
+                    # the targets in memory of their own: an evaluation keeps every y, and a y that were a view
+                    # of its block would keep the group's inputs on the device too (12,848 times its size)
+                    x, y = x.to(out), y.to(target, copy=True)
+            finally:
+                # (also when the conversion failed, say out of memory: the transfer may be queued, and the
+                # slot is not to be refilled before it has read the slot)
                 done.record(side)
-            ring.release(k, done)
+                ring.release(k, done)
             return x, y, done
 
         finished = False  # the epoch's last step handed out: then the next epoch's groups read on are kept
