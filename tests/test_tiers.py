@@ -77,6 +77,15 @@ def test_resident_rows_give_the_streamed_batches(tmp_path, dtype, shards):
     # a resident tier refuses rows it does not hold
     with pytest.raises(KeyError):
         list(data.ShardedBatches(table, split.test, 20, device="cpu", resident=store).epoch(0))
+    # and rows held on another device than the source's: refused when the source is made, and at an epoch
+    # when its device was set since (the gathers would run where the rows are, not where the batches go)
+    with pytest.raises(ValueError, match="this source's device"):
+        data.ShardedBatches(table, split.train, 20, device=torch.device("cpu", 0), resident=store)
+    moved = data.ShardedBatches(table, split.train, 20, device="cpu", resident=store)
+    list(moved.epoch(0))
+    moved.device = torch.device("cpu", 0)  # (another device, as torch compares them)
+    with pytest.raises(ValueError, match="this source's device"):
+        next(moved.epoch(1))
 
 
 @pytest.mark.parametrize("dtype, cols, word", [(np.float16, 13, torch.int64), (np.float16, 7, torch.int32),

@@ -178,15 +178,20 @@ class ShardedBatches:
         if pin_memory is None:
             pin_memory = self.cuda or (self.device is None and torch.cuda.is_available())
         self.pin_memory = bool(pin_memory)
-        if resident is not None and (self.device is None or resident.device != self.device
-                                     or resident.table is not self.table):
-            raise ValueError("resident rows must hold this table on this source's device")
         self.resident = resident
+        self._check_resident()
         if reader_threads is not None:
             self.table.reader_threads = int(reader_threads)
         self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         self.group_bytes = RESIDENT_GROUP_BYTES if resident is not None else GROUP_BYTES
         self.rows_read = 0
+
+    def _check_resident(self) -> None:
+        """Resident rows must be this table's on this source's device (checked again at each epoch: the source's
+        ``device`` or ``table`` may have been set since)."""
+        store = self.resident
+        if store is not None and (self.device is None or store.device != self.device or store.table is not self.table):
+            raise ValueError("resident rows must hold this table on this source's device")
 
     @property
     def global_batch_size(self) -> int:
@@ -279,6 +284,7 @@ class ShardedBatches:
         if start < 0:
             raise ValueError(f"start_step must be 0 or more, got {start}")
         if self.resident is not None:
+            self._check_resident()
             yield from self._gathered(epoch, start)
         elif self.cuda:
             yield from self._to_gpu(epoch, start)
