@@ -21,6 +21,14 @@ def _table(tmp_path, rows, cols, dtype, seed=0, name="t.npy"):
     return p, a
 
 
+def _shard_set(tmp_path, a, cuts):
+    """``a`` saved as shards ``a[cuts[k]:cuts[k + 1]]``, opened as one table."""
+    paths = [tmp_path / f"s{k}.npy" for k in range(len(cuts) - 1)]
+    for k, path in enumerate(paths):
+        np.save(path, a[cuts[k]:cuts[k + 1]])
+    return data.open_table(paths)
+
+
 def _read(table, rows):
     x = np.empty((len(rows), table.n_inputs), table.dtype)
     y = np.empty((len(rows), 1), table.dtype)
@@ -58,13 +66,8 @@ def test_a_table_of_one_row_and_a_table_of_only_a_target(tmp_path, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])
 def test_shard_sets_are_read_across_their_boundaries(tmp_path, dtype):
     _, a = _table(tmp_path, 1000, 11, dtype)
-    cuts = [0, 1, 1, 400, 401, 999, 1000]  # shards of 1 row, 0 rows, 399, 1, 598, 1
-    paths = []
-    for k in range(len(cuts) - 1):
-        paths.append(tmp_path / f"s{k}.npy")
-        np.save(paths[-1], a[cuts[k]:cuts[k + 1]])
     rng = np.random.default_rng(2)
-    with data.open_table(paths) as t:
+    with _shard_set(tmp_path, a, [0, 1, 1, 400, 401, 999, 1000]) as t:  # shards of 1 row, 0 rows, 399, 1, 598, 1
         t.reader_threads = 4
         for size in [1, 5, 300, 1000]:
             rows = np.sort(rng.choice(1000, size, replace=False))
@@ -136,13 +139,8 @@ def test_several_sorted_batches_read_in_one_call_give_the_bytes_numpy_reads(tmp_
     # a group of steps is read in one call (the GPU path): rows sorted within each batch, in any order
     # between them, across the shards of a shard set and back; by read_into and by a read-ahead
     _, a = _table(tmp_path, 1000, 23, dtype)
-    cuts = [0, 300, 301, 1000]
-    paths = []
-    for k in range(len(cuts) - 1):
-        paths.append(tmp_path / f"s{k}.npy")
-        np.save(paths[-1], a[cuts[k]:cuts[k + 1]])
     rng = np.random.default_rng(4)
-    with data.open_table(paths) as t:
+    with _shard_set(tmp_path, a, [0, 300, 301, 1000]) as t:
         t.reader_threads = 3
         ahead = ReadAhead(t)
         for sizes in [[5], [64, 64, 64, 17], [1, 0, 999], [0], [300, 0], [16] * 40]:
