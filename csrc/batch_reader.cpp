@@ -255,7 +255,10 @@ void BatchReader::check(const int64_t* rows, size_t n, bool to_float32, const st
   const uint64_t total = impl_->starts.back();
   size_t start = 0, end = batches.empty() ? n : 0, k = 0;  // the batch that row i is in: [start, end)
   for (size_t i = 0; i < n; ++i) {
-    while (i >= end) start = end, end += batches[k++];  // (ends: the sizes add up to n)
+    while (i >= end) {  // row i begins the next batch (past any empty ones; the sizes add up to n)
+      start = end;
+      end += batches[k++];
+    }
     if (rows[i] < 0 || static_cast<uint64_t>(rows[i]) >= total)
       throw std::out_of_range("row " + std::to_string(rows[i]) + " out of range for a table of " +
                               std::to_string(total) + " rows");
