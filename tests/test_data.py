@@ -227,7 +227,7 @@ def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not
     assert "carry" not in src._host_kit and _threads() == before
     src.prefetch = prefetch
     table = src.table  # (keeps the reader's pool)
-    del src, it  # a source let go stops its reading thread at once (no reference cycle waits for the collector)
+    src = it = None  # a source let go stops its reading thread at once (no reference cycle waits for the collector)
     assert _threads() == before
     unshuffled = data.ShardedBatches(table, split.train, 50, shuffle=False, prefetch=prefetch, pin_memory=False)
     list(unshuffled.epoch(0))
