@@ -420,6 +420,32 @@ def test_the_gpu_paths_ring_and_side_stream_follow_a_device_set_between_epochs(t
     _same(ref, got)
 
 
+def test_the_gpu_path_reads_each_group_of_steps_with_one_call(tmp_path, monkeypatch):
+    # on a GPU a step is bound by the host: a group's steps are submitted to the reader together (one call and
+    # one wait a group, not a step), and still give each step's rows
+    from wideann.data.native_reader import ReadAhead
+
+    path, _ = _table(tmp_path, np.float32, rows=300, cols=9)
+    table = data.NpyTable(path)
+    ref = list(data.ShardedBatches(table, np.arange(300), 16, shuffle=False, prefetch=0).epoch(0))
+    calls = []
+    submit = ReadAhead.submit
+
+    def counted(self, rows, x, y, batches=()):
+        calls.append(list(batches))
+        return submit(self, rows, x, y, batches)
+
+    monkeypatch.setattr(ReadAhead, "submit", counted)
+    late = _LateCuda(monkeypatch)
+    gpu = data.ShardedBatches(table, np.arange(300), 16, shuffle=False, prefetch=3, pin_memory=False)
+    gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+    _in_groups_of(gpu, 4, 16)
+    got = list(gpu.epoch(0))
+    late.run()
+    _same(ref, got)
+    assert calls == [[16] * 4] * 4 + [[16, 16, 12]]  # 19 steps: 300 rows, the last step short
+
+
 def test_a_conversion_that_fails_on_the_gpu_path_leaves_no_transfer_unwaited_for(tmp_path, monkeypatch):
     # a group's transfer is queued, then its conversion on the device fails (out of memory, say): the slot it
     # reads must still be marked busy until the transfer has run, or the next epoch could refill it under it
