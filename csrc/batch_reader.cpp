@@ -248,7 +248,10 @@ size_t BatchReader::threads() const { return impl_->threads; }
 void BatchReader::check(const int64_t* rows, size_t n, bool to_float32, const std::vector<size_t>& batches) const {
   if (to_float32 && impl_->item != 2) throw std::invalid_argument("only a float16 table is converted to float32");
   size_t sum = 0;
-  for (size_t b : batches) sum += b;
+  for (size_t b : batches) {
+    if (b > n - sum) throw std::invalid_argument("the batches' sizes add up to more than the " + std::to_string(n) + " rows given");
+    sum += b;  // (never past n: no wrap-around)
+  }
   if (!batches.empty() && sum != n)
     throw std::invalid_argument("the batches' sizes add up to " + std::to_string(sum) + ", not the " +
                                 std::to_string(n) + " rows given");
@@ -275,7 +278,8 @@ void BatchReader::read(const int64_t* rows, size_t n, char* x, char* y, bool to_
   std::lock_guard<std::mutex> call(im.call);
   // the tasks: runs of consecutive rows within one shard, at most rows_per_task rows each
   im.tasks.clear();
-  std::vector<size_t> touched;
+  std::vector<size_t> touched;                       // in the order first read
+  std::vector<char> seen(im.shards.size(), 0);  // (the rows of several batches may go back to a shard)
   for (size_t i = 0; i < n;) {
     const int64_t r = rows[i];
     const size_t k = static_cast<size_t>(
@@ -285,7 +289,10 @@ void BatchReader::read(const int64_t* rows, size_t n, char* x, char* y, bool to_
     size_t j = i + 1;
     while (j < n && rows[j] == rows[j - 1] + 1 && static_cast<uint64_t>(rows[j]) < end && j - i < im.rows_per_task) ++j;
     im.tasks.push_back({k, static_cast<uint64_t>(r) - sh.start, j - i, i});
-    if (std::find(touched.begin(), touched.end(), k) == touched.end()) touched.push_back(k);  // (batches: out of order)
+    if (!seen[k]) {
+      seen[k] = 1;
+      touched.push_back(k);
+    }
     i = j;
   }
   if (im.tasks.empty()) return;

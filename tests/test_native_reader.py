@@ -11,7 +11,7 @@ import pytest
 
 import wideann
 from wideann import data
-from wideann.data.native_reader import ReadAhead, read_into
+from wideann.data.native_reader import ReadAhead, read_into, reader_of
 
 
 def _table(tmp_path, rows, cols, dtype, seed=0, name="t.npy"):
@@ -170,10 +170,21 @@ def test_a_group_of_batches_is_refused_where_a_batch_is_not_sorted_or_the_sizes_
         read_into(t, [7, 9, 2, 1], *buffers(4), [2, 2])
     with pytest.raises(ValueError, match="strictly increasing within each batch"):
         ahead.submit([7, 9, 1, 2], *buffers(4), [3, 1])  # refused at once, not at its wait
-    with pytest.raises(ValueError, match="add up to 3, not the 4 rows"):
+    with pytest.raises(ValueError, match=r"add up to the 4 rows given, got \[2, 1\]"):
         ahead.submit([7, 9, 1, 2], *buffers(4), [2, 1])
-    with pytest.raises(ValueError, match="add up to 5, not the 4 rows"):
+    with pytest.raises(ValueError, match=r"add up to the 4 rows given, got \[2, 3\]"):
         read_into(t, [7, 9, 1, 2], *buffers(4), [2, 3])
+    with pytest.raises(ValueError, match=r"0 or more and add up to the 4 rows given, got \[-1, 5\]"):
+        read_into(t, [7, 9, 1, 2], *buffers(4), [-1, 5])
+    with pytest.raises(ValueError, match=r"add up to the 0 rows given, got \[3\]"):
+        read_into(t, [], *buffers(0), [3])  # (no rows: nothing to read, still refused)
+    with pytest.raises(TypeError):
+        read_into(t, [7, 9, 1, 2], *buffers(4), [2.0, 2])
+    # and the engine's own check, which the glue's comes before: sizes that only wrap around to the rows
+    reader = reader_of(t)
+    for sizes in ([2, 1], [2, 3], [2**64 - 1, 5], [2, 2**64 - 1, 3], [2**63, 2**63, 4]):
+        with pytest.raises(ValueError, match="add up to"):
+            reader.read(np.array([0, 1, 2, 3]), *buffers(4), sizes)
     with pytest.raises(IndexError, match="out of range"):
         read_into(t, [7, 9, 1, 50], *buffers(4), [2, 2])
     assert ahead.queued == 0

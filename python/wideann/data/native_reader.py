@@ -18,6 +18,7 @@ no Python thread competes with the training loop for the GIL (see ``csrc/read_ah
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 
 import numpy as np
@@ -51,19 +52,20 @@ def reader_of(table) -> "_native.BatchReader":
 
 
 def read_into(table, rows, x: np.ndarray, y: np.ndarray, batches=()) -> None:
-    """Rows (strictly increasing global row numbers) into ``x`` (inputs) and ``y`` (targets), both in the
-    table's dtype, or both float32 for a float16 table. With ``batches`` (sizes adding up to the rows), the
-    rows are several batches one after the other, each strictly increasing: read in one call, into ``x``
-    and ``y`` one after the other as well."""
-    rows = _checked(table, rows, x, y)
+    """Rows (global row numbers: strictly increasing, or within each of ``batches``) into ``x`` (inputs) and
+    ``y`` (targets), both in the table's dtype, or both float32 for a float16 table. With ``batches`` (sizes
+    adding up to the rows), the rows are several batches one after the other, each strictly increasing: read
+    in one call, into ``x`` and ``y`` one after the other as well."""
+    rows, batches = _checked(table, rows, x, y, batches)
     if rows.size == 0:
         return
     with _rows_of(table):
-        reader_of(table).read(rows, x, y, list(batches))
+        reader_of(table).read(rows, x, y, batches)
 
 
-def _checked(table, rows, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """``rows`` as contiguous int64, once ``x`` and ``y`` are known to fit them (shapes and dtypes)."""
+def _checked(table, rows, x: np.ndarray, y: np.ndarray, batches=()) -> tuple[np.ndarray, list]:
+    """``(rows, batches)``: ``rows`` as contiguous int64 and ``batches`` as a list of ints, once ``x`` and ``y``
+    are known to fit the rows (shapes and dtypes) and the batches' sizes to add up to them."""
     rows = np.ascontiguousarray(rows, dtype=np.int64)
     n = rows.size
     if x.shape != (n, table.n_inputs) or y.shape != (n, 1):
@@ -71,7 +73,10 @@ def _checked(table, rows, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     f16_to_f32 = table.dtype == np.float16 and x.dtype == y.dtype == np.float32
     if not f16_to_f32 and (x.dtype != table.dtype or y.dtype != table.dtype):
         raise ValueError(f"x and y must hold the table's dtype {table.dtype} (or float32 for a float16 table)")
-    return rows
+    batches = [operator.index(b) for b in batches]  # (a float or a string: TypeError)
+    if batches and (min(batches) < 0 or sum(batches) != n):
+        raise ValueError(f"the batches' sizes must be 0 or more and add up to the {n} rows given, got {batches}")
+    return rows, batches
 
 
 @contextlib.contextmanager
@@ -100,9 +105,9 @@ class ReadAhead:
         self._native = _native.ReadAhead(reader_of(table))
 
     def submit(self, rows, x: np.ndarray, y: np.ndarray, batches=()) -> int:
-        rows = _checked(self.table, rows, x, y)
+        rows, batches = _checked(self.table, rows, x, y, batches)
         with _rows_of(self.table):
-            return self._native.submit(rows, x, y, list(batches))
+            return self._native.submit(rows, x, y, batches)
 
     def wait(self, ticket: int) -> None:
         self._native.wait(ticket)
