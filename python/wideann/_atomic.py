@@ -5,7 +5,8 @@ import contextlib
 import fcntl
 import os
 import re
-import tempfile
+import secrets
+import shutil
 
 
 TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,8}\.tmp(\.npy)?$")
@@ -14,37 +15,61 @@ TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,8}\.tmp(\.npy)?$")
 Only a ``kill -9`` (or a crash of the machine) leaves one behind."""
 
 
-def temp_name(path, suffix: str = ".tmp") -> str:
-    """A fresh temporary name beside ``path`` (same folder, so that the final rename is atomic), hidden:
-    ``.<name>.<8 random characters><suffix>``."""
+_LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # (as mkstemp's names: 8 of them, 37^8 names)
+
+
+def temp_name(path, suffix: str = ".tmp", listed: list | None = None, folder: bool = False) -> str:
+    """A fresh temporary file (empty; a folder with ``folder``) beside ``path`` (same folder, so that the final
+    rename is atomic), hidden: ``.<name>.<8 random characters><suffix>``; its name.
+
+    With ``listed``, the name is appended to that list *before* the file is made, so that a cleanup removing
+    every listed name (:func:`remove_listed`) also removes a file whose making a Ctrl-C cut short: Python
+    raises KeyboardInterrupt where a call returns, so a name returned to the caller may never reach its
+    variable, and a file made a moment earlier would be left behind. (A listed name may not have been made;
+    it is another run's file only if that run drew the same 8 characters, one chance in 10^12, and the
+    Ctrl-C came in the microseconds between.)"""
     path = os.path.abspath(os.fspath(path))
-    folder, base = os.path.split(path)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{path}: output folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=suffix, dir=folder)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give what a plain open() would
-    finally:
-        os.close(fd)
-    return tmp
+    where, base = os.path.split(path)
+    if not os.path.isdir(where):
+        raise FileNotFoundError(f"{path}: output folder {where} does not exist")
+    for _ in range(100):
+        tmp = os.path.join(where, f".{base}.{''.join(secrets.choice(_LETTERS) for _ in range(8))}{suffix}")
+        if listed is not None:
+            listed.append(tmp)
+        try:
+            if folder:
+                os.mkdir(tmp, 0o700)
+            else:  # (0o666: the umask applies, as to a plain open())
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
+            return tmp
+        except FileExistsError:
+            if listed is not None:
+                listed.remove(tmp)
+    raise FileExistsError(f"{path}: no free temporary name beside it")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def remove_listed(listed: list) -> None:
+    """Remove the temporary files (or folders) named in ``listed`` (see :func:`temp_name`); names not there are
+    skipped. The list is emptied."""
+    while listed:
+        tmp = listed.pop()
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary path; on success rename it to ``path``, on any failure remove it."""
-    tmp = temp_name(path)
+    made: list = []
     try:
+        tmp = temp_name(path, listed=made)
         yield tmp
         os.replace(tmp, os.fspath(path))
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        remove_listed(made)
         raise
 
 

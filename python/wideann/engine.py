@@ -6,7 +6,6 @@ within milliseconds and removes its temporary output, so nothing is left at the 
 """
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -15,7 +14,7 @@ import threading
 from typing import Sequence, Union
 
 from . import _native
-from ._atomic import commit_together, temp_name
+from ._atomic import commit_together, remove_listed, temp_name
 from .diskspace import human_bytes, require_free
 from .stats import Stats
 
@@ -200,10 +199,11 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     # (under a lock on their folders), so that a failure leaves neither and two runs writing the same
     # output end with one run's table and that run's stats, never a mix.
     table_tmp = stats_tmp = stale_tmp = None
+    made: list = []  # every temporary, listed before it is made (see temp_name), removed on any failure
     try:
         if fitted:
             st = compute_stats(paths, header=header, delimiter=delimiter, threads=n_threads, progress=progress)
-            stats_tmp = temp_name(stats_path)  # written now: a missing or full stats folder fails before pass 2
+            stats_tmp = temp_name(stats_path, listed=made)  # written now: a missing or full stats folder fails before pass 2
             _save_stats(st, stats_tmp, stats_path)
             require_free(output, output_bytes(st.n_rows, st.columns, dtype, fmt), f"the table {output}",
                          mine=[stats_tmp])
@@ -213,24 +213,21 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
         stale = _stale_stats_beside(output, st) if beside_too else None  # replaced together with the table
         if stats_path is None:
             stats_path, stale = stale, None
-        table_tmp = temp_name(output)
+        table_tmp = temp_name(output, listed=made)
         n = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp)), _fsencode(paths),
                  os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header, delimiter, n_threads,
                  bool(clip), progress=progress, desc="normalize")
         written = st if fitted else Stats(st.columns, st._min, st._max, n, sources)  # applied: these inputs' rows
         if not fitted and stats_path is not None:
-            stats_tmp = temp_name(stats_path)
+            stats_tmp = temp_name(stats_path, listed=made)
             _save_stats(written, stats_tmp, stats_path)
         if stale is not None:
-            stale_tmp = temp_name(stale)
+            stale_tmp = temp_name(stale, listed=made)
             _save_stats(written, stale_tmp, stale)
         commit_together([(table_tmp, output)] + ([(stats_tmp, stats_path)] if stats_tmp else [])
                         + ([(stale_tmp, stale)] if stale_tmp else []))
     except BaseException:
-        for tmp in (table_tmp, stats_tmp, stale_tmp):
-            if tmp is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+        remove_listed(made)
         raise
     return st
 

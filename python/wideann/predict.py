@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from . import modelcard
-from ._atomic import atomic_path
+from ._atomic import atomic_path, remove_listed, temp_name
 from .diskspace import require_free
 from .engine import DataError, _check_output_folder, denormalize, estimated_rows, normalize, output_bytes
 from .info import split_fields
@@ -185,8 +184,9 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
     # the whole estimate (normalize itself refuses only below half of it): the model's output comes next
     require_free(folder, output_bytes(estimated_rows([input_csv]), inputs.columns, dtype, "npy"),
                  f"the temporary normalized table of {input_csv}")
-    work = tempfile.mkdtemp(prefix=f".{os.path.basename(output)}.", suffix=".tmp", dir=folder)
+    made: list = []  # the work folder, listed before it is made (see temp_name)
     try:
+        work = temp_name(output, listed=made, folder=True)
         table = os.path.join(work, "inputs.npy")
         normalize([input_csv], table, stats=inputs, dtype=dtype, threads=threads, header=header,
                   delimiter=delimiter, progress=progress)
@@ -198,5 +198,5 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
         denormalize(pred, pred_csv, stats=stats, threads=threads, progress=progress)  # one column: the target
         _write_output(pred_csv, output, stats.columns[-1], row_numbers)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_listed(made)
     return n

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, temp_name
+from .._atomic import atomic_path, remove_listed, temp_name
 from ..diskspace import NotEnoughSpace, human_bytes, require_free
 from ..engine import denormalize
 from ..stats import Stats
@@ -88,9 +88,10 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
     what = f"the predictions {out_csv.name}"
     require_free(out_csv, need, what)
     pause("predictions-begin")
-    tmp = Path(temp_name(out_csv, suffix=".tmp.npy"))  # hidden; one a killed run left is removed by --resume
+    made: list = []  # the hidden .npy (see temp_name); one a killed run left is removed by --resume
     try:
         try:
+            tmp = Path(temp_name(out_csv, suffix=".tmp.npy", listed=made))
             with open(tmp, "wb") as f:
                 np.save(f, pairs)
             names = Stats.load(stats_path).columns
@@ -101,7 +102,7 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
                   f"{shell_path(out_csv)} --stats {shell_path(stats_path)} --columns {column} {column}")
             denormalize(tmp, out_csv, stats=stats_path, columns=[column, column])
         finally:
-            tmp.unlink(missing_ok=True)
+            remove_listed(made)
         # the engine names both columns after the stats column (y,y); say which is which
         text = out_csv.read_text()
         first, _, rest = text.partition("\n")
