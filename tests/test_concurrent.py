@@ -185,7 +185,7 @@ def test_a_ctrl_c_right_after_a_temporary_output_is_made_leaves_nothing(tmp_path
     made: list = []
     with pytest.raises(KeyboardInterrupt):
         try:
-            _atomic.temp_name(out / "p.csv", listed=made, folder=True)
+            _atomic.temp_name(out / "p.csv", made, folder=True)
         finally:
             _atomic.remove_listed(made)
     monkeypatch.undo()

@@ -18,11 +18,11 @@ Only a ``kill -9`` (or a crash of the machine) leaves one behind."""
 _LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # (as mkstemp's names: 8 of them, 37^8 names)
 
 
-def temp_name(path, suffix: str = ".tmp", listed: list | None = None, folder: bool = False) -> str:
+def temp_name(path, listed: list, suffix: str = ".tmp", folder: bool = False) -> str:
     """A fresh temporary file (empty; a folder with ``folder``) beside ``path`` (same folder, so that the final
     rename is atomic), hidden: ``.<name>.<8 random characters><suffix>``; its name.
 
-    With ``listed``, the name is appended to that list *before* the file is made, so that a cleanup removing
+    The name is appended to ``listed`` *before* the file is made, so that a cleanup removing
     every listed name (:func:`remove_listed`) also removes a file whose making a Ctrl-C cut short: Python
     raises KeyboardInterrupt where a call returns, so a name returned to the caller may never reach its
     variable, and a file made a moment earlier would be left behind. (A listed name may not have been made;
@@ -34,8 +34,7 @@ def temp_name(path, suffix: str = ".tmp", listed: list | None = None, folder: bo
         raise FileNotFoundError(f"{path}: output folder {where} does not exist")
     for _ in range(100):
         tmp = os.path.join(where, f".{base}.{''.join(secrets.choice(_LETTERS) for _ in range(8))}{suffix}")
-        if listed is not None:
-            listed.append(tmp)
+        listed.append(tmp)
         try:
             if folder:
                 os.mkdir(tmp, 0o700)
@@ -43,8 +42,7 @@ def temp_name(path, suffix: str = ".tmp", listed: list | None = None, folder: bo
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
             return tmp
         except FileExistsError:
-            if listed is not None:
-                listed.remove(tmp)
+            listed.remove(tmp)
     raise FileExistsError(f"{path}: no free temporary name beside it")
 
 
@@ -65,7 +63,7 @@ def atomic_path(path):
     """Yield a temporary path; on success rename it to ``path``, on any failure remove it."""
     made: list = []
     try:
-        tmp = temp_name(path, listed=made)
+        tmp = temp_name(path, made)
         yield tmp
         os.replace(tmp, os.fspath(path))
     except BaseException:

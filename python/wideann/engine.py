@@ -203,7 +203,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     try:
         if fitted:
             st = compute_stats(paths, header=header, delimiter=delimiter, threads=n_threads, progress=progress)
-            stats_tmp = temp_name(stats_path, listed=made)  # written now: a missing or full stats folder fails before pass 2
+            stats_tmp = temp_name(stats_path, made)  # written now: a missing or full stats folder fails before pass 2
             _save_stats(st, stats_tmp, stats_path)
             require_free(output, output_bytes(st.n_rows, st.columns, dtype, fmt), f"the table {output}",
                          mine=[stats_tmp])
@@ -213,16 +213,16 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
         stale = _stale_stats_beside(output, st) if beside_too else None  # replaced together with the table
         if stats_path is None:
             stats_path, stale = stale, None
-        table_tmp = temp_name(output, listed=made)
+        table_tmp = temp_name(output, made)
         n = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp)), _fsencode(paths),
                  os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header, delimiter, n_threads,
                  bool(clip), progress=progress, desc="normalize")
         written = st if fitted else Stats(st.columns, st._min, st._max, n, sources)  # applied: these inputs' rows
         if not fitted and stats_path is not None:
-            stats_tmp = temp_name(stats_path, listed=made)
+            stats_tmp = temp_name(stats_path, made)
             _save_stats(written, stats_tmp, stats_path)
         if stale is not None:
-            stale_tmp = temp_name(stale, listed=made)
+            stale_tmp = temp_name(stale, made)
             _save_stats(written, stale_tmp, stale)
         commit_together([(table_tmp, output)] + ([(stats_tmp, stats_path)] if stats_tmp else [])
                         + ([(stale_tmp, stale)] if stale_tmp else []))

@@ -186,7 +186,7 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
                  f"the temporary normalized table of {input_csv}")
     made: list = []  # the work folder, listed before it is made (see temp_name)
     try:
-        work = temp_name(output, listed=made, folder=True)
+        work = temp_name(output, made, folder=True)
         table = os.path.join(work, "inputs.npy")
         normalize([input_csv], table, stats=inputs, dtype=dtype, threads=threads, header=header,
                   delimiter=delimiter, progress=progress)

@@ -91,7 +91,7 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
     made: list = []  # the hidden .npy (see temp_name); one a killed run left is removed by --resume
     try:
         try:
-            tmp = Path(temp_name(out_csv, suffix=".tmp.npy", listed=made))
+            tmp = Path(temp_name(out_csv, made, suffix=".tmp.npy"))
             with open(tmp, "wb") as f:
                 np.save(f, pairs)
             names = Stats.load(stats_path).columns
