@@ -39,6 +39,16 @@ def _in_groups_of(source, steps, batch):
     source.group_bytes = steps * batch * max(t.row_bytes, delivered)
 
 
+def _gpu_path(table, rows, batch, group=None, **options):
+    """A batch source on the GPU path (its CUDA calls stood in, as by :class:`_LateCuda`), delivering on the CPU,
+    moving ``group`` steps per copy (None: the default group size)."""
+    gpu = data.ShardedBatches(table, rows, batch, pin_memory=False, **options)
+    gpu.cuda, gpu.device = True, torch.device("cpu")
+    if group:
+        _in_groups_of(gpu, group, batch)
+    return gpu
+
+
 def _same(b1, b2):
     assert len(b1) == len(b2)
     for (x1, y1), (x2, y2) in zip(b1, b2):
@@ -383,10 +393,7 @@ def test_the_gpu_path_never_refills_a_pinned_slot_before_its_copy_has_run(tmp_pa
     refs = {(e, s): list(cpu.epoch(e, start_step=s)) for e, s in ((1, 0), (2, 0), (3, 0), (3, 7), (5, 0))}
     late = _LateCuda(monkeypatch)
     for out in ("float32", None):
-        gpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=prefetch, pin_memory=False, dtype=out)
-        gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
-        if group:
-            _in_groups_of(gpu, group, 32)
+        gpu = _gpu_path(table, split.train, 32, group, seed=3, prefetch=prefetch, dtype=out)
         assert gpu.group_steps == (group or len(gpu))
         for (e, s), ref in refs.items():
             got = list(gpu.epoch(e, start_step=s))  # all kept: later batches must not change earlier ones
@@ -408,8 +415,7 @@ def test_the_gpu_paths_ring_and_side_stream_follow_a_device_set_between_epochs(t
     table = data.NpyTable(path)
     ref = list(data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=0).epoch(1))
     late = _LateCuda(monkeypatch)
-    gpu = data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=3, pin_memory=False)
-    gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
+    gpu = _gpu_path(table, np.arange(300), 16, seed=4, prefetch=3)
     list(gpu.epoch(0))
     side = gpu._gpu_kit["side"]
     assert gpu._gpu_kit["carry"].epoch == 1  # read on, for the old device
@@ -437,9 +443,7 @@ def test_the_gpu_path_reads_each_group_of_steps_with_one_call(tmp_path, monkeypa
 
     monkeypatch.setattr(ReadAhead, "submit", counted)
     late = _LateCuda(monkeypatch)
-    gpu = data.ShardedBatches(table, np.arange(300), 16, shuffle=False, prefetch=3, pin_memory=False)
-    gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
-    _in_groups_of(gpu, 4, 16)
+    gpu = _gpu_path(table, np.arange(300), 16, 4, shuffle=False, prefetch=3)
     got = list(gpu.epoch(0))
     late.run()
     _same(ref, got)
@@ -464,9 +468,7 @@ def test_a_conversion_that_fails_on_the_gpu_path_leaves_no_transfer_unwaited_for
         return queued_to(tensor, *args, **kwargs)
 
     monkeypatch.setattr(torch.Tensor, "to", to)
-    gpu = data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=3, pin_memory=False)  # float32 out
-    gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
-    _in_groups_of(gpu, 2, 16)
+    gpu = _gpu_path(table, np.arange(300), 16, 2, seed=4, prefetch=3)  # float32 out
     with pytest.raises(RuntimeError, match="out of memory"):
         list(gpu.epoch(0))
     assert conversions == 3 and late.queued
@@ -484,10 +486,7 @@ def test_kept_targets_of_the_gpu_path_do_not_keep_their_inputs(tmp_path, monkeyp
     table = data.NpyTable(path)
     late = _LateCuda(monkeypatch)
     for out in ("float32", None):
-        gpu = data.ShardedBatches(table, np.arange(300), 64, shuffle=False, pin_memory=False, dtype=out)
-        gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
-        if group:
-            _in_groups_of(gpu, group, 64)
+        gpu = _gpu_path(table, np.arange(300), 64, group, shuffle=False, dtype=out)
         got = list(gpu.epoch(0))
         late.run()
         ys = [y for _, y in got]
@@ -513,10 +512,7 @@ def test_the_gpu_path_reads_on_only_once_an_epochs_last_step_is_handed_out(tmp_p
     torch.ones(1 << 20).add_(1)  # (torch's worker threads, started by its first parallel operation: before the count)
     threads = len(os.listdir("/proc/self/task"))  # (with the reader's pool, made by the reads above)
     late = _LateCuda(monkeypatch)
-    gpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=3, pin_memory=False)
-    gpu.cuda, gpu.device = True, torch.device("cpu")  # the GPU path, delivering on the CPU
-    if group:
-        _in_groups_of(gpu, group, 32)
+    gpu = _gpu_path(table, split.train, 32, group, seed=3, prefetch=3)
     n = len(gpu)
     got = list(itertools.islice(gpu.epoch(1), n))
     late.run()
