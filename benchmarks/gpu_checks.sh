@@ -22,8 +22,9 @@
 # 5. the first run (python -m wideann.accelerate_config, then lesson 1: no accelerate warning), wideann
 #    predict on a GPU-trained lesson 4, and tests/gpu_resume_check.sh (kill -9 / --resume exactness in bf16)
 # 6. the targets of issue 6 alone: gpu_data_path.py at float16, the streamed path and
-#    the resident tier alternated with the ceiling 15 s each (a single run's ratios of 0.25 s rounds vary by
-#    about +-10% with the host's speed; see benchmarks/README.md); about 3 minutes with the build
+#    the resident tier alternated with the ceiling 15 s each (ALT=30: 30 s each, about 4 minutes; a single
+#    run's ratios of 0.25 s rounds vary by about +-10% with the host's speed; see benchmarks/README.md);
+#    about 3 minutes with the build
 # 7. benchmarks/gpu_host_time.py: where the training thread's time goes when it asks the streamed path and
 #    the resident tier for a batch (by step position, garbage collector, syncs, torch.profiler with Python's
 #    calls); about 2 minutes, estimated (batch 1024 alone took 26 s on an H100 on 2026-11-28; tables in
@@ -32,6 +33,7 @@ set -u
 OUT=${OUT:-/tmp/gpu_out}
 GB=${GB:-24}
 STEPS=${STEPS:-1 2 3 4 5}  # (6 on its own: STEPS=6)
+ALT=${ALT:-15}  # step 6: seconds of each alternated figure (30: about 4 minutes, intervals about 0.7 x as wide)
 want() { [[ " $STEPS " == *" $1 "* ]]; }
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 HF_HOME=/tmp/hf_home
@@ -87,8 +89,8 @@ grep -o '"layers": null' /tmp/l4/model.json || echo "model.json: layers present"
 SKIP_BUILD=1 MPS=bf16 timeout 120 bash tests/gpu_resume_check.sh 2>&1 | tee "$OUT/resume_check.log" | tail -12
 fi
 if want 6; then
-say "6. the targets of issue 6: float16, alternated figures of 15 s"
-timeout 300 python3 benchmarks/gpu_data_path.py --dtypes float16 --alternated-seconds 15 \
+say "6. the targets of issue 6: float16, alternated figures of ${ALT} s"
+timeout $(( 120 + 12 * ALT )) python3 benchmarks/gpu_data_path.py --dtypes float16 --alternated-seconds "$ALT" \
     --json "$OUT/gpu_data_path_targets.json" 2>&1 | tee "$OUT/gpu_data_path_targets.log" | tail -30
 fi
 if want 7; then
