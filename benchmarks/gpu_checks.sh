@@ -27,7 +27,8 @@
 #    about 3 minutes with the build
 # 7. benchmarks/gpu_host_time.py: where the training thread's time goes when it asks the streamed path and
 #    the resident tier for a batch (by step position, garbage collector, syncs, torch.profiler with Python's
-#    calls); about 2 minutes, estimated (batch 1024 alone took 26 s on an H100 on 2026-11-28; tables in
+#    calls), and whether the streamed path's copies slow the step itself (in_the_step); about 2½ minutes,
+#    estimated (batch 1024 alone took 26 s on an H100 on 2026-11-28, before in_the_step's 8 s; tables in
 #    $OUT/host_time)
 set -u
 OUT=${OUT:-/tmp/gpu_out}

@@ -26,7 +26,13 @@ ceiling, the streamed path and the resident tier:
 3. **profile**: torch.profiler with Python's calls (`with_stack`) over a stand-in step that is the model's
    step without its host work (the GPU sleeps about as long as the model's step there, the host sleeps as
    long as its dispatch): the host time inside the fetch by operation, by CUDA runtime call (cudaMalloc,
-   cudaEventSynchronize, ...) and by Python function, self time and count; tables in --out.
+   cudaEventSynchronize, ...) and by Python function, self time and count; tables in --out;
+4. **in the step**: the streamed path's step itself ran longer than the ceiling's beside it (0.02-0.6 ms,
+   in every alternated run on an H100), the resident tier's hardly: lesson 4's step on a batch already on
+   the GPU, alternated with the same step on batches copied a group at a time from a pinned block, without
+   reading, the copy made as the streamed path makes it (memory taken on the side stream, `record_stream`:
+   a freed block leaves an event that every allocation queries until it has passed) and two other ways
+   (memory taken on the training stream; one kept block): `in_the_step`, --step-seconds for each batch size.
 
     python benchmarks/gpu_host_time.py --out /tmp/host_time        # on the GPU machine, about 2 minutes
         # (estimated: --batches 1024 alone took 26 s on an H100 on 2026-11-28)
@@ -34,6 +40,7 @@ ceiling, the streamed path and the resident tier:
         # device: a check of the script (about 20 s on 2 cores), its figures mean nothing
 """
 import argparse
+import contextlib
 import gc
 import json
 import re
@@ -291,6 +298,140 @@ def calls(device, table, store, batch, group_steps, gpu_ms, repeats=15):
     return got
 
 
+def group_copies(device, x, y, group, design):
+    """Batches of ``x``'s shape, ``group`` steps at a time, from a copy of one pinned block of a group's rows
+    (inputs and targets) on a side stream, each group's copy started before the steps of the group before
+    are handed out, as the streamed path does, without its reading: ``design`` says where the copy lands.
+
+    - "side stream, record_stream": memory taken on the side stream, converted there, ``record_stream`` of
+      the training stream (the streamed path since 2026-11-26);
+    - "training stream": memory taken on the training stream, the side stream waiting for the training
+      stream's work before it copies (the memory may have been freed by work still queued there), the
+      targets converted on the training stream after the copy, no ``record_stream``;
+    - "one kept block": the same device block copied into every time (no allocation, no ``record_stream``),
+      the side stream waiting as above: what the copies cost without the allocator."""
+    import torch
+
+    batch, k = x.shape
+    n = group * batch
+    pinned = torch.rand(n * (k + 1)).to(x.dtype).pin_memory()
+    side, here = torch.cuda.Stream(device), torch.cuda.current_stream(device)
+    kept = torch.empty(pinned.shape, dtype=pinned.dtype, device=device) if design == "one kept block" else None
+
+    def copy():
+        done = torch.cuda.Event()
+        if design == "side stream, record_stream":
+            with torch.cuda.stream(side):
+                block = pinned.to(device, non_blocking=True)
+                xs, ys = block[:n * k].view(n, k), block[n * k:].view(n, 1).to(y.dtype, copy=True)
+            done.record(side)
+            return xs, ys, done
+        block = kept if kept is not None else torch.empty(pinned.shape, dtype=pinned.dtype, device=device)
+        side.wait_stream(here)
+        with torch.cuda.stream(side):
+            block.copy_(pinned, non_blocking=True)
+        done.record(side)
+        return block, None, done
+
+    def handed(xs, ys, done):
+        here.wait_event(done)
+        if ys is None:  # (the block: the targets converted on the training stream)
+            xs, ys = xs[:n * k].view(n, k), xs[n * k:].view(n, 1).to(y.dtype)
+        else:
+            xs.record_stream(here)
+            ys.record_stream(here)
+        return zip(xs.split(batch), ys.split(batch))
+
+    copied = copy()
+    while True:
+        started = copy()
+        yield from handed(*copied)
+        copied = started
+
+
+def in_the_step(step, device, x, y, group, seconds, block=20):
+    """Lesson 4's step on one batch already on the GPU (the ceiling) in blocks of ``block`` steps, alternated
+    with blocks of the same step on the batches of `group_copies`, every design in turn (the order turned
+    each round, the GPU drained after each block): the training thread's ms in the step, and each design's
+    rate over the ceiling's (all its rows over its time; the rounds' quartiles). The streamed path's step
+    itself ran 0.02-0.6 ms longer than the ceiling's beside it, at every batch size, in every alternated run
+    of 2026-11-27/28 on an H100, the resident tier's 0.00-0.04 ms: is it the copies and their memory?"""
+    import torch
+
+    designs = ["ceiling", "side stream, record_stream", "training stream", "one kept block"]
+    its = {"ceiling": iter(lambda: (x, y), None)}
+    its.update({d: group_copies(device, x, y, group, d) for d in designs[1:]})
+    for it in its.values():
+        for _ in range(group + 5):
+            step(*next(it))
+    torch.cuda.synchronize()
+    clock = time.perf_counter
+    rows, spent, stepping, steps = (dict.fromkeys(designs, 0.0) for _ in range(4))
+    rounds = []
+    end, r = clock() + seconds, 0
+    while clock() < end:
+        rate = {}
+        for d in designs[r % 4:] + designs[:r % 4]:
+            it, n, t0 = its[d], 0, clock()
+            for _ in range(block):
+                xi, yi = next(it)
+                a = clock()
+                step(xi, yi)
+                stepping[d] += clock() - a
+                n += len(xi)
+            torch.cuda.synchronize()
+            dt = clock() - t0
+            rows[d], spent[d], steps[d], rate[d] = rows[d] + n, spent[d] + dt, steps[d] + block, n / dt
+        rounds.append({d: rate[d] / rate["ceiling"] for d in designs[1:]})
+        r += 1
+    for it in its.values():
+        if hasattr(it, "close"):
+            it.close()
+    torch.cuda.synchronize()
+    ceiling = rows["ceiling"] / spent["ceiling"]
+    return {"rounds": len(rounds), "group_steps": group,
+            **{d: {"step_ms": 1e3 * stepping[d] / steps[d],
+                   **({} if d == "ceiling" else {
+                       "ratio": rows[d] / spent[d] / ceiling,
+                       "quartiles": [float(q) for q in np.percentile([o[d] for o in rounds], [25, 75])]})}
+               for d in designs}}
+
+
+@contextlib.contextmanager
+def stood_in_cuda():
+    """CUDA's streams, events and page-locked memory as no-ops on the CPU (``--dry``: the host-time sections
+    run, their figures mean nothing)."""
+    import torch
+
+    class Stream:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def wait_stream(self, other):
+            pass
+
+        def wait_event(self, event):
+            pass
+
+    class Event:
+        def record(self, *args):
+            pass
+
+    saved = {(torch.cuda, n): getattr(torch.cuda, n) for n in ("Stream", "current_stream", "stream", "Event", "synchronize")}
+    saved.update({(torch.Tensor, n): getattr(torch.Tensor, n) for n in ("record_stream", "pin_memory")})
+    torch.cuda.Stream, torch.cuda.Event = Stream, Event
+    torch.cuda.current_stream = lambda device=None: Stream()
+    torch.cuda.stream = lambda stream: contextlib.nullcontext()
+    torch.cuda.synchronize = lambda device=None: None
+    torch.Tensor.record_stream = lambda tensor, stream: None
+    torch.Tensor.pin_memory = lambda tensor, *args: tensor
+    try:
+        yield
+    finally:
+        for (owner, name), value in saved.items():
+            setattr(owner, name, value)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=20000)
@@ -298,6 +439,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0, help="timed seconds of each path, by position")
     ap.add_argument("--gpu-ms", type=float, default=1.3, help="the stand-in step's GPU time (the model's, at 4096)")
     ap.add_argument("--host-ms", type=float, default=2.5, help="the stand-in step's host time (the model's dispatch)")
+    ap.add_argument("--step-seconds", type=float, default=8.0, help="seconds of the step beside a group's copy "
+                    "(section 4), every design and the ceiling together")
     ap.add_argument("--out", default="benchmarks/work/gpu_host_time", help="folder of the report and the tables")
     ap.add_argument("--dry", action="store_true", help="the CPU as the device, to check the script without a GPU")
     args = ap.parse_args()
@@ -353,6 +496,12 @@ def main():
                       "host µs idle / with the GPU busy: " + "; ".join(
                           f"{k} {v['idle_us']:.0f} / {v['gpu_busy_us']:.0f}" for k, v in got.items()
                           if isinstance(v, dict)), flush=True)
+        with contextlib.nullcontext() if cuda else stood_in_cuda():
+            r["in_the_step"] = got = in_the_step(step, device, x, y, streamed.group_steps, args.step_seconds)
+        print(f"batch {batch}, in the step beside a group's copy ({got['rounds']} rounds): ms a step, and the rate "
+              "over the ceiling's (quartiles of the rounds): ceiling {:.3f}; ".format(got["ceiling"]["step_ms"]) + "; ".join(
+                  f"{d} {v['step_ms']:.3f}, {v['ratio']:.1%} ({v['quartiles'][0]:.0%}-{v['quartiles'][1]:.0%})"
+                  for d, v in got.items() if isinstance(v, dict) and "ratio" in v), flush=True)
         for name, (make, length, group) in paths.items():
             r[name] = by_position(make, step, length, group, args.seconds, warmup, sync)
             if name in ("streamed", "resident"):
