@@ -300,6 +300,29 @@ def test_a_resident_plan_made_on_one_cuda_stream_serves_another(tmp_path):
 
 
 @cuda
+def test_the_gpu_paths_copies_wait_for_the_training_streams_work_on_their_memory(tmp_path):
+    # a group's copy lands in memory of the training stream, which the caching allocator hands out again as soon
+    # as the host lets it go, while work queued on that stream may still use it: the side stream must wait for
+    # that work before it copies. Here the training stream falls further behind the host at every step (a GPU
+    # sleep), behind the clones of the batches and writes into memory of a group's size, let go at once: a copy
+    # that did not wait would be read by clones of earlier batches, or overwritten by the writes
+    path, _ = _table(tmp_path, np.float16, rows=1024, cols=2050)
+    table = data.NpyTable(path)
+    rows = np.arange(table.n_rows)
+    ref = list(data.ShardedBatches(table, rows, 64, seed=3, device="cpu", dtype=None).epoch(1))
+    gpu = data.ShardedBatches(table, rows, 64, seed=3, device="cuda", prefetch=3, dtype=None)
+    _in_groups_of(gpu, 4, 64)  # (a group of 1 MB: memory of the caching allocator's large blocks)
+    values = gpu.group_steps * 64 * (table.n_inputs + 1)
+    got = []
+    for x, y in gpu.epoch(1):
+        torch.cuda._sleep(50_000_000)  # about 25 ms of the GPU's clock
+        got.append((x.clone(), y.clone()))
+        torch.full((values,), 7.0, dtype=torch.float16, device="cuda")  # written late, let go at once
+    assert not torch.cuda.current_stream().query()  # (the training stream is behind the host)
+    _same(ref, [(x.cpu(), y.cpu()) for x, y in got])
+
+
+@cuda
 def test_gpu_auto_tier_holds_rows_that_fit_and_streams_those_that_do_not(tmp_path):
     path, _ = _table(tmp_path, np.float16)
     table = data.NpyTable(path)
@@ -326,15 +349,17 @@ def test_a_ring_slot_holds_inputs_then_targets_in_one_block():
 
 class _LateCuda:
     """Stand-ins for the CUDA calls of the streamed GPU path, run on the CPU, whose copies happen as late
-    as CUDA allows: an asynchronous copy (and a conversion on the side stream) is only queued, and runs
-    when an event recorded after it is synchronized on the host (or when the test reads the batches).
-    So a pinned slot refilled before its copy has run gives wrong bytes here, as it could on a GPU."""
+    as CUDA allows: an asynchronous copy (and a conversion) on the side stream is only queued, and runs
+    when an event recorded after it is synchronized on the host, or waited for by the training stream,
+    whose work runs at once (or when the test reads the batches). So a pinned slot refilled before its copy
+    has run gives wrong bytes here, as it could on a GPU, and so does work of the training stream on a copy
+    it has not waited for."""
 
     def __init__(self, monkeypatch):
         import contextlib
 
         self.queued, self.ran, self.on_side = [], 0, False
-        real_to = torch.Tensor.to
+        real_to, self.real_copy = torch.Tensor.to, torch.Tensor.copy_
         late = self
 
         def to(tensor, *args, **kwargs):
@@ -346,6 +371,13 @@ class _LateCuda:
             late.queued.append((out, tensor))
             return out
 
+        def copy_(tensor, source, non_blocking=False):
+            if not late.on_side:
+                return late.real_copy(tensor, source, non_blocking)
+            tensor.fill_(float("nan"))  # (what is there until the copy has run)
+            late.queued.append((tensor, source))
+            return tensor
+
         class Event:
             def record(self, stream):
                 self.mark = len(late.queued)
@@ -354,7 +386,10 @@ class _LateCuda:
                 late.run(self.mark)
 
         class Stream:
-            def wait_event(self, event):  # the host does not wait
+            def wait_event(self, event):  # the host does not wait; the training stream's work after it does
+                late.run(event.mark)
+
+            def wait_stream(self, other):
                 pass
 
         @contextlib.contextmanager
@@ -366,6 +401,7 @@ class _LateCuda:
                 late.on_side = False
 
         monkeypatch.setattr(torch.Tensor, "to", to)
+        monkeypatch.setattr(torch.Tensor, "copy_", copy_)
         monkeypatch.setattr(torch.Tensor, "record_stream", lambda tensor, stream: None)
         monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: Stream())
         monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
@@ -375,7 +411,7 @@ class _LateCuda:
     def run(self, upto=None):
         upto = len(self.queued) if upto is None else upto
         for out, source in self.queued[self.ran:upto]:
-            out.copy_(source)
+            self.real_copy(out, source)
         self.ran = max(self.ran, upto)
 
 
@@ -451,8 +487,9 @@ def test_the_gpu_path_reads_each_group_of_steps_with_one_call(tmp_path, monkeypa
 
 
 def test_a_conversion_that_fails_on_the_gpu_path_leaves_no_transfer_unwaited_for(tmp_path, monkeypatch):
-    # a group's transfer is queued, then its conversion on the device fails (out of memory, say): the slot it
-    # reads must still be marked busy until the transfer has run, or the next epoch could refill it under it
+    # a group's conversion on the device fails (out of memory, say) while the next group's transfer is queued:
+    # the iterator's end must wait for that transfer, or the next epoch could refill its slot under it, and
+    # the memory it lands in would be free for other work while it still runs
     path, _ = _table(tmp_path, np.float16, rows=300, cols=9)
     table = data.NpyTable(path)
     late = _LateCuda(monkeypatch)
@@ -461,7 +498,7 @@ def test_a_conversion_that_fails_on_the_gpu_path_leaves_no_transfer_unwaited_for
 
     def to(tensor, *args, **kwargs):
         nonlocal conversions
-        if late.on_side and torch.float32 in args and tensor.dtype == torch.float16 and tensor.dim() == 2:
+        if torch.float32 in args and tensor.dtype == torch.float16 and tensor.dim() == 2:  # (a group's inputs)
             conversions += 1
             if conversions == 3:
                 raise RuntimeError("CUDA out of memory (stood in)")
@@ -472,7 +509,7 @@ def test_a_conversion_that_fails_on_the_gpu_path_leaves_no_transfer_unwaited_for
     with pytest.raises(RuntimeError, match="out of memory"):
         list(gpu.epoch(0))
     assert conversions == 3 and late.queued
-    # the iterator's end waited for every slot's last transfer, the failed group's included
+    # the iterator's end waited for every slot's last transfer, that of the group after the failed one included
     assert late.ran == len(late.queued)
     assert all(event is None for event in gpu._gpu_kit["ring"]._events)
 

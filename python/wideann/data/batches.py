@@ -12,8 +12,8 @@ process. Where the rows come from (the tier) does not change which rows a batch 
   groups of consecutive steps (:data:`GROUP_BYTES`) through a small ring of reusable pinned blocks
   (:class:`~wideann.data.pinned_ring.PinnedRing`), inputs and targets side by side, each group copied to the
   device in one copy on a side CUDA stream, so the copy of the next group overlaps the compute on this one
-  (it is started before this group's batches are handed over); the training stream waits for the copy's
-  event, and each step's batch is a view of its group.
+  (it is started before this group's batches are handed over); the copy lands in memory of the training
+  stream, which waits for the copy's event, and each step's batch is a view of its group.
 - resident (``resident=``, a :class:`~wideann.data.resident.ResidentRows`): the rows are already in the
   device's memory and the batches are gathered there (``index_select``, one per group of steps:
   :data:`RESIDENT_GROUP_BYTES`), with no thread and no copy.
@@ -555,16 +555,23 @@ class ShardedBatches:
     def _to_gpu(self, epoch, start):
         """Streamed to a GPU, all from the calling thread, a group of steps (:attr:`group_steps`) at a time: the
         native reader's own thread reads groups ahead into a ring of pinned blocks; each block (inputs and
-        targets together) goes to the device in one copy on a side stream, is converted there, and its
-        steps' batches (views of it) are handed over after the copy's event. The copy of a group is started
-        before the steps of the group before it are handed over, so that it runs during their compute (at
-        batch 4096 of a float16 table, a group of one step, it takes about as long as the step)."""
+        targets together) goes to the device in one copy on a side stream, into memory of the training
+        stream; that stream waits for the copy's event, converts the group, and its steps' batches (views of
+        it) are handed over. The copy of a group is started before the steps of the group before it are
+        handed over, so that it runs during their compute (at batch 4096 of a float16 table, a group of one
+        step, it takes about as long as the step).
+
+        Why the memory is the training stream's: memory taken on the side stream and used on the training
+        stream must be marked so (``record_stream``), and when it is freed the caching allocator records an
+        event that every later allocation, the training step's included, queries until the GPU has passed
+        it. The side stream instead waits for the training stream's work queued before the copy (memory of
+        the training stream may have been freed by work still queued there, and is reused at once)."""
         import torch
 
         from .pinned_ring import PinnedRing
 
         t, device, out, group = self.table, self.device, self._out_dtype(), self.group_steps
-        target = self._target_dtype()
+        target, raw = self._target_dtype(), torch_dtype(t.dtype)
         depth = self._ahead_groups
         # The ring and the side stream (with the batches read on into the next epoch) are made once and
         # kept for the next epoch (pinning memory is slow); an iterator running beside another one makes its own.
@@ -579,7 +586,7 @@ class ShardedBatches:
             _drop_read_on(kit)
             kit = None
         if kit is None:
-            kit = {"ring": PinnedRing(slots, rows, t.n_inputs, torch_dtype(t.dtype), pin=self.pin_memory),
+            kit = {"ring": PinnedRing(slots, rows, t.n_inputs, raw, pin=self.pin_memory),
                    "side": torch.cuda.Stream(device), "made_for": (device, self.pin_memory)}
         ring, side = kit["ring"], kit["side"]
         stream = torch.cuda.current_stream(device)
@@ -589,29 +596,31 @@ class ShardedBatches:
             return (*ring.views(k, n), k)
 
         def copy(k, n):
-            """Slot ``k``'s group of ``n`` rows to the device: ``(x, y, event)``, the event marking its end."""
+            """Slot ``k``'s group of ``n`` rows to the device: ``(block, n, event)``, the event marking the
+            copy's end. (Until the training stream has waited for the event, nothing may use the block, and
+            the block may not be let go before the host has: ``ring.drain`` below.)"""
             done = torch.cuda.Event()
+            block = torch.empty(n * (t.n_inputs + 1), dtype=raw, device=device)  # (on the training stream)
             try:
+                side.wait_stream(stream)  # the block's memory may have been freed by work still queued there
                 with torch.cuda.stream(side):
-                    block = ring.block(k, n).to(device, non_blocking=True)  # inputs and targets: one copy
-                    x, y = ring.split(block, n)
-                    # the targets in memory of their own: an evaluation keeps every y, and a y that were a view
-                    # of its block would keep the group's inputs on the device too (12,848 times its size)
-                    x, y = x.to(out), y.to(target, copy=True)
+                    block.copy_(ring.block(k, n), non_blocking=True)  # inputs and targets: one copy
             finally:
-                # (also when the conversion failed, say out of memory: the transfer may be queued, and the
-                # slot is not to be refilled before it has read the slot)
+                # (also when the copy failed to be queued: the slot is not to be refilled before a copy that
+                # may have been queued has read it)
                 done.record(side)
                 ring.release(k, done)
-            return x, y, done
+            return block, n, done
 
         finished = False  # the epoch's last step handed out: then the next epoch's groups read on are kept
 
-        def handed(x, y, done, sizes, last=False):
+        def handed(block, n, done, sizes, last=False):
             nonlocal finished
-            stream.wait_event(done)  # the steps wait for the copy, the host does not
-            x.record_stream(stream)  # memory made on the side stream, used on this one
-            y.record_stream(stream)
+            stream.wait_event(done)  # the steps (and the conversion) wait for the copy, the host does not
+            x, y = ring.split(block, n)
+            # the targets in memory of their own: an evaluation keeps every y, and a y that were a view of its
+            # block would keep the group's inputs on the device too (12,848 times its size)
+            x, y = x.to(out), y.to(target, copy=True)
             for i, (xs, ys) in enumerate(zip(x.split(sizes), y.split(sizes))):
                 self.rows_read += xs.shape[0]
                 finished = last and i == len(sizes) - 1
@@ -633,5 +642,7 @@ class ShardedBatches:
             reads.close()  # before the blocks are reused or freed: nothing is read into them any more
             if not finished:
                 _drop_read_on(kit)  # stopped early: the next epoch's groups read on are dropped
-            ring.drain()    # (but the next epoch's first blocks, if read on)
+            # every copy has run (but the next epoch's first blocks, if read on): the host waits for them before
+            # a group copied but not handed out is let go, its memory then free for the training stream's work
+            ring.drain()
             self.__dict__["_gpu_kit"] = kit
