@@ -30,9 +30,10 @@ ceiling, the streamed path and the resident tier:
 4. **in the step**: the streamed path's step itself ran longer than the ceiling's beside it (0.02-0.6 ms,
    in every alternated run on an H100), the resident tier's hardly: lesson 4's step on a batch already on
    the GPU, alternated with the same step on batches copied a group at a time from a pinned block, without
-   reading, the copy made as the streamed path makes it (memory taken on the side stream, `record_stream`:
-   a freed block leaves an event that every allocation queries until it has passed) and two other ways
-   (memory taken on the training stream; one kept block): `in_the_step`, --step-seconds for each batch size.
+   reading, the copy made as the streamed path made it until commit 19ddd6a (memory taken on the side
+   stream, `record_stream`: a freed block leaves an event that every allocation queries until it has
+   passed), as it makes it since (memory of the training stream), and into one kept block (no allocation):
+   `in_the_step`, --step-seconds for each batch size.
 
     python benchmarks/gpu_host_time.py --out /tmp/host_time        # on the GPU machine, about 2 minutes
         # (estimated: --batches 1024 alone took 26 s on an H100 on 2026-11-28)
@@ -304,10 +305,11 @@ def group_copies(device, x, y, group, design):
     are handed out, as the streamed path does, without its reading: ``design`` says where the copy lands.
 
     - "side stream, record_stream": memory taken on the side stream, converted there, ``record_stream`` of
-      the training stream (the streamed path since 2026-11-26);
+      the training stream (the streamed path from 2026-11-26 until commit 19ddd6a);
     - "training stream": memory taken on the training stream, the side stream waiting for the training
       stream's work before it copies (the memory may have been freed by work still queued there), the
-      targets converted on the training stream after the copy, no ``record_stream``;
+      targets converted on the training stream after the copy, no ``record_stream`` (the streamed path since
+      commit 19ddd6a, not yet measured on a GPU when it was made);
     - "one kept block": the same device block copied into every time (no allocation, no ``record_stream``),
       the side stream waiting as above: what the copies cost without the allocator."""
     import torch
