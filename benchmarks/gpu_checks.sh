@@ -8,7 +8,8 @@
 #   GB=13 bash benchmarks/gpu_checks.sh           # the raw CSV size of the reference-scale run (default 24)
 #   STEPS="1 2 3" bash benchmarks/gpu_checks.sh   # some steps only (a device call runs 10 minutes at most:
 #                                                 # steps 1-3 take about 4½, step 4 about 4, step 5 about 3,
-#                                                 # step 6 about 3, step 7 about 2 (estimated); with the build)
+#                                                 # step 6 about 3, step 7 about 2, step 8 about 1
+#                                                 # (estimated); with the build)
 #
 # 1. build and import; the GPU tests of the data path (tests/test_tiers.py: pinned ring, resident tier)
 # 2. benchmarks/gpu_data_path.py: ceiling / reader / streamed / resident, batch 256-4096, float32 and float16,
@@ -30,6 +31,9 @@
 #    calls), and whether the streamed path's copies slow the step itself (in_the_step); about 2½ minutes,
 #    estimated (batch 1024 alone took 26 s on an H100 on 2026-11-28, before in_the_step's 8 s; tables in
 #    $OUT/host_time)
+# 8. gpu_host_time.py's in_the_step alone: lesson 4's step beside a group's copy made as the streamed path
+#    made it until commit 19ddd6a (side stream, record_stream), as it makes it since (memory of the training
+#    stream), and into one kept block, alternated with the ceiling; about 1 minute (estimated)
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 GB=${GB:-24}
@@ -98,5 +102,10 @@ if want 7; then
 say "7. where the data paths' host time goes"
 timeout 260 python3 benchmarks/gpu_host_time.py --seconds 2 --out "$OUT/host_time" 2>&1 | grep -v "^USDT" \
     | tee "$OUT/gpu_host_time.log" | tail -30
+fi
+if want 8; then
+say "8. the step beside a group's copy, three ways (gpu_host_time.py --only-in-the-step)"
+timeout 120 python3 benchmarks/gpu_host_time.py --only-in-the-step --out "$OUT/in_the_step" 2>&1 | grep -v "^USDT" \
+    | tee "$OUT/in_the_step.log" | tail -8
 fi
 say "done"

@@ -443,6 +443,7 @@ def main():
     ap.add_argument("--host-ms", type=float, default=2.5, help="the stand-in step's host time (the model's dispatch)")
     ap.add_argument("--step-seconds", type=float, default=8.0, help="seconds of the step beside a group's copy "
                     "(section 4), every design and the ceiling together")
+    ap.add_argument("--only-in-the-step", action="store_true", help="section 4 alone (about 10 s a batch size)")
     ap.add_argument("--out", default="benchmarks/work/gpu_host_time", help="folder of the report and the tables")
     ap.add_argument("--dry", action="store_true", help="the CPU as the device, to check the script without a GPU")
     args = ap.parse_args()
@@ -491,6 +492,16 @@ def main():
         r = {"batch": batch, "steps_per_epoch": len(streamed), "streamed_group_steps": streamed.group_steps,
              "resident_group_steps": resident.group_steps, "streamed_16_group_steps": streamed_16.group_steps}
         warmup = 2 * len(streamed) + 5
+        with contextlib.nullcontext() if cuda else stood_in_cuda():
+            r["in_the_step"] = got = in_the_step(step, device, x, y, streamed.group_steps, args.step_seconds)
+        print(f"batch {batch}, in the step beside a group's copy ({got['rounds']} rounds): ms a step, and the rate "
+              "over the ceiling's (quartiles of the rounds): ceiling {:.3f}; ".format(got["ceiling"]["step_ms"]) + "; ".join(
+                  f"{d} {v['step_ms']:.3f}, {v['ratio']:.1%} ({v['quartiles'][0]:.0%}-{v['quartiles'][1]:.0%})"
+                  for d, v in got.items() if isinstance(v, dict) and "ratio" in v), flush=True)
+        if args.only_in_the_step:
+            report["results"].append(r)
+            (out / "gpu_host_time.json").write_text(json.dumps(report, indent=1) + "\n")
+            continue
         if cuda:
             for name, group in (("streamed", streamed.group_steps), ("resident", resident.group_steps)):
                 r[f"calls_{name}_group"] = got = calls(device, table, tier.store, batch, group, args.gpu_ms)
@@ -498,12 +509,6 @@ def main():
                       "host µs idle / with the GPU busy: " + "; ".join(
                           f"{k} {v['idle_us']:.0f} / {v['gpu_busy_us']:.0f}" for k, v in got.items()
                           if isinstance(v, dict)), flush=True)
-        with contextlib.nullcontext() if cuda else stood_in_cuda():
-            r["in_the_step"] = got = in_the_step(step, device, x, y, streamed.group_steps, args.step_seconds)
-        print(f"batch {batch}, in the step beside a group's copy ({got['rounds']} rounds): ms a step, and the rate "
-              "over the ceiling's (quartiles of the rounds): ceiling {:.3f}; ".format(got["ceiling"]["step_ms"]) + "; ".join(
-                  f"{d} {v['step_ms']:.3f}, {v['ratio']:.1%} ({v['quartiles'][0]:.0%}-{v['quartiles'][1]:.0%})"
-                  for d, v in got.items() if isinstance(v, dict) and "ratio" in v), flush=True)
         for name, (make, length, group) in paths.items():
             r[name] = by_position(make, step, length, group, args.seconds, warmup, sync)
             if name in ("streamed", "resident"):
