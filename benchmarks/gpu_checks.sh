@@ -93,6 +93,11 @@ timeout 60 python3 -m wideann predict /tmp/l4 data/example.csv -o /tmp/l4_pred.c
 grep -o '"layers": null' /tmp/l4/model.json || echo "model.json: layers present"
 SKIP_BUILD=1 MPS=bf16 timeout 120 bash tests/gpu_resume_check.sh 2>&1 | tee "$OUT/resume_check.log" | tail -12
 fi
+if want 8; then  # (before 6: its minute of evidence first, should a lease run short)
+say "8. the step beside a group's copy, three ways (gpu_host_time.py --only-in-the-step)"
+timeout 120 python3 benchmarks/gpu_host_time.py --only-in-the-step --out "$OUT/in_the_step" 2>&1 | grep -v "^USDT" \
+    | tee "$OUT/in_the_step.log" | tail -8
+fi
 if want 6; then
 say "6. the targets of issue 6: float16, alternated figures of ${ALT} s"
 timeout $(( 120 + 12 * ALT )) python3 benchmarks/gpu_data_path.py --dtypes float16 --alternated-seconds "$ALT" \
@@ -102,10 +107,5 @@ if want 7; then
 say "7. where the data paths' host time goes"
 timeout 260 python3 benchmarks/gpu_host_time.py --seconds 2 --out "$OUT/host_time" 2>&1 | grep -v "^USDT" \
     | tee "$OUT/gpu_host_time.log" | tail -30
-fi
-if want 8; then
-say "8. the step beside a group's copy, three ways (gpu_host_time.py --only-in-the-step)"
-timeout 120 python3 benchmarks/gpu_host_time.py --only-in-the-step --out "$OUT/in_the_step" 2>&1 | grep -v "^USDT" \
-    | tee "$OUT/in_the_step.log" | tail -8
 fi
 say "done"
