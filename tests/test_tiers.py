@@ -350,8 +350,8 @@ def test_a_ring_slot_holds_inputs_then_targets_in_one_block():
 class _LateCuda:
     """Stand-ins for the CUDA calls of the streamed GPU path, run on the CPU, whose copies happen as late
     as CUDA allows: an asynchronous copy (and a conversion) on the side stream is only queued, and runs
-    when an event recorded after it is synchronized on the host, or waited for by the training stream,
-    whose work runs at once (or when the test reads the batches). So a pinned slot refilled before its copy
+    when an event recorded after it is synchronized on the host, or waited for by the training stream (an
+    event, or the side stream as a whole), whose work runs at once (or when the test reads the batches). So a pinned slot refilled before its copy
     has run gives wrong bytes here, as it could on a GPU, and so does work of the training stream on a copy
     it has not waited for."""
 
@@ -386,11 +386,15 @@ class _LateCuda:
                 late.run(self.mark)
 
         class Stream:
+            def __init__(self, side=False):
+                self.side = side
+
             def wait_event(self, event):  # the host does not wait; the training stream's work after it does
                 late.run(event.mark)
 
-            def wait_stream(self, other):
-                pass
+            def wait_stream(self, other):  # (the side stream waiting for the training stream: nothing to wait for)
+                if other.side and not self.side:
+                    late.run()
 
         @contextlib.contextmanager
         def on_side(stream):
@@ -403,8 +407,9 @@ class _LateCuda:
         monkeypatch.setattr(torch.Tensor, "to", to)
         monkeypatch.setattr(torch.Tensor, "copy_", copy_)
         monkeypatch.setattr(torch.Tensor, "record_stream", lambda tensor, stream: None)
-        monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: Stream())
-        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: Stream())
+        self.training = Stream()
+        monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: Stream(side=True))
+        monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: late.training)
         monkeypatch.setattr(torch.cuda, "stream", on_side)
         monkeypatch.setattr(torch.cuda, "Event", Event)
 
@@ -512,6 +517,52 @@ def test_a_conversion_that_fails_on_the_gpu_path_leaves_no_transfer_unwaited_for
     # the iterator's end waited for every slot's last transfer, that of the group after the failed one included
     assert late.ran == len(late.queued)
     assert all(event is None for event in gpu._gpu_kit["ring"]._events)
+
+
+def test_a_gpu_epoch_stopped_leaves_no_copy_unwaited_for_whatever_fails_after(tmp_path, monkeypatch):
+    # a group copied but not handed out is let go when the iterator stops, and its memory, the training
+    # stream's, is free for that stream's next work at once: the training stream must wait for the copy
+    # first, even when the cleanup fails (a second Ctrl-C as the reader is closed)
+    from wideann.data.native_reader import ReadAhead
+
+    path, _ = _table(tmp_path, np.float16, rows=300, cols=9)
+    table = data.NpyTable(path)
+    late = _LateCuda(monkeypatch)
+    close, interrupts = ReadAhead.close, [KeyboardInterrupt("a second Ctrl-C (stood in)")]
+
+    def interrupted(self):
+        close(self)
+        if interrupts:
+            raise interrupts.pop()
+
+    gpu = _gpu_path(table, np.arange(300), 16, 2, seed=4, prefetch=3)
+    it = gpu.epoch(0)
+    next(it)  # the first group handed out; the second copied (queued), not handed out
+    assert late.ran < len(late.queued)
+    monkeypatch.setattr(ReadAhead, "close", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        it.close()
+    assert late.ran == len(late.queued)
+
+
+def test_a_gpu_epoch_refuses_a_cuda_stream_changed_in_its_middle(tmp_path, monkeypatch):
+    # an epoch's groups are copied into memory of the stream it began on, which the copies wait for: asked for
+    # on another stream, a later group would take memory the first stream's work did not release to it
+    path, _ = _table(tmp_path, np.float16, rows=300, cols=9)
+    table = data.NpyTable(path)
+    ref = list(data.ShardedBatches(table, np.arange(300), 16, seed=4, prefetch=0).epoch(1))
+    late = _LateCuda(monkeypatch)
+    gpu = _gpu_path(table, np.arange(300), 16, 2, seed=4, prefetch=3)
+    it = gpu.epoch(0)
+    next(it), next(it)  # the first group's steps
+    other = type(late.training)()
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: other)
+    with pytest.raises(RuntimeError, match="stream changed in the middle of an epoch"):
+        next(it)
+    assert late.ran == len(late.queued)  # (the first stream waited for every copy)
+    got = list(gpu.epoch(1))  # the next epoch, on the other stream from its start
+    late.run()
+    _same(ref, [(x.float(), y.float()) for x, y in got])
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float16])

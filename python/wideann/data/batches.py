@@ -598,7 +598,11 @@ class ShardedBatches:
         def copy(k, n):
             """Slot ``k``'s group of ``n`` rows to the device: ``(block, n, event)``, the event marking the
             copy's end. (Until the training stream has waited for the event, nothing may use the block, and
-            the block may not be let go before the host has: ``ring.drain`` below.)"""
+            the training stream waits for every copy before the block may be let go: the ``finally`` below.)"""
+            if torch.cuda.current_stream(device) != stream:  # (the block's memory is to be that stream's)
+                raise RuntimeError("the current CUDA stream changed in the middle of an epoch of streamed batches "
+                                   "(they are copied into memory of the stream the epoch began on): ask for an "
+                                   "epoch's batches on one stream")
             done = torch.cuda.Event()
             block = torch.empty(n * (t.n_inputs + 1), dtype=raw, device=device)  # (on the training stream)
             try:
@@ -639,10 +643,11 @@ class ShardedBatches:
             else:
                 finished = True  # (no step left in this epoch)
         finally:
+            # first, whatever fails below: the training stream's later work waits for every copy queued, so that
+            # a group copied but not handed out can be let go (its memory is the training stream's, reused at once)
+            stream.wait_stream(side)
             reads.close()  # before the blocks are reused or freed: nothing is read into them any more
             if not finished:
                 _drop_read_on(kit)  # stopped early: the next epoch's groups read on are dropped
-            # every copy has run (but the next epoch's first blocks, if read on): the host waits for them before
-            # a group copied but not handed out is let go, its memory then free for the training stream's work
-            ring.drain()
+                ring.drain()  # (every copy run; at an epoch's end the next acquire of a slot waits for its copy)
             self.__dict__["_gpu_kit"] = kit
