@@ -1,4 +1,7 @@
-"""A check on a machine without a GPU (2026-11-28, the 2-core VM), CUDA's calls stood in by no-ops (copies
+"""(Runs at commits 412af05 and 9a9c714: since 19ddd6a the GPU path copies with `copy_` into memory it takes
+first, and its side stream waits for the training stream, which these stand-ins do not model.)
+
+A check on a machine without a GPU (2026-11-28, the 2-core VM), CUDA's calls stood in by no-ops (copies
 are views): the streamed GPU path's fetch time on the training thread, by position, with each group of steps
 read in one native call (main since 412af05) or one call a step (before it, 9a9c714). The step is a sleep
 (the reading threads get the cores), long enough that no read is waited for.
