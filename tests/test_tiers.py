@@ -349,27 +349,18 @@ def test_a_ring_slot_holds_inputs_then_targets_in_one_block():
 
 class _LateCuda:
     """Stand-ins for the CUDA calls of the streamed GPU path, run on the CPU, whose copies happen as late
-    as CUDA allows: an asynchronous copy (and a conversion) on the side stream is only queued, and runs
-    when an event recorded after it is synchronized on the host, or waited for by the training stream (an
-    event, or the side stream as a whole), whose work runs at once (or when the test reads the batches). So a pinned slot refilled before its copy
-    has run gives wrong bytes here, as it could on a GPU, and so does work of the training stream on a copy
-    it has not waited for."""
+    as CUDA allows: a copy on the side stream is only queued, and runs when an event recorded after it is
+    synchronized on the host, or waited for by the training stream (an event, or the side stream as a
+    whole), whose work runs at once (or when the test reads the batches). So a pinned slot refilled before
+    its copy has run gives wrong bytes here, as it could on a GPU, and so does work of the training stream
+    on a copy it has not waited for."""
 
     def __init__(self, monkeypatch):
         import contextlib
 
         self.queued, self.ran, self.on_side = [], 0, False
-        real_to, self.real_copy = torch.Tensor.to, torch.Tensor.copy_
+        self.real_copy = torch.Tensor.copy_
         late = self
-
-        def to(tensor, *args, **kwargs):
-            dtype = next((a for a in args if isinstance(a, torch.dtype)), kwargs.get("dtype")) or tensor.dtype
-            queued = kwargs.get("non_blocking") or kwargs.get("copy")
-            if not late.on_side or (dtype == tensor.dtype and not queued):
-                return real_to(tensor, *args, **kwargs)
-            out = torch.full(tensor.shape, float("nan"), dtype=dtype)
-            late.queued.append((out, tensor))
-            return out
 
         def copy_(tensor, source, non_blocking=False):
             if not late.on_side:
@@ -404,9 +395,7 @@ class _LateCuda:
             finally:
                 late.on_side = False
 
-        monkeypatch.setattr(torch.Tensor, "to", to)
         monkeypatch.setattr(torch.Tensor, "copy_", copy_)
-        monkeypatch.setattr(torch.Tensor, "record_stream", lambda tensor, stream: None)
         self.training = Stream()
         monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: Stream(side=True))
         monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: late.training)
@@ -498,7 +487,7 @@ def test_a_conversion_that_fails_on_the_gpu_path_leaves_no_transfer_unwaited_for
     path, _ = _table(tmp_path, np.float16, rows=300, cols=9)
     table = data.NpyTable(path)
     late = _LateCuda(monkeypatch)
-    queued_to = torch.Tensor.to
+    real_to = torch.Tensor.to
     conversions = 0
 
     def to(tensor, *args, **kwargs):
@@ -507,7 +496,7 @@ def test_a_conversion_that_fails_on_the_gpu_path_leaves_no_transfer_unwaited_for
             conversions += 1
             if conversions == 3:
                 raise RuntimeError("CUDA out of memory (stood in)")
-        return queued_to(tensor, *args, **kwargs)
+        return real_to(tensor, *args, **kwargs)
 
     monkeypatch.setattr(torch.Tensor, "to", to)
     gpu = _gpu_path(table, np.arange(300), 16, 2, seed=4, prefetch=3)  # float32 out
