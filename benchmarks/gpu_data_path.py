@@ -103,14 +103,12 @@ def make_tables(rows, dtypes=DTYPES):
 
 def endless(source, cold=False):
     """Batches of epoch after epoch (a small table has few steps per epoch at batch 4096). ``cold``: every
-    epoch begins cold, the next epoch's first batches read on as an epoch ends dropped (as the batch
-    sources did before 2026-11-27), to show what reading on is worth."""
+    epoch begins cold, none reading on into the next (``read_on=False``; the batch sources did not read on
+    before 2026-11-27), to show what reading on is worth. (Until 2026-11-28 a cold epoch read on, and the
+    batches read on were dropped: one read more an epoch, on the reader's thread.)"""
     epoch = 0
     while True:
-        yield from source.epoch(epoch)
-        if cold:
-            for kit in ("_host_kit", "_gpu_kit"):  # where the CPU and the GPU paths keep them
-                (source.__dict__.get(kit) or {}).pop("carry", None)
+        yield from source.epoch(epoch, read_on=not cold)
         epoch += 1
 
 

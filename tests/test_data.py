@@ -7,6 +7,7 @@ import pytest
 
 import wideann
 from wideann import data
+from wideann.data.native_reader import ReadAhead
 
 
 @pytest.fixture
@@ -178,7 +179,7 @@ def test_batches_hold_the_right_rows_and_resume_exactly(table, prefetch):
 
 
 @pytest.mark.parametrize("prefetch", [1, 3])
-def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not_asked_for(table, prefetch):
+def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not_asked_for(table, prefetch, monkeypatch):
     path, a = table
     split = data.split_rows(len(a), 0.2, seed=0)
     src = data.ShardedBatches(path, split.train, 50, rank=1, world_size=2, seed=9, prefetch=prefetch,
@@ -215,10 +216,23 @@ def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not
     list(itertools.islice(src.epoch(12), len(src) - 1))
     assert "carry" not in src._host_kit
     check(9, 0, list(src.epoch(9)))
-    # counted as handed out: epochs 1, 2, 3, 7, 9 (twice), 10 and 11, epoch 4 but its first 5 steps, one
-    # batch of epoch 8, all but one step of epoch 12
-    assert src.rows_read == (sum(len(src.shard(e)) for e in (1, 2, 3, 7, 9, 9, 10, 11, 12)) + len(src.shard(4))
-                             - 5 * 50 + 50 - len(src.step_rows(src.epoch_order(12), len(src) - 1)))
+    # an epoch asked for with read_on=False (the last one of a run) does not read on, and still begins with
+    # the batches read on by the epoch before
+    check(10, 0, list(src.epoch(10)))
+    submitted = []
+    submit = ReadAhead.submit
+    monkeypatch.setattr(ReadAhead, "submit", lambda self, rows, *a: submitted.append(rows.size) or submit(self, rows, *a))
+    check(11, 0, list(src.epoch(11, read_on=False)))
+    monkeypatch.undo()
+    assert "carry" not in src._host_kit
+    # only epoch 11's batches not read on by epoch 10 were read, none of epoch 12's
+    read_on = sum(len(src.step_rows(src.epoch_order(11), s)) for s in range(min(prefetch, len(src))))
+    assert sum(submitted) == len(src.shard(11)) - read_on
+    # counted as handed out: epochs 1, 2, 3, 7, 9 (twice), 10 (twice) and 11 (twice), epoch 4 but its first 5
+    # steps, one batch of epoch 8, all but one step of epoch 12
+    assert src.rows_read == (sum(len(src.shard(e)) for e in (1, 2, 3, 7, 9, 9, 10, 10, 11, 11, 12))
+                             + len(src.shard(4)) - 5 * 50 + 50 - len(src.step_rows(src.epoch_order(12), len(src) - 1)))
+    check(10, 0, list(src.epoch(10)))  # (reads on again)
     assert _threads() == before + 1  # the thread reading epoch 10's first batches
     # read ahead turned off after an epoch read on: those batches, and their thread, are let go (not kept for
     # as long as the source lives)

@@ -598,6 +598,10 @@ def test_the_gpu_path_reads_on_only_once_an_epochs_last_step_is_handed_out(tmp_p
     # its first two groups (the GPU path copies a group ahead of its steps, so it asks for two before the first
     # step: with one read on (prefetch 3 is one group of 3 steps), the second was read while the GPU waited)
     assert len(gpu._gpu_kit["carry"].pending) == min(2, -(-n // (group or n)))
+    got = list(gpu.epoch(2, read_on=False))  # (the last epoch of a run: begins with the groups read on, reads none on)
+    late.run()
+    _same(refs[2], got)
+    assert "carry" not in gpu._gpu_kit and len(os.listdir("/proc/self/task")) == threads
     got = list(gpu.epoch(2))
     late.run()
     _same(refs[2], got)

@@ -278,18 +278,20 @@ class ShardedBatches:
         return np.concatenate([self.step_rows(order, s) for s in range(len(self))] or [np.empty(0, np.int64)])
 
     # -- reading --
-    def epoch(self, epoch: int, start_step: int = 0) -> Iterator:
-        """Yield ``(x, y)`` for steps ``start_step .. len(self)-1`` of ``epoch``."""
+    def epoch(self, epoch: int, start_step: int = 0, *, read_on: bool = True) -> Iterator:
+        """Yield ``(x, y)`` for steps ``start_step .. len(self)-1`` of ``epoch``. ``read_on=False``: the first
+        batches of the next epoch are not read on as this one ends (a shuffled, streamed source reads them on
+        otherwise: for an epoch known to be the last, or to time epochs that each begin cold)."""
         epoch, start = int(epoch), int(start_step)
         if start < 0:
             raise ValueError(f"start_step must be 0 or more, got {start}")
         if self.resident is not None:
             self._check_resident()
-            yield from self._gathered(epoch, start)
+            yield from self._gathered(epoch, start)  # (nothing to read on: the rows are on the device)
         elif self.cuda:
-            yield from self._to_gpu(epoch, start)
+            yield from self._to_gpu(epoch, start, read_on)
         else:
-            yield from self._on_host(epoch, start)
+            yield from self._on_host(epoch, start, read_on)
 
     def _groups(self, epoch: int, start: int, size: int) -> _Groups:
         """The rows of steps ``start ..`` of ``epoch``, ``size`` steps at a time (the last group may be shorter)."""
@@ -331,7 +333,7 @@ class ShardedBatches:
         """Rows of this process's largest step (at least 1): what a reused batch buffer must hold."""
         return max(1, min(self.batch_size, -(-self.rows.size // self.world_size)))
 
-    def _on_host(self, epoch, start):
+    def _on_host(self, epoch, start, read_on=True):
         """Batches as new CPU tensors, read ``prefetch`` batches ahead by the native reader's own thread
         (:class:`~wideann.data.native_reader.ReadAhead`: no Python thread beside the training loop), or on
         the calling thread when ``prefetch`` is 0. The inputs' memory comes from a
@@ -368,11 +370,12 @@ class ShardedBatches:
                 yield delivered(x, y)
             return
         kit = self.__dict__.setdefault("_host_kit", {})  # where batches read on into the next epoch wait
-        for x, y, _, _ in self._read_ahead(epoch, start, lambda n: (*buffers(n), None), self.prefetch, kit):
+        for x, y, _, _ in self._read_ahead(epoch, start, lambda n: (*buffers(n), None), self.prefetch, kit,
+                                           read_on=read_on):
             self.rows_read += x.shape[0]
             yield delivered(x, y)
 
-    def _read_ahead(self, epoch, start, buffers, depth: int, kit: dict, group: int = 1):
+    def _read_ahead(self, epoch, start, buffers, depth: int, kit: dict, group: int = 1, read_on: bool = True):
         """``(x, y, tag, sizes)`` of every group of ``group`` steps from ``start`` of ``epoch`` in turn (the last
         group may be shorter; ``sizes``: the rows of its steps, whose batches lie one after the other in ``x``
         and ``y``), read ``depth`` groups ahead by the native reader's own thread into ``buffers(n) -> (x, y,
@@ -387,7 +390,8 @@ class ShardedBatches:
         ``kit`` (the caller's, with the buffers they fill) when this epoch ends -- once its last group is
         handed out, even if the consumer does not ask for more (``itertools.islice``) -- and handed out if
         the next epoch is asked for from its first step; otherwise they are dropped. An unshuffled source
-        (evaluation, read once or always from its start) does not read on."""
+        (evaluation, read once or always from its start) does not read on, nor does an epoch asked for with
+        ``read_on=False``."""
         carry = kit.pop("carry", None)
         if carry is not None and carry.epoch == epoch and start == 0 and self._still(carry.rest.made_for):
             ahead, pending, plan = carry.ahead, carry.pending, carry.rest
@@ -398,7 +402,7 @@ class ShardedBatches:
                 carry.ahead.close()  # (its thread stops when it is let go, below)
             ahead, pending, plan = ReadAhead(self.table), deque(), self._groups(epoch, start, group)
         del carry
-        after = self._groups(epoch + 1, 0, group) if self.shuffle else iter(())
+        after = self._groups(epoch + 1, 0, group) if self.shuffle and read_on else iter(())
         following: deque = deque()  # groups of the next epoch being read
 
         def submit() -> None:
@@ -552,7 +556,7 @@ class ShardedBatches:
         kit["uploaded"].record(torch.cuda.current_stream(store.device))
         return pos
 
-    def _to_gpu(self, epoch, start):
+    def _to_gpu(self, epoch, start, read_on=True):
         """Streamed to a GPU, all from the calling thread, a group of steps (:attr:`group_steps`) at a time: the
         native reader's own thread reads groups ahead into a ring of pinned blocks; each block (inputs and
         targets together) goes to the device in one copy on a side stream, into memory of the training
@@ -630,7 +634,7 @@ class ShardedBatches:
                 finished = last and i == len(sizes) - 1
                 yield xs, ys
 
-        reads = self._read_ahead(epoch, start, slot, depth, kit, group)
+        reads = self._read_ahead(epoch, start, slot, depth, kit, group, read_on)
         try:
             copied = None
             for hx, _, k, sizes in reads:
