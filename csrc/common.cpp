@@ -14,6 +14,11 @@ std::string errno_message(const std::string& path, const std::string& what) {
   return path + ": " + what + ": " + std::strerror(errno);
 }
 
+DataError cannot_start_threads(size_t wanted, const std::system_error& e, const char* hint) {
+  return DataError("cannot start " + std::to_string(wanted) + (wanted == 1 ? " thread: " : " threads: ") +
+                   e.code().message() + "; " + hint);
+}
+
 size_t pread_fully(int fd, char* buf, size_t n, uint64_t offset, const std::string& path) {
   size_t got = 0;
   while (got < n) {

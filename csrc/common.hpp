@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace wideann {
@@ -77,6 +78,12 @@ size_t utf8_char_length(const unsigned char* p, const unsigned char* end);
 bool is_valid_utf8(const std::string& s);
 
 std::string errno_message(const std::string& path, const std::string& what);
+
+// A thread that could not be started (std::thread throws std::system_error, e.g. EAGAIN at a limit on
+// threads or memory), as one line for the user: "cannot start N threads: <reason>; <hint>". Whoever
+// starts threads catches that, stops and joins the ones already started, and throws this instead (a
+// std::thread still joinable when its vector is destroyed would end the process in std::terminate).
+DataError cannot_start_threads(size_t wanted, const std::system_error& e, const char* hint = "use fewer --threads");
 
 // Reads up to n bytes at `offset` (fewer only at end of file); throws DataError naming the path.
 size_t pread_fully(int fd, char* buf, size_t n, uint64_t offset, const std::string& path);

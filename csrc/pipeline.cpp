@@ -5,6 +5,7 @@
 #include <exception>
 #include <limits>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -87,7 +88,24 @@ void run_pipeline(size_t n_threads, Progress& progress, const PipelineSteps& ste
   } else {
     std::vector<std::thread> threads;
     threads.reserve(n_threads);
-    for (size_t w = 0; w < n_threads; ++w) threads.emplace_back(worker, w);
+    {
+      // The workers start under the lock, so none produces a block before all have started. One that
+      // cannot be started (a limit on threads or memory) fails the run before any block, and the ones
+      // started see that, return and are joined: never std::terminate for a joinable std::thread.
+      std::unique_lock<std::mutex> lk(m);
+      try {
+        for (size_t w = 0; w < n_threads; ++w) threads.emplace_back(worker, w);
+      } catch (...) {
+        fail_seq = 0;  // (nothing has run: this is the first failure)
+        try {
+          throw;
+        } catch (const std::system_error& e) {
+          failure = std::make_exception_ptr(cannot_start_threads(n_threads, e));
+        } catch (...) {
+          failure = std::current_exception();
+        }
+      }
+    }
     for (auto& t : threads) t.join();
   }
   if (failure) std::rethrow_exception(failure);

@@ -669,6 +669,39 @@ def test_full_disk_denormalize_and_make_data(tmp_path, rng, tiny_fs):
     assert os.listdir(tiny_fs) == []
 
 
+# ---- threads that cannot be started -------------------------------------------------------------
+
+# A limit on address space (`ulimit -v`, which binds root too, unlike RLIMIT_NPROC) that Python and the
+# engine live within, and that --threads 1000 cannot: 1000 thread stacks of 8 MiB are 8 GB.
+LIMITED = ["sh", "-c", 'ulimit -s 8192 2>/dev/null; ulimit -v 1000000 && exec "$@"', "sh"]
+
+
+def run_limited(*args):
+    return subprocess.run(LIMITED + WIDEANN + [os.fspath(a) for a in args], capture_output=True, text=True,
+                          timeout=120, env=cli_env(OPENBLAS_NUM_THREADS="1"))
+
+
+@pytest.mark.parametrize("job", ["stats", "fit", "apply", "denormalize", "make-data"])
+def test_threads_that_cannot_be_started_fail_cleanly(tmp_path, job):
+    """A thread the engine cannot start (too many --threads for the limits) was std::terminate: exit 134 and
+    the temporary output left. Now: one line, exit 1, nothing left; the threads already started are stopped."""
+    inp = write_text(tmp_path / "in.csv", HEADER + GOOD + "7,8,10\n")
+    ok("normalize", inp, "-o", tmp_path / "t.npy", "--stats-out", tmp_path / "t.json")
+    out = tmp_path / "out"
+    out.mkdir()
+    args = {"stats": ["stats", inp, "-o", out / "s.json"],
+            "fit": ["normalize", inp, "-o", out / "o.npy"],
+            "apply": ["normalize", inp, "-o", out / "o.csv", "--stats", tmp_path / "t.json"],
+            "denormalize": ["denormalize", tmp_path / "t.npy", "-o", out / "b.csv", "--stats", tmp_path / "t.json"],
+            "make-data": ["make-data", "-o", out / "d.csv", "--rows", "5", "--cols", "6"]}[job]
+    p = run_limited(*args, "--threads", "1000")
+    msg = assert_failed_cleanly(p, folder=out)
+    assert msg.startswith("cannot start 1000 threads: ") and msg.endswith("; use fewer --threads"), msg
+    assert os.listdir(out) == []
+    ok_under_the_limit = run_limited(*args, "--threads", "2")  # the limit itself is not what fails
+    assert ok_under_the_limit.returncode == 0, ok_under_the_limit.stderr
+
+
 # ---- usage errors -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [
