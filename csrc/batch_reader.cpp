@@ -30,6 +30,7 @@
 #include <functional>
 #include <mutex>
 #include <stdexcept>
+#include <system_error>
 #include <thread>
 
 #include "engine.hpp"
@@ -64,17 +65,20 @@ struct Task {
 // A fixed set of threads that run one job at a time, together with the calling thread.
 class Pool {
  public:
+  // A thread that cannot be started stops and joins the ones that were (see cannot_start_threads).
   explicit Pool(size_t workers) {
-    for (size_t i = 0; i < workers; ++i) workers_.emplace_back([this] { loop(); });
-  }
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      stop_ = true;
+    try {
+      workers_.reserve(workers);
+      for (size_t i = 0; i < workers; ++i) workers_.emplace_back([this] { loop(); });
+    } catch (const std::system_error& e) {
+      stop();
+      throw cannot_start_threads(workers + 1, e, "use fewer reader threads");  // (+1: the caller's)
+    } catch (...) {
+      stop();
+      throw;
     }
-    wake_.notify_all();
-    for (auto& t : workers_) t.join();
   }
+  ~Pool() { stop(); }
   size_t size() const { return workers_.size(); }
 
   // Runs `job` on the calling thread and on `helpers` pool threads; returns when all have returned.
@@ -106,6 +110,16 @@ class Pool {
       lk.lock();
       if (--pending_ == 0) done_.notify_one();
     }
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
   }
 
   std::vector<std::thread> workers_;
@@ -228,11 +242,11 @@ BatchReader::BatchReader(const std::vector<NpyShardSpec>& specs, size_t n_column
       start += s.n_rows;
       im.starts.push_back(start);
     }
+    im.pool = std::make_unique<Pool>(im.threads - 1);  // (in the try: a pool that fails closes the files too)
   } catch (...) {
     for (auto& sh : im.shards) ::close(sh.fd);
     throw;
   }
-  im.pool = std::make_unique<Pool>(im.threads - 1);
 }
 
 BatchReader::~BatchReader() {

@@ -18,6 +18,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "engine.hpp"
@@ -51,7 +52,11 @@ struct ReadAhead::Impl {
 };
 
 ReadAhead::ReadAhead(BatchReader& reader) : impl_(std::make_unique<Impl>(reader)) {
-  impl_->thread = std::thread([im = impl_.get()] { im->loop(); });
+  try {
+    impl_->thread = std::thread([im = impl_.get()] { im->loop(); });
+  } catch (const std::system_error& e) {
+    throw cannot_start_threads(1, e, "the process has too many threads, or too little memory");
+  }
 }
 
 ReadAhead::~ReadAhead() {

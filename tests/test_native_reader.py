@@ -390,3 +390,57 @@ def test_a_read_ahead_batch_that_fails_raises_at_its_own_wait(tmp_path):
     with pytest.raises(wideann.DataError, match="t.npy"):
         ahead.wait(bad)
     np.testing.assert_array_equal(x0, a[:10, :-1])
+
+
+def test_a_reader_whose_threads_cannot_be_started_is_a_data_error(tmp_path):
+    """A native reader that cannot start its threads (a limit on address space: 1000 stacks of 8 MiB) raises
+    wideann.DataError (the threads it started stopped, its descriptors closed), where it ended the process in
+    std::terminate, or hung there (the pool's condition variables destroyed under its waiting threads)."""
+    import subprocess
+    import sys
+
+    p, _ = _table(tmp_path, 10, 4, np.float32)
+    script = ("import os, sys, wideann\n"
+              "from wideann import data\n"
+              "from wideann.data.native_reader import reader_of\n"
+              "t = data.NpyTable(sys.argv[1]); t.reader_threads = int(sys.argv[2])\n"
+              "fds = len(os.listdir('/proc/self/fd'))\n"
+              "try:\n"
+              "    reader_of(t); print('made')\n"
+              "except wideann.DataError as e:\n"
+              "    print(e)\n"
+              "print(len(os.listdir('/proc/self/fd')) - fds)\n")
+    limited = ["sh", "-c", 'ulimit -s 8192 2>/dev/null; ulimit -v 1000000 && exec "$@"', "sh"]
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
+    r = subprocess.run(limited + [sys.executable, "-c", script, os.fspath(p), "1000"], capture_output=True,
+                       text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    said, fds = r.stdout.splitlines()
+    assert said.startswith("cannot start 1000 threads: ") and said.endswith("; use fewer reader threads"), said
+    assert fds == "0", "the reader's copies of the descriptors are closed"
+    r = subprocess.run(limited + [sys.executable, "-c", script, os.fspath(p), "4"], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert r.stdout.splitlines() == ["made", "1"], r.stdout + r.stderr  # the limit itself is not what fails
+
+
+def test_a_read_ahead_whose_thread_cannot_be_started_is_a_data_error(tmp_path):
+    """ReadAhead's own thread, where no thread can start (stacks of 2 GB in 1 GB of address space): a
+    wideann.DataError that says so, where it was a RuntimeError saying only 'Resource temporarily unavailable'."""
+    import subprocess
+    import sys
+
+    p, _ = _table(tmp_path, 10, 4, np.float32)
+    script = ("import sys, wideann\n"
+              "from wideann import data\n"
+              "from wideann.data.native_reader import ReadAhead, reader_of\n"
+              "t = data.NpyTable(sys.argv[1]); t.reader_threads = 1\n"
+              "reader_of(t)\n"  # a reader of one thread starts none
+              "try:\n"
+              "    ReadAhead(t); print('made')\n"
+              "except wideann.DataError as e:\n"
+              "    print(e)\n")
+    r = subprocess.run(["sh", "-c", 'ulimit -s 2000000 && ulimit -v 1000000 && exec "$@"', "sh", sys.executable,
+                        "-c", script, os.fspath(p)], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, OPENBLAS_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("cannot start 1 thread: "), r.stdout
