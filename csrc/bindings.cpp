@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <map>
+#include <tuple>
 
 #include "engine.hpp"
 #include "half.hpp"
@@ -16,6 +17,9 @@ using namespace wideann;
 namespace {
 
 PyObject* data_error_type = nullptr;  // wideann._native.DataError
+
+// An input as pass 1 read it (InputSeen), as Python holds it: (device, inode, size, mtime_ns, rows).
+using SeenTuple = std::tuple<uint64_t, uint64_t, uint64_t, int64_t, uint64_t>;
 
 CsvOptions csv_options(const std::string& header, const std::string& delimiter, size_t threads) {
   if (delimiter.size() != 1) throw std::invalid_argument("delimiter must be one character");
@@ -101,6 +105,10 @@ PYBIND11_MODULE(_native, m) {
           d["min"] = s.min;  // lists: the caller needs no numpy for them
           d["max"] = s.max;
           d["n_rows"] = s.n_rows;
+          py::list seen;  // each input as pass 1 read it, for normalize's `expect`
+          for (const InputSeen& i : s.inputs)
+            seen.append(py::make_tuple(i.file.device, i.file.inode, i.file.size, i.file.mtime_ns, i.rows));
+          d["inputs"] = seen;
           return d;
         },
         py::arg("paths"), py::arg("header"), py::arg("delimiter"), py::arg("threads"), py::arg("progress"));
@@ -109,7 +117,7 @@ PYBIND11_MODULE(_native, m) {
         [](const std::vector<std::string>& paths, const std::string& output, const std::vector<double>& min,
            const std::vector<double>& max, const std::vector<std::string>& names, const std::string& dtype,
            const std::string& format, const std::string& header, const std::string& delimiter, size_t threads,
-           bool clip, Progress& progress, const std::string& temporary) {
+           bool clip, Progress& progress, const std::string& temporary, const std::vector<SeenTuple>& expect) {
           NormalizeOptions opt;
           opt.csv = csv_options(header, delimiter, threads);
           if (dtype == "float32") opt.dtype = OutputDtype::Float32;
@@ -120,12 +128,14 @@ PYBIND11_MODULE(_native, m) {
           else throw std::invalid_argument("format must be npy or csv");
           opt.clip = clip;
           opt.temporary = temporary;
+          for (const SeenTuple& t : expect)
+            opt.expect.push_back({{std::get<0>(t), std::get<1>(t), std::get<2>(t), std::get<3>(t)}, std::get<4>(t)});
           py::gil_scoped_release release;
           return normalize(paths, output, min, max, names, opt, progress);
         },
         py::arg("paths"), py::arg("output"), py::arg("min"), py::arg("max"), py::arg("names"), py::arg("dtype"),
         py::arg("format"), py::arg("header"), py::arg("delimiter"), py::arg("threads"), py::arg("clip"),
-        py::arg("progress"), py::arg("temporary") = std::string());
+        py::arg("progress"), py::arg("temporary") = std::string(), py::arg("expect") = std::vector<SeenTuple>());
 
   m.def("denormalize",
         [](const std::string& input, const std::string& in_format, const std::string& output,

@@ -276,10 +276,17 @@ bool BlockReader::next(Block& b) {
     carry_.assign(b.buf.data() + cut, b.buf.data() + used);
     carry_offset_ = offset + cut;
     if (cut == 0) {  // this file is done
-      if (!file_has_rows_) {
-        const std::string& path = paths_[cur_];
+      const std::string& path = paths_[cur_];
+      const InputFile& f = *files_[cur_];
+      const FileIdentity& then = f.identity();
+      const FileIdentity now = f.identity_now();
+      if (now != then || read_pos_ != then.size)
+        throw DataError(path + ": changed while it was being read (" +
+                        (now != then ? identity_change(then, now, "when opened")
+                                     : std::to_string(then.size) + " bytes when opened, " + std::to_string(read_pos_) + " read") +
+                        "); run again once it no longer changes");
+      if (!file_has_rows_)
         throw DataError(path + (file_has_header_ ? ": has a header but no data rows" : ": empty file, expected data rows"));
-      }
       open_ = false;
       ++cur_;
       continue;

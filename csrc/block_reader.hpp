@@ -60,8 +60,12 @@ class BlockReader {
   const std::string& first_line() const { return first_line_; }
   uint64_t total_bytes() const { return total_bytes_; }
   const std::vector<std::string>& paths() const { return paths_; }
+  // Input i as it was when opened (all are opened by the constructor).
+  const FileIdentity& identity(size_t i) const { return files_[i]->identity(); }
 
-  // Fills `b` with the next block of whole lines; false when all files are done.
+  // Fills `b` with the next block of whole lines; false when all files are done. A file whose identity at
+  // its end is not the one it had when opened (appended to, rewritten or replaced while it was read) is a
+  // DataError: its blocks may mix two versions of it.
   bool next(Block& b);
 
  private:

@@ -16,6 +16,7 @@ struct StatsWorker {
   Block block;
   std::vector<double> min, max;
   uint64_t rows = 0;
+  uint64_t block_rows = 0;  // the rows of the block in hand
 };
 
 }  // namespace
@@ -51,9 +52,11 @@ ColumnStats compute_stats(const std::vector<std::string>& inputs, const CsvOptio
       return ok;
     });
     s.rows += rows;
+    s.block_rows = rows;
     progress.done += s.block.size;
   };
-  steps.commit = [](size_t) {};
+  std::vector<uint64_t> file_rows(inputs.size(), 0);
+  steps.commit = [&](size_t w) { file_rows[workers[w].block.file_index] += workers[w].block_rows; };
   try {
     run_pipeline(n_threads, progress, steps);
   } catch (const RowErrorException& e) {
@@ -73,6 +76,7 @@ ColumnStats compute_stats(const std::vector<std::string>& inputs, const CsvOptio
     out.n_rows += workers[w].rows;
   }
   if (out.n_rows == 0) throw DataError(inputs[0] + ": no data rows");
+  for (size_t i = 0; i < inputs.size(); ++i) out.inputs.push_back({reader.identity(i), file_rows[i]});
   return out;
 }
 

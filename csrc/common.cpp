@@ -33,6 +33,22 @@ size_t pread_fully(int fd, char* buf, size_t n, uint64_t offset, const std::stri
   return got;
 }
 
+namespace {
+
+FileIdentity identity_of(const struct stat& st) {
+  return {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino), static_cast<uint64_t>(st.st_size),
+          static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+}  // namespace
+
+std::string identity_change(const FileIdentity& then, const FileIdentity& now, const std::string& when) {
+  if (then.device != now.device || then.inode != now.inode) return "replaced by another file";
+  if (then.size != now.size)
+    return std::to_string(then.size) + " bytes " + when + ", " + std::to_string(now.size) + " now";
+  return "modified, same size";
+}
+
 InputFile::InputFile(const std::string& path) : path_(path) {
   fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd_ < 0) {
@@ -47,6 +63,7 @@ InputFile::InputFile(const std::string& path) : path_(path) {
     throw DataError(path + ": is a folder, expected a file");
   }
   size_ = static_cast<uint64_t>(st.st_size);
+  identity_ = identity_of(st);
 #ifdef POSIX_FADV_SEQUENTIAL
   ::posix_fadvise(fd_, 0, 0, POSIX_FADV_SEQUENTIAL);
 #endif
@@ -54,6 +71,12 @@ InputFile::InputFile(const std::string& path) : path_(path) {
 
 InputFile::~InputFile() {
   if (fd_ >= 0) ::close(fd_);
+}
+
+FileIdentity InputFile::identity_now() const {
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) throw DataError(errno_message(path_, "cannot stat"));
+  return identity_of(st);
 }
 
 size_t utf8_char_length(const unsigned char* p, const unsigned char* end) {

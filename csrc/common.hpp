@@ -88,6 +88,21 @@ DataError cannot_start_threads(size_t wanted, const std::system_error& e, const 
 // Reads up to n bytes at `offset` (fewer only at end of file); throws DataError naming the path.
 size_t pread_fully(int fd, char* buf, size_t n, uint64_t offset, const std::string& path);
 
+// Which file, in which state: a file replaced, rewritten or appended to has another identity (the
+// modification time is exact to the file system's clock tick).
+struct FileIdentity {
+  uint64_t device = 0, inode = 0, size = 0;
+  int64_t mtime_ns = 0;
+  bool operator==(const FileIdentity& o) const {
+    return device == o.device && inode == o.inode && size == o.size && mtime_ns == o.mtime_ns;
+  }
+  bool operator!=(const FileIdentity& o) const { return !(*this == o); }
+};
+
+// How `now` differs from `then` in words, for messages: "12345 bytes <when>, 12400 now", "replaced by
+// another file" or "modified, same size".
+std::string identity_change(const FileIdentity& then, const FileIdentity& now, const std::string& when);
+
 // A read-only file descriptor that closes itself.
 class InputFile {
  public:
@@ -98,11 +113,14 @@ class InputFile {
   int fd() const { return fd_; }
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  const FileIdentity& identity() const { return identity_; }  // when opened
+  FileIdentity identity_now() const;                          // fstat now
 
  private:
   std::string path_;
   int fd_ = -1;
   uint64_t size_ = 0;
+  FileIdentity identity_;
 };
 
 // Block size for streaming: the bytes of input a worker takes at a time. 4 MiB, less with many threads

@@ -19,10 +19,17 @@ struct CsvOptions {
   size_t threads = 1;
 };
 
+// An input as pass 1 read it: the file (its identity when opened, unchanged at its end) and its data rows.
+struct InputSeen {
+  FileIdentity file;
+  uint64_t rows = 0;
+};
+
 struct ColumnStats {
   std::vector<std::string> names;
   std::vector<double> min, max;
   uint64_t n_rows = 0;
+  std::vector<InputSeen> inputs;  // one per input, in order
 };
 
 // Pass 1: per-column min and max, and the row count, over the inputs concatenated.
@@ -38,10 +45,15 @@ struct NormalizeOptions {
   bool clip = false;
   std::string temporary;  // if set: write this file (the caller's, beside `output`), which the caller
                           // then renames to `output` (see OutputFile)
+  // If set (a fit: pass 1's ColumnStats::inputs): every input must be the file pass 1 read, unchanged, and
+  // give as many rows; else the stats do not describe it (values beyond [0, 1], rows the stats do not
+  // count) and normalize throws a DataError naming it. Empty when applying stats of other data.
+  std::vector<InputSeen> expect;
 };
 
 // Pass 2: writes (v - min) / (max - min) for every value (0 for a constant column) to `output`,
-// atomically. `names` head the CSV output. Returns the number of rows written.
+// atomically. `names` head the CSV output. Returns the number of rows written. An input that changes
+// while it is read is refused (see BlockReader::next), as is one that is not as `opt.expect` says.
 uint64_t normalize(const std::vector<std::string>& inputs, const std::string& output,
                    const std::vector<double>& min, const std::vector<double>& max,
                    const std::vector<std::string>& names, const NormalizeOptions& opt, Progress& progress);

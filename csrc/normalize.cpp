@@ -44,6 +44,15 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
                    const std::vector<std::string>& names, const NormalizeOptions& opt, Progress& progress) {
   // (a first line naming the stats' columns is a header under --header auto: see BlockReader's `known`)
   BlockReader reader(inputs, opt.csv.header, opt.csv.delimiter, opt.csv.threads, {names});
+  // A fit: the inputs must be the files pass 1 read (checked again at each one's end, by the reader).
+  const bool expect = !opt.expect.empty();
+  if (expect && opt.expect.size() != inputs.size())
+    throw std::invalid_argument("expect: " + std::to_string(opt.expect.size()) + " inputs, not " + std::to_string(inputs.size()));
+  for (size_t i = 0; expect && i < inputs.size(); ++i)
+    if (reader.identity(i) != opt.expect[i].file)
+      throw DataError(inputs[i] + ": changed while it was being normalized (" +
+                      identity_change(opt.expect[i].file, reader.identity(i), "when pass 1 read it") +
+                      "): its stats do not describe it; run again once it no longer changes");
   const size_t n = reader.n_columns();
   if (n != min.size() || n != max.size())
     throw DataError(inputs[0] + ", " + reader.first_line() + ": expected " + std::to_string(min.size()) +
@@ -83,6 +92,7 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
   const char delim = opt.csv.delimiter;
   const bool clip = opt.clip;
   uint64_t total_rows = 0;
+  std::vector<uint64_t> file_rows(inputs.size(), 0);
 
   PipelineSteps steps;
   steps.produce = [&](size_t w) { return reader.next(workers[w].block); };
@@ -159,6 +169,7 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
   steps.commit = [&](size_t w) {
     out.write(workers[w].out.data(), workers[w].out_size);
     total_rows += workers[w].rows;
+    file_rows[workers[w].block.file_index] += workers[w].rows;
   };
   try {
     run_pipeline(n_threads, progress, steps);
@@ -166,6 +177,11 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
     throw describe(e.err, inputs);
   }
   if (total_rows == 0) throw DataError(inputs[0] + ": no data rows");
+  for (size_t i = 0; expect && i < inputs.size(); ++i)  // (the last guard: a change within a clock tick)
+    if (file_rows[i] != opt.expect[i].rows)
+      throw DataError(inputs[i] + ": changed while it was being normalized (pass 1 read " +
+                      std::to_string(opt.expect[i].rows) + " rows, pass 2 found " + std::to_string(file_rows[i]) +
+                      "): its stats do not describe it; run again once it no longer changes");
   if (npy) {
     std::string h = npy_header(descr, total_rows, n);
     if (h.size() != header_size) throw std::logic_error("npy header changed size");
