@@ -8,16 +8,19 @@ no stand-in for any part of it.
 """
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
+import subprocess
 import threading
 
+import numpy as np
 import pytest
 
 import wideann
 from wideann import _native
-from conftest import temp_leftovers, write_csv
+from conftest import assert_failed_cleanly, popen_cli, temp_leftovers, wait_for, write_csv
 
 
 def _pass_one(paths):
@@ -123,3 +126,36 @@ def test_an_input_rewritten_while_pass_two_reads_is_refused(tmp_path):
     assert box.get("error") == f"{b}: changed while it was being read (modified, same size); run again once it " \
                                "no longer changes", (box, rest[-40:])
     assert os.listdir(out) == []
+
+
+def test_an_input_appended_to_between_the_passes_of_the_command_is_refused(tmp_path):
+    """The reviewer's case, on the command line: one input given many times, a row far beyond its range
+    appended once pass 1 is done (its stats are being written). It gave exit code 0, a table of more rows than
+    its stats count and values of 1.5; now exit code 1 and nothing left, or (had pass 2 already read all of it)
+    a table its stats describe."""
+    rng = np.random.default_rng(3)
+    data = rng.uniform(-5, 5, (20000, 6))
+    src = write_csv(tmp_path / "x.csv", data.round(4).tolist(), header=[f"c{i}" for i in range(5)] + ["y"])
+    out = tmp_path / "out"
+    out.mkdir()
+    p = popen_cli("normalize", *[src] * 30, "-o", out / "t.npy", "--threads", "2")
+    try:
+        seen = wait_for(lambda: any(".t.stats.json." in n for n in os.listdir(out)) or p.poll() is not None, 60,
+                        interval=0.001)
+        with open(src, "a") as f:
+            f.write(",".join(["12.5"] * 6) + "\n")  # beyond every column's max by more than half its range
+        _, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert seen
+    done = subprocess.CompletedProcess(p.args, p.returncode, "", stderr)
+    if p.returncode == 0:  # too late to matter: the table is the one its stats describe
+        t = np.load(out / "t.npy", mmap_mode="r")
+        with open(out / "t.stats.json") as f:
+            assert t.shape[0] == json.load(f)["n_rows"] == 600000
+        assert float(t.max()) <= 1.0
+    else:
+        msg = assert_failed_cleanly(done, folder=out, names=[os.fspath(src)])
+        assert "changed while it was being" in msg, msg
+        assert os.listdir(out) == []

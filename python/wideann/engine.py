@@ -143,10 +143,15 @@ def compute_stats(inputs, *, header: str = "auto", delimiter: str = ",", threads
     mixes names and numbers other than their column positions is refused, see the README's formats), else
     they are ``x1 … x{n-1}, y``.
     """
-    paths = _paths(inputs)
+    return _pass_one(_paths(inputs), header, delimiter, threads, progress)[0]
+
+
+def _pass_one(paths: list[str], header: str, delimiter: str, threads, progress: bool) -> tuple[Stats, list]:
+    """The stats of ``paths``, and each input as pass 1 read it (the engine's file identity and rows), which
+    a fit's pass 2 is given to refuse an input that changed in between."""
     r = _run(_native.compute_stats, _fsencode(paths), _check_header(header), _check_delimiter(delimiter),
              _threads(threads), progress=progress, desc="stats")
-    return Stats(r["columns"], r["min"], r["max"], r["n_rows"], [os.path.abspath(p) for p in paths])
+    return Stats(r["columns"], r["min"], r["max"], r["n_rows"], [os.path.abspath(p) for p in paths]), r["inputs"]
 
 
 def default_stats_path(output: PathLike) -> str:
@@ -176,7 +181,9 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     transform (left by an earlier run) is replaced by the new table's stats in either mode, even when
     they go to ``stats_out``: the lessons take it for the table's, and a table's stats file never lies.
     Values outside the fitted range stay outside [0, 1] unless ``clip``. Returns the stats used.
-    Nothing is left at ``output`` (or at the stats path) if anything fails.
+    Nothing is left at ``output`` (or at the stats path) if anything fails. Fitting, an input that is not
+    the file pass 1 read when pass 2 reads it (appended to, rewritten, replaced), or that gives pass 2 other
+    rows, is a ``DataError``: the stats would not describe the table.
     """
     paths = _paths(inputs)
     output = os.fspath(output)
@@ -199,10 +206,11 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     # (under a lock on their folders), so that a failure leaves neither and two runs writing the same
     # output end with one run's table and that run's stats, never a mix.
     table_tmp = stats_tmp = stale_tmp = None
+    seen: list = []  # a fit: each input as pass 1 read it; pass 2 refuses one that changed since
     made: list = []  # every temporary, listed before it is made (see temp_name), removed on any failure
     try:
         if fitted:
-            st = compute_stats(paths, header=header, delimiter=delimiter, threads=n_threads, progress=progress)
+            st, seen = _pass_one(paths, header, delimiter, n_threads, progress)
             stats_tmp = temp_name(stats_path, made)  # written now: a missing or full stats folder fails before pass 2
             _save_stats(st, stats_tmp, stats_path)
             require_free(output, output_bytes(st.n_rows, st.columns, dtype, fmt), f"the table {output}",
@@ -214,7 +222,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
         if stats_path is None:
             stats_path, stale = stale, None
         table_tmp = temp_name(output, made)
-        n = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp)), _fsencode(paths),
+        n = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp), expect=seen), _fsencode(paths),
                  os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header, delimiter, n_threads,
                  bool(clip), progress=progress, desc="normalize")
         written = st if fitted else Stats(st.columns, st._min, st._max, n, sources)  # applied: these inputs' rows
