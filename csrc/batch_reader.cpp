@@ -315,25 +315,24 @@ void BatchReader::read(const int64_t* rows, size_t n, char* x, char* y, bool to_
   std::atomic<bool> failed{false};
   std::exception_ptr error;
   std::mutex error_m;
-  const std::function<void()> job = [&] {
-    std::vector<iovec> iov;
-    std::vector<char> scratch;
-    iov.reserve(2 * im.rows_per_task);
-    for (;;) {
-      const size_t t = next.fetch_add(1, std::memory_order_relaxed);
-      if (t >= im.tasks.size() || failed.load(std::memory_order_relaxed)) return;
-      try {
+  const std::function<void()> job = [&] {  // (must not throw: on a pool thread that is std::terminate)
+    try {
+      std::vector<iovec> iov;
+      std::vector<char> scratch;
+      iov.reserve(2 * im.rows_per_task);
+      for (;;) {
+        const size_t t = next.fetch_add(1, std::memory_order_relaxed);
+        if (t >= im.tasks.size() || failed.load(std::memory_order_relaxed)) return;
         const Task& task = im.tasks[t];
         if (to_float32)
           read_task_to_float32(im.shards[task.shard], task, x, y, im.n_columns - 1, scratch);
         else
           read_task(im.shards[task.shard], task, x, y, im.x_row, im.item, iov);
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(error_m);
-        if (!error) error = std::current_exception();
-        failed = true;
-        return;
       }
+    } catch (...) {  // (a read, or memory for the buffers above)
+      std::lock_guard<std::mutex> lk(error_m);
+      if (!error) error = std::current_exception();
+      failed = true;
     }
   };
   im.pool->run(job, std::min(im.tasks.size(), im.threads) - 1);
