@@ -476,7 +476,7 @@ def test_output_path_is_a_folder(tmp_path, rng):
     inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 5, 3)
     (tmp_path / "out.npy").mkdir()
     p = run_cli("normalize", inp, "-o", tmp_path / "out.npy")
-    assert_failed_cleanly(p, folder=tmp_path, names=["out.npy"])
+    assert_failed_cleanly(p, folder=tmp_path, names=["out.npy"], code=2)  # wrong usage, refused before any work
     assert (tmp_path / "out.npy").is_dir() and not (tmp_path / "out.stats.json").exists()
 
 

@@ -118,14 +118,14 @@ def test_an_interrupt_right_after_a_rename_of_commit_together_leaves_no_mix(tmp_
     with pytest.raises(KeyboardInterrupt):
         _atomic.commit_together([(tmp_path / ".t.npy.new", tmp_path / "t.npy"),
                                  (tmp_path / ".t.stats.json.new", tmp_path / "t.stats.json")])
-    assert not (tmp_path / "t.npy").exists()  # not the new table beside the old stats
-    assert (tmp_path / "t.stats.json").read_text() == "old stats"
+    assert (tmp_path / "t.npy").read_text() == "old table"  # not the new table beside the old stats, nor none
+    assert (tmp_path / "t.stats.json").read_text() == "old stats" and not temp_leftovers(tmp_path)  # no kept copy
 
 
 
-def test_a_rename_that_fails_in_commit_together_removes_only_what_was_renamed(tmp_path):
+def test_a_rename_that_fails_in_commit_together_gives_back_what_was_renamed_over(tmp_path):
     """A temporary file gone before its rename (ENOENT): the final file of that pair was never this commit's,
-    and stays; the pair renamed before it goes (no mix)."""
+    and stays; the pair renamed before it gets its earlier file back (no mix, nothing lost)."""
     from wideann import _atomic
 
     (tmp_path / "t.npy").write_text("old table")
@@ -134,7 +134,7 @@ def test_a_rename_that_fails_in_commit_together_removes_only_what_was_renamed(tm
     with pytest.raises(FileNotFoundError):
         _atomic.commit_together([(tmp_path / ".t.npy.new", tmp_path / "t.npy"),
                                  (tmp_path / ".t.stats.json.gone", tmp_path / "t.stats.json")])
-    assert not (tmp_path / "t.npy").exists() and (tmp_path / "t.stats.json").read_text() == "old stats"
+    assert (tmp_path / "t.npy").read_text() == "old table" and (tmp_path / "t.stats.json").read_text() == "old stats"
 
 
 def _interrupted_after_making(monkeypatch, which: int, call: str = "open"):

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import functools
 import os
 import re
 import secrets
 import shutil
+import stat
 
 
 TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,8}\.tmp(\.npy)?$")
@@ -95,22 +98,133 @@ def folders_locked(paths):
 def commit_together(renames) -> None:
     """Rename each ``(temporary, final)`` pair into place, all under :func:`folders_locked`, so that
     outputs that belong together (a table and its stats file) are never mixed with another run's:
-    two runs writing the same outputs end with one run's complete set. If a rename fails, the outputs
-    already renamed are removed (nothing half-committed is left) and the error is raised."""
+    two runs writing the same outputs end with one run's complete set.
+
+    Nothing that was there is lost: each final file that exists is first kept under a hidden name (a hard
+    link, :func:`_keep`), so that if a rename fails, or a Ctrl-C lands at any point before the commit is
+    done, every final path is given back what it held before (a path that held nothing is removed) and
+    the error is raised. On success the kept names are removed. A final path that is a folder or anything but a file (a device, a FIFO) is refused
+    before anything is renamed (:class:`NotAFileError`). A symbolic link at a final path is replaced by
+    the file, not written through (as every write-then-rename writer does)."""
     renames = [(os.fspath(t), os.fspath(f)) for t, f in renames]
     with folders_locked([final for _tmp, final in renames]):
+        for _tmp, final in renames:
+            refuse_what_is_not_a_file(final)
+        kept: list = []  # (hidden name, final) of each final that was there, listed before it is made
         done, current = [], None
         try:
             for tmp, final in renames:
+                if os.path.lexists(final):
+                    _keep(final, kept)
                 current = (tmp, final)  # before the rename: a Ctrl-C right after it must still find it
-                os.replace(tmp, final)
+                try:
+                    os.replace(tmp, final)
+                except OSError as e:  # named by the output, not by its hidden temporary
+                    raise type(e)(e.errno, _why_not_renamed(e, tmp), final) from None
                 done.append(final)
                 current = None
         except BaseException as e:
             # the rename under way when a Ctrl-C (not its own failure) came: done if its temporary is gone
             if current is not None and not isinstance(e, OSError) and not os.path.lexists(current[0]):
                 done.append(current[1])
-            for final in done:
-                with contextlib.suppress(OSError):
-                    os.unlink(final)
+            _despite_ctrl_c([functools.partial(_give_back, final, kept, done) for final in done]
+                            + [functools.partial(_give_back, final, kept, done) for _k, final in kept
+                               if final not in done], reraise=False)
             raise
+        _despite_ctrl_c([functools.partial(_unlink, k) for k, _final in kept])
+
+
+class NotAFileError(ValueError):
+    """An output path where a folder, a device, a FIFO or a socket is: an output is written under a temporary
+    name and renamed over its path, which would replace that (or fail, after all the work)."""
+
+
+def what_is_not_a_file(path) -> str | None:
+    """What is at ``path`` when it is not a regular file nor a symbolic link (one line naming it, for an
+    error); None when nothing is there or a file (or a link, which the rename replaces)."""
+    try:
+        mode = os.lstat(os.fspath(path)).st_mode
+    except (OSError, ValueError):  # nothing there (or no folder: said elsewhere)
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+        return None
+    return (f"{os.fspath(path)}: is {_kind(mode)}, not a file: outputs are written under a temporary name and "
+            "renamed over their path; give the path of a file")
+
+
+def _kind(mode: int) -> str:
+    return ("a folder" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a file" if stat.S_ISREG(mode) else "not a regular file")
+
+
+def refuse_what_is_not_a_file(path) -> None:
+    """Raise :class:`NotAFileError` when ``path`` is a folder or anything but a file (:func:`what_is_not_a_file`)."""
+    wrong = what_is_not_a_file(path)
+    if wrong:
+        raise NotAFileError(wrong)
+
+
+def _why_not_renamed(e: OSError, tmp: str) -> str:
+    why = e.strerror or str(e)
+    if isinstance(e, FileNotFoundError) and not os.path.lexists(tmp):
+        why += f" (its temporary {os.path.basename(tmp)} is gone: removed by another process?)"
+    return why
+
+
+def _keep(final: str, kept: list) -> None:
+    """Keep the file at ``final`` under a fresh hidden name beside it (named as :func:`temp_name` names, so that
+    a ``kill -9`` leaves one that is cleaned up as temporaries are): a hard link, so that ``final`` stays in
+    place for readers until the rename; where the file system has no hard links, the file is moved aside. The
+    name is appended to ``kept`` (with ``final``) before it is made."""
+    where, base = os.path.split(final)
+    for _ in range(100):
+        keep = os.path.join(where, f".{base}.{''.join(secrets.choice(_LETTERS) for _ in range(8))}.tmp")
+        kept.append((keep, final))
+        try:
+            os.link(final, keep, follow_symlinks=False)
+            return
+        except FileExistsError:
+            kept.pop()
+        except OSError:  # no hard links here (EPERM, ENOTSUP on some network and FUSE file systems)
+            os.rename(final, keep)
+            return
+    raise FileExistsError(errno.EEXIST, "no free temporary name beside it", final)
+
+
+def _give_back(final: str, kept: list, done: list) -> None:
+    """Undo: ``final`` gets back the file kept for it (if it was renamed over, or moved aside), or is removed
+    (if this commit put it there and nothing was there before); a kept link of a final not renamed over is
+    removed. Safe to run twice (a Ctrl-C may repeat it)."""
+    keep = next((k for k, f in kept if f == final), None)
+    if keep is None:
+        if final in done:
+            _unlink(final)
+    elif final in done or not os.path.lexists(final):
+        with contextlib.suppress(FileNotFoundError):  # (already given back)
+            os.replace(keep, final)
+    else:
+        _unlink(keep)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _despite_ctrl_c(steps, reraise: bool = True) -> None:
+    """Run every step to its end even when Ctrl-C (or SIGTERM, SIGHUP) lands meanwhile: an interrupted step is
+    run again (each must be safe to run twice), a step's OSError is skipped; the interrupt is raised at the end
+    (with ``reraise``; else dropped, for a cleanup that is raising already)."""
+    interrupted, i = None, 0
+    while i < len(steps):
+        try:
+            try:
+                steps[i]()
+            except OSError:
+                pass
+            i += 1
+        except KeyboardInterrupt as e:
+            interrupted = e
+    if interrupted is not None and reraise:
+        raise interrupted

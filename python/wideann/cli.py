@@ -11,7 +11,7 @@ import json
 import os
 import sys
 
-from . import __version__
+from . import __version__, _atomic
 from .engine import DataError, default_stats_path, denormalize, make_data, normalize, compute_stats
 from .interrupts import stop_like_ctrl_c
 from .stats import Stats, _first_difference
@@ -231,6 +231,8 @@ def _files_read_and_written(args) -> tuple[list, list]:
         return [args.input, args.stats], [args.output]
     if cmd == "merge-stats":
         return args.inputs, [args.output]
+    if cmd == "make-data":
+        return [], [args.output]
     if cmd == "predict":  # the new data, and the run's model card, weights and stats
         from .modelcard import CARD_NAME, STATS_NAME
 
@@ -262,12 +264,19 @@ def _output_over_an_input(args) -> str | None:
     return None
 
 
+def _output_not_a_file(args) -> str | None:
+    """What is wrong when an output path of the command is a folder, a device (``/dev/full``), a FIFO or a
+    socket: the output would be renamed over it (or fail to be, after all the work)."""
+    _read, written = _files_read_and_written(args)
+    return next(filter(None, map(_atomic.what_is_not_a_file, filter(None, written))), None)
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "threads", 0) < 0:
         parser.error("--threads must be >= 0")
-    clash = _output_over_an_input(args)
+    clash = _output_over_an_input(args) or _output_not_a_file(args)
     if clash:  # wrong usage: one line, exit code 2, nothing touched
         print(f"wideann: error: {printable(clash)}", file=sys.stderr)
         return 2

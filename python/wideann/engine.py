@@ -14,7 +14,7 @@ import threading
 from typing import Sequence, Union
 
 from . import _native
-from ._atomic import commit_together, remove_listed, temp_name
+from ._atomic import commit_together, refuse_what_is_not_a_file, remove_listed, temp_name
 from .diskspace import human_bytes, require_free
 from .stats import Stats
 
@@ -56,10 +56,12 @@ def _threads(threads) -> int:
 
 
 def _check_output_folder(output: str) -> None:
-    """Fail before any work (not after pass 1) when the output's folder is missing."""
+    """Fail before any work (not after pass 1) when the output's folder is missing, or when a folder, a device
+    or a FIFO is at the output path (:class:`NotAFileError`: the final rename would fail, or replace it)."""
     out_dir = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(out_dir):
         raise DataError(f"{output}: output folder {out_dir} does not exist")
+    refuse_what_is_not_a_file(output)
 
 
 def _check_delimiter(delimiter: str) -> str:
@@ -198,6 +200,8 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     stats_path = None if stats_path is None else os.fspath(stats_path)
     if stats_path is not None and os.path.abspath(stats_path) == os.path.abspath(output):
         raise ValueError(f"{stats_path}: the stats file cannot be the table itself; name another --stats-out")
+    if stats_path is not None:
+        refuse_what_is_not_a_file(stats_path)  # now, not after both passes
     sources = [os.path.abspath(p) for p in paths]
     beside = default_stats_path(output)
     beside_too = stats_path is None or os.path.abspath(stats_path) != os.path.abspath(beside)
@@ -246,7 +250,7 @@ def _stale_stats_beside(output: str, applied: Stats) -> str | None:
     replaced with the table's stats, together with the table. None when there is none, or when it
     describes the applied transform (it is left as it is)."""
     beside = default_stats_path(output)
-    if not os.path.exists(beside):
+    if not os.path.exists(beside) or not os.path.isfile(beside):  # (a folder of that name is no stats file)
         return None
     try:
         if Stats.load(beside).same_transform(applied):

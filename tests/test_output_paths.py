@@ -1,0 +1,101 @@
+"""What is at an output path before a run: a folder, a device or a FIFO there is refused before any work
+(wrong usage, exit code 2, one line naming it), and a file there is never lost when the run fails at its
+commit (it is kept under a hidden name until the new output is in place, and given back on failure)."""
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+import wideann
+from conftest import WIDEANN, ok, temp_leftovers
+
+
+def _snapshot(folder):
+    return {p.name: (p.read_bytes() if p.is_file() else "folder") for p in sorted(folder.iterdir())}
+
+
+def test_a_normalize_whose_stats_output_is_a_folder_keeps_the_earlier_table(tmp_path):
+    """The reviewer's case: the table was renamed over the earlier run's, the stats rename failed, and the new
+    table was unlinked: the earlier table gone, its stats left alone, the error naming the hidden temporary
+    (and all of it after both passes)."""
+    (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n4,5,6\n7,8,10\n")
+    (tmp_path / "u.csv").write_text("a,b,y\n0,0,0\n9,9,99\n")
+    ok("normalize", tmp_path / "u.csv", "-o", tmp_path / "prev.npy", "-q")
+    (tmp_path / "so.json").mkdir()
+    before = _snapshot(tmp_path)
+    p = subprocess.run([*WIDEANN, "normalize", str(tmp_path / "t.csv"), "-o", str(tmp_path / "prev.npy"),
+                        "--stats-out", str(tmp_path / "so.json")], capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert f"{tmp_path / 'so.json'}: is a folder" in p.stderr and ".tmp" not in p.stderr
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("where", ["folder", "fifo", "/dev/full"])
+def test_every_output_that_is_not_a_file_is_refused_before_any_work(tmp_path, where):
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=20, cols=6, seed=1)
+    ok("normalize", t, "-o", tmp_path / "n.csv", "-q")
+    if where == "/dev/full":
+        out = lambda name: where  # noqa: E731
+    else:
+        def out(name):
+            path = tmp_path / "bad" / name
+            path.parent.mkdir(exist_ok=True)
+            path.mkdir() if where == "folder" else os.mkfifo(path)
+            return path
+    cases = [
+        ("normalize", t, "-o", out("o.npy")),
+        ("normalize", t, "-o", tmp_path / "bad" / "d.npy", "--stats-out", out("d.json")),
+        ("stats", t, "-o", out("s.json")),
+        ("merge-stats", tmp_path / "n.stats.json", "-o", out("m.json")),
+        ("make-data", "-o", out("m.csv"), "--rows", "3", "--cols", "6"),
+        ("denormalize", tmp_path / "n.csv", "-o", out("d.csv"), "--stats", tmp_path / "n.stats.json"),
+        ("predict", tmp_path / "no-run", t, "-o", out("p.csv")),
+    ]
+    if where != "/dev/full":  # the stats file a fitting normalize writes beside its table
+        out("b.stats.json")
+        cases.append(("normalize", t, "-o", tmp_path / "bad" / "b.npy"))
+    before = _snapshot(tmp_path)
+    for args in cases:
+        p = subprocess.run([*WIDEANN, *map(str, args)], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and p.stderr.count("\n") == 1, (args, p.stderr)
+        assert "not a file" in p.stderr and ".tmp" not in p.stderr, (args, p.stderr)
+    assert _snapshot(tmp_path) == before and not temp_leftovers(tmp_path / "bad" if where != "/dev/full" else tmp_path)
+
+
+def test_a_link_at_the_output_is_replaced_not_written_through(tmp_path):
+    """The documented choice: as every write-then-rename writer, the rename replaces a symbolic link at the
+    output path by the new file; the file it pointed to is left as it was."""
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=20, cols=6, seed=1)
+    (tmp_path / "target.npy").write_bytes(b"theirs")
+    (tmp_path / "link.npy").symlink_to(tmp_path / "target.npy")
+    ok("normalize", t, "-o", tmp_path / "link.npy", "-q")
+    assert not (tmp_path / "link.npy").is_symlink() and (tmp_path / "target.npy").read_bytes() == b"theirs"
+
+
+def test_a_commit_that_fails_gives_back_what_was_there(tmp_path):
+    """A rename that fails at commit (here: the stats file's temporary is gone) left neither output before:
+    now the earlier table and stats file are both as they were, and the error names the output."""
+    from wideann import _atomic
+
+    (tmp_path / "t.npy").write_text("old table")
+    (tmp_path / "t.stats.json").write_text("old stats")
+    (tmp_path / ".t.npy.new").write_text("new table")
+    with pytest.raises(FileNotFoundError) as e:
+        _atomic.commit_together([(tmp_path / ".t.npy.new", tmp_path / "t.npy"),
+                                 (tmp_path / ".t.stats.json.gone", tmp_path / "t.stats.json")])
+    assert e.value.filename == str(tmp_path / "t.stats.json")
+    assert (tmp_path / "t.npy").read_text() == "old table" and (tmp_path / "t.stats.json").read_text() == "old stats"
+    assert sorted(os.listdir(tmp_path)) == ["t.npy", "t.stats.json"]  # no kept copy left behind
+
+
+def test_a_commit_that_succeeds_leaves_no_kept_copy(tmp_path):
+    from wideann import _atomic
+
+    (tmp_path / "t.npy").write_text("old table")
+    (tmp_path / ".t.npy.new").write_text("new table")
+    _atomic.commit_together([(tmp_path / ".t.npy.new", tmp_path / "t.npy")])
+    assert os.listdir(tmp_path) == ["t.npy"] and (tmp_path / "t.npy").read_text() == "new table"
