@@ -63,12 +63,15 @@ def remove_listed(listed: list) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """Yield a temporary path; on success rename it to ``path``, on any failure remove it."""
+    """Yield a temporary path; on success rename it to ``path`` (with :func:`commit_together`: what was at
+    ``path`` is kept until the rename is done, and the path is recorded in :data:`WRITTEN`), on any failure
+    remove it."""
+    refuse_what_is_not_a_file(path)
     made: list = []
     try:
         tmp = temp_name(path, made)
         yield tmp
-        os.replace(tmp, os.fspath(path))
+        commit_together([(tmp, path)])
     except BaseException:
         remove_listed(made)
         raise
@@ -103,13 +106,15 @@ def commit_together(renames) -> None:
     Nothing that was there is lost: each final file that exists is first kept under a hidden name (a hard
     link, :func:`_keep`), so that if a rename fails, or a Ctrl-C lands at any point before the commit is
     done, every final path is given back what it held before (a path that held nothing is removed) and
-    the error is raised. On success the kept names are removed. A final path that is a folder or anything but a file (a device, a FIFO) is refused
+    the error is raised. On success the kept names are removed and the finals are recorded in
+    :data:`WRITTEN`. A final path that is a folder or anything but a file (a device, a FIFO) is refused
     before anything is renamed (:class:`NotAFileError`). A symbolic link at a final path is replaced by
     the file, not written through (as every write-then-rename writer does)."""
     renames = [(os.fspath(t), os.fspath(f)) for t, f in renames]
     with folders_locked([final for _tmp, final in renames]):
         for _tmp, final in renames:
             refuse_what_is_not_a_file(final)
+        mark = len(WRITTEN)
         kept: list = []  # (hidden name, final) of each final that was there, listed before it is made
         done, current = [], None
         try:
@@ -123,7 +128,9 @@ def commit_together(renames) -> None:
                     raise type(e)(e.errno, _why_not_renamed(e, tmp), final) from None
                 done.append(final)
                 current = None
+            WRITTEN.extend(final for _tmp, final in renames)
         except BaseException as e:
+            del WRITTEN[mark:]  # (a Ctrl-C right after the record: undone below, so not written)
             # the rename under way when a Ctrl-C (not its own failure) came: done if its temporary is gone
             if current is not None and not isinstance(e, OSError) and not os.path.lexists(current[0]):
                 done.append(current[1])
@@ -132,6 +139,11 @@ def commit_together(renames) -> None:
                                if final not in done], reraise=False)
             raise
         _despite_ctrl_c([functools.partial(_unlink, k) for k, _final in kept])
+
+
+WRITTEN: list = []
+"""Every final path :func:`commit_together` renamed into place in this process, in order. A command
+interrupted after its output was committed tells by it that the output is complete (``cli.main``)."""
 
 
 class NotAFileError(ValueError):

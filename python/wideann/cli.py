@@ -271,6 +271,14 @@ def _output_not_a_file(args) -> str | None:
     return next(filter(None, map(_atomic.what_is_not_a_file, filter(None, written))), None)
 
 
+def _committed(args) -> str | None:
+    """The command's output when it was renamed into place in this run (complete), else None."""
+    if not getattr(args, "output", None):
+        return None
+    done = {os.path.abspath(p) for p in _atomic.WRITTEN}
+    return args.output if os.path.abspath(args.output) in done else None
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -281,9 +289,14 @@ def main(argv=None) -> int:
         print(f"wideann: error: {printable(clash)}", file=sys.stderr)
         return 2
     stop_like_ctrl_c()  # SIGTERM and SIGHUP: the engine is cancelled and temporary files are removed
+    del _atomic.WRITTEN[:]
     try:
         run(args)
     except KeyboardInterrupt:
+        done = _committed(args)
+        if done:  # too late to stop anything: the output (and, for normalize, its stats) is complete
+            print(f"wideann: interrupted after the work was done: {printable(done)} is complete", file=sys.stderr)
+            return 0
         print("wideann: interrupted; no output written", file=sys.stderr)
         return 130
     except (DataError, OSError, ValueError) as e:

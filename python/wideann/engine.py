@@ -14,7 +14,7 @@ import threading
 from typing import Sequence, Union
 
 from . import _native
-from ._atomic import commit_together, refuse_what_is_not_a_file, remove_listed, temp_name
+from ._atomic import WRITTEN, commit_together, refuse_what_is_not_a_file, remove_listed, temp_name
 from .diskspace import human_bytes, require_free
 from .stats import Stats
 
@@ -78,8 +78,10 @@ def _check_header(header: str) -> str:
     return header
 
 
-def _run(fn, *args, progress: bool = False, desc: str = ""):
-    """Run a native job on a worker thread; show progress; cancel it cleanly on Ctrl-C."""
+def _run(fn, *args, progress: bool = False, desc: str = "", writes: str | None = None):
+    """Run a native job on a worker thread; show progress; cancel it cleanly on Ctrl-C. ``writes``: the output
+    the job itself renames into place when done (denormalize, make-data), recorded in ``_atomic.WRITTEN``
+    once it is, also when a Ctrl-C came too late to stop the job (the command then says it is complete)."""
     prog = _native.Progress()
     box: dict = {}
     done = threading.Event()  # waited on instead of Thread.join, which an interrupt can leave broken
@@ -112,6 +114,7 @@ def _run(fn, *args, progress: bool = False, desc: str = ""):
                 bar.total = max(prog.total, 1)
                 bar.n = prog.done
                 bar.refresh()
+        _record_written(writes, box)
     except BaseException:
         with gate:
             state["abandoned"] = True
@@ -119,6 +122,7 @@ def _run(fn, *args, progress: bool = False, desc: str = ""):
         if running:
             prog.cancel()  # the engine checks this before each block and stops within milliseconds
             _wait_uninterrupted(done)  # it removes its temporary output before it returns
+            _record_written(writes, box)  # (finished before the cancel came: its output is in place)
         raise
     finally:
         if bar is not None:
@@ -126,6 +130,11 @@ def _run(fn, *args, progress: bool = False, desc: str = ""):
     if "error" in box:
         raise box["error"]
     return box.get("result")
+
+
+def _record_written(output, box: dict) -> None:
+    if output is not None and "result" in box and output not in WRITTEN:
+        WRITTEN.append(output)
 
 
 def _wait_uninterrupted(done: threading.Event) -> None:
@@ -333,7 +342,7 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
         raise ValueError(f"{where}: {str(e).removeprefix('stats: ')}") from None
     return _run(_native.denormalize, os.fsencode(input), in_fmt, os.fsencode(output), st._min, st._max, st.columns,
                 None if idx is None else [int(i) for i in idx], _check_header(header),
-                _check_delimiter(delimiter), _threads(threads), progress=progress, desc="denormalize")
+                _check_delimiter(delimiter), _threads(threads), progress=progress, desc="denormalize", writes=output)
 
 
 def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: float = 1.0,
@@ -356,4 +365,4 @@ def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: f
         raise ValueError("noise must be a finite number >= 0")
     _check_output_folder(output)
     _run(_native.make_data, os.fsencode(output), int(rows), int(cols), int(seed), float(noise), _threads(threads),
-         progress=progress, desc="make-data")
+         progress=progress, desc="make-data", writes=output)

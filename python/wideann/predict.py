@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import modelcard
-from ._atomic import atomic_path, remove_listed, temp_name
+from ._atomic import commit_together, remove_listed, temp_name
 from .diskspace import require_free
 from .engine import DataError, _check_output_folder, denormalize, estimated_rows, normalize, output_bytes
 from .info import split_fields
@@ -138,9 +138,10 @@ def _run_model(model, table_path: str, n_inputs: int, out_npy: str, batch_size: 
 
 
 def _write_output(denormalized: str, output: str, target: str, row_numbers: bool) -> None:
-    """The denormalizer's one-column CSV (header: the target's name) as ``[row,]<target>_pred``."""
-    with open(denormalized, "r", newline="") as src, atomic_path(output) as tmp:
-        with open(tmp, "w", newline="") as dst:
+    """The denormalizer's one-column CSV (header: the target's name) as ``[row,]<target>_pred``, written at
+    ``output`` (a temporary, which the caller renames)."""
+    with open(denormalized, "r", newline="") as src:
+        with open(output, "w", newline="") as dst:
             src.readline()  # the engine's header
             header = f"{target}_pred"
             if not row_numbers:
@@ -184,7 +185,7 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
     # the whole estimate (normalize itself refuses only below half of it): the model's output comes next
     require_free(folder, output_bytes(estimated_rows([input_csv]), inputs.columns, dtype, "npy"),
                  f"the temporary normalized table of {input_csv}")
-    made: list = []  # the work folder, listed before it is made (see temp_name)
+    made: list = []  # the work folder and the output's temporary, listed before they are made (see temp_name)
     try:
         work = temp_name(output, made, folder=True)
         table = os.path.join(work, "inputs.npy")
@@ -196,7 +197,14 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
         os.unlink(table)  # free its space before the output is written
         pred_csv = os.path.join(work, "predictions.csv")
         denormalize(pred, pred_csv, stats=stats, threads=threads, progress=progress)  # one column: the target
-        _write_output(pred_csv, output, stats.columns[-1], row_numbers)
-    finally:
+        out_tmp = temp_name(output, made)
+        _write_output(pred_csv, out_tmp, stats.columns[-1], row_numbers)
+        # The work folder goes before the output's rename, which is the last step: once the output is in
+        # place nothing is left to do, so an interrupt can no longer come between a complete output and a
+        # run that says "no output written" (cli.main tells by _atomic.WRITTEN that it is complete).
+        shutil.rmtree(work)
+        commit_together([(out_tmp, output)])
+    except BaseException:
         remove_listed(made)
+        raise
     return n

@@ -1,0 +1,141 @@
+"""An interrupt (Ctrl-C, SIGTERM, SIGHUP) and what the command then says agree with what is on disk: an
+interrupt before an output's rename leaves nothing (the file that was there before, if any, as it was) and
+says "no output written" (exit 130); one that lands after the rename, when the work is done, says the
+output is complete (exit 0). Also ``predict``'s other messages that belong to its run folder.
+
+Interrupts are made to land at a chosen point by a ``python -c`` harness around the real command line
+that wraps a standard-library call (``os.replace``, ``shutil.rmtree``, ``sys.stderr``): none of wideann's
+own components is stood in for."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import wideann
+from conftest import ok, temp_leftovers
+
+torch = pytest.importorskip("torch")
+
+_MAIN = "from wideann.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+
+SLOW_RMTREE = """import shutil, sys, time
+real = shutil.rmtree
+def slow(*a, **k):
+    time.sleep(1.0)
+    return real(*a, **k)
+shutil.rmtree = slow
+""" + _MAIN
+
+# SIGINT to itself right after each rename onto a path named $TRIP (the output), as a Ctrl-C landing there
+INTERRUPT_AFTER_RENAME = """import os, signal, sys
+real = os.replace
+def replace(src, dst, **kw):
+    real(src, dst, **kw)
+    if os.path.basename(os.fspath(dst)) == os.environ["TRIP"]:
+        os.kill(os.getpid(), signal.SIGINT)
+os.replace = replace
+""" + _MAIN
+
+# SIGINT to itself as the command writes its summary line ("... -> OUT"), after the output is in place
+INTERRUPT_AT_THE_SUMMARY = """import os, signal, sys
+class Tripwire:
+    def __init__(self, f):
+        self.f, self.armed = f, True
+    def write(self, text):
+        if self.armed and " -> " in text:
+            self.armed = False
+            os.kill(os.getpid(), signal.SIGINT)
+        return self.f.write(text)
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+sys.stderr = Tripwire(sys.stderr)
+""" + _MAIN
+
+
+def _harness(script: str, *args, **kw):
+    return [sys.executable, "-c", script, *map(str, args)]
+
+
+def _run_folder(tmp_path, dtype: str = "float32"):
+    """A run folder as a lesson leaves it (a small model, its card, the training stats), made without training."""
+    from torch import nn
+
+    from wideann import modelcard
+
+    d = tmp_path / "train"
+    d.mkdir()
+    wideann.make_data(d / "train.csv", rows=300, cols=6, seed=1)
+    wideann.normalize([d / "train.csv"], d / "train.npy", dtype=dtype)
+    run = tmp_path / "run"
+    run.mkdir()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 1))
+    torch.save(model.state_dict(), run / "w.pt")
+    modelcard.write(model, run, "w.pt", stats_path=d / "train.stats.json", train=d / "train.npy")
+    return run, d / "train.csv"
+
+
+def test_predict_interrupted_as_its_work_folder_goes_says_what_is_on_disk(tmp_path):
+    """The reviewer's case: the output was renamed into place, then the work folder removed; a Ctrl-C meanwhile
+    said "no output written", left the complete output (exit 130) and the hidden work folder."""
+    run, new = _run_folder(tmp_path)
+    out = tmp_path / "pr"
+    out.mkdir()
+    p = subprocess.Popen(_harness(SLOW_RMTREE, "predict", run, new, "-o", out / "p.csv", "-q", "--device", "cpu"),
+                         stderr=subprocess.PIPE, text=True)
+    while p.poll() is None:
+        if (out / "p.csv").exists():
+            p.send_signal(signal.SIGINT)
+            break
+        time.sleep(0.01)
+    err = p.communicate(timeout=120)[1]
+    # (a SIGINT that lands after main returned, as the interpreter exits, ends it by the signal (-2): the
+    # summary line was written then, and the output is complete)
+    if p.returncode == 0 or "300 predictions -> " in err:
+        assert os.listdir(out) == ["p.csv"] and "no output written" not in err, err
+        assert len((out / "p.csv").read_text().splitlines()) == 301
+    else:
+        assert p.returncode == 130 and "no output written" in err and os.listdir(out) == [], (p.returncode, err)
+
+
+def test_an_interrupt_right_after_the_rename_gives_back_the_earlier_output(tmp_path):
+    """A Ctrl-C landing as the output's rename returns: the earlier output is back, nothing else is left, and
+    the run says so (before, predict's rename had none of commit_together's handling: the new output stayed,
+    under "no output written")."""
+    run, new = _run_folder(tmp_path)
+    out = tmp_path / "pr"
+    out.mkdir()
+    (out / "p.csv").write_text("earlier\n")
+    env = dict(os.environ, TRIP="p.csv")
+    p = subprocess.run(_harness(INTERRUPT_AFTER_RENAME, "predict", run, new, "-o", out / "p.csv", "-q", "--device",
+                                "cpu"), capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 130 and "no output written" in p.stderr, p.stderr
+    assert os.listdir(out) == ["p.csv"] and (out / "p.csv").read_text() == "earlier\n"
+
+
+def test_an_interrupt_after_the_work_is_done_says_the_output_is_complete(tmp_path):
+    run, new = _run_folder(tmp_path)
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=30, cols=6, seed=2)
+    ok("normalize", t, "-o", tmp_path / "n.csv")
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = [
+        ("stats", t, "-o", out / "s.json"),
+        ("normalize", t, "-o", out / "t.npy"),
+        ("make-data", "-o", out / "m.csv", "--rows", "5", "--cols", "6"),
+        ("denormalize", tmp_path / "n.csv", "-o", out / "d.csv", "--stats", tmp_path / "n.stats.json"),
+        ("merge-stats", tmp_path / "n.stats.json", "-o", out / "merged.json"),
+        ("predict", run, new, "-o", out / "p.csv", "--device", "cpu"),
+    ]
+    for args in cases:
+        p = subprocess.run(_harness(INTERRUPT_AT_THE_SUMMARY, *args), capture_output=True, text=True, timeout=120)
+        output = args[args.index("-o") + 1]
+        assert p.returncode == 0 and f"{output} is complete" in p.stderr, (args, p.returncode, p.stderr)
+        assert output.is_file() and not temp_leftovers(out), (args, os.listdir(out))
+    assert len((out / "p.csv").read_text().splitlines()) == 301
