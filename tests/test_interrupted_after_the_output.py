@@ -139,3 +139,19 @@ def test_an_interrupt_after_the_work_is_done_says_the_output_is_complete(tmp_pat
         assert p.returncode == 0 and f"{output} is complete" in p.stderr, (args, p.returncode, p.stderr)
         assert output.is_file() and not temp_leftovers(out), (args, os.listdir(out))
     assert len((out / "p.csv").read_text().splitlines()) == 301
+
+
+def test_predict_on_a_float16_run_gives_advice_that_fits_predict(tmp_path):
+    """The engine's "use --dtype float32" is normalize's advice; predict has no --dtype (it normalizes new data
+    as the run's table was)."""
+    run, new = _run_folder(tmp_path, dtype="float16")
+    lines = new.read_text().splitlines()
+    first = lines[1].split(",")
+    first[0] = "4e15"
+    (tmp_path / "far.csv").write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+    p = subprocess.run([sys.executable, "-m", "wideann", "predict", str(run), str(tmp_path / "far.csv"), "-o",
+                        str(tmp_path / "p.csv"), "--device", "cpu"], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert "does not fit float16" in p.stderr and "--dtype" not in p.stderr and "float16 table" in p.stderr, p.stderr
+    assert f"{tmp_path / 'far.csv'}, line 2, column 1" in p.stderr
+    assert not (tmp_path / "p.csv").exists() and not temp_leftovers(tmp_path)
