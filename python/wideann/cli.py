@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 
 from . import __version__, _atomic
@@ -33,8 +35,40 @@ def _add_csv_options(p: argparse.ArgumentParser) -> None:
                    help="does each input start with a header line? (default: auto-detect)")
     p.add_argument("--delimiter", default=",", type=_delimiter,
                    help="field delimiter (default: ,); \\t or 'tab' for a tab")
-    p.add_argument("--threads", type=int, default=0, help="worker threads (default: all cores)")
+    p.add_argument("--threads", type=_threads, default=0, help="worker threads (default: all cores)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
+
+U64 = 2**64 - 1  # the engine's row counts and seeds are 64-bit unsigned
+MAX_THREADS = 1024  # each worker holds a 4 MiB block or two: more threads than this is a typing mistake
+
+
+def _whole_number(low: int, high: int, what: str = ""):
+    """An argparse type: a whole number (ASCII digits) from ``low`` to ``high``; anything else is wrong usage
+    (exit code 2, one line) rather than an error of the engine's bindings."""
+    def parse(text: str) -> int:
+        if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+            raise argparse.ArgumentTypeError(f"expected a whole number, found {text!r}")
+        value = int(text)
+        if not low <= value <= high:
+            bound = f"at least {low}" if value < low else f"at most {high}"
+            raise argparse.ArgumentTypeError(f"must be {bound}{what}, found {value}")
+        return value
+    parse.__name__ = "whole number"  # (argparse names the type in some messages)
+    return parse
+
+
+_threads = _whole_number(0, MAX_THREADS, " (0: all cores)")
+
+
+def _noise(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, found {text!r}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,11 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("make-data", help="write raw example data (Friedman #1 target + noise inputs)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.csv")
-    p.add_argument("--rows", type=int, required=True)
-    p.add_argument("--cols", type=int, required=True, help="columns in all, the target y included")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--noise", type=float, default=1.0, help="standard deviation of the noise on y")
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--rows", type=_whole_number(1, U64), required=True)
+    p.add_argument("--cols", type=_whole_number(6, U64, " (the 5 Friedman inputs and y)"), required=True,
+                   help="columns in all, the target y included (at least 6: the 5 inputs of the target and y)")
+    p.add_argument("--seed", type=_whole_number(0, U64), default=0)
+    p.add_argument("--noise", type=_noise, default=1.0, help="standard deviation of the noise on y")
+    p.add_argument("--threads", type=_threads, default=0)
     p.add_argument("--quiet", "-q", action="store_true")
 
     p = sub.add_parser("info", help="describe a .npy table, a CSV file or a stats file")
@@ -103,14 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, found {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, found {value}")
-    return value
+_positive_int = _whole_number(1, U64)
 
 
 def _progress(args) -> bool:
@@ -118,9 +146,11 @@ def _progress(args) -> bool:
 
 
 def _columns_arg(cols):
+    """``--columns``: ASCII digits (with a leading ``-``: from the end) are a position, anything else a name (a
+    ``²`` or an Arabic-Indic ``١`` is a name, not a number)."""
     if cols is None:
         return None
-    return [int(c) if c.lstrip("-").isdigit() else c for c in cols]
+    return [int(c) if re.fullmatch(r"-?[0-9]+", c) else c for c in cols]
 
 
 def _identity(path: str):
@@ -282,8 +312,6 @@ def _committed(args) -> str | None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if getattr(args, "threads", 0) < 0:
-        parser.error("--threads must be >= 0")
     clash = _output_over_an_input(args) or _output_not_a_file(args)
     if clash:  # wrong usage: one line, exit code 2, nothing touched
         print(f"wideann: error: {printable(clash)}", file=sys.stderr)

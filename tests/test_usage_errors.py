@@ -1,0 +1,60 @@
+"""Wrong usage on the command line is one line and exit code 2, said by the argument parser before any work,
+never a traceback of the engine's bindings nor a data error (exit code 1)."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+import wideann
+from conftest import WIDEANN, ok
+
+BIG = "99999999999999999999"  # beyond 64 bits
+
+
+@pytest.mark.parametrize("args, says", [
+    (["make-data", "--seed", "-1"], "--seed: must be at least 0"),
+    (["make-data", "--seed", str(2**64)], "--seed: must be at most 18446744073709551615"),
+    (["make-data", "--rows", BIG + "0"], "--rows: must be at most"),
+    (["make-data", "--cols", BIG + "0"], "--cols: must be at most"),
+    (["make-data", "--threads", BIG], "--threads: must be at most"),
+    (["make-data", "--rows", "0"], "--rows: must be at least 1"),
+    (["make-data", "--cols", "5"], "--cols: must be at least 6 (the 5 Friedman inputs and y)"),
+    (["make-data", "--noise", "-1"], "--noise: must be a finite number >= 0"),
+    (["make-data", "--noise", "inf"], "--noise: must be a finite number >= 0"),
+    (["make-data", "--rows", "1.5"], "--rows: expected a whole number"),
+    (["make-data", "--rows", "١"], "--rows: expected a whole number"),  # an Arabic-Indic digit: not ASCII
+    (["normalize", "IN", "-o", "OUT.npy", "--threads", BIG], "--threads: must be at most"),
+    (["normalize", "IN", "-o", "OUT.npy", "--threads", "-1"], "--threads: must be at least 0"),
+    (["stats", "IN", "-o", "OUT.json", "--threads", BIG], "--threads: must be at most"),
+    (["denormalize", "IN", "-o", "OUT.csv", "--stats", "S", "--threads", BIG], "--threads: must be at most"),
+    (["predict", "RUN", "IN", "-o", "OUT.csv", "--threads", BIG], "--threads: must be at most"),
+    (["predict", "RUN", "IN", "-o", "OUT.csv", "--batch-size", BIG * 2], "--batch-size: must be at most"),
+])
+def test_numbers_out_of_range_are_wrong_usage(tmp_path, args, says):
+    if args[0] == "make-data":
+        base = {"--rows": "3", "--cols": "6"}
+        base.update(dict(zip(args[1::2], args[2::2])))
+        args = ["make-data", "-o", str(tmp_path / "m.csv"), *[x for kv in base.items() for x in kv]]
+    p = subprocess.run([*WIDEANN, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 2, p.stderr
+    last = p.stderr.splitlines()[-1]
+    assert says in last and "Traceback" not in p.stderr, p.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_columns_are_positions_only_in_ascii_digits(tmp_path):
+    """``--columns=--1`` and ``²`` failed on int() with a message naming nothing; ``١`` (an Arabic-Indic one) was
+    taken as position 1. Each is a column name: not among the stats' columns, said naming the stats file."""
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=20, cols=6, seed=1)
+    ok("normalize", t, "-o", tmp_path / "t.npy")
+    (tmp_path / "p.csv").write_text("p\n0.5\n")
+    stats = tmp_path / "t.stats.json"
+    for col in ("--1", "²", "١"):
+        p = subprocess.run([*WIDEANN, "denormalize", str(tmp_path / "p.csv"), "-o", str(tmp_path / "o.csv"),
+                            "--stats", str(stats), f"--columns={col}"], capture_output=True, text=True)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1, (col, p.stderr)
+        assert f"{stats}: no column named '{col}'" in p.stderr, p.stderr
+        assert not (tmp_path / "o.csv").exists()
+    ok("denormalize", tmp_path / "p.csv", "-o", tmp_path / "o.csv", "--stats", stats, "--columns=-1")
