@@ -173,3 +173,37 @@ def test_info_refuses_what_is_no_csv_npy_or_stats_file(tmp_path):
                        ("model.pt", "not a CSV (binary data)")):
         p = subprocess.run([*WIDEANN, "info", str(tmp_path / name)], capture_output=True, text=True)
         assert p.returncode == 1 and p.stdout == "" and p.stderr.count("\n") == 1 and says in p.stderr, p.stderr
+
+
+def test_merge_stats_refuses_a_count_that_contradicts_n_rows(tmp_path):
+    """Every column counts every row: a file whose counts say otherwise (damaged or edited) was summed as it was."""
+    import json
+
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=2, cols=6, seed=1)
+    ok("stats", t, "-o", tmp_path / "a.json")
+    d = load_stats_json(tmp_path / "a.json")
+    d["count"] = [5] * len(d["columns"])
+    (tmp_path / "bad.json").write_text(json.dumps(d))
+    p = subprocess.run([*WIDEANN, "merge-stats", str(tmp_path / "a.json"), str(tmp_path / "bad.json"), "-o",
+                        str(tmp_path / "m.json")], capture_output=True, text=True)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert f"{tmp_path / 'bad.json'}: \"count\" of column \"x1\" is 5, but \"n_rows\" is 2" in p.stderr
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_merge_stats_warns_of_identical_stats_that_name_no_sources(tmp_path):
+    """Copies are recognized by their sources; two files without any that hold the same numbers may be a copy
+    or two tiny shards that agree: merged, with a line on stderr rather than silently."""
+    import json
+
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=4, cols=6, seed=1)
+    ok("stats", t, "-o", tmp_path / "a.json")
+    d = load_stats_json(tmp_path / "a.json")
+    del d["sources"]
+    for name in ("x.json", "y.json"):
+        (tmp_path / name).write_text(json.dumps(d))
+    p = ok("merge-stats", tmp_path / "x.json", tmp_path / "y.json", "-o", tmp_path / "m.json")
+    assert "warning" in p.stderr and "neither names its sources" in p.stderr, p.stderr
+    assert load_stats_json(tmp_path / "m.json")["n_rows"] == 8

@@ -215,14 +215,25 @@ def run(args) -> None:
 
 def _refuse_the_same_stats_twice(paths, parts) -> None:
     """merge-stats adds up rows: a stats file given twice (by any name), or a copy of one (the same
-    numbers of the same source files), would count its rows twice."""
+    numbers of the same source files), would count its rows twice.
+
+    A copy is recognized by its ``sources`` (the absolute paths of the CSV files it was computed from, which
+    ``wideann stats`` and ``normalize`` write). Two files that name no sources but hold the same numbers
+    (written by hand or through the Python API) may be a copy, or two small shards that happen to agree
+    (the same row count and the same min and max in every column): they are merged, with a warning on stderr
+    (a line, not an error: nothing tells the two apart)."""
     for i in range(1, len(paths)):
         for j in range(i):
             if os.path.samefile(paths[i], paths[j]):
                 raise ValueError(f"{paths[i]}: given twice (as {paths[j]} too): its rows would count twice")
-            if parts[i].sources and parts[i].to_dict() == parts[j].to_dict():
+            if parts[i].to_dict() != parts[j].to_dict():
+                continue
+            if parts[i].sources:
                 raise ValueError(f"{paths[i]}: the same stats as {paths[j]} (the same numbers of the same source "
                                  "files): a copy; its rows would count twice")
+            print(f"wideann: warning: {printable(paths[i])} holds the same numbers as {printable(paths[j])} and "
+                  "neither names its sources: merged as two shards (if one is a copy, its rows count twice)",
+                  file=sys.stderr)
 
 
 def _one_line(e: BaseException) -> str:

@@ -248,6 +248,12 @@ class Stats:
             _check_list(d, "sources", where, _STRING)
         if not _is_int(d["n_rows"]) or d["n_rows"] < 0:
             raise ValueError(f"{where}: \"n_rows\" must be a whole number >= 0, found {_short(d['n_rows'])}")
+        count = d.get("count")
+        if count is not None:  # every column counts every row (no value may be missing): a count that does not
+            for name, c in zip(d["columns"], count):  # is a damaged or edited file (merge-stats would add it up)
+                if c != d["n_rows"]:
+                    raise ValueError(f"{where}: \"count\" of column {_short(name)} is {c}, but \"n_rows\" is "
+                                     f"{d['n_rows']}: every column counts every row; the file contradicts itself")
         try:
             return cls(d["columns"], d["min"], d["max"], d["n_rows"], d.get("sources", ()),
                        d.get("count"))
