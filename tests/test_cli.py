@@ -207,3 +207,25 @@ def test_merge_stats_warns_of_identical_stats_that_name_no_sources(tmp_path):
     p = ok("merge-stats", tmp_path / "x.json", tmp_path / "y.json", "-o", tmp_path / "m.json")
     assert "warning" in p.stderr and "neither names its sources" in p.stderr, p.stderr
     assert load_stats_json(tmp_path / "m.json")["n_rows"] == 8
+
+
+def test_info_says_what_a_path_that_is_no_file_is(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    for path, says in (("/dev/null", "is a device, not a file"), (tmp_path / "fifo", "is a FIFO (named pipe)")):
+        p = subprocess.run([*WIDEANN, "info", str(path)], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1 and f"{path}: {says}" in p.stderr, p.stderr
+
+
+def test_cr_only_line_ends_are_said_to_be_unsupported(tmp_path):
+    """An old Mac file reads as one line: "has a header but no data rows", or a number that is not one."""
+    (tmp_path / "h.csv").write_bytes(b"a,b,y\r1,2,3\r4,5,6\r")
+    (tmp_path / "n.csv").write_bytes(b"1,2,3\r4,5,6\r")
+    for args in (("normalize", tmp_path / "h.csv", "-o", tmp_path / "o.npy"),
+                 ("stats", tmp_path / "n.csv", "-o", tmp_path / "o.json"),
+                 ("info", tmp_path / "h.csv")):
+        p = subprocess.run([*WIDEANN, *map(str, args)], capture_output=True, text=True, timeout=30)
+        assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+        assert f"{args[1]}: " in p.stderr and "CR alone" in p.stderr, p.stderr
+    assert sorted(os.listdir(tmp_path)) == ["h.csv", "n.csv"]
+    (tmp_path / "ok.csv").write_bytes(b"a,b,y\r\n1,2,3\r\n4,5,6\r\n")  # CRLF: fine
+    ok("normalize", tmp_path / "ok.csv", "-o", tmp_path / "o.npy")

@@ -170,6 +170,11 @@ def _kind(mode: int) -> str:
             else "a file" if stat.S_ISREG(mode) else "not a regular file")
 
 
+def kind_of(path) -> str:
+    """What is at ``path`` (links followed), in words: "a folder", "a device", "a FIFO (named pipe)", ..."""
+    return _kind(os.stat(os.fspath(path)).st_mode)
+
+
 def refuse_what_is_not_a_file(path) -> None:
     """Raise :class:`NotAFileError` when ``path`` is a folder or anything but a file (:func:`what_is_not_a_file`)."""
     wrong = what_is_not_a_file(path)

@@ -78,10 +78,11 @@ def _check_header(header: str) -> str:
     return header
 
 
-def _run(fn, *args, progress: bool = False, desc: str = "", writes: str | None = None):
+def _run(fn, *args, progress: bool = False, desc: str = "", writes: str | None = None, reads=()):
     """Run a native job on a worker thread; show progress; cancel it cleanly on Ctrl-C. ``writes``: the output
     the job itself renames into place when done (denormalize, make-data), recorded in ``_atomic.WRITTEN``
-    once it is, also when a Ctrl-C came too late to stop the job (the command then says it is complete)."""
+    once it is, also when a Ctrl-C came too late to stop the job (the command then says it is complete).
+    ``reads``: its CSV inputs, for :func:`_said_of_line_ends`."""
     prog = _native.Progress()
     box: dict = {}
     done = threading.Event()  # waited on instead of Thread.join, which an interrupt can leave broken
@@ -128,8 +129,40 @@ def _run(fn, *args, progress: bool = False, desc: str = "", writes: str | None =
         if bar is not None:
             bar.close()
     if "error" in box:
-        raise box["error"]
+        raise _said_of_line_ends(box["error"], reads)
     return box.get("result")
+
+
+def _said_of_line_ends(e: BaseException, paths) -> BaseException:
+    """A data error in a CSV whose first line ends in a lone CR (classic Mac OS line ends, which the engine
+    does not take: the whole file reads as one line, and the error said of it, such as "a header but no data
+    rows", puzzles) is said so instead. Looked at only when the engine has refused a file."""
+    if not isinstance(e, DataError):
+        return e
+    for p in paths:
+        if str(e).startswith(p) and _first_line_ends_in_a_lone_cr(p):
+            return DataError(f"{p}: lines end in CR alone (classic Mac OS line ends), which are not supported: "
+                             "convert them to LF or CRLF first (for example tr '\\r' '\\n' < IN > OUT)")
+    return e
+
+
+def _first_line_ends_in_a_lone_cr(path: str) -> bool:
+    """Whether the first line (after a BOM and the CRs and LFs before it, which the engine skips) ends in a CR
+    that no LF follows."""
+    try:
+        with open(path, "rb") as f:
+            data = b""
+            while chunk := f.read(1 << 16):
+                data += chunk
+                body = data.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
+                cr, lf = body.find(b"\r"), body.find(b"\n")
+                if lf >= 0 and (cr < 0 or lf < cr):
+                    return False
+                if 0 <= cr < len(body) - 1:
+                    return body[cr + 1:cr + 2] != b"\n"
+    except OSError:
+        pass
+    return False
 
 
 def _record_written(output, box: dict) -> None:
@@ -161,7 +194,7 @@ def _pass_one(paths: list[str], header: str, delimiter: str, threads, progress: 
     """The stats of ``paths``, and each input as pass 1 read it (the engine's file identity and rows), which
     a fit's pass 2 is given to refuse an input that changed in between."""
     r = _run(_native.compute_stats, _fsencode(paths), _check_header(header), _check_delimiter(delimiter),
-             _threads(threads), progress=progress, desc="stats")
+             _threads(threads), progress=progress, desc="stats", reads=paths)
     return Stats(r["columns"], r["min"], r["max"], r["n_rows"], [os.path.abspath(p) for p in paths]), r["inputs"]
 
 
@@ -237,7 +270,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
         table_tmp = temp_name(output, made)
         n = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp), expect=seen), _fsencode(paths),
                  os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header, delimiter, n_threads,
-                 bool(clip), progress=progress, desc="normalize")
+                 bool(clip), progress=progress, desc="normalize", reads=paths)
         written = st if fitted else Stats(st.columns, st._min, st._max, n, sources)  # applied: these inputs' rows
         if not fitted and stats_path is not None:
             stats_tmp = temp_name(stats_path, made)
@@ -342,7 +375,8 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
         raise ValueError(f"{where}: {str(e).removeprefix('stats: ')}") from None
     return _run(_native.denormalize, os.fsencode(input), in_fmt, os.fsencode(output), st._min, st._max, st.columns,
                 None if idx is None else [int(i) for i in idx], _check_header(header),
-                _check_delimiter(delimiter), _threads(threads), progress=progress, desc="denormalize", writes=output)
+                _check_delimiter(delimiter), _threads(threads), progress=progress, desc="denormalize", writes=output,
+                reads=[input] if in_fmt == "csv" else [])
 
 
 def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: float = 1.0,

@@ -9,7 +9,9 @@ import re
 import numpy as np
 
 from . import _native
+from ._atomic import kind_of
 from .diskspace import human_bytes
+from .engine import _first_line_ends_in_a_lone_cr
 from .stats import FORMAT, Stats, read_json
 
 
@@ -25,6 +27,9 @@ def describe(path) -> str:
     if os.path.isdir(path):
         return _describe_shards(path)
     if not os.path.isfile(path):
+        if os.path.exists(path):  # /dev/null, a FIFO, a socket
+            raise ValueError(f"{path}: is {kind_of(path)}, not a file: info describes a .npy table, a folder of "
+                             ".npy shards, a CSV file or a stats file")
         raise FileNotFoundError(2, "no such file", path)
     with open(path, "rb") as f:
         head = f.read(6)
@@ -131,6 +136,9 @@ def _describe_csv(path: str) -> str:
         raise ValueError(f"{path}: the file is empty" if not head else f"{path}: the file holds blank lines only")
     if b"\0" in head:  # no text file has one (a model's weights, a picture, an archive)
         raise ValueError(f"{path}: not a CSV (binary data), a .npy table or a stats file")
+    if _first_line_ends_in_a_lone_cr(path):
+        raise ValueError(f"{path}: a CSV whose lines end in CR alone (classic Mac OS line ends), which wideann "
+                         "does not read: convert them to LF or CRLF first (for example tr '\\r' '\\n' < IN > OUT)")
     # lines end at LF; CRs and LFs before the first line are skipped, as the engine does
     lines = [ln.removesuffix(b"\r") for ln in head.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n").split(b"\n")]
     whole = len(head) == size
