@@ -153,7 +153,11 @@ NpyInfo read_npy_header(int fd, const std::string& path) {
   if (d.rfind("'<f4'", 0) == 0 || d.rfind("'=f4'", 0) == 0) info.descr = "<f4", info.item_size = 4;
   else if (d.rfind("'<f2'", 0) == 0 || d.rfind("'=f2'", 0) == 0) info.descr = "<f2", info.item_size = 2;
   else if (d.rfind("'<f8'", 0) == 0 || d.rfind("'=f8'", 0) == 0) info.descr = "<f8", info.item_size = 8;
-  else throw DataError(path + ": .npy dtype " + excerpt(d.substr(0, d.find(','))) + " is not supported (float16, float32 or float64)");
+  else {
+    std::string descr = d.substr(0, d.find(','));  // quoted as the header has it; excerpt quotes it again
+    if (descr.size() >= 2 && descr.front() == '\'' && descr.back() == '\'') descr = descr.substr(1, descr.size() - 2);
+    throw DataError(path + ": .npy dtype " + excerpt(descr) + " is not supported (float16, float32 or float64)");
+  }
   if (value_of("fortran_order").rfind("False", 0) != 0) throw DataError(path + ": Fortran-order .npy is not supported");
   // shape: "(rows, cols)" or "(rows,)": whole numbers only, checked for overflow.
   std::string shape = value_of("shape");

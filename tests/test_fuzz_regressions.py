@@ -295,3 +295,12 @@ def test_a_one_column_csv_s_trailing_blank_lines_are_dropped_wherever_the_blocks
         msg = assert_failed_cleanly(run_cli("stats", path, "-o", tmp_path / "m.json", "--threads", "2", env=env),
                                     names=[path.name])
         assert f"line {rows + 2}, column 1" in msg and "empty" in msg, msg
+
+
+def test_denormalize_names_an_unsupported_npy_dtype_in_one_pair_of_quotes(tmp_path):
+    # the header's quoted descr was quoted again: "dtype ''>f4'' is not supported"
+    st = stats_file(tmp_path / "s.json", 2, 0.0, 1.0, n_rows=2)
+    np.save(tmp_path / "big.npy", np.zeros((2, 1), dtype=">f4"))
+    p = run_cli("denormalize", tmp_path / "big.npy", "-o", tmp_path / "b.csv", "--stats", st)
+    assert_failed_cleanly(p, leftovers=[tmp_path / "b.csv"], folder=tmp_path, names=["big.npy"])
+    assert "dtype '>f4' is not supported" in p.stderr, p.stderr
