@@ -233,3 +233,32 @@ def test_wideann_info_describes_a_shard_set(sharded, tmp_path):
     assert r.returncode == 1 and r.stdout == ""
     assert r.stderr.strip().startswith("wideann: error: ") and "part-04.npy: 8 columns" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_stats_of_another_table_get_the_advice_of_their_case(sharded, tmp_path):
+    """A stats file given with --stats that is not the one the table was normalized with: for one file, or shards
+    whose own stats files agree, it is another table's (give the right one); only shards whose own stats differ
+    need merge-stats. (The advice for shards was given for one file too.)"""
+    _, whole, paths = sharded
+    other = stats_file(tmp_path / "other.stats.json", 9, hi=3.0)
+    stats_file(whole.with_suffix(".stats.json"), 9)
+    with pytest.raises(course.LessonError) as e:
+        course.prepare_data(_args(tmp_path, [whole], stats=other))
+    line = str(e.value)
+    assert line.startswith(f"--data {whole}: normalized with other stats") and "\n" not in line
+    assert line.endswith("other.stats.json is the stats file of another table; give the one written with whole.npy "
+                         "(--stats), or leave --stats out for whole.stats.json beside it"), line
+    assert "merge-stats" not in line
+    # shards normalized with one set of stats (each one's own file says so), given another table's
+    for p in paths:
+        stats_file(p.with_suffix(".stats.json"), 9)
+    with pytest.raises(course.LessonError, match="other.stats.json is the stats file of another table; give the one "
+                       "the shards were normalized with") as e:
+        course.prepare_data(_args(tmp_path, paths, stats=other))
+    assert "merge-stats" not in str(e.value)
+    # shards normalized with stats of their own: merge them
+    stats_file(paths[2].with_suffix(".stats.json"), 9, hi=2.0)
+    for given in (None, other):
+        with pytest.raises(course.LessonError, match="the shards of one table need the same stats: wideann "
+                           "merge-stats"):
+            course.prepare_data(_args(tmp_path, paths, stats=given))

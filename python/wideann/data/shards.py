@@ -223,10 +223,27 @@ def stats_beside(source: Source, stats: Union[str, os.PathLike, None] = None) ->
             continue
         why = _differs(Stats.load(s), ref)
         if why:
-            raise DataError(f"{p}: normalized with other stats: its {s.name} differs from {ref_path} ({why}); the "
-                            "shards of one table need the same stats: wideann merge-stats, then normalize each "
-                            "shard with --stats merged.json")
+            raise DataError(f"{p}: normalized with other stats: its {s.name} differs from {ref_path} ({why}); "
+                            + _advice(beside, ref_path, given=stats is not None, one_file=len(paths) == 1))
     return ref_path
+
+
+def _advice(beside: list, ref_path, given: bool, one_file: bool) -> str:
+    """What to do about a table whose stats files beside its shards differ from ``ref_path``. When the files
+    beside the shards agree with each other (always so for one file), they describe the table (normalize
+    writes the stats a table was made with beside it) and the file given with --stats is another table's;
+    otherwise the shards were normalized with stats of their own, which must be merged."""
+    first = Stats.load(beside[0][1])
+    agree = all(not _differs(Stats.load(s), first) for _, s in beside[1:])
+    if not (given and agree):
+        return ("the shards of one table need the same stats: wideann merge-stats, then normalize each shard with "
+                "--stats merged.json")
+    table, own = beside[0][0], beside[0][1]
+    if one_file:
+        return (f"{Path(ref_path).name} is the stats file of another table; give the one written with {table.name} "
+                f"(--stats), or leave --stats out for {own.name} beside it")
+    return (f"{Path(ref_path).name} is the stats file of another table; give the one the shards were normalized "
+            f"with (--stats): their {own.name} and the others beside them describe it")
 
 
 def table_stats(source: Source, stats: Union[str, os.PathLike, None] = None) -> tuple[Path, Stats]:
