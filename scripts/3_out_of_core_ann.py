@@ -136,11 +136,16 @@ def main():
     model = MLP(n_inputs, args.hidden, args.dropout)  # Changed: + dropout
     loss_fn = nn.MSELoss()  # mean squared error
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    # New: the learning rate rises for the first 30% of the steps, then falls towards zero
+    # New: the learning rate rises for the first 30% of the steps, then falls towards zero; a run of under 10 steps
+    # (a smoke test) keeps --lr: a cycle of 1 or 2 steps would train at about 0 (its last step is at --lr / 250,000)
     total_steps = args.epochs * len(train_batches)
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
+    if total_steps >= 10:
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
+    else:
+        accelerator.print(f"too few steps ({total_steps}) for a one-cycle schedule: the learning rate stays {args.lr:g}")
+        scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
 
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)  # Changed: + scheduler
     accelerator.print(model)

@@ -209,3 +209,17 @@ def test_cpu_configs_are_what_their_names_say():
     assert two["distributed_type"] == "MULTI_GPU" and two["num_processes"] == 2
     assert gpus["num_processes"] == 4 and gpus["mixed_precision"] == "bf16"
     assert nodes["num_machines"] >= 2 and nodes["num_processes"] % nodes["num_machines"] == 0
+
+
+@pytest.mark.parametrize("script, lr, args", [
+    ("3_out_of_core_ann.py", "2.00e-03", ["--max-steps", "1"]),
+    ("4_multi_gpu_ann.py", "1.00e-03", ["--epochs", "1", "--batch-size", "5000"]),  # one step: one batch an epoch
+])
+def test_a_run_too_short_for_a_cycle_trains_at_the_learning_rate(tmp_path, tiny, script, lr, args):
+    # OneCycleLR of 1 step trained at lr / 250,000: the run reported the untrained model as trained
+    out = launch(tmp_path, script, "--data", tiny / "tiny.npy", "--hidden", "16", "--quiet", *args,
+                 "--output-dir", tmp_path / "run")
+    assert "too few steps (1) for a one-cycle schedule: the learning rate stays" in out, out
+    epoch = next(line for line in out.splitlines() if line.startswith("epoch   1"))
+    assert f"lr {lr}" in epoch, epoch
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 1
