@@ -192,7 +192,8 @@ def main():
     # buffers and a copy on a side stream (streamed), or, when the rows fit in device memory, held there
     # and gathered by index (resident). Any training row can reach any process in some epoch: each holds them all.
     # Under mixed precision the batches keep the table's dtype (float16 stays float16 on the device): autocast
-    # converts the inputs for the first layer anyway, and a float32 copy first would move twice the bytes.
+    # converts the inputs for the first layer anyway, and a float32 copy first would move twice the bytes. The
+    # test's batches are float32 whatever the precision: the test runs in full precision (section 5).
     tier = data.device_tier(table, [split.train, split.val], accelerator.device, args.data_tier, args.resident_budget)
     accelerator.print(f"data tier: {tier.name}: {tier.reason}")
     shard = dict(rank=accelerator.process_index, world_size=accelerator.num_processes, device=accelerator.device,
@@ -200,7 +201,7 @@ def main():
     train_batches = data.ShardedBatches(table, split.train, args.batch_size, seed=args.seed, **shard,
                                         prefetch=4, resident=tier.store)
     val_batches = data.ShardedBatches(table, split.val, 1024, shuffle=False, **shard, resident=tier.store)
-    test_batches = data.ShardedBatches(test_table, test_rows, 1024, shuffle=False, **shard)
+    test_batches = data.ShardedBatches(test_table, test_rows, 1024, shuffle=False, **dict(shard, dtype=torch.float32))
     global_batch = args.batch_size * accelerator.num_processes * args.grad_accum  # New
     accelerator.print(f"global batch: {args.batch_size} rows x {accelerator.num_processes} process(es) x "  # New
                       f"{args.grad_accum} accumulated = {global_batch} rows")
@@ -359,7 +360,11 @@ def main():
     # the weights of the best epoch, predictions batch by batch from disk
     accelerator.wait_for_everyone()  # New: the main process has written best_model.pt
     best = torch.load(out_dir / "best_model.pt", map_location="cpu", weights_only=True)  # Changed: not all onto GPU 0
-    accelerator.unwrap_model(model).load_state_dict(best)  # Changed
+    # Changed: the model without accelerate's wrappers (DDP, and autocast under mixed precision): the test runs in
+    # full precision on float32 batches, as `wideann predict` runs the saved float32 weights, so that predictions.csv
+    # and the test metrics are those of the saved model (training and validation keep mixed precision: speed)
+    model = accelerator.unwrap_model(model, keep_fp32_wrapper=False)
+    model.load_state_dict(best)
     y_test, prediction = predict(model, test_batches, accelerator)  # Changed: gathered from all processes
 
     # the predictions in original units, by the C++ denormalizer (predictions.csv: y_true, y_pred)
