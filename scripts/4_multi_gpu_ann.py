@@ -183,6 +183,9 @@ def main():
     accelerator.print(f"table: {table.n_rows} rows, {n_inputs} inputs -> {len(split.train)} training rows, "
                       f"{len(split.val)} validation rows, {len(test_rows)} test rows "
                       f"({table.n_rows * table.row_bytes / 2**20:.1f} MiB on disk, read in batches)")
+    # the validation and test rows read once, before training, to check that they hold numbers: a nan or inf (in
+    # a table made by hand) would make every validation loss nan, or stop the run at its test after all its training
+    course.check_finite(accelerator, (table, split.val), (test_table, test_rows))
     # the options left out that depend on the size of the table: a small one needs more epochs and patience
     for line in defaults.choose(args, n_train=len(split.train), processes=accelerator.num_processes):  # Changed
         accelerator.print(line)

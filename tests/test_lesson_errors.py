@@ -73,7 +73,18 @@ CASES = [
     ("output-dir-is-a-file", ALL, TINY + ["--output-dir", "a_file"], 1, "a_file"),
     ("constant-target", ALL, ["--data", "constant_y.csv", "--test-data", "test.csv"], 1,
      "the target y (the last column) is 7.5 in every row of the training table: there is nothing to learn"),
-    ("nan-in-the-table", ALL, ["--data", "nan.npy", "--epochs", "2"], 1, "error: training diverged: "),
+    # a nan or inf in a table made by hand: named (file, row, column) before training where the lesson reads the
+    # rows anyway (lessons 1-2 hold the table) or can afford to (validation and test rows); in the training rows
+    # of lessons 3-4 it shows as a training that diverged
+    ("nan-in-the-table", LONG_RUN, ["--data", "nan.npy", "--epochs", "2"], 1, "error: training diverged: "),
+    ("nan-in-a-table-held-in-memory", (1, 2), ["--data", "nan.npy", "--epochs", "2"], 1,
+     "error: nan.npy, row 6, column 3: expected a finite number, found nan"),
+    ("nan-in-a-validation-row", ALL, ["--data", "nan_val.npy", "--epochs", "2"], 1,
+     "error: nan_val.npy, row 51, column 4: expected a finite number, found nan"),
+    ("inf-in-the-test-table", ALL, TINY + ["--test-data", "inf_test.npy", "--epochs", "2"], 1,
+     "error: inf_test.npy, row 8, column 4: expected a finite number, found -inf"),
+    ("nan-in-a-raw-test-csv", ALL, TINY + ["--test-data", "nan_test.csv", "--epochs", "2"], 1,
+     "nan_test.csv, line 9, column 4: expected a finite number, found 'nan'"),
     # options out of range, or not options at all
     ("batch-size-0", ALL, ["--batch-size", "0"], 2, "argument --batch-size: must be at least 1, got 0"),
     ("epochs-0", ALL, ["--epochs", "0"], 2, "argument --epochs: must be at least 1, got 0"),
@@ -140,6 +151,17 @@ def work(tmp_path_factory):
     nan[5, 2] = np.nan  # a table made by hand: the engine never writes a nan
     np.save(d / "nan.npy", nan)
     shutil.copy(d / "tiny.stats.json", d / "nan.stats.json")
+    nan_val = np.load(d / "tiny.npy")
+    nan_val[50, 3] = np.nan  # a validation row (the seeded split's validation rows begin at 48)
+    np.save(d / "nan_val.npy", nan_val)
+    shutil.copy(d / "tiny.stats.json", d / "nan_val.stats.json")
+    wideann.normalize([d / "test.csv"], d / "test.npy", stats=d / "tiny.stats.json")
+    inf_test = np.load(d / "test.npy")
+    inf_test[7, 3] = -np.inf
+    np.save(d / "inf_test.npy", inf_test)  # (no stats file beside it: the training table's apply)
+    test_lines = (d / "test.csv").read_text().splitlines(keepends=True)
+    test_lines[8] = ",".join(["1", "2", "3", "nan"] + test_lines[8].split(",")[4:])
+    (d / "nan_test.csv").write_text("".join(test_lines))
     shutil.copy(d / "tiny.npy", d / "orphan.npy")
     (d / "garbage.npy").write_bytes(np.random.default_rng(0).bytes(500))
     (d / "truncated.npy").write_bytes((d / "tiny.npy").read_bytes()[:5000])
@@ -202,6 +224,15 @@ def check_one_line(code: int, stderr: str, script: str, want_code: int, says: st
 def test_a_mistake_is_one_line_and_its_exit_code(forked, n, name, args, code, says):
     res = forked[_run_id(n, name)]
     check_one_line(res["code"], res["stderr"], LESSONS[n], code, says)
+
+
+@pytest.mark.parametrize("n", ALL)
+def test_a_nan_outside_the_training_rows_is_named_before_training(forked, n):
+    # a nan in the test table was found after all the training, in the lesson's own temporary file of predictions
+    for name in ("nan-in-a-validation-row", "inf-in-the-test-table", "nan-in-a-raw-test-csv"):
+        res = forked[_run_id(n, name)]
+        assert ".tmp" not in res["stderr"], res["stderr"]
+        assert not [ln for ln in res["stdout"].splitlines() if ln.startswith("epoch")], (name, res["stdout"])
 
 
 def test_nothing_is_left_behind_by_a_mistake(forked, work):

@@ -262,3 +262,27 @@ def test_stats_of_another_table_get_the_advice_of_their_case(sharded, tmp_path):
         with pytest.raises(course.LessonError, match="the shards of one table need the same stats: wideann "
                            "merge-stats"):
             course.prepare_data(_args(tmp_path, paths, stats=given))
+
+
+def test_a_value_that_is_not_a_number_is_named_by_its_shard_row_and_column(sharded):
+    """(A nan in a lesson's test table was reported, after all the training, in the lesson's own deleted
+    temporary file of predictions.) The rows are 1-based in their own file, as the engine counts a CSV's."""
+    a, whole, paths = sharded
+    data.check_finite(paths)
+    b = np.load(paths[3])
+    b[10, 6] = np.inf
+    np.save(paths[3], b)  # rows 700.. of the set
+    with pytest.raises(wideann.DataError) as e:
+        data.check_finite(paths)
+    assert str(e.value) == f"{paths[3]}, row 11, column 7: expected a finite number, found inf"
+    with data.open_table(paths) as t:
+        data.check_finite(t, np.arange(0, 700))  # rows before it
+        with pytest.raises(wideann.DataError, match="row 11, column 7"):
+            data.check_finite(t, np.array([5, 710, 711]))
+    with pytest.raises(wideann.DataError, match=r"part-03.npy, row 11, column 7: expected a finite number"):
+        data.load_table(paths)
+    w = a.copy()
+    w[0, 0] = np.nan
+    np.save(whole, w)
+    with pytest.raises(wideann.DataError, match=r"whole.npy, row 1, column 1: expected a finite number, found nan"):
+        data.load_table(whole)

@@ -18,7 +18,8 @@ A lesson imports ``from wideann import course`` and calls what is below; each fi
   run folder, printing the ``wideann normalize`` command it ran; CSV files given with ``--data`` /
   ``--test-data`` are handled the same way; ``.npy`` tables (one file, several shards or a folder of
   them) are used as they are, with their stats file (beside them, or ``--stats``), after checking that
-  the shards agree.
+  the shards agree; :func:`check_finite`: the validation and test rows read once before training, to refuse
+  a nan or inf naming its file, row and column.
 - :mod:`~wideann.course.results` -- :func:`write_metrics`: ``metrics.json`` in the run folder, and the
   same numbers printed; :func:`write_predictions`: test predictions back in original units through the
   C++ denormalizer; :func:`save_model`: the model's weights, and beside them ``model.json`` and
@@ -34,11 +35,11 @@ from .errors import LessonError, UsageError, run, user_error
 from .options import (mixed_precision, non_negative_float, non_negative_int, parser, positive_float, positive_int,
                       probability)
 from .results import save_model, write_metrics, write_predictions
-from .tables import EXAMPLE_NAME, example_csv, prepare_data
+from .tables import EXAMPLE_NAME, check_finite, example_csv, prepare_data
 from .tracking import TRACKER_PACKAGES, add_tracking_options, tracker_config, tracker_kwargs
 
 __all__ = ["CHECKPOINT_INFO", "EXAMPLE_NAME", "RESUME_FREE_OPTIONS", "TRACKER_PACKAGES", "Checkpoints", "LessonError",
-           "UsageError", "add_tracking_options", "check_weights_only", "example_csv", "latest_checkpoint",
+           "UsageError", "add_tracking_options", "check_finite", "check_weights_only", "example_csv", "latest_checkpoint",
            "mixed_precision", "non_negative_float", "non_negative_int", "parser", "positive_float", "positive_int",
            "prepare_data", "probability", "run", "save_model", "tracker_config", "tracker_kwargs", "user_error",
            "write_metrics", "write_predictions"]

@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+
 from ..engine import DataError, default_stats_path, normalize
 from ..stats import Stats
 from .errors import LessonError, UsageError, one_line
-from .processes import in_turn
+from .processes import in_turn, settle
 
 
 EXAMPLE_NAME = "example.csv"
@@ -266,3 +268,22 @@ def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path, 
                                       f"the training table's: its numbers would mean something else; normalize the "
                                       f"test CSV again with --stats {stats_path}")
     return stats
+
+
+def check_finite(accelerator, *parts) -> None:
+    """Each ``(table, rows)`` of ``parts`` read once to refuse a value that is not a finite number, with one line
+    naming the file, row and column (:func:`wideann.data.check_finite`). Lessons 3-4 check their validation and
+    test rows so before training: a nan or inf in them (a table made by hand: ``wideann normalize`` never writes
+    one) would make every validation loss nan, or end the run at its test, after all its training, naming no
+    table. The training rows are not read ahead (that would cost an epoch of reading): a nan or inf among them
+    shows as a training that diverged. With several processes each reads its share of the rows, and all learn
+    what one found."""
+    data = data_pkg()
+    rank, world = (0, 1) if accelerator is None else (accelerator.process_index, accelerator.num_processes)
+    error = None
+    try:
+        for table, rows in parts:
+            data.check_finite(table, np.array_split(np.asarray(rows, dtype=np.int64), world)[rank])
+    except Exception as e:  # noqa: BLE001 - raised again by settle, on every process
+        error = e
+    settle(accelerator, error)

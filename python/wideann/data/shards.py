@@ -157,7 +157,8 @@ def load_table(source: Source, available: int | None = None) -> np.ndarray:
 
     A table that would not fit twice in the memory ``available`` (default: what the machine, or its
     container, has available now; a lesson also copies its rows into the split) is refused with a
-    :class:`DataError` that points to lesson 3, instead of a ``MemoryError`` or the kernel's OOM killer."""
+    :class:`DataError` that points to lesson 3, instead of a ``MemoryError`` or the kernel's OOM killer. A value
+    that is not a finite number is refused too, naming its file, row and column (:func:`refuse_non_finite`)."""
     with open_table(source) as t:
         need = 2 * t.n_rows * t.n_columns * 4
         available = available_memory() if available is None else available
@@ -168,7 +169,51 @@ def load_table(source: Source, available: int | None = None) -> np.ndarray:
                             f"as float32, twice that with the split, and this machine has {human_bytes(available)} "
                             "of memory available: lessons 1 and 2 hold the whole table; lesson 3 reads it from "
                             "disk batch by batch")
-        return t.read_rows(0, t.n_rows)
+        out = t.read_rows(0, t.n_rows)
+        step = _chunk_rows(t)
+        for a in range(0, t.n_rows, step):  # (in pieces: a mask of the whole table would be a quarter of it again)
+            refuse_non_finite(t, out[a:a + step], np.arange(a, min(a + step, t.n_rows)))
+        return out
+
+
+def _chunk_rows(table, chunk_bytes: int = 32 << 20) -> int:
+    return max(1, chunk_bytes // (4 * table.n_columns))
+
+
+def _file_row(table, row: int) -> tuple[str, int]:
+    """The file holding a table's row ``row`` and the row's number in it (0-based)."""
+    if isinstance(table, ShardSet):
+        k = int(np.searchsorted(table.starts, row, side="right")) - 1
+        return table.shards[k].path, row - int(table.starts[k])
+    return table.path, row
+
+
+def refuse_non_finite(table, block: np.ndarray, rows) -> None:
+    """A :class:`DataError` for the first value of ``block`` (the rows ``rows`` of ``table``) that is not a
+    finite number, naming the file, its row and column (1-based, as the engine names a CSV's): ``wideann
+    normalize`` never writes nan or inf, a table made or changed by hand may hold them."""
+    bad = ~np.isfinite(block)
+    if not bad.any():
+        return
+    i = int(np.flatnonzero(bad.any(axis=1))[0])
+    j = int(np.flatnonzero(bad[i])[0])
+    v = float(block[i, j])
+    path, local = _file_row(table, int(rows[i]))
+    raise DataError(f"{path}, row {local + 1}, column {j + 1}: expected a finite number, found "
+                    f"{'nan' if v != v else ('inf' if v > 0 else '-inf')}")
+
+
+def check_finite(table, rows=None) -> None:
+    """Read the rows ``rows`` (sorted indices; default: all) of a table (an open table, or what
+    :func:`open_table` takes) in pieces of about 32 MiB and refuse the first value that is not a finite
+    number (see :func:`refuse_non_finite`)."""
+    if not hasattr(table, "read_index"):
+        with open_table(table) as t:
+            return check_finite(t, rows)
+    rows = np.arange(table.n_rows) if rows is None else np.asarray(rows, dtype=np.int64)
+    step = _chunk_rows(table)
+    for a in range(0, len(rows), step):
+        refuse_non_finite(table, table.read_index(rows[a:a + step]), rows[a:a + step])
 
 
 def available_memory() -> int | None:
