@@ -64,9 +64,6 @@ def main():
     torch.manual_seed(args.seed)  # the same seed gives the same initial weights and the same run
     accelerator.print(f"device: {accelerator.device}")
     out_dir = Path(args.output_dir)  # the run folder (model, predictions)
-    # New: the tracked run starts with the options (a new run replaces an old run's curves in the same folder)
-    accelerator.init_trackers("2_deeper_ann", config=course.tracker_config(args),
-                              init_kwargs=course.tracker_kwargs(first_step=1))
 
     # ---- 2. The data ------------------------------------------------------------------------------
     # The whole table in memory as one tensor, its rows split into training, validation and test rows.  # Changed
@@ -98,6 +95,13 @@ def main():
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
 
     accelerator.print(model)
+
+    # New: the run starts, its options and data checked (a run refused before this leaves the folder as it was): the
+    # results and TensorBoard curves an earlier run left in the folder go (its model stays until this run saves one),
+    # and the tracked run starts with the options: the folder's curves and results are always those of one run
+    course.clear_results(out_dir, accelerator, curves=out_dir / "2_deeper_ann")
+    accelerator.init_trackers("2_deeper_ann", config=course.tracker_config(args),
+                              init_kwargs=course.tracker_kwargs(first_step=1))
 
     # ---- 4. Training ------------------------------------------------------------------------------
     history, best_val_loss, best_epoch = [], float("inf"), 0  # New: loss per epoch; the best epoch so far

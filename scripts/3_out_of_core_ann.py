@@ -25,8 +25,6 @@ Removed from lesson 2:
     - the training loader passed to `accelerator.prepare` (our batches are moved to the device by hand).
     - the local `history` / `best_val_loss` / `best_epoch` variables and the `step` counter: they live in
       `TrainingState`, which is saved with every checkpoint.
-    - `accelerator.init_trackers` right after the `Accelerator`: it comes after a resume now, so that the
-      tracked curves continue from the checkpoint's step.
 
 Run it:
     accelerate launch scripts/3_out_of_core_ann.py
@@ -161,7 +159,10 @@ def main():
     if args.resume:
         path = checkpoints.load(accelerator, args.resume)  # accelerator.load_state, every file weights-only
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
-    # New: the tracked run starts with the options, here after a resume: it continues from the checkpoint's step
+    # Changed: the run starts, after a resume: a new run removes the results and curves an earlier one left, a resumed
+    # run goes on with its own (its tracked curves continue from the checkpoint's step)
+    if not args.resume:
+        course.clear_results(out_dir, accelerator, curves=out_dir / "3_out_of_core_ann")
     accelerator.init_trackers("3_out_of_core_ann", config=course.tracker_config(args),
                               init_kwargs=course.tracker_kwargs(first_step=state.global_step + 1))
 

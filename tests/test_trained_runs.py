@@ -401,7 +401,7 @@ def test_a_new_run_in_the_same_folder_replaces_the_old_curves(runs):
     """Lesson 2 ran 4 epochs, then 3 into the same folder: TensorBoard shows the second run only."""
     metrics = json.loads((runs / "l2" / "metrics.json").read_text())
     _, s = _events(runs / "l2", 2)
-    assert len(list((runs / "l2" / LESSONS[2]).glob("events.out.tfevents.*"))) == 2
+    assert len(list((runs / "l2" / LESSONS[2]).glob("events.out.tfevents.*"))) == 1  # the first run's went
     assert [v for _, v in s["epoch"]] == [1, 2, 3]
     assert _close(s["final/test_rmse"][-1][1], metrics["test_rmse"]) and len(s["final/test_rmse"]) == 1
 
@@ -418,6 +418,78 @@ def test_tracking_in_lessons_3_and_4(runs):
     steps_per_epoch = math.ceil(math.ceil(1080 / 64) / 2)  # global batch 2 x 32 rows, 2 batches per step
     assert [step for step, _ in s4["epoch/val_loss"]] == [steps_per_epoch, 2 * steps_per_epoch]
     assert _close(s4["final/test_rmse"][0][1], m4["test_rmse"])
+
+
+def _run(tmp_path, lesson: int, *args) -> subprocess.CompletedProcess:
+    """A lesson run with python (one process), into tmp_path/run."""
+    return subprocess.run([sys.executable, str(SCRIPTS / f"{LESSONS[lesson]}.py"), *map(str, args), "--quiet",
+                           "--output-dir", tmp_path / "run"], cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture
+def tracked_run(tmp_path):
+    """A small table (and a copy of it with a nan in a training row), and a function that runs a lesson on it
+    into tmp_path/run, tracked by TensorBoard; what a finished run leaves is checked."""
+    wideann.make_data(tmp_path / "t.csv", rows=700, cols=6, seed=5, noise=0.5)
+    wideann.normalize([tmp_path / "t.csv"], tmp_path / "t.npy")
+    nan = np.load(tmp_path / "t.npy")
+    nan[2, 1] = np.nan  # a training row: lessons 3-4 do not read them ahead, the training diverges
+    np.save(tmp_path / "nan.npy", nan)
+    shutil.copy(tmp_path / "t.stats.json", tmp_path / "nan.stats.json")
+
+    def run(lesson, *args, table="t.npy", tracked=True, code=0):
+        r = _run(tmp_path, lesson, "--data", tmp_path / table, "--epochs", "2", "--hidden", "8",
+                 *(["--log-with", "tensorboard", "--log-every", "2"] if tracked else []), *args)
+        assert r.returncode == code, r.stderr[-3000:]
+        return r
+    return run
+
+
+def _curves_and_results(run: Path, lesson: int):
+    folder = run / LESSONS[lesson]
+    scalars = _events(run, lesson)[1] if folder.is_dir() else {}
+    results = {n: (run / n).read_bytes() for n in ("metrics.json", "predictions.csv", "loss.png") if (run / n).exists()}
+    return scalars, results
+
+
+@pytest.mark.parametrize("lesson", [2, 3])
+def test_a_run_refused_before_it_trains_leaves_the_earlier_runs_curves_and_results(tmp_path, tracked_run, lesson):
+    # lesson 2 started its trackers (TensorBoard purged the earlier run's curves) before it looked at the data
+    tracked_run(lesson)
+    scalars, results = _curves_and_results(tmp_path / "run", lesson)
+    assert scalars["epoch"] and "final/test_rmse" in scalars and set(results) == {"metrics.json", "predictions.csv",
+                                                                                   "loss.png"}
+    r = tracked_run(lesson, table="missing.npy", code=1)
+    assert "no such file" in r.stderr
+    assert _curves_and_results(tmp_path / "run", lesson) == (scalars, results)
+
+
+@pytest.mark.parametrize("lesson", [3, 4])
+def test_a_run_that_fails_in_training_leaves_no_results_beside_its_own_curves(tmp_path, tracked_run, lesson):
+    # the failed run's trackers purged the earlier run's curves, and its metrics.json and predictions.csv stayed
+    tracked_run(lesson)
+    first = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    r = tracked_run(lesson, table="nan.npy", code=1)
+    assert "training diverged" in r.stderr
+    scalars, results = _curves_and_results(tmp_path / "run", lesson)
+    assert results == {} and "removed the results of an earlier run" in r.stdout
+    assert "final/test_rmse" not in scalars and len(scalars["epoch/val_loss"]) == 2  # the failed run's curves alone
+    assert not math.isfinite(scalars["epoch/val_loss"][0][1]) and math.isfinite(first["test_rmse"])
+
+
+def test_a_run_without_a_tracker_removes_the_earlier_runs_curves(tmp_path, tracked_run):
+    # they stayed, beside results that were not theirs
+    tracked_run(3)
+    assert list((tmp_path / "run" / LESSONS[3]).rglob("events.out.tfevents.*"))
+    r = tracked_run(3, "--lr", "0.01", tracked=False)
+    assert "its TensorBoard curves (3_out_of_core_ann/)" in r.stdout
+    assert not (tmp_path / "run" / LESSONS[3]).exists() and (tmp_path / "run" / "metrics.json").is_file()
+    # a run resumed keeps its own curves (and continues them, when tracked)
+    tracked_run(3, "--lr", "0.01")
+    r = tracked_run(3, "--lr", "0.01", "--resume")
+    assert "resumed from" in r.stdout and "removed the results" not in r.stdout
+    assert [v for _, v in _events(tmp_path / "run", 3)[1]["epoch"]] == [1, 2]
 
 
 def _lesson_alone(*args) -> subprocess.CompletedProcess:

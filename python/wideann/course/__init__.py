@@ -20,7 +20,8 @@ A lesson imports ``from wideann import course`` and calls what is below; each fi
   them) are used as they are, with their stats file (beside them, or ``--stats``), after checking that
   the shards agree; :func:`check_finite`: the validation and test rows read once before training, to refuse
   a nan or inf naming its file, row and column.
-- :mod:`~wideann.course.results` -- :func:`write_metrics`: ``metrics.json`` in the run folder, and the
+- :mod:`~wideann.course.results` -- :func:`clear_results`: as a new run starts training, the results and
+  TensorBoard curves an earlier run left in the folder go; :func:`write_metrics`: ``metrics.json`` in the run folder, and the
   same numbers printed; :func:`write_predictions`: test predictions back in original units through the
   C++ denormalizer; :func:`save_model`: the model's weights, and beside them ``model.json`` and
   ``stats.json`` for ``wideann predict`` (see :mod:`wideann.modelcard`).
@@ -34,12 +35,12 @@ from .checkpoints import CHECKPOINT_INFO, RESUME_FREE_OPTIONS, Checkpoints, chec
 from .errors import LessonError, UsageError, run, user_error
 from .options import (mixed_precision, non_negative_float, non_negative_int, parser, positive_float, positive_int,
                       probability)
-from .results import save_model, write_metrics, write_predictions
+from .results import clear_results, save_model, write_metrics, write_predictions
 from .tables import EXAMPLE_NAME, check_finite, example_csv, prepare_data
 from .tracking import TRACKER_PACKAGES, add_tracking_options, tracker_config, tracker_kwargs
 
 __all__ = ["CHECKPOINT_INFO", "EXAMPLE_NAME", "RESUME_FREE_OPTIONS", "TRACKER_PACKAGES", "Checkpoints", "LessonError",
-           "UsageError", "add_tracking_options", "check_finite", "check_weights_only", "example_csv", "latest_checkpoint",
+           "UsageError", "add_tracking_options", "check_finite", "check_weights_only", "clear_results", "example_csv", "latest_checkpoint",
            "mixed_precision", "non_negative_float", "non_negative_int", "parser", "positive_float", "positive_int",
            "prepare_data", "probability", "run", "save_model", "tracker_config", "tracker_kwargs", "user_error",
            "write_metrics", "write_predictions"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -29,12 +30,22 @@ RESULTS = ("metrics.json", "predictions.csv", "loss.png", "predicted_vs_actual.p
 _cleared: set = set()  # the run folders whose earlier results this process has removed
 
 
-def clear_results(out_dir) -> list[Path]:
+def clear_results(out_dir, accelerator=None, curves=None) -> list[Path]:
     """Remove the :data:`RESULTS` an earlier run left in ``out_dir`` (once per process and folder), and say
-    so; returns those removed. Called as a run's model replaces the one the results were made with (the first
-    :func:`save_model` of a run, a ``--resume`` that puts back an older model): a run folder then never holds
-    one model beside another's predictions and metrics (a run stopped before its end would leave exactly
-    that), and a run refused or failed before it has a model of its own leaves the earlier run's folder whole."""
+    so; returns those removed. With ``curves``, the folder where TensorBoard writes this lesson's curves
+    (``OUTPUT_DIR/<lesson>/``), the earlier run's curves go too: its event files and the hparams folders in
+    it (named by the time they were made; other files there are left).
+
+    A lesson calls it as a new run starts training, once its options, data and any resume are checked, just
+    before ``accelerator.init_trackers``: from there on the folder's results and curves are the new run's, so
+    they always belong to one run (the trackers replace an earlier run's curves then; a run without a tracker
+    would leave them beside its results), and a run refused before leaves the earlier run whole. It is also
+    called as a run's model replaces the one the results were made with (:func:`save_model`, a ``--resume``
+    that puts back an older model): a run folder never holds one model beside another's predictions and
+    metrics. The earlier run's model stays until the new run saves its own. With an ``accelerator`` only the
+    main process removes anything."""
+    if accelerator is not None and not accelerator.is_main_process:
+        return []
     key = os.path.abspath(out_dir)
     if key in _cleared:
         return []
@@ -45,9 +56,32 @@ def clear_results(out_dir) -> list[Path]:
         if p.is_file() or p.is_symlink():
             p.unlink()
             removed.append(p)
-    if removed:
-        print(f"removed the results of an earlier run in {shell_path(out_dir)}: {' '.join(p.name for p in removed)}")
+    said = " ".join(p.name for p in removed)
+    if curves is not None and _remove_curves(Path(curves)):
+        said += (", " if said else "") + f"its TensorBoard curves ({Path(curves).name}/)"
+    if said:
+        print(f"removed the results of an earlier run in {shell_path(out_dir)}: {said}")
     return removed
+
+
+_HPARAMS_FOLDER = re.compile(r"^\d+(\.\d+)?$")  # the TensorBoard tracker's hparams, one per run, named by time.time()
+
+
+def _remove_curves(folder: Path) -> bool:
+    """TensorBoard's event files in ``folder`` and in the hparams folders inside it; whether there were any."""
+    if not folder.is_dir():
+        return False
+    found = False
+    for sub in [folder] + [p for p in folder.iterdir() if p.is_dir() and _HPARAMS_FOLDER.match(p.name)]:
+        for f in sub.iterdir():
+            if f.is_file() and (f.name.startswith("events.out.tfevents.") or (sub != folder and f.name == "hparams.yml")):
+                f.unlink()
+                found = True
+        if sub != folder and not any(sub.iterdir()):
+            sub.rmdir()
+    if not any(folder.iterdir()):
+        folder.rmdir()
+    return found
 
 
 def write_metrics(args, accelerator, **metrics) -> dict:

@@ -49,9 +49,10 @@ def add_tracking_options(p: argparse.ArgumentParser) -> None:
 
 def tracker_kwargs(first_step: int = 1) -> dict:
     """``init_kwargs`` for ``accelerator.init_trackers``, given the first step this run will log:
-    TensorBoard drops what an earlier run in the same folder logged from that step on. So a new run
-    (step 1) does not draw over an old one's curves, and a run resumed from the checkpoint of step S
-    (first step S + 1) continues them without the interrupted run's tail."""
+    TensorBoard drops what an earlier run in the same folder logged from that step on. So a run resumed from
+    the checkpoint of step S (first step S + 1) continues its curves without the interrupted run's tail (a
+    new run, step 1, finds none: the lessons remove an earlier run's curves with its results as a new run
+    starts, :func:`~wideann.course.results.clear_results`)."""
     return {"tensorboard": {"purge_step": int(first_step)}}
 
 
