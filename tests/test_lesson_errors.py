@@ -419,3 +419,20 @@ def test_only_a_launcher_ends_a_lesson_when_it_ends(argv, launcher):
     from wideann.interrupts import is_a_launcher
 
     assert is_a_launcher(argv) is launcher
+
+
+def test_predictions_that_are_not_numbers_are_refused_in_one_line_naming_the_row(tmp_path):
+    # the engine named the lesson's own temporary file (deleted by then): ".predictions.csv.XXXX.tmp.npy, row 8"
+    from wideann import course
+
+    stats = tmp_path / "t.stats.json"
+    wideann.Stats(["x1", "y"], [0.0, 0.0], [1.0, 10.0], 3).save(stats)
+    out = tmp_path / "predictions.csv"
+    for truth, pred, says in [([0.1, 0.2, 0.3], [0.1, np.inf, 0.3], "the model's prediction of test row 2 (of 3) is inf"),
+                              ([0.1, 0.2, np.nan], [0.1, 0.2, 0.3], "the true y of test row 3 (of 3) is nan")]:
+        with pytest.raises(course.LessonError) as e:
+            course.write_predictions(np.array(truth), np.array(pred), stats, out)
+        assert str(e.value).startswith(f"{out}: {says}, not a finite number"), str(e.value)
+        assert sorted(os.listdir(tmp_path)) == ["t.stats.json"]
+    course.write_predictions(np.array([0.5]), np.array([0.25]), stats, out)
+    assert out.read_text() == "y_true,y_pred\n5,2.5\n"

@@ -117,6 +117,13 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
     if accelerator is not None and not accelerator.is_main_process:
         return out_csv
     pairs = np.stack([np.asarray(y_true, np.float32).ravel(), np.asarray(y_pred, np.float32).ravel()], axis=1)
+    bad = np.flatnonzero(~np.isfinite(pairs).all(axis=1))
+    if bad.size:  # (the engine would name its temporary file; the lessons check the test rows before training)
+        k = int(bad[0])
+        what = "true y" if not np.isfinite(pairs[k, 0]) else "model's prediction"
+        raise LessonError(f"{out_csv}: the {what} of test row {k + 1} (of {len(pairs)}) is "
+                          f"{pairs[k, 0 if what == 'true y' else 1]}, not a finite number: nothing to write; "
+                          "lower --lr, or look for nan or inf in the test table")
     # the .npy, then the CSV (up to 2 x 25 characters a row) and its copy with the final header
     need = pairs.nbytes + 2 * (64 * len(pairs) + 4096)
     what = f"the predictions {out_csv.name}"
