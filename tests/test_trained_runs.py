@@ -129,6 +129,25 @@ def test_predict_gives_the_predictions_of_a_bf16_run(tmp_path):
     assert abs(np.sqrt(np.mean((y_pred - y_true) ** 2)) - metrics["test_rmse"]) < 1e-4 * metrics["test_rmse"]
 
 
+def test_predict_gives_the_predictions_of_a_run_on_a_float16_table(tmp_path):
+    """A raw test CSV was normalized by the lesson in float32 and by `wideann predict` in the training table's
+    float16: predictions up to 3e-4 apart. The lesson normalizes it in the training table's dtype now."""
+    wideann.make_data(tmp_path / "all.csv", rows=900, cols=8, seed=5, noise=0.5)
+    header, *lines = (tmp_path / "all.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "train.csv").write_text(header + "".join(lines[:700]))
+    (tmp_path / "test.csv").write_text(header + "".join(lines[700:]))
+    wideann.normalize([tmp_path / "train.csv"], tmp_path / "train.npy", dtype="float16")
+    run = tmp_path / "f16"
+    _launch(tmp_path, 3, "--data", tmp_path / "train.npy", "--test-data", tmp_path / "test.csv", "--epochs", "2",
+            "--hidden", "16", "8", "--output-dir", run)
+    assert json.loads((run / "metrics.json").read_text())["table_dtype"] == "float16"
+    assert np.load(run / "data" / "test" / "test.npy", mmap_mode="r").dtype == np.float16
+    out = tmp_path / "pred.csv"
+    p = run_cli("predict", run, tmp_path / "test.csv", "-o", out)
+    assert p.returncode == 0, p.stderr
+    assert _column(out, "y_pred") == _column(run / "predictions.csv", "y_pred")
+
+
 def test_predict_on_the_inputs_alone_with_row_numbers(runs, tmp_path):
     """New data has no target column: the input columns alone give the same predictions."""
     with open(runs / "test.csv") as src, open(tmp_path / "new.csv", "w") as dst:

@@ -56,8 +56,11 @@ def _is_up_to_date(out: Path, sources: list[Path]) -> bool:
     return out.is_file() and all(out.stat().st_mtime >= s.stat().st_mtime for s in sources)
 
 
-def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say) -> tuple[Path, Path]:
-    """CSV file(s) -> ``folder/<name>.npy`` with the engine (fitting stats unless ``stats`` is given).
+def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say,
+                   dtype: str = "float32") -> tuple[Path, Path]:
+    """CSV file(s) -> ``folder/<name>.npy`` with the engine (fitting stats unless ``stats`` is given), in
+    ``dtype`` (a test CSV in the training table's: the model is tested on numbers rounded as it was trained
+    on them, and as ``wideann predict`` rounds new data for it).
 
     Several CSV files are one table (concatenated in order, as ``wideann normalize a.csv b.csv`` does);
     the output is named after the first, with ``+N`` for the others."""
@@ -65,19 +68,31 @@ def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say) -> t
     out = folder / (name + ".npy")
     st_path = Path(stats) if stats else Path(default_stats_path(out))
     deps = list(csvs) + ([Path(stats)] if stats else [])
-    if _is_up_to_date(out, deps) and st_path.is_file() and _sources_match(out, csvs, stats):
+    if (_is_up_to_date(out, deps) and st_path.is_file() and _sources_match(out, csvs, stats)
+            and _dtype_of(out) == dtype):
         say(f"using {shell_path(out)} (normalized from {' '.join(shell_path(c) for c in csvs)} earlier)")
         return out, st_path
     folder.mkdir(parents=True, exist_ok=True)
     cmd = ["wideann", "normalize", *(shell_path(c) for c in csvs), "-o", shell_path(out)]
     if stats:
         cmd += ["--stats", shell_path(stats)]
+    if dtype != "float32":
+        cmd += ["--dtype", dtype]
     say("normalizing with the C++ engine:  " + " ".join(cmd))
     _sources_file(out).unlink(missing_ok=True)  # written again only once the new table is complete
     key = _sources_key(csvs, stats)  # (taken before: a file changed while it is read is read again next time)
-    normalize(csvs, out, stats=stats)
+    normalize(csvs, out, stats=stats, dtype=dtype)
     _sources_file(out).write_text(json.dumps(key))
     return out, st_path
+
+
+def _dtype_of(table: Path) -> str | None:
+    """The dtype of a ``.npy`` table made earlier ("float32", "float16"), None if it cannot be read."""
+    try:
+        with data_pkg().open_table(table) as t:
+            return t.dtype.name
+    except (OSError, ValueError, DataError):
+        return None
 
 
 def _sources_file(out: Path) -> Path:
@@ -176,7 +191,7 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
         test = None
         if test_found:
             test = test_found if test_kind == "npy" else [_normalize_csv(test_found, data_dir / "test", stats_path,
-                                                                         say)[0]]
+                                                                         say, _dtype_of(train[0]) or "float32")[0]]
         return train, test, stats_path, _check_tables(train, test, stats_path, stats)
 
     # one process per machine normalizes; the others then find its files up to date
