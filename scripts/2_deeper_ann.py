@@ -143,7 +143,7 @@ def main():
     # New: a loss that is not a number is never the best: with no best epoch there is no model to test
     if best_epoch == 0:
         raise course.LessonError("training diverged: the validation loss was not a number in any epoch (nan); "
-                                 "lower --lr, or look for nan or inf in the table")
+                                 "lower --lr")  # (a nan or inf in the table is refused as it is loaded)
 
     # New: the loss curves
     plots.loss_curve(history, out_dir / "loss.png", title="lesson 2: loss per epoch")

@@ -243,7 +243,8 @@ def main():
     # a loss that is not a number is never the best: with no best epoch there is no model to test
     if state.best_epoch == 0:  # Changed: the state
         raise course.LessonError("training diverged: the validation loss was not a number in any epoch (nan); "
-                                 "lower --lr, or look for nan or inf in the table")
+                                 "lower --lr, or look for nan or inf in the training rows (a table made by hand): "
+                                 "wideann.data.check_finite(table) names the first")  # Changed: not checked ahead
 
     # the loss curves
     plots.loss_curve(state.history, out_dir / "loss.png", title="lesson 3: loss per epoch")  # Changed: state

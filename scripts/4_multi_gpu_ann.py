@@ -349,7 +349,8 @@ def main():
     # a loss that is not a number is never the best: with no best epoch there is no model to test
     if state.best_epoch == 0:
         raise course.LessonError("training diverged: the validation loss was not a number in any epoch (nan); "
-                                 "lower --lr, or look for nan or inf in the table")
+                                 "lower --lr, or look for nan or inf in the training rows (a table made by hand): "
+                                 "wideann.data.check_finite(table) names the first")
     # New: rows trained by each process, and the throughput of all of them together
     rows_per_process = accelerator.gather(torch.tensor([state.rows_trained], device=accelerator.device)).tolist()
     accelerator.print(f"rows trained per process: {rows_per_process}; "
