@@ -216,6 +216,18 @@ def test_info_says_what_a_path_that_is_no_file_is(tmp_path):
         assert p.returncode == 1 and p.stderr.count("\n") == 1 and f"{path}: {says}" in p.stderr, p.stderr
 
 
+@pytest.mark.parametrize("content, lone", [
+    (b"a,b\rc,d\r", True), (b"a,b\r\nc,d\r\n", False), (b"a,b\nc\r", False), (b"\xef\xbb\xbf\r\n\r\na,b\rc", True),
+    (b"a,b\r", False), (b"", False), (b"\r\n" * 40000 + b"a,b\rx", True), (b"x" * 70000 + b"\r\n1", False),
+    (b"x" * 65535 + b"\r\n1", False), (b"x" * 65535 + b"\r1", True), (b"\n" * 65536 + b"\r\na\rb", True)])
+def test_a_first_line_ending_in_a_lone_cr_is_found_across_the_pieces_read(tmp_path, content, lone):
+    # (the first version grew one buffer by 64 KiB pieces and searched all of it at each: a 200 MB file of
+    # zeros that the engine refused in 0.5 s was still being looked at after 100 s, with 0.9 GB of memory)
+    from wideann.engine import _first_line_ends_in_a_lone_cr
+    (tmp_path / "t.csv").write_bytes(content)
+    assert _first_line_ends_in_a_lone_cr(str(tmp_path / "t.csv")) == lone
+
+
 def test_cr_only_line_ends_are_said_to_be_unsupported(tmp_path):
     """An old Mac file reads as one line: "has a header but no data rows", or a number that is not one."""
     (tmp_path / "h.csv").write_bytes(b"a,b,y\r1,2,3\r4,5,6\r")

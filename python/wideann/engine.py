@@ -146,20 +146,25 @@ def _said_of_line_ends(e: BaseException, paths) -> BaseException:
     return e
 
 
-def _first_line_ends_in_a_lone_cr(path: str) -> bool:
+def _first_line_ends_in_a_lone_cr(path: str, limit: int = 16 << 20) -> bool:
     """Whether the first line (after a BOM and the CRs and LFs before it, which the engine skips) ends in a CR
-    that no LF follows."""
+    that no LF follows. Reads in pieces, each looked at once, and gives up (False) after ``limit`` bytes."""
     try:
         with open(path, "rb") as f:
-            data = b""
-            while chunk := f.read(1 << 16):
-                data += chunk
-                body = data.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n")
-                cr, lf = body.find(b"\r"), body.find(b"\n")
+            chunk, leading, cr_last = f.read(1 << 16).removeprefix(b"\xef\xbb\xbf"), True, False
+            while chunk and f.tell() <= limit:
+                if cr_last:  # the piece before ended in the first line's CR
+                    return not chunk.startswith(b"\n")
+                if leading:
+                    chunk = chunk.lstrip(b"\r\n")
+                    leading = not chunk
+                cr, lf = chunk.find(b"\r"), chunk.find(b"\n")
                 if lf >= 0 and (cr < 0 or lf < cr):
                     return False
-                if 0 <= cr < len(body) - 1:
-                    return body[cr + 1:cr + 2] != b"\n"
+                if 0 <= cr < len(chunk) - 1:
+                    return chunk[cr + 1:cr + 2] != b"\n"
+                cr_last = cr >= 0
+                chunk = f.read(1 << 16)
     except OSError:
         pass
     return False
