@@ -123,6 +123,40 @@ def test_an_interrupt_right_after_a_rename_of_commit_together_leaves_no_mix(tmp_
 
 
 
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_a_signal_right_after_a_rename_of_commit_together_is_held_until_the_commit_is_done(tmp_path, monkeypatch,
+                                                                                          signame):
+    """A real Ctrl-C (or SIGTERM, raising KeyboardInterrupt as the commands set it) landing between the table's
+    rename and the stats file's is held back: both renames are done, then it is raised (an undo that a second
+    signal could cut short would leave the mix)."""
+    import signal
+
+    from wideann import _atomic, interrupts
+
+    before = signal.getsignal(signal.SIGTERM)
+    interrupts.stop_like_ctrl_c()  # SIGTERM raises KeyboardInterrupt, as the commands set it (put back below)
+    try:
+        for name, text in (("t.npy", "old table"), ("t.stats.json", "old stats"), (".t.npy.new", "new table"),
+                           (".t.stats.json.new", "new stats")):
+            (tmp_path / name).write_text(text)
+        real = os.replace
+
+        def signalled_after(src, dst):
+            real(src, dst)
+            if os.path.basename(dst) == "t.npy":
+                os.kill(os.getpid(), getattr(signal, signame))
+
+        monkeypatch.setattr(_atomic.os, "replace", signalled_after)
+        with pytest.raises(KeyboardInterrupt):
+            _atomic.commit_together([(tmp_path / ".t.npy.new", tmp_path / "t.npy"),
+                                     (tmp_path / ".t.stats.json.new", tmp_path / "t.stats.json")])
+        assert (tmp_path / "t.npy").read_text() == "new table"
+        assert (tmp_path / "t.stats.json").read_text() == "new stats" and not temp_leftovers(tmp_path)
+        assert str(tmp_path / "t.stats.json") in _atomic.WRITTEN
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_a_rename_that_fails_in_commit_together_gives_back_what_was_renamed_over(tmp_path):
     """A temporary file gone before its rename (ENOENT): the final file of that pair was never this commit's,
     and stays; the pair renamed before it gets its earlier file back (no mix, nothing lost)."""

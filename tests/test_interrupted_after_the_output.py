@@ -103,10 +103,11 @@ def test_predict_interrupted_as_its_work_folder_goes_says_what_is_on_disk(tmp_pa
         assert p.returncode == 130 and "no output written" in err and os.listdir(out) == [], (p.returncode, err)
 
 
-def test_an_interrupt_right_after_the_rename_gives_back_the_earlier_output(tmp_path):
-    """A Ctrl-C landing as the output's rename returns: the earlier output is back, nothing else is left, and
-    the run says so (before, predict's rename had none of commit_together's handling: the new output stayed,
-    under "no output written")."""
+def test_an_interrupt_in_the_middle_of_the_commit_is_held_until_it_is_done(tmp_path):
+    """A Ctrl-C landing as the output's rename returns is held back until the commit is done (no half-done
+    commit to undo, no window where an undo could itself be cut short), then delivered: the new output is in
+    place, nothing else is left, and the run says it is complete (before, predict's rename had none of
+    commit_together's handling: the new output stayed, under "no output written")."""
     run, new = _run_folder(tmp_path)
     out = tmp_path / "pr"
     out.mkdir()
@@ -114,8 +115,8 @@ def test_an_interrupt_right_after_the_rename_gives_back_the_earlier_output(tmp_p
     env = dict(os.environ, TRIP="p.csv")
     p = subprocess.run(_harness(INTERRUPT_AFTER_RENAME, "predict", run, new, "-o", out / "p.csv", "-q", "--device",
                                 "cpu"), capture_output=True, text=True, env=env, timeout=120)
-    assert p.returncode == 130 and "no output written" in p.stderr, p.stderr
-    assert os.listdir(out) == ["p.csv"] and (out / "p.csv").read_text() == "earlier\n"
+    assert p.returncode == 0 and "is complete" in p.stderr and "no output written" not in p.stderr, p.stderr
+    assert os.listdir(out) == ["p.csv"] and len((out / "p.csv").read_text().splitlines()) == 301
 
 
 def test_an_interrupt_after_the_work_is_done_says_the_output_is_complete(tmp_path):

@@ -99,3 +99,35 @@ def test_a_commit_that_succeeds_leaves_no_kept_copy(tmp_path):
     (tmp_path / ".t.npy.new").write_text("new table")
     _atomic.commit_together([(tmp_path / ".t.npy.new", tmp_path / "t.npy")])
     assert os.listdir(tmp_path) == ["t.npy"] and (tmp_path / "t.npy").read_text() == "new table"
+
+
+@pytest.mark.parametrize("target", ["stream", "fifo"])
+def test_a_link_to_a_stream_or_a_fifo_is_refused_not_renamed_over(tmp_path, target):
+    # /dev/stdout (-> /proc/self/fd/1) passed the check when stdout was a file: run as root, the rename
+    # would have replaced the system's link; a link to a FIFO was replaced too (here: links of our own)
+    t = tmp_path / "t.csv"
+    t.write_text("a,b,y\n1,2,3\n4,5,6\n")
+    if target == "fifo":
+        os.mkfifo(tmp_path / "fifo")
+    link = tmp_path / "out.json"
+    os.symlink("/proc/self/fd/1" if target == "stream" else tmp_path / "fifo", link)
+    with open(tmp_path / "stdout.txt", "w") as stdout:  # (stdout a file: its link leads to a file)
+        p = subprocess.run([*WIDEANN, "stats", str(t), "-o", str(link)], stdout=stdout, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert ("is a stream of this process" if target == "stream" else "is a link to a FIFO") in p.stderr, p.stderr
+    assert os.path.islink(link) and not temp_leftovers(tmp_path)
+
+
+def test_a_single_output_is_renamed_over_the_earlier_one_without_a_kept_copy(tmp_path, monkeypatch):
+    # a kept copy serves only outputs committed together; for one, a rename that fails leaves the earlier file,
+    # and one kept by moving it aside (where hard links fail) would leave the path empty for readers meanwhile
+    from wideann import _atomic
+
+    (tmp_path / "m.json").write_text("earlier")
+    links = []
+    monkeypatch.setattr(_atomic.os, "link", lambda *a, **k: links.append(a))
+    with _atomic.atomic_path(tmp_path / "m.json") as tmp:
+        with open(tmp, "w") as f:
+            f.write("new")
+    assert links == [] and (tmp_path / "m.json").read_text() == "new" and not temp_leftovers(tmp_path)

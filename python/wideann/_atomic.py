@@ -4,12 +4,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
 import os
 import re
 import secrets
 import shutil
 import stat
+
+from . import interrupts
 
 
 TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,8}\.tmp(\.npy)?$")
@@ -73,7 +74,7 @@ def atomic_path(path):
         yield tmp
         commit_together([(tmp, path)])
     except BaseException:
-        remove_listed(made)
+        remove_listed(made)  # (a temporary renamed into place is not there any more: the output stays)
         raise
 
 
@@ -88,7 +89,10 @@ def folders_locked(paths):
     fds = []
     try:
         for folder in folders:
-            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:  # a folder that may be written but not read (mode -wx): unlocked, as without flock
+                continue
             fds.append(fd)
             with contextlib.suppress(OSError):  # e.g. ENOLCK; a Ctrl-C while waiting still raises
                 fcntl.flock(fd, fcntl.LOCK_EX)
@@ -103,42 +107,45 @@ def commit_together(renames) -> None:
     outputs that belong together (a table and its stats file) are never mixed with another run's:
     two runs writing the same outputs end with one run's complete set.
 
-    Nothing that was there is lost: each final file that exists is first kept under a hidden name (a hard
-    link, :func:`_keep`), so that if a rename fails, or a Ctrl-C lands at any point before the commit is
-    done, every final path is given back what it held before (a path that held nothing is removed) and
-    the error is raised. On success the kept names are removed and the finals are recorded in
-    :data:`WRITTEN`. A final path that is a folder or anything but a file (a device, a FIFO) is refused
-    before anything is renamed (:class:`NotAFileError`). A symbolic link at a final path is replaced by
-    the file, not written through (as every write-then-rename writer does)."""
+    Nothing that was there is lost: where several outputs are committed, each final file that exists is
+    first kept under a hidden name (a hard link, :func:`_keep`), so that if a rename fails every final
+    path is given back what it held before (a path that held nothing is removed) and the error is raised;
+    a single output needs none (a rename that fails leaves what was there). Ctrl-C, SIGTERM and SIGHUP are
+    held back from the first rename until the commit is done or undone, then delivered
+    (:func:`~wideann.interrupts.deferred`). On success the kept names are removed and the finals are
+    recorded in :data:`WRITTEN`. A final path that is a folder or anything but a file (a device, a FIFO,
+    or a link to one) is refused before anything is renamed (:class:`NotAFileError`). A symbolic link to
+    a file, or to nothing, at a final path is replaced by the file, not written through (as every
+    write-then-rename writer does)."""
     renames = [(os.fspath(t), os.fspath(f)) for t, f in renames]
     with folders_locked([final for _tmp, final in renames]):
         for _tmp, final in renames:
             refuse_what_is_not_a_file(final)
-        mark = len(WRITTEN)
-        kept: list = []  # (hidden name, final) of each final that was there, listed before it is made
-        done, current = [], None
-        try:
-            for tmp, final in renames:
-                if os.path.lexists(final):
-                    _keep(final, kept)
-                current = (tmp, final)  # before the rename: a Ctrl-C right after it must still find it
-                try:
-                    os.replace(tmp, final)
-                except OSError as e:  # named by the output, not by its hidden temporary
-                    raise type(e)(e.errno, _why_not_renamed(e, tmp), final) from None
-                done.append(final)
-                current = None
+        with interrupts.deferred():
+            kept: list = []  # (hidden name, final) of each final that was there, listed before it is made
+            done, current = [], None
+            try:
+                for tmp, final in renames:
+                    if len(renames) > 1 and os.path.lexists(final):
+                        _keep(final, kept)
+                    current = (tmp, final)
+                    try:
+                        os.replace(tmp, final)
+                    except OSError as e:  # named by the output, not by its hidden temporary
+                        raise type(e)(e.errno, _why_not_renamed(e, tmp), final) from None
+                    done.append(final)
+                    current = None
+            except BaseException as e:
+                # (not a signal, held back: an error raised as a rename returned, its temporary gone: done)
+                if current is not None and not isinstance(e, OSError) and not os.path.lexists(current[0]):
+                    done.append(current[1])
+                for final in done + [final for _k, final in kept if final not in done]:
+                    with contextlib.suppress(OSError):
+                        _give_back(final, kept, done)
+                raise
             WRITTEN.extend(final for _tmp, final in renames)
-        except BaseException as e:
-            del WRITTEN[mark:]  # (a Ctrl-C right after the record: undone below, so not written)
-            # the rename under way when a Ctrl-C (not its own failure) came: done if its temporary is gone
-            if current is not None and not isinstance(e, OSError) and not os.path.lexists(current[0]):
-                done.append(current[1])
-            _despite_ctrl_c([functools.partial(_give_back, final, kept, done) for final in done]
-                            + [functools.partial(_give_back, final, kept, done) for _k, final in kept
-                               if final not in done], reraise=False)
-            raise
-        _despite_ctrl_c([functools.partial(_unlink, k) for k, _final in kept])
+            for k, _final in kept:
+                _unlink(k)
 
 
 WRITTEN: list = []
@@ -152,15 +159,25 @@ class NotAFileError(ValueError):
 
 
 def what_is_not_a_file(path) -> str | None:
-    """What is at ``path`` when it is not a regular file nor a symbolic link (one line naming it, for an
-    error); None when nothing is there or a file (or a link, which the rename replaces)."""
+    """What is at ``path`` when it is not a regular file (one line naming it, for an error): a folder, a
+    device, a FIFO, a socket, or a symbolic link to one of them (``/dev/stdout``: the rename would replace
+    the link); None when nothing is there, a file, or a link to a file or to nothing (which the rename
+    replaces)."""
+    path = os.fspath(path)
     try:
-        mode = os.lstat(os.fspath(path)).st_mode
-    except (OSError, ValueError):  # nothing there (or no folder: said elsewhere)
+        mode = os.lstat(path).st_mode
+        link = stat.S_ISLNK(mode)
+        if link and os.readlink(path).startswith("/proc/"):  # /dev/stdout, /dev/stderr, /dev/fd/N: a stream
+            return (f"{path}: is a stream of this process, not a file: outputs are written under a temporary name "
+                    "and renamed over their path; give the path of a file")
+        if link:
+            mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # nothing there, a link to nothing (or no folder: said elsewhere)
         return None
-    if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+    if stat.S_ISREG(mode):
         return None
-    return (f"{os.fspath(path)}: is {_kind(mode)}, not a file: outputs are written under a temporary name and "
+    what = f"a link to {_kind(mode)}" if link else _kind(mode)
+    return (f"{path}: is {what}, not a file: outputs are written under a temporary name and "
             "renamed over their path; give the path of a file")
 
 
@@ -203,6 +220,9 @@ def _keep(final: str, kept: list) -> None:
             return
         except FileExistsError:
             kept.pop()
+        except FileNotFoundError:  # (removed since it was seen: nothing to keep)
+            kept.pop()
+            return
         except OSError:  # no hard links here (EPERM, ENOTSUP on some network and FUSE file systems)
             os.rename(final, keep)
             return
@@ -227,21 +247,3 @@ def _give_back(final: str, kept: list, done: list) -> None:
 def _unlink(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
-
-
-def _despite_ctrl_c(steps, reraise: bool = True) -> None:
-    """Run every step to its end even when Ctrl-C (or SIGTERM, SIGHUP) lands meanwhile: an interrupted step is
-    run again (each must be safe to run twice), a step's OSError is skipped; the interrupt is raised at the end
-    (with ``reraise``; else dropped, for a cleanup that is raising already)."""
-    interrupted, i = None, 0
-    while i < len(steps):
-        try:
-            try:
-                steps[i]()
-            except OSError:
-                pass
-            i += 1
-        except KeyboardInterrupt as e:
-            interrupted = e
-    if interrupted is not None and reraise:
-        raise interrupted

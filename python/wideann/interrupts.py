@@ -8,6 +8,7 @@ A signal that is ignored when the process starts (``nohup`` ignores SIGHUP) stay
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -75,3 +76,29 @@ def end_with_the_launcher() -> bool:
     if os.getppid() != parent:  # the launcher ended before the request: end now, as it would have made us
         os.kill(os.getpid(), signal.SIGTERM)
     return True
+
+
+INTERRUPTS = ("SIGINT",) + SIGNALS
+
+
+@contextlib.contextmanager
+def deferred():
+    """Ctrl-C, SIGTERM and SIGHUP held back for the block (a few renames that must all be done, or all undone,
+    together) and delivered as it ends, as they would have been (``KeyboardInterrupt``, or the signal's own
+    effect). In the main thread only: elsewhere (where Python cannot set handlers) they are not held back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list = []
+    before = {}
+    try:
+        for name in INTERRUPTS:
+            sig = getattr(signal, name, None)
+            if sig is not None and signal.getsignal(sig) not in (signal.SIG_IGN, None):
+                before[sig] = signal.signal(sig, lambda signum, frame: held.append(signum))
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(held):  # (each once, in order)
+            signal.raise_signal(sig)
