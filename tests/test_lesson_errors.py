@@ -85,6 +85,11 @@ CASES = [
      "error: inf_test.npy, row 8, column 4: expected a finite number, found -inf"),
     ("nan-in-a-raw-test-csv", ALL, TINY + ["--test-data", "nan_test.csv", "--epochs", "2"], 1,
      "nan_test.csv, line 9, column 4: expected a finite number, found 'nan'"),
+    # a raw test CSV is normalized in the training table's dtype: a value beyond float16's range got normalize's
+    # advice ("use --dtype float32"), an option the lessons do not have
+    ("far-value-in-a-raw-test-csv-of-a-float16-table", ALL, ["--data", "tiny16.npy", "--test-data", "far_test.csv"],
+     1, "far_test.csv, line 2, column 1: normalized value 1.61765e+17 does not fit float16 (at most 65504): the "
+        "training table is float16, and this value lies far outside the range of its training data"),
     # options out of range, or not options at all
     ("batch-size-0", ALL, ["--batch-size", "0"], 2, "argument --batch-size: must be at least 1, got 0"),
     ("epochs-0", ALL, ["--epochs", "0"], 2, "argument --epochs: must be at least 1, got 0"),
@@ -160,6 +165,9 @@ def work(tmp_path_factory):
     inf_test[7, 3] = -np.inf
     np.save(d / "inf_test.npy", inf_test)  # (no stats file beside it: the training table's apply)
     test_lines = (d / "test.csv").read_text().splitlines(keepends=True)
+    wideann.normalize([d / "tiny.csv"], d / "tiny16.npy", dtype="float16")
+    far = test_lines[1].split(",")
+    (d / "far_test.csv").write_text("".join([test_lines[0], ",".join(["4e15"] + far[1:])] + test_lines[2:]))
     test_lines[8] = ",".join(["1", "2", "3", "nan"] + test_lines[8].split(",")[4:])
     (d / "nan_test.csv").write_text("".join(test_lines))
     shutil.copy(d / "tiny.npy", d / "orphan.npy")

@@ -219,8 +219,7 @@ def save_model(model, path, accelerator=None, args=None, files=None) -> None:
                         and not bool(torch.isfinite(v).all())), None)
             if odd is not None:  # a model that would predict nan: nothing to save, nothing to test
                 raise LessonError(f"training diverged: the model's weights ({odd}) are not numbers (nan or inf); "
-                                  "lower --lr, or look for nan or inf in the training rows (a table made by hand): "
-                                  "wideann.data.check_finite(table) names the first")
+                                  "lower --lr")
             require_free(path, need, what)
             pause("model-begin")
             with atomic_path(path) as tmp:

@@ -81,7 +81,13 @@ def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say,
     say("normalizing with the C++ engine:  " + " ".join(cmd))
     _sources_file(out).unlink(missing_ok=True)  # written again only once the new table is complete
     key = _sources_key(csvs, stats)  # (taken before: a file changed while it is read is read again next time)
-    normalize(csvs, out, stats=stats, dtype=dtype)
+    try:
+        normalize(csvs, out, stats=stats, dtype=dtype)
+    except DataError as e:  # (normalize's advice names an option the lessons do not have)
+        if "; use --dtype float32" not in str(e):
+            raise
+        raise DataError(str(e).replace("; use --dtype float32", f": the training table is {dtype}, and this value "
+                                       "lies far outside the range of its training data; check that record")) from None
     _sources_file(out).write_text(json.dumps(key))
     return out, st_path
 
@@ -295,6 +301,10 @@ def check_finite(accelerator, *parts) -> None:
     what one found."""
     data = data_pkg()
     rank, world = (0, 1) if accelerator is None else (accelerator.process_index, accelerator.num_processes)
+    rows = sum(len(r) for _t, r in parts)
+    size = sum(len(r) * t.row_bytes for t, r in parts) / 2**20
+    (print if rank == 0 else (lambda *a: None))(f"checking the validation and test rows for nan or inf: {rows} rows, "
+                                                f"{size:.1f} MiB, read once")
     error = None
     try:
         for table, rows in parts:

@@ -188,10 +188,11 @@ def _file_row(table, row: int) -> tuple[str, int]:
     return table.path, row
 
 
-def refuse_non_finite(table, block: np.ndarray, rows) -> None:
-    """A :class:`DataError` for the first value of ``block`` (the rows ``rows`` of ``table``) that is not a
-    finite number, naming the file, its row and column (1-based, as the engine names a CSV's): ``wideann
-    normalize`` never writes nan or inf, a table made or changed by hand may hold them."""
+def refuse_non_finite(table, block: np.ndarray, rows, first_column: int = 0) -> None:
+    """A :class:`DataError` for the first value of ``block`` (the rows ``rows`` of ``table``, its columns from
+    ``first_column`` on) that is not a finite number, naming the file, its row and column (1-based, as the
+    engine names a CSV's): ``wideann normalize`` never writes nan or inf, a table made or changed by hand may
+    hold them."""
     bad = ~np.isfinite(block)
     if not bad.any():
         return
@@ -199,21 +200,27 @@ def refuse_non_finite(table, block: np.ndarray, rows) -> None:
     j = int(np.flatnonzero(bad[i])[0])
     v = float(block[i, j])
     path, local = _file_row(table, int(rows[i]))
-    raise DataError(f"{path}, row {local + 1}, column {j + 1}: expected a finite number, found "
+    raise DataError(f"{path}, row {local + 1}, column {first_column + j + 1}: expected a finite number, found "
                     f"{'nan' if v != v else ('inf' if v > 0 else '-inf')}")
 
 
 def check_finite(table, rows=None) -> None:
     """Read the rows ``rows`` (sorted indices; default: all) of a table (an open table, or what
-    :func:`open_table` takes) in pieces of about 32 MiB and refuse the first value that is not a finite
-    number (see :func:`refuse_non_finite`)."""
+    :func:`open_table` takes) in pieces of about 32 MiB, with the native reader (several threads, the
+    table's dtype, two buffers reused), and refuse the first value that is not a finite number (see
+    :func:`refuse_non_finite`)."""
     if not hasattr(table, "read_index"):
         with open_table(table) as t:
             return check_finite(t, rows)
     rows = np.arange(table.n_rows) if rows is None else np.asarray(rows, dtype=np.int64)
     step = _chunk_rows(table)
+    x = np.empty((min(step, len(rows)), table.n_inputs), dtype=table.dtype)
+    y = np.empty((x.shape[0], 1), dtype=table.dtype)
     for a in range(0, len(rows), step):
-        refuse_non_finite(table, table.read_index(rows[a:a + step]), rows[a:a + step])
+        part = rows[a:a + step]
+        table.read_index(part, out=(x[:part.size], y[:part.size]))
+        refuse_non_finite(table, x[:part.size], part)
+        refuse_non_finite(table, y[:part.size], part, first_column=table.n_inputs)
 
 
 def available_memory() -> int | None:
