@@ -24,6 +24,13 @@ _ENV = dict(os.environ)
 _ENV.setdefault("PYTHONDONTWRITEBYTECODE", "1")
 
 
+not_under_asan = pytest.mark.skipif(
+    "libasan" in os.environ.get("LD_PRELOAD", ""),
+    reason="a limit on address space (ulimit -v) stops AddressSanitizer, which reserves terabytes of it, before "
+           "the engine runs (.ci/run's sanitized stage; the same tests run unsanitized before it)")
+"""For the tests that make threads impossible to start by a limit on address space."""
+
+
 def cli_env(**extra: str) -> dict:
     env = dict(_ENV)
     env.update({k: str(v) for k, v in extra.items()})

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import (WIDEANN, assert_failed_cleanly, cli_env, ok, popen_cli,
+from conftest import (WIDEANN, assert_failed_cleanly, cli_env, not_under_asan, ok, popen_cli,
                       random_numeric_csv, run_cli, temp_leftovers, wait_for, write_csv, write_text)
 
 HEADER = "a,b,c\n"
@@ -681,6 +681,7 @@ def run_limited(*args):
                           timeout=120, env=cli_env(OPENBLAS_NUM_THREADS="1"))
 
 
+@not_under_asan
 @pytest.mark.parametrize("job", ["stats", "fit", "apply", "denormalize", "make-data"])
 def test_threads_that_cannot_be_started_fail_cleanly(tmp_path, job):
     """A thread the engine cannot start (too many --threads for the limits) was std::terminate: exit 134 and

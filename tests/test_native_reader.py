@@ -12,6 +12,7 @@ import pytest
 import wideann
 from wideann import data
 from wideann.data.native_reader import ReadAhead, read_into, reader_of
+from conftest import not_under_asan  # noqa: E402
 
 
 def _table(tmp_path, rows, cols, dtype, seed=0, name="t.npy"):
@@ -392,6 +393,7 @@ def test_a_read_ahead_batch_that_fails_raises_at_its_own_wait(tmp_path):
     np.testing.assert_array_equal(x0, a[:10, :-1])
 
 
+@not_under_asan
 def test_a_reader_whose_threads_cannot_be_started_is_a_data_error(tmp_path):
     """A native reader that cannot start its threads (a limit on address space: 1000 stacks of 8 MiB) raises
     wideann.DataError (the threads it started stopped, its descriptors closed), where it ended the process in
@@ -423,6 +425,7 @@ def test_a_reader_whose_threads_cannot_be_started_is_a_data_error(tmp_path):
     assert r.stdout.splitlines() == ["made", "1"], r.stdout + r.stderr  # the limit itself is not what fails
 
 
+@not_under_asan
 def test_a_read_ahead_whose_thread_cannot_be_started_is_a_data_error(tmp_path):
     """ReadAhead's own thread, where no thread can start (stacks of 2 GB in 1 GB of address space): a
     wideann.DataError that says so, where it was a RuntimeError saying only 'Resource temporarily unavailable'."""
