@@ -131,3 +131,22 @@ def test_a_single_output_is_renamed_over_the_earlier_one_without_a_kept_copy(tmp
         with open(tmp, "w") as f:
             f.write("new")
     assert links == [] and (tmp_path / "m.json").read_text() == "new" and not temp_leftovers(tmp_path)
+
+
+def test_the_library_refuses_an_output_that_is_one_of_its_inputs(tmp_path):
+    # the command line refused it; wideann.normalize("in.csv", "in.csv") overwrote the raw data, and
+    # denormalize("p.csv", "p.csv") its predictions
+    raw = tmp_path / "in.csv"
+    wideann.make_data(raw, rows=20, cols=6, seed=1)
+    text = raw.read_text()
+    os.link(raw, tmp_path / "same.csv")
+    for call in (lambda: wideann.normalize(raw, raw), lambda: wideann.normalize(raw, tmp_path / "same.csv"),
+                 lambda: wideann.normalize(raw, tmp_path / "t.npy", stats_out=raw)):
+        with pytest.raises(ValueError, match="is also an input of this command"):
+            call()
+        assert raw.read_text() == text
+    wideann.normalize(raw, tmp_path / "t.npy")
+    (tmp_path / "p.csv").write_text("y\n0.5\n0.25\n")
+    with pytest.raises(ValueError, match="is also an input of this command"):
+        wideann.denormalize(tmp_path / "p.csv", tmp_path / "p.csv", stats=tmp_path / "t.stats.json")
+    assert (tmp_path / "p.csv").read_text() == "y\n0.5\n0.25\n" and not temp_leftovers(tmp_path)

@@ -192,6 +192,22 @@ def kind_of(path) -> str:
     return _kind(os.stat(os.fspath(path)).st_mode)
 
 
+def output_over_an_input(outputs, inputs) -> str | None:
+    """What is wrong when one of ``outputs`` is one of ``inputs`` (the same file, by any name): writing it
+    would destroy that input; None when none is."""
+    for out in filter(None, outputs):
+        for inp in filter(None, inputs):
+            try:
+                same = os.path.samefile(out, inp)
+            except OSError:  # one of them is not there (yet)
+                continue
+            if same:
+                also = "" if os.path.abspath(out) == os.path.abspath(inp) else f" ({os.fspath(inp)})"
+                return (f"{os.fspath(out)}: is also an input of this command{also}: writing it would destroy that "
+                        "input; give another output")
+    return None
+
+
 def refuse_what_is_not_a_file(path) -> None:
     """Raise :class:`NotAFileError` when ``path`` is a folder or anything but a file (:func:`what_is_not_a_file`)."""
     wrong = what_is_not_a_file(path)

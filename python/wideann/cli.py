@@ -292,17 +292,7 @@ def _output_over_an_input(args) -> str | None:
     """What is wrong when an output of the command is one of its inputs (the same file, by any name): it
     would be overwritten, and the input lost."""
     read, written = _files_read_and_written(args)
-    for out in filter(None, written):
-        for inp in filter(None, read):
-            try:
-                same = os.path.samefile(out, inp)
-            except OSError:  # one of them is not there (yet)
-                continue
-            if same:
-                also = "" if os.path.abspath(out) == os.path.abspath(inp) else f" ({inp})"
-                return (f"{out}: is also an input of this command{also}: writing it would destroy that input; "
-                        "give another output")
-    return None
+    return _atomic.output_over_an_input(written, read)
 
 
 def _output_not_a_file(args) -> str | None:

@@ -14,7 +14,8 @@ import threading
 from typing import Sequence, Union
 
 from . import _native
-from ._atomic import WRITTEN, commit_together, refuse_what_is_not_a_file, remove_listed, temp_name
+from ._atomic import (WRITTEN, commit_together, output_over_an_input, refuse_what_is_not_a_file, remove_listed,
+                      temp_name)
 from .diskspace import human_bytes, require_free
 from .stats import Stats
 
@@ -62,6 +63,15 @@ def _check_output_folder(output: str) -> None:
     if not os.path.isdir(out_dir):
         raise DataError(f"{output}: output folder {out_dir} does not exist")
     refuse_what_is_not_a_file(output)
+
+
+def _refuse_output_over_an_input(outputs, inputs, stats=None) -> None:
+    """A ``ValueError`` (before any work) when an output is one of the inputs or the stats file read (the same
+    file, by any name): writing it would destroy that input (the command line says so as wrong usage)."""
+    read = list(inputs) + ([os.fspath(stats)] if isinstance(stats, (str, os.PathLike)) else [])
+    clash = output_over_an_input(outputs, read)
+    if clash:
+        raise ValueError(clash)
 
 
 def _check_delimiter(delimiter: str) -> str:
@@ -249,6 +259,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
         raise ValueError(f"{stats_path}: the stats file cannot be the table itself; name another --stats-out")
     if stats_path is not None:
         refuse_what_is_not_a_file(stats_path)  # now, not after both passes
+    _refuse_output_over_an_input([output, stats_path], paths, stats)
     sources = [os.path.abspath(p) for p in paths]
     beside = default_stats_path(output)
     beside_too = stats_path is None or os.path.abspath(stats_path) != os.path.abspath(beside)
@@ -373,6 +384,7 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
     st = stats if isinstance(stats, Stats) else Stats.load(stats)
     in_fmt = "npy" if input.lower().endswith(".npy") else "csv"
     _check_output_folder(output)
+    _refuse_output_over_an_input([output], [input], stats)
     try:
         idx = None if columns is None else st.column_indices(columns)
     except ValueError as e:
