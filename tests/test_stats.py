@@ -161,3 +161,21 @@ def test_regression_metrics_of_a_target_in_huge_units_do_not_overflow():
     t, p = np.array([1.0, 2.0, 3.5]), np.array([1.5, 2.0, 3.0])
     assert metrics.rmse(t, p) == float(np.sqrt(np.mean((p - t) ** 2)))
     assert metrics.r2(t, p) == pytest.approx(1 - np.sum((p - t) ** 2) / np.sum((t - t.mean()) ** 2), rel=1e-15)
+
+
+def test_columns_takes_one_name_or_position_and_refuses_bools_and_ambiguous_names():
+    """columns="ab" was iterated letter by letter (columns a and b); columns=[True] selected column 1; a name
+    borne by several columns selected the first of them."""
+    st = Stats(["a", "b", "ab"], [0, 0, 0], [1, 1, 2], 1)
+    np.testing.assert_array_equal(st.transform(np.array([2.0]), columns="ab"), [1.0])
+    np.testing.assert_array_equal(st.column_indices("ab"), [2])
+    np.testing.assert_array_equal(st.column_indices(2), [2])
+    np.testing.assert_array_equal(st.column_indices(np.int64(-3)), [0])
+    np.testing.assert_array_equal(st.column_indices(["ab", 0, -1]), [2, 0, 2])
+    for bad in ([True], True, [np.bool_(False)], b"ab", [1.0], [None]):
+        with pytest.raises(TypeError, match="names \\(str\\) or positions \\(int\\)"):
+            st.column_indices(bad)
+    dup = Stats(["y", "x", "y"], [0, 0, 0], [1, 1, 10], 1)
+    with pytest.raises(ValueError, match="2 columns are named 'y' \\(positions 0, 2\\)"):
+        dup.transform(np.array([5.0]), columns="y")
+    assert dup.inverse_transform(np.array([0.5])).tolist() == [5.0]  # the target is the last column

@@ -26,7 +26,8 @@ class Stats:
     """Min-max statistics of a table (one entry per column; the target ``y`` is the last column).
 
     ``transform`` maps values to ``(v - min) / (max - min)``; a constant column (max == min) maps to 0
-    and back to its value. Column selection (``columns=``) takes names or integer positions.
+    and back to its value. Column selection (``columns=``) takes a name, a position, or a list of names and
+    integer positions (see :meth:`column_indices`).
     """
 
     def __init__(self, columns: Sequence[str], data_min, data_max, n_rows: int,
@@ -109,23 +110,44 @@ class Stats:
         return self.columns == other.columns and self._min == other._min and self._max == other._max
 
     def column_indices(self, columns=None):
-        """Positions of ``columns`` (names or ints; negative ints count from the end), an int64 array."""
+        """Positions of ``columns``, an int64 array: ``None`` for every column; one name (a ``str``) or one
+        position (an ``int``; negative ints count from the end); or a list of names and positions.
+
+        A bool is refused (``True`` is not position 1), and so is a name that several columns bear (a
+        CSV header may repeat a name): select such a column by position."""
         import numpy as np
 
         if columns is None:
             return np.arange(self.n_columns)
+        if isinstance(columns, (str, int, np.integer, np.bool_)):
+            columns = [columns]  # one name or position (a str is not iterated letter by letter)
+        elif isinstance(columns, (bytes, bytearray)):
+            raise TypeError(f"stats: columns takes names (str) or positions (int), not bytes: {columns!r}")
+        positions: dict | None = None
         out = []
         for c in columns:
+            if isinstance(c, (bool, np.bool_)):
+                raise TypeError(f"stats: columns takes names (str) or positions (int), not a bool: {c!r}")
             if isinstance(c, (int, np.integer)):
                 i = int(c)
                 if not -self.n_columns <= i < self.n_columns:
                     raise ValueError(f"stats: column index {i} out of range for {self.n_columns} columns")
                 out.append(i % self.n_columns)
+            elif isinstance(c, str):
+                if positions is None:
+                    positions = {}
+                    for i, name in enumerate(self.columns):
+                        positions.setdefault(name, []).append(i)
+                found = positions.get(str(c))
+                if not found:
+                    raise ValueError(f"stats: no column named {str(c)!r}")
+                if len(found) > 1:
+                    raise ValueError(f"stats: {len(found)} columns are named {str(c)!r} (positions "
+                                     f"{', '.join(map(str, found))}): select the one meant by position")
+                out.append(found[0])
             else:
-                try:
-                    out.append(self.columns.index(str(c)))
-                except ValueError:
-                    raise ValueError(f"stats: no column named {str(c)!r}") from None
+                raise TypeError(f"stats: columns takes names (str) or positions (int), not "
+                                f"{type(c).__name__}: {c!r}")
         return np.asarray(out, dtype=np.int64)
 
     # ---- transform ---------------------------------------------------------------------------
