@@ -179,3 +179,32 @@ def test_columns_takes_one_name_or_position_and_refuses_bools_and_ambiguous_name
     with pytest.raises(ValueError, match="2 columns are named 'y' \\(positions 0, 2\\)"):
         dup.transform(np.array([5.0]), columns="y")
     assert dup.inverse_transform(np.array([0.5])).tolist() == [5.0]  # the target is the last column
+
+
+def test_transform_and_inverse_check_the_width_of_their_input_instead_of_broadcasting():
+    """An (n, 1) prediction was mapped with x1's range (broadcast over every column: shape (n, 3)); a 1-D y was
+    one row to transform but the target to inverse_transform; any width was broadcast."""
+    st = Stats(["x1", "x2", "y"], [0, 0, 0], [1, 2, 100], 10)
+    # an (n, 1) input is the target, as a 1-D one is, in both directions
+    np.testing.assert_array_equal(st.inverse_transform(np.array([[0.1], [0.2]])), [[10.0], [20.0]])
+    np.testing.assert_array_equal(st.transform(np.array([[10.0], [20.0]])), [[0.1], [0.2]])
+    y = np.array([10.0, 20.0, 30.0])
+    np.testing.assert_array_equal(st.transform(y), [0.1, 0.2, 0.3])
+    np.testing.assert_array_equal(st.inverse_transform(st.transform(y)), y)
+    torch = pytest.importorskip("torch")  # what a PyTorch model gives
+    np.testing.assert_allclose(st.inverse_transform(torch.tensor([[0.5], [1.0]])), [[50.0], [100.0]])
+    # the full width, or the columns selected
+    np.testing.assert_array_equal(st.transform(np.array([[1.0, 1.0, 50.0]])), [[1.0, 0.5, 0.5]])
+    np.testing.assert_array_equal(st.transform(np.full((2, 1), 50.0), columns=["y"]), [[0.5], [0.5]])
+    np.testing.assert_array_equal(st.inverse_transform(np.array([0.5]), columns="x2"), [1.0])
+    for f in (st.transform, st.inverse_transform):
+        with pytest.raises(ValueError, match=r"X has 2 columns \(shape \(4, 2\)\), but the stats have 3 columns"):
+            f(np.ones((4, 2)))
+        with pytest.raises(ValueError, match=r"X has 3 columns \(shape \(2, 3\)\), but 1 column is selected"):
+            f(np.full((2, 3), 50.0), columns=["y"])
+        with pytest.raises(ValueError, match="a 1-D input is the values of one column, but 2 columns are selected"):
+            f(np.ones(2), columns=["x1", "y"])
+        with pytest.raises(ValueError, match=r"got 3-D \(shape \(2, 3, 1\)\)"):
+            f(np.ones((2, 3, 1)))
+        with pytest.raises(ValueError, match="got 0-D"):
+            f(5.0)

@@ -151,12 +151,41 @@ class Stats:
         return np.asarray(out, dtype=np.int64)
 
     # ---- transform ---------------------------------------------------------------------------
-    def transform(self, X, columns=None, clip: bool = False):
-        """Normalize ``X`` (rows x columns, or 1-D for a single column) to [0, 1], in float64."""
+    def _shaped(self, X, columns, what: str):
+        """``X`` as float64 and the positions of its columns, after checking that its shape fits them.
+
+        ``X`` is rows x columns (2-D) or the values of one column (1-D). With ``columns=None``, a 1-D input
+        and an ``(n, 1)`` one (a model's prediction) are the target (the last column); a 2-D input of any
+        other width must have one column per stats column. A width that does not match the columns
+        selected is a ``ValueError``, not broadcast."""
         import numpy as np
 
-        idx = self.column_indices(columns)
         X = np.asarray(X, dtype=np.float64)
+        if X.ndim not in (1, 2):
+            raise ValueError(f"stats.{what}: expected a 2-D array (rows x columns) or a 1-D one (the values of "
+                             f"one column), got {X.ndim}-D (shape {X.shape})")
+        if columns is None and (X.ndim == 1 or X.shape[1] == 1):
+            columns = [-1]  # the target, as a 1-D or (n, 1) prediction is
+        idx = self.column_indices(columns)
+        if X.ndim == 1 and len(idx) != 1:
+            raise ValueError(f"stats.{what}: a 1-D input is the values of one column, but {len(idx)} columns "
+                             "are selected; pass rows x columns (X.reshape(1, -1) for one row)")
+        if X.ndim == 2 and X.shape[1] != len(idx):
+            selected = f"the stats have {self.n_columns} columns" if columns is None else \
+                (f"{len(idx)} columns are selected" if len(idx) != 1 else "1 column is selected")
+            raise ValueError(f"stats.{what}: X has {X.shape[1]} columns (shape {X.shape}), but {selected}")
+        return X, idx
+
+    def transform(self, X, columns=None, clip: bool = False):
+        """Normalize ``X`` to [0, 1], in float64, of the shape of ``X``.
+
+        ``X`` is rows x columns, one per stats column or per column of ``columns``; or 1-D, the values of
+        one column. With ``columns=None``, a 1-D or ``(n, 1)`` input is the target (the last column), as
+        in :meth:`inverse_transform`, so that ``inverse_transform(transform(y))`` gives ``y`` back. (One row
+        of every column is ``X.reshape(1, -1)``.) A width that does not match is a ``ValueError``."""
+        import numpy as np
+
+        X, idx = self._shaped(X, columns, "transform")
         lo, hi = self.data_min[idx], self.data_max[idx]
         # As the engine does: (x - min) / (max - min); in halves (exact: these are huge numbers) where
         # max - min or x - min overflows a double (say -1e308 .. 1e308) and the result need not.
@@ -174,16 +203,15 @@ class Stats:
         return np.clip(out, 0.0, 1.0) if clip else out
 
     def inverse_transform(self, X, columns=None):
-        """Back to original units: ``x * (max - min) + min``, in float64.
+        """Back to original units: ``x * (max - min) + min``, in float64, of the shape of ``X``.
 
-        A 1-D input with ``columns=None`` is taken as the target (the last column).
+        ``X`` is shaped as for :meth:`transform`: with ``columns=None``, a 1-D input or an ``(n, 1)`` one (a
+        model's prediction) is taken as the target (the last column); a 2-D input of another width must
+        have one column per stats column. A width that does not match is a ``ValueError``.
         """
         import numpy as np
 
-        X = np.asarray(X, dtype=np.float64)
-        if columns is None and X.ndim == 1:
-            columns = [-1]
-        idx = self.column_indices(columns)
+        X, idx = self._shaped(X, columns, "inverse_transform")
         lo, hi = self.data_min[idx], self.data_max[idx]
         with np.errstate(over="ignore", invalid="ignore"):
             rng = hi - lo
