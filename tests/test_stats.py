@@ -2,7 +2,9 @@
 normalize, denormalize — on real files, against numpy and scikit-learn."""
 from __future__ import annotations
 
+import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -208,3 +210,27 @@ def test_transform_and_inverse_check_the_width_of_their_input_instead_of_broadca
             f(np.ones((2, 3, 1)))
         with pytest.raises(ValueError, match="got 0-D"):
             f(5.0)
+
+
+def test_constructor_refuses_what_load_refuses(tmp_path):
+    """Stats(["a"], [0], [1], -5) and a count other than n_rows were accepted, and saved as files that Stats.load
+    refuses: the checks are in the constructor, which load calls."""
+    for kwargs, err, says in (
+            ({"n_rows": -5}, ValueError, "n_rows must be a whole number >= 0, found -5"),
+            ({"n_rows": 5, "count": [3]}, ValueError, '"count" of column "a" is 3, but "n_rows" is 5'),
+            ({"n_rows": 5, "count": [-1]}, ValueError, "count must be a whole number >= 0, found -1"),
+            ({"n_rows": 2.5}, TypeError, "n_rows must be a whole number >= 0, found 2.5"),
+            ({"n_rows": True}, TypeError, "n_rows must be a whole number >= 0, found True")):
+        with pytest.raises(err, match=re.escape(says)):
+            Stats(["a"], [0], [1], **kwargs)
+    with pytest.raises(TypeError, match="columns must be a list of strings, not one str"):
+        Stats("ab", [0, 0], [1, 1], 1)  # was two columns, "a" and "b"
+    ok = Stats(["a"], [0], [1], np.int64(5), count=[np.int64(5)])
+    ok.save(tmp_path / "s.json")
+    assert Stats.load(tmp_path / "s.json") == ok and ok.n_rows == 5 and type(ok.n_rows) is int
+    # a file is refused with the same check, naming the file
+    d = load_stats_json(tmp_path / "s.json")
+    d["count"] = [3]
+    (tmp_path / "bad.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=re.escape(f'{tmp_path / "bad.json"}: "count" of column "a" is 3, but')):
+        Stats.load(tmp_path / "bad.json")

@@ -32,14 +32,19 @@ class Stats:
 
     def __init__(self, columns: Sequence[str], data_min, data_max, n_rows: int,
                  sources: Sequence[str] = (), count=None):
+        # Every check of the values is here, so that what is made can be saved and loaded back (from_dict
+        # checks the types of a file's entries first, to name the first bad one, then calls this).
+        for arg, v in (("columns", columns), ("sources", sources)):
+            if isinstance(v, (str, bytes)):
+                raise TypeError(f"stats: {arg} must be a list of strings, not one {type(v).__name__}: {v!r}")
         self.columns = [str(c) for c in columns]
-        self.n_rows = int(n_rows)
+        self.n_rows = _whole_number(n_rows, "n_rows")
         self.sources = [str(s) for s in sources]
         n = len(self.columns)
         # Plain lists inside: the engine takes them as they are; numpy arrays are made on first use.
         self._min = [float(v) for v in data_min]
         self._max = [float(v) for v in data_max]
-        self._count = [self.n_rows] * n if count is None else [int(c) for c in count]
+        self._count = [self.n_rows] * n if count is None else [_whole_number(c, "count") for c in count]
         self._arrays: dict = {}
         if not (len(self._min) == len(self._max) == len(self._count) == n):
             raise ValueError(f"stats: {n} column names but {len(self._min)} minima, "
@@ -56,6 +61,10 @@ class Stats:
         for name, lo, hi in zip(self.columns, self._min, self._max):
             if hi < lo:
                 raise ValueError(f"stats: column {name!r} has max < min")
+        for name, c in zip(self.columns, self._count):  # every column counts every row (no value may be
+            if c != self.n_rows:  # missing): another count is a damaged or edited file (merge would add it up)
+                raise ValueError(f"stats: \"count\" of column {_short(name)} is {c}, but \"n_rows\" is "
+                                 f"{self.n_rows}: every column counts every row")
 
     # ---- shape -------------------------------------------------------------------------------
     def _array(self, key: str, values, dtype: str):
@@ -298,12 +307,6 @@ class Stats:
             _check_list(d, "sources", where, _STRING)
         if not _is_int(d["n_rows"]) or d["n_rows"] < 0:
             raise ValueError(f"{where}: \"n_rows\" must be a whole number >= 0, found {_short(d['n_rows'])}")
-        count = d.get("count")
-        if count is not None:  # every column counts every row (no value may be missing): a count that does not
-            for name, c in zip(d["columns"], count):  # is a damaged or edited file (merge-stats would add it up)
-                if c != d["n_rows"]:
-                    raise ValueError(f"{where}: \"count\" of column {_short(name)} is {c}, but \"n_rows\" is "
-                                     f"{d['n_rows']}: every column counts every row; the file contradicts itself")
         try:
             return cls(d["columns"], d["min"], d["max"], d["n_rows"], d.get("sources", ()),
                        d.get("count"))
@@ -353,6 +356,16 @@ def read_json(path) -> object:
         raise ValueError(f"{path}: invalid JSON: nested too deeply") from None
     except ValueError as e:  # e.g. an integer of more digits than Python converts
         raise ValueError(f"{path}: invalid JSON: {e}") from None
+
+
+def _whole_number(v, what: str) -> int:
+    """``v`` as an int, which must be whole (an int or a numpy integer, not a bool or a float) and >= 0."""
+    if isinstance(v, bool) or not hasattr(v, "__index__"):
+        raise TypeError(f"stats: {what} must be a whole number >= 0, found {v!r}")
+    i = int(v.__index__())
+    if i < 0:
+        raise ValueError(f"stats: {what} must be a whole number >= 0, found {i}")
+    return i
 
 
 def _is_int(v) -> bool:
