@@ -234,3 +234,20 @@ def test_constructor_refuses_what_load_refuses(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(d))
     with pytest.raises(ValueError, match=re.escape(f'{tmp_path / "bad.json"}: "count" of column "a" is 3, but')):
         Stats.load(tmp_path / "bad.json")
+
+
+def test_save_merge_and_load_say_what_is_wrong_in_one_clean_line(tmp_path):
+    """save(bytes) was "Can't mix strings and bytes" (load takes bytes); a missing folder was "[Errno None] PATH:
+    ... does not exist: 'PATH'"; merge(st, 3) was an AttributeError."""
+    st = Stats(["a", "y"], [0, 1], [1, 2], 3)
+    st.save(os.fsencode(tmp_path / "s.json"))
+    assert Stats.load(os.fsencode(tmp_path / "s.json")) == st and os.listdir(tmp_path) == ["s.json"]
+    with pytest.raises(FileNotFoundError) as e:
+        st.save(tmp_path / "nope" / "s.json")
+    assert str(e.value) == f"{tmp_path / 'nope' / 's.json'}: output folder {tmp_path / 'nope'} does not exist"
+    for args, says in (((st, 3), "argument 2 is int 3"), ((3,), "argument 1 is int 3"),
+                       (([st, None],), "argument 2 is NoneType None"),
+                       ((st, "b.json"), "argument 2 is str 'b.json' (a path: read it with Stats.load)")):
+        with pytest.raises(TypeError, match=re.escape(f"merge: takes Stats objects (or one list of them); {says}")):
+            Stats.merge(*args)
+    assert Stats.merge([st, st]).n_rows == 6 == Stats.merge(iter([st, st])).n_rows

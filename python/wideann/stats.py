@@ -254,10 +254,18 @@ class Stats:
     @classmethod
     def merge(cls, *parts: "Stats") -> "Stats":
         """Exact stats of the concatenation of shards: min of mins, max of maxes, sum of counts."""
-        if len(parts) == 1 and not isinstance(parts[0], Stats):
-            parts = tuple(parts[0])
+        if len(parts) == 1 and not isinstance(parts[0], (Stats, str, bytes, os.PathLike)):
+            try:
+                parts = tuple(parts[0])  # one list of them
+            except TypeError:
+                pass  # named below
         if not parts:
             raise ValueError("merge: no stats given")
+        for i, p in enumerate(parts):
+            if not isinstance(p, Stats):
+                hint = " (a path: read it with Stats.load)" if isinstance(p, (str, bytes, os.PathLike)) else ""
+                raise TypeError(f"merge: takes Stats objects (or one list of them); argument {i + 1} is "
+                                f"{type(p).__name__} {_short_repr(p)}{hint}")
         first = parts[0]
         for p in parts[1:]:
             if p.columns != first.columns:
@@ -315,16 +323,20 @@ class Stats:
 
     @classmethod
     def load(cls, path) -> "Stats":
-        path = os.fspath(path)
+        path = os.fsdecode(path)  # (str or bytes paths, as for save)
         return cls.from_dict(read_json(path), where=path)
 
     def save(self, path) -> None:
         """Write the stats file atomically (a temporary name in the same folder, then rename)."""
+        path = os.fsdecode(path)  # a bytes path too, as load takes (the temporary's name is made as text)
         try:
             with atomic_path(path) as tmp:
                 self.write(tmp)
-        except OSError as e:  # e.g. a full disk: name the stats file, not the temporary one
-            raise OSError(e.errno, e.strerror or str(e), os.fspath(path)) from None
+        except OSError as e:
+            if e.errno is None:  # one of ours (a missing output folder, ...): its line names the path already
+                raise
+            # e.g. a full disk: name the stats file, not the temporary one
+            raise OSError(e.errno, e.strerror or str(e), path) from None
 
     def write(self, path) -> None:
         """Write the stats file at ``path`` as it is, not atomically: for a file that is itself a temporary,
@@ -366,6 +378,11 @@ def _whole_number(v, what: str) -> int:
     if i < 0:
         raise ValueError(f"stats: {what} must be a whole number >= 0, found {i}")
     return i
+
+
+def _short_repr(v) -> str:
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _is_int(v) -> bool:
