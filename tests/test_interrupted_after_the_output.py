@@ -17,7 +17,7 @@ import time
 import pytest
 
 import wideann
-from conftest import ok, temp_leftovers
+from conftest import WIDEANN, ok, temp_leftovers
 
 torch = pytest.importorskip("torch")
 
@@ -156,3 +156,33 @@ def test_predict_on_a_float16_run_gives_advice_that_fits_predict(tmp_path):
     assert "does not fit float16" in p.stderr and "--dtype" not in p.stderr and "float16 table" in p.stderr, p.stderr
     assert f"{tmp_path / 'far.csv'}, line 2, column 1" in p.stderr
     assert not (tmp_path / "p.csv").exists() and not temp_leftovers(tmp_path)
+
+
+# a signal as the interpreter shuts down, after main() returned (torch's shutdown takes a tenth of a second)
+LATE_SIGNAL = """import atexit, os, signal, sys
+atexit.register(lambda: os.kill(os.getpid(), getattr(signal, os.environ["LATE"])))
+from wideann.cli import console
+console()
+"""
+
+
+@pytest.mark.parametrize("late", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_a_signal_after_the_work_is_done_does_not_turn_it_into_a_failure(tmp_path, late):
+    """It ended the process with 130 or 143 (or a traceback from an atexit hook) after the summary line."""
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=30, cols=6, seed=2)
+    p = subprocess.run([sys.executable, "-c", LATE_SIGNAL, "normalize", str(t), "-o", str(tmp_path / "n.npy")],
+                       capture_output=True, text=True, env=dict(os.environ, LATE=late), timeout=120)
+    assert p.returncode == 0 and "-> " in p.stderr and "Traceback" not in p.stderr, (p.returncode, p.stderr)
+    assert "Interrupt" not in p.stderr and sorted(os.listdir(tmp_path)) == ["n.npy", "n.stats.json", "t.csv"]
+
+
+def test_a_closed_pipe_ends_the_output_quietly(tmp_path):
+    # `wideann info t.csv | head -1` said "wideann: error: [Errno 32] Broken pipe", exit 1
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=30, cols=6, seed=2)
+    r, w = os.pipe()
+    os.close(r)
+    p = subprocess.run([*WIDEANN, "info", str(t)], stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
+    os.close(w)
+    assert p.returncode == 141 and p.stderr == "", (p.returncode, p.stderr)

@@ -15,7 +15,7 @@ import sys
 
 from . import __version__, _atomic
 from .engine import DataError, default_stats_path, denormalize, make_data, normalize, compute_stats
-from .interrupts import stop_like_ctrl_c
+from .interrupts import ignore_interrupts, stop_like_ctrl_c
 from .stats import Stats, _first_difference
 
 
@@ -321,6 +321,8 @@ def main(argv=None) -> int:
     del _atomic.WRITTEN[:]
     try:
         run(args)
+        if _AS_THE_PROGRAM:  # the work is done: a signal as the interpreter shuts down (torch's takes a tenth of a
+            ignore_interrupts()  # second) would end it with 130 or 143, or a traceback, after its summary line
     except KeyboardInterrupt:
         done = _committed(args)
         if done:  # too late to stop anything: the output (and, for normalize, its stats) is complete
@@ -328,11 +330,25 @@ def main(argv=None) -> int:
             return 0
         print("wideann: interrupted; no output written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # (`wideann info t.npy | head -1`: the reader has all it wanted)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error as Python flushes)
+        return 141  # as a program ended by SIGPIPE
     except (DataError, OSError, ValueError) as e:
         print(f"wideann: error: {_one_line(e)}", file=sys.stderr)
         return 1
     return 0
 
 
-if __name__ == "__main__":
+_AS_THE_PROGRAM = False
+
+
+def console() -> None:
+    """The ``wideann`` program (and ``python -m wideann``): :func:`main`, whose interrupts after the work is
+    done are ignored (as a function, :func:`main` leaves the process's signal handlers as they are)."""
+    global _AS_THE_PROGRAM
+    _AS_THE_PROGRAM = True
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()

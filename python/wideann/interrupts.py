@@ -102,3 +102,14 @@ def deferred():
             signal.signal(sig, handler)
         for sig in dict.fromkeys(held):  # (each once, in order)
             signal.raise_signal(sig)
+
+
+def ignore_interrupts() -> None:
+    """Ctrl-C, SIGTERM and SIGHUP ignored from now on (in the main thread only; elsewhere nothing changes): for a
+    program whose work is done, which a late signal must not turn into a failure."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in INTERRUPTS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
