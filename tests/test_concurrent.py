@@ -224,3 +224,31 @@ def test_a_ctrl_c_right_after_a_temporary_output_is_made_leaves_nothing(tmp_path
             _atomic.remove_listed(made)
     monkeypatch.undo()
     assert len(seen) == 1 and os.listdir(out) == [] and made == []
+
+
+@pytest.mark.parametrize("slow", [["--stats-out", "sub/big.json"], ["--stats", "ref.stats.json"]])
+def test_a_stats_file_put_beside_the_output_meanwhile_is_replaced_with_the_table(tmp_path, slow):
+    """A run whose stats go elsewhere (or that applies stats and writes none) looked for a stats file beside its
+    output once, before its passes: another run that put its own there meanwhile (with its table, which this
+    run then replaced) left this run's table beside that run's stats. It looks again under the commit's lock."""
+    import wideann
+
+    wideann.make_data(tmp_path / "big.csv", rows=100000, cols=20, seed=2)
+    wideann.make_data(tmp_path / "small.csv", rows=500, cols=20, seed=1)
+    (tmp_path / "sub").mkdir()
+    wideann.normalize([tmp_path / "big.csv"], tmp_path / "ref.npy")
+    slow_run = popen_cli("normalize", tmp_path / "big.csv", "-o", tmp_path / "out.npy",
+                         *[a if a.startswith("--") else tmp_path / a for a in slow], cwd=tmp_path)
+    try:
+        # its table's temporary appears as pass 2 begins: stopped there, while the other run does all its work
+        assert wait_for(lambda: any(n.startswith(".out.npy.") for n in os.listdir(tmp_path)), timeout=60,
+                        interval=0.001)
+        slow_run.send_signal(signal.SIGSTOP)
+        ok("normalize", tmp_path / "small.csv", "-o", tmp_path / "out.npy")
+    finally:
+        slow_run.send_signal(signal.SIGCONT)
+    assert slow_run.wait(timeout=120) == 0, slow_run.stderr.read()
+    table = np.load(tmp_path / "out.npy", mmap_mode="r")
+    stats = json.loads((tmp_path / "out.stats.json").read_text())
+    assert table.shape[0] == 100000 and stats["n_rows"] == 100000, stats["n_rows"]
+    assert not temp_leftovers(tmp_path)

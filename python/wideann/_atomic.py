@@ -102,7 +102,7 @@ def folders_locked(paths):
             os.close(fd)
 
 
-def commit_together(renames) -> None:
+def commit_together(renames, more=None) -> None:
     """Rename each ``(temporary, final)`` pair into place, all under :func:`folders_locked`, so that
     outputs that belong together (a table and its stats file) are never mixed with another run's:
     two runs writing the same outputs end with one run's complete set.
@@ -116,9 +116,12 @@ def commit_together(renames) -> None:
     recorded in :data:`WRITTEN`. A final path that is a folder or anything but a file (a device, a FIFO,
     or a link to one) is refused before anything is renamed (:class:`NotAFileError`). A symbolic link to
     a file, or to nothing, at a final path is replaced by the file, not written through (as every
-    write-then-rename writer does)."""
+    write-then-rename writer does). ``more``: called under the lock, before any rename, for more pairs in the
+    same folders (outputs that depend on what is there then, which another run may have changed)."""
     renames = [(os.fspath(t), os.fspath(f)) for t, f in renames]
     with folders_locked([final for _tmp, final in renames]):
+        if more is not None:
+            renames += [(os.fspath(t), os.fspath(f)) for t, f in more()]
         for _tmp, final in renames:
             refuse_what_is_not_a_file(final)
         with interrupts.deferred():

@@ -267,7 +267,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     # The table and its stats file are written under temporary names and renamed together at the end
     # (under a lock on their folders), so that a failure leaves neither and two runs writing the same
     # output end with one run's table and that run's stats, never a mix.
-    table_tmp = stats_tmp = stale_tmp = None
+    table_tmp = stats_tmp = None
     seen: list = []  # a fit: each input as pass 1 read it; pass 2 refuses one that changed since
     made: list = []  # every temporary, listed before it is made (see temp_name), removed on any failure
     try:
@@ -280,9 +280,6 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
         else:
             st = stats if isinstance(stats, Stats) else Stats.load(stats)
             _require_estimated_space(output, paths, st.columns, dtype, fmt)
-        stale = _stale_stats_beside(output, st) if beside_too else None  # replaced together with the table
-        if stats_path is None:
-            stats_path, stale = stale, None
         table_tmp = temp_name(output, made)
         n = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp), expect=seen), _fsencode(paths),
                  os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header, delimiter, n_threads,
@@ -291,11 +288,19 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
         if not fitted and stats_path is not None:
             stats_tmp = temp_name(stats_path, made)
             _save_stats(written, stats_tmp, stats_path)
-        if stale is not None:
+
+        def stale_beside() -> list:
+            """(Run under the commit's lock: another run may have put a stats file beside the output since this
+            one began.) A stats file beside the output that describes another transform, replaced by the table's
+            stats together with the table."""
+            stale = _stale_stats_beside(output, written) if beside_too else None
+            if stale is None:
+                return []
             stale_tmp = temp_name(stale, made)
             _save_stats(written, stale_tmp, stale)
-        commit_together([(table_tmp, output)] + ([(stats_tmp, stats_path)] if stats_tmp else [])
-                        + ([(stale_tmp, stale)] if stale_tmp else []))
+            return [(stale_tmp, stale)]
+
+        commit_together([(table_tmp, output)] + ([(stats_tmp, stats_path)] if stats_tmp else []), more=stale_beside)
     except BaseException:
         remove_listed(made)
         raise
