@@ -241,3 +241,16 @@ def test_cr_only_line_ends_are_said_to_be_unsupported(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["h.csv", "n.csv"]
     (tmp_path / "ok.csv").write_bytes(b"a,b,y\r\n1,2,3\r\n4,5,6\r\n")  # CRLF: fine
     ok("normalize", tmp_path / "ok.csv", "-o", tmp_path / "o.npy")
+
+
+def test_merge_stats_warns_of_a_source_that_two_stats_files_name(tmp_path):
+    # overlapping shard lists (p1+p2, p2+p3) were merged without a word: 4 shards' rows for 3
+    for i in (1, 2, 3):
+        wideann.make_data(tmp_path / f"p{i}.csv", rows=50, cols=6, seed=i)
+    ok("stats", tmp_path / "p1.csv", tmp_path / "p2.csv", "-o", tmp_path / "a.json")
+    ok("stats", tmp_path / "p2.csv", tmp_path / "p3.csv", "-o", tmp_path / "b.json")
+    p = ok("merge-stats", tmp_path / "a.json", tmp_path / "b.json", "-o", tmp_path / "m.json")
+    assert f"both name the source {tmp_path / 'p2.csv'}" in p.stderr and "rows count twice" in p.stderr, p.stderr
+    ok("stats", tmp_path / "p3.csv", "-o", tmp_path / "c.json")
+    p = ok("merge-stats", tmp_path / "a.json", tmp_path / "c.json", "-o", tmp_path / "m2.json")
+    assert "warning" not in p.stderr, p.stderr

@@ -234,6 +234,17 @@ def _refuse_the_same_stats_twice(paths, parts) -> None:
             print(f"wideann: warning: {printable(paths[i])} holds the same numbers as {printable(paths[j])} and "
                   "neither names its sources: merged as two shards (if one is a copy, its rows count twice)",
                   file=sys.stderr)
+    # a source file named by two stats files (overlapping shard lists, or one file counted again after it
+    # grew): its rows count twice if it is the same file. A warning: the stats of shards computed on several
+    # machines may name the same local path for different files
+    named: dict = {}
+    for path, st in zip(paths, parts):
+        for src in dict.fromkeys(os.path.realpath(s) for s in st.sources):
+            if src in named and named[src] != path:
+                print(f"wideann: warning: {printable(path)} and {printable(named[src])} both name the source "
+                      f"{printable(src)}: if it is the same file (not a file of the same path on another machine), "
+                      "its rows count twice", file=sys.stderr)
+            named.setdefault(src, path)
 
 
 def _one_line(e: BaseException) -> str:
