@@ -186,3 +186,14 @@ def test_a_closed_pipe_ends_the_output_quietly(tmp_path):
     p = subprocess.run([*WIDEANN, "info", str(t)], stdout=w, stderr=subprocess.PIPE, text=True, timeout=60)
     os.close(w)
     assert p.returncode == 141 and p.stderr == "", (p.returncode, p.stderr)
+
+
+@pytest.mark.parametrize("device, says", [("mps", "not usable here"), ("meta", "predict runs on cpu, cuda or mps"),
+                                          ("xla", "predict runs on cpu, cuda or mps")])
+def test_predict_on_a_device_this_torch_cannot_use_is_one_line(tmp_path, device, says):
+    # --device mps on a torch built without it ended in a 16-line traceback from the model's move
+    run, new = _run_folder(tmp_path)
+    p = subprocess.run([*WIDEANN, "predict", str(run), str(new), "-o", str(tmp_path / "p.csv"), "--device", device],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and f"--device {device}: {says}" in p.stderr, p.stderr
+    assert not (tmp_path / "p.csv").exists() and not temp_leftovers(tmp_path)

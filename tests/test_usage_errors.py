@@ -58,3 +58,20 @@ def test_columns_are_positions_only_in_ascii_digits(tmp_path):
         assert f"{stats}: no column named '{col}'" in p.stderr, p.stderr
         assert not (tmp_path / "o.csv").exists()
     ok("denormalize", tmp_path / "p.csv", "-o", tmp_path / "o.csv", "--stats", stats, "--columns=-1")
+
+
+def test_the_table_and_its_stats_named_as_one_file_is_wrong_usage(tmp_path):
+    # refused with exit 1 by the engine, after it had checked the inputs; the other clashes of paths are 2
+    wideann.make_data(tmp_path / "t.csv", rows=20, cols=6, seed=1)
+    p = subprocess.run([*WIDEANN, "normalize", str(tmp_path / "t.csv"), "-o", str(tmp_path / "s.npy"), "--stats-out",
+                        str(tmp_path / "s.npy")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "named for two outputs" in p.stderr, p.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_denormalize_names_the_stats_file_for_columns_of_a_wrong_type(tmp_path):
+    wideann.make_data(tmp_path / "t.csv", rows=20, cols=6, seed=1)
+    wideann.normalize([tmp_path / "t.csv"], tmp_path / "t.npy")
+    (tmp_path / "p.csv").write_text("y\n0.5\n")
+    with pytest.raises(TypeError, match=f"^{tmp_path / 't.stats.json'}: "):
+        wideann.denormalize(tmp_path / "p.csv", tmp_path / "b.csv", stats=tmp_path / "t.stats.json", columns=[True])

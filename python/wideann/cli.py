@@ -306,6 +306,17 @@ def _output_over_an_input(args) -> str | None:
     return _atomic.output_over_an_input(written, read)
 
 
+def _outputs_that_are_one(args) -> str | None:
+    """What is wrong when two outputs of the command are one file (``normalize -o t.npy --stats-out t.npy``)."""
+    _read, written = _files_read_and_written(args)
+    written = [w for w in written if w]
+    for i, a in enumerate(written):
+        for b in written[:i]:
+            if os.path.abspath(a) == os.path.abspath(b):
+                return f"{a}: named for two outputs (the table and its stats file): name another --stats-out"
+    return None
+
+
 def _output_not_a_file(args) -> str | None:
     """What is wrong when an output path of the command is a folder, a device (``/dev/full``), a FIFO or a
     socket: the output would be renamed over it (or fail to be, after all the work)."""
@@ -324,7 +335,7 @@ def _committed(args) -> str | None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    clash = _output_over_an_input(args) or _output_not_a_file(args)
+    clash = _output_over_an_input(args) or _outputs_that_are_one(args) or _output_not_a_file(args)
     if clash:  # wrong usage: one line, exit code 2, nothing touched
         print(f"wideann: error: {printable(clash)}", file=sys.stderr)
         return 2

@@ -392,9 +392,9 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
     _refuse_output_over_an_input([output], [input], stats)
     try:
         idx = None if columns is None else st.column_indices(columns)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         where = os.fspath(stats) if not isinstance(stats, Stats) else "stats"
-        raise ValueError(f"{where}: {str(e).removeprefix('stats: ')}") from None
+        raise type(e)(f"{where}: {str(e).removeprefix('stats: ')}") from None
     return _run(_native.denormalize, os.fsencode(input), in_fmt, os.fsencode(output), st._min, st._max, st.columns,
                 None if idx is None else [int(i) for i in idx], _check_header(header),
                 _check_delimiter(delimiter), _threads(threads), progress=progress, desc="denormalize", writes=output,

@@ -68,8 +68,14 @@ def _device(requested: str | None):
         device = torch.device(requested)
     except RuntimeError:
         raise ValueError(f"--device {requested}: not a device (cpu, cuda, cuda:1, ...)") from None
+    if device.type not in ("cpu", "cuda", "mps"):  # (meta holds no numbers; xla, vulkan, ... are not supported)
+        raise ValueError(f"--device {requested}: predict runs on cpu, cuda or mps")
     if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
         raise ValueError(f"--device {requested}: no such CUDA device here")
+    try:  # a kind this torch was built without (mps, xla, ...): said now, not as a traceback from the model's move
+        torch.empty(1, device=device)
+    except (RuntimeError, NotImplementedError) as e:
+        raise ValueError(f"--device {requested}: not usable here ({str(e).splitlines()[0] if str(e) else e!r})") from None
     return device
 
 
