@@ -378,3 +378,29 @@ def test_a_batch_source_refuses_rows_given_twice(table):
         with pytest.raises(ValueError, match="distinct"):
             data.ShardedBatches(t, rows, 2)
     assert len(data.ShardedBatches(t, [9, 3, 5, 1], 2)) == 2  # distinct, in no order: taken
+
+
+def test_a_closed_table_says_so(table):
+    path, _ = table
+    t = data.NpyTable(path)
+    t.close()
+    with pytest.raises(ValueError, match="the table is closed"):
+        t.read_rows(0, 1)
+    with pytest.raises(ValueError, match="the table is closed"):
+        t.read_index(np.array([0, 5]))
+
+
+def _header(tmp_path, shape):
+    p = tmp_path / "crafted.npy"
+    with open(p, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        f.write(b"\0" * 64)
+    return p
+
+
+def test_a_negative_or_columnless_shape_is_refused_at_open(tmp_path):
+    with pytest.raises(wideann.DataError, match=r"crafted.npy: .*negative shape \(-1, 8\)"):
+        data.NpyTable(_header(tmp_path, (-1, 8)))
+    np.save(tmp_path / "empty.npy", np.zeros((5, 0), np.float32))
+    with pytest.raises(wideann.DataError, match="empty.npy: a table with no columns"):
+        data.open_table(tmp_path / "empty.npy")

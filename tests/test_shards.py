@@ -286,3 +286,12 @@ def test_a_value_that_is_not_a_number_is_named_by_its_shard_row_and_column(shard
     np.save(whole, w)
     with pytest.raises(wideann.DataError, match=r"whole.npy, row 1, column 1: expected a finite number, found nan"):
         data.load_table(whole)
+
+
+def test_a_shard_listed_twice_is_named_both_ways_as_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _save_shards(tmp_path / "sh", np.zeros((4, 3), np.float32), [], names=["p.npy"])
+    with pytest.raises(wideann.DataError, match=r"^\./sh/p\.npy: listed twice \(also as sh/p\.npy\)"):
+        data.open_table(["sh/p.npy", "./sh/p.npy"])
+    with pytest.raises(wideann.DataError, match=r"^sh/p\.npy: listed twice \(also as \./sh/p\.npy\)"):
+        data.open_table(["./sh", "sh/p.npy"])

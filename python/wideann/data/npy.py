@@ -89,6 +89,8 @@ class NpyTable:
     # ---- reading -----------------------------------------------------------------------------
     def _pread_into(self, buf: np.ndarray, start: int) -> None:
         """Fill ``buf`` (C-contiguous, the table's dtype) with the rows starting at ``start``."""
+        if self._fd < 0:  # (as the native reader says it; os.preadv would say "Bad file descriptor")
+            raise ValueError(f"{self.path}: the table is closed")
         mv = memoryview(buf).cast("B")
         pos, off = 0, self.offset + start * self.row_bytes
         while pos < len(mv):
@@ -171,6 +173,10 @@ def _parse_header(fd: int, path: str):
         raise DataError(f"{path}: Fortran-ordered tables are not supported (rows must be contiguous)")
     if len(shape) != 2:
         raise DataError(f"{path}: expected a 2-D table (rows x columns), found shape {shape}")
+    if min(shape) < 0:
+        raise DataError(f"{path}: unreadable .npy header: negative shape {shape}")
+    if shape[1] == 0:
+        raise DataError(f"{path}: a table with no columns (shape {shape}): it needs a target column at least")
     return dtype, shape, start + hlen
 
 

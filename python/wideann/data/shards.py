@@ -39,6 +39,7 @@ def table_paths(source: Source) -> list[Path]:
     if not items:
         raise DataError("no table given")
     paths: list[Path] = []
+    named: list[str] = []  # each path as the caller gave it ("./sh/p.npy": Path() would drop the "./")
     for item in items:
         p = Path(item)
         if p.is_dir():
@@ -47,16 +48,18 @@ def table_paths(source: Source) -> list[Path]:
             if not found:
                 raise DataError(f"{p}: no .npy files in this folder")
             paths += found
+            named += [os.path.join(os.fspath(item), q.name) for q in found]
         elif p.is_file():
             paths.append(p)
+            named.append(os.fspath(item))
         else:
             raise DataError(f"{p}: no such file or folder")
     seen: dict = {}
-    for p in paths:
+    for p, name in zip(paths, named):
         key = os.path.realpath(p)
         if key in seen:
-            raise DataError(f"{p}: listed twice (also as {seen[key]}); a shard must appear once in a table")
-        seen[key] = p
+            raise DataError(f"{name}: listed twice (also as {seen[key]}); a shard must appear once in a table")
+        seen[key] = name
     return paths
 
 
