@@ -404,3 +404,67 @@ def test_a_negative_or_columnless_shape_is_refused_at_open(tmp_path):
     np.save(tmp_path / "empty.npy", np.zeros((5, 0), np.float32))
     with pytest.raises(wideann.DataError, match="empty.npy: a table with no columns"):
         data.open_table(tmp_path / "empty.npy")
+
+
+def _t_and_other(tmp_path):
+    """t.npy made by the engine, and other.npy of the same shape holding 42 everywhere."""
+    os.chdir(tmp_path)
+    wideann.make_data("raw.csv", 203, 8, seed=1)
+    wideann.normalize("raw.csv", "t.npy")
+    np.save("other.npy", np.full((203, 8), 42.0, np.float32))
+    return tmp_path / "t.npy", tmp_path / "other.npy"
+
+
+@pytest.mark.parametrize("how", ["pickle", "copy", "deepcopy"])
+def test_a_copied_table_opens_its_file_anew_and_never_shares_a_descriptor(tmp_path, monkeypatch, how):
+    import copy
+    import gc
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    t_path, _ = _t_and_other(tmp_path)
+    t = data.open_table("t.npy")
+    first = t.read_rows(0, 5)
+    t.read_index(np.arange(3), out=(np.empty((3, 7), np.float32), np.empty((3, 1), np.float32)))  # a native reader
+    dup = {"pickle": lambda o: pickle.loads(pickle.dumps(o)), "copy": copy.copy, "deepcopy": copy.deepcopy}[how]
+    t2 = dup(t)
+    assert t2._fd != t._fd
+    np.testing.assert_array_equal(t2.read_rows(0, 5), first)
+    del t2
+    gc.collect()  # the copy's descriptor closed: the next file opened may take its number
+    u = data.open_table("other.npy")
+    np.testing.assert_array_equal(t.read_rows(0, 5), first)  # (was other.npy's 42s: the copy had closed t's fd)
+    x, y = np.empty((5, 7), np.float32), np.empty((5, 1), np.float32)
+    t.read_index(np.arange(5), out=(x, y))
+    np.testing.assert_array_equal(np.hstack([x, y]), first)
+    u.close()
+    # a shard set, and a batch source that has read an epoch (ring, pool, reader thread): its copy reads the same
+    s = data.open_table([t_path, t_path.parent / "other.npy"])
+    s.read_index(np.arange(3), out=(np.empty((3, 7), np.float32), np.empty((3, 1), np.float32)))
+    s2 = dup(s)
+    np.testing.assert_array_equal(s2.read_rows(200, 206), s.read_rows(200, 206))
+    src = data.ShardedBatches(t, np.arange(203), 16, seed=1)
+    list(src.epoch(0))
+    src2 = dup(src)
+    assert not set(data.ShardedBatches._KITS) & set(src2.__dict__)
+    assert (src2.table is src.table) == (how == "copy") and not src2.rows.flags.writeable  # (shallow: one table)
+    for (xa, ya), (xb, yb) in zip(src.epoch(1), src2.epoch(1), strict=True):
+        np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+        np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+
+
+def test_a_copied_table_refuses_a_file_changed_since_and_a_closed_one_stays_closed(tmp_path, monkeypatch):
+    import pickle
+
+    monkeypatch.chdir(tmp_path)
+    _t_and_other(tmp_path)
+    t = data.open_table("t.npy")
+    blob = pickle.dumps(t)
+    os.utime("t.npy", ns=(1, 1))
+    with pytest.raises(wideann.DataError, match="t.npy: the file changed since the table was opened"):
+        pickle.loads(blob)
+    t.close()
+    closed = pickle.loads(pickle.dumps(t))
+    assert (closed.n_rows, closed._fd) == (203, -1)
+    with pytest.raises(ValueError, match="t.npy: the table is closed"):
+        closed.read_rows(0, 1)

@@ -147,7 +147,16 @@ class ShardedBatches:
     table's for the inputs, and gives float32 targets). ``rows_read`` counts the rows of the batches handed
     out. Batches stay valid after the next one: keeping them is safe. (On a GPU, a step's ``x`` is a view of
     its group's memory (see :data:`GROUP_BYTES`), which a kept ``x`` keeps; a ``y`` holds only targets.)
+
+    A pickled (or copied) source holds its table (opened anew by its path where it is unpickled: see
+    :class:`~wideann.data.npy.NpyTable`), its rows and its settings, and ``rows_read``; not what it made to
+    read (pinned buffers, reading threads, buffer pools, plans, batches read on into the next epoch), which
+    the copy makes anew on first use. A source with ``resident`` rows (in this process's device memory) is
+    not pickled (a :class:`TypeError`).
     """
+
+    _KITS = ("_gpu_kit", "_host_kit", "_pool", "_plan_kit", "_positions_kit")
+    """What a source makes to read, kept between epochs: this process's, never in a pickle or a copy."""
 
     def __init__(self, table, rows: Sequence[int] | np.ndarray, batch_size: int, *, rank: int = 0,
                  world_size: int = 1, seed: int = 0, shuffle: bool = True,
@@ -185,6 +194,17 @@ class ShardedBatches:
         self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
         self.group_bytes = RESIDENT_GROUP_BYTES if resident is not None else GROUP_BYTES
         self.rows_read = 0
+
+    def __getstate__(self) -> dict:
+        if self.resident is not None:
+            raise TypeError("a ShardedBatches with resident rows cannot be pickled or copied: the rows are held in "
+                            "this process's device memory; make the copy's source with resident rows of its own")
+        return {k: v for k, v in self.__dict__.items() if k not in self._KITS}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.rows = self.rows.copy()  # (an unpickled array is writeable: read-only again, as __init__ makes it)
+        self.rows.flags.writeable = False
 
     def _check_resident(self) -> None:
         """Resident rows must be this table's on this source's device (checked again at each epoch: the source's

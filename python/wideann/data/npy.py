@@ -25,6 +25,12 @@ class NpyTable:
 
     Only the header is read when the table is opened; every ``read_*`` call reads exactly the bytes of
     the rows it returns into a new float32 array (or into ``out``).
+
+    A pickled (or copied) table opens its file anew by its path (a descriptor is this process's: shared,
+    closing one copy would close the other's file, and another file opened later could take its number),
+    and refuses a file whose size or modification time differ from those seen when the table was opened,
+    as the native reader does (a :class:`~wideann.DataError`). A closed table stays closed. This is what
+    a ``torch.utils.data.DataLoader``'s workers do with a dataset that holds a table.
     """
 
     def __init__(self, path):
@@ -48,6 +54,30 @@ class NpyTable:
             raise DataError(f"{self.path}: file is truncated ({size} bytes, the header promises {need})")
 
     # ---- lifetime ----------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        # the path and the header, with what the file was when the header was read; never the descriptor (a
+        # number of this process's) nor the native reader (threads)
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_fd", "_native_reader")}
+        state["closed"] = self._fd < 0
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        closed = state.pop("closed")
+        self._fd = -1  # (for close() and __del__ if the file cannot be opened again)
+        if closed:  # a closed table stays closed: its header as it was, no descriptor
+            self.__dict__.update(state)
+            return
+        self.__init__(state["path"])
+        seen = {k: state[k] for k in ("file_size", "mtime_ns", "dtype", "shape", "offset")}
+        now = {k: getattr(self, k) for k in seen}
+        if now != seen:
+            self.close()
+            raise DataError(f"{self.path}: the file changed since the table was opened (size {seen['file_size']}, "
+                            f"modified at {seen['mtime_ns']} ns then; size {now['file_size']}, modified at "
+                            f"{now['mtime_ns']} ns now): a copy of the table would read other rows; open it anew")
+        self.reader_threads = state["reader_threads"]
+
     def close(self) -> None:
         self.__dict__.pop("_native_reader", None)  # its threads and its copies of the descriptor
         if self._fd >= 0:

@@ -69,7 +69,8 @@ class ShardSet:
     The reading interface of :class:`~wideann.data.npy.NpyTable` (``n_rows``, ``n_columns``, ``dtype``,
     ``row_bytes``, ``read_rows``, ``read_index``), over global row numbers: row ``i`` of the set is row
     ``i - starts[k]`` of shard ``k``. Every shard must have the same number of columns and the same dtype
-    as the first; the odd one is named in the error.
+    as the first; the odd one is named in the error. Pickled or copied, each shard is opened anew by its
+    path, as an :class:`~wideann.data.npy.NpyTable` is.
     """
 
     def __init__(self, paths: Sequence[Union[str, os.PathLike]]):
@@ -101,6 +102,10 @@ class ShardSet:
         self.shape = (self.n_rows, self.n_columns)
 
     # ---- lifetime ----------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        # its shards (each pickled as an NpyTable is: opened anew by its path), never the native reader
+        return {k: v for k, v in self.__dict__.items() if k != "_native_reader"}
+
     def close(self) -> None:
         self.__dict__.pop("_native_reader", None)  # its threads and its copies of the descriptors
         for t in self.shards:
