@@ -468,3 +468,50 @@ def test_a_copied_table_refuses_a_file_changed_since_and_a_closed_one_stays_clos
     assert (closed.n_rows, closed._fd) == (203, -1)
     with pytest.raises(ValueError, match="t.npy: the table is closed"):
         closed.read_rows(0, 1)
+
+
+def test_a_source_refuses_negative_shuffle_rows(table):
+    path, _ = table
+    with pytest.raises(ValueError, match="shuffle_rows must be 1 or more"):
+        data.ShardedBatches(path, np.arange(1003), 10, shuffle_rows=-1)
+
+
+@pytest.mark.parametrize("rows, err, what", [
+    ([1.9, 2.9], TypeError, "integer row indices, got float64"),
+    (np.array([False, True]), TypeError, r"not a boolean mask: give np.flatnonzero\(mask\)"),
+    (np.ones(1003, bool), TypeError, "boolean mask"),
+])
+def test_a_source_refuses_rows_that_are_not_indices(table, rows, err, what):
+    path, _ = table
+    with pytest.raises(err, match=what):
+        data.ShardedBatches(path, rows, 10)
+
+
+@pytest.mark.parametrize("kw, err, what", [
+    (dict(batch_size=4.9), TypeError, "batch_size must be a whole number, got 4.9"),
+    (dict(world_size=2.5, rank=2), TypeError, "world_size must be a whole number"),
+    (dict(rank=0.0), TypeError, "rank must be a whole number"),
+    (dict(seed=-1), ValueError, "seed must be 0 or more"),
+    (dict(dtype="bogus"), ValueError, "dtype must be a floating dtype"),
+    (dict(dtype="int32"), ValueError, "dtype must be a floating dtype"),
+    (dict(dtype=np.int16), ValueError, "dtype must be a floating dtype"),
+    (dict(reader_threads=-2), ValueError, "reader_threads must be 1 or more"),
+])
+def test_a_source_refuses_settings_that_are_not_what_they_seem(table, kw, err, what):
+    path, _ = table
+    args = dict(batch_size=10) | kw
+    with pytest.raises(err, match=what):
+        data.ShardedBatches(path, np.arange(1003), args.pop("batch_size"), **args)
+
+
+def test_a_source_takes_numpy_dtypes_and_checks_the_epoch_when_asked(table):
+    import torch
+
+    path, a = table
+    src = data.ShardedBatches(path, np.arange(1003), 100, dtype=np.float64, prefetch=0, shuffle=False)
+    x, y = next(iter(src.epoch(0)))
+    assert x.dtype == y.dtype == torch.float64
+    np.testing.assert_array_equal(x.numpy(), a[:100, :8])
+    with pytest.raises(ValueError, match="epoch must be 0 or more"):
+        src.epoch(-1)  # (at the call, not at the first batch)
+    assert data.ShardedBatches(path, [], 10).rows.size == 0  # (no rows: still fine)

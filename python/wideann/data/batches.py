@@ -41,6 +41,7 @@ weighs exactly its rows.
 from __future__ import annotations
 
 import math
+import operator
 import os
 from collections import deque
 from typing import Iterator, NamedTuple, Sequence
@@ -118,6 +119,50 @@ def _drop_read_on(kit: dict) -> None:
         carry.ahead.close()
 
 
+def _whole(value, name: str) -> int:
+    """``value`` as an int if it is a whole number (an int, a numpy integer), else a :class:`TypeError` naming
+    it: ``int()`` would make 4 of a batch size of 4.9, and 2 of a world size of 2.5 checked against rank 2."""
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _row_indices(rows) -> np.ndarray:
+    """``rows`` as an array, refused (a :class:`TypeError`) unless they are integers: floats would be cut to the
+    row below (1.9 -> 1), and a boolean mask read as the rows 0 and 1."""
+    a = np.asarray(rows)
+    if a.dtype.kind == "b":
+        raise TypeError("rows must be row indices, not a boolean mask: give np.flatnonzero(mask)")
+    if a.dtype.kind not in "iu" and a.size:
+        raise TypeError(f"rows must be integer row indices, got {a.dtype} values")
+    return a
+
+
+def _delivered_dtype(dtype):
+    """The torch dtype of the delivered batches (None stays None): a floating torch dtype, or its name
+    ("float32") or numpy's (``np.float32``); anything else is refused (a :class:`ValueError`), integers
+    included (the batches would be cut to whole numbers)."""
+    import torch
+
+    if dtype is None or isinstance(dtype, torch.dtype):
+        got = dtype
+    elif isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
+        got = getattr(torch, dtype)
+    else:
+        try:
+            got = torch.from_numpy(np.empty(0, np.dtype(dtype))).dtype if not isinstance(dtype, str) else None
+        except (TypeError, ValueError):
+            got = None
+        if got is None:
+            raise ValueError(f"dtype must be a floating dtype such as 'float32' or torch.float16 (or None), got "
+                             f"{dtype!r}")
+    if got is not None and not got.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype (batches of {got} would be cut to whole numbers), got "
+                         f"{dtype!r}")
+    return got
+
+
 def _default_shuffle_rows(row_bytes: int) -> int:
     """Rows shuffled as one piece: about 256 KB of consecutive rows, at most 16 rows."""
     return int(min(16, max(1, (256 << 10) // max(row_bytes, 1))))
@@ -162,6 +207,17 @@ class ShardedBatches:
                  world_size: int = 1, seed: int = 0, shuffle: bool = True,
                  shuffle_rows: int | None = None, prefetch: int = 4, pin_memory: bool | None = None,
                  device=None, resident=None, reader_threads: int | None = None, dtype="float32"):
+        # (the numbers first: nothing is opened for a source refused)
+        batch_size, rank, world_size = _whole(batch_size, "batch_size"), _whole(rank, "rank"), _whole(world_size, "world_size")
+        seed = _whole(seed, "seed")
+        if seed < 0:
+            raise ValueError(f"seed must be 0 or more, got {seed}")
+        if shuffle_rows is not None and _whole(shuffle_rows, "shuffle_rows") < 0:
+            raise ValueError(f"shuffle_rows must be 1 or more (None: the default), got {shuffle_rows}")
+        if reader_threads is not None and _whole(reader_threads, "reader_threads") < 1:
+            raise ValueError(f"reader_threads must be 1 or more (None: the default), got {reader_threads}")
+        dtype = _delivered_dtype(dtype)
+        rows = _row_indices(rows)
         self.table = open_table(table) if isinstance(table, (str, os.PathLike, list, tuple)) else table
         # a read-only copy: a plan made, or batches read on, are checked against the rows by identity, so rows
         # changed in place would go unnoticed (the caller's array is left as it is)
@@ -177,8 +233,8 @@ class ShardedBatches:
             raise ValueError("batch_size must be >= 1")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} out of range for world_size {world_size}")
-        self.batch_size, self.rank, self.world_size = int(batch_size), int(rank), int(world_size)
-        self.seed, self.shuffle, self.prefetch = int(seed), bool(shuffle), int(prefetch)
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+        self.seed, self.shuffle, self.prefetch = seed, bool(shuffle), int(prefetch)
         self.shuffle_rows = int(shuffle_rows or _default_shuffle_rows(self.table.row_bytes))
         import torch
 
@@ -191,7 +247,7 @@ class ShardedBatches:
         self._check_resident()
         if reader_threads is not None:
             self.table.reader_threads = int(reader_threads)
-        self.dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        self.dtype = dtype
         self.group_bytes = RESIDENT_GROUP_BYTES if resident is not None else GROUP_BYTES
         self.rows_read = 0
 
@@ -302,9 +358,15 @@ class ShardedBatches:
         """Yield ``(x, y)`` for steps ``start_step .. len(self)-1`` of ``epoch``. ``read_on=False``: the first
         batches of the next epoch are not read on as this one ends (a shuffled, streamed source reads them on
         otherwise: for an epoch known to be the last, or to time epochs that each begin cold)."""
-        epoch, start = int(epoch), int(start_step)
+        epoch, start = _whole(epoch, "epoch"), _whole(start_step, "start_step")
+        if epoch < 0:
+            raise ValueError(f"epoch must be 0 or more, got {epoch}")
         if start < 0:
             raise ValueError(f"start_step must be 0 or more, got {start}")
+        return self._batches(epoch, start, read_on)
+
+    def _batches(self, epoch: int, start: int, read_on: bool) -> Iterator:
+        """The batches of :meth:`epoch` (its arguments checked)."""
         if self.resident is not None:
             self._check_resident()
             yield from self._gathered(epoch, start)  # (nothing to read on: the rows are on the device)
