@@ -295,3 +295,21 @@ def test_a_shard_listed_twice_is_named_both_ways_as_given(tmp_path, monkeypatch)
         data.open_table(["sh/p.npy", "./sh/p.npy"])
     with pytest.raises(wideann.DataError, match=r"^sh/p\.npy: listed twice \(also as \./sh/p\.npy\)"):
         data.open_table(["./sh", "sh/p.npy"])
+
+
+def test_a_float64_value_that_does_not_fit_float32_is_refused_as_such(tmp_path):
+    p = tmp_path / "big64.npy"
+    np.save(p, np.array([[1e300, 2.0], [3.0, 4.0]]))
+    for read in (data.check_finite, data.load_table):
+        with pytest.raises(wideann.DataError, match=r"big64.npy, row 1, column 1: 1e\+300 does not fit float32"):
+            read(p)
+    np.save(p, np.array([[1.0, 2.0], [-3e39, 4.0]]))
+    with pytest.raises(wideann.DataError, match=r"row 2, column 1: -3e\+39 does not fit float32"):
+        data.check_finite(p)
+    np.save(p, np.array([[1.0, 2.0], [3.0, np.inf]]))  # (a true inf is still named so)
+    for read in (data.check_finite, data.load_table):
+        with pytest.raises(wideann.DataError, match="row 2, column 2: expected a finite number, found inf"):
+            read(p)
+    np.save(p, np.array([[1.0, 2.0], [3.0e38, 4.0]]))  # (large, but it fits)
+    data.check_finite(p)
+    assert data.load_table(p)[1, 0] == np.float32(3e38)

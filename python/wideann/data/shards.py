@@ -166,7 +166,8 @@ def load_table(source: Source, available: int | None = None) -> np.ndarray:
     A table that would not fit twice in the memory ``available`` (default: what the machine, or its
     container, has available now; a lesson also copies its rows into the split) is refused with a
     :class:`DataError` that points to lesson 3, instead of a ``MemoryError`` or the kernel's OOM killer. A value
-    that is not a finite number is refused too, naming its file, row and column (:func:`refuse_non_finite`)."""
+    that is not a finite number is refused too, naming its file, row and column (:func:`refuse_non_finite`), and
+    so is a value of a float64 table that does not fit float32."""
     with open_table(source) as t:
         need = 2 * t.n_rows * t.n_columns * 4
         available = available_memory() if available is None else available
@@ -180,7 +181,10 @@ def load_table(source: Source, available: int | None = None) -> np.ndarray:
         out = t.read_rows(0, t.n_rows)
         step = _chunk_rows(t)
         for a in range(0, t.n_rows, step):  # (in pieces: a mask of the whole table would be a quarter of it again)
-            refuse_non_finite(t, out[a:a + step], np.arange(a, min(a + step, t.n_rows)))
+            rows = np.arange(a, min(a + step, t.n_rows))
+            if t.dtype.itemsize > 4 and not np.isfinite(out[a:a + step]).all():
+                check_finite(t, rows)  # the values as the file holds them: 1e300 is not inf (it does not fit float32)
+            refuse_non_finite(t, out[a:a + step], rows)
         return out
 
 
@@ -200,16 +204,23 @@ def refuse_non_finite(table, block: np.ndarray, rows, first_column: int = 0) -> 
     """A :class:`DataError` for the first value of ``block`` (the rows ``rows`` of ``table``, its columns from
     ``first_column`` on) that is not a finite number, naming the file, its row and column (1-based, as the
     engine names a CSV's): ``wideann normalize`` never writes nan or inf, a table made or changed by hand may
-    hold them."""
+    hold them. In a float64 ``block``, a finite value that does not fit float32 (the dtype the lessons train in,
+    where it would be inf) is refused too, the message saying so."""
     bad = ~np.isfinite(block)
+    if block.dtype.itemsize > 4:  # (float64) a finite value too large for float32 becomes inf as the lessons read it
+        with np.errstate(over="ignore"):
+            bad |= ~np.isfinite(block.astype(np.float32))
     if not bad.any():
         return
     i = int(np.flatnonzero(bad.any(axis=1))[0])
     j = int(np.flatnonzero(bad[i])[0])
     v = float(block[i, j])
     path, local = _file_row(table, int(rows[i]))
-    raise DataError(f"{path}, row {local + 1}, column {first_column + j + 1}: expected a finite number, found "
-                    f"{'nan' if v != v else ('inf' if v > 0 else '-inf')}")
+    where = f"{path}, row {local + 1}, column {first_column + j + 1}"
+    if np.isfinite(v):
+        raise DataError(f"{where}: {v:g} does not fit float32 (the dtype the lessons train in: it would be "
+                        f"{'inf' if v > 0 else '-inf'}); values must be within +-{float(np.finfo(np.float32).max):g}")
+    raise DataError(f"{where}: expected a finite number, found {'nan' if v != v else ('inf' if v > 0 else '-inf')}")
 
 
 def check_finite(table, rows=None) -> None:
