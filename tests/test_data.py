@@ -515,3 +515,14 @@ def test_a_source_takes_numpy_dtypes_and_checks_the_epoch_when_asked(table):
     with pytest.raises(ValueError, match="epoch must be 0 or more"):
         src.epoch(-1)  # (at the call, not at the first batch)
     assert data.ShardedBatches(path, [], 10).rows.size == 0  # (no rows: still fine)
+
+
+def test_split_rows_refuses_what_it_cannot_split_clearly():
+    with pytest.raises(data.TooFewRows, match="give smaller fractions"):
+        data.split_rows(100, 0.9999999)
+    with pytest.raises(TypeError, match="block_rows must be a whole number"):
+        data.split_rows(100, 0.2, 0, 0, 2.5)
+    with pytest.raises(TypeError, match="n_rows must be a whole number"):
+        data.split_rows(100.7)
+    s = data.split_rows(np.int64(100), 0.2, 0, 0, np.int64(2))
+    assert np.array_equal(np.sort(np.concatenate(s)), np.arange(100)) and s.train.dtype.kind == "i"
