@@ -526,3 +526,39 @@ def test_split_rows_refuses_what_it_cannot_split_clearly():
         data.split_rows(100.7)
     s = data.split_rows(np.int64(100), 0.2, 0, 0, np.int64(2))
     assert np.array_equal(np.sort(np.concatenate(s)), np.arange(100)) and s.train.dtype.kind == "i"
+
+
+class _RowsOf:
+    """A map-style dataset over a table (what a PyTorch user writes): its DataLoader workers get it pickled."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def __len__(self):
+        return self.table.n_rows
+
+    def __getitem__(self, i):
+        return self.table.read_rows(i, i + 1)[0]
+
+
+def test_dataloader_workers_under_spawn_read_the_tables_rows(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    _t_and_other(tmp_path)
+    t = data.open_table("t.npy")
+    want = t.read_rows(0, 203)
+    loader = torch.utils.data.DataLoader(_RowsOf(t), batch_size=50, num_workers=1, multiprocessing_context="spawn")
+    got = np.concatenate([b.numpy() for b in loader])  # (was "Illegal seek" or "file changed after its header ...")
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(t.read_rows(0, 203), want)
+
+
+def test_a_source_with_resident_rows_is_not_pickled(table):
+    import pickle
+
+    path, _ = table
+    t = data.open_table(path)
+    src = data.ShardedBatches(t, np.arange(100), 10, device="cpu", resident=data.ResidentRows(t, np.arange(100), "cpu"))
+    with pytest.raises(TypeError, match="resident rows cannot be pickled"):
+        pickle.dumps(src)
