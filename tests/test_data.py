@@ -496,6 +496,8 @@ def test_a_source_refuses_rows_that_are_not_indices(table, rows, err, what):
     (dict(dtype="int32"), ValueError, "dtype must be a floating dtype"),
     (dict(dtype=np.int16), ValueError, "dtype must be a floating dtype"),
     (dict(reader_threads=-2), ValueError, "reader_threads must be 1 or more"),
+    (dict(prefetch=-1), ValueError, "prefetch must be 0 or more"),
+    (dict(prefetch=2.5), TypeError, "prefetch must be a whole number"),
 ])
 def test_a_source_refuses_settings_that_are_not_what_they_seem(table, kw, err, what):
     path, _ = table
@@ -514,6 +516,9 @@ def test_a_source_takes_numpy_dtypes_and_checks_the_epoch_when_asked(table):
     np.testing.assert_array_equal(x.numpy(), a[:100, :8])
     with pytest.raises(ValueError, match="epoch must be 0 or more"):
         src.epoch(-1)  # (at the call, not at the first batch)
+    for call in (src.epoch_order, src.shard):  # (numpy's bare "expected non-negative integer" before)
+        with pytest.raises(ValueError, match="epoch must be 0 or more"):
+            call(-1)
     assert data.ShardedBatches(path, [], 10).rows.size == 0  # (no rows: still fine)
 
 

@@ -214,6 +214,8 @@ class ShardedBatches:
             raise ValueError(f"seed must be 0 or more, got {seed}")
         if shuffle_rows is not None and _whole(shuffle_rows, "shuffle_rows") < 0:
             raise ValueError(f"shuffle_rows must be 1 or more (None: the default), got {shuffle_rows}")
+        if _whole(prefetch, "prefetch") < 0:
+            raise ValueError(f"prefetch must be 0 or more (0: read on the calling thread), got {prefetch}")
         if reader_threads is not None and _whole(reader_threads, "reader_threads") < 1:
             raise ValueError(f"reader_threads must be 1 or more (None: the default), got {reader_threads}")
         dtype = _delivered_dtype(dtype)
@@ -285,6 +287,8 @@ class ShardedBatches:
     # -- the plan (pure functions of seed, epoch, step, rank; no I/O) --
     def epoch_order(self, epoch: int) -> np.ndarray:
         """All rows of the epoch in their global order (the same on every process)."""
+        if _whole(epoch, "epoch") < 0:
+            raise ValueError(f"epoch must be 0 or more, got {epoch}")
         return self.rows[self._epoch_index(epoch)] if self.shuffle else self.rows
 
     def _plan_settings(self) -> tuple:
