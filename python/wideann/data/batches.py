@@ -41,7 +41,6 @@ weighs exactly its rows.
 from __future__ import annotations
 
 import math
-import operator
 import os
 from collections import deque
 from typing import Iterator, NamedTuple, Sequence
@@ -52,6 +51,8 @@ from .host_pool import BlockPool
 from .native_reader import ReadAhead
 from .resident import resolve_device, torch_dtype
 from .shards import open_table
+# (whole numbers only: int() would make 4 of a batch size of 4.9, and 2 of a world size of 2.5 checked against rank 2)
+from .splits import _whole
 
 
 GROUP_BYTES = 64 << 20
@@ -117,15 +118,6 @@ def _drop_read_on(kit: dict) -> None:
     """Drops the batches read on that ``kit`` holds, if any, and stops their reading."""
     if (carry := kit.pop("carry", None)) is not None:
         carry.ahead.close()
-
-
-def _whole(value, name: str) -> int:
-    """``value`` as an int if it is a whole number (an int, a numpy integer), else a :class:`TypeError` naming
-    it: ``int()`` would make 4 of a batch size of 4.9, and 2 of a world size of 2.5 checked against rank 2."""
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a whole number, got {value!r}") from None
 
 
 def _row_indices(rows) -> np.ndarray:

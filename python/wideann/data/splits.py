@@ -24,8 +24,9 @@ _MOST_BLOCKS = 10**6
 
 
 def _whole(value, name: str) -> int:
-    """``value`` as an int if it is a whole number, else a :class:`TypeError` naming it (a float ``n_rows`` would
-    split rows past the table, a float ``block_rows`` give float row indices)."""
+    """``value`` as an int if it is a whole number (an int, a numpy integer), else a :class:`TypeError` naming
+    it (a float ``n_rows`` would split rows past the table, a float ``block_rows`` give float row indices;
+    :class:`~wideann.data.batches.ShardedBatches` checks its settings with it too)."""
     try:
         return operator.index(value)
     except TypeError:
