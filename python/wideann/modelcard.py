@@ -172,9 +172,9 @@ def _jsonable(value):
     return str(value)
 
 
-def _table_dtype(train) -> str:
+def table_dtype(train) -> str:
     """The dtype of the training table (a ``.npy`` path or a list of shards), for normalizing new data
-    the same way; float32 when it cannot be read."""
+    the same way (``wideann predict``, and a lesson's raw test CSV); float32 when it cannot be read."""
     first = train[0] if isinstance(train, (list, tuple)) and train else train
     try:
         from .data import NpyTable
@@ -198,7 +198,7 @@ def write(model, folder, weights_name: str, *, stats_path, train=None, options=N
     stats = Stats.load(stats_path)  # checked: a stats file
     n_inputs = stats.n_columns - 1
     card = {"format": FORMAT, "version": VERSION, "weights": weights_name, "stats": STATS_NAME,
-            "table_dtype": _table_dtype(train) if train is not None else "float32",
+            "table_dtype": table_dtype(train) if train is not None else "float32",
             "n_inputs": n_inputs, "target": stats.columns[-1]}
     try:
         layers = describe(model)

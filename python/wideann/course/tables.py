@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..engine import DataError, default_stats_path, normalize
+from ..modelcard import table_dtype
 from ..stats import Stats
 from .errors import LessonError, UsageError, one_line
 from .processes import in_turn, settle
@@ -59,8 +60,8 @@ def _is_up_to_date(out: Path, sources: list[Path]) -> bool:
 def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say,
                    dtype: str = "float32") -> tuple[Path, Path]:
     """CSV file(s) -> ``folder/<name>.npy`` with the engine (fitting stats unless ``stats`` is given), in
-    ``dtype`` (a test CSV in the training table's: the model is tested on numbers rounded as it was trained
-    on them, and as ``wideann predict`` rounds new data for it).
+    ``dtype`` (a test CSV in the training table's, :func:`wideann.modelcard.table_dtype`: the model is tested
+    on numbers rounded as it was trained on them, and as ``wideann predict`` rounds new data for it).
 
     Several CSV files are one table (concatenated in order, as ``wideann normalize a.csv b.csv`` does);
     the output is named after the first, with ``+N`` for the others."""
@@ -69,7 +70,7 @@ def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say,
     st_path = Path(stats) if stats else Path(default_stats_path(out))
     deps = list(csvs) + ([Path(stats)] if stats else [])
     if (_is_up_to_date(out, deps) and st_path.is_file() and _sources_match(out, csvs, stats)
-            and _dtype_of(out) == dtype):
+            and table_dtype(out) == dtype):
         say(f"using {shell_path(out)} (normalized from {' '.join(shell_path(c) for c in csvs)} earlier)")
         return out, st_path
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,15 +91,6 @@ def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say,
                                        "lies far outside the range of its training data; check that record")) from None
     _sources_file(out).write_text(json.dumps(key))
     return out, st_path
-
-
-def _dtype_of(table: Path) -> str | None:
-    """The dtype of a ``.npy`` table made earlier ("float32", "float16"), None if it cannot be read."""
-    try:
-        with data_pkg().open_table(table) as t:
-            return t.dtype.name
-    except (OSError, ValueError, DataError):
-        return None
 
 
 def _sources_file(out: Path) -> Path:
@@ -197,7 +189,7 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
         test = None
         if test_found:
             test = test_found if test_kind == "npy" else [_normalize_csv(test_found, data_dir / "test", stats_path,
-                                                                         say, _dtype_of(train[0]) or "float32")[0]]
+                                                                         say, table_dtype(train))[0]]
         return train, test, stats_path, _check_tables(train, test, stats_path, stats)
 
     # one process per machine normalizes; the others then find its files up to date
