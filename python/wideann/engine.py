@@ -150,10 +150,18 @@ def _said_of_line_ends(e: BaseException, paths) -> BaseException:
     if not isinstance(e, DataError):
         return e
     for p in paths:
-        if str(e).startswith(p) and _first_line_ends_in_a_lone_cr(p):
-            return DataError(f"{p}: lines end in CR alone (classic Mac OS line ends), which are not supported: "
-                             "convert them to LF or CRLF first (for example tr '\\r' '\\n' < IN > OUT)")
+        if str(e).startswith(p) and (said := lone_cr_said(p)):
+            return DataError(said)
     return e
+
+
+def lone_cr_said(path: str) -> str | None:
+    """The line that says a CSV's lines end in CR alone, or None when its first line does not
+    (:func:`_first_line_ends_in_a_lone_cr`); ``wideann info`` says it too."""
+    if not _first_line_ends_in_a_lone_cr(path):
+        return None
+    return (f"{path}: lines end in CR alone (classic Mac OS line ends), which are not supported: convert them to LF "
+            "or CRLF first (for example tr '\\r' '\\n' < IN > OUT)")
 
 
 def _first_line_ends_in_a_lone_cr(path: str, limit: int = 16 << 20) -> bool:

@@ -11,7 +11,7 @@ import numpy as np
 from . import _native
 from ._atomic import kind_of
 from .diskspace import human_bytes
-from .engine import _first_line_ends_in_a_lone_cr
+from .engine import lone_cr_said
 from .stats import FORMAT, Stats, read_json
 
 
@@ -136,9 +136,8 @@ def _describe_csv(path: str) -> str:
         raise ValueError(f"{path}: the file is empty" if not head else f"{path}: the file holds blank lines only")
     if b"\0" in head:  # no text file has one (a model's weights, a picture, an archive)
         raise ValueError(f"{path}: not a CSV (binary data), a .npy table or a stats file")
-    if _first_line_ends_in_a_lone_cr(path):
-        raise ValueError(f"{path}: a CSV whose lines end in CR alone (classic Mac OS line ends), which wideann "
-                         "does not read: convert them to LF or CRLF first (for example tr '\\r' '\\n' < IN > OUT)")
+    if said := lone_cr_said(path):
+        raise ValueError(said)
     # lines end at LF; CRs and LFs before the first line are skipped, as the engine does
     lines = [ln.removesuffix(b"\r") for ln in head.removeprefix(b"\xef\xbb\xbf").lstrip(b"\r\n").split(b"\n")]
     whole = len(head) == size
