@@ -150,3 +150,23 @@ def test_the_library_refuses_an_output_that_is_one_of_its_inputs(tmp_path):
     with pytest.raises(ValueError, match="is also an input of this command"):
         wideann.denormalize(tmp_path / "p.csv", tmp_path / "p.csv", stats=tmp_path / "t.stats.json")
     assert (tmp_path / "p.csv").read_text() == "y\n0.5\n0.25\n" and not temp_leftovers(tmp_path)
+
+
+def test_without_hard_links_a_failed_commit_still_gives_back_the_earlier_files(tmp_path, monkeypatch):
+    # where os.link fails (some network and FUSE file systems) each earlier file is moved aside instead
+    import errno
+
+    from wideann import _atomic
+
+    for name, text in (("t.npy", "old table"), ("t.stats.json", "old stats"), (".t.npy.new", "new table")):
+        (tmp_path / name).write_text(text)
+
+    def no_links(*a, **k):
+        raise PermissionError(errno.EPERM, "no hard links here")
+
+    monkeypatch.setattr(_atomic.os, "link", no_links)
+    with pytest.raises(FileNotFoundError, match="is gone"):  # (the stats' temporary is missing: the 2nd rename fails)
+        _atomic.commit_together([(tmp_path / ".t.npy.new", tmp_path / "t.npy"),
+                                 (tmp_path / ".t.stats.json.new", tmp_path / "t.stats.json")])
+    assert (tmp_path / "t.npy").read_text() == "old table" and (tmp_path / "t.stats.json").read_text() == "old stats"
+    assert sorted(os.listdir(tmp_path)) == ["t.npy", "t.stats.json"]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import re
@@ -22,9 +21,10 @@ Only a ``kill -9`` (or a crash of the machine) leaves one behind."""
 _LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # (as mkstemp's names: 8 of them, 37^8 names)
 
 
-def temp_name(path, listed: list, suffix: str = ".tmp", folder: bool = False) -> str:
-    """A fresh temporary file (empty; a folder with ``folder``) beside ``path`` (same folder, so that the final
-    rename is atomic), hidden: ``.<name>.<8 random characters><suffix>``; its name.
+def temp_name(path, listed: list, suffix: str = ".tmp", folder: bool = False, make=None) -> str:
+    """A fresh temporary file (empty; a folder with ``folder``; or what ``make(name)`` makes, raising
+    ``FileExistsError`` where the name is taken) beside ``path`` (same folder, so that the final rename is
+    atomic), hidden: ``.<name>.<8 random characters><suffix>``; its name.
 
     The name is appended to ``listed`` *before* the file is made, so that a cleanup removing
     every listed name (:func:`remove_listed`) also removes a file whose making a Ctrl-C cut short: Python
@@ -40,7 +40,9 @@ def temp_name(path, listed: list, suffix: str = ".tmp", folder: bool = False) ->
         tmp = os.path.join(where, f".{base}.{''.join(secrets.choice(_LETTERS) for _ in range(8))}{suffix}")
         listed.append(tmp)
         try:
-            if folder:
+            if make is not None:
+                make(tmp)
+            elif folder:
                 os.mkdir(tmp, 0o700)
             else:  # (0o666: the umask applies, as to a plain open())
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
@@ -226,26 +228,22 @@ def _why_not_renamed(e: OSError, tmp: str) -> str:
 
 
 def _keep(final: str, kept: list) -> None:
-    """Keep the file at ``final`` under a fresh hidden name beside it (named as :func:`temp_name` names, so that
-    a ``kill -9`` leaves one that is cleaned up as temporaries are): a hard link, so that ``final`` stays in
-    place for readers until the rename; where the file system has no hard links, the file is moved aside. The
-    name is appended to ``kept`` (with ``final``) before it is made."""
-    where, base = os.path.split(final)
-    for _ in range(100):
-        keep = os.path.join(where, f".{base}.{''.join(secrets.choice(_LETTERS) for _ in range(8))}.tmp")
-        kept.append((keep, final))
-        try:
-            os.link(final, keep, follow_symlinks=False)
-            return
-        except FileExistsError:
-            kept.pop()
-        except FileNotFoundError:  # (removed since it was seen: nothing to keep)
-            kept.pop()
-            return
-        except OSError:  # no hard links here (EPERM, ENOTSUP on some network and FUSE file systems)
-            os.rename(final, keep)
-            return
-    raise FileExistsError(errno.EEXIST, "no free temporary name beside it", final)
+    """Keep the file at ``final`` under a fresh hidden name beside it (:func:`temp_name`'s, so that a ``kill -9``
+    leaves one that is cleaned up as temporaries are): a hard link, so that ``final`` stays in place for readers
+    until the rename; where the file system has no hard links, the file is moved aside. ``(name, final)`` is
+    appended to ``kept`` (nothing when the file is gone meanwhile). (No Ctrl-C lands between the making and
+    the listing: :func:`commit_together` holds signals back.)"""
+    names: list = []
+    try:
+        keep = temp_name(final, names, make=lambda name: os.link(final, name, follow_symlinks=False))
+    except FileNotFoundError:  # (removed since it was seen: nothing to keep)
+        return
+    except FileExistsError:  # (no free name: temp_name says so)
+        raise
+    except OSError:  # no hard links here (EPERM, ENOTSUP on some network and FUSE file systems)
+        keep = names[-1]
+        os.rename(final, keep)
+    kept.append((keep, final))
 
 
 def _give_back(final: str, kept: list, done: list) -> None:
