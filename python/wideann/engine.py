@@ -188,6 +188,20 @@ def _first_line_ends_in_a_lone_cr(path: str, limit: int = 16 << 20) -> bool:
     return False
 
 
+FLOAT16_ADVICE = "; use --dtype float32"
+"""The engine's advice for a value that does not fit a float16 table (``csrc/normalize.cpp``)."""
+
+
+def in_the_training_dtype(e: DataError, trained_on: str) -> DataError:
+    """``e`` with the engine's :data:`FLOAT16_ADVICE` replaced, for new data normalized in the dtype a model was
+    trained on (``wideann predict``, a lesson's raw test CSV): there is no dtype to choose, and a value that
+    does not fit lies far outside the range of the training data. ``trained_on``: what was trained on it."""
+    if FLOAT16_ADVICE not in str(e):
+        return e
+    return DataError(str(e).replace(FLOAT16_ADVICE, f": {trained_on}, and this value lies far outside the range of "
+                                    "its training data; check that record"))
+
+
 def _record_written(output, box: dict) -> None:
     if output is not None and "result" in box and output not in WRITTEN:
         WRITTEN.append(output)

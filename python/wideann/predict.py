@@ -29,7 +29,8 @@ import numpy as np
 from . import modelcard
 from ._atomic import commit_together, remove_listed, temp_name
 from .diskspace import require_free
-from .engine import DataError, _check_output_folder, denormalize, estimated_rows, normalize, output_bytes
+from .engine import (DataError, _check_output_folder, denormalize, estimated_rows, in_the_training_dtype, normalize,
+                     output_bytes)
 from .info import split_fields
 from .stats import Stats
 
@@ -199,7 +200,7 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
             normalize([input_csv], table, stats=inputs, dtype=dtype, threads=threads, header=header,
                       delimiter=delimiter, progress=progress)
         except DataError as e:
-            raise _said_for_predict(e, dtype, run_dir) from None
+            raise in_the_training_dtype(e, f"the run {run_dir} was trained on a {dtype} table") from None
         pred = os.path.join(work, "predictions.npy")
         n = _run_model(model, table, card["n_inputs"], pred, batch_size, device, quiet=not progress,
                        source=os.fspath(input_csv))
@@ -217,15 +218,3 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
         remove_listed(made)
         raise
     return n
-
-
-def _said_for_predict(e: DataError, dtype: str, run_dir: Path) -> DataError:
-    """The engine's advice for ``normalize`` ("use --dtype float32") fits no option of predict, which normalizes
-    new data to the dtype the model was trained on: a value that does not fit it lies far outside the training
-    data's range."""
-    msg = str(e)
-    if "; use --dtype float32" not in msg:
-        return e
-    return DataError(msg.replace("; use --dtype float32",
-                                 f": the run {run_dir} was trained on a {dtype} table, and this value lies far "
-                                 "outside the range of its training data; check that record"))

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ..engine import DataError, default_stats_path, normalize
+from ..engine import DataError, default_stats_path, in_the_training_dtype, normalize
 from ..modelcard import table_dtype
 from ..stats import Stats
 from .errors import LessonError, UsageError, one_line
@@ -85,10 +85,7 @@ def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say,
     try:
         normalize(csvs, out, stats=stats, dtype=dtype)
     except DataError as e:  # (normalize's advice names an option the lessons do not have)
-        if "; use --dtype float32" not in str(e):
-            raise
-        raise DataError(str(e).replace("; use --dtype float32", f": the training table is {dtype}, and this value "
-                                       "lies far outside the range of its training data; check that record")) from None
+        raise in_the_training_dtype(e, f"the training table is {dtype}") from None
     _sources_file(out).write_text(json.dumps(key))
     return out, st_path
 
