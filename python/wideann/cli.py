@@ -14,7 +14,8 @@ import re
 import sys
 
 from . import __version__, _atomic
-from .engine import DataError, default_stats_path, denormalize, make_data, normalize, compute_stats
+from .engine import (DataError, default_stats_path, denormalize, make_data, normalize, compute_stats,
+                     table_and_stats_are_one)
 from .interrupts import ignore_interrupts, stop_like_ctrl_c
 from .stats import Stats, _first_difference
 
@@ -308,13 +309,7 @@ def _output_over_an_input(args) -> str | None:
 
 def _outputs_that_are_one(args) -> str | None:
     """What is wrong when two outputs of the command are one file (``normalize -o t.npy --stats-out t.npy``)."""
-    _read, written = _files_read_and_written(args)
-    written = [w for w in written if w]
-    for i, a in enumerate(written):
-        for b in written[:i]:
-            if os.path.abspath(a) == os.path.abspath(b):
-                return f"{a}: named for two outputs (the table and its stats file): name another --stats-out"
-    return None
+    return table_and_stats_are_one(args.output, _stats_written(args)) if args.command == "normalize" else None
 
 
 def _output_not_a_file(args) -> str | None:

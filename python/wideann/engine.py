@@ -65,6 +65,13 @@ def _check_output_folder(output: str) -> None:
     refuse_what_is_not_a_file(output)
 
 
+def table_and_stats_are_one(output, stats_path) -> str | None:
+    """What is wrong when ``normalize``'s table and the stats file it writes are one path; None when not."""
+    if stats_path is not None and os.path.abspath(stats_path) == os.path.abspath(output):
+        return f"{os.fspath(stats_path)}: named for two outputs (the table and its stats file): name another --stats-out"
+    return None
+
+
 def _refuse_output_over_an_input(outputs, inputs, stats=None) -> None:
     """A ``ValueError`` (before any work) when an output is one of the inputs or the stats file read (the same
     file, by any name): writing it would destroy that input (the command line says so as wrong usage)."""
@@ -277,8 +284,9 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     fitted = stats is None
     stats_path = default_stats_path(output) if fitted and stats_out is None else stats_out
     stats_path = None if stats_path is None else os.fspath(stats_path)
-    if stats_path is not None and os.path.abspath(stats_path) == os.path.abspath(output):
-        raise ValueError(f"{stats_path}: the stats file cannot be the table itself; name another --stats-out")
+    clash = table_and_stats_are_one(output, stats_path)
+    if clash:
+        raise ValueError(clash)
     if stats_path is not None:
         refuse_what_is_not_a_file(stats_path)  # now, not after both passes
     _refuse_output_over_an_input([output, stats_path], paths, stats)
