@@ -623,6 +623,20 @@ def test_a_refusal_for_space_says_what_killed_runs_left(tmp_path, rng, tiny_fs):
     ok("normalize", inp, "-o", tiny_fs / "out.npy")
 
 
+def test_a_refusal_for_space_does_not_count_kept_copies_as_space_to_free(tmp_path, rng, tiny_fs):
+    """A commit keeps each existing output as a hidden hard link until its renames are done; a kill -9 in
+    between leaves that link behind. Removing it frees no space (the live file holds the blocks), so the
+    refusal lists it without counting its size in what removing the leftovers would free."""
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 300, 30)
+    live = tiny_fs / "keep.bin"
+    live.write_bytes(b"\1" * 20_000)
+    os.link(live, tiny_fs / ".keep.bin.Ab3xYzQw.tmp")  # temp_name's 8 characters, as a kill -9 left it
+    (tiny_fs / ".out.npy.Ab3xYz.tmp").write_bytes(b"\0" * 20_000)  # a killed run's own temporary
+    msg = assert_failed_cleanly(run_cli("normalize", inp, "-o", tiny_fs / "out.npy"), names=["out.npy"])
+    assert ("2 temporary file(s) of interrupted runs take 19.5 KiB there, not counting 1 hard link(s) "
+            "to other files (.keep.bin.Ab3xYzQw.tmp, ...)") in msg, msg
+
+
 def test_too_little_space_in_apply_mode_is_refused_from_an_estimate(tmp_path, rng, tiny_fs):
     """Apply mode does not know the row count before pass 2: it estimates it from the input's size
     and refuses when not even half the estimate fits."""

@@ -58,7 +58,7 @@ def _leftovers(folder: str, mine=()) -> str:
     are hidden, and nothing else removes them (a run still writing one holds it: its owner decides)."""
     from ._atomic import TEMP_NAME
 
-    found, size = [], 0
+    found, size, linked = [], 0, 0
     mine = {os.path.abspath(os.fspath(m)) for m in mine}
     try:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
@@ -66,10 +66,17 @@ def _leftovers(folder: str, mine=()) -> str:
                 found.append(entry.name)
                 paths = [entry.path] if not entry.is_dir(follow_symlinks=False) else \
                     [os.path.join(root, f) for root, _, files in os.walk(entry.path) for f in files]
-                size += sum(os.lstat(p).st_size for p in paths)
+                for st in map(os.lstat, paths):
+                    # A hard link (a commit's kept copy of a live file, left by a kill -9) shares its blocks:
+                    # removing it frees nothing, so it is not counted in what removing them would free.
+                    if st.st_nlink > 1:
+                        linked += 1
+                    else:
+                        size += st.st_size
     except OSError:
         return ""
     if not found:
         return ""
-    return (f"; {len(found)} temporary file(s) of interrupted runs take {human_bytes(size)} there ({found[0]}"
-            f"{', ...' if len(found) > 1 else ''}): remove them if no run is writing them")
+    shared = f", not counting {linked} hard link(s) to other files" if linked else ""
+    return (f"; {len(found)} temporary file(s) of interrupted runs take {human_bytes(size)} there{shared} "
+            f"({found[0]}{', ...' if len(found) > 1 else ''}): remove them if no run is writing them")
