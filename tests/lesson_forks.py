@@ -30,6 +30,9 @@ from accelerate import Accelerator  # noqa: E402,F401
 import wideann  # noqa: E402,F401
 from wideann import course, data, metrics, plots  # noqa: E402,F401
 
+# (imported once, before the forks, for what every lesson imports; named here so that linters see them used)
+PRELOADED = (matplotlib.pyplot, numpy, torch, Accelerator, wideann, course, data, metrics, plots)
+
 
 def _exit_status(e: SystemExit) -> int:
     """What the interpreter makes of an uncaught SystemExit."""

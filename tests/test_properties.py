@@ -81,6 +81,7 @@ def test_merge_of_any_split_equals_whole(vals, data):
         whole = wideann.compute_stats(_write(d / "whole.csv", vals), threads=1)
         parts = []
         files = []
+        first_header = False
         for i in range(len(bounds) - 1):
             # (a later split carries a header only beside a first one's: after a first without, refused)
             header = data.draw(st.booleans()) if i == 0 or files and first_header else False
