@@ -39,19 +39,20 @@ def _reference(tmp_path, inp, *extra):
 @pytest.mark.parametrize("mode", ["fit", "apply"])
 def test_concurrent_runs_never_mix_table_and_stats(tmp_path, mode):
     inputs = _inputs(tmp_path)
-    extra = []
-    if mode == "apply":  # apply mode with --stats-out: the table and the applied stats (row count)
-        ok("stats", inputs["A"], "-o", tmp_path / "fit.json")
-        extra = ["--stats", tmp_path / "fit.json"]
+    extra = {name: [] for name in inputs}
+    if mode == "apply":  # apply mode with --stats-out: the table and a copy of the stats applied, each run its own
+        for name, path in inputs.items():
+            ok("stats", path, "-o", tmp_path / f"fit-{name}.json")
+            extra[name] = ["--stats", tmp_path / f"fit-{name}.json"]
         inputs["B"].write_text(inputs["B"].read_text().split("\n", 1)[0] + "\n" +
                                "".join(f"{i},{i % 5},{i * 3}\n" for i in range(6500)))  # other rows
-    refs = {name: _reference(tmp_path, p, *extra) for name, p in inputs.items()}
+    refs = {name: _reference(tmp_path, p, *extra[name]) for name, p in inputs.items()}
     assert refs["A"][0] != refs["B"][0] and refs["A"][1] != refs["B"][1]
     out = tmp_path / "out"
     out.mkdir()
     for _ in range(8):
         procs = [popen_cli("normalize", inputs[name], "-o", out / "t.npy", "--stats-out", out / "t.json",
-                           "--threads", "1", *extra) for name in "ABAB"]
+                           "--threads", "1", *extra[name]) for name in "ABAB"]
         for p in procs:
             _, err = p.communicate(timeout=120)
             assert p.returncode == 0, err

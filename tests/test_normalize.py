@@ -335,14 +335,32 @@ def test_apply_mode_clip(tmp_path, rng):
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-def test_apply_mode_stats_out_counts_the_applied_data(tmp_path, rng):
+def test_apply_mode_stats_out_is_a_copy_of_the_applied_stats(tmp_path, rng):
+    """Applying stats fits nothing (pass 2 only), as scikit-learn's ``transform`` leaves a fitted scaler as it was:
+    ``--stats-out`` writes the stats the table was normalized with, unchanged. It wrote the applied min and max
+    with this input's rows and sources: a file that said this input ranges from the train data's min to its max,
+    which a later merge-stats took at its word (merged with other stats, it gave them train's range without
+    train's rows)."""
     train, _ = random_numeric_csv(tmp_path / "train.csv", rng, 20, 3)
-    test, _ = random_numeric_csv(tmp_path / "test.csv", rng, 9, 3)
+    test, _ = random_numeric_csv(tmp_path / "test.csv", rng, 9, 3, scale=10)  # a narrower range than train's
     ok("stats", train, "-o", tmp_path / "s.json")
-    ok("normalize", test, "-o", tmp_path / "t.npy", "--stats", tmp_path / "s.json",
-       "--stats-out", tmp_path / "applied.json")
+    r = ok("normalize", test, "-o", tmp_path / "t.npy", "--stats", tmp_path / "s.json",
+           "--stats-out", tmp_path / "applied.json")
     a, s = load_stats_json(tmp_path / "applied.json"), load_stats_json(tmp_path / "s.json")
-    assert a["min"] == s["min"] and a["max"] == s["max"] and a["n_rows"] == 9
+    assert a == s and a["n_rows"] == 20 and a["sources"] == [str(train)]
+    assert f"(a copy of the applied stats: {tmp_path / 'applied.json'})" in r.stderr
+    # so a copy merged with its original is refused, rather than counting the train rows twice
+    p = run_cli("merge-stats", tmp_path / "s.json", tmp_path / "applied.json", "-o", tmp_path / "m.json")
+    assert p.returncode == 1 and "a copy; its rows would count twice" in p.stderr
+    # the same from Python, with a Stats object, and for the stats file replaced beside the output
+    import wideann
+
+    ok("normalize", test, "-o", tmp_path / "u.npy")  # u.stats.json: test's own stats, another transform
+    wideann.normalize(test, tmp_path / "u.npy", stats=wideann.Stats.load(tmp_path / "s.json"),
+                      stats_out=tmp_path / "api.json")
+    assert load_stats_json(tmp_path / "api.json") == s == load_stats_json(tmp_path / "u.stats.json")
+    # (its --help says so)
+    assert "a copy of those stats, unchanged" in " ".join(ok("normalize", "--help").stdout.split())
 
 
 def test_apply_mode_refuses_column_count_mismatch(tmp_path, rng):

@@ -86,9 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("normalize", help="min-max normalize CSV(s) to [0,1] as .npy or .csv")
     p.add_argument("inputs", nargs="+", metavar="IN.csv")
     p.add_argument("-o", "--output", required=True, metavar="OUT.{npy,csv}")
-    p.add_argument("--stats", metavar="STATS.json", help="apply these stats instead of fitting (test data)")
+    p.add_argument("--stats", metavar="STATS.json", help="apply these stats instead of fitting (test data; "
+                   "pass 2 only)")
     p.add_argument("--stats-out", metavar="STATS.json",
-                   help="where to write fitted stats (default: beside OUT, t.npy -> t.stats.json)")
+                   help="where to write the stats OUT is normalized with: fitted stats (default: beside OUT, "
+                        "t.npy -> t.stats.json); with --stats, a copy of those stats, unchanged (the rows they were "
+                        "fitted on, not this input's; none by default)")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32")
     p.add_argument("--clip", action="store_true", help="clip values outside the fitted range to [0,1]")
     _add_csv_options(p)
@@ -176,7 +179,10 @@ def run(args) -> None:
         st = normalize(args.inputs, args.output, stats=args.stats, stats_out=args.stats_out,
                        dtype=args.dtype, threads=args.threads, header=args.header,
                        delimiter=args.delimiter, clip=args.clip, progress=_progress(args))
-        where = args.output if args.stats else f"{args.output} (stats: {args.stats_out or beside})"
+        if args.stats:
+            where = args.output + (f" (a copy of the applied stats: {args.stats_out})" if args.stats_out else "")
+        else:
+            where = f"{args.output} (stats: {args.stats_out or beside})"
         asked = _stats_written(args)
         if (asked is None or os.path.abspath(asked) != os.path.abspath(beside)) and before is not None \
                 and _identity(beside) != before:

@@ -264,10 +264,15 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
 
     Without ``stats`` the statistics are fitted on all inputs (pass 1) and saved to ``stats_out``
     (default: beside the output, ``t.npy`` -> ``t.stats.json``); with ``stats`` (a ``Stats`` or a
-    path) they are applied as they are, e.g. to a test set, and written to ``stats_out`` only if given
-    (with the rows of these inputs). A stats file already beside the output that describes another
-    transform (left by an earlier run) is replaced by the new table's stats in either mode, even when
-    they go to ``stats_out``: the lessons take it for the table's, and a table's stats file never lies.
+    path) they are applied as they are, e.g. to a test set (pass 2 only: nothing is fitted), and copied
+    unchanged to ``stats_out`` only if given -- their min, max, row count and sources, those of the rows
+    they were fitted on, as a fitted scikit-learn scaler is saved unchanged after ``transform``: a file
+    with the applied min and max and these inputs' rows and sources would claim that these inputs range
+    from min to max, and a later ``merge-stats`` or fit would take it at its word. Either way the stats
+    file written is the stats the table was normalized with. A stats file already beside the output that
+    describes another transform (left by an earlier run) is replaced by the new table's stats in either
+    mode, even when they go to ``stats_out``: the lessons take it for the table's, and a table's stats
+    file never lies.
     Values outside the fitted range stay outside [0, 1] unless ``clip``. Returns the stats used.
     Nothing is left at ``output`` (or at the stats path) if anything fails. Fitting, an input that is not
     the file pass 1 read when pass 2 reads it (appended to, rewritten, replaced), or that gives pass 2 other
@@ -290,7 +295,6 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     if stats_path is not None:
         refuse_what_is_not_a_file(stats_path)  # now, not after both passes
     _refuse_output_over_an_input([output, stats_path], paths, stats)
-    sources = [os.path.abspath(p) for p in paths]
     beside = default_stats_path(output)
     beside_too = stats_path is None or os.path.abspath(stats_path) != os.path.abspath(beside)
 
@@ -309,25 +313,24 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
                          mine=[stats_tmp])
         else:
             st = stats if isinstance(stats, Stats) else Stats.load(stats)
-            _require_estimated_space(output, paths, st.columns, dtype, fmt)
+            if stats_path is not None:  # a copy of the applied stats, unchanged (not these inputs' rows); written
+                stats_tmp = temp_name(stats_path, made)  # now, as a fit's: a missing stats folder fails before pass 2
+                _save_stats(st, stats_tmp, stats_path)
+            _require_estimated_space(output, paths, st.columns, dtype, fmt, mine=[stats_tmp] if stats_tmp else [])
         table_tmp = temp_name(output, made)
-        n = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp), expect=seen), _fsencode(paths),
-                 os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header, delimiter, n_threads,
-                 bool(clip), progress=progress, desc="normalize", reads=paths)
-        written = st if fitted else Stats(st.columns, st._min, st._max, n, sources)  # applied: these inputs' rows
-        if not fitted and stats_path is not None:
-            stats_tmp = temp_name(stats_path, made)
-            _save_stats(written, stats_tmp, stats_path)
+        _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp), expect=seen), _fsencode(paths),
+             os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header, delimiter, n_threads,
+             bool(clip), progress=progress, desc="normalize", reads=paths)
 
         def stale_beside() -> list:
             """(Run under the commit's lock: another run may have put a stats file beside the output since this
             one began.) A stats file beside the output that describes another transform, replaced by the table's
             stats together with the table."""
-            stale = _stale_stats_beside(output, written) if beside_too else None
+            stale = _stale_stats_beside(output, st) if beside_too else None
             if stale is None:
                 return []
             stale_tmp = temp_name(stale, made)
-            _save_stats(written, stale_tmp, stale)
+            _save_stats(st, stale_tmp, stale)
             return [(stale_tmp, stale)]
 
         commit_together([(table_tmp, output)] + ([(stats_tmp, stats_path)] if stats_tmp else []), more=stale_beside)
@@ -392,14 +395,14 @@ def estimated_rows(paths: Sequence[str]) -> int:
     return int(total)
 
 
-def _require_estimated_space(output: str, paths, columns, dtype: str, fmt: str) -> None:
+def _require_estimated_space(output: str, paths, columns, dtype: str, fmt: str, mine=()) -> None:
     """Apply mode: the rows are not known before pass 2 writes them, so the size is estimated from
     the inputs' size; the run is refused only when not even half the estimate fits (a gross misfit,
     such as a table of 100 GB for 20 GB free). Pass 2 still fails cleanly if the disk fills."""
     estimate = output_bytes(estimated_rows(paths), columns, dtype, fmt)
     require_free(output, estimate // 2,
                  f"the table {output} (estimated at {human_bytes(estimate)} from the size of the input; "
-                 f"at least half of that)")
+                 f"at least half of that)", mine=mine)
 
 
 def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence | None = None,
