@@ -69,6 +69,12 @@ CASES = [
     ("test-is-a-link-to-training-data", ALL, TINY + ["--test-data", "tiny_link.npy"], 2,
      "--test-data tiny_link.npy: this file is also part of --data (as tiny.npy): the model would be tested"),
     ("missing-test-data", ALL, TINY + ["--test-data", "missing.npy"], 1, "--test-data missing.npy: no such file"),
+    # shards normalized with merged stats, given one shard's stats: the lesson trained, and every number in
+    # original units came out of that shard's min and max
+    ("stats-of-one-shard", ALL, ["--data", "sharded", "--stats", "part-0.json"], 1,
+     "error: --data sharded/part-0.npy (+1 shards): 1,203 rows, but part-0.json was fitted on 600: the stats of part "
+     "of the table (one shard's?), not the ones a table is normalized with (fitted on all its rows); give the stats "
+     "the table was normalized with (for shards: merged, by wideann merge-stats of every shard's stats)"),
     ("too-few-rows", ALL, ["--data", "small.npy"], 1, "1 row is too few to split into training"),
     ("output-dir-is-a-file", ALL, TINY + ["--output-dir", "a_file"], 1, "a_file"),
     ("constant-target", ALL, ["--data", "constant_y.csv", "--test-data", "test.csv"], 1,
@@ -181,6 +187,14 @@ def work(tmp_path_factory):
     wideann.normalize([d / "tiny.csv"], d / "both" / "train.npy")
     wideann.normalize([d / "test.csv"], d / "both" / "test.npy", stats=d / "both" / "train.stats.json")
     os.link(d / "tiny.npy", d / "tiny_link.npy")
+    (d / "sharded").mkdir()  # tiny.csv's rows in two shards, normalized with their merged stats, as on two machines
+    for k, part in enumerate((lines[:600], lines[600:1203])):
+        (d / f"part-{k}.csv").write_text(header + "".join(part))
+        wideann.compute_stats([d / f"part-{k}.csv"]).save(d / f"part-{k}.json")
+    parts = [wideann.Stats.load(d / f"part-{k}.json") for k in range(2)]
+    wideann.Stats.merge(parts).save(d / "merged.json")
+    for k in range(2):
+        wideann.normalize([d / f"part-{k}.csv"], d / "sharded" / f"part-{k}.npy", stats=d / "merged.json")
     (d / "a_file").write_text("not a folder\n")
     for name, (_, body) in [*BUG_SCRIPTS.items(), (CTRL_C[0], (None, CTRL_C[1]))]:
         (d / name).write_text(f"from wideann import course\n\n\n{body}\n\ncourse.run(main)\n")

@@ -8,6 +8,9 @@
 trains exactly the model that the concatenated table trains (same metrics, same weights, same predictions).
 """
 import json
+import subprocess
+import sys
+from argparse import Namespace
 
 import numpy as np
 import pytest
@@ -18,18 +21,24 @@ pytest.importorskip("accelerate")
 import torch  # noqa: E402
 
 import wideann  # noqa: E402
-from conftest import ok  # noqa: E402
-from test_lessons import _metrics, launch  # noqa: E402
+from conftest import load_stats_json, ok  # noqa: E402
+from test_lessons import SCRIPTS, _env, _metrics, launch  # noqa: E402
+from wideann import course  # noqa: E402
 
 
-def test_stats_merge_normalize_per_shard_then_lesson4_equals_the_concatenated_table(tmp_path):
-    wideann.make_data(tmp_path / "all.csv", rows=900, cols=8, seed=3, noise=0.5)
+def _raw_shards(tmp_path, cuts, rows, cols=8):
+    """One generated table cut into raw CSV shards (each with the header), as they arrive on several machines."""
+    wideann.make_data(tmp_path / "all.csv", rows=rows, cols=cols, seed=3, noise=0.5)
     header, *lines = (tmp_path / "all.csv").read_text().splitlines(keepends=True)
-    cuts = [0, 250, 251, 600, 900]  # uneven shards, one of a single row
     csvs = []
     for k in range(len(cuts) - 1):
         csvs.append(tmp_path / f"raw_{k}.csv")
         csvs[-1].write_text(header + "".join(lines[cuts[k]:cuts[k + 1]]))
+    return csvs
+
+
+def test_stats_merge_normalize_per_shard_then_lesson4_equals_the_concatenated_table(tmp_path):
+    csvs = _raw_shards(tmp_path, [0, 250, 251, 600, 900], 900)  # uneven shards, one of a single row
 
     # per shard, as on separate machines
     for c in csvs:
@@ -61,3 +70,40 @@ def test_stats_merge_normalize_per_shard_then_lesson4_equals_the_concatenated_ta
     # and the shards hold exactly the bytes of the concatenated table
     np.testing.assert_array_equal(wideann.data.load_table(tmp_path / "shards"),
                                   wideann.data.load_table(tmp_path / "all.npy"))
+
+
+def test_a_lesson_given_one_shards_stats_for_the_shards_refuses_them_naming_both(tmp_path):
+    """Shards normalized with the merged stats (no stats file beside them), then the lesson given one shard's
+    stats file (the same columns): it trained and reported RMSE and predictions through that shard's min and max.
+    Now refused, before anything is written; the stats beside each shard (normalize --stats-out, a copy of the
+    merged stats) record what each shard was made with."""
+    csvs = _raw_shards(tmp_path, [0, 300, 600, 900], 900)
+    for c in csvs:
+        ok("stats", c, "-o", c.with_suffix(".stats.json"))
+    ok("merge-stats", *[c.with_suffix(".stats.json") for c in csvs], "-o", tmp_path / "merged.json")
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for k, c in enumerate(csvs):
+        ok("normalize", c, "-o", shards / f"part-{k:02d}.npy", "--stats", tmp_path / "merged.json")
+    run = tmp_path / "run"
+    r = subprocess.run([sys.executable, SCRIPTS / "3_out_of_core_ann.py", "--data", shards, "--stats",
+                        csvs[0].with_suffix(".stats.json"), "--output-dir", run, "--epochs", "1"],
+                       cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=240)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr[-3000:]
+    assert lines[0].startswith(f"3_out_of_core_ann.py: error: --data {shards / 'part-00.npy'} (+2 shards): 900 rows, "
+                               f"but {csvs[0].with_suffix('.stats.json')} was fitted on 300: the stats of part of the "
+                               "table (one shard's?)"), lines[0]
+    assert "epoch" not in r.stdout and not [p for p in run.rglob("*") if p.is_file()]
+    # normalized with --stats-out beside each shard: each is a copy of the merged stats, so the folder says which
+    # stats made it (no --stats needed), and one shard's own stats are told apart by their min and max
+    for k, c in enumerate(csvs):
+        out = shards / f"part-{k:02d}.npy"
+        ok("normalize", c, "-o", out, "--stats", tmp_path / "merged.json",
+           "--stats-out", out.with_suffix(".stats.json"))
+        assert load_stats_json(out.with_suffix(".stats.json")) == load_stats_json(tmp_path / "merged.json")
+    args = Namespace(data=[str(shards)], test_data=None, stats=None, output_dir=str(run))
+    assert course.prepare_data(args).stats.n_rows == 900
+    args.stats = str(csvs[0].with_suffix(".stats.json"))
+    with pytest.raises(course.LessonError, match="part-00.npy: normalized with other stats"):
+        course.prepare_data(args)

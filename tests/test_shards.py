@@ -88,7 +88,7 @@ def test_stats_files_beside_the_shards_must_agree(sharded, tmp_path):
     _, _, paths = sharded
     with pytest.raises(wideann.DataError, match="part-00.stats.json: the stats file of .*part-00.npy is missing"):
         data.table_stats(paths)
-    merged = stats_file(tmp_path / "merged.json", 9)
+    merged = stats_file(tmp_path / "merged.json", 9, n_rows=1003)
     assert data.table_stats(paths, merged)[0] == merged
     # stats beside some shards, all with the same transform (counts may differ): fine with --stats; without
     # it, the shards without one may have been normalized with any stats: refused, naming the first
@@ -97,7 +97,7 @@ def test_stats_files_beside_the_shards_must_agree(sharded, tmp_path):
     with pytest.raises(wideann.DataError, match="no stats file beside it, unlike .*part-00.npy") as e:
         data.table_stats(paths)
     assert str(e.value).startswith(str(paths[1]) + ":")
-    assert data.table_stats(paths, merged)[1].n_rows == 1
+    assert data.table_stats(paths, merged)[1].n_rows == 1003
     for p in (paths[1], paths[3]):
         stats_file(p.with_suffix(".stats.json"), 9, n_rows=5)
     assert data.table_stats(paths)[0] == paths[0].with_suffix(".stats.json")  # one beside every shard: fine
@@ -110,6 +110,45 @@ def test_stats_files_beside_the_shards_must_agree(sharded, tmp_path):
     # stats of another width than the table
     with pytest.raises(wideann.DataError, match=r"describes 5 columns but .*part-0.\.npy has 9: it is the stats file of another table"):
         data.table_stats(paths[1:2], stats_file(tmp_path / "narrow.json", 5))
+
+
+def test_stats_fitted_on_fewer_rows_than_the_table_are_refused_unless_every_shard_says_it_was_made_with_them(
+        sharded, tmp_path):
+    """Shards normalized with merged stats have no stats file beside them: given one shard's stats instead of the
+    merged ones (the same columns, n_rows 300 for a table of 1,003), a lesson trained and reported every number in
+    original units with that shard's min and max, right only where they happen to be the merged ones."""
+    _, whole, paths = sharded
+    one_shard = stats_file(tmp_path / "part-00.json", 9, n_rows=300)
+    with pytest.raises(wideann.DataError) as e:
+        data.table_stats(paths, one_shard)
+    line = str(e.value)
+    assert line.startswith(f"{paths[0]} (+3 shards): 1,003 rows, but {one_shard} was fitted on 300: the stats of part "
+                           "of the table (one shard's?)") and "\n" not in line
+    assert "wideann merge-stats" in line and "--stats part-00.json --stats-out SHARD.stats.json" in line
+    for table in ([paths[0].parent], paths):  # the lessons: a folder or a list of shards, exit code 1
+        with pytest.raises(course.LessonError) as e:
+            course.prepare_data(_args(tmp_path, table, stats=one_shard))
+        assert e.value.exit_code == 1 and str(e.value).startswith(f"--data {paths[0]} (+3 shards): 1,003 rows, but ")
+    # stats of all the rows, or of more (merged with held-out shards or the test data), or a part of the shards
+    for n_rows in (1003, 5000):
+        assert data.table_stats(paths, stats_file(tmp_path / "merged.json", 9, n_rows=n_rows))[1].n_rows == n_rows
+    assert data.table_stats(paths[2:], tmp_path / "merged.json")[0] == tmp_path / "merged.json"
+    # one file given stats of fewer rows than it holds: the same
+    with pytest.raises(wideann.DataError, match=r"^\S*whole.npy: 1,003 rows, but \S*part-00.json was fitted on 300: "
+                       r"the stats of part of the table, not .* put a copy of them beside it, as whole.stats.json "
+                       r"\(wideann normalize ... --stats part-00.json --stats-out whole.stats.json writes one\)$"):
+        data.table_stats([whole], one_shard)
+    # stats applied to more rows than they were fitted on (a sample's): said by a copy beside every shard
+    for p in paths[:3]:
+        stats_file(p.with_suffix(".stats.json"), 9, n_rows=300)
+    with pytest.raises(wideann.DataError, match="was fitted on 300"):  # not beside every shard: still refused
+        data.table_stats(paths, one_shard)
+    stats_file(paths[3].with_suffix(".stats.json"), 9, n_rows=300)
+    assert data.table_stats(paths, one_shard)[1].n_rows == 300
+    assert course.prepare_data(_args(tmp_path, paths, stats=one_shard)).stats_path == one_shard
+    assert data.table_stats(paths)[1].n_rows == 300  # (and without --stats, the files beside the shards)
+    stats_file(whole.with_suffix(".stats.json"), 9, n_rows=300)
+    assert data.table_stats([whole], one_shard)[1].n_rows == 300
 
 
 @pytest.mark.parametrize("world", [1, 3])
@@ -139,7 +178,7 @@ def _args(tmp_path, data_=None, test=None, stats=None):
 
 def test_lessons_take_several_npy_files_or_a_folder(sharded, tmp_path):
     a, _, paths = sharded
-    merged = stats_file(tmp_path / "merged.json", 9)
+    merged = stats_file(tmp_path / "merged.json", 9, n_rows=1003)
     f = course.prepare_data(_args(tmp_path, paths, stats=merged))
     assert f.train == paths and f.test is None and f.stats_path == merged
     f = course.prepare_data(_args(tmp_path, paths[:2], test=paths[2:], stats=merged))
@@ -159,7 +198,7 @@ def test_lessons_take_several_npy_files_or_a_folder(sharded, tmp_path):
 ])
 def test_lessons_refuse_shards_that_disagree_with_one_line(sharded, tmp_path, odd, what):
     _, _, paths = sharded
-    merged = stats_file(tmp_path / "merged.json", 9)
+    merged = stats_file(tmp_path / "merged.json", 9, n_rows=1003)
     odd_path = tmp_path / "shards" / "part-99.npy"
     if isinstance(odd, str):
         np.save(odd_path, np.zeros((5, 9), np.float32))

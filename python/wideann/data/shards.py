@@ -8,7 +8,8 @@ A folder stands for the ``.npy`` files in it, sorted by name as ``ls`` sorts the
 - :func:`table_paths` resolves files and folders into the list of shard paths;
 - :func:`open_table` opens them: an :class:`~wideann.data.npy.NpyTable` for one file, a
   :class:`ShardSet` for several (the same reading interface, global row numbers);
-- :func:`table_stats` finds the stats file of a table and checks that every shard was normalized with it;
+- :func:`table_stats` finds the stats file of a table and checks that every shard was normalized with it (and
+  that stats given for it were fitted on at least as many rows as it holds);
 - :func:`load_table` reads a whole (small) table into memory.
 
 Shards that disagree (columns, dtype, stats file) are refused with a :class:`wideann.DataError` of one
@@ -324,6 +325,11 @@ def table_stats(source: Source, stats: Union[str, os.PathLike, None] = None) -> 
     ``t.stats.json``). Every stats file found beside a shard must define the same transform (see
     :func:`stats_beside`), and the stats must have as many columns as the table: a shard normalized with
     other stats would be silently wrong in a table, so it is refused.
+
+    Given ``stats`` fitted on fewer rows than the table holds, and not confirmed by a stats file beside every
+    shard, are refused too (:func:`_refuse_stats_of_part_of_the_table`): they describe part of the table (one
+    shard's stats, given for all of them), not the stats the shards of a table are normalized with (fitted on
+    all of its rows, or on more: merged with held-out shards or test data, which is fine).
     """
     paths = table_paths(source)
     if stats is not None and not Path(stats).is_file():
@@ -344,4 +350,34 @@ def table_stats(source: Source, stats: Union[str, os.PathLike, None] = None) -> 
     with open_table(paths) as t:
         if t.n_columns != ref.n_columns:
             raise DataError(f"{ref_path}: stats of {ref.n_columns} columns, but the table {t.path} has {t.n_columns}")
+        if stats is not None:
+            _refuse_stats_of_part_of_the_table(paths, t, Path(stats), ref)
     return Path(ref_path), ref
+
+
+def _refuse_stats_of_part_of_the_table(paths: list[Path], table, stats: Path, st: Stats) -> None:
+    """A :class:`DataError` when the ``stats`` given for a table were fitted on fewer rows than it holds, unless
+    every shard has a stats file beside it (which :func:`stats_beside` has found to define the same transform).
+
+    The mistake this finds: shards normalized with merged stats (``wideann merge-stats``, then ``normalize
+    --stats merged.json`` per shard, which writes no stats file beside them), then given one shard's stats
+    (``--stats stats/part_01.json``). Nothing in the ``.npy`` files says which stats made them, so the table
+    would train, and every number in original units (predictions, RMSE) would be computed with that shard's
+    min and max: right only where they happen to be the merged ones. Stats fitted on all of the table's rows
+    count at least as many rows as it holds (more, merged with held-out shards or test data: fine). Stats
+    fitted on fewer rows and applied to all of them (a sample) are the one legitimate case this refuses; it is
+    said so by the stats file beside each shard, which ``normalize --stats S --stats-out SHARD.stats.json``
+    writes (a copy of S): a record of the transform each shard was made with, which this check then trusts.
+    """
+    if st.n_rows >= table.n_rows or all(Path(default_stats_path(p)).is_file() for p in paths):
+        return
+    where = (f"beside each shard (t.npy -> t.stats.json: wideann normalize ... --stats {stats.name} --stats-out "
+             f"SHARD.stats.json writes one)" if len(paths) > 1 else
+             f"beside it, as {Path(default_stats_path(paths[0])).name} (wideann normalize ... --stats {stats.name} "
+             f"--stats-out {Path(default_stats_path(paths[0])).name} writes one)")
+    guess = " (one shard's?)" if len(paths) > 1 else ""
+    raise DataError(f"{table.path}: {table.n_rows:,} rows, but {stats} was fitted on {st.n_rows:,}: the stats of part "
+                    f"of the table{guess}, not the ones a table is normalized with (fitted on all its rows); "
+                    f"give the stats the table was normalized with (for shards: merged, by wideann merge-stats of "
+                    f"every shard's stats) -- or, if these very stats were applied to all its rows, put a copy of "
+                    f"them {where}")
