@@ -506,6 +506,27 @@ def test_a_source_refuses_settings_that_are_not_what_they_seem(table, kw, err, w
         data.ShardedBatches(path, np.arange(1003), args.pop("batch_size"), **args)
 
 
+@pytest.mark.parametrize("name, value, err, what", [
+    ("seed", -3, ValueError, "seed must be 0 or more, got -3"),  # (numpy's bare "expected non-negative integer")
+    ("seed", 1.5, TypeError, "seed must be a whole number, got 1.5"),
+    ("prefetch", -1, ValueError, "prefetch must be 0 or more"),  # (read as 0 before)
+    ("prefetch", 2.5, TypeError, "prefetch must be a whole number"),
+    ("batch_size", 4.9, TypeError, "batch_size must be a whole number"),  # (4.9 made 5.3 steps of an epoch)
+    ("batch_size", 0, ValueError, "batch_size must be 1 or more"),
+    ("shuffle_rows", 0, ValueError, "shuffle_rows must be 1 or more"),
+    ("rank", 2, ValueError, "rank 2 out of range for world_size 2"),
+])
+def test_a_source_checks_settings_set_after_it_was_made(table, name, value, err, what):
+    # settings may change between epochs (read on batches are planned anew): they are checked where they are
+    # used, as __init__ checks them, with the same messages
+    path, _ = table
+    src = data.ShardedBatches(path, np.arange(1003), 10, world_size=2, prefetch=2, pin_memory=False)
+    setattr(src, name, value)
+    for use in (lambda: src.epoch_order(0), lambda: src.shard(0), lambda: src.epoch(0), lambda: len(src)):
+        with pytest.raises(err, match=what):
+            use()
+
+
 def test_a_source_takes_numpy_dtypes_and_checks_the_epoch_when_asked(table):
     import torch
 

@@ -155,6 +155,18 @@ def _delivered_dtype(dtype):
     return got
 
 
+def _at_least(value, name: str, least: int, hint: str = "") -> int:
+    """``value`` as an int if it is a whole number of at least ``least``: else a :class:`TypeError` (not whole:
+    :func:`~wideann.data.splits._whole`) or a :class:`ValueError` naming it."""
+    whole = _whole(value, name)
+    if whole < least:
+        raise ValueError(f"{name} must be {least} or more{hint}, got {whole}")
+    return whole
+
+
+_PREFETCH_HINT = " (0: read on the calling thread)"
+
+
 def _default_shuffle_rows(row_bytes: int) -> int:
     """Rows shuffled as one piece: about 256 KB of consecutive rows, at most 16 rows."""
     return int(min(16, max(1, (256 << 10) // max(row_bytes, 1))))
@@ -201,13 +213,10 @@ class ShardedBatches:
                  device=None, resident=None, reader_threads: int | None = None, dtype="float32"):
         # (the numbers first: nothing is opened for a source refused)
         batch_size, rank, world_size = _whole(batch_size, "batch_size"), _whole(rank, "rank"), _whole(world_size, "world_size")
-        seed = _whole(seed, "seed")
-        if seed < 0:
-            raise ValueError(f"seed must be 0 or more, got {seed}")
+        seed = _at_least(seed, "seed", 0)
         if shuffle_rows is not None and _whole(shuffle_rows, "shuffle_rows") < 0:
             raise ValueError(f"shuffle_rows must be 1 or more (None: the default), got {shuffle_rows}")
-        if _whole(prefetch, "prefetch") < 0:
-            raise ValueError(f"prefetch must be 0 or more (0: read on the calling thread), got {prefetch}")
+        prefetch = _at_least(prefetch, "prefetch", 0, _PREFETCH_HINT)
         if reader_threads is not None and _whole(reader_threads, "reader_threads") < 1:
             raise ValueError(f"reader_threads must be 1 or more (None: the default), got {reader_threads}")
         dtype = _delivered_dtype(dtype)
@@ -228,7 +237,7 @@ class ShardedBatches:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} out of range for world_size {world_size}")
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
-        self.seed, self.shuffle, self.prefetch = seed, bool(shuffle), int(prefetch)
+        self.seed, self.shuffle, self.prefetch = seed, bool(shuffle), prefetch
         self.shuffle_rows = int(shuffle_rows or _default_shuffle_rows(self.table.row_bytes))
         import torch
 
@@ -256,6 +265,20 @@ class ShardedBatches:
         self.rows = self.rows.copy()  # (an unpickled array is writeable: read-only again, as __init__ makes it)
         self.rows.flags.writeable = False
 
+    def _check_settings(self) -> None:
+        """The settings as they are now, checked where they are used (:meth:`epoch_order`, :meth:`epoch`,
+        ``len()``): they may be set as attributes between epochs (see :meth:`_plan_settings`), after
+        ``__init__`` checked them. Unchecked, a seed of -3 gave numpy's bare "expected non-negative integer",
+        a seed of 2.5 "seed must be integer", a prefetch of -1 was read as 0 and a batch size of 4.9 made a
+        fractional number of steps."""
+        _at_least(self.seed, "seed", 0)
+        _at_least(self.batch_size, "batch_size", 1)
+        _at_least(self.shuffle_rows, "shuffle_rows", 1)
+        _at_least(self.prefetch, "prefetch", 0, _PREFETCH_HINT)
+        rank, world_size = _whole(self.rank, "rank"), _whole(self.world_size, "world_size")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} out of range for world_size {world_size}")
+
     def _check_resident(self) -> None:
         """Resident rows must be this table's on this source's device (checked again at each epoch: the source's
         ``device`` or ``table`` may have been set since)."""
@@ -269,6 +292,7 @@ class ShardedBatches:
 
     def __len__(self) -> int:
         """Steps per epoch (the same on every process)."""
+        self._check_settings()
         return math.ceil(self.rows.size / self.global_batch_size)
 
     @property
@@ -279,8 +303,8 @@ class ShardedBatches:
     # -- the plan (pure functions of seed, epoch, step, rank; no I/O) --
     def epoch_order(self, epoch: int) -> np.ndarray:
         """All rows of the epoch in their global order (the same on every process)."""
-        if _whole(epoch, "epoch") < 0:
-            raise ValueError(f"epoch must be 0 or more, got {epoch}")
+        _at_least(epoch, "epoch", 0)
+        self._check_settings()
         return self.rows[self._epoch_index(epoch)] if self.shuffle else self.rows
 
     def _plan_settings(self) -> tuple:
@@ -359,6 +383,7 @@ class ShardedBatches:
             raise ValueError(f"epoch must be 0 or more, got {epoch}")
         if start < 0:
             raise ValueError(f"start_step must be 0 or more, got {start}")
+        self._check_settings()  # (at the call, as the epoch: not at the first batch)
         return self._batches(epoch, start, read_on)
 
     def _batches(self, epoch: int, start: int, read_on: bool) -> Iterator:
