@@ -148,7 +148,7 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
         std::snprintf(text, sizeof text, "%.6g", x[over - 1]);
         err.column = over;
         err.message = std::string("normalized value ") + text +
-                      (half ? " does not fit float16 (at most 65504); use --dtype float32"
+                      (half ? " does not fit float16 (at most 65504)"  // (the advice: the caller's, in its terms)
                             : " does not fit float32 (at most 3.40282e+38)");
         return false;
       }

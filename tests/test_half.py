@@ -119,7 +119,7 @@ def test_beyond_65504_is_refused_by_both_paths(tmp_path, path, column, value, fi
         assert abs(float(np.load(out)[1, column - 1])) == 65504
     else:
         msg = assert_failed_cleanly(p, leftovers=[out], folder=tmp_path, names=["in.csv"], line=3, column=column)
-        assert "does not fit float16" in msg
+        assert "does not fit float16" in msg and msg.endswith("; use --dtype float32"), msg  # (the option)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -135,3 +135,19 @@ def test_overflow_in_a_wide_row_names_its_column(tmp_path, path):
                 "--dtype", "float16", env=cli_env(WIDEANN_HALF_CONVERSION=path))
     msg = assert_failed_cleanly(p, leftovers=[tmp_path / "t.npy"], names=["in.csv"], line=3, column=14)
     assert "70000" in msg
+
+
+def test_the_python_api_advises_its_keyword_argument_not_the_command_lines_option(tmp_path):
+    # the advice for a value beyond float16 names how to ask for float32 where the caller is: normalize's
+    # keyword argument from Python (it named the option, --dtype float32, from everywhere)
+    import wideann
+
+    cols = 3
+    stats_file(tmp_path / "s.json", cols)
+    inp = tmp_path / "in.csv"
+    inp.write_text(",".join(default_names(cols)) + "\n0.5,70000,0.5\n")
+    with pytest.raises(wideann.DataError) as e:
+        wideann.normalize([inp], tmp_path / "t.npy", stats=tmp_path / "s.json", dtype="float16")
+    assert str(e.value) == (f"{inp}, line 2, column 2: normalized value 70000 does not fit float16 (at most 65504); "
+                            'use dtype="float32"')
+    assert not (tmp_path / "t.npy").exists()

@@ -14,8 +14,8 @@ import re
 import sys
 
 from . import __version__, _atomic
-from .engine import (DataError, default_stats_path, denormalize, make_data, normalize, compute_stats,
-                     table_and_stats_are_one)
+from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, default_stats_path, denormalize, float16_advice,
+                     float16_advice_reworded, make_data, normalize, compute_stats, table_and_stats_are_one)
 from .interrupts import ignore_interrupts, stop_like_ctrl_c
 from .stats import Stats, _first_difference
 
@@ -176,9 +176,12 @@ def run(args) -> None:
     elif cmd == "normalize":
         beside = default_stats_path(args.output)
         before = _identity(beside)
-        st = normalize(args.inputs, args.output, stats=args.stats, stats_out=args.stats_out,
-                       dtype=args.dtype, threads=args.threads, header=args.header,
-                       delimiter=args.delimiter, clip=args.clip, progress=_progress(args))
+        try:
+            st = normalize(args.inputs, args.output, stats=args.stats, stats_out=args.stats_out,
+                           dtype=args.dtype, threads=args.threads, header=args.header,
+                           delimiter=args.delimiter, clip=args.clip, progress=_progress(args))
+        except DataError as e:  # (normalize's advice names its keyword argument: here, the option)
+            raise float16_advice_reworded(e, float16_advice(FLOAT32_ON_THE_COMMAND_LINE)) from None
         if args.stats:
             where = args.output + (f" (a copy of the applied stats: {args.stats_out})" if args.stats_out else "")
         else:

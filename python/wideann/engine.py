@@ -195,18 +195,43 @@ def _first_line_ends_in_a_lone_cr(path: str, limit: int = 16 << 20) -> bool:
     return False
 
 
-FLOAT16_ADVICE = "; use --dtype float32"
-"""The engine's advice for a value that does not fit a float16 table (``csrc/normalize.cpp``)."""
+BEYOND_FLOAT16 = "does not fit float16 (at most 65504)"
+"""How the engine's message for a normalized value beyond float16 ends (``csrc/normalize.cpp``). What to do
+about it is said by :func:`normalize` in the terms of its caller: :func:`float16_advice`."""
+
+FLOAT32_IN_PYTHON = 'dtype="float32"'
+FLOAT32_ON_THE_COMMAND_LINE = "--dtype float32"
+
+
+def float16_advice(float32: str = FLOAT32_IN_PYTHON) -> str:
+    """The advice :func:`normalize` appends to a value beyond float16: write the table in float32, ``float32``
+    saying how where the caller is (:data:`FLOAT32_IN_PYTHON`, the keyword argument; the command line's
+    option: :data:`FLOAT32_ON_THE_COMMAND_LINE`). The one place its text is written."""
+    return f"; use {float32}"
+
+
+def _advised(e: BaseException) -> BaseException:
+    """The engine's error ``e``, when it refuses a value beyond float16, with :func:`float16_advice`."""
+    if isinstance(e, DataError) and str(e).endswith(BEYOND_FLOAT16):
+        return DataError(f"{e}{float16_advice()}")
+    return e
+
+
+def float16_advice_reworded(e: DataError, said: str) -> DataError:
+    """``e`` with :func:`normalize`'s advice for a value beyond float16 (in Python's terms) replaced by ``said``;
+    ``e`` itself when it gives none."""
+    advice = float16_advice()
+    if not str(e).endswith(BEYOND_FLOAT16 + advice):
+        return e
+    return DataError(str(e)[:-len(advice)] + said)
 
 
 def in_the_training_dtype(e: DataError, trained_on: str) -> DataError:
-    """``e`` with the engine's :data:`FLOAT16_ADVICE` replaced, for new data normalized in the dtype a model was
+    """``e`` with :func:`normalize`'s float16 advice replaced, for new data normalized in the dtype a model was
     trained on (``wideann predict``, a lesson's raw test CSV): there is no dtype to choose, and a value that
     does not fit lies far outside the range of the training data. ``trained_on``: what was trained on it."""
-    if FLOAT16_ADVICE not in str(e):
-        return e
-    return DataError(str(e).replace(FLOAT16_ADVICE, f": {trained_on}, and this value lies far outside the range of "
-                                    "its training data; check that record"))
+    return float16_advice_reworded(e, f": {trained_on}, and this value lies far outside the range of its training "
+                                      "data; check that record")
 
 
 def _record_written(output, box: dict) -> None:
@@ -318,9 +343,12 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
                 _save_stats(st, stats_tmp, stats_path)
             _require_estimated_space(output, paths, st.columns, dtype, fmt, mine=[stats_tmp] if stats_tmp else [])
         table_tmp = temp_name(output, made)
-        _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp), expect=seen), _fsencode(paths),
-             os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header, delimiter, n_threads,
-             bool(clip), progress=progress, desc="normalize", reads=paths)
+        try:
+            _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp), expect=seen),
+                 _fsencode(paths), os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header,
+                 delimiter, n_threads, bool(clip), progress=progress, desc="normalize", reads=paths)
+        except DataError as e:
+            raise _advised(e) from None
 
         def stale_beside() -> list:
             """(Run under the commit's lock: another run may have put a stats file beside the output since this
