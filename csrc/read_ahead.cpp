@@ -31,12 +31,17 @@ constexpr std::chrono::microseconds kPoll{200};
 constexpr int kMaxPolls = 50;
 
 struct ReadAhead::Impl {
+  using Finished = std::map<uint64_t, std::exception_ptr>;
   struct Batch {
     uint64_t ticket;
     std::vector<int64_t> rows;
     char *x, *y;
     bool to_float32;
     std::vector<size_t> batches;
+    // The batch's entry in `finished`, made by submit (on the caller's thread, where running out of memory is
+    // the caller's error): the reading thread files the outcome without allocating, so nothing it does after
+    // a read can throw (an exception out of loop() is std::terminate, and a waiter would wait forever).
+    Finished::node_type outcome;
   };
   explicit Impl(BatchReader& r) : reader(r) {}
   void loop();
@@ -45,7 +50,7 @@ struct ReadAhead::Impl {
   mutable std::mutex m;
   std::condition_variable work, done;
   std::deque<Batch> queue;                        // submitted, not started
-  std::map<uint64_t, std::exception_ptr> finished;  // read (null) or failed, not yet waited for
+  Finished finished;  // read (null) or failed, not yet waited for
   uint64_t next_ticket = 0, current = 0;
   bool running = false, stop = false, sleeping = false;  // sleeping: until woken, not looking again
   std::thread thread;  // last: started once the rest is made
@@ -73,9 +78,15 @@ uint64_t ReadAhead::submit(const int64_t* rows, size_t n, char* x, char* y, bool
                           const std::vector<size_t>& batches) {
   Impl& im = *impl_;
   im.reader.check(rows, n, to_float32, batches);  // here: a wrong plan is the caller's error at once, not a later batch's
+  Impl::Finished made;  // (the outcome's entry, allocated here: see Batch::outcome)
+  made.emplace(0, nullptr);
+  Impl::Batch b{0, std::vector<int64_t>(rows, rows + n), x, y, to_float32, batches, made.extract(made.begin())};
   std::lock_guard<std::mutex> lk(im.m);
-  const uint64_t ticket = im.next_ticket++;
-  im.queue.push_back({ticket, std::vector<int64_t>(rows, rows + n), x, y, to_float32, batches});
+  const uint64_t ticket = im.next_ticket;
+  b.ticket = ticket;
+  b.outcome.key() = ticket;
+  im.queue.push_back(std::move(b));
+  ++im.next_ticket;  // (once queued: a push_back that fails takes no ticket)
   // With batches read and waiting to be claimed, the caller has work for a while: the reading thread finds
   // this batch at its next look (kPoll), and the caller does not pay for waking it (a wake-up of an idle
   // core costs the caller tens of microseconds on a virtual machine: as much as a training step's launches).
@@ -143,7 +154,8 @@ void ReadAhead::Impl::loop() {
     }
     lk.lock();
     running = false;
-    finished[b.ticket] = error;
+    b.outcome.mapped() = error;
+    finished.insert(std::move(b.outcome));  // (no allocation: the entry was made by submit; tickets are unique)
     done.notify_all();
   }
 }
