@@ -269,6 +269,17 @@ PYBIND11_MODULE(_native, m) {
         "What --header auto makes of a first line's fields (trimmed, unquoted): ('header' | 'data' | 'unclear', "
         "the first name's column, 0-based, why it is unclear: 'missing' | 'positions' | 'mixed' | 'index' | '')");
 
+  m.def("describe_row_error",
+        [](const std::string& path, uint64_t line_offset, size_t column, const std::string& message,
+           const std::tuple<uint64_t, uint64_t, uint64_t, int64_t>& read_as) {
+          const InputFile f(path);
+          const auto& [device, inode, size, mtime_ns] = read_as;
+          return std::string(describe(RowError{0, line_offset, column, message}, f, {device, inode, size, mtime_ns}).what());
+        },
+        py::arg("path"), py::arg("line_offset"), py::arg("column"), py::arg("message"), py::arg("read_as"),
+        "The message of a data error in the line at byte line_offset of path, as the engine gives it once the file "
+        "it read as read_as ((device, inode, size, mtime_ns), as compute_stats' inputs give it) is open again");
+
   m.def("block_size", &block_size, py::arg("threads") = 1,
         "Bytes of input a worker takes at a time (WIDEANN_BLOCK_SIZE overrides it)");
 }

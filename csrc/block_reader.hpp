@@ -62,6 +62,8 @@ class BlockReader {
   const std::vector<std::string>& paths() const { return paths_; }
   // Input i as it was when opened (all are opened by the constructor).
   const FileIdentity& identity(size_t i) const { return files_[i]->identity(); }
+  // Input i, open (all stay open until the reader is destroyed): where a RowError's line is counted.
+  const InputFile& file(size_t i) const { return *files_[i]; }
 
   // Fills `b` with the next block of whole lines; false when all files are done. A file whose identity at
   // its end is not the one it had when opened (appended to, rewritten or replaced while it was read) is a

@@ -60,7 +60,7 @@ ColumnStats compute_stats(const std::vector<std::string>& inputs, const CsvOptio
   try {
     run_pipeline(n_threads, progress, steps);
   } catch (const RowErrorException& e) {
-    throw describe(e.err, inputs);
+    throw describe(e.err, reader.file(e.err.file_index));
   }
 
   ColumnStats out;

@@ -147,11 +147,13 @@ std::string excerpt(const char* begin, const char* end, size_t max_len) {
   return s + "'";
 }
 
-DataError describe(const RowError& e, const std::vector<std::string>& paths) {
-  const std::string& path = paths.at(e.file_index);
+DataError describe(const RowError& e, const InputFile& f) { return describe(e, f, f.identity()); }
+
+DataError describe(const RowError& e, const InputFile& f, const FileIdentity& read_as) {
+  const std::string& path = f.path();
   uint64_t line = 1;
+  bool known = false;
   try {
-    InputFile f(path);
     std::vector<char> buf(1 << 20);
     uint64_t pos = 0;
     while (pos < e.line_offset) {
@@ -161,12 +163,15 @@ DataError describe(const RowError& e, const std::vector<std::string>& paths) {
       for (size_t i = 0; i < got; ++i) line += (buf[i] == '\n');
       pos += got;
     }
+    known = pos == e.line_offset && f.identity_now() == read_as;  // (after the count: a change during it too)
   } catch (const DataError&) {
-    // The line number is best effort if the file vanished meanwhile; the message still names it.
+    // (a read or stat that fails: no line, as for a changed file; the message still names the file)
   }
-  std::string where = path + ", line " + std::to_string(line);
+  std::string where = path;
+  if (known) where += ", line " + std::to_string(line);
   if (e.column > 0) where += ", column " + std::to_string(e.column);
-  return DataError(where + ": " + e.message);
+  return DataError(where + ": " + e.message +
+                   (known ? "" : " (the file changed while it was being read, so its line is unknown)"));
 }
 
 size_t block_size(size_t threads) {

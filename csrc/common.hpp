@@ -60,9 +60,6 @@ inline double column_scale(double min, double max, double& lo, double& range) {
   return 0.5;
 }
 
-// "line N, column C" for a RowError: counts the newlines before the offending line in its file.
-DataError describe(const RowError& e, const std::vector<std::string>& paths);
-
 // A short, printable excerpt of input text for error messages, in single quotes: valid UTF-8 is kept,
 // a tab shows as \t and every other control byte or byte that is not UTF-8 as \xNN, so that a message
 // is always one line of valid UTF-8 (Python gets it intact). Cut, at a character boundary, after
@@ -122,6 +119,15 @@ class InputFile {
   uint64_t size_ = 0;
   FileIdentity identity_;
 };
+
+// "path, line N, column C: message" for a RowError found in `f`, the file as the reader opened it: counts
+// the newlines before the offending line through its descriptor (a file replaced since, by a rename, is
+// still the one read). A file changed in place since it was read (`read_as`, by default its identity when
+// opened, is not its identity after the count: a line there may have moved) gets no line number, which
+// could be wrong, but says so: "path, column C: message (the file changed while it was being read, so its
+// line is unknown)". So does a file that cannot be read again.
+DataError describe(const RowError& e, const InputFile& f);
+DataError describe(const RowError& e, const InputFile& f, const FileIdentity& read_as);
 
 // Block size for streaming: the bytes of input a worker takes at a time. 4 MiB, less with many threads
 // so that all blocks in flight stay within about 24 MiB of input (peak memory must not grow with the

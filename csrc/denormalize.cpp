@@ -201,7 +201,8 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
   try {
     run_pipeline(n_threads, progress, steps);
   } catch (const RowErrorException& e) {
-    throw describe(e.err, {input});
+    if (!reader) throw;  // (only a CSV's lines give one)
+    throw describe(e.err, reader->file(e.err.file_index));
   }
   out.commit();
   return total_rows;

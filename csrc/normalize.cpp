@@ -174,7 +174,7 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
   try {
     run_pipeline(n_threads, progress, steps);
   } catch (const RowErrorException& e) {
-    throw describe(e.err, inputs);
+    throw describe(e.err, reader.file(e.err.file_index));
   }
   if (total_rows == 0) throw DataError(inputs[0] + ": no data rows");
   for (size_t i = 0; expect && i < inputs.size(); ++i)  // (the last guard: a change within a clock tick)

@@ -159,3 +159,42 @@ def test_an_input_appended_to_between_the_passes_of_the_command_is_refused(tmp_p
         msg = assert_failed_cleanly(done, folder=out, names=[os.fspath(src)])
         assert "changed while it was being" in msg, msg
         assert os.listdir(out) == []
+
+
+def _insert_a_line_at_the_top(p):  # every line after it moves down one: a line counted now would be one too many
+    st = os.stat(p)
+    lines = open(p).read().splitlines(True)
+    with open(p, "w") as f:
+        f.writelines([lines[0], "0,0,0\n", *lines[1:]])
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+@pytest.mark.parametrize("change", [None, _append_a_row, _rewrite_in_place, _insert_a_line_at_the_top, _touch,
+                                    _replace_by_a_copy])
+def test_the_line_of_a_data_error_is_named_only_in_the_file_that_was_read(tmp_path, change):
+    # The engine counts a data error's line after the pass has stopped, in the file it read (its lines are known
+    # there only by their byte offset). A file changed since it was read may have other lines before that
+    # offset: a line named from it could be wrong (one too many, after the insertion above), so none is named
+    # and the message says why. Driven through the binding of the engine's function that words the error,
+    # with the file's identity as the engine records it when it opens an input (device, inode, size, mtime).
+    p = tmp_path / "bad.csv"
+    p.write_text("a,b,y\n" + "".join(f"{i},{i + 1},{i + 2}\n" for i in range(5)) + "6,x,8\n9,10,11\n")
+    st = os.stat(p)
+    read_as = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    offset = len("a,b,y\n" + "".join(f"{i},{i + 1},{i + 2}\n" for i in range(5)))
+    if change is not None:
+        change(p)
+    said = _native.describe_row_error(os.fsencode(p), offset, 2, "expected a number, found 'x'", read_as)
+    if change is None:
+        assert said == f"{p}, line 7, column 2: expected a number, found 'x'"
+    else:
+        assert said == (f"{p}, column 2: expected a number, found 'x' (the file changed while it was being read, so "
+                        "its line is unknown)")
+
+
+def test_a_data_error_in_an_unchanged_input_names_its_line(tmp_path):
+    # (the engine's own path: the error found by a pass, its line counted in the file the pass opened)
+    p = tmp_path / "bad.csv"
+    p.write_text("a,b,y\n" + "".join(f"{i},{i + 1},{i + 2}\n" for i in range(5)) + "6,x,8\n9,10,11\n")
+    with pytest.raises(wideann.DataError, match=r"^.*bad\.csv, line 7, column 2: expected a number, found 'x'$"):
+        _pass_one([p])
