@@ -35,6 +35,43 @@ def test_console_script_matches_python_m(tmp_path):
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
 
 
+# A sitecustomize (on PYTHONPATH: imported as the interpreter starts, before the program) whose import hook
+# holds the import of the engine's Python module, deep in the import of the command line, until the test has
+# sent its Ctrl-C: the moment a real Ctrl-C can only hit by chance (the import takes tens of milliseconds).
+SLOW_IMPORT = """import sys, time
+class HoldTheEngine:
+    def find_spec(self, name, path=None, target=None):
+        if name == "wideann.engine":
+            sys.stdout.write("importing\\n")
+            sys.stdout.flush()
+            time.sleep(60)
+sys.meta_path.insert(0, HoldTheEngine())
+"""
+
+
+@pytest.mark.parametrize("program", ["console-script", "python-m"])
+def test_ctrl_c_while_the_program_is_imported_is_one_line(tmp_path, program):
+    # it ended in a KeyboardInterrupt traceback: the console script imported the package's modules before any
+    # code of the program ran (now wideann._entry runs first, and `import wideann` imports nothing of its own)
+    import signal
+
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(SLOW_IMPORT)
+    exe = shutil.which("wideann") or os.path.join(os.path.dirname(sys.executable), "wideann")
+    cmd = [exe] if program == "console-script" else WIDEANN
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "hook"), os.environ.get("PYTHONPATH", "")]))
+    p = subprocess.Popen([*cmd, "make-data", "-o", tmp_path / "a.csv", "--rows", "20", "--cols", "6"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert p.stdout.readline() == "importing\n"
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert (p.returncode, err) == (130, "wideann: interrupted; no output written\n")
+    assert not (tmp_path / "a.csv").exists()
+
+
 def test_whole_flow_make_data_normalize_denormalize(tmp_path):
     """The README's flow: make-data -> normalize -> (predictions) -> denormalize."""
     ok("make-data", "-o", tmp_path / "train.csv", "--rows", "500", "--cols", "12", "--seed", "1")

@@ -1,3 +1,3 @@
-from .cli import console
+from ._entry import console
 
 console()

@@ -14,6 +14,7 @@ import re
 import sys
 
 from . import __version__, _atomic
+from ._entry import INTERRUPTED
 from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, default_stats_path, denormalize, float16_advice,
                      float16_advice_reworded, make_data, normalize, compute_stats, table_and_stats_are_one)
 from .interrupts import ignore_interrupts, stop_like_ctrl_c
@@ -354,7 +355,7 @@ def main(argv=None) -> int:
         if done:  # too late to stop anything: the output (and, for normalize, its stats) is complete
             print(f"wideann: interrupted after the work was done: {printable(done)} is complete", file=sys.stderr)
             return 0
-        print("wideann: interrupted; no output written", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     except BrokenPipeError:  # (`wideann info t.npy | head -1`: the reader has all it wanted)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error as Python flushes)
@@ -369,8 +370,9 @@ _AS_THE_PROGRAM = False
 
 
 def console() -> None:
-    """The ``wideann`` program (and ``python -m wideann``): :func:`main`, whose interrupts after the work is
-    done are ignored (as a function, :func:`main` leaves the process's signal handlers as they are)."""
+    """The ``wideann`` program (and ``python -m wideann``, both through :mod:`wideann._entry`): :func:`main`, whose
+    interrupts after the work is done are ignored (as a function, :func:`main` leaves the process's signal handlers
+    as they are)."""
     global _AS_THE_PROGRAM
     _AS_THE_PROGRAM = True
     sys.exit(main())
