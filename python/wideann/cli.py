@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write the stats OUT is normalized with: fitted stats (default: beside OUT, "
                         "t.npy -> t.stats.json); with --stats, a copy of those stats, unchanged (the rows they were "
                         "fitted on, not this input's; none by default)")
-    p.add_argument("--dtype", choices=("float32", "float16"), default="float32")
+    p.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                   help="the normalized table's number type (default: float32; float16: half the bytes)")
     p.add_argument("--clip", action="store_true", help="clip values outside the fitted range to [0,1]")
     _add_csv_options(p)
 
@@ -102,8 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="OUT.csv")
     p.add_argument("--stats", required=True, metavar="STATS.json")
     p.add_argument("--columns", nargs="+", metavar="COL",
-                   help="stats column (name or 0-based position) of each input column; default: a "
-                        "one-column input is the target, otherwise all columns in order")
+                   help="stats column (name, or 0-based position; negative: from the end) of each input "
+                        "column; default: a one-column input is the target, an input as wide as the stats "
+                        "all columns in order")
     _add_csv_options(p)
 
     p = sub.add_parser("merge-stats", help="merge stats of shards exactly")
@@ -115,12 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", type=_whole_number(1, U64), required=True)
     p.add_argument("--cols", type=_whole_number(6, U64, " (the 5 Friedman inputs and y)"), required=True,
                    help="columns in all, the target y included (at least 6: the 5 inputs of the target and y)")
-    p.add_argument("--seed", type=_whole_number(0, U64), default=0)
-    p.add_argument("--noise", type=_noise, default=1.0, help="standard deviation of the noise on y")
-    p.add_argument("--threads", type=_threads, default=0)
-    p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument("--seed", type=_whole_number(0, U64), default=0, help="random seed, 0 to 2^64-1 (default: 0)")
+    p.add_argument("--noise", type=_noise, default=1.0,
+                   help="standard deviation of the noise on y, finite and >= 0 (default: 1.0)")
+    p.add_argument("--threads", type=_threads, default=0, help="worker threads (default: all cores)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("info", help="describe a .npy table, a CSV file or a stats file")
+    p = sub.add_parser("info", help="describe a .npy table, a folder of .npy shards, a CSV file or a stats file")
     p.add_argument("path")
 
     p = sub.add_parser("predict", help="a trained lesson run applied to new raw data: predictions in original units",
