@@ -470,10 +470,12 @@ def test_a_copied_table_refuses_a_file_changed_since_and_a_closed_one_stays_clos
         closed.read_rows(0, 1)
 
 
-def test_a_source_refuses_negative_shuffle_rows(table):
+@pytest.mark.parametrize("shuffle_rows", [-1, 0])
+def test_a_source_refuses_shuffle_rows_below_one(table, shuffle_rows):
+    # (0 was taken for the default, None, while the message said 1 or more)
     path, _ = table
-    with pytest.raises(ValueError, match="shuffle_rows must be 1 or more"):
-        data.ShardedBatches(path, np.arange(1003), 10, shuffle_rows=-1)
+    with pytest.raises(ValueError, match=r"shuffle_rows must be 1 or more \(None: the default\)"):
+        data.ShardedBatches(path, np.arange(1003), 10, shuffle_rows=shuffle_rows)
 
 
 @pytest.mark.parametrize("rows, err, what", [

@@ -214,8 +214,8 @@ class ShardedBatches:
         # (the numbers first: nothing is opened for a source refused)
         batch_size, rank, world_size = _whole(batch_size, "batch_size"), _whole(rank, "rank"), _whole(world_size, "world_size")
         seed = _at_least(seed, "seed", 0)
-        if shuffle_rows is not None and _whole(shuffle_rows, "shuffle_rows") < 0:
-            raise ValueError(f"shuffle_rows must be 1 or more (None: the default), got {shuffle_rows}")
+        if shuffle_rows is not None:  # (0 is no run length: refused, not taken for the default)
+            _at_least(shuffle_rows, "shuffle_rows", 1, " (None: the default)")
         prefetch = _at_least(prefetch, "prefetch", 0, _PREFETCH_HINT)
         if reader_threads is not None and _whole(reader_threads, "reader_threads") < 1:
             raise ValueError(f"reader_threads must be 1 or more (None: the default), got {reader_threads}")
