@@ -56,7 +56,12 @@ InputFile::InputFile(const std::string& path) : path_(path) {
     throw DataError(errno_message(path, "cannot open"));
   }
   struct stat st;
-  if (::fstat(fd_, &st) != 0) throw DataError(errno_message(path, "cannot stat"));
+  if (::fstat(fd_, &st) != 0) {  // (a throwing constructor runs no destructor: close here)
+    const std::string message = errno_message(path, "cannot stat");
+    ::close(fd_);
+    fd_ = -1;
+    throw DataError(message);
+  }
   if (S_ISDIR(st.st_mode)) {
     ::close(fd_);
     fd_ = -1;
