@@ -66,6 +66,11 @@ def test_the_table_and_its_stats_named_as_one_file_is_wrong_usage(tmp_path):
     p = subprocess.run([*WIDEANN, "normalize", str(tmp_path / "t.csv"), "-o", str(tmp_path / "s.npy"), "--stats-out",
                         str(tmp_path / "s.npy")], capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and p.stderr.count("\n") == 1 and "named for two outputs" in p.stderr, p.stderr
+    assert p.stderr.rstrip().endswith("name another --stats-out"), p.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+    # from Python, the advice names the keyword argument, not the option
+    with pytest.raises(ValueError, match=r"named for two outputs .*: name another stats_out=$"):
+        wideann.normalize([tmp_path / "t.csv"], tmp_path / "s.npy", stats_out=tmp_path / "s.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 

@@ -65,10 +65,11 @@ def _check_output_folder(output: str) -> None:
     refuse_what_is_not_a_file(output)
 
 
-def table_and_stats_are_one(output, stats_path) -> str | None:
-    """What is wrong when ``normalize``'s table and the stats file it writes are one path; None when not."""
+def table_and_stats_are_one(output, stats_path, option: str = "stats_out=") -> str | None:
+    """What is wrong when ``normalize``'s table and the stats file it writes are one path; None when not.
+    ``option`` names where the caller gives the stats file (the command line: ``--stats-out``)."""
     if stats_path is not None and os.path.abspath(stats_path) == os.path.abspath(output):
-        return f"{os.fspath(stats_path)}: named for two outputs (the table and its stats file): name another --stats-out"
+        return f"{os.fspath(stats_path)}: named for two outputs (the table and its stats file): name another {option}"
     return None
 
 
