@@ -4,12 +4,16 @@ The reference model 12,848 -> 1024 -> 256 -> 1 (lesson 4's `MLP`, imported from 
 lesson 4's step (summed loss over the nominal batch, Adam) on a random float32 table of 12,849 columns
 written straight to .npy. Two data sources feed the same rows in the same order:
 
-- disk: `wideann.data.ShardedBatches` (preadv into fresh buffers, a read-ahead thread), as in lesson 4;
+- disk: `wideann.data.ShardedBatches` (the native reader into recycled buffers, its read-ahead thread), as
+  in lesson 4;
 - memory: the whole table in one tensor, each batch gathered by row index (what a DataLoader over a
   TensorDataset does).
 
-Each variant runs in its own process; the two alternate for --rounds rounds and the best round of each
-counts (other work on the machine only ever slows a round down). Target: disk >= 90% of memory.
+Each variant runs in its own process, the table read once before it (page cache warm: the memory variant
+loads it before its clock starts, the disk variant reads it while timed); the two alternate for --rounds
+rounds and the best round of each counts (other work on the machine only ever slows a round down). Each
+timed step includes the fetch of its batch. Both report a checksum of the batches they fed, and the
+script stops if they differ. Target: disk >= 90% of memory.
 
     python benchmarks/lessons_data_path.py [--rows 16384] [--steps 40] [--batch-size 256]
 """
@@ -22,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from lessons_common import REFERENCE_COLUMNS, WORK, load_lesson, machine, write_random_table  # noqa: E402
+from normalize_vs_peers import warm_cache  # noqa: E402
 
 
 def worker(args):
@@ -59,17 +64,23 @@ def worker(args):
                 b = whole[idx]
                 yield b[:, :-1], b[:, -1:]
         source = gen()
-    total = args.warmup + args.steps
-    seen = 0
-    for i, (x, y) in enumerate(source):
+    # The timed steps each with the fetch of their batch (the clock starts before the first timed batch is
+    # asked for); a checksum of every batch fed, so that the driver can tell that both sources fed the same rows.
+    source = iter(source)
+    check = np.zeros(3)
+    seen, t0 = 0, time.perf_counter()
+    for i in range(args.warmup + args.steps):
         if i == args.warmup:
             t0, seen = time.perf_counter(), 0
+        x, y = next(source)
         step(x, y)
         seen += len(x)
-        if i + 1 == total:
-            break
+        check += [float(y.double().sum()), float(x[:, 0].double().sum()), float(x[:, -1].double().sum())]
     dt = time.perf_counter() - t0
-    print(json.dumps({"variant": args.variant, "samples_per_second": seen / dt, "seconds": dt, "rows": seen}))
+    if hasattr(source, "close"):
+        source.close()
+    print(json.dumps({"variant": args.variant, "samples_per_second": seen / dt, "seconds": dt, "rows": seen,
+                      "checksum": check.tolist()}))
 
 
 def main():
@@ -91,9 +102,10 @@ def main():
     print(f"table: {table} ({args.rows} x {REFERENCE_COLUMNS} float32, {args.rows * REFERENCE_COLUMNS * 4 / 1e9:.2f} GB)",
           flush=True)
     write_random_table(table, args.rows)
-    best = {}
+    best, sums = {}, {}
     for r in range(args.rounds):
         for variant in ("memory", "disk"):
+            warm_cache(table)  # the page cache holds the table for both (memory loads it untimed, disk reads it timed)
             cmd = [sys.executable, __file__, "--variant", variant, "--table", str(table), "--steps", str(args.steps),
                    "--warmup", str(args.warmup), "--batch-size", str(args.batch_size), "--rows", str(args.rows)]
             out = subprocess.run(cmd, capture_output=True, text=True)
@@ -101,6 +113,9 @@ def main():
                 sys.exit(out.stderr[-4000:])
             res = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"round {r + 1}: {variant:6s} {res['samples_per_second']:8.1f} samples/s", flush=True)
+            sums.setdefault(tuple(res["checksum"]), []).append(variant)
+            if len(sums) > 1:
+                sys.exit(f"the two sources fed different rows (checksums of y and of two input columns: {sums})")
             best[variant] = max(best.get(variant, 0.0), res["samples_per_second"])
     ratio = best["disk"] / best["memory"]
     print()
