@@ -43,19 +43,29 @@ def write_random_table(path, rows: int, cols: int = REFERENCE_COLUMNS, seed: int
 
 
 def run_with_peak_rss(cmd, **kw):
-    """Run ``cmd``; return (completed process, peak RSS in bytes of its largest process).
+    """Run ``cmd``; return (completed process, peak RSS in bytes of its largest process)."""
+    r, peak, _ = run_measured(cmd, **kw)
+    return r, peak
 
-    A fresh Python process runs the command and reports ``RUSAGE_CHILDREN`` max RSS, so the number
-    covers this command only (``accelerate launch`` and the training process it starts)."""
-    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:]); "
-             "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+
+def run_measured(cmd, **kw):
+    """Run ``cmd``; return (completed process, peak RSS in bytes of its largest process, wall seconds).
+
+    A fresh Python process runs the command and reports ``RUSAGE_CHILDREN`` max RSS (KiB on Linux), so
+    the number covers this command only (``accelerate launch`` and the training process it starts), and
+    the command's wall time, measured in that process around the command: without the start of the
+    measuring process itself (tens of ms, which a step of several short processes would count each
+    time)."""
+    probe = ("import resource, subprocess, sys, time; t = time.perf_counter(); r = subprocess.run(sys.argv[1:]); "
+             "t = time.perf_counter() - t; "
+             "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, t, file=sys.stderr); "
              "sys.exit(r.returncode)")
     r = subprocess.run([sys.executable, "-c", probe, *map(str, cmd)], capture_output=True, text=True, **kw)
-    peak = None
+    peak = wall = None
     for line in r.stderr.splitlines():
         if line.startswith("PEAK_RSS_KB"):
-            peak = int(line.split()[1]) * 1024
-    return r, peak
+            peak, wall = int(line.split()[1]) * 1024, float(line.split()[2])
+    return r, peak, wall
 
 
 def machine() -> str:

@@ -19,8 +19,11 @@ one process, and the disk its outputs use, then the test R² that lesson 4 reach
 
 Sizes: `--gb G` sets the rows per shard so that the raw training CSV is about G GB (1e9 bytes) in all
 (the bytes per row are measured on a small sample of make-data's output first). Everything is written
-under `--work` (default `benchmarks/work/reference_scale/`, which git ignores) and removed at the end
-unless `--keep`. Free space is checked before anything is written.
+under `--work` (default `benchmarks/work/reference_scale/`, which git ignores) and removed at the end,
+a failed or interrupted run's too, unless `--keep`; a `--work` that holds files this script did not make
+is refused, not emptied. Free space is checked before anything is written. Wall times are the commands'
+own (without the start of the process that measures each); MB/s is given for the steps that read their
+inputs once (make-data: the CSV written), not for merge-stats or lesson 4.
 """
 import argparse
 import json
@@ -33,9 +36,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lessons_common import ROOT, WORK, machine, run_with_peak_rss  # noqa: E402
+from lessons_common import ROOT, WORK, machine, run_measured, run_with_peak_rss  # noqa: E402
 
 WIDEANN = [sys.executable, "-m", "wideann"]
+MARK = ".reference_scale"  # in --work: the folder is this script's, to empty
 
 
 def wideann(*args):
@@ -65,19 +69,21 @@ class Steps:
     def __init__(self):
         self.rows = []
 
-    def run(self, name, commands, inputs=(), outputs=(), env=None, cwd=None):
-        """Run ``commands`` one after the other (the shards of one step); record wall, MB/s, peak RSS, disk."""
-        peak, t0 = 0, time.perf_counter()
+    def run(self, name, commands, inputs=(), outputs=(), env=None, cwd=None, rate=True):
+        """Run ``commands`` one after the other (the shards of one step); record wall, MB/s, peak RSS, disk.
+        The wall is the sum of the commands' own (each measured by the process that starts it, so without
+        that process's start). ``rate``: give MB/s (the inputs read once, or for make-data the CSV written);
+        not for a step that reads its inputs other than once (merge-stats: a few KB; lesson 4: epochs)."""
+        peak, wall = 0, 0.0
         for cmd in commands:
-            r, p = run_with_peak_rss(cmd, env=env, cwd=cwd)
+            r, p, w = run_measured(cmd, env=env, cwd=cwd)
             if r.returncode:
                 sys.exit(f"{name} failed ({shlex.join(map(str, cmd))}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
-            peak = max(peak, p or 0)
-        wall = time.perf_counter() - t0
+            peak, wall = max(peak, p or 0), wall + w
         in_bytes, out_bytes = du(inputs), du(outputs)
         moved = in_bytes or out_bytes  # make-data reads nothing: its rate is the CSV it writes
         row = dict(step=name, processes=len(commands), wall_s=wall, input_bytes=in_bytes,
-                   mb_per_s=moved / 1e6 / wall if moved else None, peak_rss_bytes=peak, disk_bytes=out_bytes)
+                   mb_per_s=moved / 1e6 / wall if moved and rate else None, peak_rss_bytes=peak, disk_bytes=out_bytes)
         self.rows.append(row)
         mbs = f"{row['mb_per_s']:,.0f} MB/s" if row["mb_per_s"] else "-"
         print(f"{name}: {wall:,.1f} s, {mbs}, peak RSS {peak / 2**20:,.0f} MiB, "
@@ -113,8 +119,20 @@ def main():
         ap.error(f"--train-dtype {args.train_dtype} needs --dtypes to include it")
 
     work = args.work
+    if work.exists() and any(work.iterdir()) and not (work / MARK).exists():
+        sys.exit(f"{work}: a folder this script did not make (no {MARK} in it), and not empty: it would be "
+                 "emptied and removed; give another --work")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
+    (work / MARK).write_text("made by benchmarks/reference_scale.py: emptied and removed by its next run\n")
+    try:
+        run(args, work)
+    finally:  # a failed or interrupted run does not leave tens of GB behind either
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, work: Path):
     row_bytes = bytes_per_row(args.cols, work)
     rows = args.rows_per_shard or math.ceil(args.gb * 1e9 / row_bytes / args.shards)
     test_rows = args.test_rows or min(20_000, max(1, rows * args.shards // 10))
@@ -146,7 +164,7 @@ def main():
           outputs=raw + [test_raw])
     s.run("stats per shard", [wideann("stats", p, "-o", o, "-q", *threads) for p, o in zip(raw, stats)],
           inputs=raw, outputs=stats)
-    s.run("merge-stats", [wideann("merge-stats", *stats, "-o", merged)], inputs=stats, outputs=[merged])
+    s.run("merge-stats", [wideann("merge-stats", *stats, "-o", merged)], inputs=stats, outputs=[merged], rate=False)
     tables = {}
     for dtype in args.dtypes:
         folder, test_folder = work / f"npy_{dtype}", work / f"test_{dtype}"
@@ -171,7 +189,7 @@ def main():
                "--stats", merged, "--output-dir", run_dir, *shlex.split(args.train_args)]
         shards = sorted(folder.glob("*.npy"))
         r = s.run(f"lesson 4 on the {args.train_dtype} shards", [cmd], inputs=shards + [test_out],
-                  outputs=[p for p in run_dir.rglob("*") if p.is_file()] if run_dir.exists() else [], env=env, cwd=ROOT)
+                  env=env, cwd=ROOT, rate=False)
         # what the lesson chose and how each epoch went (the epochs the model needed)
         log = [ln for ln in r.stdout.splitlines() if ln.startswith(("device", "table", "data tier", "defaults",
                                                                        "  batch size", "global batch", "epoch",
@@ -192,8 +210,6 @@ def main():
         args.json.write_text(json.dumps(report, indent=1) + "\n")
     if args.markdown:
         args.markdown.write_text(md + "\n")
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def markdown(r) -> str:

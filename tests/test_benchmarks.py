@@ -77,3 +77,24 @@ def test_npy_out_writes_what_np_save_writes(tmp_path):
             nvp._write_rows(f, a[r:r + 10])
     np.save(tmp_path / "b.npy", a.astype(np.float32))
     assert (tmp_path / "a.npy").read_bytes() == (tmp_path / "b.npy").read_bytes()
+
+
+def test_reference_scale_refuses_a_work_folder_it_did_not_make(tmp_path):
+    import subprocess
+
+    keep = tmp_path / "mine" / "notes.txt"
+    keep.parent.mkdir()
+    keep.write_text("not the benchmark's")
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reference_scale.py"), "--rows-per-shard", "10",
+                        "--train-dtype", "none", "--work", str(keep.parent)], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "did not make" in r.stderr
+    assert keep.read_text() == "not the benchmark's"
+
+
+def test_run_measured_gives_the_commands_own_wall_and_peak():
+    from lessons_common import run_measured
+
+    r, peak, wall = run_measured([sys.executable, "-c", "import time; b = b'\\x01' * (200 << 20); time.sleep(0.2)"])
+    assert r.returncode == 0
+    assert peak >= 200 << 20  # ru_maxrss is KiB on Linux: the bytes of the largest process
+    assert 0.2 <= wall < 60
