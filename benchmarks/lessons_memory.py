@@ -1,9 +1,12 @@
 """Peak resident memory of lessons 3 and 4 training over a table far larger than they may hold.
 
-Writes a random float32 .npy of 12,849 columns (8 GB by default: 155,650 rows; straight to .npy, no CSV),
+Writes a random float32 .npy of 12,849 columns (8 GB by default: 155,655 rows; straight to .npy, no CSV),
 then runs `accelerate launch scripts/3_out_of_core_ann.py` and `scripts/4_multi_gpu_ann.py` on it for
 --max-steps 200 with their default model and batch (lesson 4: 12,848 -> 1024 -> 256 -> 1, 256 rows per
-step), one process each, then their validation and test passes over the held-out rows. Peak RSS is the
+step on tables of over 25,600 training rows; on fewer it halves its batch, see wideann.defaults: 128 on
+the 1 GB table), one process each, then their validation and test passes over the held-out rows. The
+table printed gives the model and the rows per step each run used (from its model.json), and
+`--lesson-args "--batch-size 256"` makes the two sizes train alike. Peak RSS is the
 largest process's `ru_maxrss` (with `--processes 2`, lesson 4 runs as two CPU processes and the number
 is the larger of the two). Run it with `--gb 1` as well to see that the peak does not depend on the
 table size. Target: under 3 GB.
@@ -14,6 +17,8 @@ import argparse
 import json
 import math
 import os
+import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -29,6 +34,8 @@ def main():
     ap.add_argument("--gb", type=float, default=8.0, help="size of the generated table in GB (1e9 bytes)")
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--lessons", nargs="*", default=LESSONS)
+    ap.add_argument("--keep-runs", action="store_true", help="keep the lessons' run folders (removed by default)")
+    ap.add_argument("--lesson-args", default="", help="more options of every lesson run, e.g. \"--batch-size 256\"")
     ap.add_argument("--processes", type=int, default=1,
                     help="processes for lesson 4 (2+: scripts/configs/cpu_2proc.yaml's way, MULTI_GPU + cpu=True)")
     args = ap.parse_args()
@@ -49,14 +56,20 @@ def main():
         launch = ["--num_processes", "1"] if procs == 1 else ["--multi_gpu", "--num_processes", procs]
         cmd = [sys.executable, "-m", "accelerate.commands.launch", *launch,
                ROOT / "scripts" / lesson, "--data", table, "--max-steps", args.steps, "--checkpoint-every", 100000,
-               "--output-dir", out]
+               "--output-dir", out, *shlex.split(args.lesson_args)]
         t0 = time.perf_counter()
         r, peak = run_with_peak_rss(cmd, env=env, cwd=ROOT)
         wall = time.perf_counter() - t0
         if r.returncode:
             sys.exit(f"{lesson} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
         m = json.loads((out / "metrics.json").read_text())
+        card = json.loads((out / "model.json").read_text())  # what the run chose: its layers and batch
+        widths = [card["n_inputs"]] + [l["out_features"] for l in card["layers"] if l["type"] == "Linear"]
+        m["model"] = " -> ".join(f"{w:,}" for w in widths)
+        m["batch_size"] = card["options"]["batch_size"]
         results.append((lesson if procs == 1 else f"{lesson} ({procs} processes)", peak, wall, m))
+        if not args.keep_runs:
+            shutil.rmtree(out, ignore_errors=True)  # checkpoints of lesson 4's model: hundreds of MB
         print(f"{lesson}: peak RSS {peak / 2**30:.2f} GiB, wall {wall:.0f} s, "
               f"{m['samples_per_second']:.0f} samples/s (training + evaluation)", flush=True)
 
@@ -66,13 +79,13 @@ def main():
           "then validation and test passes")
     print("| lesson | model | rows per step | peak RSS | wall |")
     print("| --- | --- | ---: | ---: | ---: |")
-    hidden = {"3_out_of_core_ann.py": "12,848 -> 128 -> 64 -> 1", "4_multi_gpu_ann.py": "12,848 -> 1024 -> 256 -> 1"}
-    batch = {"3_out_of_core_ann.py": 64, "4_multi_gpu_ann.py": 256}
     for lesson, peak, wall, m in results:
-        name = lesson.split(" ")[0]
-        print(f"| `{lesson}` | {hidden.get(name, '?')} | {batch.get(name, '?')} | {peak / 2**30:.2f} GiB | {wall:.0f} s |")
+        per = " per process" if m.get("world_size", 1) > 1 else ""
+        print(f"| `{lesson}` | {m['model']} | {m['batch_size']}{per} | {peak / 2**30:.2f} GiB | {wall:.0f} s |")
     worst = max(p for _, p, _, _ in results)
     print(f"target < 3 GB: {'met' if worst < 3e9 else 'NOT met'} (largest peak {worst / 1e9:.2f} GB)")
+    print(f"(the table stays for the next run of this size: {table}, {size / 1e9:.2f} GB, and its stats file; "
+          "remove them when done)")
 
 
 if __name__ == "__main__":
