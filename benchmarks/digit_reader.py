@@ -5,7 +5,8 @@ The engine reads the digits of each number either with a byte-by-byte loop or wi
 learn how many digits each column has, which it can for narrow tables; on wide tables it mispredicts on
 nearly every field. This measures pass 1 (`wideann.compute_stats`, one thread, page cache warm) with each
 reader forced through WIDEANN_DIGIT_READER, on `wideann make-data` files of about the same size and
-different widths, and prints a Markdown table. The engine switches at kBranchFreeFromColumns.
+different widths, and prints a Markdown table (stopping if the two readers find different stats: both
+must do the same job). The engine switches at kBranchFreeFromColumns.
 
     python benchmarks/digit_reader.py [--mb 200] [--repeat 3]
 """
@@ -20,18 +21,20 @@ WIDTHS = [100, 300, 1000, 3000, 6000, 12849]
 BYTES_PER_VALUE = 10.3  # what make-data writes, about
 
 TIMED = """
-import sys, time, wideann
+import hashlib, sys, time, wideann
 t = time.perf_counter()
-wideann.compute_stats(sys.argv[1], threads=1)
-print(time.perf_counter() - t)
+s = wideann.compute_stats(sys.argv[1], threads=1)
+t = time.perf_counter() - t
+print(t, hashlib.sha256(s.data_min.tobytes() + s.data_max.tobytes() + str(s.n_rows).encode()).hexdigest())
 """
 
 
-def seconds(path: Path, reader: str) -> float:
+def seconds(path: Path, reader: str) -> tuple[float, str]:
+    """Seconds of pass 1 with ``reader`` forced, and a digest of the stats it found (min, max, rows)."""
     env = dict(os.environ, WIDEANN_DIGIT_READER=reader)
     out = subprocess.run([sys.executable, "-c", TIMED, str(path)], env=env, check=True,
-                         capture_output=True, text=True).stdout
-    return float(out)
+                         capture_output=True, text=True).stdout.split()
+    return float(out[0]), out[1]
 
 
 def main():
@@ -52,12 +55,18 @@ def main():
             while f.read(1 << 24):
                 pass
         size = path.stat().st_size
-        best = {}
+        best, found = {}, set()
         for _ in range(args.repeat):
             for reader in ("loop", "branch-free"):
-                best[reader] = min(best.get(reader, 1e9), seconds(path, reader))
+                s, digest = seconds(path, reader)
+                best[reader] = min(best.get(reader, 1e9), s)
+                found.add(digest)
+        if len(found) != 1:  # a reader that read the numbers otherwise would not be timed doing the same job
+            sys.exit(f"{path}: the two digit readers found different stats")
         loop, free = size / best["loop"] / 1e6, size / best["branch-free"] / 1e6
         print(f"| {cols:,} | {rows:,} | {loop:.0f} | {free:.0f} | {free / loop:.2f} |", flush=True)
+    print(f"(both readers found the same min, max and rows in every file; the files stay in {WORK} for the "
+          f"next run, about {args.mb * len(WIDTHS):.0f} MB: remove them when done)")
 
 
 if __name__ == "__main__":
