@@ -683,6 +683,29 @@ def cpu_half(args, tables):
         f"new, {cores} threads, epochs cold": lambda t, b: endless(data.ShardedBatches(
             t, np.arange(t.n_rows), b, seed=0, pin_memory=False, reader_threads=cores), cold=True),
     }
+    # (untimed) every variant delivers the same batches, so that none is timed doing less: the first steps of
+    # an epoch and the first of the next, as float32, equal to today's bit for bit
+    batch = min(args.batches)
+    for dt in args.dtypes:
+        got = {}
+        for name, make in variants.items():
+            table = data.NpyTable(tables[dt])
+            it = make(table, batch)
+            steps = -(-table.n_rows // batch)
+            firsts = []
+            for i in range(steps + 1):
+                x, _ = next(it)
+                if i in (0, 1, steps):
+                    firsts.append(np.array(x, dtype=np.float32))
+            it.close()
+            table.close()
+            got[name] = firsts
+        ref = got["today"]
+        for name, firsts in got.items():
+            if len(firsts) != len(ref) or any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(firsts, ref)):
+                sys.exit(f"{dt}, batch {batch}: '{name}' delivers other batches than 'today'")
+    print(f"every variant delivers the same batches as today's (first steps of two epochs, batch {batch})", flush=True)
+
     best, load = {}, {}
     for rnd in range(args.rounds):
         before = wait_idle(0.25, args.idle_wait)
