@@ -28,6 +28,10 @@ def main():
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "work" / "accuracy"))
     ap.add_argument("--lessons", nargs="*", default=LESSONS)
     args = ap.parse_args()
+    try:  # the baseline comes last: a missing scikit-learn is said before minutes of lessons, not after them
+        import sklearn  # noqa: F401
+    except ImportError:
+        sys.exit("scikit-learn is needed for the RidgeCV baseline: pip install -e \".[bench]\"")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sigma = float(re.search(r"--noise ([0-9.]+)", (ROOT / "data" / "README.md").read_text()).group(1))
