@@ -157,6 +157,7 @@ def main() -> None:
             print(f"{shape}, {dtype}: every variant and thread count wrote the same bytes ({len(groups[0])} runs)")
         else:
             print(f"{shape}, {dtype}: OUTPUTS DIFFER: " + " / ".join("; ".join(g) for g in groups))
+    print(f"(the input CSV files and their stats stay in {WORK} as f16_*, for the next run: remove them when done)")
     if any(len(g) > 1 for g in same.values()):
         sys.exit(1)
 
