@@ -98,3 +98,14 @@ def test_run_measured_gives_the_commands_own_wall_and_peak():
     assert r.returncode == 0
     assert peak >= 200 << 20  # ru_maxrss is KiB on Linux: the bytes of the largest process
     assert 0.2 <= wall < 60
+
+
+def test_lessons_data_path_feeds_both_sources_the_same_rows(tmp_path):
+    """The script runs both sources on a tiny table and stops if their batches' checksums differ."""
+    import subprocess
+
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "lessons_data_path.py"), "--rows", "256",
+                        "--steps", "2", "--warmup", "1", "--batch-size", "64", "--rounds", "1",
+                        "--table", str(tmp_path / "t.npy")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "round 1: memory" in r.stdout and "round 1: disk" in r.stdout
