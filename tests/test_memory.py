@@ -32,7 +32,7 @@ def peak_rss_mb(args) -> float:
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["rc"] == 0, res["stderr"]
-    return res["maxrss_kb"] / 1024
+    return res["maxrss_kb"] * 1024 / 1e6  # (ru_maxrss is in KiB; the limits are in MB, 10^6 bytes)
 
 
 @pytest.fixture(scope="module")
