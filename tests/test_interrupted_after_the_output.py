@@ -197,3 +197,36 @@ def test_predict_on_a_device_this_torch_cannot_use_is_one_line(tmp_path, device,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and f"--device {device}: {says}" in p.stderr, p.stderr
     assert not (tmp_path / "p.csv").exists() and not temp_leftovers(tmp_path)
+
+
+# The program (wideann._entry, as the console script enters it), with a Ctrl-C as the summary line is written,
+# after the output is in place, and a second one as the line that answers the first is written (a user pressing
+# Ctrl-C twice; a scheduler's SIGTERM after the user's Ctrl-C)
+CTRL_C_TWICE = """import os, signal, sys
+class Tripwire:
+    def __init__(self, f):
+        self.f, self.tripped = f, []
+    def write(self, text):
+        if (" -> " in text or "interrupted" in text) and len(self.tripped) < 2:
+            self.tripped.append(text)
+            os.kill(os.getpid(), getattr(signal, os.environ["SECOND"] if self.tripped[1:] else "SIGINT"))
+        return self.f.write(text)
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+sys.stderr = Tripwire(sys.stderr)
+from wideann._entry import console
+console()
+"""
+
+
+@pytest.mark.parametrize("second", ["SIGINT", "SIGTERM"])
+def test_a_second_interrupt_as_the_first_is_answered_does_not_say_no_output_written(tmp_path, second):
+    # the second one escaped main()'s handler into wideann._entry's catch-all, which said "interrupted; no output
+    # written" and exit 130, with the table and its stats complete at the output path
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=30, cols=6, seed=2)
+    p = subprocess.run([sys.executable, "-c", CTRL_C_TWICE, "normalize", str(t), "-o", str(tmp_path / "n.npy")],
+                       capture_output=True, text=True, env=dict(os.environ, SECOND=second), timeout=120)
+    assert sorted(os.listdir(tmp_path)) == ["n.npy", "n.stats.json", "t.csv"]
+    assert p.returncode == 0, (p.returncode, p.stderr)
+    assert p.stderr == f"wideann: interrupted after the work was done: {tmp_path / 'n.npy'} is complete\n", p.stderr

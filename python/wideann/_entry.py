@@ -19,6 +19,9 @@ def console() -> None:
         from .cli import console as the_command_line
 
         the_command_line()
-    except KeyboardInterrupt:  # (one that main() did not turn into its line: before it began, as it is imported)
+    except KeyboardInterrupt:  # (one that main() did not turn into its line: before it began, as it is imported, or
+        cli = sys.modules.get(f"{__package__}.cli")  # in the instant its handler began, as the interrupt came twice)
+        if getattr(cli, "_RUNNING", None) is not None:  # main() began: its output may be complete
+            sys.exit(cli.interrupted())
         print(INTERRUPTED, file=sys.stderr)
         sys.exit(130)

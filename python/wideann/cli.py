@@ -349,17 +349,14 @@ def main(argv=None) -> int:
         return 2
     stop_like_ctrl_c()  # SIGTERM and SIGHUP: the engine is cancelled and temporary files are removed
     del _atomic.WRITTEN[:]
+    global _RUNNING
+    _RUNNING = args
     try:
         run(args)
         if _AS_THE_PROGRAM:  # the work is done: a signal as the interpreter shuts down (torch's takes a tenth of a
             ignore_interrupts()  # second) would end it with 130 or 143, or a traceback, after its summary line
     except KeyboardInterrupt:
-        done = _committed(args)
-        if done:  # too late to stop anything: the output (and, for normalize, its stats) is complete
-            print(f"wideann: interrupted after the work was done: {printable(done)} is complete", file=sys.stderr)
-            return 0
-        print(INTERRUPTED, file=sys.stderr)
-        return 130
+        return interrupted()
     except BrokenPipeError:  # (`wideann info t.npy | head -1`: the reader has all it wanted)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error as Python flushes)
         return 141  # as a program ended by SIGPIPE
@@ -370,6 +367,26 @@ def main(argv=None) -> int:
 
 
 _AS_THE_PROGRAM = False
+
+_RUNNING = None
+"""The command :func:`main` is running (its parsed arguments), for :func:`interrupted`."""
+
+
+def interrupted() -> int:
+    """What the command says when Ctrl-C (SIGTERM, SIGHUP) stops it, and its exit code: 0 and that its output is
+    complete when it was renamed into place in this run (too late to stop anything), else 130 and that no output
+    was written. The program (:func:`console`) ignores interrupts from here on: it is ending, its temporary files
+    are gone, and a second Ctrl-C (or a SIGTERM after the user's Ctrl-C) as this line is written would otherwise
+    reach :mod:`wideann._entry`, which, knowing nothing of the output, said "no output written" and exit 130 for a
+    complete output."""
+    if _AS_THE_PROGRAM:
+        ignore_interrupts()
+    done = _committed(_RUNNING) if _RUNNING is not None else None
+    if done:  # too late to stop anything: the output (and, for normalize, its stats) is complete
+        print(f"wideann: interrupted after the work was done: {printable(done)} is complete", file=sys.stderr)
+        return 0
+    print(INTERRUPTED, file=sys.stderr)
+    return 130
 
 
 def console() -> None:
