@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -423,6 +424,37 @@ def test_missing_input(tmp_path, rng):
 def test_input_is_a_folder(tmp_path):
     (tmp_path / "adir.csv").mkdir()
     normalize_fails(tmp_path, tmp_path / "adir.csv", names=["adir.csv"])
+
+
+@pytest.mark.parametrize("command", ["apply", "fit", "stats", "denormalize", "pipe"])
+def test_an_input_that_is_a_fifo_or_a_pipe_is_refused_not_waited_on(tmp_path, command):
+    # normalize --stats read a FIFO's first MiB (the estimate of rows), then the engine opened it again and waited
+    # for a writer that had left: for ever, and Ctrl-C could not stop it (the engine's wait swallows it); a pipe
+    # (<(cat t.csv)) failed with "/dev/fd/63: read failed: Illegal seek"
+    csv = write_text(tmp_path / "t.csv", HEADER + GOOD)
+    ok("stats", csv, "-o", tmp_path / "s.json")
+    fifo = tmp_path / "in.csv"
+    os.mkfifo(fifo)
+    out = tmp_path / "out"
+    out.mkdir()
+    writer = subprocess.Popen(["sh", "-c", 'exec cat "$1" > "$2"', "sh", str(csv), str(fifo)])  # (as a user's)
+    try:
+        if command == "pipe":
+            exe = " ".join(map(shlex.quote, WIDEANN))
+            p = subprocess.run(["bash", "-c", f"{exe} normalize <(cat {shlex.quote(str(csv))}) -o "
+                                f"{shlex.quote(str(out / 't.npy'))} --stats {shlex.quote(str(tmp_path / 's.json'))}"],
+                               capture_output=True, text=True, timeout=60)
+        else:
+            args = {"apply": ["normalize", fifo, "-o", out / "t.npy", "--stats", tmp_path / "s.json"],
+                    "fit": ["normalize", fifo, "-o", out / "t.npy"], "stats": ["stats", fifo, "-o", out / "s.json"],
+                    "denormalize": ["denormalize", fifo, "-o", out / "d.csv", "--stats", tmp_path / "s.json"]}[command]
+            p = subprocess.run([*WIDEANN, *map(str, args)], capture_output=True, text=True, timeout=60)
+    finally:
+        writer.kill()
+        writer.wait()
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, (p.returncode, p.stderr)
+    assert "is a FIFO (named pipe), expected a CSV file" in p.stderr, p.stderr
+    assert os.listdir(out) == []
 
 
 def test_unreadable_input(tmp_path):

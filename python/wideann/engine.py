@@ -14,8 +14,8 @@ import threading
 from typing import Sequence, Union
 
 from . import _native
-from ._atomic import (WRITTEN, commit_together, output_over_an_input, refuse_what_is_not_a_file, remove_listed,
-                      temp_name)
+from ._atomic import (WRITTEN, commit_together, kind_of, output_over_an_input, refuse_what_is_not_a_file,
+                      remove_listed, temp_name)
 from .diskspace import human_bytes, require_free
 from .stats import Stats
 
@@ -38,6 +38,12 @@ def _paths(inputs) -> list[str]:
             raise DataError(f"{p}: is a folder, expected a CSV file")
         if not os.path.exists(p):
             raise DataError(f"{p}: no such file")
+        # A FIFO, a pipe (<(zcat t.csv.gz)), a device: its first MiB read for the estimate of rows is gone for the
+        # engine, which then waited forever for a writer that had left (Ctrl-C could not stop it), or failed
+        # with "Illegal seek"; /dev/zero would be one endless line
+        if not os.path.isfile(p):
+            raise DataError(f"{p}: is {kind_of(p)}, expected a CSV file: inputs are read at offsets, and twice to "
+                            "fit stats, which only a file allows; write it to a file first")
         if not os.access(p, os.R_OK):
             raise DataError(f"{p}: cannot be read (permission denied)")
     return paths

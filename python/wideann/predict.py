@@ -29,8 +29,8 @@ import numpy as np
 from . import modelcard
 from ._atomic import commit_together, remove_listed, temp_name
 from .diskspace import require_free
-from .engine import (DataError, _check_output_folder, denormalize, estimated_rows, in_the_training_dtype, normalize,
-                     output_bytes)
+from .engine import (DataError, _check_output_folder, _paths, denormalize, estimated_rows, in_the_training_dtype,
+                     normalize, output_bytes)
 from .info import split_fields
 from .stats import Stats
 
@@ -177,8 +177,7 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
     _check_output_folder(output)
-    if not os.path.isfile(input_csv):
-        raise DataError(f"{input_csv}: no such file")
+    _paths([input_csv])  # (a folder or a FIFO is not "no such file"; a FIFO's first line read below would be lost)
     stats = Stats.load(run_dir / card["stats"])
     if stats.n_columns - 1 != card["n_inputs"]:
         raise DataError(f"{run_dir / card['stats']}: {stats.n_columns} columns, but {run_dir / 'model.json'} "
