@@ -230,3 +230,38 @@ def test_a_second_interrupt_as_the_first_is_answered_does_not_say_no_output_writ
     assert sorted(os.listdir(tmp_path)) == ["n.npy", "n.stats.json", "t.csv"]
     assert p.returncode == 0, (p.returncode, p.stderr)
     assert p.stderr == f"wideann: interrupted after the work was done: {tmp_path / 'n.npy'} is complete\n", p.stderr
+
+
+# stdout unbuffered (PYTHONUNBUFFERED=1), each write taking its time: a reader that has its line leaves meanwhile
+SLOW_STDOUT = """import sys, time
+class Slow:
+    def __init__(self, f):
+        self.f = f
+    def write(self, text):
+        n = self.f.write(text)
+        self.f.flush()
+        time.sleep(0.3)
+        return n
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+sys.stdout = Slow(sys.stdout)
+from wideann._entry import console
+console()
+"""
+
+
+def test_info_into_head_1_ends_with_0_where_stdout_is_unbuffered(tmp_path):
+    # print() wrote the description, then its newline: with PYTHONUNBUFFERED=1 two writes, and `wideann info t.npy |
+    # head -1` ended with 141 when head took its line and left before the newline came (by chance, or always here)
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=30, cols=6, seed=2)
+    wideann.normalize([t], tmp_path / "t.npy")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    info = subprocess.Popen([sys.executable, "-c", SLOW_STDOUT, "info", str(tmp_path / "t.npy")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    head = subprocess.Popen(["head", "-1"], stdin=info.stdout, stdout=subprocess.PIPE)
+    info.stdout.close()
+    line = head.communicate(timeout=60)[0]
+    err = info.communicate(timeout=60)[1]
+    assert line.startswith(str(tmp_path / "t.npy").encode() + b": .npy table, 30 x 6"), line
+    assert (info.returncode, err) == (0, b"")

@@ -217,7 +217,10 @@ def run(args) -> None:
     elif cmd == "info":
         from .info import describe
 
-        print(describe(args.path))
+        # one write, its newline included: print() writes the text, then the newline. Where stdout is unbuffered
+        # (PYTHONUNBUFFERED=1, as many containers and CI set it) those were two writes, and `wideann info t.npy |
+        # head -1` ended with 141 when head had its line and left before the newline came (0 or 141 by chance)
+        sys.stdout.write(describe(args.path) + "\n")
     elif cmd == "predict":
         from .predict import predict  # imports torch: only this command needs it
 
