@@ -291,3 +291,17 @@ def test_merge_stats_warns_of_a_source_that_two_stats_files_name(tmp_path):
     ok("stats", tmp_path / "p3.csv", "-o", tmp_path / "c.json")
     p = ok("merge-stats", tmp_path / "a.json", tmp_path / "c.json", "-o", tmp_path / "m2.json")
     assert "warning" not in p.stderr, p.stderr
+
+
+def test_import_wideann_imports_its_names_on_first_use():
+    """`import wideann` imports none of its modules (the program handles Ctrl-C before they load); each public
+    name is there on first use, and dir() lists the public names, not the ones the lazy import needs."""
+    code = ("import sys, wideann; print('wideann.engine' in sys.modules, 'numpy' in sys.modules); "
+            "print(sorted(n for n in dir(wideann) if not n.startswith('_'))); "
+            "from wideann import Stats, normalize; import wideann.data as d; "
+            "print(Stats.__name__, normalize.__module__, wideann.data is d)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == [
+        "False False", "['DataError', 'Stats', 'compute_stats', 'data', 'denormalize', 'make_data', 'normalize']",
+        "Stats wideann.engine True"], p.stdout

@@ -44,6 +44,8 @@ CASES = [
     ("missing-data", ALL, ["--data", "missing.npy"], 1, "--data missing.npy: no such file"),
     ("missing-csv", ALL, ["--data", "missing.csv"], 1, "--data missing.csv: no such file"),
     ("data-is-a-folder", ALL, ["--data", "folder.npy"], 1, "--data folder.npy: is a folder"),
+    ("data-is-a-fifo", ALL, ["--data", "fifo.npy"], 1,  # (was "no such file or folder")
+     "--data fifo.npy: is a FIFO (named pipe), expected a .npy file or a folder of them"),
     ("bad-csv", ALL, ["--data", "bad.csv"], 1, "bad.csv, line 3, column 2: expected a number, found 'x'"),
     ("npy-without-stats", ALL, ["--data", "orphan.npy"], 1,
      "orphan.stats.json: the stats file of orphan.npy is missing"),
@@ -183,6 +185,7 @@ def work(tmp_path_factory):
     for name in ("small", "garbage", "truncated"):  # their only fault: the table itself
         shutil.copy(d / "tiny.stats.json", d / f"{name}.stats.json")
     (d / "folder.npy").mkdir()
+    os.mkfifo(d / "fifo.npy")
     (d / "both").mkdir()  # a folder of shards that holds the test table too
     wideann.normalize([d / "tiny.csv"], d / "both" / "train.npy")
     wideann.normalize([d / "test.csv"], d / "both" / "test.npy", stats=d / "both" / "train.stats.json")

@@ -38,5 +38,5 @@ def __getattr__(name: str):
     return value
 
 
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+def __dir__() -> list[str]:  # (the module's own names, less the two it needs only to be written this way)
+    return sorted((set(globals()) - {"TYPE_CHECKING", "annotations"}) | set(__all__))

@@ -139,8 +139,10 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
             target = names[-1]
             # the target by name, or by position when another column has its name (the first would be taken)
             column = target if names.count(target) == 1 else -1
-            print("denormalizing with the C++ engine:  wideann denormalize " f"{shell_path(tmp)} -o "
-                  f"{shell_path(out_csv)} --stats {shell_path(stats_path)} --columns {column} {column}")
+            # (what the command line would do; the pairs' .npy is a temporary file, removed once this is done)
+            print("denormalizing with the C++ engine, as  wideann denormalize PAIRS.npy -o "
+                  f"{shell_path(out_csv)} --stats {shell_path(stats_path)} --columns {column} {column}  would "
+                  "(PAIRS.npy: the normalized y_true,y_pred pairs, a temporary file)")
             denormalize(tmp, out_csv, stats=stats_path, columns=[column, column])
         finally:
             remove_listed(made)

@@ -23,6 +23,7 @@ from typing import Sequence, Union
 
 import numpy as np
 
+from .._atomic import kind_of
 from ..engine import DataError, default_stats_path
 from ..stats import Stats
 from .npy import NpyTable, rows_out
@@ -53,6 +54,8 @@ def table_paths(source: Source) -> list[Path]:
         elif p.is_file():
             paths.append(p)
             named.append(os.fspath(item))
+        elif os.path.exists(p):  # a FIFO, a device, a socket: a table is read by row offsets, from a file
+            raise DataError(f"{p}: is {kind_of(p)}, expected a .npy file or a folder of them")
         else:
             raise DataError(f"{p}: no such file or folder")
     seen: dict = {}
