@@ -158,6 +158,7 @@ DataError describe(const RowError& e, const InputFile& f, const FileIdentity& re
   const std::string& path = f.path();
   uint64_t line = 1;
   bool known = false;
+  const char* why = " (the file changed while it was being read, so its line is unknown)";
   try {
     std::vector<char> buf(1 << 20);
     uint64_t pos = 0;
@@ -170,13 +171,13 @@ DataError describe(const RowError& e, const InputFile& f, const FileIdentity& re
     }
     known = pos == e.line_offset && f.identity_now() == read_as;  // (after the count: a change during it too)
   } catch (const DataError&) {
-    // (a read or stat that fails: no line, as for a changed file; the message still names the file)
+    // (a read or stat that fails: no line; the message still names the file, and does not blame a change)
+    why = " (its line is unknown: the file could not be read again to count it)";
   }
   std::string where = path;
   if (known) where += ", line " + std::to_string(line);
   if (e.column > 0) where += ", column " + std::to_string(e.column);
-  return DataError(where + ": " + e.message +
-                   (known ? "" : " (the file changed while it was being read, so its line is unknown)"));
+  return DataError(where + ": " + e.message + (known ? "" : why));
 }
 
 size_t block_size(size_t threads) {

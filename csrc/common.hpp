@@ -125,7 +125,8 @@ class InputFile {
 // still the one read). A file changed in place since it was read (`read_as`, by default its identity when
 // opened, is not its identity after the count: a line there may have moved) gets no line number, which
 // could be wrong, but says so: "path, column C: message (the file changed while it was being read, so its
-// line is unknown)". So does a file that cannot be read again.
+// line is unknown)". A file that cannot be read again gets none either: "(its line is unknown: the file could not
+// be read again to count it)".
 DataError describe(const RowError& e, const InputFile& f);
 DataError describe(const RowError& e, const InputFile& f, const FileIdentity& read_as);
 
