@@ -1,5 +1,6 @@
 // Inverse transform: x * (max - min) + min, from a CSV or .npy of normalized values to CSV.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -133,8 +134,8 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
     return true;
   };
   auto too_large = [](double v) {
-    char text[32];
-    std::snprintf(text, sizeof text, "%.6g", v);
+    char text[32];  // (to_chars, not printf: '.' whatever LC_NUMERIC)
+    *std::to_chars(text, text + sizeof text - 1, v, std::chars_format::general, 6).ptr = 0;
     return std::string("the normalized value ") + text + " is beyond a double in original units";
   };
 

@@ -1,5 +1,6 @@
 // Pass 2: (v - min) / (max - min) for every value, written as .npy (float32/float16) or CSV.
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -144,8 +145,8 @@ uint64_t normalize(const std::vector<std::string>& inputs, const std::string& ou
           if (std::isinf(static_cast<float>(x[c]))) over = c + 1;
       }
       if (over) {
-        char text[32];
-        std::snprintf(text, sizeof text, "%.6g", x[over - 1]);
+        char text[32];  // (to_chars, not printf: '.' whatever LC_NUMERIC)
+        *std::to_chars(text, text + sizeof text - 1, x[over - 1], std::chars_format::general, 6).ptr = 0;
         err.column = over;
         err.message = std::string("normalized value ") + text +
                       (half ? " does not fit float16 (at most 65504)"  // (the advice: the caller's, in its terms)
