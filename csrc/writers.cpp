@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fcntl.h>
+#include <random>
 #include <stdexcept>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,14 +17,18 @@ namespace wideann {
 
 namespace {
 
-mode_t default_file_mode() {
-  // mkstemp creates 0600; give the finished file the mode a plain open() would (0666 minus umask).
-  static const mode_t mode = [] {
-    mode_t mask = ::umask(0);
-    ::umask(mask);
-    return static_cast<mode_t>(0666 & ~mask);
-  }();
-  return mode;
+// The longest file name the folder takes (NAME_MAX: 255 bytes on the usual file systems).
+size_t longest_name(const std::string& dir) {
+  long max = ::pathconf(dir.c_str(), _PC_NAME_MAX);
+  return max > 0 ? static_cast<size_t>(max) : 255;
+}
+
+// `base` cut to at most `keep` bytes, at a UTF-8 character boundary (a cut character would make the
+// temporary's name invalid text where the output's is not).
+std::string cut_name(const std::string& base, size_t keep) {
+  if (base.size() <= keep) return base;
+  while (keep > 1 && (static_cast<unsigned char>(base[keep]) & 0xC0) == 0x80) --keep;
+  return base.substr(0, keep);
 }
 
 }  // namespace
@@ -45,13 +50,31 @@ OutputFile::OutputFile(const std::string& path, const std::string& temporary)
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     throw DataError(path + ": output folder " + dir + " does not exist");
-  tmp_ = (dir == "/" ? "" : dir) + "/." + base + ".XXXXXX.tmp";
-  std::vector<char> name(tmp_.begin(), tmp_.end());
-  name.push_back('\0');
-  fd_ = ::mkstemps(name.data(), 4);
-  if (fd_ < 0) throw DataError(errno_message(path, "cannot create output"));
-  tmp_.assign(name.data());
-  ::fchmod(fd_, default_file_mode());
+  const size_t longest = longest_name(dir);
+  if (base.size() > longest)  // now, not after the work: the final rename would fail
+    throw DataError(path + ": file name too long (" + std::to_string(base.size()) + " bytes; this folder takes " +
+                    std::to_string(longest) + " at most)");
+  // An existing file that may not be written is refused, as a plain open() refuses it: renamed over, its
+  // write protection would be lost without a word.
+  if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), W_OK) != 0)
+    throw DataError(path + ": cannot replace it: it is write-protected (make it writable, or remove it)");
+  // ".<base>.XXXXXX.tmp", the base cut so that the name fits the folder (a 250-byte output name is fine).
+  // Made with O_EXCL and mode 0666, so that the umask of this moment applies, as to a plain open() (mkstemp
+  // makes 0600, and reading the umask means setting it: a moment in which another thread's files get 0666).
+  static constexpr size_t kExtra = 1 + 1 + 6 + 4;  // "." base "." XXXXXX ".tmp"
+  const size_t keep = longest > kExtra + 1 ? longest - kExtra : 1;
+  const std::string prefix = (dir == "/" ? "" : dir) + "/." + cut_name(base, keep) + ".";
+  static const char letters[] = "abcdefghijklmnopqrstuvwxyz0123456789_";
+  std::random_device random;
+  for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
+    std::string name = prefix;
+    for (int i = 0; i < 6; ++i) name += letters[random() % (sizeof letters - 1)];
+    name += ".tmp";
+    fd_ = ::open(name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd_ >= 0) tmp_ = name;
+    else if (errno != EEXIST) throw DataError(errno_message(path, "cannot create output"));
+  }
+  if (fd_ < 0) throw DataError(path + ": cannot create output: no free temporary name beside it");
 }
 
 OutputFile::~OutputFile() {
@@ -91,6 +114,13 @@ void OutputFile::commit() {
   if (caller_commits_) {
     committed_ = true;
     return;
+  }
+  // A file already at the path keeps its mode (and, where allowed, its group), as a plain open() that
+  // truncates it would: a private (0600) file rewritten is not made readable by others.
+  struct stat st;
+  if (::lstat(path_.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
+    if (::chown(tmp_.c_str(), static_cast<uid_t>(-1), st.st_gid) != 0) { /* not a group of ours: the folder's */ }
+    (void)::chmod(tmp_.c_str(), st.st_mode & 0777);
   }
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) throw DataError(errno_message(path_, "cannot rename output into place"));
   committed_ = true;

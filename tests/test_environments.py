@@ -7,8 +7,10 @@ test that needs a write-protected file to be refused drops the superuser's right
 """
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import WIDEANN, cli_env, write_csv
+from conftest import WIDEANN, assert_failed_cleanly, cli_env, ok, run_cli, temp_leftovers, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,3 +94,166 @@ except wideann.DataError as e:
     for name in ("t.csv", "back.csv"):  # (the outputs: a dot, as always)
         body = (tmp_path / name).read_text().splitlines()[1:]
         assert all(len(line.split(",")) == 4 for line in body)
+
+
+# ---- modes ---------------------------------------------------------------------------------------------
+
+def test_the_engines_outputs_take_the_umask_of_the_moment(tmp_path):
+    """The engine read the umask once per process (and by setting it to 0 for a moment, when another thread's
+    files got 0666): a notebook that tightened its umask to 077 still got 0644 files from make_data and
+    denormalize."""
+    script = """
+import os, stat, wideann
+os.umask(0o022)
+wideann.make_data("a.csv", rows=10, cols=6)
+os.umask(0o077)
+wideann.make_data("b.csv", rows=10, cols=6)
+wideann.normalize("b.csv", "b.npy")
+wideann.denormalize("b.npy", "b_back.csv", stats="b.stats.json")
+for f in ("a.csv", "b.csv", "b.npy", "b.stats.json", "b_back.csv"):
+    print(f, oct(stat.S_IMODE(os.stat(f).st_mode)))
+"""
+    r = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=cli_env(), capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    modes = dict(line.split() for line in r.stdout.splitlines())
+    assert modes == {"a.csv": "0o644", "b.csv": "0o600", "b.npy": "0o600", "b.stats.json": "0o600",
+                     "b_back.csv": "0o600"}
+
+
+def test_a_rewritten_output_keeps_the_mode_of_the_file_it_replaces(tmp_path):
+    """A private (0600) output written again under a umask of 022 became 0644, readable by everyone: a plain
+    ``open()`` that truncates it keeps its mode, and so do the writers that write and rename (``sed -i``)."""
+    _table(tmp_path / "raw.csv")
+    steps = [["make-data", "-o", "d.csv", "--rows", "20", "--cols", "6"],                  # the engine renames
+             ["normalize", "raw.csv", "-o", "t.npy"],                                     # table and stats together
+             ["denormalize", "t.npy", "-o", "back.csv", "--stats", "t.stats.json"],      # the engine renames
+             ["stats", "raw.csv", "-o", "s.json"]]                                        # Python renames
+    outputs = ["d.csv", "t.npy", "t.stats.json", "back.csv", "s.json"]
+    for args in steps:
+        subprocess.run(WIDEANN + args, cwd=tmp_path, check=True, capture_output=True, umask=0o022)
+    for name, mode in zip(outputs, (0o600, 0o640, 0o600, 0o604, 0o600)):
+        os.chmod(tmp_path / name, mode)
+    for args in steps:
+        p = subprocess.run(WIDEANN + args, cwd=tmp_path, capture_output=True, text=True, umask=0o022)
+        assert p.returncode == 0, p.stderr
+    got = {name: oct(stat.S_IMODE(os.stat(tmp_path / name).st_mode)) for name in outputs}
+    assert got == {"d.csv": "0o600", "t.npy": "0o640", "t.stats.json": "0o600", "back.csv": "0o604",
+                   "s.json": "0o600"}
+    assert temp_leftovers(tmp_path) == []
+
+
+def _without_the_superusers_rights(cmd: list[str]) -> list[str]:
+    """``cmd`` as a user bound by file permissions: itself when not root; as root, through ``capsh`` without
+    the capabilities that let root write and read any file (skipped where there is no ``capsh``)."""
+    if os.geteuid() != 0:
+        return cmd
+    if not shutil.which("capsh"):
+        pytest.skip("running as root without capsh: every file may be written")
+    return ["capsh", "--drop=cap_dac_override,cap_dac_read_search,cap_fowner", "--", "-c", shlex.join(cmd)]
+
+
+def _run_bound(args, cwd) -> subprocess.CompletedProcess:
+    cmd = _without_the_superusers_rights(WIDEANN + [os.fspath(a) for a in args])
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=120, env=cli_env())
+
+
+@pytest.mark.parametrize("args, protected", [
+    (["make-data", "-o", "out.csv", "--rows", "5", "--cols", "6"], "out.csv"),
+    (["denormalize", "t.npy", "-o", "out.csv", "--stats", "t.stats.json"], "out.csv"),
+    (["normalize", "raw.csv", "-o", "out.npy"], "out.npy"),
+    (["normalize", "raw.csv", "-o", "out.npy"], "out.stats.json"),
+    (["stats", "raw.csv", "-o", "out.json"], "out.json"),
+])
+def test_a_write_protected_output_is_refused_as_open_refuses_it(tmp_path, args, protected):
+    """``chmod a-w out.csv`` and the command run again: the file was renamed over, its protection lost without a
+    word (a plain ``open()``, ``cp``, ``numpy.save``, ``torch.save`` refuse). Now one line, exit code 1, the
+    file as it was."""
+    _table(tmp_path / "raw.csv")
+    ok("normalize", "raw.csv", "-o", "t.npy", cwd=tmp_path)
+    (tmp_path / protected).write_bytes(b"keep me\n")
+    os.chmod(tmp_path / protected, 0o444)
+    p = _run_bound(args, tmp_path)
+    msg = assert_failed_cleanly(p, names=[protected], folder=tmp_path)
+    assert "write-protected" in msg
+    assert (tmp_path / protected).read_bytes() == b"keep me\n"
+    assert stat.S_IMODE(os.stat(tmp_path / protected).st_mode) == 0o444
+    others = {"out.npy", "out.stats.json", "out.csv", "out.json"} - {protected}
+    assert not any((tmp_path / o).exists() for o in others)
+
+
+@pytest.mark.parametrize("args", [
+    ["normalize", "raw.csv", "-o", "ro/t.npy"],
+    ["normalize", "raw.csv", "-o", "t.npy", "--stats-out", "ro/t.json"],
+    ["stats", "raw.csv", "-o", "ro/s.json"],
+    ["make-data", "-o", "ro/d.csv", "--rows", "5", "--cols", "6"],
+])
+def test_an_output_folder_that_may_not_be_written_is_named_before_any_work(tmp_path, args):
+    """The message named a hidden temporary (``ro/.t.stats.json.0_kch12g.tmp: Permission denied``), after
+    pass 1: an hour into a large table."""
+    _table(tmp_path / "raw.csv")
+    (tmp_path / "ro").mkdir()
+    os.chmod(tmp_path / "ro", 0o555)
+    try:
+        p = _run_bound(args, tmp_path)
+        out = next(a for a in args if a.startswith("ro/"))
+        msg = assert_failed_cleanly(p, names=[out], folder=tmp_path / "ro")
+        assert ".tmp" not in msg and "cannot write in its folder" in msg, msg
+    finally:
+        os.chmod(tmp_path / "ro", 0o755)
+
+
+# ---- paths ---------------------------------------------------------------------------------------------
+
+def test_an_output_name_of_250_bytes_is_written(tmp_path):
+    """A name the folder takes (up to 255 bytes) but whose temporary (``.NAME.XXXXXXXX.tmp``) it does not:
+    the command failed after the work, naming the temporary."""
+    _table(tmp_path / "raw.csv")
+    long_csv, long_json, long_npy = "c" * 246 + ".csv", "s" * 245 + ".json", "é" * 123 + ".npy"  # 250, 250, 250 bytes
+    ok("make-data", "-o", long_csv, "--rows", "5", "--cols", "6", cwd=tmp_path)            # the engine's temporary
+    ok("stats", "raw.csv", "-o", long_json, cwd=tmp_path)                                 # Python's
+    ok("normalize", "raw.csv", "-o", long_npy, "--stats-out", "t.json", cwd=tmp_path)     # cut at a character
+    ok("denormalize", long_npy, "-o", "z" * 246 + ".csv", "--stats", "t.json", cwd=tmp_path)
+    assert (tmp_path / long_csv).is_file() and (tmp_path / long_json).is_file()
+    assert np.load(tmp_path / long_npy).shape == (50, 4)
+    assert temp_leftovers(tmp_path) == []
+
+
+def test_a_name_too_long_is_one_line_before_any_work(tmp_path):
+    _table(tmp_path / "raw.csv")
+    table = "a" * 246 + ".npy"  # 250 bytes; its stats file beside it, a.stats.json, would be 257
+    p = run_cli("normalize", "raw.csv", "-o", table, cwd=tmp_path)
+    msg = assert_failed_cleanly(p, names=["a" * 246 + ".stats.json"], folder=tmp_path)
+    assert "file name too long (257 bytes" in msg
+    for args in (["make-data", "-o", "m" * 253 + ".csv", "--rows", "5", "--cols", "6"],
+                 ["stats", "raw.csv", "-o", "s" * 252 + ".json"]):
+        p = run_cli(*args, cwd=tmp_path)
+        assert_failed_cleanly(p, names=[args[args.index("-o") + 1]], folder=tmp_path)
+        assert "file name too long" in p.stderr
+
+
+def test_an_output_through_a_link_and_dotdot_is_written_where_the_system_finds_it(tmp_path):
+    """``lnk/../out/t.npy`` with ``lnk`` -> ``a/b`` is ``a/out/t.npy`` to the system; Python's ``abspath`` makes
+    it ``./out/t.npy``. The command refused a folder that exists (or, where that folder existed on another file
+    system, made its temporary there and failed to rename it, after all the work)."""
+    _table(tmp_path / "raw.csv")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "out").mkdir()
+    (tmp_path / "lnk").symlink_to("a/b")
+    ok("normalize", "raw.csv", "-o", "lnk/../out/t.npy", cwd=tmp_path)
+    ok("make-data", "-o", "lnk/../out/d.csv", "--rows", "5", "--cols", "6", cwd=tmp_path)
+    ok("stats", "raw.csv", "-o", "lnk/../out/s.json", cwd=tmp_path)
+    ok("denormalize", "lnk/../out/t.npy", "-o", "lnk/../out/back.csv", "--stats", "a/out/t.stats.json", cwd=tmp_path)
+    assert sorted(os.listdir(tmp_path / "a" / "out")) == ["back.csv", "d.csv", "s.json", "t.npy", "t.stats.json"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_folder_by_two_names_does_not_hang_the_commit(tmp_path):
+    """The table in ``lnk/`` and its stats in ``real/`` (``lnk`` -> ``real``): the commit locked the folder
+    once by each name, and ``flock`` on the second descriptor waited for the first forever."""
+    _table(tmp_path / "raw.csv")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "lnk").symlink_to("real")
+    p = run_cli("normalize", "raw.csv", "-o", "lnk/t.npy", "--stats-out", "real/t.json", cwd=tmp_path, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert sorted(os.listdir(tmp_path / "real")) == ["t.json", "t.npy"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import re
@@ -21,10 +22,71 @@ Only a ``kill -9`` (or a crash of the machine) leaves one behind."""
 _LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # (as mkstemp's names: 8 of them, 37^8 names)
 
 
+def folder_of(path) -> str:
+    """The folder a file ``path`` is in, as the system finds it: ``lnk/../t.npy`` is in the folder above the one
+    ``lnk`` points to, not beside ``lnk`` (``os.path.abspath`` drops ``lnk/..`` as text; a temporary made there
+    would be renamed across folders, and across file systems not at all, after all the work)."""
+    return os.path.dirname(os.path.join(os.getcwd(), os.fspath(path))) or "/"
+
+
+def longest_name(folder) -> int:
+    """The longest file name ``folder`` takes, in bytes (NAME_MAX: 255 on the usual file systems)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
+def refuse_a_name_too_long(path) -> None:
+    """Raise ``OSError(ENAMETOOLONG)`` naming ``path`` when its file name is longer than its folder takes:
+    before any work, not at the end (the final rename would fail)."""
+    path = os.fspath(path)
+    name = os.fsencode(os.path.basename(path))
+    longest = longest_name(folder_of(path)) if os.path.isdir(folder_of(path)) else 255
+    if len(name) > longest:
+        raise OSError(errno.ENAMETOOLONG, f"file name too long ({len(name)} bytes; this folder takes {longest} at "
+                                          "most)", path)
+
+
+def refuse_a_write_protected_file(path) -> None:
+    """Raise ``PermissionError`` naming ``path`` when a file is there that may not be written: a plain ``open()``
+    refuses to write it, and renamed over, its write protection would be lost without a word. (Nothing there,
+    a link -- replaced, not written through -- or a file that may be written: nothing is raised. As for
+    ``open()``, the superuser may write any file.)"""
+    path = os.fspath(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(mode) and not os.access(path, os.W_OK):
+        raise PermissionError(errno.EACCES, "cannot replace it: it is write-protected (make it writable, or remove "
+                                            "it)", path)
+
+
+def take_the_mode_of(final, tmp) -> None:
+    """Where a file is at ``final``, give ``tmp`` (which will be renamed over it) its mode and, where allowed, its
+    group: as a plain ``open()`` that truncates a file keeps them, a private (0600) output rewritten stays private.
+    A new output keeps the mode it was made with (0666 less the umask)."""
+    try:
+        st = os.lstat(final)
+    except (OSError, ValueError):
+        return
+    if not stat.S_ISREG(st.st_mode):
+        return
+    with contextlib.suppress(OSError):  # (a group the user is not in: the folder's, as for a new file)
+        os.chown(tmp, -1, st.st_gid)
+    with contextlib.suppress(FileNotFoundError):  # (a temporary gone: the rename says so, naming the output)
+        os.chmod(tmp, stat.S_IMODE(st.st_mode) & 0o777)
+
+
+_TEMP_EXTRA = len(b"..") + 8  # the dots around the name, and the 8 random characters (then the suffix)
+
+
 def temp_name(path, listed: list, suffix: str = ".tmp", folder: bool = False, make=None) -> str:
     """A fresh temporary file (empty; a folder with ``folder``; or what ``make(name)`` makes, raising
     ``FileExistsError`` where the name is taken) beside ``path`` (same folder, so that the final rename is
-    atomic), hidden: ``.<name>.<8 random characters><suffix>``; its name.
+    atomic), hidden: ``.<name>.<8 random characters><suffix>``, the name cut to fit the folder's longest
+    name (an output name of 250 bytes is fine); its name.
 
     The name is appended to ``listed`` *before* the file is made, so that a cleanup removing
     every listed name (:func:`remove_listed`) also removes a file whose making a Ctrl-C cut short: Python
@@ -32,10 +94,17 @@ def temp_name(path, listed: list, suffix: str = ".tmp", folder: bool = False, ma
     variable, and a file made a moment earlier would be left behind. (A listed name may not have been made;
     it is another run's file only if that run drew the same 8 characters, one chance in 10^12, and the
     Ctrl-C came in the microseconds between.)"""
-    path = os.path.abspath(os.fspath(path))
-    where, base = os.path.split(path)
+    path = os.fspath(path)
+    where, base = folder_of(path), os.path.basename(path)
     if not os.path.isdir(where):
         raise FileNotFoundError(f"{path}: output folder {where} does not exist")
+    refuse_a_name_too_long(path)
+    keep = max(1, longest_name(where) - _TEMP_EXTRA - len(os.fsencode(suffix)))
+    name = os.fsencode(base)
+    if len(name) > keep:  # cut at a UTF-8 character boundary
+        while keep > 1 and name[keep] & 0xC0 == 0x80:
+            keep -= 1
+        base = os.fsdecode(name[:keep])
     for _ in range(100):
         tmp = os.path.join(where, f".{base}.{''.join(secrets.choice(_LETTERS) for _ in range(8))}{suffix}")
         listed.append(tmp)
@@ -87,20 +156,25 @@ def folders_locked(paths):
     rename them one pair after the other. Nothing is created: the lock is on the folder itself, and
     closing it releases it (also when the process dies). On a file system without ``flock`` the
     renames go ahead unlocked."""
-    folders = sorted({os.path.dirname(os.path.abspath(os.fspath(p))) for p in paths})
-    fds = []
+    fds, seen = [], set()
     try:
-        for folder in folders:
+        for folder in sorted({folder_of(p) for p in paths}):
             try:
                 fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError:  # a folder that may be written but not read (mode -wx): unlocked, as without flock
                 continue
-            fds.append(fd)
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) in seen:  # one folder by two names (a link): locked once, or flock on the
+                os.close(fd)                    # second descriptor would wait for the first forever
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            fds.append((st.st_dev, st.st_ino, fd))
+        for _dev, _ino, fd in sorted(fds):  # in a fixed order whatever the names: no deadlock between two holders
             with contextlib.suppress(OSError):  # e.g. ENOLCK; a Ctrl-C while waiting still raises
                 fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        for fd in fds:
+        for _dev, _ino, fd in fds:
             os.close(fd)
 
 
@@ -124,8 +198,10 @@ def commit_together(renames, more=None) -> None:
     with folders_locked([final for _tmp, final in renames]):
         if more is not None:
             renames += [(os.fspath(t), os.fspath(f)) for t, f in more()]
-        for _tmp, final in renames:
+        for tmp, final in renames:
             refuse_what_is_not_a_file(final)
+            refuse_a_write_protected_file(final)
+            take_the_mode_of(final, tmp)
         with interrupts.deferred():
             kept: list = []  # (hidden name, final) of each final that was there, listed before it is made
             done, current = [], None

@@ -15,8 +15,9 @@ import sys
 
 from . import __version__, _atomic
 from ._entry import INTERRUPTED
-from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, default_stats_path, denormalize, float16_advice,
-                     float16_advice_reworded, make_data, normalize, compute_stats, table_and_stats_are_one)
+from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, _check_output_folder, default_stats_path, denormalize,
+                     float16_advice, float16_advice_reworded, make_data, normalize, compute_stats,
+                     table_and_stats_are_one)
 from .interrupts import ignore_interrupts, stop_like_ctrl_c
 from .stats import Stats, _first_difference
 
@@ -172,6 +173,8 @@ def _identity(path: str):
 
 def run(args) -> None:
     cmd = args.command
+    if cmd in ("stats", "merge-stats"):  # (the others' engine calls check their outputs before any work)
+        _check_output_folder(args.output)
     if cmd == "stats":
         st = compute_stats(args.inputs, header=args.header, delimiter=args.delimiter,
                            threads=args.threads, progress=_progress(args))

@@ -30,7 +30,7 @@ def human_bytes(n: float) -> str:
 
 def _existing_folder(path) -> str:
     """The folder ``path`` will be written in, or its nearest existing ancestor."""
-    folder = os.path.abspath(os.fspath(path))
+    folder = os.path.join(os.getcwd(), os.fspath(path))  # (not abspath: lnk/.. is the folder above lnk's target)
     if not os.path.isdir(folder):
         folder = os.path.dirname(folder)
     while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
@@ -59,10 +59,10 @@ def _leftovers(folder: str, mine=()) -> str:
     from ._atomic import TEMP_NAME
 
     found, size, linked = [], 0, 0
-    mine = {os.path.abspath(os.fspath(m)) for m in mine}
+    mine = {os.path.realpath(m) for m in mine}
     try:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if TEMP_NAME.match(entry.name) and os.path.abspath(entry.path) not in mine:
+            if TEMP_NAME.match(entry.name) and os.path.realpath(entry.path) not in mine:
                 found.append(entry.name)
                 paths = [entry.path] if not entry.is_dir(follow_symlinks=False) else \
                     [os.path.join(root, f) for root, _, files in os.walk(entry.path) for f in files]

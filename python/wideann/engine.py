@@ -6,6 +6,7 @@ within milliseconds and removes its temporary output, so nothing is left at the 
 """
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
@@ -14,8 +15,8 @@ import threading
 from typing import Sequence, Union
 
 from . import _native
-from ._atomic import (WRITTEN, commit_together, kind_of, output_over_an_input, refuse_what_is_not_a_file,
-                      remove_listed, temp_name)
+from ._atomic import (WRITTEN, commit_together, folder_of, kind_of, output_over_an_input, refuse_a_name_too_long,
+                      refuse_a_write_protected_file, refuse_what_is_not_a_file, remove_listed, temp_name)
 from .diskspace import human_bytes, require_free
 from .stats import Stats
 
@@ -63,12 +64,19 @@ def _threads(threads) -> int:
 
 
 def _check_output_folder(output: str) -> None:
-    """Fail before any work (not after pass 1) when the output's folder is missing, or when a folder, a device
-    or a FIFO is at the output path (:class:`NotAFileError`: the final rename would fail, or replace it)."""
-    out_dir = os.path.dirname(os.path.abspath(output))
+    """Fail before any work (not after pass 1) when the output's folder is missing or may not be written in,
+    when its name is longer than the folder takes, when a folder, a device or a FIFO is at the output path
+    (:class:`NotAFileError`: the final rename would fail, or replace it), or when a write-protected file is
+    there (a plain ``open()`` would not write it either)."""
+    out_dir = folder_of(output)
     if not os.path.isdir(out_dir):
-        raise DataError(f"{output}: output folder {out_dir} does not exist")
+        raise DataError(f"{output}: output folder {os.path.normpath(out_dir)} does not exist")
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"cannot write in its folder {os.path.normpath(out_dir)} (permission "
+                                            "denied)", output)
+    refuse_a_name_too_long(output)
     refuse_what_is_not_a_file(output)
+    refuse_a_write_protected_file(output)
 
 
 def table_and_stats_are_one(output, stats_path, option: str = "stats_out=") -> str | None:
@@ -325,7 +333,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     if clash:
         raise ValueError(clash)
     if stats_path is not None:
-        refuse_what_is_not_a_file(stats_path)  # now, not after both passes
+        _check_output_folder(stats_path)  # now, not after both passes
     _refuse_output_over_an_input([output, stats_path], paths, stats)
     beside = default_stats_path(output)
     beside_too = stats_path is None or os.path.abspath(stats_path) != os.path.abspath(beside)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import modelcard
-from ._atomic import commit_together, remove_listed, temp_name
+from ._atomic import commit_together, folder_of, remove_listed, temp_name
 from .diskspace import require_free
 from .engine import (DataError, _check_output_folder, _paths, denormalize, estimated_rows, in_the_training_dtype,
                      normalize, output_bytes)
@@ -187,7 +187,7 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
     device = _device(device)
     model = _load_model(run_dir, card, device)
 
-    folder = os.path.dirname(os.path.abspath(output))
+    folder = folder_of(output)
     # the whole estimate (normalize itself refuses only below half of it): the model's output comes next
     require_free(folder, output_bytes(estimated_rows([input_csv]), inputs.columns, dtype, "npy"),
                  f"the temporary normalized table of {input_csv}")
