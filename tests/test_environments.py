@@ -257,3 +257,96 @@ def test_one_folder_by_two_names_does_not_hang_the_commit(tmp_path):
     p = run_cli("normalize", "raw.csv", "-o", "lnk/t.npy", "--stats-out", "real/t.json", cwd=tmp_path, timeout=60)
     assert p.returncode == 0, p.stderr
     assert sorted(os.listdir(tmp_path / "real")) == ["t.json", "t.npy"]
+
+
+# ---- standard streams -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("closed", ["2>&-", "<&- >&- 2>&-", ">&-"])
+def test_a_closed_standard_stream_does_not_stop_a_command(tmp_path, closed):
+    """``2>&-`` (a cron job, a daemon): Python leaves ``sys.stderr`` None, and the command ended with exit
+    code 1 at ``sys.stderr.isatty()``, silently, having written nothing."""
+    _table(tmp_path / "raw.csv")
+    p = subprocess.run(["bash", "-c", f"exec 3>rc.txt; {_wideann()} normalize raw.csv -o t.npy {closed}; echo $? >&3"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=120, env=cli_env())
+    assert (tmp_path / "rc.txt").read_text().strip() == "0", p.stderr
+    assert np.load(tmp_path / "t.npy").shape == (50, 4)
+    assert (tmp_path / "t.stats.json").is_file()
+
+
+def test_info_to_a_closed_stdout_is_an_error(tmp_path):
+    """A description written nowhere is not a success (as ``cat file >&-`` fails)."""
+    _table(tmp_path / "raw.csv")
+    p = _sh(f"{_wideann()} info raw.csv >&-", tmp_path)
+    assert p.returncode == 1
+    assert p.stderr.startswith("wideann: error: raw.csv: standard output is closed"), p.stderr
+
+
+def test_a_full_stderr_loses_the_summary_not_the_work(tmp_path):
+    """The summary line of a finished command cannot be written (``2>/dev/full``): the output is complete and
+    the exit code says so (it said 1, a failure, with the table and stats in place)."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    _table(tmp_path / "raw.csv")
+    p = _sh(f"{_wideann()} normalize raw.csv -o t.npy 2>/dev/full", tmp_path)
+    assert p.returncode == 0
+    assert (tmp_path / "t.npy").is_file() and (tmp_path / "t.stats.json").is_file()
+    p = _sh(f"{_wideann()} normalize missing.csv -o u.npy 2>/dev/full", tmp_path)
+    assert p.returncode == 1 and not (tmp_path / "u.npy").exists()
+    p = _sh(f"{_wideann()} info raw.csv >/dev/full", tmp_path)
+    assert p.returncode == 1 and p.stderr == "wideann: error: standard output: No space left on device\n"
+
+
+def test_summary_lines_show_odd_file_names_escaped_on_one_line(tmp_path):
+    _table(tmp_path / "raw.csv")
+    p = ok("normalize", "raw.csv", "-o", "a\nb.npy", cwd=tmp_path)
+    assert p.stderr == "4 columns -> a\\x0ab.npy (stats: a\\x0ab.stats.json)\n"
+    odd = os.fsdecode(b"\xff.npy")
+    p = ok("normalize", "raw.csv", "-o", odd, cwd=tmp_path)
+    assert p.stderr == "4 columns -> \\xff.npy (stats: \\xff.stats.json)\n"
+
+
+# ---- locales and encodings ------------------------------------------------------------------------------
+
+def test_info_shows_what_stdout_cannot_encode_escaped(tmp_path):
+    """A header name the locale's encoding cannot spell (ASCII, Latin-1), and a file name that is not UTF-8
+    under a strict UTF-8 stdout (``en_US.UTF-8``): ``info`` failed with exit code 1 on a valid file."""
+    _table(tmp_path / "raw.csv", target="größe€")
+    p = run_cli("info", "raw.csv", cwd=tmp_path, env=cli_env(**ASCII_LOCALE))
+    assert p.returncode == 0, p.stderr
+    assert "first line: a, b, c, gr\\xf6\\xdfe\\u20ac" in p.stdout
+    odd = os.fsdecode(b"r\xff.csv")
+    shutil.copy(tmp_path / "raw.csv", tmp_path / odd)
+    ok("stats", odd, "-o", "s.json", cwd=tmp_path)
+    for args in (["info", odd], ["info", "s.json"]):
+        p = run_cli(*args, cwd=tmp_path, env=cli_env(PYTHONIOENCODING="utf-8:strict"))
+        assert p.returncode == 0, p.stderr
+        assert "r\\xff.csv" in p.stdout
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """Lesson 1 trained under an ASCII locale on a table whose target is named ``größe€``: it printed its
+    commands with the name (a UnicodeEncodeError traceback) and wrote the predictions' header in the locale's
+    encoding (which cannot spell it)."""
+    d = tmp_path_factory.mktemp("locale_run")
+    _table(d / "train.csv", target="größe€", rows=200)
+    env = cli_env(**ASCII_LOCALE, HF_HOME=str(d / "hf"), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "1_first_ann.py"), "--data", "train.csv", "--epochs",
+                        "1", "--output-dir", "run", "--quiet"], cwd=d, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return d
+
+
+def test_a_lesson_writes_its_predictions_header_in_utf8_whatever_the_locale(trained_run):
+    first = (trained_run / "run" / "predictions.csv").read_bytes().split(b"\n")[0]
+    assert first == "größe€_true,größe€_pred".encode("utf-8")
+
+
+def test_predict_writes_its_header_in_utf8_whatever_the_locale(trained_run):
+    for locale in (ASCII_LOCALE, {"LC_ALL": "C.UTF-8"}):
+        out = trained_run / f"pred_{len(locale)}.csv"
+        p = run_cli("predict", "run", "train.csv", "-o", out, "--row-numbers", cwd=trained_run, env=cli_env(**locale))
+        assert p.returncode == 0, p.stderr
+        lines = out.read_bytes().split(b"\n")
+        assert lines[0] == "row,größe€_pred".encode("utf-8") and lines[1].startswith(b"0,")

@@ -7,13 +7,14 @@ temporary name and renamed when complete, so a failed or interrupted run leaves 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import math
 import os
 import re
 import sys
 
-from . import __version__, _atomic
+from . import __version__, _atomic, _entry
 from ._entry import INTERRUPTED
 from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, _check_output_folder, default_stats_path, denormalize,
                      float16_advice, float16_advice_reworded, make_data, normalize, compute_stats,
@@ -151,7 +152,20 @@ _positive_int = _whole_number(1, U64)
 
 
 def _progress(args) -> bool:
-    return not getattr(args, "quiet", True) and sys.stderr.isatty()
+    from .progress import shown  # (stderr a terminal; not a closed one)
+
+    return shown(getattr(args, "quiet", True))
+
+
+def _say(line: str) -> None:
+    """One line on stderr, its file names :func:`printable`. A stderr that cannot take it (``2>/dev/full``,
+    closed) loses the line, not the work: the summary of a finished command does not turn it into a failure."""
+    if sys.stderr is None:  # (print would write to stdout instead)
+        return
+    try:
+        print(printable(line), file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _columns_arg(cols):
@@ -179,7 +193,7 @@ def run(args) -> None:
         st = compute_stats(args.inputs, header=args.header, delimiter=args.delimiter,
                            threads=args.threads, progress=_progress(args))
         st.save(args.output)
-        print(f"{len(st.columns)} columns, {st.n_rows} rows -> {args.output}", file=sys.stderr)
+        _say(f"{len(st.columns)} columns, {st.n_rows} rows -> {args.output}")
     elif cmd == "normalize":
         beside = default_stats_path(args.output)
         before = _identity(beside)
@@ -197,12 +211,12 @@ def run(args) -> None:
         if (asked is None or os.path.abspath(asked) != os.path.abspath(beside)) and before is not None \
                 and _identity(beside) != before:
             where += f" (the stats file beside it, {beside}, described another transform: now this table's)"
-        print(f"{st.n_columns} columns -> {where}", file=sys.stderr)
+        _say(f"{st.n_columns} columns -> {where}")
     elif cmd == "denormalize":
         n = denormalize(args.input, args.output, stats=args.stats, columns=_columns_arg(args.columns),
                         header=args.header, delimiter=args.delimiter, threads=args.threads,
                         progress=_progress(args))
-        print(f"{n} rows -> {args.output}", file=sys.stderr)
+        _say(f"{n} rows -> {args.output}")
     elif cmd == "merge-stats":
         parts = [Stats.load(p) for p in args.inputs]
         for path, st in zip(args.inputs[1:], parts[1:]):
@@ -212,25 +226,36 @@ def run(args) -> None:
         _refuse_the_same_stats_twice(args.inputs, parts)
         merged = Stats.merge(parts)
         merged.save(args.output)
-        print(f"{len(args.inputs)} stats files, {merged.n_rows} rows -> {args.output}", file=sys.stderr)
+        _say(f"{len(args.inputs)} stats files, {merged.n_rows} rows -> {args.output}")
     elif cmd == "make-data":
         make_data(args.output, args.rows, args.cols, seed=args.seed, noise=args.noise,
                   threads=args.threads, progress=_progress(args))
-        print(f"{args.rows} rows x {args.cols} columns -> {args.output}", file=sys.stderr)
+        _say(f"{args.rows} rows x {args.cols} columns -> {args.output}")
     elif cmd == "info":
         from .info import describe
 
+        if _entry.CLOSED_AT_START.get(1):  # (`>&-`: a description written nowhere is no description)
+            raise OSError(errno.EBADF, "standard output is closed: nowhere to write the description", args.path)
+        # each line printable (a file name that is not UTF-8, a newline in one), on a stdout whose encoding
+        # cannot spell a name (Latin-1) escaped rather than failing (see _entry.console)
+        text = "\n".join(printable(line) for line in describe(args.path).split("\n"))
         # one write, its newline included: print() writes the text, then the newline. Where stdout is unbuffered
         # (PYTHONUNBUFFERED=1, as many containers and CI set it) those were two writes, and `wideann info t.npy |
         # head -1` ended with 141 when head had its line and left before the newline came (0 or 141 by chance)
-        sys.stdout.write(describe(args.path) + "\n")
+        try:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+        except OSError as e:  # (`>/dev/full`: say where the write failed)
+            if isinstance(e, BrokenPipeError):
+                raise
+            raise OSError(e.errno, e.strerror, "standard output") from None
     elif cmd == "predict":
         from .predict import predict  # imports torch: only this command needs it
 
         n = predict(args.run_dir, args.input, args.output, row_numbers=args.row_numbers,
                     batch_size=args.batch_size, device=args.device, header=args.header,
                     delimiter=args.delimiter, threads=args.threads, progress=_progress(args))
-        print(f"{n} predictions -> {args.output}", file=sys.stderr)
+        _say(f"{n} predictions -> {args.output}")
 
 
 def _refuse_the_same_stats_twice(paths, parts) -> None:
@@ -351,7 +376,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     clash = _output_over_an_input(args) or _outputs_that_are_one(args) or _output_not_a_file(args)
     if clash:  # wrong usage: one line, exit code 2, nothing touched
-        print(f"wideann: error: {printable(clash)}", file=sys.stderr)
+        _say(f"wideann: error: {clash}")
         return 2
     stop_like_ctrl_c()  # SIGTERM and SIGHUP: the engine is cancelled and temporary files are removed
     del _atomic.WRITTEN[:]
@@ -367,7 +392,7 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error as Python flushes)
         return 141  # as a program ended by SIGPIPE
     except (DataError, OSError, ValueError) as e:
-        print(f"wideann: error: {_one_line(e)}", file=sys.stderr)
+        _say(f"wideann: error: {_one_line(e)}")
         return 1
     return 0
 
@@ -389,9 +414,9 @@ def interrupted() -> int:
         ignore_interrupts()
     done = _committed(_RUNNING) if _RUNNING is not None else None
     if done:  # too late to stop anything: the output (and, for normalize, its stats) is complete
-        print(f"wideann: interrupted after the work was done: {printable(done)} is complete", file=sys.stderr)
+        _say(f"wideann: interrupted after the work was done: {done} is complete")
         return 0
-    print(INTERRUPTED, file=sys.stderr)
+    _say(INTERRUPTED)
     return 130
 
 

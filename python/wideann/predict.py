@@ -146,22 +146,24 @@ def _run_model(model, table_path: str, n_inputs: int, out_npy: str, batch_size: 
 
 def _write_output(denormalized: str, output: str, target: str, row_numbers: bool) -> None:
     """The denormalizer's one-column CSV (header: the target's name) as ``[row,]<target>_pred``, written at
-    ``output`` (a temporary, which the caller renames)."""
-    with open(denormalized, "r", newline="") as src:
-        with open(output, "w", newline="") as dst:
+    ``output`` (a temporary, which the caller renames). As bytes, the header in UTF-8 as the engine writes
+    it, whatever the locale's encoding (Latin-1 names would be another file's, and a name Latin-1 cannot
+    spell would fail the command)."""
+    with open(denormalized, "rb") as src:
+        with open(output, "wb") as dst:
             src.readline()  # the engine's header
-            header = f"{target}_pred"
+            header = f"{target}_pred".encode("utf-8")
             if not row_numbers:
-                dst.write(header + "\n")
+                dst.write(header + b"\n")
                 shutil.copyfileobj(src, dst, 1 << 20)
                 return
-            dst.write(f"row,{header}\n")
+            dst.write(b"row," + header + b"\n")
             i = 0
             while True:
                 lines = src.readlines(1 << 20)
                 if not lines:
                     break
-                dst.write("".join(f"{i + k},{line}" for k, line in enumerate(lines)))
+                dst.write(b"".join(b"%d,%s" % (i + k, line) for k, line in enumerate(lines)))
                 i += len(lines)
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 import traceback
 
+from .._entry import escape_what_stdout_cannot_encode
 from ..interrupts import end_with_the_launcher, stop_like_ctrl_c
 
 
@@ -86,6 +87,7 @@ def run(main) -> None:
     of ours and keeps its traceback. A run of several processes ends without the interpreter's
     teardown, finished or not (see :func:`_exit`).
     """
+    escape_what_stdout_cannot_encode()  # a path or column name the locale cannot spell: escaped, not a traceback
     stop_like_ctrl_c()  # kill, a scheduler's time limit, a closed terminal: cleaned up as after Ctrl-C
     end_with_the_launcher()  # and the end of accelerate launch (or torchrun), by kill or timeout
     try:

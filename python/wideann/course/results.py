@@ -146,12 +146,13 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
             denormalize(tmp, out_csv, stats=stats_path, columns=[column, column])
         finally:
             remove_listed(made)
-        # the engine names both columns after the stats column (y,y); say which is which
-        text = out_csv.read_text()
-        first, _, rest = text.partition("\n")
-        if first.count(",") == 1:
+        # the engine names both columns after the stats column (y,y); say which is which (in UTF-8, as the
+        # engine writes: not in the locale's encoding, which may be Latin-1 or unable to spell the name)
+        text = out_csv.read_bytes()
+        first, _, rest = text.partition(b"\n")
+        if first.count(b",") == 1:
             with atomic_path(out_csv) as t:
-                Path(t).write_text(f"{target}_true,{target}_pred\n" + rest)
+                Path(t).write_bytes(f"{target}_true,{target}_pred\n".encode("utf-8") + rest)
     except Exception as e:
         raise disk_full(e, out_csv.parent, what, need) from e
     return out_csv
