@@ -49,7 +49,7 @@ def _decimal_comma_locale(tmp_path) -> dict | None:
     environment that finds it, or None."""
     if not shutil.which("localedef"):
         return None
-    r = subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(tmp_path / "de_DE.UTF-8")],
+    subprocess.run(["localedef", "-i", "de_DE", "-f", "UTF-8", str(tmp_path / "de_DE.UTF-8")],
                        capture_output=True, text=True)
     if not (tmp_path / "de_DE.UTF-8").is_dir():
         return None
@@ -67,7 +67,7 @@ def test_numbers_in_the_engines_messages_have_a_dot_in_a_decimal_comma_locale(tm
     if env is None:
         pytest.skip("no decimal-comma locale can be made here (localedef, de_DE)")
     _table(tmp_path / "raw.csv")
-    script = f"""
+    script = """
 import locale, numpy as np, wideann
 locale.setlocale(locale.LC_ALL, "")
 assert locale.localeconv()["decimal_point"] == ","
