@@ -142,13 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write first a column 'row' with each record's 0-based number in NEW.csv (header "
                         "and blank lines not counted), to join the predictions back")
     p.add_argument("--batch-size", type=_positive_int, default=1024, help="rows per model call (default: 1024)")
-    p.add_argument("--device", help="where the model runs: cpu, cuda, cuda:1, ... (default: cuda when "
-                                    "there is a GPU, else cpu)")
+    p.add_argument("--device", type=_device_name, help="where the model runs: cpu, cuda, cuda:1, mps (default: "
+                                                      "cuda when there is a GPU, else cpu)")
     _add_csv_options(p)
     return ap
 
 
 _positive_int = _whole_number(1, U64)
+
+
+def _device_name(text: str) -> str:
+    """``--device``: cpu, cuda, cuda:N or mps (N a whole number; what predict runs on). Anything else is wrong
+    usage (exit 2): ``tpu``, ``cuda:x``, and torch's devices that hold no numbers or are not supported (meta,
+    xla). Whether the device is there is the machine's answer (exit 1, from predict)."""
+    if re.fullmatch(r"(cpu|mps)(:0)?|cuda(:[0-9]+)?", text, flags=re.ASCII) is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: predict runs on cpu, cuda, cuda:N or mps")
+    return text
 
 
 def _progress(args) -> bool:
