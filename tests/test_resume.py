@@ -694,3 +694,16 @@ def test_a_resume_with_other_options_is_refused_and_paths_compare_resolved(tmp_p
     acc, _, _, ckpts = _fresh(folder, _args(data="t.npy", checkpoint_every=5, lr=0.5, hidden=[3]))
     with pytest.raises(course.UsageError, match=r"--hidden not given \(now: 3\), --lr 0.1 \(now: 0.5\)"):
         ckpts.load(acc)
+
+
+def test_a_model_saved_twice_is_the_same_bytes(tmp_path):
+    """model.json records the SHA-256 of model.pt: equal weights must give equal bytes. Given a path,
+    torch.save named the archive's records after it, the random temporary name the model is written under."""
+    torch.manual_seed(0)
+    state = torch.nn.Linear(5, 3).state_dict()
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        course.save_model(state, tmp_path / run / "model.pt")
+    a, b = ((tmp_path / run / "model.pt").read_bytes() for run in ("a", "b"))
+    assert a == b
+    assert torch.equal(torch.load(tmp_path / "a" / "model.pt", weights_only=True)["weight"], state["weight"])

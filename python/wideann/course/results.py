@@ -226,7 +226,8 @@ def save_model(model, path, accelerator=None, args=None, files=None) -> None:
             require_free(path, need, what)
             pause("model-begin")
             with atomic_path(path) as tmp:
-                torch.save(state, tmp)
+                with open(tmp, "wb") as f:  # (a file object: given a path, torch.save names the archive's records
+                    torch.save(state, f)  # after it, the random temporary name, so equal models differed in bytes)
                 fsync(tmp)
                 pause("model-written")
                 clear_results(path.parent)  # the earlier run's results go as its model is replaced
