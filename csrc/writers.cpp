@@ -115,11 +115,14 @@ void OutputFile::commit() {
     committed_ = true;
     return;
   }
-  // A file already at the path keeps its mode (and, where allowed, its group), as a plain open() that
+  // A file already at the path keeps its mode (and, where allowed, its owner and group), as a plain open() that
   // truncates it would: a private (0600) file rewritten is not made readable by others.
   struct stat st;
   if (::lstat(path_.c_str(), &st) == 0 && S_ISREG(st.st_mode)) {
-    if (::chown(tmp_.c_str(), static_cast<uid_t>(-1), st.st_gid) != 0) { /* not a group of ours: the folder's */ }
+    // The owner too where allowed (the superuser), as sed -i does: root rewriting a user's private file must
+    // not take it from the user (root:group 0600 would lock its owner out). Else the group alone.
+    if (::chown(tmp_.c_str(), st.st_uid, st.st_gid) != 0 &&
+        ::chown(tmp_.c_str(), static_cast<uid_t>(-1), st.st_gid) != 0) { /* not a group of ours: the folder's */ }
     (void)::chmod(tmp_.c_str(), st.st_mode & 0777);
   }
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) throw DataError(errno_message(path_, "cannot rename output into place"));

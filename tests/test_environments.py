@@ -143,6 +143,30 @@ def test_a_rewritten_output_keeps_the_mode_of_the_file_it_replaces(tmp_path):
     assert temp_leftovers(tmp_path) == []
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="only the superuser may give a file to another user")
+def test_a_users_output_rewritten_by_the_superuser_stays_the_users(tmp_path):
+    """A user's private (0600) output written again by root became root's, with the user's group and mode: its
+    owner could no longer read its own file (before, root:root 0644, it could). ``sed -i`` keeps the owner, as a
+    plain ``open()`` that truncates the file does; so does every output now. A set-user-ID bit is not copied."""
+    _table(tmp_path / "raw.csv")
+    steps = [["make-data", "-o", "d.csv", "--rows", "20", "--cols", "6"],                  # the engine renames
+             ["normalize", "raw.csv", "-o", "t.npy"],                                     # table and stats together
+             ["denormalize", "t.npy", "-o", "back.csv", "--stats", "t.stats.json"],      # the engine renames
+             ["stats", "raw.csv", "-o", "s.json"]]                                        # Python renames
+    outputs = {"d.csv": 0o4750, "t.npy": 0o600, "t.stats.json": 0o600, "back.csv": 0o2640, "s.json": 0o600}
+    for args in steps:
+        ok(*args, cwd=tmp_path)
+    for name, mode in outputs.items():
+        os.chown(tmp_path / name, 4321, 4322)
+        os.chmod(tmp_path / name, mode)
+    for args in steps:
+        ok(*args, cwd=tmp_path)
+    got = {name: (os.stat(tmp_path / name).st_uid, os.stat(tmp_path / name).st_gid,
+                  oct(stat.S_IMODE(os.stat(tmp_path / name).st_mode))) for name in outputs}
+    assert got == {name: (4321, 4322, oct(mode & 0o777)) for name, mode in outputs.items()}
+    assert temp_leftovers(tmp_path) == []
+
+
 def _without_the_superusers_rights(cmd: list[str]) -> list[str]:
     """``cmd`` as a user bound by file permissions: itself when not root; as root, through ``capsh`` without
     the capabilities that let root write and read any file (skipped where there is no ``capsh``)."""

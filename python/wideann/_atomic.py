@@ -65,7 +65,7 @@ def refuse_a_write_protected_file(path) -> None:
 
 def take_the_mode_of(final, tmp) -> None:
     """Where a file is at ``final``, give ``tmp`` (which will be renamed over it) its mode and, where allowed, its
-    group: as a plain ``open()`` that truncates a file keeps them, a private (0600) output rewritten stays private.
+    owner and group: as a plain ``open()`` that truncates a file keeps them, a private (0600) output rewritten stays private.
     A new output keeps the mode it was made with (0666 less the umask)."""
     try:
         st = os.lstat(final)
@@ -73,8 +73,11 @@ def take_the_mode_of(final, tmp) -> None:
         return
     if not stat.S_ISREG(st.st_mode):
         return
-    with contextlib.suppress(OSError):  # (a group the user is not in: the folder's, as for a new file)
-        os.chown(tmp, -1, st.st_gid)
+    try:  # the owner too where allowed (the superuser), as sed -i does: root rewriting a user's private file
+        os.chown(tmp, st.st_uid, st.st_gid)  # must not take it from the user (root:group 0600 locks its owner out)
+    except OSError:
+        with contextlib.suppress(OSError):  # (a group the user is not in: the folder's, as for a new file)
+            os.chown(tmp, -1, st.st_gid)
     with contextlib.suppress(FileNotFoundError):  # (a temporary gone: the rename says so, naming the output)
         os.chmod(tmp, stat.S_IMODE(st.st_mode) & 0o777)
 
