@@ -8,6 +8,9 @@
 #include <stdexcept>
 #include <sys/stat.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/xattr.h>
+#endif
 
 #include "common.hpp"
 
@@ -16,6 +19,27 @@ namespace wideann {
 // ---- OutputFile ----------------------------------------------------------------------------------
 
 namespace {
+
+// A POSIX access ACL on the file at `from` (user:1234:rw- beside group::---) copied to `to`. The mode's group
+// bits of a file with an ACL are its mask: copying the mode alone would give the owning group the mask's
+// rights and take the named users' away. Best effort, as the owner and mode are (none: nothing to copy).
+void copy_access_acl(const std::string& from, const std::string& to) {
+#ifdef __linux__
+  const char* name = "system.posix_acl_access";
+  std::string acl(256, '\0');
+  ssize_t n = ::lgetxattr(from.c_str(), name, acl.data(), acl.size());
+  if (n < 0 && errno == ERANGE) {
+    n = ::lgetxattr(from.c_str(), name, nullptr, 0);
+    if (n <= 0) return;
+    acl.resize(static_cast<size_t>(n));
+    n = ::lgetxattr(from.c_str(), name, acl.data(), acl.size());
+  }
+  if (n > 0) (void)::lsetxattr(to.c_str(), name, acl.data(), static_cast<size_t>(n), 0);
+#else
+  (void)from;
+  (void)to;
+#endif
+}
 
 // The longest file name the folder takes (NAME_MAX: 255 bytes on the usual file systems).
 size_t longest_name(const std::string& dir) {
@@ -124,6 +148,7 @@ void OutputFile::commit() {
     if (::chown(tmp_.c_str(), st.st_uid, st.st_gid) != 0 &&
         ::chown(tmp_.c_str(), static_cast<uid_t>(-1), st.st_gid) != 0) { /* not a group of ours: the folder's */ }
     (void)::chmod(tmp_.c_str(), st.st_mode & 0777);
+    copy_access_acl(path_, tmp_);
   }
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) throw DataError(errno_message(path_, "cannot rename output into place"));
   committed_ = true;

@@ -143,6 +143,36 @@ def test_a_rewritten_output_keeps_the_mode_of_the_file_it_replaces(tmp_path):
     assert temp_leftovers(tmp_path) == []
 
 
+def _acl(*entries) -> bytes:
+    """A POSIX access ACL as the kernel stores it (``system.posix_acl_access``): version 2, then (tag, perm, id)."""
+    import struct
+
+    return struct.pack("<I", 2) + b"".join(struct.pack("<HHI", tag, perm, uid) for tag, perm, uid in entries)
+
+
+def test_a_rewritten_output_keeps_its_acl(tmp_path):
+    """A file with an ACL (owner rw, user 1234 rw, group none, mask rw: its mode shows 0660, the mask) lost the ACL
+    when rewritten: the mode copied alone gave the owning group rw and took user 1234's access away."""
+    none = 0xFFFFFFFF
+    acl = _acl((0x01, 6, none), (0x02, 6, 1234), (0x04, 0, none), (0x10, 6, none), (0x20, 0, none))
+    _table(tmp_path / "raw.csv")
+    steps = [["make-data", "-o", "d.csv", "--rows", "20", "--cols", "6"],  # the engine's commit
+             ["normalize", "raw.csv", "-o", "t.npy"]]                     # Python's
+    for args in steps:
+        subprocess.run(WIDEANN + args, cwd=tmp_path, check=True, capture_output=True)
+    try:
+        for name in ("d.csv", "t.npy"):
+            os.setxattr(tmp_path / name, "system.posix_acl_access", acl)
+    except (OSError, AttributeError) as e:
+        pytest.skip(f"no POSIX ACLs here: {e}")
+    for args in steps:
+        subprocess.run(WIDEANN + args, cwd=tmp_path, check=True, capture_output=True)
+    for name in ("d.csv", "t.npy"):
+        assert os.getxattr(tmp_path / name, "system.posix_acl_access") == acl, name
+        assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o660, name
+    assert temp_leftovers(tmp_path) == []
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only the superuser may give a file to another user")
 def test_a_users_output_rewritten_by_the_superuser_stays_the_users(tmp_path):
     """A user's private (0600) output written again by root became root's, with the user's group and mode: its

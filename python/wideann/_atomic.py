@@ -80,6 +80,13 @@ def take_the_mode_of(final, tmp) -> None:
             os.chown(tmp, -1, st.st_gid)
     with contextlib.suppress(FileNotFoundError):  # (a temporary gone: the rename says so, naming the output)
         os.chmod(tmp, stat.S_IMODE(st.st_mode) & 0o777)
+    # A POSIX access ACL too (user:1234:rw- beside group::---): the mode's group bits of a file with one are its
+    # mask, so the mode alone gave the owning group the mask's rights and took the named users' away.
+    with contextlib.suppress(OSError, AttributeError):  # (none, or no ACLs here: nothing to copy)
+        os.setxattr(tmp, _ACL, os.getxattr(final, _ACL, follow_symlinks=False), follow_symlinks=False)
+
+
+_ACL = "system.posix_acl_access"
 
 
 _TEMP_EXTRA = len(b"..") + 8  # the dots around the name, and the 8 random characters (then the suffix)
