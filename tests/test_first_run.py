@@ -21,6 +21,7 @@ DEFAULTED = "had defaults used instead"  # accelerate's warning about values it 
 
 
 def _fresh_env(home: Path) -> dict:
+    home.mkdir(exist_ok=True)  # a new account's home: there, and empty (one that is not there is refused)
     env = {k: v for k, v in os.environ.items()
            if k not in ("HF_HOME", "XDG_CACHE_HOME", "OMP_NUM_THREADS") and not k.startswith("ACCELERATE_")}
     env["HOME"] = str(home)
@@ -92,3 +93,21 @@ def test_another_place_and_a_place_that_cannot_be(tmp_path):
              tmp_path, env)
     assert p.returncode == 1 and len(p.stderr.splitlines()) == 1 and "wideann: error:" in p.stderr, p.stderr
     assert "a_file" in p.stderr
+
+
+@pytest.mark.parametrize("var", ["HOME", "HF_HOME", "XDG_CACHE_HOME"])
+@pytest.mark.parametrize("what", ["missing", "a_file"])
+def test_a_home_that_is_not_a_folder_is_refused_and_nothing_is_made(tmp_path, var, what):
+    """``HOME=/nonexistent/home/me`` (a service account's, a typo): the folders were made, as root anywhere
+    (``/nonexistent/home/me/.cache/...``), and the config went where no later launch looks. The config's own
+    folders are still made under a home that is there (test_the_readme_first_run_is_clean)."""
+    env = _fresh_env(tmp_path / "home")
+    (tmp_path / "a_file").write_text("")
+    folder = tmp_path / "missing" / "home" if what == "missing" else tmp_path / "a_file"
+    env[var] = str(folder)
+    p = _run([sys.executable, "-m", "wideann.accelerate_config"], tmp_path, env)
+    why = "does not exist" if what == "missing" else "is not a folder"
+    assert p.returncode == 1 and p.stdout == "" and p.stderr == (
+        f"wideann: error: {folder}: the home folder ({var}) {why}: nothing written; set {var} to an existing "
+        "folder (or give --config_file)\n"), p.stdout + p.stderr
+    assert not (tmp_path / "missing").exists() and sorted(os.listdir(tmp_path / "home")) == []

@@ -14,10 +14,17 @@ Why not ``accelerate config default``: on a machine without a GPU it writes ``us
 that ``accelerate launch`` warns on every run that it set ``--num_cpu_threads_per_process`` (unless
 ``OMP_NUM_THREADS`` is set); on a machine with several GPUs it writes one process per GPU, which starts
 the single-process lessons 1-3 several times. Lesson 4 on several GPUs takes ``scripts/configs/4gpu.yaml``.
+
+The folders of the default place are made as needed (``.cache/huggingface/accelerate``), under a home that
+must exist: ``HF_HOME`` when set, else ``XDG_CACHE_HOME``, else ``HOME``. A home that does not exist (a typo,
+a service account's ``/nonexistent``) is refused in one line, and nothing is made: ``accelerate config``
+would make it (as root, anywhere), and the config would land where no later launch of the user looks.
+The folders of a ``--config_file`` the user names are made as needed.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -31,6 +38,26 @@ def default_path() -> str:
     return default_config_file
 
 
+def home() -> tuple[str, str]:
+    """``(variable, folder)``: the home the default config lies under, as accelerate finds it (``HF_HOME``, else
+    ``XDG_CACHE_HOME``, else ``HOME``, whose ``~`` is the account's home folder when ``HOME`` is unset)."""
+    for var in ("HF_HOME", "XDG_CACHE_HOME"):
+        if os.environ.get(var):
+            return var, os.path.expanduser(os.environ[var])
+    return "HOME", os.path.expanduser("~")
+
+
+def refuse_a_home_that_does_not_exist() -> None:
+    """``FileNotFoundError`` (or ``NotADirectoryError``) naming the home folder of the default config when it
+    is not an existing folder: the config's folders are made under it, not it."""
+    var, folder = home()
+    if not os.path.isdir(folder):
+        code, what = ((errno.ENOTDIR, "is not a folder") if os.path.lexists(folder)
+                      else (errno.ENOENT, "does not exist"))
+        raise OSError(code, f"the home folder ({var}) {what}: nothing written; set {var} to an existing folder "
+                            "(or give --config_file)", folder)
+
+
 def write(path: str | None = None) -> tuple[str, bool]:
     """Write the lessons' default config at ``path`` (default: accelerate's) unless a config is there;
     return the path and whether it was written."""
@@ -40,6 +67,8 @@ def write(path: str | None = None) -> tuple[str, bool]:
     existing = [path] if path != default_path() else [default_yaml_config_file, default_json_config_file]
     if any(os.path.isfile(p) for p in existing):
         return next(p for p in existing if os.path.isfile(p)), False
+    if path == default_path():
+        refuse_a_home_that_does_not_exist()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     config = ClusterConfig(compute_environment="LOCAL_MACHINE", distributed_type="NO", mixed_precision="no",
                            use_cpu=False, debug=False, num_processes=1, num_machines=1)
