@@ -15,6 +15,7 @@ CalledProcessError traceback (one case checks that, as the course text says).
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -126,10 +127,40 @@ CASES = [
      "--resume folder.npy: not a complete checkpoint"),
     ("resume-other-options", LONG_RUN, SMALL_RUN + ["--lr", "0.01", "--output-dir", "ckpt{n}", "--resume"], 2,
      "was made with other options: --lr 0.005 (now: 0.01); give the options of the interrupted run"),
+    # what the run replaces at its end, refused before any work (it was refused after all the training, or, for
+    # its results, removed without a word); these run bound by file permissions (BOUND)
+    ("write-protected-metrics", ALL, TINY + ["--output-dir", "protected/metrics"], 1,
+     "error: protected/metrics/metrics.json: cannot replace it: it is write-protected (make it writable, or remove it)"),
+    ("write-protected-predictions", ALL, TINY + ["--output-dir", "protected/predictions"], 1,
+     "error: protected/predictions/predictions.csv: cannot replace it: it is write-protected"),
+    ("write-protected-model", (1,), TINY + ["--output-dir", "protected/model"], 1,
+     "error: protected/model/model.pt: cannot replace it: it is write-protected"),
+    ("write-protected-best-model", (2, 3, 4), TINY + ["--output-dir", "protected/best_model"], 1,
+     "error: protected/best_model/best_model.pt: cannot replace it: it is write-protected"),
+    ("write-protected-model-card", ALL, TINY + ["--output-dir", "protected/card"], 1,
+     "error: protected/card/model.json: cannot replace it: it is write-protected"),
+    ("run-folder-read-only", ALL, TINY + ["--output-dir", "protected/read_only"], 1,
+     "error: protected/read_only: cannot write in this folder of the run (permission denied)"),
+    ("checkpoints-folder-read-only", LONG_RUN, TINY + ["--output-dir", "protected/checkpoints"], 1,
+     "error: protected/checkpoints/checkpoints: cannot write in this folder of the run (permission denied)"),
+    # --resume: the interrupted run's files are there, writable (test_resume); one of them write-protected
+    ("resume-write-protected-predictions", LONG_RUN,
+     SMALL_RUN + ["--lr", "0.005", "--output-dir", "protected/resume{n}", "--resume"], 1,
+     "error: protected/resume{n}/predictions.csv: cannot replace it: it is write-protected"),
+    ("predictions-is-a-folder", ALL, TINY + ["--output-dir", "odd"], 1,
+     "error: odd/predictions.csv: is a folder, not a file"),
     # (the lessons the tests launch see no GPU, whatever the machine: test_lessons._env)
     ("fp16-without-gpu", MULTI, ["--mixed-precision", "fp16"], 2,
      "--mixed-precision fp16 needs a GPU; on the CPU use bf16 or no"),
 ]
+
+BOUND = {"write-protected-metrics", "write-protected-predictions", "write-protected-model", "write-protected-best-model",
+         "write-protected-model-card", "run-folder-read-only", "checkpoints-folder-read-only",
+         "resume-write-protected-predictions"}
+"""The cases about file permissions: run as a user bound by them (as root, without the capabilities that let root
+write any file: :func:`_bound`), or skipped where that cannot be done."""
+PROTECTED = {"metrics": "metrics.json", "predictions": "predictions.csv", "model": "model.pt",
+             "best_model": "best_model.pt", "card": "model.json"}  # folder of protected/ -> its write-protected file
 
 BUG_SCRIPTS = {  # not the user's mistakes: they keep their traceback
     "bug_value_error.py": ("ValueError", "def main():\n    raise ValueError('a bug of ours')\n"),
@@ -143,7 +174,23 @@ def _run_id(n, name):
 
 
 def _cases():
-    return [(n, name, args, code, says) for name, lessons, args, code, says in CASES for n in lessons]
+    return [(n, name, args, code, says.format(n=n)) for name, lessons, args, code, says in CASES for n in lessons]
+
+
+def _bound(cmd: list[str]) -> list[str] | None:
+    """``cmd`` as a user bound by file permissions: itself when not root; as root, through ``capsh`` without the
+    capabilities that let root write and read any file; None where there is no ``capsh``."""
+    if os.geteuid() != 0:
+        return cmd
+    if not shutil.which("capsh"):
+        return None
+    return ["capsh", "--drop=cap_dac_override,cap_dac_read_search,cap_fowner", "--", "-c", shlex.join(cmd)]
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every file and folder under ``folder``: its mode, and a file's bytes."""
+    return {p.relative_to(folder): (p.stat().st_mode, p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
 
 
 @pytest.fixture(scope="module")
@@ -199,6 +246,16 @@ def work(tmp_path_factory):
     for k in range(2):
         wideann.normalize([d / f"part-{k}.csv"], d / "sharded" / f"part-{k}.npy", stats=d / "merged.json")
     (d / "a_file").write_text("not a folder\n")
+    (d / "odd" / "predictions.csv").mkdir(parents=True)
+    for folder, name in PROTECTED.items():  # a finished run's files, one of them write-protected
+        (d / "protected" / folder).mkdir(parents=True)
+        for other in PROTECTED.values():
+            (d / "protected" / folder / other).write_text(f"{other} of an earlier run\n")
+        os.chmod(d / "protected" / folder / name, 0o444)
+    (d / "protected" / "read_only").mkdir()
+    os.chmod(d / "protected" / "read_only", 0o555)
+    (d / "protected" / "checkpoints" / "checkpoints").mkdir(parents=True)
+    os.chmod(d / "protected" / "checkpoints" / "checkpoints", 0o555)
     for name, (_, body) in [*BUG_SCRIPTS.items(), (CTRL_C[0], (None, CTRL_C[1]))]:
         (d / name).write_text(f"from wideann import course\n\n\n{body}\n\ncourse.run(main)\n")
     return d
@@ -217,20 +274,28 @@ def forked(work):
             for n in LONG_RUN]
     jobs.append({"wait": True})  # the --resume cases need their checkpoints
     jobs += [job(_run_id(n, name), SCRIPTS / LESSONS[n], args, out=f"runs/{n}-{name}")
-             for n, name, args, _, _ in _cases()]
+             for n, name, args, _, _ in _cases() if name not in BOUND]
     jobs += [job(f"bug:{name}", work / name, []) for name in [*BUG_SCRIPTS, CTRL_C[0]]]
     env = _env(work)
-    r = subprocess.run([sys.executable, str(ROOT / "tests" / "lesson_forks.py"), "2"], cwd=work, env=env,
-                       input="".join(json.dumps(j) + "\n" for j in jobs), capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    results = {}
-    for line in r.stdout.splitlines():
-        res = json.loads(line)
-        results[res["id"]] = res
+    forks = [sys.executable, str(ROOT / "tests" / "lesson_forks.py"), "2"]
+
+    def run_forks(cmd, jobs):
+        r = subprocess.run(cmd, cwd=work, env=env, input="".join(json.dumps(j) + "\n" for j in jobs),
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return {res["id"]: res for res in map(json.loads, r.stdout.splitlines())}
+
+    results = run_forks(forks, jobs)
     for n in LONG_RUN:
         setup = results[f"setup:{n}"]
         assert setup["code"] == 0, setup["stderr"][-3000:]
+        shutil.copytree(work / f"ckpt{n}", work / "protected" / f"resume{n}")  # an interrupted run's folder
+        os.chmod(work / "protected" / f"resume{n}" / "predictions.csv", 0o444)
+    if _bound(forks) is not None:  # (the bound cases are missing where they cannot run: skipped)
+        before = _snapshot(work / "protected")
+        results.update(run_forks(_bound(forks), [job(_run_id(n, name), SCRIPTS / LESSONS[n], args)
+                                                 for n, name, args, _, _ in _cases() if name in BOUND]))
+        results["protected-untouched"] = _snapshot(work / "protected") == before
     return results
 
 
@@ -247,6 +312,8 @@ def check_one_line(code: int, stderr: str, script: str, want_code: int, says: st
 
 @pytest.mark.parametrize("n, name, args, code, says", _cases(), ids=[f"L{c[0]}-{c[1]}" for c in _cases()])
 def test_a_mistake_is_one_line_and_its_exit_code(forked, n, name, args, code, says):
+    if name in BOUND and _run_id(n, name) not in forked:
+        pytest.skip("running as root without capsh: every file may be written")
     res = forked[_run_id(n, name)]
     check_one_line(res["code"], res["stderr"], LESSONS[n], code, says)
 
@@ -258,6 +325,21 @@ def test_a_nan_outside_the_training_rows_is_named_before_training(forked, n):
         res = forked[_run_id(n, name)]
         assert ".tmp" not in res["stderr"], res["stderr"]
         assert not [ln for ln in res["stdout"].splitlines() if ln.startswith("epoch")], (name, res["stdout"])
+
+
+@pytest.mark.parametrize("n", ALL)
+def test_what_the_run_may_not_write_is_refused_before_any_work(forked, n):
+    # a write-protected metrics.json, predictions.csv or model, or a run folder that may not be written in: the
+    # lesson trained to its end and failed there (naming its hidden temporary, for a folder), or removed the
+    # earlier run's write-protected results without a word and wrote its own
+    ran = [name for name in sorted(BOUND) if _run_id(n, name) in forked]
+    if not ran:
+        pytest.skip("running as root without capsh: every file may be written")
+    for name in ran:
+        res = forked[_run_id(n, name)]
+        assert res["code"] == 1 and ".tmp" not in res["stderr"], (name, res["stderr"])
+        assert not [ln for ln in res["stdout"].splitlines() if ln.startswith(("epoch", "resumed"))], (name, res["stdout"])
+    assert forked["protected-untouched"], "a write-protected file, or a folder that may not be written in, changed"
 
 
 def test_nothing_is_left_behind_by_a_mistake(forked, work):
@@ -346,6 +428,20 @@ def test_under_accelerate_launch_the_line_comes_once(forked, work):
         else:  # torchrun's report of the failed process follows; nothing of the lesson's processes
             assert str(SCRIPTS) + '", line' not in r.stderr and "[rank" not in r.stderr, r.stderr[-4000:]
             assert "ChildFailedError" in r.stderr
+
+
+def test_on_two_processes_a_write_protected_output_is_said_once_before_any_work(forked, work):
+    """Only the main process writes the run's files: it checks them, and the other process ends with it."""
+    cmd = _launch_cmd(LESSONS[4], *TINY, "--output-dir", "protected/metrics", config="cpu_2proc.yaml")
+    cmd.insert(cmd.index("accelerate.commands.launch") + 1, "-q")
+    if _bound(cmd) is None:
+        pytest.skip("running as root without capsh: every file may be written")
+    r = subprocess.run(_bound(cmd), cwd=work, env=_env(work), capture_output=True, text=True, timeout=300)
+    ours = [ln for ln in r.stderr.splitlines() if ": error: " in ln]
+    assert r.returncode == 1 and ours == [forked[_run_id(4, "write-protected-metrics")]["stderr"].strip()], \
+        r.stderr[-3000:]
+    assert "epoch" not in r.stdout and (work / "protected" / "metrics" / "metrics.json").read_text() == \
+        "metrics.json of an earlier run\n"
 
 
 def test_the_course_text_says_what_plain_accelerate_launch_adds():

@@ -18,7 +18,9 @@ A lesson imports ``from wideann import course`` and calls what is below; each fi
   run folder, printing the ``wideann normalize`` command it ran; CSV files given with ``--data`` /
   ``--test-data`` are handled the same way; ``.npy`` tables (one file, several shards or a folder of
   them) are used as they are, with their stats file (beside them, or ``--stats``), after checking that
-  the shards agree; :func:`check_finite`: the validation and test rows read once before training, to refuse
+  the shards agree; first of all, the run folder, and the files the run replaces at its end
+  (:func:`~wideann.course.results.refuse_a_run_folder_that_may_not_be_written`: one that may not be written is
+  refused before any work); :func:`check_finite`: the validation and test rows read once before training, to refuse
   a nan or inf naming its file, row and column.
 - :mod:`~wideann.course.results` -- :func:`clear_results`: as a new run starts training, the results and
   TensorBoard curves an earlier run left in the folder go; :func:`write_metrics`: ``metrics.json`` in the run folder, and the

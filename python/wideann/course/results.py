@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, remove_listed, temp_name
+from .._atomic import atomic_path, refuse_a_write_protected_file, remove_listed, temp_name, what_is_not_a_file
 from ..diskspace import NotEnoughSpace, human_bytes, require_free
 from ..engine import denormalize
+from ..modelcard import CARD_NAME, STATS_NAME
 from ..stats import Stats
 from .errors import LessonError
 from .processes import pause, settle
@@ -25,6 +26,35 @@ from .tables import shell_path
 
 RESULTS = ("metrics.json", "predictions.csv", "loss.png", "predicted_vs_actual.png")
 """What a lesson writes into its run folder at its end, from its final model."""
+
+
+WRITTEN_AT_THE_END = ("model.pt", "best_model.pt", CARD_NAME, STATS_NAME) + RESULTS
+"""Every file a lesson replaces in its run folder once it has trained: the weights (lesson 1's ``model.pt``, the
+others' ``best_model.pt``), the model card and its stats, and the :data:`RESULTS` (which :func:`clear_results`
+removes, whichever lesson runs)."""
+
+
+def refuse_a_run_folder_that_may_not_be_written(out_dir, args=None) -> None:
+    """Before any work (a lesson calls it through :func:`~wideann.course.tables.prepare_data`), what would make
+    the run fail at its end, after all the training: a run folder that may not be written in, a write-protected
+    file at one of :data:`WRITTEN_AT_THE_END` (a plain ``open()``, ``cp``, ``torch.save`` refuse to write it; renamed
+    over, its protection would be lost without a word, or, being a result, it would be removed), a folder or
+    anything but a file there, and, for a lesson that saves checkpoints (``--checkpoint-every``), a
+    ``checkpoints`` folder that may not be written in. ``PermissionError`` (exit 1, one line naming the file) or
+    :class:`LessonError`. Files there that may be written (a finished run's, or the files of the run ``--resume``
+    continues) are fine. Call it on the main process only: it alone writes them. (As for ``open()``, the
+    superuser may write any file.)"""
+    out_dir = Path(out_dir)
+    folders = [out_dir] + ([out_dir / "checkpoints"] if getattr(args, "checkpoint_every", None) else [])
+    for folder in folders:
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, "cannot write in this folder of the run (permission denied): make "
+                                                "it writable, or give another --output-dir", os.fspath(folder))
+    for name in WRITTEN_AT_THE_END:
+        wrong = what_is_not_a_file(out_dir / name)
+        if wrong:
+            raise LessonError(f"{wrong} (the run writes its {name} there)")
+        refuse_a_write_protected_file(out_dir / name)
 
 
 _cleared: set = set()  # the run folders whose earlier results this process has removed

@@ -156,11 +156,24 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
     a single file), ``test`` (the test table's shard paths, or None), ``stats_path`` and ``stats``
     (:class:`wideann.Stats`). Shards that disagree with each other (columns, dtype, stats file) or a test
     table whose columns differ from the training table's raise :class:`LessonError` naming the odd file.
-    With several processes the main one normalizes and the others wait for it.
+    With several processes the main one normalizes and the others wait for it. Before anything else, the
+    main process makes the run folder (``--output-dir``) and refuses one it may not write in, or a
+    write-protected file among those the run replaces at its end (see
+    :func:`~wideann.course.results.refuse_a_run_folder_that_may_not_be_written`).
     """
+    from .results import refuse_a_run_folder_that_may_not_be_written
+
     main = accelerator is None or accelerator.is_main_process
     say = print if main else (lambda *a, **k: None)
     out_dir = Path(args.output_dir)
+    error = None
+    if main:  # the run folder, and what the run replaces at its end, checked before any work (the main process
+        try:  # alone writes them; the others learn that it failed, and it alone says why)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            refuse_a_run_folder_that_may_not_be_written(out_dir, args)
+        except Exception as e:  # noqa: BLE001 - raised again by settle, on every process
+            error = e
+    settle(accelerator, error)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_dir = out_dir / "data"
     data = data_pkg()
