@@ -99,13 +99,18 @@ def test_another_place_and_a_place_that_cannot_be(tmp_path):
 @pytest.mark.parametrize("what", ["missing", "a_file"])
 def test_a_home_that_is_not_a_folder_is_refused_and_nothing_is_made(tmp_path, var, what):
     """``HOME=/nonexistent/home/me`` (a service account's, a typo): the folders were made, as root anywhere
-    (``/nonexistent/home/me/.cache/...``), and the config went where no later launch looks. The config's own
+    (``/nonexistent/home/me/.cache/...``), and the config went where no later launch looks. A missing
+    ``HF_HOME`` or ``XDG_CACHE_HOME`` (cache folders) is made; any of them that is a file is refused. The config's own
     folders are still made under a home that is there (test_the_readme_first_run_is_clean)."""
     env = _fresh_env(tmp_path / "home")
     (tmp_path / "a_file").write_text("")
     folder = tmp_path / "missing" / "home" if what == "missing" else tmp_path / "a_file"
     env[var] = str(folder)
     p = _run([sys.executable, "-m", "wideann.accelerate_config"], tmp_path, env)
+    if what == "missing" and var != "HOME":  # a cache folder: made when missing, as huggingface_hub makes it
+        assert p.returncode == 0 and (folder / "accelerate" if var == "HF_HOME" else
+                                      folder / "huggingface" / "accelerate").is_dir(), p.stdout + p.stderr
+        return
     why = "does not exist" if what == "missing" else "is not a folder"
     assert p.returncode == 1 and p.stdout == "" and p.stderr == (
         f"wideann: error: {folder}: the home folder ({var}) {why}: nothing written; set {var} to an existing "

@@ -16,10 +16,13 @@ that ``accelerate launch`` warns on every run that it set ``--num_cpu_threads_pe
 the single-process lessons 1-3 several times. Lesson 4 on several GPUs takes ``scripts/configs/4gpu.yaml``.
 
 The folders of the default place are made as needed (``.cache/huggingface/accelerate``), under a home that
-must exist: ``HF_HOME`` when set, else ``XDG_CACHE_HOME``, else ``HOME``. A home that does not exist (a typo,
-a service account's ``/nonexistent``) is refused in one line, and nothing is made: ``accelerate config``
-would make it (as root, anywhere), and the config would land where no later launch of the user looks.
-The folders of a ``--config_file`` the user names are made as needed.
+must exist: ``HOME`` (used when neither ``HF_HOME`` nor ``XDG_CACHE_HOME`` is set). A ``HOME`` that does not
+exist (a typo, a service account's ``/nonexistent``) is refused in one line, and nothing is made:
+``accelerate config`` would make it (as root, anywhere), and the config would land where no later launch of
+the user looks. ``HF_HOME`` and ``XDG_CACHE_HOME`` name cache folders, which huggingface_hub and the XDG
+convention make when missing (``export HF_HOME=/scratch/me/hf`` before its first use): made, as they are.
+Any of the three that is a file is refused. The folders of a ``--config_file`` the user names are made as
+needed.
 """
 from __future__ import annotations
 
@@ -48,10 +51,11 @@ def home() -> tuple[str, str]:
 
 
 def refuse_a_home_that_does_not_exist() -> None:
-    """``FileNotFoundError`` (or ``NotADirectoryError``) naming the home folder of the default config when it
-    is not an existing folder: the config's folders are made under it, not it."""
+    """An ``OSError`` naming the home folder of the default config when it is a file, or when it is ``HOME`` and
+    does not exist: the config's folders are made under a home, not the home itself (a missing ``HF_HOME`` or
+    ``XDG_CACHE_HOME``, a cache folder, is made, as huggingface_hub makes it)."""
     var, folder = home()
-    if not os.path.isdir(folder):
+    if not os.path.isdir(folder) and (var == "HOME" or os.path.lexists(folder)):
         code, what = ((errno.ENOTDIR, "is not a folder") if os.path.lexists(folder)
                       else (errno.ENOENT, "does not exist"))
         raise OSError(code, f"the home folder ({var}) {what}: nothing written; set {var} to an existing folder "
