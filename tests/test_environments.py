@@ -404,3 +404,20 @@ def test_predict_writes_its_header_in_utf8_whatever_the_locale(trained_run):
         assert p.returncode == 0, p.stderr
         lines = out.read_bytes().split(b"\n")
         assert lines[0] == "row,größe€_pred".encode("utf-8") and lines[1].startswith(b"0,")
+
+
+def test_a_file_put_back_through_a_hard_link_does_not_change_the_linked_file(tmp_path):
+    """--resume puts a checkpoint's copy of the model back by a hard link renamed over the model: giving that
+    link the replaced file's mode (as a rewritten output keeps its mode) changed the checkpoint's copy too."""
+    from wideann._atomic import atomic_path
+
+    kept, final = tmp_path / "kept.pt", tmp_path / "best_model.pt"
+    kept.write_bytes(b"checkpoint")
+    final.write_bytes(b"later")
+    os.chmod(kept, 0o644)
+    os.chmod(final, 0o600)
+    with atomic_path(final) as t:
+        os.unlink(t)
+        os.link(kept, t)
+    assert final.read_bytes() == b"checkpoint" and os.path.samefile(kept, final)
+    assert stat.S_IMODE(os.stat(kept).st_mode) == 0o644  # (it became 0600)

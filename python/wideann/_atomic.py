@@ -73,6 +73,9 @@ def take_the_mode_of(final, tmp) -> None:
         return
     if not stat.S_ISREG(st.st_mode):
         return
+    with contextlib.suppress(OSError):
+        if os.lstat(tmp).st_nlink > 1:  # a hard link to another file (--resume puts a checkpoint's copy back so):
+            return  # its mode, owner and ACL are that file's, which must not change; it comes back as it was kept
     try:  # the owner too where allowed (the superuser), as sed -i does: root rewriting a user's private file
         os.chown(tmp, st.st_uid, st.st_gid)  # must not take it from the user (root:group 0600 locks its owner out)
     except OSError:
