@@ -421,3 +421,15 @@ def test_a_file_put_back_through_a_hard_link_does_not_change_the_linked_file(tmp
         os.link(kept, t)
     assert final.read_bytes() == b"checkpoint" and os.path.samefile(kept, final)
     assert stat.S_IMODE(os.stat(kept).st_mode) == 0o644  # (it became 0600)
+
+
+def test_stdout_passes_a_file_names_bytes_and_escapes_what_it_cannot_spell():
+    """On a stdout whose encoding cannot spell a character, the program and the lessons escape it (\\u20ac) rather
+    than fail; a file name's byte that is not UTF-8 (a surrogate, as Python decodes it) is written as that byte,
+    as Python's surrogateescape writes it, not escaped (it was \\udcff since the escaping began)."""
+    code = "import wideann._entry as e; e.escape_what_stdout_cannot_encode(); print('a\\udcffb\\u20ac')"
+    for encoding, want in (("latin-1", b"a\xffb\\u20ac\n"), ("utf-8", b"a\xffb\xe2\x82\xac\n"),
+                           ("ascii", b"a\xffb\\u20ac\n")):
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
+                           env={**os.environ, "PYTHONIOENCODING": encoding})
+        assert p.returncode == 0 and p.stdout == want, (encoding, p.stdout, p.stderr)

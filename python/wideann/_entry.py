@@ -8,6 +8,7 @@ code 130. Here the import is inside the ``try`` that turns it into that line: no
 (``import wideann`` imports nothing of its own, so that this module runs first; the interpreter's own start
 and the console script's ``import re`` come before any code of this package, and stay as Python makes them.)
 """
+import codecs
 import os
 import sys
 
@@ -45,16 +46,30 @@ def standard_streams() -> None:
 
 
 def escape_what_stdout_cannot_encode() -> None:
-    """A stdout whose encoding cannot spell a character (Latin-1 or ASCII and ``€``; UTF-8 and a file name's
-    byte that is not UTF-8) shows it as ``\\u20ac`` or ``\\udcff``, as Python's stderr does, instead of raising
-    ``UnicodeEncodeError`` in the middle of a command or a lesson. (Under the C locale Python's own policy,
-    ``surrogateescape``, passes a file name's bytes but fails on any other character outside ASCII.)"""
+    """A stdout whose encoding cannot spell a character (Latin-1 or ASCII and ``€``) shows it as ``\\u20ac``, as
+    Python's stderr does, instead of raising ``UnicodeEncodeError`` in the middle of a command or a lesson; a file
+    name's byte that is not UTF-8 (a surrogate, as Python decodes it) is written as that byte, as Python's own
+    ``surrogateescape`` writes it (the name as the user's terminal shows it in ``ls``)."""
     out = sys.stdout
     if getattr(out, "errors", None) in ("strict", "surrogateescape") and hasattr(out, "reconfigure"):
         try:
-            out.reconfigure(errors="backslashreplace")
-        except (ValueError, OSError):
+            out.reconfigure(errors=_ESCAPE)
+        except (ValueError, OSError, LookupError):
             pass
+
+
+def _bytes_or_escaped(e: UnicodeError):
+    """The error handler of :func:`escape_what_stdout_cannot_encode`: surrogates back to the bytes they stand for,
+    anything else the encoding cannot spell backslash-escaped."""
+    if isinstance(e, UnicodeEncodeError):
+        text = e.object[e.start:e.end]
+        if all("\udc80" <= c <= "\udcff" for c in text):
+            return bytes(ord(c) - 0xDC00 for c in text), e.end
+    return codecs.backslashreplace_errors(e)
+
+
+_ESCAPE = "wideann.bytes_or_escaped"
+codecs.register_error(_ESCAPE, _bytes_or_escaped)
 
 
 def console() -> None:
