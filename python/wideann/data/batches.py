@@ -212,11 +212,9 @@ class ShardedBatches:
                  shuffle_rows: int | None = None, prefetch: int = 4, pin_memory: bool | None = None,
                  device=None, resident=None, reader_threads: int | None = None, dtype="float32"):
         # (the numbers first: nothing is opened for a source refused)
-        batch_size, rank, world_size = _whole(batch_size, "batch_size"), _whole(rank, "rank"), _whole(world_size, "world_size")
-        seed = _at_least(seed, "seed", 0)
+        batch_size, rank, world_size, seed, prefetch = self._checked(batch_size, rank, world_size, seed, prefetch)
         if shuffle_rows is not None:  # (0 is no run length: refused, not taken for the default)
             _at_least(shuffle_rows, "shuffle_rows", 1, " (None: the default)")
-        prefetch = _at_least(prefetch, "prefetch", 0, _PREFETCH_HINT)
         if reader_threads is not None and _whole(reader_threads, "reader_threads") < 1:
             raise ValueError(f"reader_threads must be 1 or more (None: the default), got {reader_threads}")
         dtype = _delivered_dtype(dtype)
@@ -232,10 +230,6 @@ class ShardedBatches:
             raise IndexError(f"{self.table.path}: row index out of range for {self.table.n_rows} rows")
         if not (np.diff(self.rows) > 0).all() and np.unique(self.rows).size != self.rows.size:  # (sorted: one pass)
             raise ValueError("rows must be distinct: a row given twice would be read twice an epoch")
-        if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank {rank} out of range for world_size {world_size}")
         self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
         self.seed, self.shuffle, self.prefetch = seed, bool(shuffle), prefetch
         self.shuffle_rows = int(shuffle_rows or _default_shuffle_rows(self.table.row_bytes))
@@ -271,13 +265,19 @@ class ShardedBatches:
         ``__init__`` checked them. Unchecked, a seed of -3 gave numpy's bare "expected non-negative integer",
         a seed of 2.5 "seed must be integer", a prefetch of -1 was read as 0 and a batch size of 4.9 made a
         fractional number of steps."""
-        _at_least(self.seed, "seed", 0)
-        _at_least(self.batch_size, "batch_size", 1)
+        self._checked(self.batch_size, self.rank, self.world_size, self.seed, self.prefetch)
         _at_least(self.shuffle_rows, "shuffle_rows", 1)
-        _at_least(self.prefetch, "prefetch", 0, _PREFETCH_HINT)
-        rank, world_size = _whole(self.rank, "rank"), _whole(self.world_size, "world_size")
+
+    @staticmethod
+    def _checked(batch_size, rank, world_size, seed, prefetch) -> tuple:
+        """The numeric settings as ints, each checked (:func:`_at_least`: a :class:`TypeError` when not whole, a
+        :class:`ValueError` out of range), by ``__init__`` and again where they are used (:meth:`_check_settings`)."""
+        batch_size = _at_least(batch_size, "batch_size", 1)
+        rank, world_size = _whole(rank, "rank"), _whole(world_size, "world_size")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} out of range for world_size {world_size}")
+        seed, prefetch = _at_least(seed, "seed", 0), _at_least(prefetch, "prefetch", 0, _PREFETCH_HINT)
+        return batch_size, rank, world_size, seed, prefetch
 
     def _check_resident(self) -> None:
         """Resident rows must be this table's on this source's device (checked again at each epoch: the source's
