@@ -27,8 +27,8 @@ def standard_streams() -> None:
     A standard stream closed by the caller (``wideann ... 2>&-``, a daemon, a cron job) is opened on
     ``/dev/null``: Python leaves ``sys.stderr`` None then (``.isatty()`` on it ended the command), and the
     next file opened would take its number, so that a message for stderr would be written into an input or
-    an output. A stdout whose encoding cannot spell a name (a Latin-1 locale and a column named ``€``; a file
-    name that is not UTF-8 under a strict UTF-8 locale) shows it escaped, as stderr does, rather than fail."""
+    an output. Then stdout is made to show what its encoding cannot spell escaped rather than fail
+    (:func:`escape_what_stdout_cannot_encode`)."""
     for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
         try:
             os.fstat(fd)

@@ -246,7 +246,7 @@ def run(args) -> None:
         if _entry.CLOSED_AT_START.get(1):  # (`>&-`: a description written nowhere is no description)
             raise OSError(errno.EBADF, "standard output is closed: nowhere to write the description", args.path)
         # each line printable (a file name that is not UTF-8, a newline in one), on a stdout whose encoding
-        # cannot spell a name (Latin-1) escaped rather than failing (see _entry.console)
+        # cannot spell a name (Latin-1) escaped rather than failing (see _entry.escape_what_stdout_cannot_encode)
         text = "\n".join(printable(line) for line in describe(args.path).split("\n"))
         # one write, its newline included: print() writes the text, then the newline. Where stdout is unbuffered
         # (PYTHONUNBUFFERED=1, as many containers and CI set it) those were two writes, and `wideann info t.npy |
