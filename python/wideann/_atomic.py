@@ -64,9 +64,9 @@ def refuse_a_write_protected_file(path) -> None:
 
 
 def take_the_mode_of(final, tmp) -> None:
-    """Where a file is at ``final``, give ``tmp`` (which will be renamed over it) its mode and, where allowed, its
-    owner and group: as a plain ``open()`` that truncates a file keeps them, a private (0600) output rewritten stays private.
-    A new output keeps the mode it was made with (0666 less the umask)."""
+    """Where a file is at ``final``, give ``tmp`` (which will be renamed over it) its mode, its POSIX access ACL and,
+    where allowed, its owner and group: as a plain ``open()`` that truncates a file keeps them, a private (0600)
+    output rewritten stays private. A new output keeps the mode it was made with (0666 less the umask)."""
     try:
         st = os.lstat(final)
     except (OSError, ValueError):

@@ -362,7 +362,9 @@ def _output_over_an_input(args) -> str | None:
 
 def _outputs_that_are_one(args) -> str | None:
     """What is wrong when two outputs of the command are one file (``normalize -o t.npy --stats-out t.npy``)."""
-    return table_and_stats_are_one(args.output, _stats_written(args), "--stats-out") if args.command == "normalize" else None
+    if args.command != "normalize":
+        return None
+    return table_and_stats_are_one(args.output, _stats_written(args), "--stats-out")
 
 
 def _output_not_a_file(args) -> str | None:
