@@ -6,7 +6,8 @@ learn how many digits each column has, which it can for narrow tables; on wide t
 nearly every field. This measures pass 1 (`wideann.compute_stats`, one thread, page cache warm) with each
 reader forced through WIDEANN_DIGIT_READER, on `wideann make-data` files of about the same size and
 different widths, and prints a Markdown table (stopping if the two readers find different stats: both
-must do the same job). The engine switches at kBranchFreeFromColumns.
+must do the same job), with each reader's peak RSS (the largest of its runs, a whole Python process with
+wideann imported). The engine switches at kBranchFreeFromColumns.
 
     python benchmarks/digit_reader.py [--mb 200] [--repeat 3]
 """
@@ -21,20 +22,22 @@ WIDTHS = [100, 300, 1000, 3000, 6000, 12849]
 BYTES_PER_VALUE = 10.3  # what make-data writes, about
 
 TIMED = """
-import hashlib, sys, time, wideann
+import hashlib, resource, sys, time, wideann
 t = time.perf_counter()
 s = wideann.compute_stats(sys.argv[1], threads=1)
 t = time.perf_counter() - t
-print(t, hashlib.sha256(s.data_min.tobytes() + s.data_max.tobytes() + str(s.n_rows).encode()).hexdigest())
+print(t, hashlib.sha256(s.data_min.tobytes() + s.data_max.tobytes() + str(s.n_rows).encode()).hexdigest(),
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)  # KiB on Linux
 """
 
 
-def seconds(path: Path, reader: str) -> tuple[float, str]:
-    """Seconds of pass 1 with ``reader`` forced, and a digest of the stats it found (min, max, rows)."""
+def seconds(path: Path, reader: str) -> tuple[float, str, float]:
+    """Seconds of pass 1 with ``reader`` forced, a digest of the stats it found (min, max, rows) and the
+    process's peak RSS in MiB."""
     env = dict(os.environ, WIDEANN_DIGIT_READER=reader)
     out = subprocess.run([sys.executable, "-c", TIMED, str(path)], env=env, check=True,
                          capture_output=True, text=True).stdout.split()
-    return float(out[0]), out[1]
+    return float(out[0]), out[1], int(out[2]) / 1024
 
 
 def main():
@@ -43,8 +46,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="runs per reader and width; the best counts")
     args = ap.parse_args()
     WORK.mkdir(exist_ok=True)
-    print("| columns | rows | loop MB/s | branch-free MB/s | branch-free / loop |")
-    print("| ---: | ---: | ---: | ---: | ---: |")
+    print("| columns | rows | loop MB/s | branch-free MB/s | branch-free / loop | peak RSS MiB (loop / branch-free) |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for cols in WIDTHS:
         rows = max(10, int(args.mb * 1e6 / (cols * BYTES_PER_VALUE)))
         path = WORK / f"digits_{cols}x{rows}.csv"
@@ -55,16 +58,18 @@ def main():
             while f.read(1 << 24):
                 pass
         size = path.stat().st_size
-        best, found = {}, set()
+        best, found, peak = {}, set(), {}
         for _ in range(args.repeat):
             for reader in ("loop", "branch-free"):
-                s, digest = seconds(path, reader)
+                s, digest, mib = seconds(path, reader)
                 best[reader] = min(best.get(reader, 1e9), s)
+                peak[reader] = max(peak.get(reader, 0), mib)
                 found.add(digest)
         if len(found) != 1:  # a reader that read the numbers otherwise would not be timed doing the same job
             sys.exit(f"{path}: the two digit readers found different stats")
         loop, free = size / best["loop"] / 1e6, size / best["branch-free"] / 1e6
-        print(f"| {cols:,} | {rows:,} | {loop:.0f} | {free:.0f} | {free / loop:.2f} |", flush=True)
+        print(f"| {cols:,} | {rows:,} | {loop:.0f} | {free:.0f} | {free / loop:.2f} | "
+              f"{peak['loop']:.0f} / {peak['branch-free']:.0f} |", flush=True)
     print(f"(both readers found the same min, max and rows in every file; the files stay in {WORK} for the "
           f"next run, about {args.mb * len(WIDTHS):.0f} MB: remove them when done)")
 

@@ -9,7 +9,7 @@ the rest of the machine uses under a quarter of a core, and reads the input once
 the best of --repeat runs counts, and the rest of the machine's load during that run is shown. A run's
 wall time includes the process's start-up (Python, imports, the stats read), which dilutes the ratios
 towards 1: the same command on a file of the header and one row is timed alongside (*start-up*), and the
-last column gives the ratios less it. The script checks that the software variant's process does use the
+next column gives the ratios less it; peak RSS (MiB) is the largest of a variant's runs. The script checks that the software variant's process does use the
 software conversion and that every variant of a dtype writes the same bytes.
 
     python benchmarks/float16_pass2.py [--mb 200] [--repeat 5] [--idle-wait 30] [--baseline SITE]
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -46,16 +45,18 @@ def one_run(inp: Path, stats: Path, dtype: str, threads: int, env: dict, idle_wa
     if idle_wait > 0:
         wait_idle(0.25, idle_wait)
     warm_cache(inp)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     b0 = _busy_cpu_s()
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "wideann", "normalize", str(inp), "-o", str(out), "--stats", str(stats),
-                    "--dtype", dtype, "--threads", str(threads), "-q"], check=True, env={**os.environ, **env},
-                   stderr=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "wideann", "normalize", str(inp), "-o", str(out), "--stats", str(stats),
+           "--dtype", dtype, "--threads", str(threads), "-q"]
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(proc.pid, 0)  # this one process's own CPU time and peak RSS
     wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
     b1 = _busy_cpu_s()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = ru.ru_utime + ru.ru_stime
     sha = None
     if digest:  # (untimed) the output's bytes, so that the variants can be shown to write the same table
         h = hashlib.sha256()
@@ -65,7 +66,7 @@ def one_run(inp: Path, stats: Path, dtype: str, threads: int, env: dict, idle_wa
         sha = h.hexdigest()
     out.unlink()
     others = max(0.0, (b1 - b0) - cpu) / wall if b0 is not None else float("nan")
-    return {"wall": wall, "cpu": cpu, "others": others, "sha256": sha}
+    return {"wall": wall, "cpu": cpu, "others": others, "sha256": sha, "peak_mib": ru.ru_maxrss / 1024}
 
 
 def conversion_in(env: dict) -> str:
@@ -108,8 +109,8 @@ def main() -> None:
           "variant's wall less the start-up over float32's.")
     print()
     print("| file | threads | variant | wall s (best) | wall s (median) | CPU s (best run) | vs float32 (wall) | "
-          "vs float32 (CPU) | others' load (cores) | vs float32 (wall less start-up) |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "vs float32 (CPU) | others' load (cores) | vs float32 (wall less start-up) | peak RSS MiB |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     outputs: dict = {}
     for shape, cols in SHAPES.items():
         if shape not in args.shapes.split(","):
@@ -145,7 +146,8 @@ def main() -> None:
                 net = (b["wall"] - s0) / (base["wall"] - s0) if name != start_up[0] and base["wall"] > s0 else None
                 print(f"| {shape} ({cols:,} columns, {rows:,} rows, {mb:.0f} MB) | {threads} | {name} | "
                       f"{b['wall']:.3f} | {med:.3f} | {b['cpu']:.3f} | {b['wall'] / base['wall']:.2f} | "
-                      f"{b['cpu'] / base['cpu']:.2f} | {b['others']:.2f} | {'' if net is None else f'{net:.2f}'} |",
+                      f"{b['cpu'] / base['cpu']:.2f} | {b['others']:.2f} | {'' if net is None else f'{net:.2f}'} | "
+                      f"{max(r['peak_mib'] for r in runs[name]):.0f} |",
                       flush=True)
         one_row.unlink()
     print()

@@ -51,8 +51,8 @@ source at commit fc86d48: Python `preadv` per run into a fresh float32 buffer, a
 and y, on the read-ahead thread) against the new one (`ShardedBatches` with the native reader, 1 thread
 and all threads; and with all threads but every epoch begun cold, as before the sources read on into the
 next epoch), and the native reader alone into one reused buffer. Best of `--rounds`; before every
-round the script waits for the machine to be idle and it reports the others' load during the round.
-Target: >= 1.5x today's reader on a 2-core machine (>= 3x and >= 15 GB/s with 16 cores). Then what
+round the script waits for the machine to be idle and it reports the others' load during the round;
+then, at the largest batch, the peak RSS each reader adds to a fresh process. Target: >= 1.5x today's reader on a 2-core machine (>= 3x and >= 15 GB/s with 16 cores). Then what
 reading ahead costs the training thread: a host-bound stand-in step (`--step-ms`, 2.7 ms as lesson 4's
 step on the H100) alone, beside the Python read-ahead thread of commit 75a64c2, and beside the native
 ReadAhead, in steps/s.
@@ -67,6 +67,7 @@ import json
 import os
 import queue
 import resource
+import subprocess
 import sys
 import threading
 import time
@@ -665,13 +666,12 @@ def reused_buffer(src, threads):
         epoch += 1
 
 
-def cpu_half(args, tables):
-    from normalize_vs_peers import _busy_cpu_s, wait_idle
-
+def cpu_variants():
+    """The CPU half's readers by name: each a function of (table, batch) giving endless batches."""
     from wideann import data
 
     cores = len(os.sched_getaffinity(0))
-    variants = {
+    return {
         "today": lambda t, b: old_batches(data.ShardedBatches(t, np.arange(t.n_rows), b, seed=0, pin_memory=False)),
         "new, 1 thread": lambda t, b: endless(data.ShardedBatches(t, np.arange(t.n_rows), b, seed=0,
                                                                   pin_memory=False, reader_threads=1)),
@@ -683,6 +683,51 @@ def cpu_half(args, tables):
         f"new, {cores} threads, epochs cold": lambda t, b: endless(data.ShardedBatches(
             t, np.arange(t.n_rows), b, seed=0, pin_memory=False, reader_threads=cores), cold=True),
     }
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def rss_probe(table_path, batch: int, name: str, steps: int) -> None:
+    """(Run in a fresh process by :func:`peak_rss_added`.) Print the KiB by which the variant ``name``
+    raises the process's peak RSS over ``steps`` batches: Linux's VmHWM, reset (clear_refs 5) once torch is
+    imported and the table is open, less the RSS then. A fresh process, because one that has run
+    other variants already holds the memory they freed, and a variant reusing it would show nothing added."""
+    import torch
+
+    from wideann import data
+
+    torch.zeros(2).add_(1)  # torch imported and its CPU ops begun: not the variant's own memory
+    make = cpu_variants()[name]
+    table = data.NpyTable(table_path)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    start = _status_kib("VmRSS")
+    it = make(table, batch)
+    for _ in range(steps):
+        next(it)
+    print("PEAK_ADDED_KIB", _status_kib("VmHWM") - start)
+    it.close()
+
+
+def peak_rss_added(table_path, batch: int, name: str, steps: int) -> float:
+    """MiB the variant ``name`` adds to a process's peak RSS (see :func:`rss_probe`)."""
+    r = subprocess.run([sys.executable, __file__, "--rss-probe", str(table_path), str(batch), name, str(steps)],
+                       capture_output=True, text=True, check=True)
+    return int(r.stdout.split("PEAK_ADDED_KIB")[1].split()[0]) / 1024
+
+
+def cpu_half(args, tables):
+    from normalize_vs_peers import _busy_cpu_s, wait_idle
+
+    from wideann import data
+
+    variants = cpu_variants()
     # (untimed) every variant delivers the same batches, so that none is timed doing less: the first steps of
     # an epoch and the first of the next, as float32, equal to today's bit for bit
     batch = min(args.batches)
@@ -733,8 +778,18 @@ def cpu_half(args, tables):
                           f"{name}: {gbs:.2f} GB/s, others {others:.2f} cores", flush=True)
                     table.close()
                     del it, table
+    # (untimed) the peak RSS each variant adds, each in a fresh process, over two epochs and a step (at least 20
+    # steps), at the largest batch: its buffers, threads and batches (the table is read with pread, so its pages
+    # stay in the page cache, outside the RSS)
+    batch = max(args.batches)
+    added = {}
+    for dt in args.dtypes:
+        steps = max(20, 2 * -(-data.NpyTable(tables[dt]).n_rows // batch) + 1)
+        for name in variants:
+            added[f"{dt}|{batch}|{name}"] = peak_rss_added(tables[dt], batch, name, steps)
+    print("peak RSS added: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in added.items()), flush=True)
     return {"variants": list(variants), "best_gb_s": {"|".join(map(str, k)): v for k, v in best.items()},
-            "others_cores": {"|".join(map(str, k)): v for k, v in load.items()}}
+            "others_cores": {"|".join(map(str, k)): v for k, v in load.items()}, "peak_rss_added_mib": added}
 
 
 def host_bound_step(ms):
@@ -828,6 +883,13 @@ def cpu_markdown(report):
             cells = [f"{best[f'{dt}|{b}|{n}']:.2f} ({load[f'{dt}|{b}|{n}']:.1f})" for n in names]
             speedup = max(best[f"{dt}|{b}|{n}"] for n in names[1:3]) / best[f"{dt}|{b}|{names[0]}"]
             lines.append(f"| {dt} | {b} | " + " | ".join(cells) + f" | {speedup:.2f}x |")
+    if "peak_rss_added_mib" in report:
+        added, b = report["peak_rss_added_mib"], max(report["batches"])
+        lines += ["", f"Peak RSS each reader adds to a process (MiB), batch {b}, each in a fresh process over two "
+                  "epochs: its buffers, threads and batches (the table is read with pread: its pages stay in the page "
+                  "cache).", "", "| dtype | " + " | ".join(names) + " |", "| --- | " + " | ".join("---:" for _ in names) + " |"]
+        for dt in report["dtypes"]:
+            lines.append(f"| {dt} | " + " | ".join(f"{added[f'{dt}|{b}|{n}']:.0f}" for n in names) + " |")
     if "training_thread" in report:
         lines += ["", training_thread_markdown(report["training_thread"])]
     return "\n".join(lines)
@@ -841,6 +903,9 @@ def at_least_one(text: str) -> int:
 
 
 def main():
+    if sys.argv[1:2] == ["--rss-probe"]:  # (internal) one reader's peak RSS, in a fresh process
+        path, batch, name, steps = sys.argv[2:6]
+        return rss_probe(Path(path), int(batch), name, int(steps))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=20000, help="rows of the generated tables (20,000: 1.03 GB float32)")
     ap.add_argument("--batches", type=int, nargs="+", default=list(BATCHES))
