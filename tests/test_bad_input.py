@@ -655,6 +655,29 @@ def test_a_refusal_for_space_says_what_killed_runs_left(tmp_path, rng, tiny_fs):
     ok("normalize", inp, "-o", tiny_fs / "out.npy")
 
 
+def test_the_leftovers_of_an_output_name_with_a_newline_are_seen(tmp_path, rng, tiny_fs):
+    """The temporaries of ``a<newline>b.npy`` (the Python side's and the engine's), as a ``kill -9`` leaves them:
+    ``TEMP_NAME``'s ``.`` stopped at the newline, so a refusal for space did not name what filled the disk, and
+    ``--resume`` did not remove them."""
+    from wideann import _atomic
+
+    left = _atomic.temp_name(tiny_fs / "a\nb.npy", [])
+    Path(left).write_bytes(b"\0" * 40_000)
+    inp, _ = random_numeric_csv(tmp_path / "in.csv", rng, 300, 30)  # 36 KB as .npy: fits the empty 64 KiB disk
+    msg = assert_failed_cleanly(run_cli("normalize", inp, "-o", tiny_fs / "out.npy"), names=["out.npy"])
+    assert "1 temporary file(s) of interrupted runs take 39.1 KiB there (.a" in msg and "b.npy." in msg, msg
+    # the engine's own temporary (6 random characters), from a make-data killed as it writes
+    p = popen_cli("make-data", "-o", tmp_path / "a\nb.csv", "--rows", "10000000", "--cols", "20", "--threads", "1")
+    try:
+        assert wait_for(lambda: [n for n in os.listdir(tmp_path) if n.startswith(".a\nb.csv.")], 60), p.stderr
+    finally:
+        p.kill()
+        p.wait()
+    engine_left = [n for n in os.listdir(tmp_path) if n.startswith(".a\nb.csv.")]
+    assert len(engine_left) == 1 and _atomic.TEMP_NAME.match(engine_left[0]), engine_left
+    assert not _atomic.TEMP_NAME.match(".a.csv.abcdef.tmp\n")  # (a name that only ends in .tmp and a newline)
+
+
 def test_a_refusal_for_space_does_not_count_kept_copies_as_space_to_free(tmp_path, rng, tiny_fs):
     """A commit keeps each existing output as a hidden hard link until its renames are done; a kill -9 in
     between leaves that link behind. Removing it frees no space (the live file holds the blocks), so the

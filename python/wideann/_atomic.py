@@ -13,10 +13,12 @@ import stat
 from . import interrupts
 
 
-TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,8}\.tmp(\.npy)?$")
+TEMP_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{6,8}\.tmp(\.npy)?\Z", re.DOTALL)
 """The names of the temporary files (and ``predict``'s folder) an output is written under before its rename:
 :func:`temp_name`'s (``.NAME.`` 8 characters ``.tmp``, or ``.tmp.npy``) and the C++ engine's (6 characters).
-Only a ``kill -9`` (or a crash of the machine) leaves one behind."""
+Only a ``kill -9`` (or a crash of the machine) leaves one behind. NAME may hold any character, a newline too
+(``re.DOTALL``: ``.`` alone stops at one, and the leftovers of ``a<newline>b.csv`` went unseen); ``\\Z``, not ``$``,
+which also takes a name that ends in ``.tmp`` and a newline."""
 
 
 _LETTERS = "abcdefghijklmnopqrstuvwxyz0123456789_"  # (as mkstemp's names: 8 of them, 37^8 names)
