@@ -327,6 +327,45 @@ def test_a_closed_standard_stream_does_not_stop_a_command(tmp_path, closed):
     assert (tmp_path / "t.stats.json").is_file()
 
 
+def _without_dev_null(how: str) -> str:
+    """A shell command prefix that runs ``wideann`` where ``/dev/null`` cannot be opened: in a mount namespace
+    whose ``/dev`` is an empty tmpfs (a bare container), or, where mounting is not allowed, with Python's
+    ``os.devnull`` naming a file that is not there (all the program knows of it)."""
+    if how == "no /dev":
+        probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /dev && ! test -e /dev/null"],
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs on /dev in a mount namespace here: {probe.stderr.strip()}")
+        return f"unshare -m sh -c 'mount -t tmpfs tmpfs /dev && exec \"$@\"' - {_wideann()}"
+    code = ("import os, sys; os.devnull = os.path.join(os.getcwd(), 'no', 'null'); sys.argv[0] = 'wideann'; "
+            "from wideann._entry import console; console()")
+    return shlex.join([sys.executable, "-c", code])
+
+
+@pytest.mark.parametrize("how", ["no /dev", "os.devnull not there"])
+def test_a_closed_standard_stream_without_dev_null_stays_closed(tmp_path, how):
+    """A closed standard stream is opened on ``/dev/null``, so that no file takes its number; where there is no
+    ``/dev/null`` (a bare container, a sandbox) the program ended in a traceback before doing anything. Now the
+    stream stays closed and the command runs, saying what it has to say on the streams that are open."""
+    wideann = _without_dev_null(how)
+    _table(tmp_path / "raw.csv")
+    for closed in ("2>&-", "<&- >&- 2>&-", ">&-"):
+        p = _sh(f"{wideann} normalize raw.csv -o t.npy {closed}", tmp_path)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, (closed, p.stderr)
+        assert np.load(tmp_path / "t.npy").shape == (50, 4)
+        assert p.stderr == ("" if "2>&-" in closed else "4 columns -> t.npy (stats: t.stats.json)\n"), p.stderr
+        (tmp_path / "t.npy").unlink()
+    p = _sh(f"{wideann} normalize missing.csv -o t.npy >&-", tmp_path)  # a failure, said on stderr
+    assert p.returncode == 1 and p.stderr == "wideann: error: missing.csv: no such file\n", p.stderr
+    p = _sh(f"{wideann} info raw.csv >&-", tmp_path)
+    assert p.returncode == 1 and "standard output is closed" in p.stderr and "Traceback" not in p.stderr, p.stderr
+    # a stdout whose reader has left (| true): stdout then written nowhere, without /dev/null to do it with
+    ok("make-data", "-o", tmp_path / "wide.csv", "--rows", "3", "--cols", "3000")
+    p = _sh(f"{wideann} info wide.csv | true; echo rc=${{PIPESTATUS[0]}} >&2", tmp_path)
+    assert p.stderr == "rc=141\n", p.stderr
+    assert not (tmp_path / "t.npy").exists() and temp_leftovers(tmp_path) == []
+
+
 def test_info_to_a_closed_stdout_is_an_error(tmp_path):
     """A description written nowhere is not a success (as ``cat file >&-`` fails)."""
     _table(tmp_path / "raw.csv")

@@ -9,6 +9,7 @@ code 130. Here the import is inside the ``try`` that turns it into that line: no
 and the console script's ``import re`` come before any code of this package, and stay as Python makes them.)
 """
 import codecs
+import io
 import os
 import sys
 
@@ -18,7 +19,7 @@ INTERRUPTED = "wideann: interrupted; no output written"
 
 CLOSED_AT_START: dict = {}
 """The standard streams (0, 1, 2) that were closed when the program started (``2>&-``), each then opened on
-``/dev/null`` by :func:`standard_streams`: ``{fd: True}``."""
+``/dev/null`` by :func:`standard_streams` (or, without one, held closed): ``{fd: True}``."""
 
 
 def standard_streams() -> None:
@@ -27,7 +28,9 @@ def standard_streams() -> None:
     A standard stream closed by the caller (``wideann ... 2>&-``, a daemon, a cron job) is opened on
     ``/dev/null``: Python leaves ``sys.stderr`` None then (``.isatty()`` on it ended the command), and the
     next file opened would take its number, so that a message for stderr would be written into an input or
-    an output. Then stdout is made to show what its encoding cannot spell escaped rather than fail
+    an output. Where ``/dev/null`` cannot be opened, the stream stays closed, its number taken
+    (:func:`_hold_closed`): the command still runs, and says what it has to say on the streams that are open.
+    Then stdout is made to show what its encoding cannot spell escaped rather than fail
     (:func:`escape_what_stdout_cannot_encode`)."""
     for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
         try:
@@ -36,13 +39,66 @@ def standard_streams() -> None:
         except OSError:
             pass
         CLOSED_AT_START[fd] = True
-        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            null = os.open(os.devnull, os.O_RDWR)
+        except OSError:  # no /dev/null (a bare container, a sandbox): the stream stays closed, its number taken
+            _hold_closed(fd, name)
+            continue
         if null != fd:
             os.dup2(null, fd)
             os.close(null)
         if getattr(sys, name) is None:
             setattr(sys, name, open(fd, mode, closefd=False, errors="backslashreplace" if fd else "strict"))
     escape_what_stdout_cannot_encode()
+
+
+def write_nowhere(fd: int, name: str) -> None:
+    """From now on what is written to the standard stream ``fd`` (``sys.<name>``) goes nowhere: it is opened on
+    ``/dev/null`` (a stdout whose reader has left, ``| head -1``: no second error as Python flushes it at the
+    end), or, without one, held closed and ``sys.<name>`` made :class:`_Closed`."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        _hold_closed(fd, name, replace=True)
+        return
+    os.dup2(null, fd)
+    os.close(null)
+
+
+def _hold_closed(fd: int, name: str, replace: bool = False) -> None:
+    """A closed standard stream ``fd`` that could not be opened on ``/dev/null``: its number is taken by a
+    descriptor that reads and writes nothing (``O_PATH`` on ``/``: EBADF, as the closed stream), so that no file
+    opened later takes it, and ``sys.<name>``, if None (or with ``replace``), becomes :class:`_Closed` (what is
+    written there goes nowhere). Where not even that can be opened, the descriptor is left as it was."""
+    try:
+        held = os.open("/", getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY)
+    except OSError:
+        held = None
+    if held is not None and held != fd:
+        os.dup2(held, fd)
+        os.close(held)
+    if replace or getattr(sys, name) is None:
+        setattr(sys, name, _Closed())
+
+
+class _Closed(io.TextIOBase):
+    """A standard stream that was closed and stays closed: written to, it takes the text and keeps none (as
+    ``/dev/null``); read, it is at its end; not a terminal."""
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def read(self, size=-1) -> str:
+        return ""
+
+    def readline(self, size=-1) -> str:
+        return ""
+
+    def write(self, text: str) -> int:
+        return len(text)
 
 
 def escape_what_stdout_cannot_encode() -> None:

@@ -400,7 +400,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         return interrupted()
     except BrokenPipeError:  # (`wideann info t.npy | head -1`: the reader has all it wanted)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error as Python flushes)
+        _entry.write_nowhere(1, "stdout")  # (no second error as Python flushes)
         return 141  # as a program ended by SIGPIPE
     except (DataError, OSError, ValueError) as e:
         _say(f"wideann: error: {_one_line(e)}")
