@@ -55,6 +55,16 @@ std::string cut_name(const std::string& base, size_t keep) {
   return base.substr(0, keep);
 }
 
+// An existing file at `path` that may not be written is refused, as a plain open() refuses it: renamed over,
+// its write protection would be lost without a word. On a read-only file system (EROFS: no permission helps,
+// and the rename would fail too) the message says that, as the system does.
+void refuse_a_write_protected_file(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || ::access(path.c_str(), W_OK) == 0) return;
+  if (errno == EROFS) throw DataError(path + ": cannot replace it: it is on a read-only file system");
+  throw DataError(path + ": cannot replace it: it is write-protected (make it writable, or remove it)");
+}
+
 }  // namespace
 
 OutputFile::OutputFile(const std::string& path, const std::string& temporary)
@@ -78,10 +88,7 @@ OutputFile::OutputFile(const std::string& path, const std::string& temporary)
   if (base.size() > longest)  // now, not after the work: the final rename would fail
     throw DataError(path + ": file name too long (" + std::to_string(base.size()) + " bytes; this folder takes " +
                     std::to_string(longest) + " at most)");
-  // An existing file that may not be written is refused, as a plain open() refuses it: renamed over, its
-  // write protection would be lost without a word.
-  if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), W_OK) != 0)
-    throw DataError(path + ": cannot replace it: it is write-protected (make it writable, or remove it)");
+  refuse_a_write_protected_file(path);
   // ".<base>.XXXXXX.tmp", the base cut so that the name fits the folder (a 250-byte output name is fine).
   // Made with O_EXCL and mode 0666, so that the umask of this moment applies, as to a plain open() (mkstemp
   // makes 0600, and reading the umask means setting it: a moment in which another thread's files get 0666).

@@ -307,3 +307,11 @@ def mounted_tmpfs(tmp_path, size: str, name: str = "tinyfs"):
 def tiny_fs(tmp_path):
     """A 64 KiB tmpfs (a full disk on demand); skipped where mounting is not allowed."""
     yield from mounted_tmpfs(tmp_path, "64k")
+
+
+def remount_read_only(mnt) -> None:
+    """Make the tmpfs ``mnt`` (:func:`mounted_tmpfs`'s) read-only, as a read-only mount is: nothing may be
+    written there, by the superuser neither (EROFS); the test is skipped where remounting is not allowed."""
+    r = subprocess.run(["mount", "-o", "remount,ro", os.fspath(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot remount a tmpfs read-only here: {r.stderr.strip()}")

@@ -7,6 +7,7 @@ test that needs a write-protected file to be refused drops the superuser's right
 """
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import shutil
@@ -18,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import WIDEANN, assert_failed_cleanly, cli_env, ok, run_cli, temp_leftovers, write_csv
+from conftest import (WIDEANN, assert_failed_cleanly, cli_env, mounted_tmpfs, ok, remount_read_only, run_cli,
+                      temp_leftovers, write_csv)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -311,6 +313,62 @@ def test_one_folder_by_two_names_does_not_hang_the_commit(tmp_path):
     p = run_cli("normalize", "raw.csv", "-o", "lnk/t.npy", "--stats-out", "real/t.json", cwd=tmp_path, timeout=60)
     assert p.returncode == 0, p.stderr
     assert sorted(os.listdir(tmp_path / "real")) == ["t.json", "t.npy"]
+
+
+# ---- a read-only file system -----------------------------------------------------------------------------
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A 2 MiB tmpfs of its own, to remount read-only; skipped where mounting is not allowed."""
+    yield from mounted_tmpfs(tmp_path, "2m", "rofs")
+
+
+def test_a_read_only_file_system_is_said_as_such(small_fs):
+    """An output on a read-only mount (EROFS) was refused as "permission denied", which no chmod mends; the
+    system says "read-only file system", and so does every check that refuses one now."""
+    ro = small_fs
+    _table(ro / "raw.csv")
+    ok("normalize", ro / "raw.csv", "-o", ro / "t.npy")
+    (ro / "run").mkdir()
+    before = {p.name: p.read_bytes() for p in ro.iterdir() if p.is_file()}
+    remount_read_only(ro)
+    for args, out in ((["make-data", "--rows", "5", "--cols", "6"], "new.csv"),
+                      (["make-data", "--rows", "5", "--cols", "6"], "raw.csv"),
+                      (["normalize", ro / "raw.csv"], "u.npy"),
+                      (["stats", ro / "raw.csv"], "s.json"),
+                      (["denormalize", ro / "t.npy", "--stats", ro / "t.stats.json"], "back.csv"),
+                      (["merge-stats", ro / "t.stats.json", ro / "t.stats.json"], "m.json")):
+        p = run_cli(*args, "-o", ro / out)
+        msg = assert_failed_cleanly(p, names=[out])
+        assert f"cannot write in its folder {ro} (read-only file system)" in msg, msg
+    assert {p.name: p.read_bytes() for p in ro.iterdir() if p.is_file()} == before
+
+    from wideann import _atomic, _native
+    from wideann.course.results import refuse_a_run_folder_that_may_not_be_written
+
+    with pytest.raises(_native.DataError, match="raw.csv: cannot replace it: it is on a read-only file system"):
+        _native.make_data(os.fsencode(ro / "raw.csv"), 5, 6, 0, 1.0, 1, _native.Progress())  # the engine's own check
+    with pytest.raises(OSError) as e:
+        _atomic.refuse_a_write_protected_file(ro / "raw.csv")
+    assert e.value.errno == errno.EROFS and e.value.strerror == "cannot replace it: it is on a read-only file system"
+    with pytest.raises(OSError) as e:
+        refuse_a_run_folder_that_may_not_be_written(ro / "run")
+    assert e.value.errno == errno.EROFS and e.value.filename == os.fspath(ro / "run")
+    assert e.value.strerror == "cannot write in this folder of the run (read-only file system): give another --output-dir"
+
+
+def test_a_commit_onto_a_file_system_made_read_only_says_so(small_fs):
+    """A file system remounted read-only while a run wrote its temporary: the commit's own check says so."""
+    from wideann import _atomic
+
+    (small_fs / "out.json").write_text("old")
+    tmp = _atomic.temp_name(small_fs / "out.json", [])
+    Path(tmp).write_text("new")
+    remount_read_only(small_fs)
+    with pytest.raises(OSError) as e:
+        _atomic.commit_together([(tmp, small_fs / "out.json")])
+    assert e.value.errno == errno.EROFS and e.value.filename == os.fspath(small_fs / "out.json"), e.value
+    assert "read-only file system" in e.value.strerror and (small_fs / "out.json").read_text() == "old"
 
 
 # ---- standard streams -----------------------------------------------------------------------------------

@@ -50,17 +50,38 @@ def refuse_a_name_too_long(path) -> None:
                                           "most)", path)
 
 
+def on_a_read_only_file_system(path) -> bool:
+    """Whether ``path`` (a file or a folder that is there) lies on a file system mounted read-only, where
+    nothing may be written whatever the permissions (EROFS, the superuser's writes too)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def why_not_writable(path) -> tuple[int, str]:
+    """Why ``path``, which ``os.access`` says may not be written, may not: ``(errno.EROFS, "read-only file
+    system")`` on a read-only mount (no permission helps there), else ``(errno.EACCES, "permission denied")``,
+    for an ``OSError`` naming it."""
+    if on_a_read_only_file_system(path):
+        return errno.EROFS, "read-only file system"
+    return errno.EACCES, "permission denied"
+
+
 def refuse_a_write_protected_file(path) -> None:
     """Raise ``PermissionError`` naming ``path`` when a file is there that may not be written: a plain ``open()``
-    refuses to write it, and renamed over, its write protection would be lost without a word. (Nothing there,
-    a link -- replaced, not written through -- or a file that may be written: nothing is raised. As for
-    ``open()``, the superuser may write any file.)"""
+    refuses to write it, and renamed over, its write protection would be lost without a word. On a read-only
+    file system (which refuses the rename too) ``OSError`` EROFS, saying so. (Nothing there, a link -- replaced,
+    not written through -- or a file that may be written: nothing is raised. As for ``open()``, the superuser
+    may write any file.)"""
     path = os.fspath(path)
     try:
         mode = os.lstat(path).st_mode
     except (OSError, ValueError):
         return
     if stat.S_ISREG(mode) and not os.access(path, os.W_OK):
+        if on_a_read_only_file_system(path):
+            raise OSError(errno.EROFS, "cannot replace it: it is on a read-only file system", path)
         raise PermissionError(errno.EACCES, "cannot replace it: it is write-protected (make it writable, or remove "
                                             "it)", path)
 

@@ -6,7 +6,6 @@ within milliseconds and removes its temporary output, so nothing is left at the 
 """
 from __future__ import annotations
 
-import errno
 import functools
 import math
 import os
@@ -16,7 +15,8 @@ from typing import Sequence, Union
 
 from . import _native
 from ._atomic import (WRITTEN, commit_together, folder_of, kind_of, output_over_an_input, refuse_a_name_too_long,
-                      refuse_a_write_protected_file, refuse_what_is_not_a_file, remove_listed, temp_name)
+                      refuse_a_write_protected_file, refuse_what_is_not_a_file, remove_listed, temp_name,
+                      why_not_writable)
 from .diskspace import human_bytes, require_free
 from .stats import Stats
 
@@ -72,8 +72,8 @@ def _check_output_folder(output: str) -> None:
     if not os.path.isdir(out_dir):
         raise DataError(f"{output}: output folder {os.path.normpath(out_dir)} does not exist")
     if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, f"cannot write in its folder {os.path.normpath(out_dir)} (permission "
-                                            "denied)", output)
+        code, why = why_not_writable(out_dir)
+        raise OSError(code, f"cannot write in its folder {os.path.normpath(out_dir)} ({why})", output)
     refuse_a_name_too_long(output)
     refuse_what_is_not_a_file(output)
     refuse_a_write_protected_file(output)

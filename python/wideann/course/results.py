@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, refuse_a_write_protected_file, remove_listed, temp_name, what_is_not_a_file
+from .._atomic import (atomic_path, refuse_a_write_protected_file, remove_listed, temp_name, what_is_not_a_file,
+                       why_not_writable)
 from ..diskspace import NotEnoughSpace, human_bytes, require_free
 from ..engine import denormalize
 from ..modelcard import CARD_NAME, STATS_NAME
@@ -48,8 +49,10 @@ def refuse_a_run_folder_that_may_not_be_written(out_dir, args=None) -> None:
     folders = [out_dir] + ([out_dir / "checkpoints"] if getattr(args, "checkpoint_every", None) else [])
     for folder in folders:
         if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, "cannot write in this folder of the run (permission denied): make "
-                                                "it writable, or give another --output-dir", os.fspath(folder))
+            code, why = why_not_writable(folder)
+            fix = "make it writable, or give" if code == errno.EACCES else "give"
+            raise OSError(code, f"cannot write in this folder of the run ({why}): {fix} another --output-dir",
+                          os.fspath(folder))
     for name in WRITTEN_AT_THE_END:
         wrong = what_is_not_a_file(out_dir / name)
         if wrong:
