@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <random>
 #include <stdexcept>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #ifdef __linux__
@@ -65,6 +66,27 @@ void refuse_a_write_protected_file(const std::string& path) {
   throw DataError(path + ": cannot replace it: it is write-protected (make it writable, or remove it)");
 }
 
+// An exclusive flock on a folder, held while it lives: the lock _atomic.folders_locked takes for Python's
+// commits, so that this rename and theirs into the same folder do not interleave (and a file write-protected
+// under their lock is seen so here). Nothing is created; a folder that cannot be opened (mode -wx), or a file
+// system without flock, goes unlocked, as on the Python side.
+class FolderLock {
+ public:
+  explicit FolderLock(const std::string& dir) : fd_(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+    if (fd_ < 0) return;
+    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    }
+  }
+  ~FolderLock() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  FolderLock(const FolderLock&) = delete;
+  FolderLock& operator=(const FolderLock&) = delete;
+
+ private:
+  int fd_;
+};
+
 }  // namespace
 
 OutputFile::OutputFile(const std::string& path, const std::string& temporary)
@@ -81,6 +103,7 @@ OutputFile::OutputFile(const std::string& path, const std::string& temporary)
     dir = slash == 0 ? "/" : path.substr(0, slash);
     base = path.substr(slash + 1);
   }
+  dir_ = dir;
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     throw DataError(path + ": output folder " + dir + " does not exist");
@@ -146,6 +169,10 @@ void OutputFile::commit() {
     committed_ = true;
     return;
   }
+  // The checks of the start made again, under the folder's lock, right before the rename: a file made
+  // write-protected while this ran (or by a Python commit that held the lock) is not renamed over.
+  FolderLock lock(dir_);
+  refuse_a_write_protected_file(path_);
   // A file already at the path keeps its mode (and, where allowed, its owner and group), as a plain open() that
   // truncates it would: a private (0600) file rewritten is not made readable by others.
   struct stat st;

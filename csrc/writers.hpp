@@ -26,11 +26,13 @@ class OutputFile {
 
   void write(const char* data, size_t n);
   void write_at(uint64_t offset, const char* data, size_t n);
-  void commit();  // close, then rename to the final path
+  // Close, then rename to the final path: under the lock the Python side takes on the folder (flock; see
+  // _atomic.folders_locked), the write protection of a file there checked again first.
+  void commit();
   const std::string& path() const { return path_; }
 
  private:
-  std::string path_, tmp_;
+  std::string path_, tmp_, dir_;
   int fd_ = -1;
   bool committed_ = false;
   bool caller_commits_ = false;

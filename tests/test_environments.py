@@ -8,19 +8,21 @@ test that needs a write-protected file to be refused drops the superuser's right
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shlex
 import shutil
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from conftest import (WIDEANN, assert_failed_cleanly, cli_env, mounted_tmpfs, ok, remount_read_only, run_cli,
-                      temp_leftovers, write_csv)
+                      temp_leftovers, wait_for, write_csv)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -236,6 +238,36 @@ def test_a_write_protected_output_is_refused_as_open_refuses_it(tmp_path, args, 
     assert stat.S_IMODE(os.stat(tmp_path / protected).st_mode) == 0o444
     others = {"out.npy", "out.stats.json", "out.csv", "out.json"} - {protected}
     assert not any((tmp_path / o).exists() for o in others)
+
+
+@pytest.mark.parametrize("args", [["make-data", "-o", "out.csv", "--rows", "50", "--cols", "6"],
+                                  ["denormalize", "t.npy", "-o", "out.csv", "--stats", "t.stats.json"]])
+def test_a_file_write_protected_while_the_engine_writes_is_not_renamed_over(tmp_path, args):
+    """The engine's own commit (make-data, denormalize) checked for a write-protected file only as it began, and
+    took no lock: a file made read-only while it ran was renamed over. It now takes the folder's lock, which
+    Python's commits take (held here, as one of them would hold it), and checks again right before its rename."""
+    _table(tmp_path / "raw.csv")
+    ok("normalize", "raw.csv", "-o", "t.npy", cwd=tmp_path)
+    out = tmp_path / "out.csv"
+    out.write_bytes(b"keep me\n")
+    cmd = _without_the_superusers_rights(WIDEANN + args)
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=cli_env())
+        # its temporary made (the check of its start passed); its few rows written, it waits for the lock
+        assert wait_for(lambda: temp_leftovers(tmp_path) or p.poll() is not None, 60)
+        time.sleep(0.5)
+        assert p.poll() is None and out.read_bytes() == b"keep me\n", "renamed into place under another's lock"
+        os.chmod(out, 0o444)
+    finally:
+        os.close(folder)
+    stdout, stderr = p.communicate(timeout=60)
+    msg = assert_failed_cleanly(subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr), names=["out.csv"],
+                                folder=tmp_path)
+    assert "cannot replace it: it is write-protected" in msg, msg
+    assert out.read_bytes() == b"keep me\n" and stat.S_IMODE(out.stat().st_mode) == 0o444
 
 
 @pytest.mark.parametrize("args", [

@@ -189,7 +189,8 @@ def atomic_path(path):
 def folders_locked(paths):
     """Hold an exclusive lock (``flock``) on the folder of each path, in a fixed order (no deadlock
     between two holders). Commits that take it cannot interleave: two runs writing the same outputs
-    rename them one pair after the other. Nothing is created: the lock is on the folder itself, and
+    rename them one pair after the other. The engine's own commit (``OutputFile::commit`` in C++: make-data,
+    denormalize) takes the same lock on its folder. Nothing is created: the lock is on the folder itself, and
     closing it releases it (also when the process dies). On a file system without ``flock`` the
     renames go ahead unlocked."""
     fds, seen = [], set()
