@@ -64,6 +64,10 @@ BatchBuffers batch_buffers(const BatchReader& r, size_t n, py::buffer& x, py::bu
 
 }  // namespace
 
+// The digest of the sources this engine is built from (source_digest.cpp, written by CMakeLists.txt at build time).
+extern const char wideann_source_digest[];
+extern const char wideann_source_manifest[];
+
 PYBIND11_MODULE(_native, m) {
   m.doc() = "wideann's C++ engine: streaming CSV statistics, min-max normalization and its inverse";
 
@@ -233,6 +237,11 @@ PYBIND11_MODULE(_native, m) {
            },
            "Drops the batches not started and waits for the one being read")
       .def_property_readonly("queued", [](const PyReadAhead& a) { return a.impl.queued(); });
+
+  // SHA-256 of SOURCE_MANIFEST, `sha256sum`'s lines for csrc/*.cpp, csrc/*.hpp and CMakeLists.txt as built: an
+  // editable install's import compares it with the files on disk (wideann/_native_checked.py)
+  m.attr("SOURCE_DIGEST") = py::str(wideann_source_digest);
+  m.attr("SOURCE_MANIFEST") = py::str(wideann_source_manifest);
 
 #ifdef WIDEANN_SANITIZED
   m.attr("sanitized") = true;  // built with -DWIDEANN_SANITIZE=ON (tests/fuzz/sanitized.py)

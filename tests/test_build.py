@@ -1,4 +1,5 @@
-"""The build: a reused build folder (pyproject's ``build-dir``) rebuilds every source whose content changed.
+"""The build: a reused build folder (pyproject's ``build-dir``) rebuilds every source whose content changed, and
+an editable install's engine is refused at import when csrc/ changed since it was built.
 
 Configures the project's CMakeLists.txt with CMake and Ninja as ``pip install .`` does (into a build folder of
 its own), and has Ninja build an object again. Skipped where CMake, Ninja or pybind11 (the build's own
@@ -6,7 +7,9 @@ requirements, which ``pip install`` fetches into an isolated environment) are no
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,3 +60,110 @@ def test_a_source_put_in_place_with_an_older_time_is_rebuilt(tmp_path):
     os.utime(header, ns=(old.st_atime_ns - 10**12, old.st_mtime_ns - 10**12))
     assert rebuilt(), "a header whose content changed, put in place with an older time, was not rebuilt"
     assert not rebuilt(), "nothing changed since, yet it was rebuilt"
+
+
+# ---- an editable install's engine against the sources beside it ----------------------------------------------
+# `pip install -e .` does not rebuild the engine when csrc/ changes: the build records what it compiled
+# (_native.SOURCE_MANIFEST, written by CMakeLists.txt's script mode) and wideann/_native_checked.py compares it
+# with the files of the checkout the package runs from.
+
+def _checkout(tmp_path: Path, name: str = "checkout") -> Path:
+    """A copy of what the engine is built from: csrc/ and CMakeLists.txt."""
+    root = tmp_path / name
+    shutil.copytree(ROOT / "csrc", root / "csrc")
+    shutil.copy(ROOT / "CMakeLists.txt", root)
+    return root
+
+
+def test_cmake_records_the_sources_as_the_import_check_reads_them(tmp_path):
+    """The two sides of the check, CMake's list and Python's, agree; the file is rewritten only when a source
+    changed (so an unchanged tree compiles nothing), and a changed or new source changes it."""
+    from wideann._native_checked import manifest
+
+    cmake = shutil.which("cmake")
+    if not cmake:
+        pytest.skip("needs cmake (pip install cmake)")
+    root, out = _checkout(tmp_path), tmp_path / "source_digest.cpp"
+
+    def recorded() -> str:
+        subprocess.run([cmake, f"-DWIDEANN_ROOT={root}", f"-DWIDEANN_DIGEST_OUT={out}", "-P", root / "CMakeLists.txt"],
+                       check=True, capture_output=True)
+        text = out.read_text()
+        listed = text.split('R"wideann(', 1)[1].split(')wideann"', 1)[0]
+        digest = text.split('wideann_source_digest[] = "', 1)[1].split('"', 1)[0]
+        assert digest == hashlib.sha256(listed.encode()).hexdigest()
+        return listed
+
+    assert recorded() == manifest(root)
+    assert "csrc/half.hpp" in manifest(root) and "CMakeLists.txt" in manifest(root)
+    written = out.stat().st_mtime_ns
+    os.utime(out, ns=(written - 10**9, written - 10**9))
+    assert recorded() == manifest(root) and out.stat().st_mtime_ns == written - 10**9, "rewritten, nothing changed"
+    (root / "csrc" / "half.cpp").write_text((root / "csrc" / "half.cpp").read_text() + "\n// changed\n")
+    (root / "csrc" / "extra.hpp").write_text("#pragma once\n")
+    (root / "csrc" / ".#half.cpp").symlink_to("an editor's lock, a dangling link")
+    assert recorded() == manifest(root) and "csrc/extra.hpp" in manifest(root)
+
+
+def test_an_unchanged_checkout_passes_and_a_changed_source_is_named(tmp_path):
+    from wideann._native_checked import StaleEngineError, _native, check, source_root
+
+    root = _checkout(tmp_path)
+    check(_native, root)  # this checkout's engine, built from these files
+    (root / "csrc" / ".#half.cpp").symlink_to("an editor's lock, a dangling link")
+    (root / "csrc" / "half.cpp~").write_text("an editor's backup\n")
+    check(_native, root)
+    half = root / "csrc" / "half.hpp"
+    half.write_text(half.read_text() + "\n// changed\n")
+    (root / "csrc" / "new.cpp").write_text("// new\n")
+    with pytest.raises(StaleEngineError) as e:
+        check(_native, root)
+    said = str(e.value)
+    assert "\n" not in said and "csrc/half.hpp, csrc/new.cpp changed" in said and "`pip install -e .` in" in said
+    with pytest.raises(StaleEngineError, match="built before it recorded its sources"):
+        check(object(), root)  # an engine built before the check existed
+    assert source_root(root / "python" / "wideann") == str(root)
+    assert source_root(tmp_path / "lib" / "python3" / "site-packages" / "wideann") is None  # a wheel's
+
+
+def _package_at(folder: Path) -> Path:
+    """The package's Python files and the engine Python imports now, copied to ``folder``/wideann."""
+    from wideann._native_checked import _native
+
+    shutil.copytree(ROOT / "python" / "wideann", folder / "wideann", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(_native.__file__, folder / "wideann")
+    return folder
+
+
+# The program run from ``folder``: the editable install's import hook (scikit-build-core's, first on sys.meta_path)
+# taken out, so that ``wideann`` is the copy there.
+_FROM = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__name__.startswith('ScikitBuild')]; "
+         "sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = 'wideann'; from wideann._entry import console; console()")
+
+
+def test_the_program_of_a_stale_checkout_says_how_to_rebuild_in_one_line(tmp_path):
+    root = _checkout(tmp_path)
+    python = _package_at(root / "python")
+    env = {k: v for k, v in os.environ.items() if k != "WIDEANN_ALLOW_STALE_ENGINE"}
+
+    def program(folder, *args, **extra):
+        return subprocess.run([sys.executable, "-c", _FROM, folder, *args], capture_output=True, text=True,
+                              env={**env, **extra})
+
+    assert program(python, "--version").returncode == 0
+    (root / "csrc" / "tokenizer.cpp").write_text("// changed\n")
+    done = program(python, "--version")
+    assert done.returncode == 1 and done.stdout == ""
+    assert done.stderr.startswith("wideann: error: the C++ engine ") and done.stderr.count("\n") == 1
+    assert "(csrc/tokenizer.cpp changed since): rebuild it with `pip install -e .` in " in done.stderr
+    assert program(python, "--version", WIDEANN_ALLOW_STALE_ENGINE="1").returncode == 0
+    # installed (a wheel): no sources beside the package, nothing to compare with
+    assert program(_package_at(tmp_path / "site-packages"), "--version").returncode == 0
+
+
+def test_the_engine_is_imported_through_the_check():
+    """A module that imported wideann._native directly would run whatever engine was built last."""
+    direct = re.compile(r"^\s*(from\s+(\.+|wideann)\s+import\s+_native\b|import\s+wideann\._native\b)", re.M)
+    found = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "python" / "wideann").rglob("*.py"))
+             if p.name != "_native_checked.py" and direct.search(p.read_text())]
+    assert found == []

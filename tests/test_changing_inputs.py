@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import wideann
-from wideann import _native
+from wideann._native_checked import _native
 from conftest import assert_failed_cleanly, popen_cli, temp_leftovers, wait_for, write_csv
 
 

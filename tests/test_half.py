@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from wideann import _native
+from wideann._native_checked import _native
 from conftest import assert_failed_cleanly, cli_env, default_names, ok, read_csv_table, run_cli, stats_file
 
 

@@ -134,6 +134,11 @@ def console() -> None:
         from .cli import console as the_command_line
 
         the_command_line()
+    except ImportError as e:  # (the engine of a source checkout, not rebuilt since csrc/ changed: one line, as any
+        if type(e).__name__ != "StaleEngineError":  # failure; the class is not imported here, to import nothing)
+            raise
+        print(f"wideann: error: {e}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:  # (one that main() did not turn into its line: before it began, as it is imported, or
         cli = sys.modules.get(f"{__package__}.cli")  # in the instant its handler began, as the interrupt came twice)
         if getattr(cli, "_RUNNING", None) is not None:  # main() began: its output may be complete

@@ -13,7 +13,7 @@ import sys
 import threading
 from typing import Sequence, Union
 
-from . import _native
+from ._native_checked import _native
 from ._atomic import (WRITTEN, commit_together, folder_of, kind_of, output_over_an_input, refuse_a_name_too_long,
                       refuse_a_write_protected_file, refuse_what_is_not_a_file, remove_listed, temp_name,
                       why_not_writable)

@@ -8,7 +8,7 @@ import re
 
 import numpy as np
 
-from . import _native
+from ._native_checked import _native
 from ._atomic import kind_of
 from .diskspace import human_bytes
 from .engine import lone_cr_said

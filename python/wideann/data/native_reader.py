@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from .. import _native
+from .._native_checked import _native
 
 
 def default_threads() -> int:

@@ -1,0 +1,84 @@
+"""The C++ engine, ``wideann._native``, as the package imports it: in a source checkout, first compared with csrc/.
+
+An editable install (``pip install -e .``) builds the engine once: editing csrc/ afterwards changes nothing in
+the module Python imports until the next ``pip install -e .``, and the tests, the command line and the lessons
+ran the old engine without a word. The build records the SHA-256 of each file it compiles (CMakeLists.txt's
+script mode: ``_native.SOURCE_MANIFEST``, ``sha256sum``'s lines for csrc/*.cpp, csrc/*.hpp and CMakeLists.txt,
+sorted by path; ``_native.SOURCE_DIGEST``, the SHA-256 of that list). When the package runs from a source
+checkout -- csrc/ and CMakeLists.txt two folders above this file, beside python/, as an editable install runs
+it -- the same list is made from the files on disk, and if it differs the import fails with
+:class:`StaleEngineError`: one line naming the changed files and the command that rebuilds. An engine that
+records nothing was built before this check existed, and is as stale.
+
+An installed wheel has no csrc/ beside it (its sources are not there to compare with) and is not checked.
+``WIDEANN_ALLOW_STALE_ENGINE=1`` skips the check, for the rare deliberate use of an engine known to be older
+(bisecting a Python-only change). The check reads and hashes about 150 kB: about half a millisecond.
+
+Import ``_native`` from here (``from ._native_checked import _native``), never directly: a module that imports it
+directly would run whatever engine was built last.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+
+from . import _native
+
+ALLOW_STALE = "WIDEANN_ALLOW_STALE_ENGINE"
+
+
+class StaleEngineError(ImportError):
+    """The engine was built from other sources than those in the checkout it runs from."""
+
+
+def source_root(package_dir: str) -> str | None:
+    """The source checkout the package at ``package_dir`` runs from (``<root>/python/wideann``), or None when it
+    is installed (a wheel: ``site-packages/wideann``)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(package_dir)))
+    if os.path.isdir(os.path.join(root, "csrc")) and os.path.isfile(os.path.join(root, "CMakeLists.txt")):
+        return root
+    return None
+
+
+def manifest(root: str) -> str:
+    """``sha256sum``'s lines for the files the engine is built from, as CMakeLists.txt writes them: csrc/*.cpp,
+    csrc/*.hpp (not an editor's hidden files) and CMakeLists.txt, sorted by path."""
+    names = [f"csrc/{n}" for n in os.listdir(os.path.join(root, "csrc"))
+             if n.endswith((".cpp", ".hpp")) and not n.startswith(".")]
+    lines = []
+    for rel in sorted(names + ["CMakeLists.txt"]):
+        try:
+            with open(os.path.join(root, rel), "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+        except OSError:  # (a dangling link: the build fails on it too)
+            digest = "unreadable"
+        lines.append(f"{digest}  {rel}\n")
+    return "".join(lines)
+
+
+def _files(listed: str) -> dict:
+    return {path: digest for digest, _, path in (line.partition("  ") for line in listed.splitlines())}
+
+
+def check(native, root: str) -> None:
+    """Raise :class:`StaleEngineError` when ``native`` was not built from the files in the checkout ``root``."""
+    built = getattr(native, "SOURCE_MANIFEST", None)
+    on_disk = manifest(root)
+    if built == on_disk:
+        return
+    where = getattr(native, "__file__", "wideann._native")
+    if built is None:
+        what = "was built before it recorded its sources"
+    else:
+        was, now = _files(built), _files(on_disk)
+        changed = sorted(p for p in was.keys() | now.keys() if was.get(p) != now.get(p))
+        named = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        what = f"was built from other sources than those in {root} ({named} changed since)"
+    raise StaleEngineError(f"the C++ engine {where} {what}: rebuild it with `pip install -e .` in {root} "
+                           f"(or set {ALLOW_STALE}=1 to use it anyway)")
+
+
+if os.environ.get(ALLOW_STALE) != "1":
+    _root = source_root(os.path.dirname(__file__))
+    if _root is not None:
+        check(_native, _root)
