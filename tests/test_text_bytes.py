@@ -153,3 +153,93 @@ def test_stats_column_name_that_is_not_valid_text(tmp_path):
     p = run_cli("normalize", inp, "-o", tmp_path / "o.npy", "--stats", tmp_path / "s.json")
     msg = assert_failed_cleanly(p, leftovers=[tmp_path / "o.npy"], names=["s.json"])
     assert "column 2" in msg, msg
+
+
+# ---- a source's name that is not UTF-8, in a stats file -------------------------------------------------------
+
+def _strings(v):
+    """Every string of a parsed JSON value."""
+    if isinstance(v, str):
+        yield v
+    elif isinstance(v, list):
+        for x in v:
+            yield from _strings(x)
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            yield k
+            yield from _strings(x)
+
+
+def test_a_source_whose_name_is_not_utf8_is_kept_exactly_in_valid_utf8_json(tmp_path):
+    """Python's json wrote the name's byte as a lone surrogate (\\udcff), which other readers (jq) take as
+    U+FFFD: the path was lost. Now ``sources`` shows it as ``\\xff`` and ``source_bytes`` holds it exactly."""
+    folder = os.fsencode(tmp_path)
+    inp, other = folder + b"/in\xff%.csv", tmp_path / "b.csv"
+    with open(inp, "wb") as f:
+        f.write(HEADER + GOOD)
+    _write(other, HEADER + b"0,0,0\n")
+    for args in (["normalize", os.fsdecode(inp), other, "-o", tmp_path / "t.npy"],
+                 ["stats", os.fsdecode(inp), other, "-o", tmp_path / "t.stats.json"]):
+        ok(*args)
+        raw = (tmp_path / "t.stats.json").read_bytes()
+        d = json.loads(raw.decode("utf-8"))
+        assert not any(0xD800 <= ord(c) <= 0xDFFF for s in _strings(d) for c in s), raw  # no lone surrogate
+        assert d["sources"] == [f"{tmp_path}/in\\xff%.csv", str(other)]
+        assert d["source_bytes"] == [f"{tmp_path}/in%FF%25.csv", None]
+        st = wideann.Stats.load(tmp_path / "t.stats.json")
+        assert st.sources == [os.fsdecode(inp), str(other)] and os.path.exists(st.sources[0])
+    # a file of names that are all text is as it was: no source_bytes
+    ok("stats", other, "-o", tmp_path / "b.stats.json")
+    assert "source_bytes" not in json.loads((tmp_path / "b.stats.json").read_text())
+    # merge-stats keeps them, and sees the same file named by two stats files
+    ok("stats", os.fsdecode(inp), "-o", tmp_path / "a.stats.json")
+    p = ok("merge-stats", tmp_path / "a.stats.json", tmp_path / "t.stats.json", "-o", tmp_path / "m.json")
+    assert "both name the source" in p.stderr and "in\\xff%.csv" in p.stderr, p.stderr
+    assert wideann.Stats.load(tmp_path / "m.json").sources == [os.fsdecode(inp), os.fsdecode(inp), str(other)]
+    assert json.loads((tmp_path / "m.json").read_text())["source_bytes"][2] is None
+    assert "sources: " + f"{tmp_path}/in\\xff%.csv" in ok("info", tmp_path / "m.json").stdout
+
+
+def test_stats_files_written_before_with_a_surrogate_are_read_as_they_were(tmp_path):
+    d = {"format": "wideann-stats", "version": 1, "columns": ["a", "y"], "min": [0, 0], "max": [1, 1],
+         "n_rows": 2, "sources": ["/data/in\udcff.csv", "/data/b.csv"]}
+    (tmp_path / "old.json").write_text(json.dumps(d))  # (as json.dumps wrote it: "\udcff")
+    st = wideann.Stats.load(tmp_path / "old.json")
+    assert st.sources == ["/data/in\udcff.csv", "/data/b.csv"] and os.fsencode(st.sources[0]) == b"/data/in\xff.csv"
+    st.save(tmp_path / "new.json")
+    assert json.loads((tmp_path / "new.json").read_bytes().decode("utf-8"))["source_bytes"] == ["/data/in%FF.csv",
+                                                                                                 None]
+    assert wideann.Stats.load(tmp_path / "new.json").sources == st.sources
+
+
+@pytest.mark.parametrize("edit, said", [
+    ({"source_bytes": ["/data/other%FF.csv", None]}, '"source_bytes"[0] "/data/other%FF.csv" is not the name of '
+                                                     '"sources"[0]'),
+    ({"sources": ["/data/moved\\xff.csv", "/data/b.csv"]}, '"source_bytes"[0]'),  # edited, not the bytes
+    ({"source_bytes": ["/data/in%FF.csv"]}, '"source_bytes" has 1 entries, "sources" 2'),
+    ({"source_bytes": "/data/in%FF.csv"}, '"source_bytes" must be a list'),
+    ({"source_bytes": [1, None]}, '"source_bytes"[0] must be a string or null'),
+    ({"source_bytes": None}, '"source_bytes" must be a list'),
+    ({"sources": ["/data/in\ud800.csv", "/data/b.csv"], "source_bytes": [None, None]}, "source 1 is not a file name"),
+])
+def test_a_stats_file_whose_source_names_disagree_is_refused(tmp_path, edit, said):
+    """The readable name and the exact bytes are both in the file; one of them edited, which is meant cannot be
+    told. A lone surrogate that is no byte of a name (\\ud800) is no file name."""
+    d = {"format": "wideann-stats", "version": 1, "columns": ["a", "y"], "min": [0, 0], "max": [1, 1],
+         "n_rows": 2, "sources": ["/data/in\\xff.csv", "/data/b.csv"], "source_bytes": ["/data/in%FF.csv", None]}
+    d.update(edit)
+    (tmp_path / "s.json").write_text(json.dumps(d))
+    p = run_cli("info", tmp_path / "s.json")
+    assert said in assert_failed_cleanly(p, names=["s.json"])
+
+
+def test_the_python_api_saves_and_loads_a_source_name_that_is_not_utf8(tmp_path):
+    name = os.fsdecode(b"/data/caf\xc3\xa9 \xff\x01.csv")  # (text, a byte that is not, a control character)
+    st = wideann.Stats(["a", "y"], [0, 0], [1, 1], 2, sources=[name])
+    st.save(tmp_path / "s.json")
+    text = (tmp_path / "s.json").read_bytes().decode("utf-8")
+    d = json.loads(text)
+    assert d["sources"] == ["/data/café \\xff\x01.csv"] and d["source_bytes"] == ["/data/caf%C3%A9 %FF%01.csv"]
+    assert wideann.Stats.load(tmp_path / "s.json").sources == [name]
+    with pytest.raises(ValueError, match="source 1 is not a file name"):
+        wideann.Stats(["a", "y"], [0, 0], [1, 1], 2, sources=["/data/\ud800.csv"])

@@ -5,6 +5,15 @@ A stats file is JSON::
     {"format": "wideann-stats", "version": 1, "columns": [...], "min": [...], "max": [...],
      "count": [...], "n_rows": N, "sources": [...]}
 
+``sources`` are the paths of the CSV files the stats were fitted on, as text. A file name on Linux is bytes,
+and a name that is not UTF-8 has no exact text: its ``sources`` entry shows each such byte as ``\\xNN`` (as
+the command line's messages do), and ``"source_bytes"``, a list beside ``sources`` (present only then, null
+for every name that is text), holds its exact bytes percent-encoded (``/data/in%FF.csv``). The file stays
+valid UTF-8 JSON that any reader takes (Python's ``json`` wrote such a byte as a lone surrogate,
+``"\\udcff"``, which jq and others read as U+FFFD, and the name was lost); ``Stats.sources`` gives the name
+as Python's ``os.fsdecode`` does (the byte as a surrogate escape), so that it opens the same file. Files
+written before, with ``"\\udcff"``, are read as they were.
+
 Numbers are written with Python's shortest round-trip repr, so a saved and re-loaded file gives the
 same doubles bit for bit. Loading, merging and saving need no numpy (so ``wideann stats`` and
 ``merge-stats`` start fast); the arrays and transforms import it when first used.
@@ -40,6 +49,11 @@ class Stats:
         self.columns = [str(c) for c in columns]
         self.n_rows = _whole_number(n_rows, "n_rows")
         self.sources = [str(s) for s in sources]
+        for i, source in enumerate(self.sources):
+            try:
+                os.fsencode(source)  # a file name: text, or a name's bytes as Python decodes them
+            except UnicodeEncodeError:
+                raise ValueError(f"stats: source {i + 1} is not a file name: {source!r}") from None
         n = len(self.columns)
         # Plain lists inside: the engine takes them as they are; numpy arrays are made on first use.
         self._min = [float(v) for v in data_min]
@@ -280,7 +294,8 @@ class Stats:
 
     # ---- file --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {
+        spelled = [_spell_source(s) for s in self.sources]
+        d = {
             "format": FORMAT,
             "version": VERSION,
             "columns": self.columns,
@@ -288,8 +303,11 @@ class Stats:
             "max": [_num(v) for v in self._max],
             "count": list(self._count),
             "n_rows": self.n_rows,
-            "sources": self.sources,
+            "sources": [text for text, _ in spelled],
         }
+        if any(exact is not None for _, exact in spelled):  # (only then: other files are as they were)
+            d[SOURCE_BYTES] = [exact for _, exact in spelled]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "stats") -> "Stats":
@@ -311,13 +329,15 @@ class Stats:
         _check_list(d, "max", where, _NUMBER)
         if "count" in d and d["count"] is not None:
             _check_list(d, "count", where, _COUNT)
+        sources = d.get("sources", ())
         if "sources" in d:
             _check_list(d, "sources", where, _STRING)
+        if SOURCE_BYTES in d:
+            sources = _exact_sources(d, where)
         if not _is_int(d["n_rows"]) or d["n_rows"] < 0:
             raise ValueError(f"{where}: \"n_rows\" must be a whole number >= 0, found {_short(d['n_rows'])}")
         try:
-            return cls(d["columns"], d["min"], d["max"], d["n_rows"], d.get("sources", ()),
-                       d.get("count"))
+            return cls(d["columns"], d["min"], d["max"], d["n_rows"], sources, d.get("count"))
         except (TypeError, ValueError, OverflowError) as e:
             raise ValueError(f"{where}: {str(e).removeprefix('stats: ')}") from None
 
@@ -370,6 +390,47 @@ def read_json(path) -> object:
         raise ValueError(f"{path}: invalid JSON: {e}") from None
 
 
+SOURCE_BYTES = "source_bytes"
+"""The key of the exact names of sources that are not UTF-8 (see the module's docstring)."""
+
+# Kept as they are in a percent-encoded name: printable ASCII but "%" (so "/data/in%FF.csv" reads as the path).
+_PLAIN = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
+
+
+def _spell_source(source: str) -> tuple:
+    """A source as the file spells it: ``(text, None)`` for a name that is UTF-8 text; for one that is not,
+    ``(text with each such byte as \\xNN, the exact bytes percent-encoded)``."""
+    name = os.fsencode(source)
+    try:
+        return name.decode("utf-8"), None
+    except UnicodeDecodeError:
+        from urllib.parse import quote_from_bytes  # (imported for such a name only: a few milliseconds)
+
+        return name.decode("utf-8", "backslashreplace"), quote_from_bytes(name, safe=_PLAIN)
+
+
+def _exact_sources(d: dict, where: str) -> list:
+    """``sources`` with each name that ``source_bytes`` holds exactly as those bytes (as ``os.fsdecode`` gives
+    them). An entry whose bytes do not read as its ``sources`` entry is refused: one of the two was edited, and
+    which is meant cannot be told."""
+    from urllib.parse import unquote_to_bytes
+
+    _check_list(d, SOURCE_BYTES, where, _STRING_OR_NULL)
+    sources, exact = list(d.get("sources", ())), d[SOURCE_BYTES]
+    if len(exact) != len(sources):
+        raise ValueError(f"{where}: {json.dumps(SOURCE_BYTES)} has {len(exact)} entries, \"sources\" {len(sources)}: "
+                         "one entry for each source")
+    for i, spelled in enumerate(exact):
+        if spelled is None:
+            continue
+        name = unquote_to_bytes(spelled)
+        if name.decode("utf-8", "backslashreplace") != sources[i]:
+            raise ValueError(f"{where}: {json.dumps(SOURCE_BYTES)}[{i}] {_short(spelled)} is not the name of "
+                             f"\"sources\"[{i}] {_short(sources[i])}")
+        sources[i] = os.fsdecode(name)
+    return sources
+
+
 def _whole_number(v, what: str) -> int:
     """``v`` as an int, which must be whole (an int or a numpy integer, not a bool or a float) and >= 0."""
     if isinstance(v, bool) or not hasattr(v, "__index__"):
@@ -415,6 +476,8 @@ class _Entries(NamedTuple):
 
 
 _STRING = _Entries("a string", frozenset({str}), lambda v: isinstance(v, str))
+_STRING_OR_NULL = _Entries("a string or null", frozenset({str, type(None)}),
+                           lambda v: v is None or isinstance(v, str))
 _NUMBER = _Entries("a number", frozenset({int, float}), _is_number)
 _COUNT = _Entries("a whole number >= 0", frozenset({int}), lambda v: _is_int(v) and v >= 0, non_negative=True)
 
