@@ -19,6 +19,20 @@ import pytest
 
 WIDEANN = [sys.executable, "-m", "wideann"]
 
+
+def pytest_sessionstart(session):
+    """An engine built from other sources than csrc/ (an editable install not rebuilt since an edit) stops the run
+    before the first test, in its one line, instead of failing every test that uses it (or, in a test that
+    imported wideann._native directly, testing the old engine)."""
+    import importlib
+
+    try:
+        importlib.import_module("wideann._native_checked")
+    except ImportError as e:
+        if type(e).__name__ != "StaleEngineError":
+            raise
+        pytest.exit(f"wideann: {e}", returncode=1)
+
 # Subprocesses must not pick up a progress bar or a stray environment from the caller.
 _ENV = dict(os.environ)
 _ENV.setdefault("PYTHONDONTWRITEBYTECODE", "1")
