@@ -12,7 +12,8 @@ records nothing was built before this check existed, and is as stale.
 
 An installed wheel has no csrc/ beside it (its sources are not there to compare with) and is not checked.
 ``WIDEANN_ALLOW_STALE_ENGINE=1`` skips the check, for the rare deliberate use of an engine known to be older
-(bisecting a Python-only change). The check reads and hashes about 150 kB: about half a millisecond.
+(bisecting a Python-only change). The check reads and hashes about 150 kB: about a millisecond (``python -X
+importtime``), once per process.
 
 Import ``_native`` from here (``from ._native_checked import _native``), never directly: a module that imports it
 directly would run whatever engine was built last.
