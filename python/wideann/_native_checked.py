@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 
 from . import _native
 
@@ -75,8 +76,19 @@ def check(native, root: str) -> None:
         changed = sorted(p for p in was.keys() | now.keys() if was.get(p) != now.get(p))
         named = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
         what = f"was built from other sources than those in {root} ({named} changed since)"
+    sys.excepthook = _one_line_if_stale  # a lesson imports the engine at its top, before any code of its own runs
     raise StaleEngineError(f"the C++ engine {where} {what}: rebuild it with `pip install -e .` in {root} "
                            f"(or set {ALLOW_STALE}=1 to use it anyway)")
+
+
+def _one_line_if_stale(kind, value, tb, _before=sys.excepthook) -> None:
+    """``sys.excepthook`` once a stale engine was found: left uncaught (a lesson's ``from wideann import course`` at
+    its top, before ``course.run`` could turn it into its line), the error is said as ``<program>: error: ...``
+    and the process ends with 1, as for any other user error; anything else as Python says it."""
+    if isinstance(value, StaleEngineError):
+        print(f"{os.path.basename(sys.argv[0] or 'python')}: error: {value}", file=sys.stderr, flush=True)
+    else:
+        _before(kind, value, tb)
 
 
 if os.environ.get(ALLOW_STALE) != "1":
