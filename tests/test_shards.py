@@ -86,8 +86,12 @@ def test_shards_that_disagree_are_refused_naming_the_odd_one(sharded, tmp_path, 
 
 def test_stats_files_beside_the_shards_must_agree(sharded, tmp_path):
     _, _, paths = sharded
-    with pytest.raises(wideann.DataError, match="part-00.stats.json: the stats file of .*part-00.npy is missing"):
+    with pytest.raises(wideann.DataError, match="part-00.stats.json: the stats file of .*part-00.npy is missing") as e:
         data.table_stats(paths)
+    # the shards of the README's workflow (normalize --stats merged.json) have none: say what to give, not that
+    # normalize writes one beside the table (it does not, applying stats)
+    assert "give the stats the shards were normalized with: --stats merged.json" in str(e.value)
+    assert "writes it beside" not in str(e.value)
     merged = stats_file(tmp_path / "merged.json", 9, n_rows=1003)
     assert data.table_stats(paths, merged)[0] == merged
     # stats beside some shards, all with the same transform (counts may differ): fine with --stats; without

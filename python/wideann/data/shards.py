@@ -346,8 +346,11 @@ def table_stats(source: Source, stats: Union[str, os.PathLike, None] = None) -> 
     ref_path = stats_beside(paths, stats)
     if ref_path is None:
         want = default_stats_path(paths[0])
-        more = " (nor beside any other shard)" if len(paths) > 1 else ""
-        raise DataError(f"{want}: the stats file of {paths[0]} is missing{more} (wideann normalize writes it beside "
+        if len(paths) > 1:  # shards normalized with merged stats (normalize --stats) have none beside them
+            raise DataError(f"{want}: the stats file of {paths[0]} is missing (nor beside any other shard: shards "
+                            "normalized with --stats merged.json have none); give the stats the shards were "
+                            "normalized with: --stats merged.json")
+        raise DataError(f"{want}: the stats file of {paths[0]} is missing (wideann normalize writes it beside "
                         "the table); give it with --stats")
     ref = Stats.load(ref_path)
     with open_table(paths) as t:
