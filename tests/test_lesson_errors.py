@@ -557,3 +557,30 @@ def test_predictions_that_are_not_numbers_are_refused_in_one_line_naming_the_row
         assert sorted(os.listdir(tmp_path)) == ["t.stats.json"]
     course.write_predictions(np.array([0.5]), np.array([0.25]), stats, out)
     assert out.read_text() == "y_true,y_pred\n5,2.5\n"
+
+
+def test_ctrl_c_after_a_checkpoint_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C on a long run (lessons 3-4) names the checkpoint it can go on from and --resume; before the run
+    has saved one (the folder's checkpoints are then an earlier run's) it says no more than before."""
+    from argparse import Namespace
+
+    from wideann import course
+    from wideann.course import errors
+    monkeypatch.setattr(errors, "_on_interrupt", [])
+    monkeypatch.setattr(sys, "argv", ["4_multi_gpu_ann.py"])
+    folder = tmp_path / "checkpoints"
+    (folder / "step_00000100").mkdir(parents=True)  # an earlier run's checkpoint
+    (folder / "step_00000100" / "checkpoint.json").write_text('{"format": "wideann-checkpoint", "version": 1}')
+    ckpts = course.Checkpoints(folder, Namespace(epochs=1))
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    for ours, said in ((False, "4_multi_gpu_ann.py: interrupted\n"),
+                       (True, f"4_multi_gpu_ann.py: interrupted; its newest checkpoint is {folder / 'step_00000100'}: "
+                              "run the same command with --resume to continue from it")):
+        ckpts._ours = ours  # (set by save and load)
+        with pytest.raises(SystemExit) as e:
+            course.run(interrupted)
+        err = capsys.readouterr().err
+        assert e.value.code == 130 and err.startswith(said) and err.count("\n") == 1, err

@@ -15,7 +15,7 @@ import numpy as np
 
 from .._atomic import TEMP_NAME, atomic_path
 from ..diskspace import require_free
-from .errors import LessonError, UsageError, one_line
+from .errors import LessonError, UsageError, one_line, say_on_interrupt
 from .processes import pause, settle
 from .results import clear_results, disk_full, fsync, tensor_bytes
 
@@ -221,6 +221,17 @@ class Checkpoints:
         self.data_files, self.data = _data_identity(args)
         self.files = [Path(f) for f in files]
         self.keep = max(1, keep)
+        self._ours = False  # whether this run has saved or loaded a checkpoint (older ones may be another run's)
+        say_on_interrupt(self._resume_hint)
+
+    def _resume_hint(self) -> str | None:
+        """After a Ctrl-C: the checkpoint this run can go on from, and how (nothing before its first: the
+        folder's checkpoints are then an earlier run's, which --resume would go on with instead)."""
+        newest = self.latest() if self._ours else None
+        if newest is None:
+            return None
+        return (f"; its newest checkpoint is {newest}: run the same command with --resume to continue from "
+                "it (the same batches, the same final model)")
 
     def latest(self) -> Path | None:
         """The newest complete checkpoint (None if there is none)."""
@@ -302,6 +313,7 @@ class Checkpoints:
             except Exception as e:  # noqa: BLE001
                 error = disk_full(e, self.folder, what, need)
         settle(accelerator, error, on_failure=lambda: shutil.rmtree(tmp, ignore_errors=True))
+        self._ours = True
         return final
 
     def _check(self, info: dict, path: Path, accelerator) -> None:
@@ -378,4 +390,5 @@ class Checkpoints:
             except Exception as e:  # noqa: BLE001
                 error = e
         settle(accelerator, error)
+        self._ours = True
         return path

@@ -94,7 +94,7 @@ def run(main) -> None:
         main()
     except KeyboardInterrupt:
         if is_main_rank():
-            print(f"{_program()}: interrupted", file=sys.stderr, flush=True)
+            print(_interrupted(), file=sys.stderr, flush=True)
         _exit(130)
     except Exception as e:  # noqa: BLE001 - sorted below; bugs are raised again
         found = user_error(e)
@@ -110,6 +110,29 @@ def run(main) -> None:
         _exit(code)
     if _distributed():  # finished: everything is written and closed
         _exit(0)
+
+
+_on_interrupt: list = []
+"""Callables that say, after a Ctrl-C, how to go on (``None`` when they have nothing to say): a run with
+checkpoints (:class:`~wideann.course.Checkpoints`) registers one that names ``--resume``."""
+
+
+def say_on_interrupt(hint) -> None:
+    """Register ``hint()``, a line's continuation (``"; ..."``) or None, said after ``<lesson>: interrupted``
+    (in place of the one registered before: a lesson has one run)."""
+    _on_interrupt[:] = [hint]
+
+
+def _interrupted() -> str:
+    line = f"{_program()}: interrupted"
+    for hint in _on_interrupt:
+        try:
+            said = hint()
+        except Exception:  # noqa: BLE001 - a hint must never turn Ctrl-C into a traceback
+            said = None
+        if said:
+            line += said
+    return line
 
 
 SPEAK_WAIT_S = 10.0
