@@ -202,7 +202,9 @@ def test_the_tier_decision(tmp_path):
     tier = device_tier(table, rows, "cpu", "resident")
     assert tier.name == "resident" and tier.store.rows.size == 777 and tier.store.nbytes == 777 * 13 * 4
     assert "fit the budget" in tier.reason
-    with pytest.raises(data.TierDoesNotFit, match="more than the budget of 0.00 GiB"):
+    # sizes too small for GiB in MiB or bytes (it said "take 0.00 GiB, more than the budget of 0.00 GiB")
+    with pytest.raises(data.TierDoesNotFit, match=r"777 rows the batches read take 0.04 MiB, more than "
+                                                  r"the budget of 1,073 bytes"):
         device_tier(table, rows, "cpu", "resident", budget_gib=1e-6)
     with pytest.raises(ValueError):
         device_tier(table, rows, "cpu", "gpu-please")

@@ -144,7 +144,13 @@ class Tier(NamedTuple):
 
 
 def _gib(n: float) -> str:
-    return f"{n / 2**30:.2f} GiB"
+    """A size in GiB, as the budget is given; under 0.01 GiB in MiB (or bytes), not as "0.00 GiB": a small
+    table forced into a tiny budget said that its "0.00 GiB" were more than the budget of "0.00 GiB"."""
+    if n >= 2**30 / 100:
+        return f"{n / 2**30:.2f} GiB"
+    if n >= 2**20 / 100:
+        return f"{n / 2**20:.2f} MiB"
+    return f"{int(n):,} bytes"
 
 
 def _host_available() -> int:
@@ -185,12 +191,12 @@ def device_tier(table, rows: Sequence[np.ndarray], device, tier: str = "auto",
     told = "--resident-budget" if budget_gib is not None else f"default: {DEFAULT_BUDGET_FRACTION:.0%} {where}"
     fits = need <= budget
     if not fits:
-        why = (f"the {held.size} rows the batches read take {_gib(need)}, more than the budget of "
+        why = (f"the {held.size:,} rows the batches read take {_gib(need)}, more than the budget of "
                f"{_gib(budget)} ({told})")
         if tier == "resident":
             raise TierDoesNotFit(f"--data-tier resident: {why}; give a larger --resident-budget, or --data-tier "
                                  "auto to stream what does not fit")
         return Tier("stream", why)
     store = ResidentRows(table, held, device)
-    return Tier("resident", f"the {held.size} rows the batches read ({_gib(need)}, {table.dtype}) fit the "
+    return Tier("resident", f"the {held.size:,} rows the batches read ({_gib(need)}, {table.dtype}) fit the "
                             f"budget of {_gib(budget)} ({told}): loaded once, batches gathered on the device", store)
