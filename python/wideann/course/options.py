@@ -29,11 +29,48 @@ class _Parser(argparse.ArgumentParser):
             raise UsageError(f"this lesson trains on one process, and this launch started {world} (WORLD_SIZE="
                              f"{world}): run it with python, or accelerate launch without a multi-process config; "
                              "lesson 4 (4_multi_gpu_ann.py) trains on several")
+        asked = _processes_asked_of_the_launcher() if world == 1 and self.several_processes else None
+        if asked and asked > 1:  # the trap of the course: --num_processes 2 without --multi_gpu starts ONE
+            import sys
+            print(f"{self.prog}: warning: accelerate launch was given --num_processes {asked} but started one "
+                  "process (WORLD_SIZE unset): without --multi_gpu it starts one; for CPU processes: "
+                  f"ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes {asked} ... (scripts/README.md: "
+                  "A trap with several CPU processes)", file=sys.stderr, flush=True)
         return got
 
     def _print_message(self, message, file=None):
         if is_main_rank():
             super()._print_message(message, file)
+
+
+def _launcher_cmdline() -> list[str]:
+    """The command line of this process's parent (Linux), or [] where it cannot be read."""
+    try:
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _processes_asked_of_the_launcher() -> int | None:
+    """The ``--num_processes`` (or ``--num-processes``) the parent ``accelerate launch`` was given, else None:
+    accelerate passes nothing of it on to a launch of one process, so that is where to see it."""
+    argv = _launcher_cmdline()
+    if "launch" not in argv or not any(os.path.basename(a).startswith("accelerate") for a in argv):
+        return None
+    start = argv.index("launch") + 1
+    end = next((i for i in range(start, len(argv)) if argv[i].endswith(".py")), len(argv))  # (the script's own after)
+    for i in range(start, end):
+        a = argv[i]
+        for flag in ("--num_processes", "--num-processes"):
+            value = a[len(flag) + 1:] if a.startswith(flag + "=") else (argv[i + 1] if a == flag and i + 1 < end
+                                                                          else None)
+            if value is not None:
+                try:
+                    return int(value)
+                except ValueError:
+                    return None
+    return None
 
 
 def _number(text: str, kind):
