@@ -35,7 +35,7 @@ from test_lessons import SCRIPTS, _env, _launch_cmd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = {1: "1_first_ann.py", 2: "2_deeper_ann.py", 3: "3_out_of_core_ann.py", 4: "4_multi_gpu_ann.py"}
-ALL, LONG_RUN, MULTI = (1, 2, 3, 4), (3, 4), (4,)
+ALL, LONG_RUN, MULTI, TRACKED = (1, 2, 3, 4), (3, 4), (4,), (2, 3, 4)
 TINY = ["--data", "tiny.npy"]
 SMALL_RUN = TINY + ["--epochs", "1", "--max-steps", "2", "--checkpoint-every", "1", "--hidden", "8"]
 
@@ -143,6 +143,15 @@ CASES = [
      "error: protected/read_only: cannot write in this folder of the run (permission denied)"),
     ("checkpoints-folder-read-only", LONG_RUN, TINY + ["--output-dir", "protected/checkpoints"], 1,
      "error: protected/checkpoints/checkpoints: cannot write in this folder of the run (permission denied)"),
+    # the folder of TensorBoard's curves (--log-with tensorboard): refused as it was first written, once training
+    # had begun, with a traceback of TensorBoard's thread; on a --resume after the checkpoint's model was put back
+    ("curves-folder-read-only", TRACKED, TINY + ["--log-with", "tensorboard", "--output-dir", "protected/curves{n}"], 1,
+     "error: protected/curves{n}/{lesson}: cannot write in this folder of the run (permission denied)"),
+    ("resume-curves-folder-read-only", LONG_RUN,
+     SMALL_RUN + ["--lr", "0.005", "--log-with", "tensorboard", "--output-dir", "protected/resume-curves{n}", "--resume"],
+     1, "error: protected/resume-curves{n}/{lesson}: cannot write in this folder of the run (permission denied)"),
+    ("curves-folder-is-a-file", TRACKED, TINY + ["--log-with", "tensorboard", "--output-dir", "curves-file{n}"], 1,
+     "error: curves-file{n}/{lesson}: is not a folder: the run writes its TensorBoard curves into a folder there"),
     # --resume: the interrupted run's files are there, writable (test_resume); one of them write-protected
     ("resume-write-protected-predictions", LONG_RUN,
      SMALL_RUN + ["--lr", "0.005", "--output-dir", "protected/resume{n}", "--resume"], 1,
@@ -156,7 +165,7 @@ CASES = [
 
 BOUND = {"write-protected-metrics", "write-protected-predictions", "write-protected-model", "write-protected-best-model",
          "write-protected-model-card", "run-folder-read-only", "checkpoints-folder-read-only",
-         "resume-write-protected-predictions"}
+         "resume-write-protected-predictions", "curves-folder-read-only", "resume-curves-folder-read-only"}
 """The cases about file permissions: run as a user bound by them (as root, without the capabilities that let root
 write any file: :func:`_bound`), or skipped where that cannot be done."""
 PROTECTED = {"metrics": "metrics.json", "predictions": "predictions.csv", "model": "model.pt",
@@ -174,7 +183,8 @@ def _run_id(n, name):
 
 
 def _cases():
-    return [(n, name, args, code, says.format(n=n)) for name, lessons, args, code, says in CASES for n in lessons]
+    return [(n, name, args, code, says.format(n=n, lesson=Path(LESSONS[n]).stem))
+            for name, lessons, args, code, says in CASES for n in lessons]
 
 
 def _bound(cmd: list[str]) -> list[str] | None:
@@ -256,6 +266,13 @@ def work(tmp_path_factory):
     os.chmod(d / "protected" / "read_only", 0o555)
     (d / "protected" / "checkpoints" / "checkpoints").mkdir(parents=True)
     os.chmod(d / "protected" / "checkpoints" / "checkpoints", 0o555)
+    for n in (2, 3, 4):  # an earlier run's curves in a folder that may not be written in; a file where they go
+        curves = d / "protected" / f"curves{n}" / Path(LESSONS[n]).stem
+        curves.mkdir(parents=True)
+        (curves / "events.out.tfevents.1.vm.1.0").write_text("an earlier run's curves\n")
+        os.chmod(curves, 0o555)
+        (d / f"curves-file{n}").mkdir()
+        (d / f"curves-file{n}" / Path(LESSONS[n]).stem).write_text("not a folder\n")
     for name, (_, body) in [*BUG_SCRIPTS.items(), (CTRL_C[0], (None, CTRL_C[1]))]:
         (d / name).write_text(f"from wideann import course\n\n\n{body}\n\ncourse.run(main)\n")
     return d
@@ -291,6 +308,8 @@ def forked(work):
         assert setup["code"] == 0, setup["stderr"][-3000:]
         shutil.copytree(work / f"ckpt{n}", work / "protected" / f"resume{n}")  # an interrupted run's folder
         os.chmod(work / "protected" / f"resume{n}" / "predictions.csv", 0o444)
+        shutil.copytree(work / f"ckpt{n}", work / "protected" / f"resume-curves{n}")  # its curves' folder read-only
+        (work / "protected" / f"resume-curves{n}" / Path(LESSONS[n]).stem).mkdir(mode=0o555)
     if _bound(forks) is not None:  # (the bound cases are missing where they cannot run: skipped)
         before = _snapshot(work / "protected")
         results.update(run_forks(_bound(forks), [job(_run_id(n, name), SCRIPTS / LESSONS[n], args)

@@ -11,16 +11,27 @@ import os
 from .errors import UsageError, is_main_rank
 
 
+class Options(argparse.Namespace):
+    """A lesson's parsed options. ``lesson`` (its name: it names the default run folder and the folder of its
+    tracked curves, ``OUTPUT_DIR/<lesson>/``) is a class attribute, out of ``vars(args)``: the options saved with
+    a checkpoint, given to the trackers and written into a model card are the command line's alone."""
+
+    lesson: str | None = None
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors raised as :class:`UsageError` (one line, printed once by :func:`run`)
-    and its help printed by the main process only."""
+    and its help printed by the main process only; the options come as :class:`Options` of its lesson."""
 
     several_processes = True  # (parser() says, per lesson)
+    lesson: str | None = None
 
     def error(self, message):
         raise UsageError(f"{message} (see --help)")
 
     def parse_known_args(self, args=None, namespace=None):
+        if namespace is None:
+            namespace = type("Options", (Options,), {"lesson": self.lesson})()
         got = super().parse_known_args(args, namespace)
         # lessons 1-3 do not share their rows between processes: N processes would each train on all of
         # them and write the same run folder, every file N times
@@ -155,6 +166,7 @@ def parser(doc: str | None, lesson: str, *, epochs: int | None, batch_size: int 
     first = (doc or "").strip().splitlines()[0] if doc else lesson
     p = _Parser(description=first, formatter_class=_HelpFormatter)
     p.several_processes = several_processes
+    p.lesson = lesson
     p.add_argument("--data", nargs="+", metavar="T", help="training table: a normalized .npy (stats file beside "
                    "it), several .npy shards of one table or a folder of them (read as one table, in the order given; "
                    "a folder's in name order), or raw CSV files, normalized into the run folder (default: the shipped "

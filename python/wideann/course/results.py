@@ -41,12 +41,23 @@ def refuse_a_run_folder_that_may_not_be_written(out_dir, args=None) -> None:
     file at one of :data:`WRITTEN_AT_THE_END` (a plain ``open()``, ``cp``, ``torch.save`` refuse to write it; renamed
     over, its protection would be lost without a word, or, being a result, it would be removed), a folder or
     anything but a file there, and, for a lesson that saves checkpoints (``--checkpoint-every``), a
-    ``checkpoints`` folder that may not be written in. ``PermissionError`` (exit 1, one line naming the file) or
+    ``checkpoints`` folder that may not be written in, and, with ``--log-with tensorboard``, the folder of the
+    lesson's curves (:func:`tensorboard_folder`: anything but a folder there, or one that may not be written in,
+    or an hparams folder in it that a new run removes). ``PermissionError`` (exit 1, one line naming the file) or
     :class:`LessonError`. Files there that may be written (a finished run's, or the files of the run ``--resume``
     continues) are fine. Call it on the main process only: it alone writes them. (As for ``open()``, the
     superuser may write any file.)"""
     out_dir = Path(out_dir)
     folders = [out_dir] + ([out_dir / "checkpoints"] if getattr(args, "checkpoint_every", None) else [])
+    curves = tensorboard_folder(out_dir, args)
+    if curves is not None:  # (refused at its first write, TensorBoard's thread printed a traceback once training
+        # had begun; after a --resume had put the checkpoint's older model back and removed the later results)
+        if (curves.exists() or curves.is_symlink()) and not curves.is_dir():
+            raise LessonError(f"{curves}: is not a folder: the run writes its TensorBoard curves into a folder there "
+                              "(--log-with tensorboard); move it away, or give another --output-dir")
+        # the folder, and the hparams folders in it that a new run removes with the earlier run's curves
+        folders += [curves] + [p for p in (curves.iterdir() if curves.is_dir() else [])
+                               if p.is_dir() and _HPARAMS_FOLDER.match(p.name)]
     for folder in folders:
         if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
             code, why = why_not_writable(folder)
@@ -58,6 +69,22 @@ def refuse_a_run_folder_that_may_not_be_written(out_dir, args=None) -> None:
         if wrong:
             raise LessonError(f"{wrong} (the run writes its {name} there)")
         refuse_a_write_protected_file(out_dir / name)
+
+
+def tensorboard_folder(out_dir, args) -> Path | None:
+    """Where ``--log-with tensorboard`` (or ``all``, with TensorBoard installed) writes a lesson's curves,
+    ``OUTPUT_DIR/<lesson>/`` (the name the lesson gives ``accelerator.init_trackers``); None without it."""
+    trackers = getattr(args, "log_with", None) or []
+    lesson = getattr(args, "lesson", None)
+    if not lesson or not ("tensorboard" in trackers or ("all" in trackers and _tensorboard_installed())):
+        return None
+    return Path(out_dir) / lesson
+
+
+def _tensorboard_installed() -> bool:
+    from accelerate.tracking import get_available_trackers
+
+    return "tensorboard" in [str(t) for t in get_available_trackers()]
 
 
 _cleared: set = set()  # the run folders whose earlier results this process has removed
