@@ -269,6 +269,39 @@ def test_predict_refuses_a_run_whose_files_are_not_its_cards(runs, tmp_path):
         assert "not the file model.json was written with (its SHA-256 differs)" in msg
 
 
+@pytest.mark.parametrize("removed", ["all", "card", "weights"])
+def test_predict_reads_a_card_without_its_digests_but_says_what_it_could_not_check(runs, tmp_path, removed):
+    # a card written before 2026-11-27 records no SHA-256 (or not its own): read, since a long run written by an
+    # earlier wideann stays usable, but not without a word: swapped weights would be wrong numbers said by no one
+    run = tmp_path / "old"
+    shutil.copytree(runs / "l2", run, ignore=shutil.ignore_patterns("data"))
+    card = json.loads((run / "model.json").read_text())
+    if removed == "all":
+        del card["sha256"]
+    else:
+        del card["sha256"][removed]
+        if removed == "weights":  # (its own digest covers the others: an old card's, written without that one)
+            del card["sha256"]["card"]
+    (run / "model.json").write_text(json.dumps(card, indent=1))
+    out = tmp_path / "pred.csv"
+    r = run_cli("predict", run, runs / "test.csv", "-o", out)
+    assert r.returncode == 0, r.stderr
+    warning = [ln for ln in r.stderr.splitlines() if ln.startswith("wideann: warning: ")]
+    assert len(warning) == 1 and f"{run / 'model.json'} records no SHA-256 of " in warning[0], r.stderr
+    assert ("best_model.pt" in warning[0]) == (removed in ("all", "weights")), warning
+    assert ("stats.json" in warning[0]) == (removed == "all"), warning
+    assert out.read_bytes() == run_cli_output(runs / "l2", runs / "test.csv", tmp_path / "whole.csv")
+    # a card that records them all: no warning
+    r = run_cli("predict", runs / "l2", runs / "test.csv", "-o", tmp_path / "whole2.csv")
+    assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+
+
+def run_cli_output(run, new, out) -> bytes:
+    r = run_cli("predict", run, new, "-o", out)
+    assert r.returncode == 0, r.stderr
+    return out.read_bytes()
+
+
 @pytest.mark.parametrize("edit", [
     {"weights": 5}, {"stats": None}, {"target": ["y"]}, {"n_inputs": "9"}, {"n_inputs": 0}, {"inputs": ["as_is"]},
     {"inputs": "scaled"}, {"layers": "Linear"}, {"layers": ["Linear"]}, {"layers": [{"type": "Linear"}]},

@@ -20,7 +20,9 @@ below), ``layers`` (or null with ``not_rebuildable`` saying why), ``lesson`` and
 command-line options), and ``sha256`` (of the weights and stats files as written: :func:`read` refuses a
 run folder whose files are not the ones its card was written with -- a run stopped between writing the
 weights and the card, or a file copied in from another run; and, as ``"card"``, of the card's own fields:
-a card edited by hand, say ``ReLU`` made ``GELU``, would rebuild a network that was never trained).
+a card edited by hand, say ``ReLU`` made ``GELU``, would rebuild a network that was never trained). A card
+without them (written before 2026-11-27) is read, and ``wideann predict`` warns what it could not check
+(:func:`unchecked`).
 """
 from __future__ import annotations
 
@@ -258,6 +260,25 @@ def read(run_dir) -> dict:
                              "replaced; run the lesson again (lessons 3-4: --resume continues it), or keep a run's "
                              "files together")
     return card
+
+
+def unchecked(run_dir, card: dict) -> str | None:
+    """What :func:`read` could not check because the card records no SHA-256 of it (a card written before
+    2026-11-27, or one whose digests were removed), as a warning line; None for a card that records them all.
+
+    Such a card is read, not refused: a run of hours written by an earlier wideann stays usable, and
+    nothing in the card tells an old card from one whose digests were deleted. But it is said, once the
+    predictions are written: its weights may be another model's (a run stopped between writing its weights
+    and its card), or its fields edited, and the predictions would then be wrong numbers without a word."""
+    digests = card.get("sha256") if isinstance(card.get("sha256"), dict) else {}
+    missing = [card[k] if k in ("weights", "stats") else CARD_NAME for k in ("weights", "stats", "card")
+               if k not in digests]
+    if not missing:
+        return None
+    folder = Path(run_dir)
+    return (f"{folder / CARD_NAME} records no SHA-256 of {' and '.join(missing)} (a card written before "
+            "2026-11-27, or its digests removed): not checked to be the files and fields the lesson wrote; if "
+            "in doubt, run the lesson again (its card records them)")
 
 
 def _card_sha256(card: dict) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -218,4 +219,12 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
     except BaseException:
         remove_listed(made)
         raise
+    note = modelcard.unchecked(run_dir, card)
+    if note:  # (after the work: a failure is one line, its own)
+        from .cli import printable
+
+        try:
+            print(f"wideann: warning: {printable(note)}", file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass
     return n
