@@ -696,6 +696,26 @@ def test_a_resume_with_other_options_is_refused_and_paths_compare_resolved(tmp_p
         ckpts.load(acc)
 
 
+def test_a_resume_in_another_mixed_precision_is_refused(tmp_path):
+    # the precision is not only an option: it comes from the launcher's config and the device too (bf16 on a GPU
+    # that has it, none on a CPU), so a run resumed elsewhere went on in another one without a word, and its
+    # metrics.json named the last precision as the whole run's
+    folder = tmp_path / "checkpoints"
+    acc, _, _, ckpts = _fresh(folder)
+    step = ckpts.save(acc, 1)
+    info = json.loads((step / course.CHECKPOINT_INFO).read_text())
+    assert info["mixed_precision"] == "no"
+    info["mixed_precision"] = "bf16"  # as on a GPU
+    (step / course.CHECKPOINT_INFO).write_text(json.dumps(info))
+    acc, _, _, ckpts = _fresh(folder)
+    with pytest.raises(course.UsageError, match=r"was trained in mixed precision bf16, this run would train in no"):
+        ckpts.load(acc)
+    del info["mixed_precision"]  # a checkpoint made before it was recorded: the precision cannot be checked
+    (step / course.CHECKPOINT_INFO).write_text(json.dumps(info))
+    acc, _, _, ckpts = _fresh(folder)
+    assert ckpts.load(acc) == step
+
+
 def test_a_model_saved_twice_is_the_same_bytes(tmp_path):
     """model.json records the SHA-256 of model.pt: equal weights must give equal bytes. Given a path,
     torch.save named the archive's records after it, the random temporary name the model is written under."""

@@ -297,7 +297,8 @@ class Checkpoints:
                     if f.is_file():
                         _link_or_copy(f, tmp / f.name)
                 info = {"format": "wideann-checkpoint", "version": 1, "step": step,
-                        "processes": accelerator.num_processes, "files": [f.name for f in self.files],
+                        "processes": accelerator.num_processes, "mixed_precision": str(accelerator.mixed_precision),
+                        "files": [f.name for f in self.files],
                         "options": self.options, "data": self.data, "completed_ns": time.time_ns()}
                 (tmp / CHECKPOINT_INFO).write_text(json.dumps(info, indent=1) + "\n")
                 for f in tmp.iterdir():
@@ -339,6 +340,14 @@ class Checkpoints:
         if info.get("processes") != accelerator.num_processes:
             raise UsageError(f"--resume: the checkpoint {path} was made by {info.get('processes')} process(es), "
                              f"this run has {accelerator.num_processes}: launch it as the interrupted run was")
+        # the precision comes from the launcher and the device as well as --mixed-precision (left out: bf16 on a
+        # GPU that has it, none on a CPU): a run resumed elsewhere would go on in another precision, and its
+        # metrics.json say only the last one (checkpoints before 2026-11-28 do not record it)
+        saved = info.get("mixed_precision")
+        if saved is not None and saved != str(accelerator.mixed_precision):
+            raise UsageError(f"--resume: the checkpoint {path} was trained in mixed precision {saved}, this run "
+                             f"would train in {accelerator.mixed_precision} (another device, or another launcher "
+                             "setting): resume it on the kind of device, and launched as, the interrupted run was")
 
     def load(self, accelerator, which: str | None = "latest") -> Path:
         """``accelerator.load_state`` from ``which`` (a ``step_N`` folder, or "latest"), every file loaded
