@@ -35,6 +35,7 @@ import wideann  # noqa: E402
 from conftest import mounted_tmpfs  # noqa: E402
 from test_lessons import SCRIPTS, _env, _launch_cmd  # noqa: E402
 from wideann import course  # noqa: E402
+from wideann.course import runlock  # noqa: E402
 
 L3, L4 = "3_out_of_core_ann.py", "4_multi_gpu_ann.py"
 L3_RUN = ["--epochs", "5", "--hidden", "32", "32", "--dropout", "0.1", "--batch-size", "32",
@@ -395,6 +396,27 @@ def test_resume_refuses_a_checkpoint_made_with_other_data(tmp_path):
     # the same data, as they were: resumed (--quiet and --log-every change what a run shows, not what it computes)
     wideann.normalize([tmp_path / "a.csv"], table)
     assert "resumed from" in run_to_end(tmp_path, L3, [*args, "--resume", "--quiet", "--log-every", "3"])
+
+
+def test_a_second_run_in_a_run_folder_in_use_is_refused_and_a_killed_runs_lock_holds_nothing(table, tmp_path):
+    # a job submitted twice, or a --resume of a run that has not died: the two removed each other's half-written
+    # checkpoints (one ended in a traceback) and could leave one's best_model.pt beside the other's results
+    run = tmp_path / "run"
+    args = ["--data", table, *L3_RUN, "--output-dir", run]
+    paused = Paused(tmp_path, L3, args, "checkpoint-begin:2")
+    pid = paused.wait()
+    before = _complete(run)
+    for again in (args, [*args, "--resume"]):
+        r = subprocess.run(_cmd(L3, again, None), cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-3000:]
+        assert f"{run}: another run is writing in this folder (process {pid} on " in r.stderr, r.stderr
+        assert "epoch" not in r.stdout and "resumed" not in r.stdout
+    assert _complete(run) == before
+    paused.kill()  # the lock goes with the process: the file it leaves locks nothing
+    assert (run / runlock.LOCK_NAME).exists()
+    out = run_to_end(tmp_path, L3, [*args, "--resume"])
+    assert "resumed from" in out and not (run / runlock.LOCK_NAME).exists()
 
 
 def test_a_resume_that_puts_back_an_older_model_removes_the_later_models_results(tmp_path, table):

@@ -29,6 +29,8 @@ A lesson imports ``from wideann import course`` and calls what is below; each fi
   ``stats.json`` for ``wideann predict`` (see :mod:`wideann.modelcard`).
 - :mod:`~wideann.course.checkpoints` -- :class:`Checkpoints`: complete-or-absent checkpoints for
   ``--resume``, loaded weights-only, that refuse a resume with other options.
+- :mod:`~wideann.course.runlock` -- :func:`~wideann.course.runlock.hold_the_run_folder`: one run at a time in a
+  run folder (called by :func:`prepare_data`; a second run there is refused in one line before any work).
 - :mod:`~wideann.course.processes` -- what several processes do together: each learns whether any of
   them failed, so that the main process can say why, and the test hook that stops a run where a kill
   matters most.

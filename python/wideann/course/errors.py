@@ -108,6 +108,8 @@ def run(main) -> None:
         else:
             _let_the_main_process_speak()
         _exit(code)
+    finally:
+        _release()
     if _distributed():  # finished: everything is written and closed
         _exit(0)
 
@@ -167,8 +169,16 @@ def _exit(code: int) -> None:
     releasing the tensors of the last collective as the interpreter tears down: it then needs the GIL
     that the teardown no longer hands out (lesson 4 on two CPU processes, about one finished run in 25,
     seen in a core dump of the gloo thread)."""
+    _release()
     if _distributed():
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def _release() -> None:
+    """The run folder's lock goes as the run ends (``os._exit`` skips ``atexit``, and so does a forking caller)."""
+    from .runlock import release_run_folders
+
+    release_run_folders()

@@ -159,9 +159,11 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
     With several processes the main one normalizes and the others wait for it. Before anything else, the
     main process makes the run folder (``--output-dir``) and refuses one it may not write in, or a
     write-protected file among those the run replaces at its end (see
-    :func:`~wideann.course.results.refuse_a_run_folder_that_may_not_be_written`).
+    :func:`~wideann.course.results.refuse_a_run_folder_that_may_not_be_written`), or one where another run is
+    writing (:func:`~wideann.course.runlock.hold_the_run_folder`: it holds it to its end).
     """
     from .results import refuse_a_run_folder_that_may_not_be_written
+    from .runlock import hold_the_run_folder
 
     main = accelerator is None or accelerator.is_main_process
     say = print if main else (lambda *a, **k: None)
@@ -171,6 +173,7 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
         try:  # alone writes them; the others learn that it failed, and it alone says why)
             out_dir.mkdir(parents=True, exist_ok=True)
             refuse_a_run_folder_that_may_not_be_written(out_dir, args)
+            hold_the_run_folder(out_dir)  # one run at a time in it, to the end of this one
         except Exception as e:  # noqa: BLE001 - raised again by settle, on every process
             error = e
     settle(accelerator, error)

@@ -1,0 +1,79 @@
+"""One run at a time in a run folder (:func:`hold_the_run_folder`).
+
+Two lessons writing the same ``--output-dir`` at once (a job submitted twice, a requeued job started while the
+first still runs, a ``--resume`` of a run that had not died) removed each other's half-written checkpoints (one
+ended in a traceback), and could leave one run's ``best_model.pt`` beside the other's ``metrics.json`` and
+``predictions.csv``: a mix, said by no one. So the main process holds an exclusive ``flock`` on
+``OUTPUT_DIR/.wideann-run.lock`` for the whole run; a second run there is refused in one line before any work.
+
+The lock goes with the process, however it ends (a kill, a preemption): the file a killed run leaves behind
+locks nothing, and the next run takes it over. A run that ends removes it. On a file system without ``flock``
+the run goes ahead unlocked (as :func:`wideann._atomic.folders_locked` does).
+"""
+from __future__ import annotations
+
+import atexit
+import errno
+import fcntl
+import os
+import socket
+from pathlib import Path
+
+from .errors import LessonError
+
+LOCK_NAME = ".wideann-run.lock"
+
+_held: dict = {}  # real path of a run folder -> (fd of its lock file, the lock file's path)
+
+
+def hold_the_run_folder(out_dir) -> None:
+    """Lock ``out_dir`` for this process until it ends (or :func:`release_run_folders`); :class:`LessonError`
+    when another process holds it. Call it on the main process only: it alone writes the run's files."""
+    key = os.path.realpath(out_dir)
+    if key in _held:
+        return
+    path = Path(out_dir) / LOCK_NAME
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = _read(fd)
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise LessonError(f"{out_dir}: another run is writing in this folder ({holder or 'a process'} holds "
+                                  f"{LOCK_NAME}): two runs in one folder would remove each other's checkpoints "
+                                  "and mix their models and results; wait for it to end (or end it), or give "
+                                  "another --output-dir") from None
+            return  # no flock here (ENOLCK, EINVAL...): unlocked
+        try:  # the file locked is still the one at the path: a run that ended meanwhile removes its lock file
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+    _held[key] = (fd, path)
+    if len(_held) == 1:
+        atexit.register(release_run_folders)
+
+
+def release_run_folders() -> None:
+    """Remove the lock files this process holds, then let go of them (in that order: a run that opens the file
+    just before it goes finds, once it has the lock, that it is no longer the one at the path)."""
+    while _held:
+        _key, (fd, path) = _held.popitem()
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        os.close(fd)
+
+
+def _read(fd: int) -> str:
+    try:
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
