@@ -121,8 +121,8 @@ CASES = [
     ("resident-that-does-not-fit", MULTI, TINY + ["--data-tier", "resident", "--resident-budget", "1e-9"], 1,
      "--data-tier resident: the 972 rows the batches read take"),
     # --resume without a checkpoint, from something else, with other options
-    ("resume-without-checkpoint", LONG_RUN, TINY + ["--output-dir", "fresh", "--resume"], 1,
-     "--resume: no checkpoint in fresh/checkpoints to continue from"),
+    ("resume-without-checkpoint", LONG_RUN, TINY + ["--output-dir", "fresh{n}", "--resume"], 1,
+     "--resume: no checkpoint in fresh{n}/checkpoints to continue from"),
     ("resume-not-a-checkpoint", LONG_RUN, TINY + ["--resume", "folder.npy"], 1,
      "--resume folder.npy: not a complete checkpoint"),
     ("resume-other-options", LONG_RUN, SMALL_RUN + ["--lr", "0.01", "--output-dir", "ckpt{n}", "--resume"], 2,
