@@ -720,6 +720,20 @@ def test_a_resume_with_other_options_is_refused_and_paths_compare_resolved(tmp_p
         ckpts.load(acc)
 
 
+def test_a_resume_on_another_number_of_processes_says_so_before_the_options_chosen_for_it(tmp_path):
+    # --batch-size left out is chosen per process (lesson 4): resumed on another number of processes it differs,
+    # and the line named the batch size the user never gave instead of the number of processes
+    folder = tmp_path / "checkpoints"
+    acc, _, _, ckpts = _fresh(folder, _args(batch_size=32))
+    step = ckpts.save(acc, 1)
+    info = json.loads((step / course.CHECKPOINT_INFO).read_text())
+    info["processes"] = 2
+    (step / course.CHECKPOINT_INFO).write_text(json.dumps(info))
+    acc, _, _, ckpts = _fresh(folder, _args(batch_size=64))
+    with pytest.raises(course.UsageError, match=r"was made by 2 process\(es\), this run has 1: launch it as"):
+        ckpts.load(acc)
+
+
 def test_a_resume_in_another_mixed_precision_is_refused(tmp_path):
     # the precision is not only an option: it comes from the launcher's config and the device too (bf16 on a GPU
     # that has it, none on a CPU), so a run resumed elsewhere went on in another one without a word, and its

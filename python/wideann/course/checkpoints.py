@@ -320,6 +320,11 @@ class Checkpoints:
     def _check(self, info: dict, path: Path, accelerator) -> None:
         """Refuse, as wrong usage, a resume with other options, other data or another number of processes
         than the checkpoint's."""
+        # the number of processes first: the options left out are chosen for it (the batch size, say), and a
+        # line about those would send the user after options they never gave
+        if info.get("processes") != accelerator.num_processes:
+            raise UsageError(f"--resume: the checkpoint {path} was made by {info.get('processes')} process(es), "
+                             f"this run has {accelerator.num_processes}: launch it as the interrupted run was")
         saved = info.get("options", {})
         differ = [k for k in sorted((set(saved) | set(self.options)) - RESUME_FREE_OPTIONS)
                   if saved.get(k) != self.options.get(k)]
@@ -337,9 +342,6 @@ class Checkpoints:
                 raise UsageError(f"--resume: the checkpoint {path} was made with other data: {option} {odd}; the "
                                  "resumed run would go on training on other rows, with other stats; give the data "
                                  "of the interrupted run, or start again without --resume")
-        if info.get("processes") != accelerator.num_processes:
-            raise UsageError(f"--resume: the checkpoint {path} was made by {info.get('processes')} process(es), "
-                             f"this run has {accelerator.num_processes}: launch it as the interrupted run was")
         # the precision comes from the launcher and the device as well as --mixed-precision (left out: bf16 on a
         # GPU that has it, none on a CPU): a run resumed elsewhere would go on in another precision, and its
         # metrics.json say only the last one (checkpoints before 2026-11-28 do not record it)
