@@ -496,6 +496,24 @@ def test_the_options_say_whether_several_processes_may_run(monkeypatch, several)
             p.parse_args([])
 
 
+def test_the_options_know_their_lesson_out_of_what_is_saved_and_logged():
+    # the lesson names the folder of its TensorBoard curves (checked before any work); it stays out of vars(args),
+    # which checkpoints compare on --resume and trackers and model cards record
+    import pickle
+
+    from wideann import course
+    from wideann.course.results import tensorboard_folder
+
+    p = course.parser(None, "3_out_of_core_ann", epochs=1, batch_size=1, lr=1.0)
+    course.add_tracking_options(p)
+    args = p.parse_args(["--log-with", "tensorboard"])
+    assert args.lesson == "3_out_of_core_ann" and "lesson" not in vars(args)
+    assert tensorboard_folder("runs/x", args) == Path("runs/x/3_out_of_core_ann")
+    assert tensorboard_folder("runs/x", p.parse_args([])) is None
+    again = pickle.loads(pickle.dumps(args))
+    assert again.lesson == args.lesson and vars(again) == vars(args)
+
+
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
 def test_a_lesson_ended_by_kill_or_a_closed_terminal_cleans_up_as_after_ctrl_c(tmp_path, big_csv, sig):
     # kill or a scheduler's time limit (SIGTERM), a closed terminal (SIGHUP), here while the engine writes the

@@ -18,6 +18,14 @@ class Options(argparse.Namespace):
 
     lesson: str | None = None
 
+    def __reduce__(self):  # (the class is made per lesson: pickled as its lesson and values)
+        return options_of, (self.lesson, vars(self))
+
+
+def options_of(lesson: str | None, values: dict | None = None) -> Options:
+    """:class:`Options` of ``lesson`` holding ``values``."""
+    return type("Options", (Options,), {"lesson": lesson})(**(values or {}))
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors raised as :class:`UsageError` (one line, printed once by :func:`run`)
@@ -31,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
     def parse_known_args(self, args=None, namespace=None):
         if namespace is None:
-            namespace = type("Options", (Options,), {"lesson": self.lesson})()
+            namespace = options_of(self.lesson)
         got = super().parse_known_args(args, namespace)
         # lessons 1-3 do not share their rows between processes: N processes would each train on all of
         # them and write the same run folder, every file N times
