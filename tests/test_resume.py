@@ -419,6 +419,16 @@ def test_a_second_run_in_a_run_folder_in_use_is_refused_and_a_killed_runs_lock_h
     assert "resumed from" in out and not (run / runlock.LOCK_NAME).exists()
 
 
+def test_prepare_data_outside_a_lesson_locks_nothing(table, tmp_path):
+    # a test or a notebook calling it would hold the folder until its process ends, refusing the lessons run there
+    from types import SimpleNamespace
+
+    run = tmp_path / "run"
+    course.prepare_data(SimpleNamespace(data=[str(table)], test_data=None, stats=None, output_dir=str(run)))
+    assert not (run / runlock.LOCK_NAME).exists()
+    assert "resumed" not in run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])
+
+
 def test_a_resume_that_puts_back_an_older_model_removes_the_later_models_results(tmp_path, table):
     # resumed from the first epoch's checkpoint of a finished run and stopped: the older best model was put back
     # beside the results of the later one

@@ -90,6 +90,9 @@ def run(main) -> None:
     escape_what_stdout_cannot_encode()  # a path or column name the locale cannot spell: escaped, not a traceback
     stop_like_ctrl_c()  # kill, a scheduler's time limit, a closed terminal: cleaned up as after Ctrl-C
     end_with_the_launcher()  # and the end of accelerate launch (or torchrun), by kill or timeout
+    from .runlock import lessons_lock_their_run_folder
+
+    lessons_lock_their_run_folder(True)  # one run at a time in a run folder, to the end of this one
     try:
         main()
     except KeyboardInterrupt:
@@ -179,6 +182,7 @@ def _exit(code: int) -> None:
 
 def _release() -> None:
     """The run folder's lock goes as the run ends (``os._exit`` skips ``atexit``, and so does a forking caller)."""
-    from .runlock import release_run_folders
+    from .runlock import lessons_lock_their_run_folder, release_run_folders
 
     release_run_folders()
+    lessons_lock_their_run_folder(False)

@@ -7,8 +7,9 @@ ended in a traceback), and could leave one run's ``best_model.pt`` beside the ot
 ``OUTPUT_DIR/.wideann-run.lock`` for the whole run; a second run there is refused in one line before any work.
 
 The lock goes with the process, however it ends (a kill, a preemption): the file a killed run leaves behind
-locks nothing, and the next run takes it over. A run that ends removes it. On a file system without ``flock``
-the run goes ahead unlocked (as :func:`wideann._atomic.folders_locked` does).
+locks nothing, and the next run takes it over. A run that ends removes it. Only a lesson run by ``course.run``
+locks (a test or a notebook calling ``prepare_data`` would hold the folder until its process ends). On a file
+system without ``flock`` the run goes ahead unlocked (as :func:`wideann._atomic.folders_locked` does).
 """
 from __future__ import annotations
 
@@ -24,13 +25,22 @@ from .errors import LessonError
 LOCK_NAME = ".wideann-run.lock"
 
 _held: dict = {}  # real path of a run folder -> (fd of its lock file, the lock file's path)
+_in_a_lesson = False  # set by course.run for the lesson it runs: a caller of prepare_data (a test, a notebook)
+#                       outside of one takes no lock, which it would hold until its process ends
+
+
+def lessons_lock_their_run_folder(on: bool) -> None:
+    """Whether :func:`hold_the_run_folder` locks (``course.run`` turns it on for the lesson it runs)."""
+    global _in_a_lesson
+    _in_a_lesson = on
 
 
 def hold_the_run_folder(out_dir) -> None:
     """Lock ``out_dir`` for this process until it ends (or :func:`release_run_folders`); :class:`LessonError`
-    when another process holds it. Call it on the main process only: it alone writes the run's files."""
+    when another process holds it. Call it on the main process only: it alone writes the run's files. Outside of
+    a lesson run by ``course.run``, nothing is locked."""
     key = os.path.realpath(out_dir)
-    if key in _held:
+    if key in _held or not _in_a_lesson:
         return
     path = Path(out_dir) / LOCK_NAME
     while True:
