@@ -205,7 +205,7 @@ uint64_t denormalize(const std::string& input, bool input_is_npy, const std::str
     if (!reader) throw;  // (only a CSV's lines give one)
     throw describe(e.err, reader->file(e.err.file_index));
   }
-  out.commit();
+  out.commit(&progress);
   return total_rows;
 }
 

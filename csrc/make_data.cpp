@@ -119,7 +119,7 @@ void make_data(const std::string& output, uint64_t rows, size_t cols, uint64_t s
   };
   run_pipeline(n_threads, progress, steps);
   progress.total = progress.done.load();
-  out.commit();
+  out.commit(&progress);
 }
 
 }  // namespace wideann

@@ -69,12 +69,24 @@ void refuse_a_write_protected_file(const std::string& path) {
 // An exclusive flock on a folder, held while it lives: the lock _atomic.folders_locked takes for Python's
 // commits, so that this rename and theirs into the same folder do not interleave (and a file write-protected
 // under their lock is seen so here). Nothing is created; a folder that cannot be opened (mode -wx), or a file
-// system without flock, goes unlocked, as on the Python side.
+// system without flock, goes unlocked, as on the Python side. The lock is waited for in short steps, the job's
+// cancellation checked between them: a blocking flock held a job whose folder another process had locked
+// past a Ctrl-C (Python cancels and waits for the job, which never looked), the command hanging until the
+// holder let go, then writing its output after all.
 class FolderLock {
  public:
-  explicit FolderLock(const std::string& dir) : fd_(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+  FolderLock(const std::string& dir, const Progress* progress)
+      : fd_(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
     if (fd_ < 0) return;
-    while (::flock(fd_, LOCK_EX) != 0 && errno == EINTR) {
+    for (int waited = 0;; ++waited) {
+      if (::flock(fd_, LOCK_EX | LOCK_NB) == 0) return;
+      if (errno != EWOULDBLOCK && errno != EINTR) return;  // no flock here (ENOLCK, EINVAL...): unlocked
+      if (progress != nullptr && progress->cancelled.load()) {
+        ::close(fd_);  // (no destructor for an object whose constructor throws)
+        fd_ = -1;
+        throw Cancelled();
+      }
+      ::usleep(waited < 100 ? 1000 : 10000);  // a commit holds it for milliseconds: soon, then every 10 ms
     }
   }
   ~FolderLock() {
@@ -161,7 +173,7 @@ void OutputFile::write_at(uint64_t offset, const char* data, size_t n) {
   }
 }
 
-void OutputFile::commit() {
+void OutputFile::commit(const Progress* progress) {
   int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) throw DataError(errno_message(path_, "write failed"));  // e.g. a full disk on NFS
@@ -171,7 +183,7 @@ void OutputFile::commit() {
   }
   // The checks of the start made again, under the folder's lock, right before the rename: a file made
   // write-protected while this ran (or by a Python commit that held the lock) is not renamed over.
-  FolderLock lock(dir_);
+  FolderLock lock(dir_, progress);
   refuse_a_write_protected_file(path_);
   // A file already at the path keeps its mode (and, where allowed, its owner and group), as a plain open() that
   // truncates it would: a private (0600) file rewritten is not made readable by others.

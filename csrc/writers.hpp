@@ -14,6 +14,8 @@
 
 namespace wideann {
 
+struct Progress;  // common.hpp
+
 class OutputFile {
  public:
   // Creates ".<name>.XXXXXX.tmp" beside `path`. With `temporary` given, that file (made by the caller,
@@ -27,8 +29,9 @@ class OutputFile {
   void write(const char* data, size_t n);
   void write_at(uint64_t offset, const char* data, size_t n);
   // Close, then rename to the final path: under the lock the Python side takes on the folder (flock; see
-  // _atomic.folders_locked), the write protection of a file there checked again first.
-  void commit();
+  // _atomic.folders_locked), the write protection of a file there checked again first. A cancel of `progress`
+  // while the lock is waited for throws Cancelled (the temporary is removed by the destructor).
+  void commit(const Progress* progress = nullptr);
   const std::string& path() const { return path_; }
 
  private:

@@ -270,6 +270,40 @@ def test_a_file_write_protected_while_the_engine_writes_is_not_renamed_over(tmp_
     assert out.read_bytes() == b"keep me\n" and stat.S_IMODE(out.stat().st_mode) == 0o444
 
 
+@pytest.mark.parametrize("args", [["make-data", "-o", "out.csv", "--rows", "50", "--cols", "6"],
+                                  ["denormalize", "t.npy", "-o", "out.csv", "--stats", "t.stats.json"]])
+def test_ctrl_c_stops_an_engine_waiting_for_its_folders_lock(tmp_path, args):
+    """The engine waited for the folder's lock in a blocking flock, which no Ctrl-C reached (Python cancels the
+    job and waits for it): with another process holding the lock, Ctrl-C did nothing, and once the lock was let
+    go the output was written after all. Now the interrupt ends the wait: exit 130, nothing written."""
+    import signal
+
+    _table(tmp_path / "raw.csv")
+    ok("normalize", "raw.csv", "-o", "t.npy", cwd=tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    p = None
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        p = subprocess.Popen(WIDEANN + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=cli_env())
+        assert wait_for(lambda: temp_leftovers(tmp_path) or p.poll() is not None, 60)
+        time.sleep(0.5)  # (its few rows written: it waits for the lock)
+        assert p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGINT)
+        try:
+            _out, err = p.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            pytest.fail("Ctrl-C did not stop the engine waiting for its folder's lock")
+    finally:
+        os.close(folder)
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert (p.returncode, err) == (130, "wideann: interrupted; no output written\n")
+    assert sorted(os.listdir(tmp_path)) == before
+
+
 @pytest.mark.parametrize("args", [
     ["normalize", "raw.csv", "-o", "ro/t.npy"],
     ["normalize", "raw.csv", "-o", "t.npy", "--stats-out", "ro/t.json"],
