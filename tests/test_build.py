@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,38 @@ def test_a_lesson_of_a_stale_checkout_says_how_to_rebuild_in_one_line(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("1_first_ann.py: error: the C++ engine ") and done.stderr.count("\n") == 1
     assert "(csrc/tokenizer.cpp changed since): rebuild it with `pip install -e .` in " in done.stderr
+
+
+@pytest.mark.parametrize("process", ["first of a machine", "another"])
+def test_a_lesson_of_a_stale_checkout_on_several_processes_says_it_once_a_machine(tmp_path, process):
+    """``accelerate launch`` on 2 processes: each said the same line (the course's lessons speak from one
+    process). The first process of each machine says it (an engine stale on machine 2 only is said there); the
+    others say nothing, and wait for it before they end, so that the launcher cannot kill it before it spoke."""
+    root = _checkout(tmp_path)
+    python = _package_at(root / "python")
+    (root / "csrc" / "tokenizer.cpp").write_text("// changed\n")
+    lesson = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__name__.startswith("
+              "'ScikitBuild')]; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = sys.argv[1]; import runpy; "
+              "runpy.run_path(sys.argv.pop(1), run_name='__main__')")
+    env = {k: v for k, v in os.environ.items() if k != "WIDEANN_ALLOW_STALE_ENGINE"}
+    local_rank = "0" if process == "first of a machine" else "1"
+    env.update(RANK="2" if process == "first of a machine" else "1", LOCAL_RANK=local_rank, WORLD_SIZE="4",
+               LOCAL_WORLD_SIZE="2")
+    p = subprocess.Popen([sys.executable, "-c", lesson, python, str(ROOT / "scripts" / "4_multi_gpu_ann.py")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    try:
+        if process == "another":  # it waits for the first process; the launcher ends it (SIGTERM) once that failed
+            time.sleep(3)
+            assert p.poll() is None, p.communicate()
+            p.terminate()
+        _out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    if process == "another":
+        assert err == ""
+    else:
+        assert p.returncode == 1 and err.startswith("4_multi_gpu_ann.py: error: the C++ engine ") and \
+            err.count("\n") == 1, err
 
 
 def test_the_engine_is_imported_through_the_check():

@@ -84,11 +84,30 @@ def check(native, root: str) -> None:
 def _one_line_if_stale(kind, value, tb, _before=sys.excepthook) -> None:
     """``sys.excepthook`` once a stale engine was found: left uncaught (a lesson's ``from wideann import course`` at
     its top, before ``course.run`` could turn it into its line), the error is said as ``<program>: error: ...``
-    and the process ends with 1, as for any other user error; anything else as Python says it."""
-    if isinstance(value, StaleEngineError):
+    and the process ends with 1, as for any other user error; anything else as Python says it.
+
+    Under a launcher (``accelerate launch``, torchrun: ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` set) the first process of each machine
+    says it, once for the machine's engine, and the others stay silent (every process said the same line);
+    they wait for it (:data:`SPEAK_WAIT_S` at most) before they end, as ``course.run``'s do, because the
+    launcher ends every process as soon as one has failed, and one that ended first could have the speaking
+    one killed before it had said why. (Not rank 0 alone: an engine stale on another machine only, with rank
+    0's up to date, would have ended the run without a word.)"""
+    if not isinstance(value, StaleEngineError):
+        _before(kind, value, tb)
+    elif os.environ.get("LOCAL_RANK", "0") in ("", "0") or os.environ.get("LOCAL_WORLD_SIZE", "1") in ("", "1"):
         print(f"{os.path.basename(sys.argv[0] or 'python')}: error: {value}", file=sys.stderr, flush=True)
     else:
-        _before(kind, value, tb)
+        import time
+
+        try:
+            time.sleep(SPEAK_WAIT_S)
+        except KeyboardInterrupt:  # (the launcher ends the others once the first one has failed)
+            pass
+
+
+SPEAK_WAIT_S = 10.0
+"""How long a process that leaves the saying of a stale engine to the first of its machine waits for it (as
+``course.errors.SPEAK_WAIT_S``)."""
 
 
 if os.environ.get(ALLOW_STALE) != "1":
