@@ -129,6 +129,31 @@ def test_an_unchanged_checkout_passes_and_a_changed_source_is_named(tmp_path):
     assert source_root(tmp_path / "lib" / "python3" / "site-packages" / "wideann") is None  # a wheel's
 
 
+def test_sources_that_cannot_be_read_are_said_so_in_one_line(tmp_path, monkeypatch):
+    """A csrc/ that may not be read ended every import (the command line's, a lesson's) in a PermissionError
+    traceback; a source that cannot be read was said to have "changed since", and a rebuild fails on it."""
+    from wideann._native_checked import StaleEngineError, _native, check
+
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # (check sets its own, for a lesson's top)
+    root = _checkout(tmp_path)
+    (root / "csrc" / "gone.cpp").symlink_to("nothing here")  # (as a file without read permission reads)
+    with pytest.raises(StaleEngineError) as e:
+        check(_native, root)
+    assert "cannot be compared with the sources in" in str(e.value) and "csrc/gone.cpp cannot be read" in str(e.value)
+    assert "changed since" not in str(e.value)
+    (root / "csrc" / "gone.cpp").unlink()
+    listdir = os.listdir
+
+    def refused(path):  # (as a csrc/ of mode 0700 owned by another user: the superuser reads any folder)
+        if os.fspath(path).endswith("csrc"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return listdir(path)
+
+    monkeypatch.setattr(os, "listdir", refused)
+    with pytest.raises(StaleEngineError, match=r"\S+: csrc cannot be read \(make them readable, or set "):
+        check(_native, root)
+
+
 def _package_at(folder: Path) -> Path:
     """The package's Python files and the engine Python imports now, copied to ``folder``/wideann."""
     from wideann._native_checked import _native

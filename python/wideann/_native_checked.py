@@ -52,7 +52,7 @@ def manifest(root: str) -> str:
         try:
             with open(os.path.join(root, rel), "rb") as f:
                 digest = hashlib.sha256(f.read()).hexdigest()
-        except OSError:  # (a dangling link: the build fails on it too)
+        except OSError:  # (a dangling link, no read permission: the build fails on it too)
             digest = "unreadable"
         lines.append(f"{digest}  {rel}\n")
     return "".join(lines)
@@ -65,10 +65,21 @@ def _files(listed: str) -> dict:
 def check(native, root: str) -> None:
     """Raise :class:`StaleEngineError` when ``native`` was not built from the files in the checkout ``root``."""
     built = getattr(native, "SOURCE_MANIFEST", None)
-    on_disk = manifest(root)
-    if built == on_disk:
-        return
     where = getattr(native, "__file__", "wideann._native")
+    try:
+        on_disk = manifest(root)
+    except OSError as e:  # csrc/ not readable: not compared, and not a traceback at every import either
+        unread = [os.path.relpath(e.filename, root) if e.filename else "csrc"]
+    else:
+        if built == on_disk:
+            return
+        unread = [p for p, digest in _files(on_disk).items() if digest == "unreadable"]
+    if unread:  # (said as such, not as "changed since": the build could not read them either)
+        named = ", ".join(unread[:3]) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
+        sys.excepthook = _one_line_if_stale
+        raise StaleEngineError(f"the C++ engine {where} cannot be compared with the sources in {root}: {named} "
+                               f"cannot be read (make them readable, or set {ALLOW_STALE}=1 to use the engine "
+                               "unchecked)")
     if built is None:
         what = "was built before it recorded its sources"
     else:
