@@ -246,6 +246,33 @@ def test_the_engine_is_imported_through_the_check():
     assert found == []
 
 
+def test_the_sanitized_engine_built_from_other_sources_is_refused(tmp_path, monkeypatch):
+    """``tests/fuzz/sanitized.py run`` tested the engine its last ``build`` made, whatever csrc/ held since: the
+    package's own check does not look at that copy (its sources are not beside it). A site like ``build``'s,
+    its engine a stand-in that records the sources as given (no sanitized build needed)."""
+    spec = importlib.util.spec_from_file_location("sanitized", ROOT / "tests" / "fuzz" / "sanitized.py")
+    sanitized = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sanitized)
+    from wideann._native_checked import manifest
+
+    site = tmp_path / "site"
+    (site / "wideann").mkdir(parents=True)
+    (site / "wideann" / "__init__.py").write_text("")
+    (site / "wideann" / "_native_checked.py").symlink_to(ROOT / "python" / "wideann" / "_native_checked.py")
+    (site / "sitecustomize.py").write_text(sanitized._SITECUSTOMIZE)
+    monkeypatch.setattr(sanitized, "SITE", site)
+    monkeypatch.setattr(sanitized, "env", lambda: {**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"})
+
+    def engine(recorded: str) -> None:
+        (site / "wideann" / "_native.py").write_text(f"sanitized = True\nSOURCE_MANIFEST = {recorded!r}\n")
+
+    engine(manifest(ROOT))
+    sanitized.check()  # built from csrc/ as it is
+    engine(manifest(ROOT).replace("0", "1", 1))  # a digest of one source other than the file's now
+    with pytest.raises(SystemExit, match="was built from other sources than those in .*sanitized.py build` again"):
+        sanitized.check()
+
+
 # ---- the source distribution ----------------------------------------------------------------------------------
 
 def test_the_source_distribution_holds_every_file_git_tracks_and_no_build_output(tmp_path):

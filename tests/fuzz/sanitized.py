@@ -81,12 +81,19 @@ def build() -> None:
 
 
 def check() -> None:
-    """Fail unless a process started with env() really runs the sanitized engine."""
-    p = subprocess.run([sys.executable, "-c", "import wideann._native as n; print(n.sanitized, n.__file__)"],
-                       env=env(), capture_output=True, text=True)
+    """Fail unless a process started with env() really runs the sanitized engine, built from the sources in csrc/
+    now: ``build`` is not run again by ``run``, and the package's own check of a stale engine does not look at
+    this copy (its sources are not two folders above it), so an edit of csrc/ since was tested with the old
+    engine without a word."""
+    probe = ("import sys, wideann._native as n; from wideann._native_checked import manifest; "
+             "print(n.sanitized, n.__file__); print(getattr(n, 'SOURCE_MANIFEST', None) == manifest(sys.argv[1]))")
+    p = subprocess.run([sys.executable, "-c", probe, str(ROOT)], env=env(), capture_output=True, text=True)
     if p.returncode != 0 or not p.stdout.startswith("True ") or str(SITE) not in p.stdout:
         raise SystemExit(f"sanitized.py: the sanitized engine is not the one imported "
                          f"(run `python tests/fuzz/sanitized.py build` first):\n{p.stdout}{p.stderr}")
+    if p.stdout.splitlines()[-1] != "True":
+        raise SystemExit(f"sanitized.py: the sanitized engine in {SITE} was built from other sources than those in "
+                         f"{ROOT / 'csrc'}: run `python tests/fuzz/sanitized.py build` again")
 
 
 def main(argv: list[str]) -> int:
