@@ -206,6 +206,18 @@ def test_a_lesson_of_a_stale_checkout_says_how_to_rebuild_in_one_line(tmp_path):
     assert "(csrc/tokenizer.cpp changed since): rebuild it with `pip install -e .` in " in done.stderr
 
 
+def test_python_c_of_a_stale_checkout_is_said_as_python(tmp_path):
+    """``python -c "import wideann.engine"``: the line began "-c: error:" (sys.argv[0] is "-c" there)."""
+    root = _checkout(tmp_path)
+    python = _package_at(root / "python")
+    (root / "csrc" / "tokenizer.cpp").write_text("// changed\n")
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__name__.startswith("
+            f"'ScikitBuild')]; sys.path.insert(0, {str(python)!r}); import wideann.engine")
+    env = {k: v for k, v in os.environ.items() if k not in ("WIDEANN_ALLOW_STALE_ENGINE", "LOCAL_RANK")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.startswith("python: error: the C++ engine "), done.stderr
+
+
 @pytest.mark.parametrize("process", ["first of a machine", "another"])
 def test_a_lesson_of_a_stale_checkout_on_several_processes_says_it_once_a_machine(tmp_path, process):
     """``accelerate launch`` on 2 processes: each said the same line (the course's lessons speak from one

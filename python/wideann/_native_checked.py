@@ -106,7 +106,8 @@ def _one_line_if_stale(kind, value, tb, _before=sys.excepthook) -> None:
     if not isinstance(value, StaleEngineError):
         _before(kind, value, tb)
     elif os.environ.get("LOCAL_RANK", "0") in ("", "0") or os.environ.get("LOCAL_WORLD_SIZE", "1") in ("", "1"):
-        print(f"{os.path.basename(sys.argv[0] or 'python')}: error: {value}", file=sys.stderr, flush=True)
+        program = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else "python"  # (python -c, the REPL)
+        print(f"{os.path.basename(program)}: error: {value}", file=sys.stderr, flush=True)
     else:
         import time
 
