@@ -419,6 +419,32 @@ def test_a_second_run_in_a_run_folder_in_use_is_refused_and_a_killed_runs_lock_h
     assert "resumed from" in out and not (run / runlock.LOCK_NAME).exists()
 
 
+def test_the_run_folder_lock_file_of_another_users_run_is_taken_over_once_it_has_died(table, tmp_path):
+    # a folder shared with another user, whose run was killed there: its lock file (theirs, 0644) could not be
+    # opened to be written, and every later run was refused with "Permission denied", though no one held it
+    import fcntl
+    import shlex
+    import shutil
+
+    if os.geteuid() != 0 or not shutil.which("capsh"):
+        pytest.skip("needs root (a file of another user) and capsh (to run as one bound by file permissions)")
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = run / runlock.LOCK_NAME
+    lock.write_text("process 1 on elsewhere\n")
+    os.chown(lock, 65534, 65534)
+    cmd = _cmd(L3, ["--data", table, *QUICK3, "--output-dir", run], None)
+    bound = ["capsh", "--drop=cap_dac_override,cap_dac_read_search,cap_fowner", "--", "-c", shlex.join(cmd)]
+    with open(lock) as held:  # their run, alive: said as such, not as "permission denied"
+        fcntl.flock(held, fcntl.LOCK_EX)
+        r = subprocess.run(bound, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-3000:]
+    assert f"{run}: another run is writing in this folder (process 1 on elsewhere holds " in r.stderr, r.stderr
+    r = subprocess.run(bound, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]  # their run, killed: its lock file taken over, and gone at the end
+    assert "test RMSE" in r.stdout and not lock.exists()
+
+
 def test_prepare_data_outside_a_lesson_locks_nothing(table, tmp_path):
     # a test or a notebook calling it would hold the folder until its process ends, refusing the lessons run there
     from types import SimpleNamespace

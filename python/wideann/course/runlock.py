@@ -7,7 +7,8 @@ ended in a traceback), and could leave one run's ``best_model.pt`` beside the ot
 ``OUTPUT_DIR/.wideann-run.lock`` for the whole run; a second run there is refused in one line before any work.
 
 The lock goes with the process, however it ends (a kill, a preemption): the file a killed run leaves behind
-locks nothing, and the next run takes it over. A run that ends removes it. Only a lesson run by ``course.run``
+locks nothing, and the next run takes it over (one of another user too, in a folder shared with them: opened
+to be read where it may not be written). A run that ends removes it. Only a lesson run by ``course.run``
 locks (a test or a notebook calling ``prepare_data`` would hold the folder until its process ends). On a file
 system without ``flock`` the run goes ahead unlocked (as :func:`wideann._atomic.folders_locked` does).
 """
@@ -44,7 +45,7 @@ def hold_the_run_folder(out_dir) -> None:
         return
     path = Path(out_dir) / LOCK_NAME
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd, writable = _open(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -60,14 +61,33 @@ def hold_the_run_folder(out_dir) -> None:
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:
             same = False
+        if same and not writable:  # a killed run of another user left it: locked by no one, not ours to write in;
+            try:  # replaced by one of our own (the folder is ours to write in), else held as it is
+                os.unlink(path)
+            except OSError:
+                break
+            same = False
         if same:
             break
         os.close(fd)
-    os.ftruncate(fd, 0)
-    os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
+    if writable:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on {socket.gethostname()}\n".encode())
     _held[key] = (fd, path)
     if len(_held) == 1:
         atexit.register(release_run_folders)
+
+
+def _open(path: Path) -> tuple[int, bool]:
+    """The lock file, opened to be written, or only read when it may not be written (a run of another user, in a
+    folder shared with it, made it): ``flock`` takes either, and a run of theirs that is alive is then said as
+    such, not as "permission denied"; one that was killed is taken over. Returns ``(fd, writable)``."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644), True
+    except PermissionError:
+        if not os.path.isfile(path):
+            raise
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
 
 
 def release_run_folders() -> None:
