@@ -607,20 +607,29 @@ def test_ctrl_c_after_a_checkpoint_says_how_to_continue(tmp_path, monkeypatch, c
     monkeypatch.setattr(sys, "argv", ["4_multi_gpu_ann.py"])
     folder = tmp_path / "checkpoints"
     (folder / "step_00000100").mkdir(parents=True)  # an earlier run's checkpoint
-    (folder / "step_00000100" / "checkpoint.json").write_text('{"format": "wideann-checkpoint", "version": 1}')
-    ckpts = course.Checkpoints(folder, Namespace(epochs=1))
+    (folder / "step_00000100" / "checkpoint.json").write_text('{"format": "wideann-checkpoint", "version": 1, '
+                                                             '"completed_ns": 7}')
 
     def interrupted():
         raise KeyboardInterrupt
 
-    for ours, said in ((False, "4_multi_gpu_ann.py: interrupted\n"),
-                       (True, f"4_multi_gpu_ann.py: interrupted; its newest checkpoint is {folder / 'step_00000100'}: "
-                              "run the same command with --resume to continue from it")):
-        ckpts._ours = ours  # (set by save and load)
+    newest = folder / "step_00000100"
+    for resume, ours, said in (
+            (None, set(), "4_multi_gpu_ann.py: interrupted\n"),
+            (None, {("step_00000100", 7)}, f"4_multi_gpu_ann.py: interrupted; its newest checkpoint is {newest}: run "
+                                           "the same command with --resume to continue from it"),
+            # (a run of that name, but not the one saved or loaded: an earlier run's, or one remade since)
+            (None, {("step_00000100", 6)}, "4_multi_gpu_ann.py: interrupted\n"),
+            # resumed from a checkpoint named on the command line: "the same command" would go back to that one
+            ("c/step_00000050", {("step_00000100", 7)}, f"interrupted; its newest checkpoint is {newest}: run the "
+                                                       f"same command with --resume {newest} (in place of --resume "
+                                                       "c/step_00000050) to continue from it")):
+        ckpts = course.Checkpoints(folder, Namespace(epochs=1, resume=resume))
+        ckpts._ours = ours  # (added to by save and load)
         with pytest.raises(SystemExit) as e:
             course.run(interrupted)
         err = capsys.readouterr().err
-        assert e.value.code == 130 and err.startswith(said) and err.count("\n") == 1, err
+        assert e.value.code == 130 and said in err and err.count("\n") == 1, err
 
 
 @pytest.mark.parametrize("launcher", [

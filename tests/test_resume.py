@@ -445,6 +445,23 @@ def test_the_run_folder_lock_file_of_another_users_run_is_taken_over_once_it_has
     assert "test RMSE" in r.stdout and not lock.exists()
 
 
+def test_ctrl_c_while_a_step_is_saved_again_names_no_earlier_runs_checkpoint(table, tmp_path):
+    # the end of an epoch saves again the step that --checkpoint-every had just saved: the older copy goes first,
+    # and a Ctrl-C then named the newest complete checkpoint left, an earlier run's, as the one to --resume from
+    run = tmp_path / "run"
+    run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])  # an earlier run: step_14, step_28
+    args = ["--data", table, *QUICK3, "--batch-size", "32", "--checkpoint-every", "27", "--output-dir", run]
+    paused = Paused(tmp_path, L3, args, "checkpoint-pruning:2")  # (1: the earlier run's step_14 pruned)
+    pid = paused.wait()
+    ckpts = run / "checkpoints"
+    assert course.latest_checkpoint(ckpts).name == "step_00000028", sorted(p.name for p in ckpts.iterdir())
+    assert (ckpts / f".trash.step_00000027.{pid}").is_dir()  # this run's step 27, on its way out
+    os.kill(pid, signal.SIGINT)
+    code, out = paused.go_on(pid)
+    assert code == 130 and "3_out_of_core_ann.py: interrupted" in out, out[-3000:]
+    assert "step_00000028" not in out, out[-3000:]
+
+
 def test_prepare_data_outside_a_lesson_locks_nothing(table, tmp_path):
     # a test or a notebook calling it would hold the folder until its process ends, refusing the lessons run there
     from types import SimpleNamespace

@@ -221,16 +221,20 @@ class Checkpoints:
         self.data_files, self.data = _data_identity(args)
         self.files = [Path(f) for f in files]
         self.keep = max(1, keep)
-        self._ours = False  # whether this run has saved or loaded a checkpoint (older ones may be another run's)
+        self._ours: set = set()  # (name, completed_ns) of the checkpoints this run saved or loaded
         say_on_interrupt(self._resume_hint)
 
     def _resume_hint(self) -> str | None:
-        """After a Ctrl-C: the checkpoint this run can go on from, and how (nothing before its first: the
-        folder's checkpoints are then an earlier run's, which --resume would go on with instead)."""
-        newest = self.latest() if self._ours else None
-        if newest is None:
+        """After a Ctrl-C: the checkpoint this run can go on from, and how. Nothing when the newest complete one
+        (the one --resume takes) is not one this run saved or loaded: before its first, or while it replaces the
+        step it saved just before (the end of an epoch), the newest is an earlier run's."""
+        newest = self.latest()
+        info = _info(newest) if newest is not None else None
+        if info is None or (newest.name, info.get("completed_ns")) not in self._ours:
             return None
-        return (f"; its newest checkpoint is {newest}: run the same command with --resume to continue from "
+        given = self.options.get("resume")
+        how = "--resume" if given in (None, "latest") else f"--resume {newest} (in place of --resume {given})"
+        return (f"; its newest checkpoint is {newest}: run the same command with {how} to continue from "
                 "it (the same batches, the same final model)")
 
     def latest(self) -> Path | None:
@@ -314,7 +318,8 @@ class Checkpoints:
             except Exception as e:  # noqa: BLE001
                 error = disk_full(e, self.folder, what, need)
         settle(accelerator, error, on_failure=lambda: shutil.rmtree(tmp, ignore_errors=True))
-        self._ours = True
+        if main:  # (only the main process says what it can go on from)
+            self._ours.add((final.name, info["completed_ns"]))
         return final
 
     def _check(self, info: dict, path: Path, accelerator) -> None:
@@ -401,5 +406,5 @@ class Checkpoints:
             except Exception as e:  # noqa: BLE001
                 error = e
         settle(accelerator, error)
-        self._ours = True
+        self._ours.add((path.name, info.get("completed_ns")))
         return path
