@@ -206,6 +206,10 @@ def test_the_tier_decision(tmp_path):
     with pytest.raises(data.TierDoesNotFit, match=r"777 rows the batches read take 0.04 MiB, more than "
                                                   r"the budget of 1,073 bytes"):
         device_tier(table, rows, "cpu", "resident", budget_gib=1e-6)
+    # just over the budget, at any scale: the two sizes rounded alike are said in bytes ("take 0.04 MiB, more than
+    # the budget of 0.04 MiB" read as a contradiction)
+    with pytest.raises(data.TierDoesNotFit, match=r"take 40,404 bytes, more than the budget of 40,000 bytes"):
+        device_tier(table, rows, "cpu", "resident", budget_gib=40_000.5 / 2**30)
     with pytest.raises(ValueError):
         device_tier(table, rows, "cpu", "gpu-please")
 

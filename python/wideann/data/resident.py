@@ -191,8 +191,11 @@ def device_tier(table, rows: Sequence[np.ndarray], device, tier: str = "auto",
     told = "--resident-budget" if budget_gib is not None else f"default: {DEFAULT_BUDGET_FRACTION:.0%} {where}"
     fits = need <= budget
     if not fits:
-        why = (f"the {held.size:,} rows the batches read take {_gib(need)}, more than the budget of "
-               f"{_gib(budget)} ({told})")
+        said = (_gib(need), _gib(budget))
+        if said[0] == said[1]:  # (just over the budget: "take 1.00 GiB, more than the budget of 1.00 GiB")
+            said = (f"{need:,} bytes", f"{budget:,} bytes")
+        why = (f"the {held.size:,} rows the batches read take {said[0]}, more than the budget of "
+               f"{said[1]} ({told})")
         if tier == "resident":
             raise TierDoesNotFit(f"--data-tier resident: {why}; give a larger --resident-budget, or --data-tier "
                                  "auto to stream what does not fit")
