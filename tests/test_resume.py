@@ -462,6 +462,38 @@ def test_ctrl_c_while_a_step_is_saved_again_names_no_earlier_runs_checkpoint(tab
     assert "step_00000028" not in out, out[-3000:]
 
 
+def test_a_lock_file_of_another_user_that_cannot_be_locked_read_only_is_refused_not_ignored(tmp_path, monkeypatch):
+    # NFS takes an exclusive flock only on a file opened to be written (EBADF on one opened to be read): another
+    # user's lock file there must not let a run go ahead unlocked beside theirs, which may be alive
+    import errno
+    import fcntl
+
+    lock = tmp_path / runlock.LOCK_NAME
+    lock.write_text("process 1 on elsewhere\n")
+    real_open, real_flock = os.open, fcntl.flock
+
+    def theirs(path, flags, *a):
+        if os.fspath(path) == os.fspath(lock) and flags & os.O_RDWR:
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *a)
+
+    def nfs(fd, op):
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(runlock.os, "open", theirs)
+    monkeypatch.setattr(runlock.fcntl, "flock", nfs)
+    runlock.lessons_lock_their_run_folder(True)
+    try:
+        with pytest.raises(course.LessonError, match="the lock file of another user's run .process 1 on elsewhere."):
+            runlock.hold_the_run_folder(tmp_path)
+        assert not runlock._held
+    finally:
+        runlock.release_run_folders()
+        runlock.lessons_lock_their_run_folder(False)
+
+
 def test_prepare_data_outside_a_lesson_locks_nothing(table, tmp_path):
     # a test or a notebook calling it would hold the folder until its process ends, refusing the lessons run there
     from types import SimpleNamespace

@@ -56,6 +56,10 @@ def hold_the_run_folder(out_dir) -> None:
                                   f"{LOCK_NAME}): two runs in one folder would remove each other's checkpoints "
                                   "and mix their models and results; wait for it to end (or end it), or give "
                                   "another --output-dir") from None
+            if not writable and e.errno == errno.EBADF:  # (NFS locks a file opened to be read for sharing only)
+                raise LessonError(f"{path}: the lock file of another user's run ({holder or 'a process'}), which this "
+                                  "file system cannot lock without writing it: if that run has ended, remove the "
+                                  "file; else wait for it to end, or give another --output-dir") from None
             return  # no flock here (ENOLCK, EINVAL...): unlocked
         try:  # the file locked is still the one at the path: a run that ended meanwhile removes its lock file
             same = os.path.samestat(os.fstat(fd), os.stat(path))
