@@ -312,14 +312,13 @@ class Checkpoints:
                 if final.exists():  # the same step saved again (the end of an epoch): replace it
                     self._remove(final)
                 os.replace(tmp, final)
+                self._ours.add((final.name, info["completed_ns"]))  # (complete from here: a Ctrl-C may name it)
                 fsync(self.folder)
                 for old in _checkpoints(self.folder)[:-self.keep]:
                     self._remove(old)
             except Exception as e:  # noqa: BLE001
                 error = disk_full(e, self.folder, what, need)
         settle(accelerator, error, on_failure=lambda: shutil.rmtree(tmp, ignore_errors=True))
-        if main:  # (only the main process says what it can go on from)
-            self._ours.add((final.name, info["completed_ns"]))
         return final
 
     def _check(self, info: dict, path: Path, accelerator) -> None:
