@@ -635,6 +635,9 @@ def test_ctrl_c_after_a_checkpoint_says_how_to_continue(tmp_path, monkeypatch, c
 @pytest.mark.parametrize("launcher", [
     ["/v/bin/python3", "/v/bin/accelerate", "launch", "--num_processes", "2", "scripts/4_multi_gpu_ann.py"],
     ["/v/bin/python3", "/v/bin/accelerate", "launch", "--cpu", "--num-processes=2", "scripts/4_multi_gpu_ann.py"],
+    # its other spellings, said nothing
+    ["/v/bin/python3", "/v/bin/accelerate-launch", "--num_processes", "2", "scripts/4_multi_gpu_ann.py"],
+    ["/v/bin/python3", "-m", "accelerate.commands.launch", "--num_processes", "2", "scripts/4_multi_gpu_ann.py"],
 ])
 def test_num_processes_without_multi_gpu_is_not_silent(monkeypatch, capsys, launcher):
     """The course's trap: accelerate launch --num_processes 2 (without --multi_gpu) starts ONE process and says
@@ -648,7 +651,10 @@ def test_num_processes_without_multi_gpu_is_not_silent(monkeypatch, capsys, laun
     assert "warning: accelerate launch was given --num_processes 2 but started one process" in err, err
     assert "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2" in err and err.count("\n") == 1
     # a launch that said nothing of processes, or a lesson's own options after the script: nothing to say
-    for quiet in (launcher[:3] + launcher[-1:], launcher[:3] + launcher[-1:] + ["--num_processes", "2"]):
+    head = launcher[:launcher.index("--cpu" if "--cpu" in launcher else launcher[-3])]
+    for quiet in (head + launcher[-1:], head + launcher[-1:] + ["--num_processes", "2"],
+                  # another program's "launch" (the script's own argument, after a program not accelerate)
+                  ["/usr/bin/python3", "tool.py", "launch", "--num_processes", "2"]):
         monkeypatch.setattr(options, "_launcher_cmdline", lambda: quiet)
         course.parser(None, "x", epochs=1, batch_size=1, lr=1.0, several_processes=True).parse_args([])
         assert capsys.readouterr().err == ""

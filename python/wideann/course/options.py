@@ -75,9 +75,12 @@ def _processes_asked_of_the_launcher() -> int | None:
     """The ``--num_processes`` (or ``--num-processes``) the parent ``accelerate launch`` was given, else None:
     accelerate passes nothing of it on to a launch of one process, so that is where to see it."""
     argv = _launcher_cmdline()
-    if "launch" not in argv or not any(os.path.basename(a).startswith("accelerate") for a in argv):
+    # accelerate launch, accelerate-launch, python -m accelerate.commands.launch (how the tests launch)
+    start = next((i + 1 for i, a in enumerate(argv) if os.path.basename(a) in ("accelerate-launch",
+                                                                              "accelerate.commands.launch")
+                  or (a == "launch" and i and os.path.basename(argv[i - 1]).startswith("accelerate"))), None)
+    if start is None:
         return None
-    start = argv.index("launch") + 1
     end = next((i for i in range(start, len(argv)) if argv[i].endswith(".py")), len(argv))  # (the script's own after)
     for i in range(start, end):
         a = argv[i]
