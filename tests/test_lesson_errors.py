@@ -623,7 +623,8 @@ def test_ctrl_c_after_a_checkpoint_says_how_to_continue(tmp_path, monkeypatch, c
             # resumed from a checkpoint named on the command line: "the same command" would go back to that one
             ("c/step_00000050", {("step_00000100", 7)}, f"interrupted; its newest checkpoint is {newest}: run the "
                                                        f"same command with --resume {newest} (in place of --resume "
-                                                       "c/step_00000050) to continue from it")):
+                                                       "c/step_00000050) to continue from it"),
+            (str(newest), {("step_00000100", 7)}, "run the same command with --resume to continue from it")):
         ckpts = course.Checkpoints(folder, Namespace(epochs=1, resume=resume))
         ckpts._ours = ours  # (added to by save and load)
         with pytest.raises(SystemExit) as e:

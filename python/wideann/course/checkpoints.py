@@ -233,7 +233,8 @@ class Checkpoints:
         if info is None or (newest.name, info.get("completed_ns")) not in self._ours:
             return None
         given = self.options.get("resume")
-        how = "--resume" if given in (None, "latest") else f"--resume {newest} (in place of --resume {given})"
+        same = given in (None, "latest") or os.path.realpath(given) == os.path.realpath(newest)
+        how = "--resume" if same else f"--resume {newest} (in place of --resume {given})"
         return (f"; its newest checkpoint is {newest}: run the same command with {how} to continue from "
                 "it (the same batches, the same final model)")
 
