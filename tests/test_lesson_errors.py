@@ -655,7 +655,8 @@ def test_num_processes_without_multi_gpu_is_not_silent(monkeypatch, capsys, laun
     head = launcher[:launcher.index("--cpu" if "--cpu" in launcher else launcher[-3])]
     for quiet in (head + launcher[-1:], head + launcher[-1:] + ["--num_processes", "2"],
                   # another program's "launch" (the script's own argument, after a program not accelerate)
-                  ["/usr/bin/python3", "tool.py", "launch", "--num_processes", "2"]):
+                  ["/usr/bin/python3", "tool.py", "launch", "--num_processes", "2"],
+                  ["/usr/bin/python3", "/tmp/accelerate_sweep.py", "launch", "--num_processes", "4"]):
         monkeypatch.setattr(options, "_launcher_cmdline", lambda: quiet)
         course.parser(None, "x", epochs=1, batch_size=1, lr=1.0, several_processes=True).parse_args([])
         assert capsys.readouterr().err == ""

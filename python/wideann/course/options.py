@@ -78,7 +78,7 @@ def _processes_asked_of_the_launcher() -> int | None:
     # accelerate launch, accelerate-launch, python -m accelerate.commands.launch (how the tests launch)
     start = next((i + 1 for i, a in enumerate(argv) if os.path.basename(a) in ("accelerate-launch",
                                                                               "accelerate.commands.launch")
-                  or (a == "launch" and i and os.path.basename(argv[i - 1]).startswith("accelerate"))), None)
+                  or (a == "launch" and i and os.path.basename(argv[i - 1]) == "accelerate")), None)
     if start is None:
         return None
     end = next((i for i in range(start, len(argv)) if argv[i].endswith(".py")), len(argv))  # (the script's own after)
