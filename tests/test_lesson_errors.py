@@ -633,6 +633,36 @@ def test_ctrl_c_after_a_checkpoint_says_how_to_continue(tmp_path, monkeypatch, c
         assert e.value.code == 130 and said in err and err.count("\n") == 1, err
 
 
+def test_ctrl_c_once_a_checkpoint_is_renamed_names_it(tmp_path, monkeypatch, capsys):
+    """A Ctrl-C between a checkpoint's rename (it is complete) and the end of its save (the folder's fsync, the
+    pruning, the processes' settle) names it: it is the run's, and the one --resume takes."""
+    from argparse import Namespace
+    from types import SimpleNamespace
+
+    from wideann import course
+    from wideann.course import checkpoints, errors
+    monkeypatch.setattr(errors, "_on_interrupt", [])
+    monkeypatch.setattr(sys, "argv", ["3_out_of_core_ann.py"])
+    folder = tmp_path / "checkpoints"
+    accelerator = SimpleNamespace(is_main_process=True, num_processes=1, process_index=0, mixed_precision="no",
+                                  _models=[], _optimizers=[],
+                                  save_state=lambda p: (Path(p) / "model.safetensors").write_bytes(b"x"))
+    ckpts = course.Checkpoints(folder, Namespace(epochs=1))
+    real_fsync = checkpoints.fsync
+
+    def interrupted_after_the_rename(path):
+        if Path(path) == folder:
+            raise KeyboardInterrupt
+        real_fsync(path)
+
+    monkeypatch.setattr(checkpoints, "fsync", interrupted_after_the_rename)
+    with pytest.raises(SystemExit) as e:
+        course.run(lambda: ckpts.save(accelerator, 5))
+    err = capsys.readouterr().err
+    assert e.value.code == 130 and f"its newest checkpoint is {folder / 'step_00000005'}: run the same command " \
+        "with --resume" in err, err
+
+
 @pytest.mark.parametrize("launcher", [
     ["/v/bin/python3", "/v/bin/accelerate", "launch", "--num_processes", "2", "scripts/4_multi_gpu_ann.py"],
     ["/v/bin/python3", "/v/bin/accelerate", "launch", "--cpu", "--num-processes=2", "scripts/4_multi_gpu_ann.py"],
