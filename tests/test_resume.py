@@ -445,21 +445,44 @@ def test_the_run_folder_lock_file_of_another_users_run_is_taken_over_once_it_has
     assert "test RMSE" in r.stdout and not lock.exists()
 
 
-def test_ctrl_c_while_a_step_is_saved_again_names_no_earlier_runs_checkpoint(table, tmp_path):
-    # the end of an epoch saves again the step that --checkpoint-every had just saved: the older copy goes first,
-    # and a Ctrl-C then named the newest complete checkpoint left, an earlier run's, as the one to --resume from
+def test_a_step_saved_again_is_swapped_in_never_missing_and_a_ctrl_c_names_no_earlier_runs_checkpoint(table, tmp_path):
+    # the end of an epoch saves again the step that --checkpoint-every had just saved. The older copy went out first
+    # (and was deleted) before the new one came in: a Ctrl-C or a kill between left --resume the checkpoint before,
+    # or an earlier run's, and the Ctrl-C named that one. Now the two are swapped at once.
     run = tmp_path / "run"
     run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])  # an earlier run: step_14, step_28
     args = ["--data", table, *QUICK3, "--batch-size", "32", "--checkpoint-every", "27", "--output-dir", run]
-    paused = Paused(tmp_path, L3, args, "checkpoint-pruning:2")  # (1: the earlier run's step_14 pruned)
+    paused = Paused(tmp_path, L3, args, "checkpoint-swapped")  # (the end of the first epoch: step 27 again)
     pid = paused.wait()
     ckpts = run / "checkpoints"
-    assert course.latest_checkpoint(ckpts).name == "step_00000028", sorted(p.name for p in ckpts.iterdir())
-    assert (ckpts / f".trash.step_00000027.{pid}").is_dir()  # this run's step 27, on its way out
+    info = json.loads((ckpts / "step_00000027" / course.CHECKPOINT_INFO).read_text())
+    old = json.loads((ckpts / ".step_00000027.tmp" / course.CHECKPOINT_INFO).read_text())  # the first copy, going
+    assert info["step"] == old["step"] == 27 and info["completed_ns"] > old["completed_ns"]
+    assert course.latest_checkpoint(ckpts).name == "step_00000027"  # (by completion: the earlier run's 28 is older)
     os.kill(pid, signal.SIGINT)
     code, out = paused.go_on(pid)
     assert code == 130 and "3_out_of_core_ann.py: interrupted" in out, out[-3000:]
+    assert "its newest checkpoint is " in out and "step_00000027: run the same command with --resume" in out, out[-3000:]
     assert "step_00000028" not in out, out[-3000:]
+
+
+def test_swap_folders_never_leaves_the_place_empty(tmp_path, monkeypatch):
+    from wideann.course import checkpoints
+
+    def folder(name, text):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text(text)
+        return tmp_path / name
+
+    for exchange in (True, False):  # renameat2(RENAME_EXCHANGE), and two renames where the system has none
+        if not exchange:
+            monkeypatch.setattr(checkpoints, "_renameat2", lambda: None)
+        elif checkpoints._renameat2() is None:
+            continue
+        there, new = folder(f"step_{exchange}", "old"), folder(f".step_{exchange}.tmp", "new")
+        old = checkpoints.swap_folders(new, there)
+        assert (there / "f").read_text() == "new" and (old / "f").read_text() == "old"
+        assert sorted(p.name for p in tmp_path.iterdir() if str(exchange) in p.name) == sorted([there.name, old.name])
 
 
 def test_a_lock_file_of_another_user_that_cannot_be_locked_read_only_is_refused_not_ignored(tmp_path, monkeypatch):

@@ -3,6 +3,9 @@ refusing a resume with other options or another number of processes."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import functools
 import hashlib
 import json
 import os
@@ -56,6 +59,48 @@ def _checkpoints(folder: Path) -> list[Path]:
         if info is not None:
             found.append((info.get("completed_ns", 0), int(m.group(1)), p))
     return [p for *_, p in sorted(found)]
+
+
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
+
+
+def swap_folders(new: Path, there: Path) -> Path:
+    """Put the folder ``new`` at ``there``, where a folder already is, with no moment in which ``there`` is missing;
+    return where the old folder is now, for its removal.
+
+    Replaced in two renames (the old one out, then the new one in), the checkpoint of a step saved again (the end
+    of an epoch) was missing between them -- and, when the old one was deleted before the second, for as long as
+    that took: a Ctrl-C or a kill there left ``--resume`` to take the checkpoint before, or an earlier run's. One
+    ``renameat2(RENAME_EXCHANGE)`` swaps the two names at once (Linux 3.15 and later; the old folder is then at
+    ``new``'s name). Where the system or the file system has no exchange, the two renames run back to back with
+    interrupts held (:func:`wideann.interrupts.deferred`): only a kill -9 or a crash between them is left."""
+    from .. import interrupts
+
+    new_b, there_b = os.fsencode(new), os.fsencode(there)
+    exchange = _renameat2()
+    if exchange is not None:
+        if exchange(_AT_FDCWD, new_b, _AT_FDCWD, there_b, _RENAME_EXCHANGE) == 0:
+            return Path(new)
+        err = ctypes.get_errno()
+        if err not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), os.fspath(there))
+    trash = Path(there).with_name(f".trash.{Path(there).name}.{os.getpid()}")
+    with interrupts.deferred():
+        os.replace(there, trash)
+        os.replace(new, there)
+    return trash
+
+
+@functools.lru_cache(maxsize=1)
+def _renameat2():
+    """libc's ``renameat2`` (glibc 2.28 and later), or None."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
 
 
 def latest_checkpoint(folder) -> Path | None:
@@ -310,11 +355,16 @@ class Checkpoints:
                     fsync(f)
                 fsync(tmp)
                 pause("checkpoint-written")
-                if final.exists():  # the same step saved again (the end of an epoch): replace it
-                    self._remove(final)
-                os.replace(tmp, final)
+                old = None
+                if final.exists():  # the same step saved again (the end of an epoch): swapped for the new one
+                    old = swap_folders(tmp, final)
+                else:
+                    os.replace(tmp, final)
                 self._ours.add((final.name, info["completed_ns"]))  # (complete from here: a Ctrl-C may name it)
                 fsync(self.folder)
+                if old is not None:
+                    pause("checkpoint-swapped")
+                    shutil.rmtree(old, ignore_errors=True)
                 for old in _checkpoints(self.folder)[:-self.keep]:
                     self._remove(old)
             except Exception as e:  # noqa: BLE001
