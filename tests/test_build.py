@@ -189,17 +189,26 @@ def test_the_program_of_a_stale_checkout_says_how_to_rebuild_in_one_line(tmp_pat
     assert program(_package_at(tmp_path / "site-packages"), "--version").returncode == 0
 
 
-def test_a_lesson_of_a_stale_checkout_says_how_to_rebuild_in_one_line(tmp_path):
-    """A lesson imports the engine at its top (``from wideann import course``), before ``course.run`` can turn an
-    error into its line: the stale engine is still said in one line, exit 1, not with a traceback."""
+# A lesson run from ``folder`` (as _FROM runs the program): ``python -c _LESSON_FROM folder script args...``.
+_LESSON_FROM = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__name__.startswith("
+                "'ScikitBuild')]; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = sys.argv[1]; import runpy; "
+                "runpy.run_path(sys.argv.pop(1), run_name='__main__')")
+
+
+def _a_stale_checkout(tmp_path) -> tuple:
+    """A copy of the checkout whose csrc/tokenizer.cpp changed since the engine was built: the folder of its
+    package, and an environment that does not allow a stale engine."""
     root = _checkout(tmp_path)
     python = _package_at(root / "python")
     (root / "csrc" / "tokenizer.cpp").write_text("// changed\n")
-    lesson = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__name__.startswith("
-              "'ScikitBuild')]; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = sys.argv[1]; import runpy; "
-              "runpy.run_path(sys.argv.pop(1), run_name='__main__')")
-    env = {k: v for k, v in os.environ.items() if k != "WIDEANN_ALLOW_STALE_ENGINE"}
-    done = subprocess.run([sys.executable, "-c", lesson, python, str(ROOT / "scripts" / "1_first_ann.py"),
+    return python, {k: v for k, v in os.environ.items() if k != "WIDEANN_ALLOW_STALE_ENGINE"}
+
+
+def test_a_lesson_of_a_stale_checkout_says_how_to_rebuild_in_one_line(tmp_path):
+    """A lesson imports the engine at its top (``from wideann import course``), before ``course.run`` can turn an
+    error into its line: the stale engine is still said in one line, exit 1, not with a traceback."""
+    python, env = _a_stale_checkout(tmp_path)
+    done = subprocess.run([sys.executable, "-c", _LESSON_FROM, python, str(ROOT / "scripts" / "1_first_ann.py"),
                            "--epochs", "1"], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("1_first_ann.py: error: the C++ engine ") and done.stderr.count("\n") == 1
@@ -223,17 +232,11 @@ def test_a_lesson_of_a_stale_checkout_on_several_processes_says_it_once_a_machin
     """``accelerate launch`` on 2 processes: each said the same line (the course's lessons speak from one
     process). The first process of each machine says it (an engine stale on machine 2 only is said there); the
     others say nothing, and wait for it before they end, so that the launcher cannot kill it before it spoke."""
-    root = _checkout(tmp_path)
-    python = _package_at(root / "python")
-    (root / "csrc" / "tokenizer.cpp").write_text("// changed\n")
-    lesson = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__name__.startswith("
-              "'ScikitBuild')]; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = sys.argv[1]; import runpy; "
-              "runpy.run_path(sys.argv.pop(1), run_name='__main__')")
-    env = {k: v for k, v in os.environ.items() if k != "WIDEANN_ALLOW_STALE_ENGINE"}
+    python, env = _a_stale_checkout(tmp_path)
     local_rank = "0" if process == "first of a machine" else "1"
     env.update(RANK="2" if process == "first of a machine" else "1", LOCAL_RANK=local_rank, WORLD_SIZE="4",
                LOCAL_WORLD_SIZE="2")
-    p = subprocess.Popen([sys.executable, "-c", lesson, python, str(ROOT / "scripts" / "4_multi_gpu_ann.py")],
+    p = subprocess.Popen([sys.executable, "-c", _LESSON_FROM, python, str(ROOT / "scripts" / "4_multi_gpu_ann.py")],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     try:
         if process == "another":  # it waits for the first process; the launcher ends it (SIGTERM) once that failed
