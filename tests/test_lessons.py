@@ -97,6 +97,7 @@ def test_lesson1_runs_with_no_data_option_on_the_shipped_example(tmp_path):
     assert (run / "data" / "example.npy").is_file() and (run / "data" / "example.stats.json").is_file()
     m = _metrics(run)
     assert m["epochs"] == 1 and m["world_size"] == 1
+    assert "trained 1 epoch in " in out, out  # (not "1 epochs")
     assert m["test_rows"] == 3200
     assert m["test_rmse"] < 4.0  # even one epoch beats predicting the mean (std of y is ~5)
 

@@ -161,7 +161,8 @@ def write_metrics(args, accelerator, **metrics) -> dict:
         r2 = "undefined (y is the same in every test row)" if metrics["test_r2"] is None else f"{metrics['test_r2']:.4f}"
         print(f"test RMSE {rmse}  R² {r2}  (original units of y, "
               f"{metrics.get('test_rows', '?')} test rows)")
-        print(f"trained {metrics['epochs']} epochs in {metrics['train_seconds']:.1f} s, "
+        epochs = f"{metrics['epochs']} epoch" + ("" if metrics["epochs"] == 1 else "s")
+        print(f"trained {epochs} in {metrics['train_seconds']:.1f} s, "
               f"{metrics['samples_per_second']:.0f} samples/s on {metrics['world_size']} process(es)")
         print(f"-> {out / 'metrics.json'}")
     return metrics
