@@ -75,21 +75,24 @@ def check(native, root: str) -> None:
             return
         unread = [p for p, digest in _files(on_disk).items() if digest == "unreadable"]
     if unread:  # (said as such, not as "changed since": the build could not read them either)
-        named = ", ".join(unread[:3]) + (f" and {len(unread) - 3} more" if len(unread) > 3 else "")
-        sys.excepthook = _one_line_if_stale
-        raise StaleEngineError(f"the C++ engine {where} cannot be compared with the sources in {root}: {named} "
-                               f"cannot be read (make them readable, or set {ALLOW_STALE}=1 to use the engine "
-                               "unchecked)")
-    if built is None:
-        what = "was built before it recorded its sources"
+        said = (f"the C++ engine {where} cannot be compared with the sources in {root}: {_some(unread)} cannot be "
+                f"read (make them readable, or set {ALLOW_STALE}=1 to use the engine unchecked)")
     else:
-        was, now = _files(built), _files(on_disk)
-        changed = sorted(p for p in was.keys() | now.keys() if was.get(p) != now.get(p))
-        named = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
-        what = f"was built from other sources than those in {root} ({named} changed since)"
+        if built is None:
+            what = "was built before it recorded its sources"
+        else:
+            was, now = _files(built), _files(on_disk)
+            changed = sorted(p for p in was.keys() | now.keys() if was.get(p) != now.get(p))
+            what = f"was built from other sources than those in {root} ({_some(changed)} changed since)"
+        said = (f"the C++ engine {where} {what}: rebuild it with `pip install -e .` in {root} (or set "
+                f"{ALLOW_STALE}=1 to use it anyway)")
     sys.excepthook = _one_line_if_stale  # a lesson imports the engine at its top, before any code of its own runs
-    raise StaleEngineError(f"the C++ engine {where} {what}: rebuild it with `pip install -e .` in {root} "
-                           f"(or set {ALLOW_STALE}=1 to use it anyway)")
+    raise StaleEngineError(said)
+
+
+def _some(paths: list) -> str:
+    """The first three of ``paths``, and how many more."""
+    return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 def _one_line_if_stale(kind, value, tb, _before=sys.excepthook) -> None:
@@ -97,10 +100,10 @@ def _one_line_if_stale(kind, value, tb, _before=sys.excepthook) -> None:
     its top, before ``course.run`` could turn it into its line), the error is said as ``<program>: error: ...``
     and the process ends with 1, as for any other user error; anything else as Python says it.
 
-    Under a launcher (``accelerate launch``, torchrun: ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` set) the first process of each machine
-    says it, once for the machine's engine, and the others stay silent (every process said the same line);
-    they wait for it (:data:`SPEAK_WAIT_S` at most) before they end, as ``course.run``'s do, because the
-    launcher ends every process as soon as one has failed, and one that ended first could have the speaking
+    Under a launcher (``accelerate launch``, torchrun: ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` set) the first process
+    of each machine says it, once for the machine's engine, and the others stay silent (every process said the
+    same line); they wait for it (:data:`SPEAK_WAIT_S` at most) before they end, as ``course.run``'s do, because
+    the launcher ends every process as soon as one has failed, and one that ended first could have the speaking
     one killed before it had said why. (Not rank 0 alone: an engine stale on another machine only, with rank
     0's up to date, would have ended the run without a word.)"""
     if not isinstance(value, StaleEngineError):

@@ -85,15 +85,17 @@ def check() -> None:
     now: ``build`` is not run again by ``run``, and the package's own check of a stale engine does not look at
     this copy (its sources are not two folders above it), so an edit of csrc/ since was tested with the old
     engine without a word."""
-    probe = ("import sys, wideann._native as n; from wideann._native_checked import manifest; "
-             "print(n.sanitized, n.__file__); print(getattr(n, 'SOURCE_MANIFEST', None) == manifest(sys.argv[1]))")
+    probe = ("import sys, wideann._native as n; from wideann._native_checked import StaleEngineError, check\n"
+             "print(n.sanitized, n.__file__)\ntry:\n    check(n, sys.argv[1])\n    print('True')\n"
+             "except StaleEngineError as e:\n    print(e)")
     p = subprocess.run([sys.executable, "-c", probe, str(ROOT)], env=env(), capture_output=True, text=True)
     if p.returncode != 0 or not p.stdout.startswith("True ") or str(SITE) not in p.stdout:
         raise SystemExit(f"sanitized.py: the sanitized engine is not the one imported "
                          f"(run `python tests/fuzz/sanitized.py build` first):\n{p.stdout}{p.stderr}")
     if p.stdout.splitlines()[-1] != "True":
         raise SystemExit(f"sanitized.py: the sanitized engine in {SITE} was built from other sources than those in "
-                         f"{ROOT / 'csrc'}: run `python tests/fuzz/sanitized.py build` again")
+                         f"{ROOT / 'csrc'} ({p.stdout.splitlines()[-1]}): run `python tests/fuzz/sanitized.py build` "
+                         "again")
 
 
 def main(argv: list[str]) -> int:
