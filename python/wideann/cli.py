@@ -166,7 +166,7 @@ def _progress(args) -> bool:
     return shown(getattr(args, "quiet", True))
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
     """One line on stderr, its file names :func:`printable`. A stderr that cannot take it (``2>/dev/full``,
     closed) loses the line, not the work: the summary of a finished command does not turn it into a failure."""
     if sys.stderr is None:  # (print would write to stdout instead)
@@ -202,7 +202,7 @@ def run(args) -> None:
         st = compute_stats(args.inputs, header=args.header, delimiter=args.delimiter,
                            threads=args.threads, progress=_progress(args))
         st.save(args.output)
-        _say(f"{len(st.columns)} columns, {st.n_rows} rows -> {args.output}")
+        say(f"{len(st.columns)} columns, {st.n_rows} rows -> {args.output}")
     elif cmd == "normalize":
         beside = default_stats_path(args.output)
         before = _identity(beside)
@@ -220,12 +220,12 @@ def run(args) -> None:
         if (asked is None or os.path.abspath(asked) != os.path.abspath(beside)) and before is not None \
                 and _identity(beside) != before:
             where += f" (the stats file beside it, {beside}, described another transform: now this table's)"
-        _say(f"{st.n_columns} columns -> {where}")
+        say(f"{st.n_columns} columns -> {where}")
     elif cmd == "denormalize":
         n = denormalize(args.input, args.output, stats=args.stats, columns=_columns_arg(args.columns),
                         header=args.header, delimiter=args.delimiter, threads=args.threads,
                         progress=_progress(args))
-        _say(f"{n} rows -> {args.output}")
+        say(f"{n} rows -> {args.output}")
     elif cmd == "merge-stats":
         parts = [Stats.load(p) for p in args.inputs]
         for path, st in zip(args.inputs[1:], parts[1:]):
@@ -235,11 +235,11 @@ def run(args) -> None:
         _refuse_the_same_stats_twice(args.inputs, parts)
         merged = Stats.merge(parts)
         merged.save(args.output)
-        _say(f"{len(args.inputs)} stats files, {merged.n_rows} rows -> {args.output}")
+        say(f"{len(args.inputs)} stats files, {merged.n_rows} rows -> {args.output}")
     elif cmd == "make-data":
         make_data(args.output, args.rows, args.cols, seed=args.seed, noise=args.noise,
                   threads=args.threads, progress=_progress(args))
-        _say(f"{args.rows} rows x {args.cols} columns -> {args.output}")
+        say(f"{args.rows} rows x {args.cols} columns -> {args.output}")
     elif cmd == "info":
         from .info import describe
 
@@ -264,7 +264,7 @@ def run(args) -> None:
         n = predict(args.run_dir, args.input, args.output, row_numbers=args.row_numbers,
                     batch_size=args.batch_size, device=args.device, header=args.header,
                     delimiter=args.delimiter, threads=args.threads, progress=_progress(args))
-        _say(f"{n} predictions -> {args.output}")
+        say(f"{n} predictions -> {args.output}")
 
 
 def _refuse_the_same_stats_twice(paths, parts) -> None:
@@ -387,7 +387,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     clash = _output_over_an_input(args) or _outputs_that_are_one(args) or _output_not_a_file(args)
     if clash:  # wrong usage: one line, exit code 2, nothing touched
-        _say(f"wideann: error: {clash}")
+        say(f"wideann: error: {clash}")
         return 2
     stop_like_ctrl_c()  # SIGTERM and SIGHUP: the engine is cancelled and temporary files are removed
     del _atomic.WRITTEN[:]
@@ -403,7 +403,7 @@ def main(argv=None) -> int:
         _entry.write_nowhere(1, "stdout")  # (no second error as Python flushes)
         return 141  # as a program ended by SIGPIPE
     except (DataError, OSError, ValueError) as e:
-        _say(f"wideann: error: {_one_line(e)}")
+        say(f"wideann: error: {_one_line(e)}")
         return 1
     return 0
 
@@ -425,9 +425,9 @@ def interrupted() -> int:
         ignore_interrupts()
     done = _committed(_RUNNING) if _RUNNING is not None else None
     if done:  # too late to stop anything: the output (and, for normalize, its stats) is complete
-        _say(f"wideann: interrupted after the work was done: {done} is complete")
+        say(f"wideann: interrupted after the work was done: {done} is complete")
         return 0
-    _say(INTERRUPTED)
+    say(INTERRUPTED)
     return 130
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -221,10 +220,7 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
         raise
     note = modelcard.unchecked(run_dir, card)
     if note:  # (after the work: a failure is one line, its own)
-        from .cli import printable
+        from .cli import say
 
-        try:
-            print(f"wideann: warning: {printable(note)}", file=sys.stderr, flush=True)
-        except (OSError, ValueError):
-            pass
+        say(f"wideann: warning: {note}")
     return n
