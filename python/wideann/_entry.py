@@ -39,14 +39,9 @@ def standard_streams() -> None:
         except OSError:
             pass
         CLOSED_AT_START[fd] = True
-        try:
-            null = os.open(os.devnull, os.O_RDWR)
-        except OSError:  # no /dev/null (a bare container, a sandbox): the stream stays closed, its number taken
-            _hold_closed(fd, name)
+        if not _null_onto(fd, os.O_RDWR):  # no /dev/null (a bare container, a sandbox): the stream stays closed,
+            _hold_closed(fd, name)          # its number taken
             continue
-        if null != fd:
-            os.dup2(null, fd)
-            os.close(null)
         if getattr(sys, name) is None:
             setattr(sys, name, open(fd, mode, closefd=False, errors="backslashreplace" if fd else "strict"))
     escape_what_stdout_cannot_encode()
@@ -56,13 +51,20 @@ def write_nowhere(fd: int, name: str) -> None:
     """From now on what is written to the standard stream ``fd`` (``sys.<name>``) goes nowhere: it is opened on
     ``/dev/null`` (a stdout whose reader has left, ``| head -1``: no second error as Python flushes it at the
     end), or, without one, held closed and ``sys.<name>`` made :class:`_Closed`."""
-    try:
-        null = os.open(os.devnull, os.O_WRONLY)
-    except OSError:
+    if not _null_onto(fd, os.O_WRONLY):
         _hold_closed(fd, name, replace=True)
-        return
-    os.dup2(null, fd)
-    os.close(null)
+
+
+def _null_onto(fd: int, flags: int) -> bool:
+    """``/dev/null`` opened (with ``flags``) as the descriptor ``fd``; False where it cannot be opened."""
+    try:
+        null = os.open(os.devnull, flags)
+    except OSError:
+        return False
+    if null != fd:
+        os.dup2(null, fd)
+        os.close(null)
+    return True
 
 
 def _hold_closed(fd: int, name: str, replace: bool = False) -> None:
