@@ -84,11 +84,16 @@ def swap_folders(new: Path, there: Path) -> Path:
         err = ctypes.get_errno()
         if err not in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
             raise OSError(err, os.strerror(err), os.fspath(there))
-    trash = Path(there).with_name(f".trash.{Path(there).name}.{os.getpid()}")
+    trash = _trash_of(Path(there))
     with interrupts.deferred():
         os.replace(there, trash)
         os.replace(new, there)
     return trash
+
+
+def _trash_of(path: Path) -> Path:
+    """Where a checkpoint folder goes on its way out (one rename; the next save removes what a kill left there)."""
+    return path.with_name(f".trash.{path.name}.{os.getpid()}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -289,7 +294,7 @@ class Checkpoints:
 
     def _remove(self, path: Path) -> None:
         """Out of the way in one rename (a half-deleted checkpoint is never found), then deleted."""
-        trash = path.with_name(f".trash.{path.name}.{os.getpid()}")
+        trash = _trash_of(path)
         os.replace(path, trash)
         pause("checkpoint-pruning")
         shutil.rmtree(trash, ignore_errors=True)
@@ -400,9 +405,9 @@ class Checkpoints:
         # the precision comes from the launcher and the device as well as --mixed-precision (left out: bf16 on a
         # GPU that has it, none on a CPU): a run resumed elsewhere would go on in another precision, and its
         # metrics.json say only the last one (checkpoints before 2026-11-28 do not record it)
-        saved = info.get("mixed_precision")
-        if saved is not None and saved != str(accelerator.mixed_precision):
-            raise UsageError(f"--resume: the checkpoint {path} was trained in mixed precision {saved}, this run "
+        precision = info.get("mixed_precision")
+        if precision is not None and precision != str(accelerator.mixed_precision):
+            raise UsageError(f"--resume: the checkpoint {path} was trained in mixed precision {precision}, this run "
                              f"would train in {accelerator.mixed_precision} (another device, or another launcher "
                              "setting): resume it on the kind of device, and launched as, the interrupted run was")
 
