@@ -9,8 +9,9 @@ the rest of the machine uses under a quarter of a core, and reads the input once
 the best of --repeat runs counts, and the rest of the machine's load during that run is shown. A run's
 wall time includes the process's start-up (Python, imports, the stats read), which dilutes the ratios
 towards 1: the same command on a file of the header and one row is timed alongside (*start-up*), and the
-next column gives the ratios less it; peak RSS (MiB) is the largest of a variant's runs. The script checks that the software variant's process does use the
-software conversion and that every variant of a dtype writes the same bytes.
+next column gives the ratios less it; peak RSS (MiB) is the largest of a variant's runs. The script checks
+that the software variant's process does use the software conversion and that every variant of a dtype
+writes the same bytes.
 
     python benchmarks/float16_pass2.py [--mb 200] [--repeat 5] [--idle-wait 30] [--baseline SITE]
 
@@ -40,7 +41,8 @@ VARIANTS = [("float32", "float32", {}), ("float16 (F16C)", "float16", {}),
             ("float16 (software)", "float16", {"WIDEANN_HALF_CONVERSION": "software"})]
 
 
-def one_run(inp: Path, stats: Path, dtype: str, threads: int, env: dict, idle_wait: float, digest: bool = False) -> dict:
+def one_run(inp: Path, stats: Path, dtype: str, threads: int, env: dict, idle_wait: float,
+            digest: bool = False) -> dict:
     out = WORK / "f16_out.npy"
     if idle_wait > 0:
         wait_idle(0.25, idle_wait)

@@ -52,8 +52,9 @@ and y, on the read-ahead thread) against the new one (`ShardedBatches` with the 
 and all threads; and with all threads but every epoch begun cold, as before the sources read on into the
 next epoch), and the native reader alone into one reused buffer. Best of `--rounds`; before every
 round the script waits for the machine to be idle and it reports the others' load during the round;
-then, at the largest batch, the peak RSS each reader adds to a fresh process. Target: >= 1.5x today's reader on a 2-core machine (>= 3x and >= 15 GB/s with 16 cores). Then what
-reading ahead costs the training thread: a host-bound stand-in step (`--step-ms`, 2.7 ms as lesson 4's
+then, at the largest batch, the peak RSS each reader adds to a fresh process. Target: >= 1.5x today's
+reader on a 2-core machine (>= 3x and >= 15 GB/s with 16 cores). Then what reading ahead costs the
+training thread: a host-bound stand-in step (`--step-ms`, 2.7 ms as lesson 4's
 step on the H100) alone, beside the Python read-ahead thread of commit 75a64c2, and beside the native
 ReadAhead, in steps/s.
 
@@ -747,7 +748,8 @@ def cpu_half(args, tables):
             got[name] = firsts
         ref = got["today"]
         for name, firsts in got.items():
-            if len(firsts) != len(ref) or any(a.shape != b.shape or not np.array_equal(a, b) for a, b in zip(firsts, ref)):
+            if len(firsts) != len(ref) or any(a.shape != b.shape or not np.array_equal(a, b)
+                                              for a, b in zip(firsts, ref)):
                 sys.exit(f"{dt}, batch {batch}: '{name}' delivers other batches than 'today'")
     print(f"every variant delivers the same batches as today's (first steps of two epochs, batch {batch})", flush=True)
 
@@ -887,7 +889,8 @@ def cpu_markdown(report):
         added, b = report["peak_rss_added_mib"], max(report["batches"])
         lines += ["", f"Peak RSS each reader adds to a process (MiB), batch {b}, each in a fresh process over two "
                   "epochs: its buffers, threads and batches (the table is read with pread: its pages stay in the page "
-                  "cache).", "", "| dtype | " + " | ".join(names) + " |", "| --- | " + " | ".join("---:" for _ in names) + " |"]
+                  "cache).", "", "| dtype | " + " | ".join(names) + " |",
+                  "| --- | " + " | ".join("---:" for _ in names) + " |"]
         for dt in report["dtypes"]:
             lines.append(f"| {dt} | " + " | ".join(f"{added[f'{dt}|{b}|{n}']:.0f}" for n in names) + " |")
     if "training_thread" in report:
