@@ -99,6 +99,32 @@ class FolderLock {
   int fd_;
 };
 
+// What is at `path` when it is not a file (one line naming it, as _atomic.what_is_not_a_file says it at the
+// start): a folder, a device, a FIFO, a socket, a stream of this process (/dev/stdout) or a link to one of them.
+// Empty when nothing is there, a file, or a link to a file or to nothing: the rename replaces those.
+std::string what_is_not_a_file(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) != 0) return "";
+  const bool link = S_ISLNK(st.st_mode);
+  if (link) {
+    std::string target(4096, '\0');
+    ssize_t n = ::readlink(path.c_str(), target.data(), target.size());
+    if (n > 0 && target.compare(0, 6, "/proc/") == 0)
+      return path + ": is a stream of this process, not a file: outputs are written under a temporary name and "
+                    "renamed over their path; give the path of a file";
+    if (::stat(path.c_str(), &st) != 0) return "";  // a link to nothing: replaced
+  }
+  if (S_ISREG(st.st_mode)) return "";
+  const char* kind = S_ISDIR(st.st_mode) ? "a folder"
+                     : S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device"
+                     : S_ISFIFO(st.st_mode)                        ? "a FIFO (named pipe)"
+                     : S_ISSOCK(st.st_mode)                        ? "a socket"
+                                                                   : "not a regular file";
+  return path + ": is " + (link ? "a link to " : "") + kind +
+         ", not a file: outputs are written under a temporary name and renamed over their path; give the path "
+         "of a file";
+}
+
 }  // namespace
 
 OutputFile::OutputFile(const std::string& path, const std::string& temporary)
@@ -182,8 +208,12 @@ void OutputFile::commit(const Progress* progress) {
     return;
   }
   // The checks of the start made again, under the folder's lock, right before the rename: a file made
-  // write-protected while this ran (or by a Python commit that held the lock) is not renamed over.
+  // write-protected while this ran (or by a Python commit that held the lock) is not renamed over, and a
+  // folder, device or FIFO that appeared at the path meanwhile is refused by name (the rename failed with the
+  // system's bare "Is a directory", or replaced a device or FIFO that the start would have refused).
   FolderLock lock(dir_, progress);
+  const std::string not_a_file = what_is_not_a_file(path_);
+  if (!not_a_file.empty()) throw DataError(not_a_file);
   refuse_a_write_protected_file(path_);
   // A file already at the path keeps its mode (and, where allowed, its owner and group), as a plain open() that
   // truncates it would: a private (0600) file rewritten is not made readable by others.

@@ -3,13 +3,15 @@
 commit (it is kept under a hidden name until the new output is in place, and given back on failure)."""
 from __future__ import annotations
 
+import fcntl
 import os
+import stat
 import subprocess
 
 import pytest
 
 import wideann
-from conftest import WIDEANN, ok, temp_leftovers
+from conftest import WIDEANN, assert_failed_cleanly, cli_env, ok, temp_leftovers, wait_for
 
 
 def _snapshot(folder):
@@ -63,6 +65,43 @@ def test_every_output_that_is_not_a_file_is_refused_before_any_work(tmp_path, wh
         assert p.returncode == 2 and p.stderr.count("\n") == 1, (args, p.stderr)
         assert "not a file" in p.stderr and ".tmp" not in p.stderr, (args, p.stderr)
     assert _snapshot(tmp_path) == before and not temp_leftovers(tmp_path / "bad" if where != "/dev/full" else tmp_path)
+
+
+@pytest.mark.parametrize("args", [["make-data", "-o", "out.csv", "--rows", "50", "--cols", "6"],
+                                  ["denormalize", "n.csv", "-o", "out.csv", "--stats", "n.stats.json"]])
+@pytest.mark.parametrize("what", ["folder", "device"])
+def test_a_folder_or_device_that_appears_at_the_output_while_the_engine_runs_is_refused(tmp_path, args, what):
+    """The engine's own commit (make-data, denormalize) checked what was at its output only as it began: a folder
+    made there meanwhile failed the rename with the system's bare "Is a directory", and a device was renamed over.
+    Deterministic: the folder's lock (which the engine's commit takes) is held until the engine has made its
+    temporary (the check of its start passed); the folder or device is made; the lock is let go."""
+    t = tmp_path / "t.csv"
+    wideann.make_data(t, rows=20, cols=6, seed=1)
+    ok("normalize", t, "-o", tmp_path / "n.csv", "-q")
+    out = tmp_path / "out.csv"
+    folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        p = subprocess.Popen(WIDEANN + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=cli_env())
+        assert wait_for(lambda: temp_leftovers(tmp_path) or p.poll() is not None, 60)
+        assert p.poll() is None, p.communicate()
+        if what == "folder":
+            out.mkdir()
+        else:
+            try:
+                os.mknod(out, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # what /dev/null is
+            except PermissionError:
+                p.kill()
+                p.wait()
+                pytest.skip("making a device needs the superuser")
+    finally:
+        os.close(folder)
+    stdout, stderr = p.communicate(timeout=60)
+    msg = assert_failed_cleanly(subprocess.CompletedProcess(args, p.returncode, stdout, stderr), names=["out.csv"],
+                                folder=tmp_path)
+    assert f"is a {what}, not a file" in msg and "Is a directory" not in msg, msg
+    assert out.is_dir() if what == "folder" else stat.S_ISCHR(os.lstat(out).st_mode)
 
 
 def test_a_link_at_the_output_is_replaced_not_written_through(tmp_path):
