@@ -540,6 +540,34 @@ def test_a_gpu_epoch_stopped_leaves_no_copy_unwaited_for_whatever_fails_after(tm
     assert late.ran == len(late.queued)
 
 
+def test_a_slot_is_released_also_when_the_record_of_its_copys_event_raises(tmp_path, monkeypatch):
+    # a Ctrl-C landing as done.record returns (the event recorded) skipped ring.release: the slot kept no
+    # event, so neither the epoch's cleanup (ring.drain) nor the slot's next acquire waited on the host for the
+    # copy that reads it, which may still run while the slot is refilled or the ring freed
+    path, _ = _table(tmp_path, np.float16, rows=300, cols=9)
+    table = data.NpyTable(path)
+    _LateCuda(monkeypatch)
+    recorded, waited = [], []
+
+    class Event(torch.cuda.Event):  # (the stand-in's, with the second record interrupted as it returns)
+        def record(self, stream):
+            super().record(stream)
+            recorded.append(self)
+            if len(recorded) == 2:
+                raise KeyboardInterrupt("a Ctrl-C as the event is recorded (stood in)")
+
+        def synchronize(self):
+            waited.append(self)
+            super().synchronize()
+
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    gpu = _gpu_path(table, np.arange(300), 16, 2, seed=4, prefetch=3)
+    with pytest.raises(KeyboardInterrupt):
+        list(gpu.epoch(0))
+    assert len(recorded) == 2 and recorded[1] in waited, "the interrupted copy's slot was never waited for"
+    assert all(event is None for event in gpu._gpu_kit["ring"]._events)
+
+
 def test_a_gpu_epoch_refuses_a_cuda_stream_changed_in_its_middle(tmp_path, monkeypatch):
     # an epoch's groups are copied into memory of the stream it began on, which the copies wait for: asked for
     # on another stream, a later group would take memory the first stream's work did not release to it

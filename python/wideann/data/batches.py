@@ -718,9 +718,13 @@ class ShardedBatches:
                     block.copy_(ring.block(k, n), non_blocking=True)  # inputs and targets: one copy
             finally:
                 # (also when the copy failed to be queued: the slot is not to be refilled before a copy that
-                # may have been queued has read it)
-                done.record(side)
-                ring.release(k, done)
+                # may have been queued has read it; and released also when the record raises -- a Ctrl-C landing
+                # as it returns, the event recorded -- or no wait for that copy would be left to the slot's next
+                # acquire nor to the cleanup's drain. An event that was never recorded is waited for at once.)
+                try:
+                    done.record(side)
+                finally:
+                    ring.release(k, done)
             return block, n, done
 
         finished = False  # the epoch's last step handed out: then the next epoch's groups read on are kept
