@@ -277,6 +277,27 @@ def test_apply_mode_uses_train_stats_and_keeps_out_of_range(tmp_path, rng):
     np.testing.assert_array_equal(got[-3:], np.load(tmp_path / "train.npy")[:3])
 
 
+def test_apply_mode_says_it_writes_no_stats_file_and_what_then_needs_them_says_what_to_pass(tmp_path, rng):
+    """The contract: applying stats writes none beside the output (--stats-out for a copy). The run said nothing
+    of it, and a lesson given that table was told that normalize writes its stats beside it, which it had not:
+    now the summary line names the stats applied, and the lesson's refusal asks for the stats by --stats."""
+    from wideann import DataError, data
+
+    train, _ = random_numeric_csv(tmp_path / "train.csv", rng, 20, 3)
+    test, _ = random_numeric_csv(tmp_path / "test.csv", rng, 9, 3)
+    ok("normalize", train, "-o", tmp_path / "train.npy")
+    r = ok("normalize", test, "-o", tmp_path / "test.npy", "--stats", tmp_path / "train.stats.json")
+    assert not (tmp_path / "test.stats.json").exists()
+    assert r.stderr == f"3 columns -> {tmp_path / 'test.npy'} (stats applied: {tmp_path / 'train.stats.json'}; no " \
+                       "stats file beside it)\n", r.stderr
+    with pytest.raises(DataError) as e:
+        data.table_stats(tmp_path / "test.npy")
+    assert "writes it beside the table)" not in str(e.value) and str(e.value).endswith(
+        "applying stats, normalize --stats S, it writes none): give the stats the table was normalized with: --stats S")
+    assert data.table_stats(tmp_path / "test.npy", tmp_path / "train.stats.json")[0] == tmp_path / "train.stats.json"
+    assert "no stats file is written beside OUT" in " ".join(ok("normalize", "--help").stdout.split())
+
+
 def test_apply_mode_replaces_a_stats_file_beside_the_output_that_describes_another_transform(tmp_path, rng):
     train, vtr = random_numeric_csv(tmp_path / "train.csv", rng, 50, 4, scale=10)
     other, _ = random_numeric_csv(tmp_path / "other.csv", rng, 30, 4, scale=3)

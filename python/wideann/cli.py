@@ -90,7 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IN.csv")
     p.add_argument("-o", "--output", required=True, metavar="OUT.{npy,csv}")
     p.add_argument("--stats", metavar="STATS.json", help="apply these stats instead of fitting (test data; "
-                   "pass 2 only)")
+                   "pass 2 only); no stats file is written beside OUT then: denormalize, or a lesson given OUT, "
+                   "takes these stats with --stats (or --stats-out writes a copy)")
     p.add_argument("--stats-out", metavar="STATS.json",
                    help="where to write the stats OUT is normalized with: fitted stats (default: beside OUT, "
                         "t.npy -> t.stats.json); with --stats, a copy of those stats, unchanged (the rows they were "
@@ -103,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("denormalize", help="normalized values (CSV or .npy) back to original units (CSV)")
     p.add_argument("input", metavar="IN.{csv,npy}")
     p.add_argument("-o", "--output", required=True, metavar="OUT.csv")
-    p.add_argument("--stats", required=True, metavar="STATS.json")
+    p.add_argument("--stats", required=True, metavar="STATS.json",
+                   help="the stats the input was normalized with: those normalize wrote beside the table it fitted "
+                        "(t.npy -> t.stats.json), or those it applied (normalize --stats)")
     p.add_argument("--columns", nargs="+", metavar="COL",
                    help="stats column (name, or 0-based position; negative: from the end) of each input "
                         "column; default: a one-column input is the target, an input as wide as the stats "
@@ -212,8 +215,10 @@ def run(args) -> None:
                            delimiter=args.delimiter, clip=args.clip, progress=_progress(args))
         except DataError as e:  # (normalize's advice names its keyword argument: here, the option)
             raise float16_advice_reworded(e, float16_advice(FLOAT32_ON_THE_COMMAND_LINE)) from None
-        if args.stats:
-            where = args.output + (f" (a copy of the applied stats: {args.stats_out})" if args.stats_out else "")
+        if args.stats:  # (none beside it is said: denormalize, or a lesson given the table, needs them named)
+            where = args.output + (f" (a copy of the applied stats: {args.stats_out})" if args.stats_out else
+                                   "" if _identity(beside) is not None else
+                                   f" (stats applied: {args.stats}; no stats file beside it)")
         else:
             where = f"{args.output} (stats: {args.stats_out or beside})"
         asked = _stats_written(args)

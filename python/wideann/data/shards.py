@@ -350,8 +350,9 @@ def table_stats(source: Source, stats: Union[str, os.PathLike, None] = None) -> 
             raise DataError(f"{want}: the stats file of {paths[0]} is missing (nor beside any other shard: shards "
                             "normalized with --stats merged.json have none); give the stats the shards were "
                             "normalized with: --stats merged.json")
-        raise DataError(f"{want}: the stats file of {paths[0]} is missing (wideann normalize writes it beside "
-                        "the table); give it with --stats")
+        raise DataError(f"{want}: the stats file of {paths[0]} is missing (wideann normalize writes it beside a "
+                        "table it fits; applying stats, normalize --stats S, it writes none): give the stats the "
+                        "table was normalized with: --stats S")
     ref = Stats.load(ref_path)
     with open_table(paths) as t:
         if t.n_columns != ref.n_columns:
