@@ -68,7 +68,8 @@ def test_every_output_that_is_not_a_file_is_refused_before_any_work(tmp_path, wh
 
 
 @pytest.mark.parametrize("args", [["make-data", "-o", "out.csv", "--rows", "50", "--cols", "6"],
-                                  ["denormalize", "n.csv", "-o", "out.csv", "--stats", "n.stats.json"]])
+                                  ["denormalize", "n.csv", "-o", "out.csv", "--stats", "n.stats.json"],
+                                  ["normalize", "t.csv", "-o", "out.csv"]])  # (Python's commit: it checked already)
 @pytest.mark.parametrize("what", ["folder", "device"])
 def test_a_folder_or_device_that_appears_at_the_output_while_the_engine_runs_is_refused(tmp_path, args, what):
     """The engine's own commit (make-data, denormalize) checked what was at its output only as it began: a folder
@@ -79,6 +80,7 @@ def test_a_folder_or_device_that_appears_at_the_output_while_the_engine_runs_is_
     wideann.make_data(t, rows=20, cols=6, seed=1)
     ok("normalize", t, "-o", tmp_path / "n.csv", "-q")
     out = tmp_path / "out.csv"
+    before = sorted(os.listdir(tmp_path))
     folder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)
@@ -102,6 +104,7 @@ def test_a_folder_or_device_that_appears_at_the_output_while_the_engine_runs_is_
                                 folder=tmp_path)
     assert f"is a {what}, not a file" in msg and "Is a directory" not in msg, msg
     assert out.is_dir() if what == "folder" else stat.S_ISCHR(os.lstat(out).st_mode)
+    assert sorted(os.listdir(tmp_path)) == sorted(before + ["out.csv"])  # (normalize: no out.stats.json either)
 
 
 def test_a_link_at_the_output_is_replaced_not_written_through(tmp_path):
