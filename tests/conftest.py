@@ -28,8 +28,8 @@ def pytest_sessionstart(session):
 
     try:
         importlib.import_module("wideann._native_checked")
-    except ImportError as e:
-        if type(e).__name__ != "StaleEngineError":
+    except RuntimeError as e:  # (StaleEngineError, EngineMissingError: not ImportError, nor importable once failed)
+        if type(e).__module__ != "wideann._native_checked":
             raise
         pytest.exit(f"wideann: {e}", returncode=1)
 

@@ -227,6 +227,45 @@ def test_python_c_of_a_stale_checkout_is_said_as_python(tmp_path):
     assert done.returncode == 1 and done.stderr.startswith("python: error: the C++ engine "), done.stderr
 
 
+def test_except_import_error_does_not_take_a_stale_engine_for_a_missing_package(tmp_path):
+    """``try: import wideann.engine / except ImportError: <not installed>`` went on without the engine, as if
+    wideann were not installed: a stale engine is not an ImportError, and is still said in one line."""
+    python, env = _a_stale_checkout(tmp_path)
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__name__.startswith("
+            f"'ScikitBuild')]; sys.path.insert(0, {str(python)!r})\n"
+            "try:\n    import wideann.engine\nexcept ImportError:\n    print('taken for not installed')")
+    env.pop("LOCAL_RANK", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.stdout == "" and done.returncode == 1, done.stdout + done.stderr
+    assert done.stderr.startswith("python: error: the C++ engine ") and done.stderr.count("\n") == 1, done.stderr
+
+
+def _site(tmp_path: Path, *folders: Path) -> dict:
+    """An environment whose Python processes, children of any kind included (``multiprocessing``'s spawned ones,
+    which start from nothing), import ``wideann`` from ``folders`` rather than from the editable install: a
+    ``sitecustomize`` takes its import hook out, as tests/fuzz/sanitized.py's does."""
+    site = tmp_path / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text("import sys\nsys.meta_path[:] = [f for f in sys.meta_path if not "
+                                           "type(f).__name__.startswith('ScikitBuild')]\n")
+    drop = ("WIDEANN_ALLOW_STALE_ENGINE", "WIDEANN_ENGINE_CHECKED", "LOCAL_RANK", "PYTHONPATH")
+    return {**{k: v for k, v in os.environ.items() if k not in drop},
+            "PYTHONPATH": os.pathsep.join(map(str, [site, *folders])), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def test_the_test_session_of_a_stale_checkout_stops_in_one_line(tmp_path):
+    """tests/conftest.py's pytest_sessionstart stops the run before its first test when the engine is refused."""
+    python, _env = _a_stale_checkout(tmp_path)
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    shutil.copy(ROOT / "tests" / "conftest.py", tests)
+    (tests / "test_nothing.py").write_text("def test_nothing():\n    pass\n")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tests)],
+                          capture_output=True, text=True, env=_site(tmp_path, python), cwd=tmp_path, timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
+    assert "wideann: the C++ engine " in done.stdout + done.stderr and "1 passed" not in done.stdout
+
+
 @pytest.mark.parametrize("process", ["first of a machine", "another"])
 def test_a_lesson_of_a_stale_checkout_on_several_processes_says_it_once_a_machine(tmp_path, process):
     """``accelerate launch`` on 2 processes: each said the same line (the course's lessons speak from one

@@ -136,9 +136,9 @@ def console() -> None:
         from .cli import console as the_command_line
 
         the_command_line()
-    except ImportError as e:  # (the engine of a source checkout, not rebuilt since csrc/ changed: one line, as any
-        if type(e).__name__ != "StaleEngineError":  # failure; the class is not imported here, to import nothing)
-            raise
+    except RuntimeError as e:  # (an engine refused: a source checkout's not rebuilt since csrc/ changed, or none
+        if type(e).__module__ != f"{__package__}._native_checked":  # at all; one line, as any failure. The class
+            raise  # is not imported here, to import nothing; its module is gone from sys.modules, its import failed)
         print(f"wideann: error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:  # (one that main() did not turn into its line: before it began, as it is imported, or

@@ -15,6 +15,9 @@ An installed wheel has no csrc/ beside it (its sources are not there to compare 
 (bisecting a Python-only change). The check reads and hashes about 150 kB: about a millisecond (``python -X
 importtime``), once per process.
 
+:class:`StaleEngineError` is not an ``ImportError`` (the engine is there, and is not the one the sources make):
+``try: import ... except ImportError`` must not take it for a missing package.
+
 Import ``_native`` from here (``from ._native_checked import _native``), never directly: a module that imports it
 directly would run whatever engine was built last.
 """
@@ -29,7 +32,11 @@ from . import _native
 ALLOW_STALE = "WIDEANN_ALLOW_STALE_ENGINE"
 
 
-class StaleEngineError(ImportError):
+class EngineError(RuntimeError):
+    """The engine cannot be used as it is; said in one line (``<program>: error: ...``), exit code 1."""
+
+
+class StaleEngineError(EngineError):
     """The engine was built from other sources than those in the checkout it runs from."""
 
 
@@ -86,8 +93,12 @@ def check(native, root: str) -> None:
             what = f"was built from other sources than those in {root} ({_some(changed)} changed since)"
         said = (f"the C++ engine {where} {what}: rebuild it with `pip install -e .` in {root} (or set "
                 f"{ALLOW_STALE}=1 to use it anyway)")
+    _refuse(StaleEngineError(said))
+
+
+def _refuse(error: EngineError) -> None:
     sys.excepthook = _one_line_if_stale  # a lesson imports the engine at its top, before any code of its own runs
-    raise StaleEngineError(said)
+    raise error
 
 
 def _some(paths: list) -> str:
@@ -96,9 +107,10 @@ def _some(paths: list) -> str:
 
 
 def _one_line_if_stale(kind, value, tb, _before=sys.excepthook) -> None:
-    """``sys.excepthook`` once a stale engine was found: left uncaught (a lesson's ``from wideann import course`` at
-    its top, before ``course.run`` could turn it into its line), the error is said as ``<program>: error: ...``
-    and the process ends with 1, as for any other user error; anything else as Python says it.
+    """``sys.excepthook`` once the engine was refused (stale): left uncaught (a lesson's ``from wideann
+    import course`` at its top, before ``course.run`` could turn it into its line), the error is said as
+    ``<program>: error: ...`` and the process ends with 1, as for any other user error; anything else as Python
+    says it.
 
     Under a launcher (``accelerate launch``, torchrun: ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` set) the first process
     of each machine says it, once for the machine's engine, and the others stay silent (every process said the
@@ -106,7 +118,7 @@ def _one_line_if_stale(kind, value, tb, _before=sys.excepthook) -> None:
     the launcher ends every process as soon as one has failed, and one that ended first could have the speaking
     one killed before it had said why. (Not rank 0 alone: an engine stale on another machine only, with rank
     0's up to date, would have ended the run without a word.)"""
-    if not isinstance(value, StaleEngineError):
+    if not isinstance(value, EngineError):
         _before(kind, value, tb)
     elif os.environ.get("LOCAL_RANK", "0") in ("", "0") or os.environ.get("LOCAL_WORLD_SIZE", "1") in ("", "1"):
         program = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else "python"  # (python -c, the REPL)
