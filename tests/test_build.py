@@ -253,6 +253,37 @@ def _site(tmp_path: Path, *folders: Path) -> dict:
             "PYTHONPATH": os.pathsep.join(map(str, [site, *folders])), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+def test_a_package_folder_without_an_engine_says_so_in_one_line(tmp_path):
+    """``cd python && python -m wideann`` beside a non-editable install: the checkout's python/wideann, which has
+    no engine, is imported in place of the installed package, and the program ended in an ImportError traceback
+    ("cannot import name '_native'"). (The same folder as a checkout's, here a copy without the engine: a real
+    ``pip install .`` compiles the engine, minutes.)"""
+    root = _checkout(tmp_path)
+    shutil.copytree(ROOT / "python" / "wideann", root / "python" / "wideann",
+                    ignore=shutil.ignore_patterns("__pycache__", "_native.*"))
+    env = _site(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "wideann", "--version"], capture_output=True, text=True, env=env,
+                          cwd=root / "python")
+    assert done.returncode == 1 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"wideann: error: the package was imported from the source folder "
+                                  f"{root / 'python' / 'wideann'} (as `python -m` does when run from "), done.stderr
+    assert done.stderr.endswith(f"run from another folder, or build the engine there with `pip install -e .` in "
+                                f"{root}\n")
+    # a lesson (or any program) that imports it: the same line, as the program's
+    done = subprocess.run([sys.executable, "-c", "import wideann.engine"], capture_output=True, text=True, env=env,
+                          cwd=root / "python")
+    assert done.returncode == 1 and done.stderr.startswith("python: error: the package was imported from "), \
+        done.stderr
+    # an installed package whose engine is gone: reinstall
+    site_packages = tmp_path / "site-packages"
+    shutil.copytree(root / "python" / "wideann", site_packages / "wideann")
+    done = subprocess.run([sys.executable, "-m", "wideann", "--version"], capture_output=True, text=True,
+                          env=_site(tmp_path, site_packages), cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert "has no engine (wideann._native is missing): reinstall it with `pip install --force-reinstall" in \
+        done.stderr
+
+
 def test_the_test_session_of_a_stale_checkout_stops_in_one_line(tmp_path):
     """tests/conftest.py's pytest_sessionstart stops the run before its first test when the engine is refused."""
     python, _env = _a_stale_checkout(tmp_path)

@@ -16,7 +16,9 @@ An installed wheel has no csrc/ beside it (its sources are not there to compare 
 importtime``), once per process.
 
 :class:`StaleEngineError` is not an ``ImportError`` (the engine is there, and is not the one the sources make):
-``try: import ... except ImportError`` must not take it for a missing package.
+``try: import ... except ImportError`` must not take it for a missing package. A package folder without any
+engine, the checkout's ``python/wideann`` imported in place of the installed package (``cd python && python -m
+wideann``), is :class:`EngineMissingError`, said in one line as well.
 
 Import ``_native`` from here (``from ._native_checked import _native``), never directly: a module that imports it
 directly would run whatever engine was built last.
@@ -27,8 +29,6 @@ import hashlib
 import os
 import sys
 
-from . import _native
-
 ALLOW_STALE = "WIDEANN_ALLOW_STALE_ENGINE"
 
 
@@ -38,6 +38,10 @@ class EngineError(RuntimeError):
 
 class StaleEngineError(EngineError):
     """The engine was built from other sources than those in the checkout it runs from."""
+
+
+class EngineMissingError(EngineError):
+    """The package folder imported has no engine at all (a checkout's ``python/wideann``, never built there)."""
 
 
 def source_root(package_dir: str) -> str | None:
@@ -101,13 +105,27 @@ def _refuse(error: EngineError) -> None:
     raise error
 
 
+def missing(package_dir: str) -> None:
+    """Raise :class:`EngineMissingError`: the package at ``package_dir`` has no engine to import."""
+    here = os.path.abspath(package_dir)
+    root = source_root(here)
+    if root is not None:
+        said = (f"the package was imported from the source folder {here} (as `python -m` does when run from "
+                f"{os.path.dirname(here)}), which has no built engine: run from another folder, or build the "
+                f"engine there with `pip install -e .` in {root}")
+    else:
+        said = (f"the wideann package in {here} has no engine (wideann._native is missing): reinstall it with "
+                f"`pip install --force-reinstall wideann`")
+    _refuse(EngineMissingError(said))
+
+
 def _some(paths: list) -> str:
     """The first three of ``paths``, and how many more."""
     return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
 def _one_line_if_stale(kind, value, tb, _before=sys.excepthook) -> None:
-    """``sys.excepthook`` once the engine was refused (stale): left uncaught (a lesson's ``from wideann
+    """``sys.excepthook`` once the engine was refused (stale, or missing): left uncaught (a lesson's ``from wideann
     import course`` at its top, before ``course.run`` could turn it into its line), the error is said as
     ``<program>: error: ...`` and the process ends with 1, as for any other user error; anything else as Python
     says it.
@@ -136,6 +154,15 @@ SPEAK_WAIT_S = 10.0
 """How long a process that leaves the saying of a stale engine to the first of its machine waits for it (as
 ``course.errors.SPEAK_WAIT_S``)."""
 
+
+try:
+    from . import _native
+except ImportError as e:
+    if e.name != __package__:  # ("cannot import name '_native' from 'wideann'"): an engine that is there and does
+        raise                  # not load (another Python's, a missing library) is said in Python's words
+    _native = None
+if _native is None:
+    missing(os.path.dirname(__file__))
 
 if os.environ.get(ALLOW_STALE) != "1":
     _root = source_root(os.path.dirname(__file__))
