@@ -253,6 +253,53 @@ def _site(tmp_path: Path, *folders: Path) -> dict:
             "PYTHONPATH": os.pathsep.join(map(str, [site, *folders])), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
+# A run that goes on while csrc/ is edited: it checks its engine, csrc/tokenizer.cpp changes, then it starts
+# a child as a DataLoader's worker starts (multiprocessing, "spawn": a new interpreter that imports the package
+# again), and new processes; each line it prints says how one ended.
+_PARENT = """\
+import importlib, multiprocessing, os, subprocess, sys
+import wideann.engine
+from wideann import _native_checked
+
+root, engine = sys.argv[1], _native_checked._native.__file__
+with open(os.path.join(root, "csrc", "tokenizer.cpp"), "a") as f:
+    f.write("// changed during the run\\n")
+worker = multiprocessing.get_context("spawn").Process(target=importlib.import_module, args=("wideann.engine",))
+worker.start()
+worker.join()
+print("worker", worker.exitcode)
+
+def child(env):
+    done = subprocess.run([sys.executable, "-c", "import wideann.engine"], env=env, capture_output=True, text=True)
+    return f"{done.returncode} {done.stderr.strip()}"
+
+print("child", child(os.environ))
+print("fresh", child({k: v for k, v in os.environ.items() if k != _native_checked.CHECKED}))
+digest, identity, rest = os.environ[_native_checked.CHECKED].split(" ", 2)
+other = identity.rsplit(":", 1)[0] + ":1"  # another modification time: another file, or this one rebuilt
+print("other", child({**os.environ, _native_checked.CHECKED: " ".join([digest, other, rest])}))
+os.utime(engine)  # the engine file itself written again (a rebuild): its children check again
+print("rebuilt", child(os.environ))
+"""
+
+
+def test_children_of_a_run_trust_its_check_of_the_same_engine_and_no_other(tmp_path):
+    """An edit of csrc/ during a long run stopped its DataLoader workers (and any child that imports the package):
+    they checked the engine again and found the sources changed, half-way through the run. A child that loads
+    the very engine file its parent checked trusts that check; a process started afresh, or told of another
+    engine, or whose engine was written again since, still compares and refuses."""
+    root = _checkout(tmp_path)
+    python = _package_at(root / "python")
+    done = subprocess.run([sys.executable, "-c", _PARENT, root], capture_output=True, text=True,
+                          env=_site(tmp_path, python), cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    said = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert said["worker"] == "0" and said["child"] == "0 ", done.stdout
+    for started in ("fresh", "other", "rebuilt"):
+        assert said[started].startswith("1 python: error: the C++ engine "), (started, done.stdout)
+        assert "(csrc/tokenizer.cpp changed since)" in said[started]
+
+
 def test_a_package_folder_without_an_engine_says_so_in_one_line(tmp_path):
     """``cd python && python -m wideann`` beside a non-editable install: the checkout's python/wideann, which has
     no engine, is imported in place of the installed package, and the program ended in an ImportError traceback

@@ -15,6 +15,12 @@ An installed wheel has no csrc/ beside it (its sources are not there to compare 
 (bisecting a Python-only change). The check reads and hashes about 150 kB: about a millisecond (``python -X
 importtime``), once per process.
 
+A process that passed the check says so to the processes it starts (:data:`CHECKED`, in its environment: the
+engine file it checked, as ``os.stat`` knows it, and the digest of its sources): a child that loads that same
+file trusts it and does not compare again. An edit of csrc/ during a long run otherwise stopped the run's
+DataLoader workers and other children, which import the package again, half-way through. A process started
+any other way (no such variable, or one naming another engine file, or the same file rebuilt since) compares.
+
 :class:`StaleEngineError` is not an ``ImportError`` (the engine is there, and is not the one the sources make):
 ``try: import ... except ImportError`` must not take it for a missing package. A package folder without any
 engine, the checkout's ``python/wideann`` imported in place of the installed package (``cd python && python -m
@@ -30,6 +36,8 @@ import os
 import sys
 
 ALLOW_STALE = "WIDEANN_ALLOW_STALE_ENGINE"
+CHECKED = "WIDEANN_ENGINE_CHECKED"
+"""Set by a process whose engine passed the check, for its children: see :func:`passed`."""
 
 
 class EngineError(RuntimeError):
@@ -119,6 +127,20 @@ def missing(package_dir: str) -> None:
     _refuse(EngineMissingError(said))
 
 
+def passed(native, root: str) -> str | None:
+    """What a process says to its children (:data:`CHECKED`) once ``native`` passed the check against ``root``:
+    its sources' digest, its file's device, inode, size and modification time, its path and ``root``; None for
+    an engine that cannot be told apart this way (no digest recorded, its file gone)."""
+    path, digest = getattr(native, "__file__", None), getattr(native, "SOURCE_DIGEST", None)
+    if not path or not digest:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{digest} {st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns} {os.path.abspath(path)} {root}"
+
+
 def _some(paths: list) -> str:
     """The first three of ``paths``, and how many more."""
     return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
@@ -167,4 +189,8 @@ if _native is None:
 if os.environ.get(ALLOW_STALE) != "1":
     _root = source_root(os.path.dirname(__file__))
     if _root is not None:
-        check(_native, _root)
+        _passed = passed(_native, _root)
+        if _passed is None or os.environ.get(CHECKED) != _passed:  # (a parent's check of this very file: trusted)
+            check(_native, _root)
+            if _passed is not None:
+                os.environ[CHECKED] = _passed
