@@ -405,6 +405,49 @@ def test_the_sanitized_engine_built_from_other_sources_is_refused(tmp_path, monk
         sanitized.check()
 
 
+def test_a_sanitized_run_sees_every_python_file_of_the_sources(tmp_path, monkeypatch):
+    """``build`` linked only the top-level modules to the sources; ``course/`` and ``data/`` were pip's copies,
+    and an edit to them was not seen by a sanitized run until the next ``build`` (nor a module added since). A
+    checkout and a site as ``build`` leaves them (pip's copies of the package, an engine that records the
+    sources as given: no sanitized build needed), then edits to the sources, seen by ``run``'s processes."""
+    spec = importlib.util.spec_from_file_location("sanitized", ROOT / "tests" / "fuzz" / "sanitized.py")
+    sanitized = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sanitized)
+    from wideann._native_checked import _native
+
+    root = _checkout(tmp_path)
+    source = root / "python" / "wideann"
+    shutil.copytree(ROOT / "python" / "wideann", source, ignore=shutil.ignore_patterns("__pycache__", "_native.*"))
+    (source / "gone.py").write_text("")
+    site = tmp_path / "site"
+    shutil.copytree(source, site / "wideann")  # what `pip install --target` leaves
+    (site / "wideann" / "_native").mkdir()  # the engine Python imports now, said to be sanitized
+    (site / "wideann" / "_native" / "__init__.py").write_text(
+        f"import importlib.util\nspec = importlib.util.spec_from_file_location(__name__, {_native.__file__!r})\n"
+        "engine = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(engine)\n"
+        "globals().update((k, v) for k, v in vars(engine).items() if not k.startswith('__'))\nsanitized = True\n")
+    (site / "sitecustomize.py").write_text(sanitized._SITECUSTOMIZE)
+    monkeypatch.setattr(sanitized, "ROOT", root)
+    monkeypatch.setattr(sanitized, "SITE", site)
+    monkeypatch.setattr(sanitized, "env", lambda: {**os.environ, "PYTHONPATH": str(site),
+                                                   "PYTHONDONTWRITEBYTECODE": "1"})
+    sanitized.link_sources()  # as `build` does after pip
+    sanitized.check()
+
+    for module in ("course/errors.py", "data/npy.py"):
+        with open(source / module, "a") as f:
+            f.write("\nEDITED = True\n")
+    (source / "added.py").write_text("ADDED = True\n")
+    (source / "gone.py").unlink()
+    out = tmp_path / "seen.txt"
+    probe = ("import sys, wideann.course.errors as e, wideann.data.npy as n, wideann.added as a\n"
+             "open(sys.argv[1], 'w').write(f'{e.EDITED} {n.EDITED} {a.ADDED}')")
+    assert sanitized.main(["run", sys.executable, "-c", probe, str(out)]) == 0
+    assert out.read_text() == "True True True"
+    assert not os.path.lexists(site / "wideann" / "gone.py"), "a link to a module removed from the sources"
+    assert os.path.exists(site / "wideann" / "_native" / "__init__.py"), "the engine was removed"
+
+
 # ---- the source distribution ----------------------------------------------------------------------------------
 
 def test_the_source_distribution_holds_every_file_git_tracks_and_no_build_output(tmp_path):

@@ -73,11 +73,28 @@ def build() -> None:
                     "--target", str(SITE), "-C", "cmake.define.WIDEANN_SANITIZE=ON",
                     "-C", "build-dir=build/sanitize/{wheel_tag}", str(ROOT)], check=True, cwd=ROOT)
     (SITE / "sitecustomize.py").write_text(_SITECUSTOMIZE)
-    # The Python modules as links to the sources: only the engine needs a rebuild after a change.
-    for py in (SITE / "wideann").glob("*.py"):
-        py.unlink()
-        py.symlink_to(ROOT / "python" / "wideann" / py.name)
+    link_sources()
     check()
+
+
+def link_sources() -> None:
+    """The package's Python code in SITE as links to the sources, so that only the engine needs a rebuild after a
+    change: each module of ``python/wideann`` and each subpackage (``course/``, ``data/``: the folder itself,
+    so that a module added to one later is there too). What ``pip install`` copied and earlier links are replaced;
+    the engine (``_native*``, not in the sources) is left. Run by ``build``, and by ``run`` before each command:
+    a module added to (or removed from) ``python/wideann`` since the build is seen by the next run. (Only the
+    top-level modules were links: an edit of ``course/`` or ``data/`` was not seen by a sanitized run until the
+    next ``build``, which tested the old code without a word.)"""
+    source, site = ROOT / "python" / "wideann", SITE / "wideann"
+    code = {p.name: p for p in source.iterdir()
+            if (p.suffix == ".py" and p.is_file()) or (p.is_dir() and (p / "__init__.py").is_file())}
+    for p in list(site.iterdir()):
+        if p.is_symlink() or p.name == "__pycache__":
+            p.unlink() if p.is_symlink() else shutil.rmtree(p)
+        elif p.name in code:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    for name, target in code.items():
+        (site / name).symlink_to(target, target_is_directory=target.is_dir())
 
 
 def check() -> None:
@@ -104,6 +121,7 @@ def main(argv: list[str]) -> int:
         print(f"sanitized engine in {SITE}")
         return 0
     if argv[:1] == ["run"] and len(argv) > 1:
+        link_sources()
         check()
         return subprocess.run(argv[1:], env=env()).returncode
     print(__doc__, file=sys.stderr)
