@@ -393,7 +393,8 @@ def test_the_sanitized_engine_built_from_other_sources_is_refused(tmp_path, monk
     (site / "wideann" / "_native_checked.py").symlink_to(ROOT / "python" / "wideann" / "_native_checked.py")
     (site / "sitecustomize.py").write_text(sanitized._SITECUSTOMIZE)
     monkeypatch.setattr(sanitized, "SITE", site)
-    monkeypatch.setattr(sanitized, "env", lambda: {**os.environ, "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"})
+    monkeypatch.setattr(sanitized, "env", lambda: {**os.environ, "PYTHONPATH": str(site),
+                                                   "PYTHONDONTWRITEBYTECODE": "1"})
 
     def engine(recorded: str) -> None:
         (site / "wideann" / "_native.py").write_text(f"sanitized = True\nSOURCE_MANIFEST = {recorded!r}\n")
