@@ -522,6 +522,22 @@ def test_summary_lines_show_odd_file_names_escaped_on_one_line(tmp_path):
     assert p.stderr == "4 columns -> \\xff.npy (stats: \\xff.stats.json)\n"
 
 
+def test_error_lines_show_a_newline_in_a_file_name_escaped_as_summary_lines_do(tmp_path):
+    """An error line showed a newline in a file name as a space (``r q.csv``: another file's name, perhaps one
+    that exists); it is ``\\x0a`` there too, as in the summary lines: one line, and the name it is."""
+    bad = _table(tmp_path / "r\nq.csv")
+    with open(bad, "a") as f:
+        f.write("1,2,x,4\n")  # line 52, column 3
+    p = run_cli("normalize", "r\nq.csv", "-o", "t.npy", cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr == "wideann: error: r\\x0aq.csv, line 52, column 3: expected a number, " \
+                                             "found 'x'\n", p.stderr
+    (tmp_path / "s\nt.json").write_text('{"format": "something else"}')  # refused by the Python side
+    _table(tmp_path / "raw.csv")
+    p = run_cli("normalize", "raw.csv", "-o", "t.npy", "--stats", "s\nt.json", cwd=tmp_path)
+    assert p.returncode == 1 and p.stderr.startswith("wideann: error: s\\x0at.json: not a wideann stats file"), p.stderr
+    assert p.stderr.count("\n") == 1 and not (tmp_path / "t.npy").exists()
+
+
 # ---- locales and encodings ------------------------------------------------------------------------------
 
 def test_info_shows_what_stdout_cannot_encode_escaped(tmp_path):

@@ -310,7 +310,7 @@ def _one_line(e: BaseException) -> str:
     msg = str(e) or type(e).__name__
     if isinstance(e, OSError) and e.filename and e.strerror:
         msg = f"{os.fsdecode(e.filename)}: {e.strerror}"
-    return printable(" ".join(msg.split("\n")))
+    return printable(msg)  # (a newline in a file name as \x0a, as the summary lines show it: one line, unambiguous)
 
 
 def printable(text: str) -> str:
