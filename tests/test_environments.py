@@ -477,7 +477,8 @@ def test_a_closed_standard_stream_without_dev_null_stays_closed(tmp_path, how):
         p = _sh(f"{wideann} normalize raw.csv -o t.npy {closed}", tmp_path)
         assert p.returncode == 0 and "Traceback" not in p.stderr, (closed, p.stderr)
         assert np.load(tmp_path / "t.npy").shape == (50, 4)
-        assert p.stderr == ("" if "2>&-" in closed else "4 columns -> t.npy (stats: t.stats.json)\n"), p.stderr
+        said = "50 rows x 4 columns -> t.npy (stats: t.stats.json)\n"
+        assert p.stderr == ("" if "2>&-" in closed else said), p.stderr
         (tmp_path / "t.npy").unlink()
     p = _sh(f"{wideann} normalize missing.csv -o t.npy >&-", tmp_path)  # a failure, said on stderr
     assert p.returncode == 1 and p.stderr == "wideann: error: missing.csv: no such file\n", p.stderr
@@ -516,10 +517,10 @@ def test_a_full_stderr_loses_the_summary_not_the_work(tmp_path):
 def test_summary_lines_show_odd_file_names_escaped_on_one_line(tmp_path):
     _table(tmp_path / "raw.csv")
     p = ok("normalize", "raw.csv", "-o", "a\nb.npy", cwd=tmp_path)
-    assert p.stderr == "4 columns -> a\\x0ab.npy (stats: a\\x0ab.stats.json)\n"
+    assert p.stderr == "50 rows x 4 columns -> a\\x0ab.npy (stats: a\\x0ab.stats.json)\n"
     odd = os.fsdecode(b"\xff.npy")
     p = ok("normalize", "raw.csv", "-o", odd, cwd=tmp_path)
-    assert p.stderr == "4 columns -> \\xff.npy (stats: \\xff.stats.json)\n"
+    assert p.stderr == "50 rows x 4 columns -> \\xff.npy (stats: \\xff.stats.json)\n"
 
 
 def test_error_lines_show_a_newline_in_a_file_name_escaped_as_summary_lines_do(tmp_path):
@@ -536,6 +537,19 @@ def test_error_lines_show_a_newline_in_a_file_name_escaped_as_summary_lines_do(t
     p = run_cli("normalize", "raw.csv", "-o", "t.npy", "--stats", "s\nt.json", cwd=tmp_path)
     assert p.returncode == 1 and p.stderr.startswith("wideann: error: s\\x0at.json: not a wideann stats file"), p.stderr
     assert p.stderr.count("\n") == 1 and not (tmp_path / "t.npy").exists()
+
+
+def test_normalize_says_how_many_rows_it_wrote(tmp_path):
+    """The summary line of ``normalize`` gives the table's data rows (header and blank lines not counted); with
+    ``--stats``, the rows of these inputs, not the rows the stats were fitted on."""
+    _table(tmp_path / "raw.csv")
+    p = ok("normalize", "raw.csv", "-o", "t.npy", cwd=tmp_path)
+    assert p.stderr == "50 rows x 4 columns -> t.npy (stats: t.stats.json)\n", p.stderr
+    _table(tmp_path / "more.csv", rows=7)
+    with open(tmp_path / "more.csv", "a") as f:
+        f.write("\n")
+    p = ok("normalize", "more.csv", "more.csv", "-o", "m.csv", "--stats", "t.stats.json", cwd=tmp_path)
+    assert p.stderr == "14 rows x 4 columns -> m.csv\n", p.stderr
 
 
 # ---- locales and encodings ------------------------------------------------------------------------------

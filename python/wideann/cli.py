@@ -17,7 +17,7 @@ import sys
 from . import __version__, _atomic, _entry
 from ._entry import INTERRUPTED
 from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, _check_output_folder, default_stats_path, denormalize,
-                     float16_advice, float16_advice_reworded, make_data, normalize, compute_stats,
+                     float16_advice, float16_advice_reworded, make_data, normalize_counting_rows, compute_stats,
                      table_and_stats_are_one)
 from .interrupts import ignore_interrupts, stop_like_ctrl_c
 from .stats import Stats, _first_difference
@@ -210,9 +210,9 @@ def run(args) -> None:
         beside = default_stats_path(args.output)
         before = _identity(beside)
         try:
-            st = normalize(args.inputs, args.output, stats=args.stats, stats_out=args.stats_out,
-                           dtype=args.dtype, threads=args.threads, header=args.header,
-                           delimiter=args.delimiter, clip=args.clip, progress=_progress(args))
+            st, rows = normalize_counting_rows(args.inputs, args.output, stats=args.stats, stats_out=args.stats_out,
+                                               dtype=args.dtype, threads=args.threads, header=args.header,
+                                               delimiter=args.delimiter, clip=args.clip, progress=_progress(args))
         except DataError as e:  # (normalize's advice names its keyword argument: here, the option)
             raise float16_advice_reworded(e, float16_advice(FLOAT32_ON_THE_COMMAND_LINE)) from None
         if args.stats:  # (none beside it is said: denormalize, or a lesson given the table, needs them named)
@@ -225,7 +225,7 @@ def run(args) -> None:
         if (asked is None or os.path.abspath(asked) != os.path.abspath(beside)) and before is not None \
                 and _identity(beside) != before:
             where += f" (the stats file beside it, {beside}, described another transform: now this table's)"
-        say(f"{st.n_columns} columns -> {where}")
+        say(f"{rows} rows x {st.n_columns} columns -> {where}")  # (the rows written: with --stats, not the stats')
     elif cmd == "denormalize":
         n = denormalize(args.input, args.output, stats=args.stats, columns=_columns_arg(args.columns),
                         header=args.header, delimiter=args.delimiter, threads=args.threads,

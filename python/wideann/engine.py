@@ -318,6 +318,15 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     the file pass 1 read when pass 2 reads it (appended to, rewritten, replaced), or that gives pass 2 other
     rows, is a ``DataError``: the stats would not describe the table.
     """
+    return normalize_counting_rows(inputs, output, stats=stats, stats_out=stats_out, dtype=dtype, threads=threads,
+                                   header=header, delimiter=delimiter, clip=clip, progress=progress)[0]
+
+
+def normalize_counting_rows(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: str = "float32",
+                            threads=None, header: str = "auto", delimiter: str = ",", clip: bool = False,
+                            progress: bool = False) -> tuple[Stats, int]:
+    """:func:`normalize`, returning also the number of data rows written (with ``stats``, these inputs' rows,
+    not the rows the stats were fitted on): what ``wideann normalize`` says in its summary line."""
     paths = _paths(inputs)
     output = os.fspath(output)
     fmt = _output_format(output)
@@ -359,7 +368,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
             _require_estimated_space(output, paths, st.columns, dtype, fmt, mine=[stats_tmp] if stats_tmp else [])
         table_tmp = temp_name(output, made)
         try:
-            _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp), expect=seen),
+            rows = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp), expect=seen),
                  _fsencode(paths), os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header,
                  delimiter, n_threads, bool(clip), progress=progress, desc="normalize", reads=paths)
         except DataError as e:
@@ -380,7 +389,7 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     except BaseException:
         remove_listed(made)
         raise
-    return st
+    return st, rows
 
 
 def _stale_stats_beside(output: str, applied: Stats) -> str | None:
