@@ -15,6 +15,8 @@ Run it:
     accelerate launch scripts/1_first_ann.py
     accelerate launch scripts/1_first_ann.py --data my_table.npy --epochs 50 --hidden 128
 """
+from wideann.interrupts import at_the_top_of_a_lesson; at_the_top_of_a_lesson()  # first: Ctrl-C is one line from here
+
 import time
 from pathlib import Path
 

@@ -20,6 +20,8 @@ Run it:
     accelerate launch scripts/2_deeper_ann.py
     accelerate launch scripts/2_deeper_ann.py --hidden 256 128 64 --epochs 60
 """
+from wideann.interrupts import at_the_top_of_a_lesson; at_the_top_of_a_lesson()  # first: Ctrl-C is one line from here
+
 import time
 from pathlib import Path
 

@@ -31,6 +31,8 @@ Run it:
     accelerate launch scripts/3_out_of_core_ann.py --data big_table.npy --max-steps 2000
     accelerate launch scripts/3_out_of_core_ann.py --resume          # continue from the last checkpoint
 """
+from wideann.interrupts import at_the_top_of_a_lesson; at_the_top_of_a_lesson()  # first: Ctrl-C is one line from here
+
 import itertools  # New
 import time
 from pathlib import Path

@@ -49,6 +49,8 @@ Run it:
         --data big_table.npy --batch-size 256 --grad-accum 2                                # 4 GPUs, bf16
     accelerate launch --config_file scripts/configs/multinode.yaml --machine_rank R scripts/4_multi_gpu_ann.py
 """
+from wideann.interrupts import at_the_top_of_a_lesson; at_the_top_of_a_lesson()  # first: Ctrl-C is one line from here
+
 import contextlib  # New
 import itertools
 import math  # New

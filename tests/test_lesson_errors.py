@@ -385,6 +385,62 @@ def test_ctrl_c_is_one_line_and_exit_code_130(forked):
     assert res["code"] == 130 and res["stderr"] == f"{CTRL_C[0]}: interrupted\n", res
 
 
+EARLY_LINE = "interrupted before training started; nothing was written"
+
+
+@pytest.mark.parametrize("n, sig", [(1, signal.SIGINT), (4, signal.SIGINT), (3, signal.SIGTERM), (2, signal.SIGHUP)])
+def test_an_interrupt_while_a_lesson_imports_torch_is_one_line(tmp_path, n, sig):
+    """A Ctrl-C during a lesson's imports (torch and accelerate: seconds, before any handler of the run) ended it
+    by the signal with a ``KeyboardInterrupt`` traceback (SIGTERM and SIGHUP: silently, by the signal). Now it is
+    one line and exit code 130. Made certain, not timed: a ``torch`` on ``PYTHONPATH`` whose import says it has
+    begun and then waits (reads its stdin), so that the signal lands inside the lesson's ``import torch``."""
+    stub = tmp_path / "stub" / "torch"
+    stub.mkdir(parents=True)
+    ready = tmp_path / "importing"
+    (stub / "__init__.py").write_text(f"import sys\nopen({str(ready)!r}, 'w').close()\nsys.stdin.read()\n")
+    env = _env(tmp_path)
+    env["PYTHONPATH"] = os.pathsep.join([str(stub.parent), *filter(None, [env.get("PYTHONPATH")])])
+    p = subprocess.Popen([sys.executable, str(SCRIPTS / LESSONS[n]), "--output-dir", "run"], cwd=tmp_path, env=env,
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: ready.exists() or p.poll() is not None, timeout=120), "the lesson never imported torch"
+        assert p.poll() is None, p.communicate()
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 130 and err == f"{LESSONS[n]}: {EARLY_LINE}\n", (p.returncode, err)
+    assert out == "" and not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_while_torch_really_loads_is_one_line(tmp_path):
+    """The same with the real torch: SIGINT once the lesson's process has torch's library mapped (in ``import
+    torch``, or later). Where it lands is the machine's timing, so either of the lesson's two lines is right (the
+    import's, or the run's if the imports were done): never a traceback, nor the end by the signal (-2)."""
+    p = subprocess.Popen([sys.executable, str(SCRIPTS / LESSONS[1]), "--output-dir", "run", "--epochs", "1"],
+                         cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def torch_mapped() -> bool:
+        try:
+            return "libtorch" in Path(f"/proc/{p.pid}/maps").read_text()
+        except OSError:
+            return p.poll() is not None
+    try:
+        if not Path(f"/proc/{p.pid}/maps").exists():
+            pytest.skip("no /proc")
+        assert wait_for(torch_mapped, timeout=120) and p.poll() is None, p.communicate()
+        p.send_signal(signal.SIGINT)
+        _out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    assert p.returncode == 130, (p.returncode, err)
+    assert err in (f"{LESSONS[1]}: {EARLY_LINE}\n", f"{LESSONS[1]}: interrupted\n"), err
+
+
 def test_a_fresh_interpreter_says_the_same(forked, work):
     """The same cases as plain ``python scripts/N_*.py``: exactly the fork's exit code and line."""
     picks = [(1, "epochs-0"), (2, "missing-data"), (3, "dropout-1"), (4, "bad-csv")]

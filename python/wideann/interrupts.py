@@ -104,6 +104,47 @@ def deferred():
             signal.raise_signal(sig)
 
 
+def at_the_top_of_a_lesson() -> None:
+    """A lesson's first line, before its imports (torch and accelerate take seconds): a Ctrl-C, SIGTERM or SIGHUP
+    from here until :func:`wideann.course.run` takes over (:func:`the_run_takes_over`) ends the lesson with one line,
+    ``<lesson>: interrupted before training started; nothing was written``, and exit code 130, where it ended in a
+    ``KeyboardInterrupt`` traceback (or, for SIGTERM, silently by the signal). Nothing has been written then: no
+    cleanup is needed, and the process ends at once (``os._exit``; said by the main process only). Only signals
+    left as Python sets them are taken (one ignored from the start, as ``nohup`` ignores SIGHUP, stays ignored);
+    in the main thread only. The interpreter's own start, before this line, stays as Python makes it."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in INTERRUPTS:
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is (signal.default_int_handler if name == "SIGINT"
+                                                         else signal.SIG_DFL):
+            _BEFORE_THE_RUN[sig] = signal.signal(sig, _before_the_run)
+
+
+_BEFORE_THE_RUN: dict = {}
+"""The handlers :func:`at_the_top_of_a_lesson` replaced, by signal, for :func:`the_run_takes_over`."""
+
+
+def _before_the_run(signum, frame):
+    if os.environ.get("RANK", "0") == "0":  # (the main process speaks for all)
+        program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "lesson"
+        try:
+            os.write(2, os.fsencode(program) + b": interrupted before training started; nothing was written\n")
+        except OSError:
+            pass
+    os._exit(130)
+
+
+def the_run_takes_over() -> None:
+    """The handlers :func:`at_the_top_of_a_lesson` set are put back as they were: from here on an interrupt is a
+    ``KeyboardInterrupt`` (after :func:`stop_like_ctrl_c`, SIGTERM and SIGHUP too), which the run turns into its
+    line, with what it has written cleaned up."""
+    for sig, before in _BEFORE_THE_RUN.items():
+        if signal.getsignal(sig) is _before_the_run:
+            signal.signal(sig, before)
+    _BEFORE_THE_RUN.clear()
+
+
 def ignore_interrupts() -> None:
     """Ctrl-C, SIGTERM and SIGHUP ignored from now on (in the main thread only; elsewhere nothing changes): for a
     program whose work is done, which a late signal must not turn into a failure."""

@@ -14,7 +14,7 @@ import time
 import traceback
 
 from .._entry import escape_what_stdout_cannot_encode
-from ..interrupts import end_with_the_launcher, stop_like_ctrl_c
+from ..interrupts import end_with_the_launcher, stop_like_ctrl_c, the_run_takes_over
 
 
 class LessonError(Exception):
@@ -88,12 +88,13 @@ def run(main) -> None:
     teardown, finished or not (see :func:`_exit`).
     """
     escape_what_stdout_cannot_encode()  # a path or column name the locale cannot spell: escaped, not a traceback
-    stop_like_ctrl_c()  # kill, a scheduler's time limit, a closed terminal: cleaned up as after Ctrl-C
-    end_with_the_launcher()  # and the end of accelerate launch (or torchrun), by kill or timeout
     from .runlock import lessons_lock_their_run_folder
 
     lessons_lock_their_run_folder(True)  # one run at a time in a run folder, to the end of this one
     try:
+        the_run_takes_over()  # until here an interrupt ended the lesson at once (interrupts.at_the_top_of_a_lesson)
+        stop_like_ctrl_c()  # kill, a scheduler's time limit, a closed terminal: cleaned up as after Ctrl-C
+        end_with_the_launcher()  # and the end of accelerate launch (or torchrun), by kill or timeout
         main()
     except KeyboardInterrupt:
         if is_main_rank():
