@@ -719,6 +719,30 @@ def test_ctrl_c_once_a_checkpoint_is_renamed_names_it(tmp_path, monkeypatch, cap
         "with --resume" in err, err
 
 
+@pytest.mark.parametrize("options, cause", [
+    (["--config_file", "cpu.yaml"], "its accelerate config ({config}) says use_cpu: true, which launches one process "
+                                    "without --multi_gpu"),
+    ([], "without --multi_gpu it starts one"),
+    (["--cpu"], "--cpu starts one, whatever --num_processes (and cannot go with --multi_gpu)"),
+])
+def test_the_num_processes_warning_names_what_made_one_process(tmp_path, options, cause):
+    """A real ``accelerate launch --num_processes 2`` of lesson 4 that starts one process: the warning blamed a
+    missing --multi_gpu even where an accelerate config with ``use_cpu: true`` (scripts/configs/cpu.yaml) or
+    ``--cpu`` made the one-process launch; it names the cause accelerate resolved (the ``ACCELERATE_USE_CPU`` its
+    one-process launcher passes on). No accelerate config but the one given (``HF_HOME`` of the test's own)."""
+    config = str(ROOT / "scripts" / "configs" / "cpu.yaml")
+    options = [config if o == "cpu.yaml" else o for o in options]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "-q", *options, "--num_processes", "2",
+           "--num_cpu_threads_per_process", "1", str(SCRIPTS / LESSONS[4]), "--data", "missing.npy"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    warning = f"{LESSONS[4]}: warning: accelerate launch was given --num_processes 2 but started one process " \
+              f"(WORLD_SIZE unset): {cause.format(config=config)}; for CPU processes: ACCELERATE_USE_CPU=1 " \
+              "accelerate launch --multi_gpu --num_processes 2 ..."
+    said = [line for line in r.stderr.splitlines() if line.startswith(f"{LESSONS[4]}: warning: ")]
+    assert len(said) == 1 and said[0].startswith(warning), r.stderr
+    assert f"{LESSONS[4]}: error: " in r.stderr and "missing.npy" in r.stderr, r.stderr  # then the run went on
+
+
 @pytest.mark.parametrize("launcher", [
     ["/v/bin/python3", "/v/bin/accelerate", "launch", "--num_processes", "2", "scripts/4_multi_gpu_ann.py"],
     ["/v/bin/python3", "/v/bin/accelerate", "launch", "--cpu", "--num-processes=2", "scripts/4_multi_gpu_ann.py"],

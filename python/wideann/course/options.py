@@ -48,11 +48,12 @@ class _Parser(argparse.ArgumentParser):
             raise UsageError(f"this lesson trains on one process, and this launch started {world} (WORLD_SIZE="
                              f"{world}): run it with python, or accelerate launch without a multi-process config; "
                              "lesson 4 (4_multi_gpu_ann.py) trains on several")
-        asked = _processes_asked_of_the_launcher() if world == 1 and self.several_processes else None
+        launcher = _launcher_options() if world == 1 and self.several_processes else []
+        asked = _processes_asked(launcher)
         if asked and asked > 1:  # the trap of the course: --num_processes 2 without --multi_gpu starts ONE
             import sys
             print(f"{self.prog}: warning: accelerate launch was given --num_processes {asked} but started one "
-                  "process (WORLD_SIZE unset): without --multi_gpu it starts one; for CPU processes: "
+                  f"process (WORLD_SIZE unset): {_why_one_process(launcher)}; for CPU processes: "
                   f"ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes {asked} ... (scripts/README.md: "
                   "A trap with several CPU processes)", file=sys.stderr, flush=True)
         return got
@@ -71,28 +72,54 @@ def _launcher_cmdline() -> list[str]:
         return []
 
 
-def _processes_asked_of_the_launcher() -> int | None:
-    """The ``--num_processes`` (or ``--num-processes``) the parent ``accelerate launch`` was given, else None:
-    accelerate passes nothing of it on to a launch of one process, so that is where to see it."""
+def _launcher_options() -> list[str]:
+    """The options the parent ``accelerate launch`` was given (those before the script), else []: accelerate passes
+    nothing of ``--num_processes`` on to a launch of one process, so that is where to see it."""
     argv = _launcher_cmdline()
     # accelerate launch, accelerate-launch, python -m accelerate.commands.launch (how the tests launch)
     start = next((i + 1 for i, a in enumerate(argv) if os.path.basename(a) in ("accelerate-launch",
                                                                               "accelerate.commands.launch")
                   or (a == "launch" and i and os.path.basename(argv[i - 1]) == "accelerate")), None)
     if start is None:
-        return None
+        return []
     end = next((i for i in range(start, len(argv)) if argv[i].endswith(".py")), len(argv))  # (the script's own after)
-    for i in range(start, end):
-        a = argv[i]
-        for flag in ("--num_processes", "--num-processes"):
-            value = a[len(flag) + 1:] if a.startswith(flag + "=") else (argv[i + 1] if a == flag and i + 1 < end
-                                                                          else None)
-            if value is not None:
-                try:
-                    return int(value)
-                except ValueError:
-                    return None
+    return argv[start:end]
+
+
+def _option(options: list[str], *flags: str) -> str | None:
+    """The value given to one of ``flags`` (``--flag V`` or ``--flag=V``) among the launcher's ``options``."""
+    for i, a in enumerate(options):
+        for flag in flags:
+            if a.startswith(flag + "="):
+                return a[len(flag) + 1:]
+            if a == flag and i + 1 < len(options):
+                return options[i + 1]
     return None
+
+
+def _processes_asked(options: list[str]) -> int | None:
+    """The ``--num_processes`` (or ``--num-processes``) the launcher was given, else None."""
+    value = _option(options, "--num_processes", "--num-processes")
+    try:
+        return None if value is None else int(value)
+    except ValueError:
+        return None
+
+
+def _why_one_process(options: list[str]) -> str:
+    """Why ``accelerate launch`` (given ``options``) started one process, as accelerate resolved it: its one-process
+    launcher tells the process ``ACCELERATE_USE_CPU`` (``True`` for ``--cpu``, or a config's ``use_cpu: true``)."""
+    if "--cpu" in options:
+        return "--cpu starts one, whatever --num_processes (and cannot go with --multi_gpu)"
+    if os.environ.get("ACCELERATE_USE_CPU", "").strip().lower() in ("true", "1", "yes"):
+        config = _option(options, "--config_file", "--config-file")
+        if config is None:
+            try:
+                from accelerate.commands.config import default_config_file as config
+            except ImportError:
+                config = "the default one"
+        return f"its accelerate config ({config}) says use_cpu: true, which launches one process without --multi_gpu"
+    return "without --multi_gpu it starts one"
 
 
 def _number(text: str, kind):
