@@ -126,11 +126,14 @@ _BEFORE_THE_RUN: dict = {}
 
 
 def _before_the_run(signum, frame):
-    if os.environ.get("RANK", "0") == "0":  # (the main process speaks for all)
+    # (the main process speaks for all; sys.stderr, not descriptor 2, which a stderr closed at the start leaves to
+    # the next file opened; it may be in the middle of a write here, which then raises: the line is lost, not the 130)
+    if os.environ.get("RANK", "0") == "0" and sys.stderr is not None:
         program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "lesson"
         try:
-            os.write(2, os.fsencode(program) + b": interrupted before training started; nothing was written\n")
-        except OSError:
+            sys.stderr.write(f"{program}: interrupted before training started; nothing was written\n")
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - nothing may turn this end into a traceback
             pass
     os._exit(130)
 
