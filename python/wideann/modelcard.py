@@ -215,7 +215,8 @@ def write(model, folder, weights_name: str, *, stats_path, train=None, options=N
     if not (stats_copy.is_file() and stats_copy.read_bytes() == text):  # written once per run, not per save
         with atomic_path(stats_copy) as tmp:
             Path(tmp).write_bytes(text)
-    card["sha256"] = {key: _sha256(folder / card[key]) for key in ("weights", "stats") if (folder / card[key]).is_file()}
+    card["sha256"] = {key: _sha256(folder / card[key]) for key in ("weights", "stats")
+                      if (folder / card[key]).is_file()}
     card["sha256"]["card"] = _card_sha256(card)
     with atomic_path(folder / CARD_NAME) as tmp:
         with open(tmp, "w") as f:
@@ -315,7 +316,8 @@ def _check_fields(path: Path, card: dict) -> None:
     if not isinstance(card["layers"], list):
         bad("'layers' must be a list of layers")
     for i, layer in enumerate(card["layers"]):
-        if not isinstance(layer, dict) or not isinstance(layer.get("type"), str) or not isinstance(layer.get("name"), str):
+        if not (isinstance(layer, dict) and isinstance(layer.get("type"), str)
+                and isinstance(layer.get("name"), str)):
             bad(f"layer {i + 1}: must have a 'type' and a 'name'")
         for arg in _LAYERS.get(layer["type"], ()):
             if arg not in layer:

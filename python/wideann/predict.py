@@ -76,7 +76,8 @@ def _device(requested: str | None):
     try:  # a kind this torch was built without (mps, xla, ...): said now, not as a traceback from the model's move
         torch.empty(1, device=device)
     except (RuntimeError, NotImplementedError) as e:
-        raise ValueError(f"--device {requested}: not usable here ({str(e).splitlines()[0] if str(e) else e!r})") from None
+        why = str(e).splitlines()[0] if str(e) else repr(e)
+        raise ValueError(f"--device {requested}: not usable here ({why})") from None
     return device
 
 
@@ -137,9 +138,9 @@ def _run_model(model, table_path: str, n_inputs: int, out_npy: str, batch_size: 
                 y = np.ascontiguousarray(y.float().cpu().numpy(), dtype="<f4")
                 bad = np.flatnonzero(~np.isfinite(y))
                 if bad.size:
-                    raise DataError(f"{source}: the model's prediction for record {rows.start + bad[0]} (counted from 0, "
-                                    f"as --row-numbers counts them) is {y.ravel()[bad[0]]}: its inputs may lie far "
-                                    "outside the training data's range, or the weights are broken")
+                    raise DataError(f"{source}: the model's prediction for record {rows.start + bad[0]} "
+                                    f"(counted from 0, as --row-numbers counts them) is {y.ravel()[bad[0]]}: its "
+                                    "inputs may lie far outside the training data's range, or the weights are broken")
                 out.write(y.tobytes())
     return n
 

@@ -240,7 +240,8 @@ class Stats:
             rng = hi - lo
             wide = ~np.isfinite(rng)
             # a range wider than a double in halves, then doubled (exact), as in the engine
-            lo_s, rng_s, scale = np.where(wide, lo / 2, lo), np.where(wide, hi / 2 - lo / 2, rng), np.where(wide, 2.0, 1.0)
+            lo_s, rng_s = np.where(wide, lo / 2, lo), np.where(wide, hi / 2 - lo / 2, rng)
+            scale = np.where(wide, 2.0, 1.0)
             out = (X * rng_s + lo_s) * scale
             again = ~np.isfinite(out)  # x * range overflowed where the result need not (x far outside [0, 1])
             if np.any(again):

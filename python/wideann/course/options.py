@@ -216,7 +216,8 @@ def parser(doc: str | None, lesson: str, *, epochs: int | None, batch_size: int 
     p.add_argument("--epochs", type=positive_int, default=epochs, help="passes over the training rows"
                    + ("" if epochs else "; " + defaults.help_text("epochs")))
     p.add_argument("--batch-size", type=positive_int, default=batch_size,
-                   help=defaults.help_text("batch_size") if batch_size is None else "rows per training step (per process)")
+                   help=(defaults.help_text("batch_size") if batch_size is None
+                         else "rows per training step (per process)"))
     p.add_argument("--lr", type=positive_float, default=lr, help="learning rate")
     p.add_argument("--seed", type=seed, default=0,
                    help="seed of the split, the shuffling and the initial weights")

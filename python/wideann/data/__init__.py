@@ -33,5 +33,6 @@ from .splits import SPLIT_BLOCK_ROWS, Split, TooFewRows, split_block_rows, split
 
 __all__ = ["NpyTable", "ShardSet", "open_table", "table_paths", "table_stats", "stats_beside", "load_table",
            "check_finite", "refuse_non_finite",
-           "split_rows", "split_block_rows", "Split", "TooFewRows", "ShardedBatches", "runs_of", "SPLIT_BLOCK_ROWS", "PinnedRing", "ResidentRows", "TierDoesNotFit",
+           "split_rows", "split_block_rows", "Split", "TooFewRows", "ShardedBatches", "runs_of", "SPLIT_BLOCK_ROWS",
+           "PinnedRing", "ResidentRows", "TierDoesNotFit",
            "Tier", "device_tier"]
