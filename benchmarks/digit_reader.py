@@ -52,8 +52,8 @@ def main():
         rows = max(10, int(args.mb * 1e6 / (cols * BYTES_PER_VALUE)))
         path = WORK / f"digits_{cols}x{rows}.csv"
         if not path.exists():
-            subprocess.run([sys.executable, "-m", "wideann", "make-data", "-o", str(path), "--rows", str(rows), "--cols", str(cols),
-                            "--seed", "3", "-q"], check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "wideann", "make-data", "-o", str(path), "--rows", str(rows),
+                            "--cols", str(cols), "--seed", "3", "-q"], check=True, capture_output=True)
         with open(path, "rb") as f:  # warm the page cache
             while f.read(1 << 24):
                 pass

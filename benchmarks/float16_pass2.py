@@ -124,7 +124,8 @@ def main() -> None:
             subprocess.run([sys.executable, "-m", "wideann", "make-data", "-o", str(inp), "--rows", str(rows),
                             "--cols", str(cols), "--seed", "1", "-q"], check=True, capture_output=True)
         if not stats.exists():
-            subprocess.run([sys.executable, "-m", "wideann", "stats", str(inp), "-o", str(stats), "-q"], check=True, capture_output=True)
+            subprocess.run([sys.executable, "-m", "wideann", "stats", str(inp), "-o", str(stats), "-q"], check=True,
+                           capture_output=True)
         one_row = inp.with_name(inp.stem + "_1row.csv")  # the start-up: the header and one row, the same stats
         with open(inp, "rb") as f:
             one_row.write_bytes(f.readline() + f.readline())

@@ -43,7 +43,8 @@ torch.profiler tables and traces of (a), (c) and (d) at float16, batch 1024 (`--
 machine, so that a ratio of the rounds above can be off by 10-20% on its own; blocks side by side see the
 same host; each whole ratio comes with its 95% interval (a bootstrap over runs of 4 pairs), which says
 whether a target is met. `--streamed-variants` measures only (c), as it is and with other settings (reading
-threads, group size, the training thread on a core apart), each alternated with (a). Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
+threads, group size, the training thread on a core apart), each alternated with (a). \
+Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
 the table's dtype and as rows of wider words (how `ResidentRows.gather` does it).
 
 Without a GPU, the reader alone on the same tables, batch 256, 1024 and 4096: today's reader (the batch
@@ -293,7 +294,8 @@ def gpu_half(args, tables, partial=lambda got: None):
         both: what the reading threads, the group size and the training thread's core are worth."""
         nonlocal step  # (the one `alternated` trains with)
         step = trainer(lesson4, device, batch)
-        x = torch.rand((batch, REFERENCE_COLUMNS - 1), device=device).to(torch.float16 if dt == "float16" else torch.float32)
+        x = torch.rand((batch, REFERENCE_COLUMNS - 1), device=device).to(
+            torch.float16 if dt == "float16" else torch.float32)
         y = torch.rand((batch, 1), device=device)
         rows = np.arange(args.rows)
 
@@ -335,14 +337,15 @@ def gpu_half(args, tables, partial=lambda got: None):
         out = {}
         for name, s in made.items():
             make = apart(s) if name == "training thread on a core apart" else (lambda s=s: endless(s))
-            a = alternated(lambda: epoch_batches([(x, y)], args.rows, batch), make, args.alternated_seconds or args.seconds,
-                           warm=warm_steps(s))
+            a = alternated(lambda: epoch_batches([(x, y)], args.rows, batch), make,
+                           args.alternated_seconds or args.seconds, warm=warm_steps(s))
             ratio, q, ms = a["ratio"], a["quartiles"], a["ms"]
             out[name] = {"ratio": ratio, "quartiles": q, "interval": a["interval"], "pairs": a["pairs"],
                          "ceiling_ms": ms[0], "ms": ms[1], "group_steps": s.group_steps,
                          "threads": s.table.reader_threads or data.native_reader.default_threads()}
             print(f"{dt} batch {batch}, (c) {name} ({out[name]['threads']} threads, {s.group_steps} steps a group): "
-                  f"{ratio:.0%} ({q[0]:.0%}-{q[1]:.0%}) [{a['interval'][0]:.1%}-{a['interval'][1]:.1%}]; ms a step, waiting / in the step: {ms[1][0]:.2f} / {ms[1][1]:.2f}, "
+                  f"{ratio:.0%} ({q[0]:.0%}-{q[1]:.0%}) [{a['interval'][0]:.1%}-{a['interval'][1]:.1%}]; ms a step, "
+                  f"waiting / in the step: {ms[1][0]:.2f} / {ms[1][1]:.2f}, "
                   f"the ceiling's {ms[0][0]:.2f} / {ms[0][1]:.2f}", flush=True)
             del s
         made.clear()
@@ -430,7 +433,8 @@ def gpu_half(args, tables, partial=lambda got: None):
             print(f"{dt} batch {batch}: ceiling {r['ceiling']:,.0f}  reader {r['reader']:,.0f} "
                   f"({r['reader_gb_s']:.1f} GB/s)  streamed {r['streamed']:,.0f} ({r['streamed_ratio']:.0%})  "
                   f"resident {r['resident']:,.0f} ({r['resident_ratio']:.0%}) samples/s; alternated with the "
-                  f"ceiling: streamed {r['streamed_alternated_ratio']:.0%}, resident {r['resident_alternated_ratio']:.0%}",
+                  f"ceiling: streamed {r['streamed_alternated_ratio']:.0%}, "
+                  f"resident {r['resident_alternated_ratio']:.0%}",
                   flush=True)
             results.append(r)
             partial({"gpu": torch.cuda.get_device_name(0), "results": results, "complete": False})
@@ -498,9 +502,9 @@ def profile(folder, paths, step, steps=40, suffix=""):
 
 def gpu_markdown(report):
     lines = [f"GPU: {report['gpu']}; {report['machine']}; table {report['rows']:,} x {REFERENCE_COLUMNS:,}; "
-             f"{report['seconds']:g} s per figure in {report['gpu_rounds']} rounds (the paths in turn in each; 5 warm-up "
-             "batches before each figure), then the ceiling again; medians, and a ratio is the median of a path's rates "
-             "over the ceiling measured around them (interpolated in time).", "",
+             f"{report['seconds']:g} s per figure in {report['gpu_rounds']} rounds (the paths in turn in each; "
+             "5 warm-up batches before each figure), then the ceiling again; medians, and a ratio is the median of "
+             "a path's rates over the ceiling measured around them (interpolated in time).", "",
              "| dtype | batch | (a) on the GPU | (b) reader alone | reader GB/s | (c) streamed | (c)/(a) "
              "| (d) resident | (d)/(a) | (e) resident, float32 batches | (e)/(a) |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -513,27 +517,29 @@ def gpu_markdown(report):
     lines += ["", "The training thread's time, ms per step: waiting for the next batch / in the step "
               "(dispatch, and the wait for the GPU at the loss read every 10 steps); and the peak GPU memory "
               "of the steps above what was held before them (model, optimizer state, resident rows), GiB.", "",
-              "| dtype | batch | (a) on the GPU | (c) streamed | (d) resident | GPU peak (a) / (c) / (d) | resident rows |",
+              "| dtype | batch | (a) on the GPU | (c) streamed | (d) resident | GPU peak (a) / (c) / (d) "
+              "| resident rows |",
               "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["results"]:
         lines.append(f"| {r['dtype']} | {r['batch']} | " + " | ".join(
             f"{r[k + '_fetch_ms']:.2f} / {r[k + '_step_ms']:.2f}" for k in paths) + " | "
             + " / ".join(f"{r[k + '_gpu_peak_gib']:.2f}" for k in paths) + f" | {r['resident_gib']:.2f} GiB |")
-    lines += ["", "The resident tier's gather of a group of steps (its rows), GB/s read and written, by the GPU's clock: "
-              "as elements of the table's dtype / as rows of wider words (as the tier gathers): " + "; ".join(
+    lines += ["", "The resident tier's gather of a group of steps (its rows), GB/s read and written, "
+              "by the GPU's clock: as elements of the table's dtype / as rows of wider words "
+              "(as the tier gathers): " + "; ".join(
                   f"{r['dtype']} batch {r['batch']} ({r['gather_rows']:,} rows): {r['gather_elements_gb_s']:,.0f} / "
                   f"{r['gather_words_gb_s']:,.0f}" for r in report["results"] if "gather_rows" in r)]
     lines += ["", f"Host peak RSS of the whole benchmark: {report['host_peak_rss_gib']:.2f} GiB."]
-    lines += ["", "(a') four batches on the GPU in turn rather than one (out of the L2 cache, as the paths' batches are), "
-              "against (a): " + "; ".join(f"{r['dtype']} {r['batch']}: {r['ceiling_rotating_ratio']:.0%}"
-                                          for r in report["results"] if "ceiling_rotating_ratio" in r)]
+    lines += ["", "(a') four batches on the GPU in turn rather than one (out of the L2 cache, as the paths' batches "
+              "are), against (a): " + "; ".join(f"{r['dtype']} {r['batch']}: {r['ceiling_rotating_ratio']:.0%}"
+                                                for r in report["results"] if "ceiling_rotating_ratio" in r)]
     alt = [r for r in report["results"] if "resident_alternated_ratio" in r]
     if alt:
         lines += ["", "(c)/(a) and (d)/(a) measured in alternation: blocks of 20 steps of each, the GPU drained after "
                   "each block, the order swapped every pair, the streamed path's blocks each after a few untimed steps "
                   f"(its read-ahead, and one), for {report['alternated_seconds']:g} s; the whole ratio (the pairs' "
-                  "quartiles) [its 95% interval: a bootstrap over runs of 4 pairs], and the training thread's ms a step "
-                  "in those blocks, waiting for the batch / in the step, of the path and of (a) beside it:", "",
+                  "quartiles) [its 95% interval: a bootstrap over runs of 4 pairs], and the training thread's ms a "
+                  "step in those blocks, waiting for the batch / in the step, of the path and of (a) beside it:", "",
                   "| dtype | batch | (c)/(a) | (d)/(a) | (c) ms, (a) ms | (d) ms, (a) ms |",
                   "| --- | ---: | ---: | ---: | ---: | ---: |"]
         lines += [f"| {r['dtype']} | {r['batch']} | " + " | ".join(
@@ -550,27 +556,32 @@ def gpu_markdown(report):
     cold = [r for r in report["results"] if "streamed_cold" in r]
     if cold:
         lines += ["", "(c) with every epoch begun cold (the next epoch's first batches not read on): " + "; ".join(
-            f"{r['dtype']} batch {r['batch']}: {r['streamed_cold']:,.0f} ({r['streamed_cold_ratio']:.0%})" for r in cold)]
+            f"{r['dtype']} batch {r['batch']}: {r['streamed_cold']:,.0f} ({r['streamed_cold_ratio']:.0%})"
+            for r in cold)]
     few = [r for r in report["results"] if "streamed_4_threads" in r]
     if few:
-        lines += ["", "(c) with 4 reading threads rather than the default; in brackets the training thread's ms a step, "
-                  "waiting for the batch / in the step, against (c)'s: " + "; ".join(
-                      f"{r['dtype']} batch {r['batch']}: {r['streamed_4_threads']:,.0f} ({r['streamed_4_threads_ratio']:.0%}, "
+        lines += ["", "(c) with 4 reading threads rather than the default; in brackets the training thread's ms "
+                  "a step, waiting for the batch / in the step, against (c)'s: " + "; ".join(
+                      f"{r['dtype']} batch {r['batch']}: {r['streamed_4_threads']:,.0f} "
+                      f"({r['streamed_4_threads_ratio']:.0%}, "
                       f"{r['streamed_4_threads_fetch_ms']:.2f} / {r['streamed_4_threads_step_ms']:.2f} against "
-                      f"{r['streamed_ratio']:.0%}, {r['streamed_fetch_ms']:.2f} / {r['streamed_step_ms']:.2f})" for r in few)]
+                      f"{r['streamed_ratio']:.0%}, {r['streamed_fetch_ms']:.2f} / {r['streamed_step_ms']:.2f})"
+                      for r in few)]
     return "\n".join(lines)
 
 
 def variants_markdown(report):
     lines = [f"GPU: {report['gpu']}; {report['machine']}; (c) with other settings, each alternated with (a) for "
-             f"{report['alternated_seconds']:g} s: the whole ratio (the pairs' quartiles) [its 95% interval], and the training thread's ms a "
-             "step, waiting for the batch / in the step, of the path and of (a) beside it.", "",
+             f"{report['alternated_seconds']:g} s: the whole ratio (the pairs' quartiles) [its 95% interval], "
+             "and the training thread's ms a step, waiting for the batch / in the step, of the path and of (a) "
+             "beside it.", "",
              "| dtype | batch | (c) | threads | steps a group | (c)/(a) | (c) ms | (a) ms |",
              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in report["variants"]:
         for name, v in r["variants"].items():
-            lines.append(f"| {r['dtype']} | {r['batch']} | {name} | {v['threads']} | {v['group_steps']} | {v['ratio']:.0%} "
-                         f"({v['quartiles'][0]:.0%}-{v['quartiles'][1]:.0%}) [{v['interval'][0]:.1%}-{v['interval'][1]:.1%}] | "
+            lines.append(f"| {r['dtype']} | {r['batch']} | {name} | {v['threads']} | {v['group_steps']} | "
+                         f"{v['ratio']:.0%} ({v['quartiles'][0]:.0%}-{v['quartiles'][1]:.0%}) "
+                         f"[{v['interval'][0]:.1%}-{v['interval'][1]:.1%}] | "
                          f"{v['ms'][0]:.2f} / {v['ms'][1]:.2f} | "
                          f"{v['ceiling_ms'][0]:.2f} / {v['ceiling_ms'][1]:.2f} |")
     return "\n".join(lines)
@@ -915,9 +926,9 @@ def main():
     ap.add_argument("--dtypes", nargs="+", default=list(DTYPES), choices=DTYPES)
     ap.add_argument("--seconds", type=float, default=2.0,
                     help="timed seconds per figure (the GPU half splits them between its rounds)")
-    ap.add_argument("--alternated-seconds", type=float, help="GPU half: seconds of (c) and of (d) alternated with (a) per "
-                    "figure (default --seconds; longer for a steadier ratio: at 2 s the pairs' quartiles lay 10 points "
-                    "apart on an H100's host)")
+    ap.add_argument("--alternated-seconds", type=float, help="GPU half: seconds of (c) and of (d) alternated with (a) "
+                    "per figure (default --seconds; longer for a steadier ratio: at 2 s the pairs' quartiles lay "
+                    "10 points apart on an H100's host)")
     ap.add_argument("--rounds", type=int, default=3, help="CPU half: rounds, the best counts")
     ap.add_argument("--gpu-rounds", type=at_least_one, default=8, help="GPU half: rounds, the paths measured in turn "
                     "in each (--seconds split between them); medians")
@@ -944,7 +955,8 @@ def main():
     tables = make_tables(args.rows)
     report = {"machine": machine(), "rows": args.rows, "seconds": args.seconds, "batches": args.batches,
               "alternated_seconds": args.alternated_seconds or args.seconds,
-              "dtypes": args.dtypes, "rounds": args.rounds, "gpu_rounds": args.gpu_rounds, "threads_at_start": threading.active_count()}
+              "dtypes": args.dtypes, "rounds": args.rounds, "gpu_rounds": args.gpu_rounds,
+              "threads_at_start": threading.active_count()}
     if torch.cuda.is_available() and not args.cpu:
         def partial(got):
             if args.json:

@@ -66,7 +66,8 @@ def main():
     torch.device = _Device
     torch.empty = _unpinned
     torch.autocast = lambda device_type, **kwargs: _autocast("cpu", **kwargs)
-    sys.argv = [sys.argv[0], "--rows", "3000", "--seconds", "0.2", "--alternated-seconds", "0.01", "--rounds", "2", "--gpu-rounds", "2", "--batches", "256", "1024", "--json",
+    sys.argv = [sys.argv[0], "--rows", "3000", "--seconds", "0.2", "--alternated-seconds", "0.01", "--rounds", "2",
+                "--gpu-rounds", "2", "--batches", "256", "1024", "--json",
                 str(gpu_data_path.WORK / "gpu_half_dry_run.json"), *sys.argv[1:]]
     gpu_data_path.main()
 

@@ -419,7 +419,8 @@ def stood_in_cuda():
         def record(self, *args):
             pass
 
-    saved = {(torch.cuda, n): getattr(torch.cuda, n) for n in ("Stream", "current_stream", "stream", "Event", "synchronize")}
+    saved = {(torch.cuda, n): getattr(torch.cuda, n)
+             for n in ("Stream", "current_stream", "stream", "Event", "synchronize")}
     saved.update({(torch.Tensor, n): getattr(torch.Tensor, n) for n in ("record_stream", "pin_memory")})
     torch.cuda.Stream, torch.cuda.Event = Stream, Event
     torch.cuda.current_stream = lambda device=None: Stream()
@@ -495,7 +496,8 @@ def main():
         with contextlib.nullcontext() if cuda else stood_in_cuda():
             r["in_the_step"] = got = in_the_step(step, device, x, y, streamed.group_steps, args.step_seconds)
         print(f"batch {batch}, in the step beside a group's copy ({got['rounds']} rounds): ms a step, and the rate "
-              "over the ceiling's (quartiles of the rounds): ceiling {:.3f}; ".format(got["ceiling"]["step_ms"]) + "; ".join(
+              "over the ceiling's (quartiles of the rounds): ceiling {:.3f}; ".format(got["ceiling"]["step_ms"])
+              + "; ".join(
                   f"{d} {v['step_ms']:.3f}, {v['ratio']:.1%} ({v['quartiles'][0]:.0%}-{v['quartiles'][1]:.0%})"
                   for d, v in got.items() if isinstance(v, dict) and "ratio" in v), flush=True)
         if args.only_in_the_step:
@@ -512,11 +514,13 @@ def main():
         for name, (make, length, group) in paths.items():
             r[name] = by_position(make, step, length, group, args.seconds, warmup, sync)
             if name in ("streamed", "resident"):
-                r[f"{name}_gc_off"] = by_position(make, step, length, group, args.seconds / 2, warmup, sync, gc_off=True)
+                r[f"{name}_gc_off"] = by_position(make, step, length, group, args.seconds / 2, warmup, sync,
+                                                  gc_off=True)
             print(f"batch {batch} {name}: fetch {r[name]['fetch_ms']:.3f} ms a step (" + ", ".join(
                 f"{k} {r[name][k]['mean_ms']:.3f}" for k in ("epoch_first", "group_first", "other") if k in r[name])
                 + f"), gc {r[name]['gc_ms_in_fetch']:.3f} ms in the fetch / {r[name]['gc_ms_in_step']:.3f} in the step"
-                + (f"; gc off: fetch {r[name + '_gc_off']['fetch_ms']:.3f}" if name + "_gc_off" in r else ""), flush=True)
+                + (f"; gc off: fetch {r[name + '_gc_off']['fetch_ms']:.3f}" if name + "_gc_off" in r else ""),
+                flush=True)
         if cuda:
             r["syncs"] = {"streamed": syncs(paths["streamed"][0], 2 * len(streamed) + 3),
                           "resident": syncs(paths["resident"][0], (2 * PLAN_EPOCHS + 2) * len(resident))}

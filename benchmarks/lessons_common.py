@@ -80,7 +80,8 @@ def machine() -> str:
     except OSError:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{len(os.sched_getaffinity(0))} cores ({cpu or platform.machine()}), {mem:.0f} GiB RAM, Python {sys.version.split()[0]}"
+    return (f"{len(os.sched_getaffinity(0))} cores ({cpu or platform.machine()}), {mem:.0f} GiB RAM, "
+            f"Python {sys.version.split()[0]}")
 
 
 def run_timed(cmd, idle_cores: float = 0.25, idle_wait: float = 120, **kw):

@@ -102,7 +102,8 @@ def main():
         sys.exit("--rows must cover (warmup + steps) x batch-size rows (one epoch)")
 
     table = Path(args.table or WORK / f"lessons_{args.rows}x{REFERENCE_COLUMNS}.npy")
-    print(f"table: {table} ({args.rows} x {REFERENCE_COLUMNS} float32, {args.rows * REFERENCE_COLUMNS * 4 / 1e9:.2f} GB)",
+    print(f"table: {table} ({args.rows} x {REFERENCE_COLUMNS} float32, "
+          f"{args.rows * REFERENCE_COLUMNS * 4 / 1e9:.2f} GB)",
           flush=True)
     write_random_table(table, args.rows)
     best, sums, peak = {}, {}, {}
@@ -128,7 +129,8 @@ def main():
           f"best of {args.rounds} rounds")
     print("| data source | samples/s | vs. in memory | peak RSS (largest of the rounds) |")
     print("| --- | ---: | ---: | ---: |")
-    print(f"| whole table in memory (tensor, gathered by index) | {best['memory']:.1f} | 100% | {peak['memory']:.2f} GiB |")
+    print(f"| whole table in memory (tensor, gathered by index) | {best['memory']:.1f} | 100% | "
+          f"{peak['memory']:.2f} GiB |")
     print(f"| `.npy` on disk via `wideann.data.ShardedBatches` (lesson 4) | {best['disk']:.1f} | {100 * ratio:.0f}% | "
           f"{peak['disk']:.2f} GiB |")
     print(f"target >= 90%: {'met' if ratio >= 0.9 else 'NOT met'}")

@@ -45,7 +45,8 @@ def main():
     t0 = time.perf_counter()
     write_random_table(table, rows)
     size = table.stat().st_size
-    print(f"table: {table} ({rows} x {REFERENCE_COLUMNS}, {size / 1e9:.2f} GB; ready in {time.perf_counter() - t0:.0f} s)",
+    print(f"table: {table} ({rows} x {REFERENCE_COLUMNS}, {size / 1e9:.2f} GB; "
+          f"ready in {time.perf_counter() - t0:.0f} s)",
           flush=True)
 
     env = dict(os.environ, HF_HOME=str(WORK / "hf"))
@@ -75,8 +76,8 @@ def main():
 
     print()
     print(f"machine: {machine()}")
-    print(f"table: {rows} rows x {REFERENCE_COLUMNS} columns float32 = {size / 1e9:.2f} GB; {args.steps} training steps, "
-          "then validation and test passes")
+    print(f"table: {rows} rows x {REFERENCE_COLUMNS} columns float32 = {size / 1e9:.2f} GB; {args.steps} training "
+          "steps, then validation and test passes")
     print("| lesson | model | rows per step | peak RSS | wall |")
     print("| --- | --- | ---: | ---: | ---: |")
     for lesson, peak, wall, m in results:

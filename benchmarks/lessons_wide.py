@@ -151,7 +151,8 @@ def main():
             results.append(res)
             with open(args.out / "results.jsonl", "a") as f:
                 f.write(json.dumps(res) + "\n")
-            print(f"{name}: test R² {m['test_r2']:.4f} (RidgeCV {ridge[0] if ridge[0] is None else round(ridge[0], 4)}), "
+            print(f"{name}: test R² {m['test_r2']:.4f} "
+                  f"(RidgeCV {ridge[0] if ridge[0] is None else round(ridge[0], 4)}), "
                   f"{m['epochs']} epochs, best {m['best_epoch']}, validation R² ≥ 0.9 from epoch {first_09}, "
                   f"train {m['train_seconds']:.0f} s, wall {wall:.0f} s, other processes used "
                   f"{'?' if others is None else f'{others:.2f}'} cores meanwhile", flush=True)

@@ -595,7 +595,8 @@ def one_run(tool, job, inp, dataset, timeout, idle_cores, idle_wait):
     m = json.load(open(mfile))
     m["load_before"] = before
     # The rest of the machine during the run: all CPU time minus the job's, in cores (0 = had it alone).
-    m["others_cores"] = (max(0.0, (b1 - b0) - m["cpu_s"] - m["wrapper_cpu_s"]) / m["wall_s"]) if b0 is not None else None
+    m["others_cores"] = ((max(0.0, (b1 - b0) - m["cpu_s"] - m["wrapper_cpu_s"]) / m["wall_s"])
+                         if b0 is not None else None)
     if m["rc"] == 0:
         m.update(json.load(open(os.path.join(out, "timing.json"))))
     return m, out
@@ -624,7 +625,8 @@ def render_markdown(report) -> str:
     """The results as Markdown: the machine, the versions, one table per file and job, the targets."""
     m, v = report["machine"], report["versions"]
     out = [f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram_gib']} GiB RAM, Linux {m['kernel']}; "
-           f"load average {m['loadavg_at_start'][0]:.2f} at the start, {m.get('loadavg_at_end', [0])[0]:.2f} at the end.",
+           f"load average {m['loadavg_at_start'][0]:.2f} at the start, "
+           f"{m.get('loadavg_at_end', [0])[0]:.2f} at the end.",
            "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) + ".",
            f"Best of {report['repeat']} runs (a run over {report.get('no_repeat_over', 15):g} s is not repeated); "
            "peak RSS (MiB) is the largest of the runs. Page cache warmed before every run.", ""]
@@ -713,7 +715,8 @@ def main(argv=None):
                     if tool == "wideann" and job == "full" and not problems and ref_npy is None:
                         ref_npy = os.path.join(WORK, "out", f"{ds}-wideann-reference.npy")
                         os.replace(os.path.join(out, "out.npy"), ref_npy)   # the others' .npy are compared with it
-                    status = ("ok" if not problems else "WRONG: " + "; ".join(problems)) + (f" ({note})" if note else "")
+                    status = (("ok" if not problems else "WRONG: " + "; ".join(problems))
+                              + (f" ({note})" if note else ""))
                     print(f"  {ds} {job:5s} {tool:8s} rep {rep + 1}: {m['wall_s']:7.2f} s "
                           f"(imports {m['imports_s']:.2f}, cpu {m['cpu_s']:.1f} s) {mb / m['wall_s']:7.0f} MB/s "
                           f"{m['peak_rss_mib']:6.0f} MiB  others {m['others_cores'] or 0:.2f} cores  {status}",

@@ -9,7 +9,8 @@ The sharded workflow of the README, as a user with several machines (or one larg
     accelerate launch scripts/4_multi_gpu_ann.py --data npy_<dtype>/ --test-data test_<dtype>/test.npy ...
 
 (plus a test shard from another seed, normalized with the same merged stats). Every step runs as its own
-process; the script reports, per step, the wall time (all shards), the MB/s read (make-data: written), the largest peak RSS of
+process; the script reports, per step, the wall time (all shards), the MB/s read (make-data: written), \
+the largest peak RSS of
 one process, and the disk its outputs use, then the test R² that lesson 4 reached. Run it at two sizes
 (say `--gb 2` and `--gb 20`) to see that each engine step's peak RSS does not grow with the rows.
 
@@ -216,7 +217,8 @@ def markdown(r) -> str:
     lines = [f"machine: {r['machine']}",
              f"table: {r['shards']} raw CSV shards x {r['rows_per_shard']:,} rows x {r['cols']:,} columns "
              f"({r['raw_bytes'] / 1e9:,.1f} GB of raw CSV), test shard {r['test_rows']:,} rows", "",
-             "| step | processes | wall s | MB/s (read; make-data: written) | peak RSS (largest process) | disk written |",
+             "| step | processes | wall s | MB/s (read; make-data: written) | peak RSS (largest process) "
+             "| disk written |",
              "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in r["steps"]:
         mbs = f"{row['mb_per_s']:,.0f}" if row["mb_per_s"] else "–"

@@ -2,7 +2,8 @@
 
 An in-memory copy of lesson 4's training on one process — lesson 4's own MLP and lasso step (imported
 from the script; the uncentered variants skip its centering), Adam, the one-cycle schedule, mini-batches
-of 256 rows, the best validation epoch kept, the same train / validation / test split — with one thing changed at a time: input centering, the learning rate,
+of 256 rows, the best validation epoch kept, the same train / validation / test split — with one thing changed \
+at a time: input centering, the learning rate,
 the initial weight scale of the first layer, weight decay (Adam's L2 penalty or AdamW's decoupled decay),
 batch size, width, dropout, SGD, and the lasso on the first layer that lesson 4 now uses. Each variant
 prints its test R² (the same in normalized and original units: R² is unchanged by an affine map of y),
@@ -155,7 +156,8 @@ def main(argv=None):
         cfg = {**dict(hidden=tuple(args.hidden), epochs=args.epochs, seed=args.seed), **change}
         r = train(parts, informative, **cfg)
         print(f"| {name} | {r['test_r2']:.3f} | {r['best_epoch']} | {r['train_loss']:.5f} | {r['val_loss']:.5f} | "
-              f"{r['informative_weight']:.3f} / {r['noise_weight']:.4f} | {r['noise_together']:.2f} | {r['seconds']:.0f} |",
+              f"{r['informative_weight']:.3f} / {r['noise_weight']:.4f} | {r['noise_together']:.2f} | "
+              f"{r['seconds']:.0f} |",
               flush=True)
         if args.json:
             with open(args.json, "a") as f:

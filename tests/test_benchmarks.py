@@ -86,7 +86,8 @@ def test_reference_scale_refuses_a_work_folder_it_did_not_make(tmp_path):
     keep.parent.mkdir()
     keep.write_text("not the benchmark's")
     r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reference_scale.py"), "--rows-per-shard", "10",
-                        "--train-dtype", "none", "--work", str(keep.parent)], capture_output=True, text=True, timeout=60)
+                        "--train-dtype", "none", "--work", str(keep.parent)],
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode != 0 and "did not make" in r.stderr
     assert keep.read_text() == "not the benchmark's"
 

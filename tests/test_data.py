@@ -179,7 +179,8 @@ def test_batches_hold_the_right_rows_and_resume_exactly(table, prefetch):
 
 
 @pytest.mark.parametrize("prefetch", [1, 3])
-def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not_asked_for(table, prefetch, monkeypatch):
+def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not_asked_for(
+        table, prefetch, monkeypatch):
     path, a = table
     split = data.split_rows(len(a), 0.2, seed=0)
     src = data.ShardedBatches(path, split.train, 50, rank=1, world_size=2, seed=9, prefetch=prefetch,
@@ -221,7 +222,8 @@ def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not
     check(10, 0, list(src.epoch(10)))
     submitted = []
     submit = ReadAhead.submit
-    monkeypatch.setattr(ReadAhead, "submit", lambda self, rows, *a: submitted.append(rows.size) or submit(self, rows, *a))
+    monkeypatch.setattr(ReadAhead, "submit",
+                        lambda self, rows, *a: submitted.append(rows.size) or submit(self, rows, *a))
     check(11, 0, list(src.epoch(11, read_on=False)))
     monkeypatch.undo()
     assert "carry" not in src._host_kit

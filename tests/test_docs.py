@@ -71,7 +71,8 @@ def _run(commands: list[str], cwd: Path) -> None:
     for command in commands:
         r = subprocess.run(["bash", "-c", _as_run_here(command)], cwd=cwd, env=env, capture_output=True, text=True,
                            timeout=600)
-        assert r.returncode == 0, f"the docs' `{command}` failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
+        assert r.returncode == 0, f"the docs' `{command}` failed ({r.returncode}):\n" \
+                                  f"{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
 
 
 def _user_shards(cwd: Path, cols: int) -> None:
@@ -123,4 +124,5 @@ def test_readme_table_of_commands_matches_help():
     for cmd, synopsis in table.items():
         usage = subprocess.run([sys.executable, "-m", "wideann", cmd, "--help"], capture_output=True, text=True).stdout
         for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-o)\b", synopsis):
-            assert re.search(rf"(?<![\w-]){re.escape(option)}\b", usage), f"README: wideann {cmd} {option}: not in its --help"
+            assert re.search(rf"(?<![\w-]){re.escape(option)}\b", usage), \
+                f"README: wideann {cmd} {option}: not in its --help"

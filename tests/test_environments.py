@@ -420,7 +420,8 @@ def test_a_read_only_file_system_is_said_as_such(small_fs):
     with pytest.raises(OSError) as e:
         refuse_a_run_folder_that_may_not_be_written(ro / "run")
     assert e.value.errno == errno.EROFS and e.value.filename == os.fspath(ro / "run")
-    assert e.value.strerror == "cannot write in this folder of the run (read-only file system): give another --output-dir"
+    assert e.value.strerror == "cannot write in this folder of the run (read-only file system): " \
+                               "give another --output-dir"
 
 
 def test_a_commit_onto_a_file_system_made_read_only_says_so(small_fs):

@@ -266,8 +266,8 @@ def test_info_into_head_1_ends_with_0_where_stdout_is_unbuffered(tmp_path):
     wideann.make_data(t, rows=30, cols=6, seed=2)
     wideann.normalize([t], tmp_path / "t.npy")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    info = subprocess.Popen([sys.executable, "-c", SLOW_STDOUT, "info", str(tmp_path / "t.npy")], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    info = subprocess.Popen([sys.executable, "-c", SLOW_STDOUT, "info", str(tmp_path / "t.npy")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     head = subprocess.Popen(["head", "-1"], stdin=info.stdout, stdout=subprocess.PIPE)
     info.stdout.close()
     line = head.communicate(timeout=60)[0]

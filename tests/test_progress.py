@@ -1,4 +1,5 @@
-"""Progress bars of the lessons and of `wideann predict`: drawn on a terminal (steps, rows/s, the running loss), not with --quiet,
+"""Progress bars of the lessons and of `wideann predict`: drawn on a terminal (steps, rows/s, the running loss), \
+not with --quiet,
 only by the main process, and never into a pipe or a log (the lesson runs of test_trained_runs.py check
 that last one on all four lessons).
 

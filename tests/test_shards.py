@@ -112,7 +112,8 @@ def test_stats_files_beside_the_shards_must_agree(sharded, tmp_path):
             data.table_stats(paths, given)
         assert str(e.value).startswith(str(paths[3]) + ":")
     # stats of another width than the table
-    with pytest.raises(wideann.DataError, match=r"describes 5 columns but .*part-0.\.npy has 9: it is the stats file of another table"):
+    with pytest.raises(wideann.DataError,
+                       match=r"describes 5 columns but .*part-0.\.npy has 9: it is the stats file of another table"):
         data.table_stats(paths[1:2], stats_file(tmp_path / "narrow.json", 5))
 
 

@@ -148,7 +148,8 @@ def test_resident_plans_of_several_epochs_give_each_epoch_the_streamed_batches(t
                 kw = dict(rank=rank, world_size=world, seed=2, shuffle_rows=piece, device="cpu", dtype=None)
                 streamed = data.ShardedBatches(table, rows, batch, **kw)
                 resident = data.ShardedBatches(table, rows, batch, resident=store, **kw)
-                for epoch, start in ((0, 0), (1, 0), (5, 0), (2, 1), (9, 0), (5, len(resident) - 1), (5, len(resident))):
+                for epoch, start in ((0, 0), (1, 0), (5, 0), (2, 1), (9, 0), (5, len(resident) - 1),
+                                     (5, len(resident))):
                     _same(list(streamed.epoch(epoch, start)), list(resident.epoch(epoch, start)))
                 plan = resident._plan_kit  # (epochs sized by the larger of all processes' rows and this one's steps)
                 assert len(plan["steps"]) == min(64, max(1, 200 // max(rows.size, len(resident) * resident._most_rows)))

@@ -625,7 +625,8 @@ def test_a_model_the_card_cannot_rebuild_is_marked_so_when_saved(tmp_path):
             return 2 * self.net(x)
 
     good = nn.Sequential(nn.Linear(5, 4), nn.LayerNorm(4), nn.GELU(), nn.Dropout(0.2), nn.Linear(4, 1))
-    for model, why in ((good, None), (Doubled(), "forward"), (nn.Sequential(nn.Linear(5, 1), nn.Softplus()), "Softplus")):
+    for model, why in ((good, None), (Doubled(), "forward"),
+                       (nn.Sequential(nn.Linear(5, 1), nn.Softplus()), "Softplus")):
         model.train()
         rng = torch.get_rng_state()
         card = modelcard.write(model, tmp_path, "w.pt", stats_path=stats, train=tmp_path / "d.npy")

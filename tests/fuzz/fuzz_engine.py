@@ -210,7 +210,8 @@ def gen_column(rng: random.Random, rows: int) -> list[str]:
     elif kind == "longdigits":
         vals = ["0." + "".join(rng.choice("0123456789") for _ in range(rng.randint(20, 400))) for _ in range(rows)]
     else:
-        vals = [rng.choice(EDGE_NUMBERS) if rng.random() < 0.2 else fmt_number(rng, rng.gauss(0, 10 ** rng.randint(-5, 5)), style)
+        vals = [rng.choice(EDGE_NUMBERS) if rng.random() < 0.2
+                else fmt_number(rng, rng.gauss(0, 10 ** rng.randint(-5, 5)), style)
                 for _ in range(rows)]
     if rng.random() < 0.2:  # decorate: quotes, spaces, a leading '+'
         deco = rng.choice(['"{}"', " {}", "{} ", ' "{}" ', "+{}"])
@@ -360,7 +361,8 @@ def gen_npy(rng: random.Random, cols: int | None = None) -> tuple[bytes, bool]:
     if rng.random() < 0.05:
         hlen = rng.choice([0, 1, hlen - 1, hlen + 7, 65535, 2**24 + 1, 2**32 - 1])
         broken = True
-    head = b"\x93NUMPY" + bytes([version, 0]) + (struct.pack("<H", hlen & 0xFFFF) if version == 1 else struct.pack("<I", hlen))
+    head = b"\x93NUMPY" + bytes([version, 0]) + (struct.pack("<H", hlen & 0xFFFF) if version == 1
+                                                  else struct.pack("<I", hlen))
     n = max(0, math.prod(shape)) if shape else 1
     item = {"<f4": 4, "=f4": 4, ">f4": 4, "<f2": 2, "<f8": 8, "<i4": 4, "|u1": 1, "<c8": 8, "|O": 8, "<U3": 12}[dtype]
     if dtype in ("<f4", "=f4", "<f2", "<f8", ">f4"):
@@ -658,7 +660,8 @@ def compare(case: dict, a: dict, b: dict, out_a: Path, out_b: Path) -> list[str]
     if a["crash"] or b["crash"]:
         return []
     if a["rc"] != b["rc"]:
-        return [f"exit codes differ: normal {a['rc']}, sanitized {b['rc']} ({a['stderr'][-300:]!r} / {b['stderr'][-300:]!r})"]
+        return [f"exit codes differ: normal {a['rc']}, sanitized {b['rc']} "
+                f"({a['stderr'][-300:]!r} / {b['stderr'][-300:]!r})"]
     if a["rc"] == 1:
         ma, mb = a["stderr"].replace(str(out_a), "OUT"), b["stderr"].replace(str(out_b), "OUT")
         return [] if ma == mb else [f"messages differ: {ma!r} / {mb!r}"]
@@ -769,7 +772,8 @@ def main() -> int:
                     "argv": case["argv"], "problems": problems, "mutated": case["mutated"],
                     "sanitized_settings": {k: v for k, v in settings.items() if k.startswith("WIDEANN_")},
                     "results": results}, indent=1, default=str))
-                summary["failures"].append({"case": str(keep), "argv": case["argv"], "problems": [p[:500] for p in problems]})
+                summary["failures"].append({"case": str(keep), "argv": case["argv"],
+                                            "problems": [p[:500] for p in problems]})
                 print(f"fuzz: FAILED case {i} ({' '.join(case['argv'][:1])}): {problems[0][:300]}\n  kept in {keep}",
                       flush=True)
             shutil.rmtree(case_dir, ignore_errors=True)

@@ -75,5 +75,6 @@ for e in range(epochs):
 times, g = times[len(src):], src.group_steps  # the first epoch out
 firsts = [t for i, t in enumerate(times) if (i % len(src)) % g == 0]
 others = [t for i, t in enumerate(times) if (i % len(src)) % g != 0]
-print(f"{'old' if os.environ.get('OLD') else 'new'} batch {batch} group {g}: fetch {1e6 * statistics.mean(times):.1f} us a step,"
+print(f"{'old' if os.environ.get('OLD') else 'new'} batch {batch} group {g}: "
+      f"fetch {1e6 * statistics.mean(times):.1f} us a step,"
       f" a group's first {1e6 * statistics.median(firsts):.0f} us, the others {1e6 * statistics.median(others):.1f} us")
