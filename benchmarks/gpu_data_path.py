@@ -43,7 +43,7 @@ torch.profiler tables and traces of (a), (c) and (d) at float16, batch 1024 (`--
 machine, so that a ratio of the rounds above can be off by 10-20% on its own; blocks side by side see the
 same host; each whole ratio comes with its 95% interval (a bootstrap over runs of 4 pairs), which says
 whether a target is met. `--streamed-variants` measures only (c), as it is and with other settings (reading
-threads, group size, the training thread on a core apart), each alternated with (a). \
+threads, group size, the training thread on a core apart), each alternated with (a).
 Beside each figure, the resident tier's gather of one group alone, in GB/s by the GPU's clock: as elements of
 the table's dtype and as rows of wider words (how `ResidentRows.gather` does it).
 

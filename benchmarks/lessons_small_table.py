@@ -11,8 +11,8 @@ test rows (``wideann.data.split_rows`` with the seed). A 442-row table has an 88
 says little: the table shows every seed and the mean.
 
     python benchmarks/lessons_small_table.py [--seeds 20] [--lessons 2_deeper_ann.py 3_out_of_core_ann.py]
-    python benchmarks/lessons_small_table.py --lessons 3_out_of_core_ann.py \
---lesson-args "--epochs 30 --patience 5 --dropout 0"
+    python benchmarks/lessons_small_table.py --lessons 3_out_of_core_ann.py \\
+        --lesson-args "--epochs 30 --patience 5 --dropout 0"
 """
 import argparse
 import json

@@ -1,16 +1,15 @@
 """Why lesson 4 learned nothing on wide tables, and what fixes it: the candidates, measured.
 
-An in-memory copy of lesson 4's training on one process — lesson 4's own MLP and lasso step (imported
-from the script; the uncentered variants skip its centering), Adam, the one-cycle schedule, mini-batches
-of 256 rows, the best validation epoch kept, the same train / validation / test split — with one thing changed \
-at a time: input centering, the learning rate,
-the initial weight scale of the first layer, weight decay (Adam's L2 penalty or AdamW's decoupled decay),
-batch size, width, dropout, SGD, and the lasso on the first layer that lesson 4 now uses. Each variant
-prints its test R² (the same in normalized and original units: R² is unchanged by an affine map of y),
-its training and validation loss at the best epoch, and how the first layer's weights of the informative
-inputs compare with those of the noise inputs: the mean norm of an input's column of weights, and the
-norm of all noise inputs' weights together over that of one informative input (what the noise inputs
-add to every hidden neuron, against what one useful input adds).
+An in-memory copy of lesson 4's training on one process — lesson 4's own MLP and lasso step (imported from the
+script; the uncentered variants skip its centering), Adam, the one-cycle schedule, mini-batches of 256 rows,
+the best validation epoch kept, the same train / validation / test split — with one thing changed at a time:
+input centering, the learning rate, the initial weight scale of the first layer, weight decay (Adam's L2
+penalty or AdamW's decoupled decay), batch size, width, dropout, SGD, and the lasso on the first layer that
+lesson 4 now uses. Each variant prints its test R² (the same in normalized and original units: R² is unchanged
+by an affine map of y), its training and validation loss at the best epoch, and how the first layer's weights
+of the informative inputs compare with those of the noise inputs: the mean norm of an input's column of
+weights, and the norm of all noise inputs' weights together over that of one informative input (what the noise
+inputs add to every hidden neuron, against what one useful input adds).
 
     python benchmarks/wide_candidates.py TABLE.npy [--epochs 15] [--hidden 256 64] [--only NAME ...]
 

@@ -1,7 +1,6 @@
-"""Progress bars of the lessons and of `wideann predict`: drawn on a terminal (steps, rows/s, the running loss), \
-not with --quiet,
-only by the main process, and never into a pipe or a log (the lesson runs of test_trained_runs.py check
-that last one on all four lessons).
+"""Progress bars of the lessons and of `wideann predict`: drawn on a terminal (steps, rows/s, the running loss),
+not with --quiet, only by the main process, and never into a pipe or a log (the lesson runs of
+test_trained_runs.py check that last one on all four lessons).
 
 The lessons run for real under `accelerate launch` with stderr on a pseudo-terminal, as a user sees them.
 """

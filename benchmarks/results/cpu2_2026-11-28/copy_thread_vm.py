@@ -1,12 +1,11 @@
 """(Runs at commit 2a98837: ShardedBatches.copy_thread was removed after the GPU run of 2026-11-28.)
 
-A check on a machine without a GPU (2026-11-28, the 2-core VM), CUDA's calls stood in: the streamed GPU path's \
-fetch time on the training thread, copies issued
-here or by the helper thread, with a copy that is asynchronous (costs the host nothing) or one that blocks its
-caller for its bytes at 50 GB/s (GIL released, as Tensor.to does). The step: 1.5 ms holding the GIL (dispatch)
-then 1 ms without it (backward). Run from the repository: \
-python benchmarks/results/cpu2_2026-11-28/copy_thread_vm.py (about 50 s;
-it writes a 20,000 x 12,849 float16 table of 514 MB to /tmp first)."""
+A check on a machine without a GPU (2026-11-28, the 2-core VM), CUDA's calls stood in: the streamed GPU path's
+fetch time on the training thread, copies issued here or by the helper thread, with a copy that is
+asynchronous (costs the host nothing) or one that blocks its caller for its bytes at 50 GB/s (GIL released, as
+Tensor.to does). The step: 1.5 ms holding the GIL (dispatch) then 1 ms without it (backward). Run from the
+repository: python benchmarks/results/cpu2_2026-11-28/copy_thread_vm.py (about 50 s; it writes a 20,000 x
+12,849 float16 table of 514 MB to /tmp first)."""
 import contextlib, time, sys, numpy as np, torch
 from pathlib import Path
 import wideann.data as data
