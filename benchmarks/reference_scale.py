@@ -9,10 +9,9 @@ The sharded workflow of the README, as a user with several machines (or one larg
     accelerate launch scripts/4_multi_gpu_ann.py --data npy_<dtype>/ --test-data test_<dtype>/test.npy ...
 
 (plus a test shard from another seed, normalized with the same merged stats). Every step runs as its own
-process; the script reports, per step, the wall time (all shards), the MB/s read (make-data: written),
-the largest peak RSS of one process, and the disk its outputs use, then the test R² that lesson 4
-reached. Run it at two sizes
-(say `--gb 2` and `--gb 20`) to see that each engine step's peak RSS does not grow with the rows.
+process; the script reports, per step, the wall time (all shards), the MB/s read (make-data: written), the
+largest peak RSS of one process, and the disk its outputs use, then the test R² that lesson 4 reached. Run it
+at two sizes (say `--gb 2` and `--gb 20`) to see that each engine step's peak RSS does not grow with the rows.
 
     python benchmarks/reference_scale.py --gb 20 --cols 12849 --shards 8 --train-dtype float32 \
         --train-args "--epochs 1 --max-steps 200"
