@@ -362,14 +362,21 @@ def test_what_the_run_may_not_write_is_refused_before_any_work(forked, n):
 
 
 def test_nothing_is_left_behind_by_a_mistake(forked, work):
-    """A failed run leaves no temporary files, no checkpoint and no model in its run folder."""
+    """A failed run leaves no temporary files, no checkpoint and no model in its run folder; a run refused before
+    it began its work (all but the training that diverged) leaves no folder it made (its run folder, the tables it
+    normalized into it: the folder was left behind, empty but for them), but the folders that were there before."""
     for n, name, *_ in _cases():
         out = work / "runs" / f"{n}-{name}"
+        if name != "nan-in-the-table" and name not in BOUND:
+            assert not out.exists(), (n, name, sorted(out.rglob("*")))
         if out.is_dir():
             kept = [out / "data"] + ([out / "checkpoints"] if name == "nan-in-the-table" else [])  # (epochs that ran)
             left = [p.relative_to(out) for p in out.rglob("*")
                     if p.is_file() and not any(p.is_relative_to(k) for k in kept)]
             assert left == [], (n, name, left)
+    for n in LONG_RUN:  # --resume with no checkpoint: refused after prepare_data had made the folder
+        assert not (work / f"fresh{n}").exists()
+    assert (work / "odd" / "predictions.csv").is_dir() and (work / "a_file").is_file()  # (there before: kept)
 
 
 @pytest.mark.parametrize("name", sorted(BUG_SCRIPTS))

@@ -21,6 +21,7 @@ from ..diskspace import require_free
 from .errors import LessonError, UsageError, one_line, say_on_interrupt
 from .processes import pause, settle
 from .results import clear_results, disk_full, fsync, tensor_bytes
+from .runlock import the_run_has_started
 
 
 _CKPT = re.compile(r"^step_(\d+)$")
@@ -320,6 +321,7 @@ class Checkpoints:
         disk ends the run with one line and leaves the checkpoints that were complete. Call it on every
         process; on several machines the folder must be one they share (as for ``save_state``).
         """
+        the_run_has_started()
         final = self.folder / f"step_{step:08d}"
         tmp = self.folder / f".step_{step:08d}.tmp"
         what = f"checkpoint {final.name}"
@@ -461,5 +463,6 @@ class Checkpoints:
             except Exception as e:  # noqa: BLE001
                 error = e
         settle(accelerator, error)
+        the_run_has_started()
         self._ours.add((path.name, info.get("completed_ns")))
         return path

@@ -109,6 +109,10 @@ def run(main) -> None:
         code, line = found
         if is_main_rank():
             print(f"{_program()}: error: {line}", file=sys.stderr, flush=True)
+            from .runlock import remove_what_a_refused_run_made
+
+            _release()  # (the lock files first: they are in the folders the refused run made)
+            remove_what_a_refused_run_made()
         else:
             _let_the_main_process_speak()
         _exit(code)

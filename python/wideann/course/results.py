@@ -104,6 +104,9 @@ def clear_results(out_dir, accelerator=None, curves=None) -> list[Path]:
     that puts back an older model): a run folder never holds one model beside another's predictions and
     metrics. The earlier run's model stays until the new run saves its own. With an ``accelerator`` only the
     main process removes anything."""
+    from .runlock import the_run_has_started
+
+    the_run_has_started()  # (a failure from here leaves the run folder it made: it holds the run's work)
     if accelerator is not None and not accelerator.is_main_process:
         return []
     key = os.path.abspath(out_dir)

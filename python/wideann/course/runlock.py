@@ -26,14 +26,20 @@ from .errors import LessonError
 LOCK_NAME = ".wideann-run.lock"
 
 _held: dict = {}  # real path of a run folder -> (fd of its lock file, the lock file's path)
+_made: list = []  # (folder, kind) the run made, in the order it made them: see make_folder
+_started = False  # whether the run has begun its work: see the_run_has_started
 _in_a_lesson = False  # set by course.run for the lesson it runs: a caller of prepare_data (a test, a notebook)
 #                       outside of one takes no lock, which it would hold until its process ends
 
 
 def lessons_lock_their_run_folder(on: bool) -> None:
-    """Whether :func:`hold_the_run_folder` locks (``course.run`` turns it on for the lesson it runs)."""
-    global _in_a_lesson
+    """Whether :func:`hold_the_run_folder` locks (``course.run`` turns it on for the lesson it runs, and with it
+    starts afresh the record of what the run made: :func:`make_folder`)."""
+    global _in_a_lesson, _started
     _in_a_lesson = on
+    if on:
+        _made.clear()
+        _started = False
 
 
 def hold_the_run_folder(out_dir) -> None:
@@ -104,6 +110,55 @@ def release_run_folders() -> None:
         except OSError:
             pass
         os.close(fd)
+
+
+def make_folder(folder, kind: str = "folder") -> None:
+    """``mkdir -p folder``, remembering the folders it made (``kind`` "data" for a folder of the tables a run
+    normalizes: removed whole), so that a run refused before it has begun its work leaves none of them
+    (:func:`remove_what_a_refused_run_made`)."""
+    folder = Path(folder)
+    for attempt in range(5):  # (a parent that another refused run removes meanwhile is made again)
+        missing = [p for p in [folder, *folder.parents] if not p.exists()]
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            break
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+    for p in reversed(missing):  # (the outermost first)
+        _made.append((p, kind if p == folder else "folder"))
+
+
+def the_run_has_started() -> None:
+    """From here the run's folders hold its work (checkpoints, curves, a model, results): a failure leaves them,
+    and the user may go on from them (``--resume``). Called as a run starts training (a new run clears the
+    earlier results, :func:`~wideann.course.results.clear_results`; a resumed run has loaded its checkpoint) and
+    whenever it saves something."""
+    global _started
+    _started = True
+
+
+def remove_what_a_refused_run_made() -> list[Path]:
+    """After a run was refused (options, data, ``--resume``) before it began its work, the folders it made go:
+    the run folder, its parents that it made, the tables it normalized into ``data/``.
+    A folder that was there before is never removed, nor one that holds anything unforeseen; call it once the run
+    folders are released (their lock files removed). Returns the folders removed."""
+    import shutil
+
+    made, removed = list(_made), []
+    _made.clear()
+    if _started:
+        return removed
+    for folder, kind in reversed(made):  # (the innermost first)
+        try:
+            if kind == "data":
+                shutil.rmtree(folder)
+            else:
+                folder.rmdir()  # (only when empty)
+        except OSError:
+            continue
+        removed.append(folder)
+    return removed
 
 
 def _read(fd: int) -> str:

@@ -73,7 +73,9 @@ def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say,
             and table_dtype(out) == dtype):
         say(f"using {shell_path(out)} (normalized from {' '.join(shell_path(c) for c in csvs)} earlier)")
         return out, st_path
-    folder.mkdir(parents=True, exist_ok=True)
+    from .runlock import make_folder
+
+    make_folder(folder, "data")  # (removed whole if the run is refused before its work: course.run)
     cmd = ["wideann", "normalize", *(shell_path(c) for c in csvs), "-o", shell_path(out)]
     if stats:
         cmd += ["--stats", shell_path(stats)]
@@ -163,7 +165,7 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
     writing (:func:`~wideann.course.runlock.hold_the_run_folder`: it holds it to its end).
     """
     from .results import refuse_a_run_folder_that_may_not_be_written
-    from .runlock import hold_the_run_folder
+    from .runlock import hold_the_run_folder, make_folder
 
     main = accelerator is None or accelerator.is_main_process
     say = print if main else (lambda *a, **k: None)
@@ -171,7 +173,7 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
     error = None
     if main:  # the run folder, and what the run replaces at its end, checked before any work (the main process
         try:  # alone writes them; the others learn that it failed, and it alone says why)
-            out_dir.mkdir(parents=True, exist_ok=True)
+            make_folder(out_dir)  # (a run refused before its work removes the folders it made: course.run)
             refuse_a_run_folder_that_may_not_be_written(out_dir, args)
             hold_the_run_folder(out_dir)  # one run at a time in it, to the end of this one
         except Exception as e:  # noqa: BLE001 - raised again by settle, on every process
