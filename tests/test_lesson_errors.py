@@ -150,6 +150,17 @@ CASES = [
     ("resume-curves-folder-read-only", LONG_RUN,
      SMALL_RUN + ["--lr", "0.005", "--log-with", "tensorboard", "--output-dir", "protected/resume-curves{n}", "--resume"],
      1, "error: protected/resume-curves{n}/{lesson}: cannot write in this folder of the run (permission denied)"),
+    # one run's curves and another run's files in one folder: --output-dir runs puts the curves into runs/<lesson>,
+    # the run folder of the lesson run without --output-dir, which its run lock did not cover
+    ("curves-in-the-default-run-folder", TRACKED, TINY + ["--log-with", "tensorboard", "--output-dir", "runs"], 2,
+     "error: --output-dir runs with --log-with tensorboard: the run's curves would go into runs/{lesson}, which is the "
+     "run folder of {lesson}.py run without --output-dir (runs/{lesson}): one run's curves and another's files"),
+    ("curves-in-a-run-folder", TRACKED, TINY + ["--log-with", "tensorboard", "--output-dir", "nested{n}"], 2,
+     "error: --output-dir nested{n} with --log-with tensorboard: the run's curves would go into nested{n}/{lesson}, "
+     "which is a run folder (it holds a run's files)"),
+    ("run-folder-of-curves", ALL, TINY + ["--output-dir", "nested-curves/{n}"], 2,
+     "error: --output-dir nested-curves/{n}: this folder holds TensorBoard curves (events.out.tfevents.1.vm.1.0): "
+     "it is the folder of the curves of a run in nested-curves (--output-dir nested-curves --log-with tensorboard)"),
     ("curves-folder-is-a-file", TRACKED, TINY + ["--log-with", "tensorboard", "--output-dir", "curves-file{n}"], 1,
      "error: curves-file{n}/{lesson}: is not a folder: the run writes its TensorBoard curves into a folder there"),
     # --resume: the interrupted run's files are there, writable (test_resume); one of them write-protected
@@ -273,6 +284,11 @@ def work(tmp_path_factory):
         os.chmod(curves, 0o555)
         (d / f"curves-file{n}").mkdir()
         (d / f"curves-file{n}" / Path(LESSONS[n]).stem).write_text("not a folder\n")
+        (d / f"nested{n}" / Path(LESSONS[n]).stem).mkdir(parents=True)  # a run folder where the curves would go
+        (d / f"nested{n}" / Path(LESSONS[n]).stem / "metrics.json").write_text("{}\n")
+    for n in ALL:  # the curves of a run in nested-curves/ (named after its lesson), where a run folder would go
+        (d / "nested-curves" / str(n)).mkdir(parents=True)
+        (d / "nested-curves" / str(n) / "events.out.tfevents.1.vm.1.0").write_text("curves\n")
     for name, (_, body) in [*BUG_SCRIPTS.items(), (CTRL_C[0], (None, CTRL_C[1]))]:
         (d / name).write_text(f"from wideann import course\n\n\n{body}\n\ncourse.run(main)\n")
     return d
@@ -377,6 +393,7 @@ def test_nothing_is_left_behind_by_a_mistake(forked, work):
     for n in LONG_RUN:  # --resume with no checkpoint: refused after prepare_data had made the folder
         assert not (work / f"fresh{n}").exists()
     assert (work / "odd" / "predictions.csv").is_dir() and (work / "a_file").is_file()  # (there before: kept)
+    assert all((work / f"nested{n}" / Path(LESSONS[n]).stem / "metrics.json").is_file() for n in TRACKED)
 
 
 @pytest.mark.parametrize("name", sorted(BUG_SCRIPTS))

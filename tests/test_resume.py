@@ -466,6 +466,31 @@ def test_a_step_saved_again_is_swapped_in_never_missing_and_a_ctrl_c_names_no_ea
     assert "step_00000028" not in out, out[-3000:]
 
 
+def test_a_run_in_the_folder_of_a_running_runs_curves_is_refused(table, tmp_path):
+    # --output-dir x --log-with tensorboard writes its curves into x/3_out_of_core_ann, which a run given that folder
+    # (--output-dir x/3_out_of_core_ann) took for its own: each locked its run folder only, and both wrote into it
+    outer = tmp_path / "x"
+    paused = Paused(tmp_path, L3, ["--data", table, *QUICK3, "--log-with", "tensorboard", "--output-dir", outer],
+                    "checkpoint-begin:1")
+    pid = paused.wait()
+    curves = outer / "3_out_of_core_ann"
+    inner = ["--data", table, *QUICK3, "--output-dir", curves]
+    r = subprocess.run(_cmd(L3, inner, None), cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr[-3000:]
+    assert f"--output-dir {curves}: this folder holds TensorBoard curves" in r.stderr
+    # before its curves are written (its events file moved away a moment): its lock on their folder refuses the run
+    events = next(curves.glob("events.out.tfevents.*"))
+    events.rename(tmp_path / events.name)
+    r = subprocess.run(_cmd(L3, inner, None), cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
+                       timeout=300)
+    (tmp_path / events.name).rename(events)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr[-3000:]
+    assert f"{curves}: another run is writing in this folder (process {pid} on " in r.stderr, r.stderr
+    assert "epoch" not in r.stdout and not (curves / "metrics.json").exists()
+    paused.kill()
+
+
 def test_swap_folders_never_leaves_the_place_empty(tmp_path, monkeypatch):
     from wideann.course import checkpoints
 

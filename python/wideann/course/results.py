@@ -20,7 +20,7 @@ from ..diskspace import NotEnoughSpace, human_bytes, require_free
 from ..engine import denormalize
 from ..modelcard import CARD_NAME, STATS_NAME
 from ..stats import Stats
-from .errors import LessonError
+from .errors import LessonError, UsageError
 from .processes import pause, settle
 from .tables import shell_path
 
@@ -43,13 +43,15 @@ def refuse_a_run_folder_that_may_not_be_written(out_dir, args=None) -> None:
     anything but a file there, and, for a lesson that saves checkpoints (``--checkpoint-every``), a
     ``checkpoints`` folder that may not be written in, and, with ``--log-with tensorboard``, the folder of the
     lesson's curves (:func:`tensorboard_folder`: anything but a folder there, or one that may not be written in,
-    or an hparams folder in it that a new run removes). ``PermissionError`` (exit 1, one line naming the file) or
+    or an hparams folder in it that a new run removes; a folder of curves that is another run's folder, or a run
+    folder that holds another run's curves: :func:`refuse_curves_and_a_run_folder_in_one`). ``PermissionError`` (exit 1, one line naming the file) or
     :class:`LessonError`. Files there that may be written (a finished run's, or the files of the run ``--resume``
     continues) are fine. Call it on the main process only: it alone writes them. (As for ``open()``, the
     superuser may write any file.)"""
     out_dir = Path(out_dir)
     folders = [out_dir] + ([out_dir / "checkpoints"] if getattr(args, "checkpoint_every", None) else [])
     curves = tensorboard_folder(out_dir, args)
+    refuse_curves_and_a_run_folder_in_one(out_dir, curves, getattr(args, "lesson", None))
     if curves is not None:  # (refused at its first write, TensorBoard's thread printed a traceback once training
         # had begun; after a --resume had put the checkpoint's older model back and removed the later results)
         if (curves.exists() or curves.is_symlink()) and not curves.is_dir():
@@ -85,6 +87,37 @@ def _tensorboard_installed() -> bool:
     from accelerate.tracking import get_available_trackers
 
     return "tensorboard" in [str(t) for t in get_available_trackers()]
+
+
+_RUN_FILES = WRITTEN_AT_THE_END + ("checkpoints", "data")
+"""What only a run folder holds (a folder of curves holds event files and hparams folders)."""
+
+
+def refuse_curves_and_a_run_folder_in_one(out_dir: Path, curves: Path | None, lesson: str | None) -> None:
+    """:class:`UsageError` (one line, exit code 2) for a layout in which one run's TensorBoard curves and another
+    run's files would share a folder: the folder of this run's curves (``OUTPUT_DIR/<lesson>/``) is a run folder
+    (the lesson's default ``runs/<lesson>``, where a run started without ``--output-dir`` writes, or a folder
+    holding a run's files), or this run folder holds curves (event files: it is the folder of the curves of a run
+    in the folder above). The run lock of either would not see the other: their runs wrote into one folder."""
+    if curves is not None:
+        default = Path("runs") / lesson if lesson else None
+        if default is not None and os.path.realpath(curves) == os.path.realpath(default):
+            is_what = f"the run folder of {lesson}.py run without --output-dir ({default})"
+        elif curves.is_dir() and any((curves / name).exists() for name in _RUN_FILES):
+            is_what = "a run folder (it holds a run's files)"
+        else:
+            is_what = None
+        if is_what:
+            raise UsageError(f"--output-dir {out_dir} with --log-with tensorboard: the run's curves would go into "
+                             f"{curves}, which is {is_what}: one run's curves and another's files would mix in one "
+                             "folder; give another --output-dir (runs/NAME puts the curves in "
+                             f"runs/NAME/{curves.name})")
+    events = next(iter(sorted(out_dir.glob("events.out.tfevents.*"))), None) if out_dir.is_dir() else None
+    if events is not None:
+        raise UsageError(f"--output-dir {out_dir}: this folder holds TensorBoard curves ({events.name}): it is the "
+                         f"folder of the curves of a run in {out_dir.parent} (--output-dir {out_dir.parent} --log-with "
+                         "tensorboard): that run's curves and this run's files would mix in one folder; give another "
+                         "--output-dir")
 
 
 _cleared: set = set()  # the run folders whose earlier results this process has removed

@@ -42,10 +42,11 @@ def lessons_lock_their_run_folder(on: bool) -> None:
         _started = False
 
 
-def hold_the_run_folder(out_dir) -> None:
+def hold_the_run_folder(out_dir, what: str | None = None) -> None:
     """Lock ``out_dir`` for this process until it ends (or :func:`release_run_folders`); :class:`LessonError`
     when another process holds it. Call it on the main process only: it alone writes the run's files. Outside of
-    a lesson run by ``course.run``, nothing is locked."""
+    a lesson run by ``course.run``, nothing is locked. ``what``: what the folder is to the run, when it is not its
+    run folder (the folder of its TensorBoard curves, say), for the line that refuses it."""
     key = os.path.realpath(out_dir)
     if key in _held or not _in_a_lesson:
         return
@@ -58,9 +59,10 @@ def hold_the_run_folder(out_dir) -> None:
             holder = _read(fd)
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise LessonError(f"{out_dir}: another run is writing in this folder ({holder or 'a process'} holds "
-                                  f"{LOCK_NAME}): two runs in one folder would remove each other's checkpoints "
-                                  "and mix their models and results; wait for it to end (or end it), or give "
+                mine = f" ({what} of this run)" if what else ""
+                raise LessonError(f"{out_dir}: another run is writing in this folder{mine} ({holder or 'a process'} "
+                                  f"holds {LOCK_NAME}): two runs in one folder would remove each other's checkpoints "
+                                  "and mix their models, results and curves; wait for it to end (or end it), or give "
                                   "another --output-dir") from None
             if not writable and e.errno == errno.EBADF:  # (NFS locks a file opened to be read for sharing only)
                 raise LessonError(f"{path}: the lock file of another user's run ({holder or 'a process'}), which this "
@@ -140,7 +142,7 @@ def the_run_has_started() -> None:
 
 def remove_what_a_refused_run_made() -> list[Path]:
     """After a run was refused (options, data, ``--resume``) before it began its work, the folders it made go:
-    the run folder, its parents that it made, the tables it normalized into ``data/``.
+    the run folder, its parents that it made, the folder of its curves, the tables it normalized into ``data/``.
     A folder that was there before is never removed, nor one that holds anything unforeseen; call it once the run
     folders are released (their lock files removed). Returns the folders removed."""
     import shutil

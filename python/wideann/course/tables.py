@@ -164,7 +164,7 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
     :func:`~wideann.course.results.refuse_a_run_folder_that_may_not_be_written`), or one where another run is
     writing (:func:`~wideann.course.runlock.hold_the_run_folder`: it holds it to its end).
     """
-    from .results import refuse_a_run_folder_that_may_not_be_written
+    from .results import refuse_a_run_folder_that_may_not_be_written, tensorboard_folder
     from .runlock import hold_the_run_folder, make_folder
 
     main = accelerator is None or accelerator.is_main_process
@@ -176,6 +176,10 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
             make_folder(out_dir)  # (a run refused before its work removes the folders it made: course.run)
             refuse_a_run_folder_that_may_not_be_written(out_dir, args)
             hold_the_run_folder(out_dir)  # one run at a time in it, to the end of this one
+            curves = tensorboard_folder(out_dir, args)
+            if curves is not None:  # and in the folder of its curves, which another run could take for its run folder
+                make_folder(curves)
+                hold_the_run_folder(curves, "the folder of the TensorBoard curves")
         except Exception as e:  # noqa: BLE001 - raised again by settle, on every process
             error = e
     settle(accelerator, error)
