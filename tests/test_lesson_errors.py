@@ -794,3 +794,31 @@ def test_num_processes_without_multi_gpu_is_not_silent(monkeypatch, capsys, laun
         monkeypatch.setattr(options, "_launcher_cmdline", lambda: quiet)
         course.parser(None, "x", epochs=1, batch_size=1, lr=1.0, several_processes=True).parse_args([])
         assert capsys.readouterr().err == ""
+
+
+def test_the_folder_of_aims_repository_is_checked_before_any_work(tmp_path):
+    # accelerate gives the Aim tracker the run folder, where Aim keeps its repository in .aim/: unlike TensorBoard's
+    # folder, it was not checked before the training, and a file there failed the run as it started tracking. (Aim is
+    # not installed here: --log-with aim is refused at once, so the check is called as prepare_data calls it.)
+    import importlib.util
+
+    from wideann.course import results
+    from wideann.course.options import options_of
+
+    run = tmp_path / "run"
+    (run / ".aim").mkdir(parents=True)
+    aim = options_of("2_deeper_ann", {"log_with": ["aim"]})
+    results.refuse_a_run_folder_that_may_not_be_written(run, aim)  # a repository there: fine
+    assert results.aim_folder(run, aim) == run / ".aim"
+    assert results.aim_folder(run, options_of("2_deeper_ann", {"log_with": ["tensorboard"]})) is None
+    everything = options_of("2_deeper_ann", {"log_with": ["all"]})
+    assert (results.aim_folder(run, everything) is None) == (importlib.util.find_spec("aim") is None)
+    (run / ".aim").rmdir()
+    (run / ".aim").write_text("not a folder\n")
+    with pytest.raises(wideann.course.LessonError, match=r"run/\.aim: is not a folder: the Aim tracker keeps its "):
+        results.refuse_a_run_folder_that_may_not_be_written(run, aim)
+    (run / ".aim").unlink()
+    (run / ".aim").mkdir(mode=0o555)
+    if os.geteuid() != 0:  # (the superuser may write in any folder)
+        with pytest.raises(PermissionError, match="cannot write in this folder of the run"):
+            results.refuse_a_run_folder_that_may_not_be_written(run, aim)

@@ -44,7 +44,8 @@ def refuse_a_run_folder_that_may_not_be_written(out_dir, args=None) -> None:
     ``checkpoints`` folder that may not be written in, and, with ``--log-with tensorboard``, the folder of the
     lesson's curves (:func:`tensorboard_folder`: anything but a folder there, or one that may not be written in,
     or an hparams folder in it that a new run removes; a folder of curves that is another run's folder, or a run
-    folder that holds another run's curves: :func:`refuse_curves_and_a_run_folder_in_one`). ``PermissionError`` (exit 1, one line naming the file) or
+    folder that holds another run's curves: :func:`refuse_curves_and_a_run_folder_in_one`), with ``--log-with aim``
+    the folder of Aim's repository (:func:`aim_folder`). ``PermissionError`` (exit 1, one line naming the file) or
     :class:`LessonError`. Files there that may be written (a finished run's, or the files of the run ``--resume``
     continues) are fine. Call it on the main process only: it alone writes them. (As for ``open()``, the
     superuser may write any file.)"""
@@ -52,6 +53,12 @@ def refuse_a_run_folder_that_may_not_be_written(out_dir, args=None) -> None:
     folders = [out_dir] + ([out_dir / "checkpoints"] if getattr(args, "checkpoint_every", None) else [])
     curves = tensorboard_folder(out_dir, args)
     refuse_curves_and_a_run_folder_in_one(out_dir, curves, getattr(args, "lesson", None))
+    aim = aim_folder(out_dir, args)
+    if aim is not None:  # Aim's repository (accelerate gives it the run folder, where Aim keeps it in .aim/)
+        if (aim.exists() or aim.is_symlink()) and not aim.is_dir():
+            raise LessonError(f"{aim}: is not a folder: the Aim tracker keeps its repository in a folder there "
+                              "(--log-with aim); move it away, or give another --output-dir")
+        folders.append(aim)
     if curves is not None:  # (refused at its first write, TensorBoard's thread printed a traceback once training
         # had begun; after a --resume had put the checkpoint's older model back and removed the later results)
         if (curves.exists() or curves.is_symlink()) and not curves.is_dir():
@@ -83,10 +90,25 @@ def tensorboard_folder(out_dir, args) -> Path | None:
     return Path(out_dir) / lesson
 
 
-def _tensorboard_installed() -> bool:
+def _installed(tracker: str) -> bool:
     from accelerate.tracking import get_available_trackers
 
-    return "tensorboard" in [str(t) for t in get_available_trackers()]
+    return tracker in [str(t) for t in get_available_trackers()]
+
+
+def _tensorboard_installed() -> bool:
+    return _installed("tensorboard")
+
+
+def aim_folder(out_dir, args) -> Path | None:
+    """Where ``--log-with aim`` (or ``all``, with Aim installed) keeps its repository: accelerate gives the Aim
+    tracker its ``project_dir``, the run folder, and Aim keeps a repository in its ``.aim/``; None without it.
+    (The other trackers that write files write them where their own settings say, not in the run folder: MLflow
+    into ``./mlruns`` or its ``MLFLOW_TRACKING_URI``, wandb into ``./wandb`` or ``WANDB_DIR``, ...)"""
+    trackers = getattr(args, "log_with", None) or []
+    if not ("aim" in trackers or ("all" in trackers and _installed("aim"))):
+        return None
+    return Path(out_dir) / ".aim"
 
 
 _RUN_FILES = WRITTEN_AT_THE_END + ("checkpoints", "data")
