@@ -466,6 +466,37 @@ def test_a_step_saved_again_is_swapped_in_never_missing_and_a_ctrl_c_names_no_ea
     assert "step_00000028" not in out, out[-3000:]
 
 
+def test_a_new_run_stopped_before_its_first_checkpoint_is_not_resumed_from_an_earlier_runs(table, tmp_path):
+    # a run started without --resume where an earlier run had left its checkpoints, killed before it saved one of its
+    # own: --resume took the earlier run's newest and went on with that run (its options and data were the same, all
+    # that --resume checked), or refused it for options "of the interrupted run" that the interrupted run had not had
+    run = tmp_path / "run"
+    args = ["--data", table, *QUICK3, "--output-dir", run]
+    run_to_end(tmp_path, L3, args)
+    earlier = course.latest_checkpoint(run / "checkpoints")
+    paused = Paused(tmp_path, L3, args, "checkpoint-begin:1")
+    paused.wait()
+    paused.kill()
+    r = subprocess.run(_cmd(L3, [*args, "--resume"], None), cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                       text=True, timeout=300)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1, r.stderr[-3000:]
+    assert (f"--resume: the newest checkpoint in {run / 'checkpoints'}, {earlier.name}, is an earlier run's: the run "
+            "started here after it without --resume ended before it saved a checkpoint of its own; run without "
+            f"--resume to start again (or, to go on with that earlier run, --resume {earlier})") in lines[0], lines[0]
+    assert "resumed" not in r.stdout and course.latest_checkpoint(run / "checkpoints") == earlier
+    # named, the earlier run's checkpoint is taken: that run goes on, and is the folder's run again
+    assert resumed_from(run_to_end(tmp_path, L3, [*args, "--resume", earlier])) == str(earlier)
+    assert "resumed from" in run_to_end(tmp_path, L3, [*args, "--resume"])
+    # a new run that has saved a checkpoint of its own is resumed from it, and no longer lists the earlier run's
+    paused = Paused(tmp_path, L3, [*args, "--checkpoint-every", "3"], "checkpoint-begin:2")
+    paused.wait()
+    paused.kill()
+    out = run_to_end(tmp_path, L3, [*args, "--checkpoint-every", "3", "--resume"])
+    assert resumed_from(out).endswith("step_00000003")
+    assert not (run / "checkpoints" / ".earlier-run.json").exists()
+
+
 def test_a_run_in_the_folder_of_a_running_runs_curves_is_refused(table, tmp_path):
     # --output-dir x --log-with tensorboard writes its curves into x/3_out_of_core_ann, which a run given that folder
     # (--output-dir x/3_out_of_core_ann) took for its own: each locked its run folder only, and both wrote into it

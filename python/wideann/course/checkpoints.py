@@ -29,6 +29,11 @@ CHECKPOINT_INFO = "checkpoint.json"
 """Written last into a checkpoint folder, before it is renamed to ``step_N``: what it is, when it was
 made, by how many processes, and the run's options."""
 
+EARLIER_RUN = ".earlier-run.json"
+"""Written into the checkpoints folder as a new run (no ``--resume``) starts where an earlier run left checkpoints:
+which ones are that run's (name and completion time). They stay until the new run's saves replace them, but
+``--resume`` alone does not continue from them (:meth:`Checkpoints.start_new_run`)."""
+
 RESUME_FREE_OPTIONS = frozenset({"resume", "output_dir", "checkpoint_every", "quiet", "log_every", "log_with"})
 """Options that ``--resume`` may change: they do not change what the run computes (only where it writes, how
 often it checkpoints, and what it shows and logs)."""
@@ -293,6 +298,42 @@ class Checkpoints:
         """The newest complete checkpoint (None if there is none)."""
         return latest_checkpoint(self.folder)
 
+    def start_new_run(self, accelerator) -> None:
+        """A new run (no ``--resume``) starts, its options and data checked: the checkpoints an earlier run left in
+        the folder are not its own. They stay (an earlier run's model stays too until this one saves its own, and
+        this run's saves prune them), but until this run has saved one, ``--resume`` alone would have taken the
+        newest of them and gone on with the earlier run -- the same options and data are all it checks. So they
+        are listed, atomically, in :data:`EARLIER_RUN` before training, and :meth:`load` refuses them unless named.
+        Call it on every process."""
+        error = None
+        if accelerator.is_main_process:
+            try:
+                marker = self.folder / EARLIER_RUN
+                earlier = [[p.name, (_info(p) or {}).get("completed_ns")] for p in _checkpoints(self.folder)]
+                if earlier:
+                    with atomic_path(marker) as tmp:
+                        text = json.dumps({"format": "wideann-earlier-run", "checkpoints": earlier})
+                        Path(tmp).write_text(text + "\n")
+                        fsync(tmp)
+                    fsync(self.folder)
+                else:
+                    marker.unlink(missing_ok=True)
+            except Exception as e:  # noqa: BLE001 - raised again by settle
+                error = disk_full(e, self.folder, EARLIER_RUN, 1 << 16)
+        settle(accelerator, error)
+
+    def _earlier_run(self) -> set:
+        """The checkpoints :data:`EARLIER_RUN` lists, as ``(name, completed_ns)``."""
+        try:
+            listed = json.loads((self.folder / EARLIER_RUN).read_text()).get("checkpoints", [])
+            return {(name, ns) for name, ns in listed}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return set()
+
+    def _forget_the_earlier_run(self) -> None:
+        """:data:`EARLIER_RUN` removed once none of the checkpoints it lists is left, or this run went on from one."""
+        (self.folder / EARLIER_RUN).unlink(missing_ok=True)
+
     def _remove(self, path: Path) -> None:
         """Out of the way in one rename (a half-deleted checkpoint is never found), then deleted."""
         trash = _trash_of(path)
@@ -374,6 +415,10 @@ class Checkpoints:
                     shutil.rmtree(old, ignore_errors=True)
                 for old in _checkpoints(self.folder)[:-self.keep]:
                     self._remove(old)
+                earlier = self._earlier_run()
+                if earlier and not earlier & {(c.name, (_info(c) or {}).get("completed_ns")) for c in
+                                              _checkpoints(self.folder)}:
+                    self._forget_the_earlier_run()
             except Exception as e:  # noqa: BLE001
                 error = disk_full(e, self.folder, what, need)
         settle(accelerator, error, on_failure=lambda: shutil.rmtree(tmp, ignore_errors=True))
@@ -429,6 +474,11 @@ class Checkpoints:
         if info is None:
             raise LessonError(f"--resume {path}: not a complete checkpoint (no {CHECKPOINT_INFO} in it); give a "
                               f"step_N folder of {self.folder}, or --resume alone for the newest")
+        if which in (None, "latest") and (path.name, info.get("completed_ns")) in self._earlier_run():
+            raise LessonError(f"--resume: the newest checkpoint in {self.folder}, {path.name}, is an earlier run's: "
+                              "the run started here after it without --resume ended before it saved a checkpoint of "
+                              "its own; run without --resume to start again (or, to go on with that earlier run, "
+                              f"--resume {path})")
         error = None
         try:  # (each process checks its own data: on several machines, the main process says what one found)
             self._check(info, path, accelerator)
@@ -460,6 +510,7 @@ class Checkpoints:
                             os.unlink(t)
                             _link_or_copy(kept, Path(t))
                             clear_results(run)
+                self._forget_the_earlier_run()  # (this run is the one that goes on, from here)
             except Exception as e:  # noqa: BLE001
                 error = e
         settle(accelerator, error)
