@@ -190,6 +190,7 @@ def main():
         steps = len(train_batches) - state.step
         if args.max_steps:
             steps = min(steps, args.max_steps - state.global_step)
+        epoch_end = state.step + steps  # the step that ends this epoch
 
         batches = progress.bar(itertools.islice(train_batches.epoch(epoch, start_step=state.step), steps),  # Changed
                                f"epoch {epoch}", args.quiet, accelerator, total=len(train_batches),
@@ -212,8 +213,9 @@ def main():
             if state.global_step % args.log_every == 0:  # Changed: the state counts the steps
                 accelerator.log({"train/loss": loss.item(), "train/lr": scheduler.get_last_lr()[0]},  # Changed
                                 step=state.global_step)
-            # New: checkpoints
-            if state.global_step % args.checkpoint_every == 0:
+            # New: checkpoints (not at the epoch's last step: the epoch's own follows; from one taken between its last
+            # step and its end, a resumed run would log the epoch a second time)
+            if state.global_step % args.checkpoint_every == 0 and state.step < epoch_end:
                 # New: the steps' clock (time in the training steps alone) stops for the checkpoint
                 state.steps_seconds += time.perf_counter() - steps_start
                 state.train_seconds = time.perf_counter() - start

@@ -272,6 +272,7 @@ def main():
         steps = len(train_batches) - state.step
         if args.max_steps:
             steps = min(steps, (args.max_steps - state.global_step) * args.grad_accum)  # Changed: batches per step
+        epoch_end = state.step + steps  # the step that ends this epoch
 
         batches = progress.bar(itertools.islice(train_batches.epoch(epoch, start_step=state.step), steps),
                                f"epoch {epoch}", args.quiet, accelerator, total=len(train_batches),
@@ -312,8 +313,9 @@ def main():
                 step_loss = loss.item() * args.grad_accum  # New: the batch's mean squared error
                 accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]},  # Changed
                                 step=state.global_step)
-            # checkpoints
-            if state.global_step % args.checkpoint_every == 0:
+            # checkpoints (not at the epoch's last step: the epoch's own follows; from one taken between its last
+            # step and its end, a resumed run would log the epoch a second time)
+            if state.global_step % args.checkpoint_every == 0 and state.step < epoch_end:
                 # the steps' clock (time in the training steps alone) stops for the checkpoint
                 state.steps_seconds += time.perf_counter() - steps_start
                 state.train_seconds = time.perf_counter() - start

@@ -445,25 +445,70 @@ def test_the_run_folder_lock_file_of_another_users_run_is_taken_over_once_it_has
     assert "test RMSE" in r.stdout and not lock.exists()
 
 
+SAVES_A_STEP_TWICE = """
+import sys
+from types import SimpleNamespace
+
+import torch
+from accelerate import Accelerator
+
+from wideann import course
+
+
+def main():
+    accelerator = Accelerator(cpu=True)
+    accelerator.prepare(torch.nn.Linear(4, 1))
+    checkpoints = course.Checkpoints(sys.argv[1], SimpleNamespace(resume=None, lr=0.1))
+    checkpoints.save(accelerator, 27)
+    checkpoints.save(accelerator, 27)  # the same step again: swapped in
+
+
+course.run(main)
+"""
+
+
 def test_a_step_saved_again_is_swapped_in_never_missing_and_a_ctrl_c_names_no_earlier_runs_checkpoint(table, tmp_path):
-    # the end of an epoch saves again the step that --checkpoint-every had just saved. The older copy went out first
-    # (and was deleted) before the new one came in: a Ctrl-C or a kill between left --resume the checkpoint before,
-    # or an earlier run's, and the Ctrl-C named that one. Now the two are swapped at once.
+    # the same step saved again (the end of an epoch did, after --checkpoint-every had just saved its last step). The
+    # older copy went out first (and was deleted) before the new one came in: a Ctrl-C or a kill between left --resume
+    # the checkpoint before, or an earlier run's, and the Ctrl-C named that one. Now the two are swapped at once.
     run = tmp_path / "run"
     run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])  # an earlier run: step_14, step_28
-    args = ["--data", table, *QUICK3, "--batch-size", "32", "--checkpoint-every", "27", "--output-dir", run]
-    paused = Paused(tmp_path, L3, args, "checkpoint-swapped")  # (the end of the first epoch: step 27 again)
-    pid = paused.wait()
+    program = tmp_path / "saves_a_step_twice.py"
+    program.write_text(SAVES_A_STEP_TWICE)
     ckpts = run / "checkpoints"
+    paused = Paused(tmp_path, program, [ckpts], "checkpoint-swapped")
+    pid = paused.wait()
     info = json.loads((ckpts / "step_00000027" / course.CHECKPOINT_INFO).read_text())
     old = json.loads((ckpts / ".step_00000027.tmp" / course.CHECKPOINT_INFO).read_text())  # the first copy, going
     assert info["step"] == old["step"] == 27 and info["completed_ns"] > old["completed_ns"]
     assert course.latest_checkpoint(ckpts).name == "step_00000027"  # (by completion: the earlier run's 28 is older)
     os.kill(pid, signal.SIGINT)
     code, out = paused.go_on(pid)
-    assert code == 130 and "3_out_of_core_ann.py: interrupted" in out, out[-3000:]
+    assert code == 130 and "saves_a_step_twice.py: interrupted" in out, out[-3000:]
     assert "its newest checkpoint is " in out and "step_00000027: run the same command with --resume" in out, out[-3000:]
     assert "step_00000028" not in out, out[-3000:]
+
+
+def test_a_resumed_run_logs_each_epoch_once_with_its_throughput(table, tmp_path):
+    # the last step of an epoch was saved by --checkpoint-every, then again after the epoch. Killed in the second save,
+    # after the epoch was logged, the run resumed from the first: an epoch of no steps left, logged to TensorBoard a
+    # second time at the same step, as 0 samples/s. Now a step that ends an epoch is saved once, after the epoch.
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    args = ["--data", table, *QUICK3, "--checkpoint-every", "7", "--log-with", "tensorboard"]  # 14 steps an epoch
+    for n in (2, 3):  # (the second or third save: the end of the first epoch, and the one before it)
+        run = tmp_path / f"run{n}"
+        paused = Paused(tmp_path, L3, [*args, "--output-dir", run], f"checkpoint-begin:{n}")
+        paused.wait()
+        paused.kill()
+        assert "epoch   1 " in paused.log()
+        run_to_end(tmp_path, L3, [*args, "--output-dir", run, "--resume"])
+        curves = EventAccumulator(str(run / "3_out_of_core_ann"))
+        curves.Reload()
+        logged = [(e.step, e.value) for e in curves.Scalars("epoch/samples_per_second")]
+        assert [step for step, _ in logged] == [14, 28] and all(v > 0 for _, v in logged), (n, logged)
+        assert [e.value for e in curves.Scalars("epoch")] == [1, 2], n
 
 
 def test_a_new_run_stopped_before_its_first_checkpoint_is_not_resumed_from_an_earlier_runs(table, tmp_path):
