@@ -288,8 +288,8 @@ def test_apply_mode_says_it_writes_no_stats_file_and_what_then_needs_them_says_w
     ok("normalize", train, "-o", tmp_path / "train.npy")
     r = ok("normalize", test, "-o", tmp_path / "test.npy", "--stats", tmp_path / "train.stats.json")
     assert not (tmp_path / "test.stats.json").exists()
-    assert r.stderr == f"3 columns -> {tmp_path / 'test.npy'} (stats applied: {tmp_path / 'train.stats.json'}; no " \
-                       "stats file beside it)\n", r.stderr
+    assert r.stderr == f"9 rows x 3 columns -> {tmp_path / 'test.npy'} (stats applied: " \
+                       f"{tmp_path / 'train.stats.json'}; no stats file beside it)\n", r.stderr
     with pytest.raises(DataError) as e:
         data.table_stats(tmp_path / "test.npy")
     assert "writes it beside the table)" not in str(e.value) and str(e.value).endswith(
