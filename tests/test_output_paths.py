@@ -161,6 +161,23 @@ def test_a_link_to_a_stream_or_a_fifo_is_refused_not_renamed_over(tmp_path, targ
     assert os.path.islink(link) and not temp_leftovers(tmp_path)
 
 
+@pytest.mark.parametrize("args", [["stats", "t.csv"], ["make-data", "--rows", "3", "--cols", "6"],
+                                  ["normalize", "t.csv", "--stats-out", "s.json"]])
+def test_dev_fd_of_a_stdout_that_is_a_file_is_a_stream_refused_before_any_work(tmp_path, args):
+    # /dev/fd/1 (a link in /proc/<pid>/fd, to the file stdout is) passed the check that refuses /dev/stdout:
+    # make-data failed with "cannot create output" (exit 1), stats after all its work
+    (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n4,5,6\n")
+    args = [*args[:1], "-o", "/dev/fd/1", *args[1:]] if args[0] != "normalize" else \
+        ["normalize", "t.csv", "-o", "t.npy", "--stats-out", "/dev/fd/1"]
+    with open(tmp_path / "stdout.txt", "w") as stdout:
+        p = subprocess.run([*WIDEANN, *args], stdout=stdout, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+                           timeout=60)
+    assert p.returncode == 2 and p.stderr == "wideann: error: /dev/fd/1: is a stream of this process, not a file: " \
+        "outputs are written under a temporary name and renamed over their path; give the path of a file\n", p.stderr
+    assert (tmp_path / "stdout.txt").read_text() == "" and not temp_leftovers(tmp_path)
+    assert sorted(os.listdir(tmp_path)) == ["stdout.txt", "t.csv"]
+
+
 def test_a_single_output_is_renamed_over_the_earlier_one_without_a_kept_copy(tmp_path, monkeypatch):
     # a kept copy serves only outputs committed together; for one, a rename that fails leaves the earlier file,
     # and one kept by moving it aside (where hard links fail) would leave the path empty for readers meanwhile

@@ -285,7 +285,10 @@ def what_is_not_a_file(path) -> str | None:
     try:
         mode = os.lstat(path).st_mode
         link = stat.S_ISLNK(mode)
-        if link and os.readlink(path).startswith("/proc/"):  # /dev/stdout, /dev/stderr, /dev/fd/N: a stream
+        # /dev/stdout, /dev/stderr: links to /proc/self/fd/N; /dev/fd/N, /proc/self/fd/N: links in a /proc folder
+        # (to the file stdout is, say: the rename into /proc fails after all the work)
+        if link and (os.readlink(path).startswith("/proc/")
+                     or os.path.realpath(folder_of(path)).startswith("/proc/")):
             return (f"{path}: is a stream of this process, not a file: outputs are written under a temporary name "
                     "and renamed over their path; give the path of a file")
         if link:
