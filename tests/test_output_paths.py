@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 import wideann
-from conftest import WIDEANN, assert_failed_cleanly, cli_env, ok, temp_leftovers, wait_for
+from conftest import WIDEANN, assert_failed_cleanly, cli_env, ok, run_cli, temp_leftovers, wait_for
 
 
 def _snapshot(folder):
@@ -176,6 +176,19 @@ def test_dev_fd_of_a_stdout_that_is_a_file_is_a_stream_refused_before_any_work(t
         "outputs are written under a temporary name and renamed over their path; give the path of a file\n", p.stderr
     assert (tmp_path / "stdout.txt").read_text() == "" and not temp_leftovers(tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["stdout.txt", "t.csv"]
+
+
+def test_an_output_whose_temporary_cannot_be_made_is_named_not_its_temporary(tmp_path):
+    # a folder that passes the checks of the start but where no file can be made (here /dev/fd, a folder of
+    # /proc; a full inode table or a quota likewise): the error named the hidden temporary, a file that is not
+    # there and that the user never asked for
+    (tmp_path / "t.csv").write_text("a,b,y\n1,2,3\n4,5,6\n")
+    for out, named in [("/dev/fd/t.npy", "/dev/fd/t.stats.json"), ("/dev/fd/s.json", "/dev/fd/s.json")]:
+        args = ["normalize", "t.csv", "-o", out] if out.endswith(".npy") else ["stats", "t.csv", "-o", out]
+        p = run_cli(*args, cwd=tmp_path)
+        assert p.returncode == 1 and p.stderr == f"wideann: error: {named}: cannot create output: No such file or " \
+            "directory\n", p.stderr
+    assert sorted(os.listdir(tmp_path)) == ["t.csv"]
 
 
 def test_a_single_output_is_renamed_over_the_earlier_one_without_a_kept_copy(tmp_path, monkeypatch):

@@ -154,6 +154,10 @@ def temp_name(path, listed: list, suffix: str = ".tmp", folder: bool = False, ma
             return tmp
         except FileExistsError:
             listed.remove(tmp)
+        except OSError as e:  # (no inode left, a quota, a folder gone or in /proc): named by the output, not by
+            if make is not None:  # its hidden temporary, as the engine names it ("cannot create output")
+                raise
+            raise type(e)(e.errno, f"cannot create output: {e.strerror or e}", path) from None
     raise FileExistsError(f"{path}: no free temporary name beside it")
 
 
