@@ -254,8 +254,8 @@ def _site(tmp_path: Path, *folders: Path) -> dict:
 
 
 # A run that goes on while csrc/ is edited: it checks its engine, csrc/tokenizer.cpp changes, then it starts
-# a child as a DataLoader's worker starts (multiprocessing, "spawn": a new interpreter that imports the package
-# again), and new processes; each line it prints says how one ended.
+# workers as a DataLoader's workers start (multiprocessing, "spawn" or "forkserver": a new interpreter that imports
+# the package again), and new processes; each line it prints says how one ended.
 _PARENT = """\
 import importlib, multiprocessing, os, subprocess, sys
 import wideann.engine
@@ -264,10 +264,11 @@ from wideann import _native_checked
 root, engine = sys.argv[1], _native_checked._native.__file__
 with open(os.path.join(root, "csrc", "tokenizer.cpp"), "a") as f:
     f.write("// changed during the run\\n")
-worker = multiprocessing.get_context("spawn").Process(target=importlib.import_module, args=("wideann.engine",))
-worker.start()
-worker.join()
-print("worker", worker.exitcode)
+for method in ("spawn", "forkserver"):
+    worker = multiprocessing.get_context(method).Process(target=importlib.import_module, args=("wideann.engine",))
+    worker.start()
+    worker.join()
+    print(method, worker.exitcode)
 
 def child(env):
     done = subprocess.run([sys.executable, "-c", "import wideann.engine"], env=env, capture_output=True, text=True)
@@ -283,19 +284,21 @@ print("rebuilt", child(os.environ))
 """
 
 
-def test_children_of_a_run_trust_its_check_of_the_same_engine_and_no_other(tmp_path):
-    """An edit of csrc/ during a long run stopped its DataLoader workers (and any child that imports the package):
-    they checked the engine again and found the sources changed, half-way through the run. A child that loads
-    the very engine file its parent checked trusts that check; a process started afresh, or told of another
-    engine, or whose engine was written again since, still compares and refuses."""
+def test_workers_of_a_run_trust_its_check_of_the_same_engine_and_no_other(tmp_path):
+    """An edit of csrc/ during a long run stopped its DataLoader workers: they checked the engine again and found
+    the sources changed, half-way through the run. A worker that loads the very engine file its parent checked
+    trusts that check; a process started afresh, or told of another engine, or whose engine was written again
+    since, still compares and refuses; and so does a plain command the run starts ("child": a notebook's
+    ``!wideann ...``, a batch job submitted with the environment), which trusted it: a new launch that inherited
+    the variable ran the engine of the sources as they had been, without a word."""
     root = _checkout(tmp_path)
     python = _package_at(root / "python")
     done = subprocess.run([sys.executable, "-c", _PARENT, root], capture_output=True, text=True,
                           env=_site(tmp_path, python), cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     said = dict(line.split(" ", 1) for line in done.stdout.splitlines())
-    assert said["worker"] == "0" and said["child"] == "0 ", done.stdout
-    for started in ("fresh", "other", "rebuilt"):
+    assert said["spawn"] == "0" and said["forkserver"] == "0", done.stdout
+    for started in ("child", "fresh", "other", "rebuilt"):
         assert said[started].startswith("1 python: error: the C++ engine "), (started, done.stdout)
         assert "(csrc/tokenizer.cpp changed since)" in said[started]
 

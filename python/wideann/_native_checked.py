@@ -15,11 +15,14 @@ An installed wheel has no csrc/ beside it (its sources are not there to compare 
 (bisecting a Python-only change). The check reads and hashes about 150 kB: about a millisecond (``python -X
 importtime``), once per process.
 
-A process that passed the check says so to the processes it starts (:data:`CHECKED`, in its environment: the
-engine file it checked, as ``os.stat`` knows it, and the digest of its sources): a child that loads that same
-file trusts it and does not compare again. An edit of csrc/ during a long run otherwise stopped the run's
-DataLoader workers and other children, which import the package again, half-way through. A process started
-any other way (no such variable, or one naming another engine file, or the same file rebuilt since) compares.
+A process that passed the check says so to its workers (:data:`CHECKED`, in its environment: the engine file it
+checked, as ``os.stat`` knows it, and the digest of its sources): a ``multiprocessing`` child (spawn, forkserver:
+a DataLoader's workers, ``torch.multiprocessing``'s) that loads that same file trusts it and does not compare
+again. An edit of csrc/ during a long run otherwise stopped the run's DataLoader workers, which import the package
+again, half-way through. Any other process compares: one started afresh, or told of another engine file, or of
+the same file rebuilt since, and also a plain command the process runs (``subprocess``, a notebook's ``!wideann``,
+a batch job submitted with its environment, which may start hours later): it inherits the variable, and is a new
+launch all the same, which would otherwise run the engine of the sources as they were without a word.
 
 :class:`StaleEngineError` is not an ``ImportError`` (the engine is there, and is not the one the sources make):
 ``try: import ... except ImportError`` must not take it for a missing package. A package folder without any
@@ -141,6 +144,18 @@ def passed(native, root: str) -> str | None:
     return f"{digest} {st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns} {os.path.abspath(path)} {root}"
 
 
+def a_worker() -> bool:
+    """Whether this process is a ``multiprocessing`` child (spawn, forkserver), importing the package as it starts
+    (``_inheriting``: its target or the main module unpickled) or once started: what a DataLoader's workers are."""
+    mp = sys.modules.get("multiprocessing")  # (a child imports it before anything: it is what starts the child)
+    if mp is None:
+        return False
+    try:
+        return bool(getattr(mp.current_process(), "_inheriting", False)) or mp.parent_process() is not None
+    except Exception:  # (an odd multiprocessing: not trusted, compared)
+        return False
+
+
 def _some(paths: list) -> str:
     """The first three of ``paths``, and how many more."""
     return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
@@ -190,7 +205,8 @@ if os.environ.get(ALLOW_STALE) != "1":
     _root = source_root(os.path.dirname(__file__))
     if _root is not None:
         _passed = passed(_native, _root)
-        if _passed is None or os.environ.get(CHECKED) != _passed:  # (a parent's check of this very file: trusted)
+        # (a parent's check of this very file, trusted by its workers; a plain child, a new launch, compares)
+        if _passed is None or os.environ.get(CHECKED) != _passed or not a_worker():
             check(_native, _root)
             if _passed is not None:
                 os.environ[CHECKED] = _passed
