@@ -295,7 +295,9 @@ def test_apply_mode_says_it_writes_no_stats_file_and_what_then_needs_them_says_w
     assert "writes it beside the table)" not in str(e.value) and str(e.value).endswith(
         "applying stats, normalize --stats S, it writes none): give the stats the table was normalized with: --stats S")
     assert data.table_stats(tmp_path / "test.npy", tmp_path / "train.stats.json")[0] == tmp_path / "train.stats.json"
-    assert "no stats file is written beside OUT" in " ".join(ok("normalize", "--help").stdout.split())
+    said = " ".join(ok("normalize", "--help").stdout.split())
+    assert "no stats file is written beside OUT then (one left there that describes another transform is replaced " \
+           "by these)" in said, said
 
 
 def test_apply_mode_replaces_a_stats_file_beside_the_output_that_describes_another_transform(tmp_path, rng):

@@ -90,8 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IN.csv")
     p.add_argument("-o", "--output", required=True, metavar="OUT.{npy,csv}")
     p.add_argument("--stats", metavar="STATS.json", help="apply these stats instead of fitting (test data; "
-                   "pass 2 only); no stats file is written beside OUT then: denormalize, or a lesson given OUT, "
-                   "takes these stats with --stats (or --stats-out writes a copy)")
+                   "pass 2 only); no stats file is written beside OUT then (one left there that describes "
+                   "another transform is replaced by these): denormalize, or a lesson given OUT, takes these stats "
+                   "with --stats (or --stats-out writes a copy)")
     p.add_argument("--stats-out", metavar="STATS.json",
                    help="where to write the stats OUT is normalized with: fitted stats (default: beside OUT, "
                         "t.npy -> t.stats.json); with --stats, a copy of those stats, unchanged (the rows they were "
