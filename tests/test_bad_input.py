@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import wideann
+
 from conftest import (WIDEANN, assert_failed_cleanly, cli_env, not_under_asan, ok, popen_cli,
                       random_numeric_csv, run_cli, temp_leftovers, wait_for, write_csv, write_text)
 
@@ -798,12 +800,27 @@ def test_usage_errors_exit_2(tmp_path, args):
     assert sorted(os.listdir(tmp_path)) == ["in.csv"]
 
 
-def test_bad_output_extension(tmp_path):
+@pytest.mark.parametrize("argv, out", [
+    (("normalize", "in.csv", "-o", "out.txt"), "out.txt"),
+    (("make-data", "-o", "out.npy", "--rows", "3", "--cols", "6"), "out.npy"),  # (it wrote CSV text under .npy)
+    (("make-data", "-o", "out.txt", "--rows", "3", "--cols", "6"), "out.txt"),
+    (("denormalize", "in.csv", "-o", "out.npy", "--stats", "s.json"), "out.npy"),
+    (("predict", "run", "in.csv", "-o", "out.npy"), "out.npy"),
+])
+def test_bad_output_extension(tmp_path, argv, out):
+    """An output name that says another format than the command writes is wrong usage: exit 2 before any work,
+    one line naming it (make-data wrote its CSV into ``out.npy`` and exited 0)."""
     write_text(tmp_path / "in.csv", HEADER + GOOD)
-    p = run_cli("normalize", "in.csv", "-o", "out.txt", cwd=tmp_path)
-    assert p.returncode in (1, 2)
-    assert len(p.stderr.strip().splitlines()) == 1 and "out.txt" in p.stderr
+    p = run_cli(*argv, cwd=tmp_path)
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert len(p.stderr.strip().splitlines()) == 1 and out in p.stderr and "Traceback" not in p.stderr
     assert sorted(os.listdir(tmp_path)) == ["in.csv"]
+
+
+def test_make_data_from_python_refuses_an_output_that_is_not_csv(tmp_path):
+    with pytest.raises(ValueError, match=r"out\.npy: make-data writes CSV; name the output \*\.csv"):
+        wideann.make_data(tmp_path / "out.npy", rows=3, cols=6)
+    assert os.listdir(tmp_path) == []
 
 
 # ---- interrupts ---------------------------------------------------------------------------------

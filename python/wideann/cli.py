@@ -18,7 +18,7 @@ from . import __version__, _atomic, _entry
 from ._entry import INTERRUPTED
 from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, _check_output_folder, default_stats_path, denormalize,
                      float16_advice, float16_advice_reworded, make_data, normalize_counting_rows, compute_stats,
-                     table_and_stats_are_one)
+                     table_and_stats_are_one, wrong_output_extension)
 from .interrupts import ignore_interrupts, stop_like_ctrl_c
 from .stats import Stats, _first_difference
 
@@ -373,6 +373,14 @@ def _outputs_that_are_one(args) -> str | None:
     return table_and_stats_are_one(args.output, _stats_written(args), "--stats-out")
 
 
+def _wrong_output_extension(args) -> str | None:
+    """What is wrong with the name of the command's table output (``.npy`` or ``.csv`` for normalize, ``.csv``
+    for denormalize, make-data and predict): a usage error, said before any work."""
+    if args.command not in ("normalize", "denormalize", "make-data", "predict"):
+        return None
+    return wrong_output_extension(args.command, args.output)
+
+
 def _output_not_a_file(args) -> str | None:
     """What is wrong when an output path of the command is a folder, a device (``/dev/full``), a FIFO or a
     socket: the output would be renamed over it (or fail to be, after all the work)."""
@@ -391,7 +399,8 @@ def _committed(args) -> str | None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    clash = _output_over_an_input(args) or _outputs_that_are_one(args) or _output_not_a_file(args)
+    clash = (_output_over_an_input(args) or _outputs_that_are_one(args) or _output_not_a_file(args)
+             or _wrong_output_extension(args))
     if clash:  # wrong usage: one line, exit code 2, nothing touched
         say(f"wideann: error: {clash}")
         return 2

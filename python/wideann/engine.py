@@ -297,6 +297,20 @@ def _output_format(path: str) -> str:
     raise ValueError(f"{path}: output must end in .npy or .csv")
 
 
+def wrong_output_extension(command: str, output: str) -> str | None:
+    """What is wrong with the name of ``command``'s output: ``normalize`` writes ``.npy`` or CSV as the name says,
+    the others write CSV only (``make-data -o t.npy`` wrote CSV text into a file that says it is a ``.npy``)."""
+    try:
+        fmt = _output_format(os.fspath(output))
+    except ValueError as e:
+        if command == "normalize":
+            return str(e)
+        fmt = None
+    if command != "normalize" and fmt != "csv":
+        return f"{os.fspath(output)}: {command} writes CSV; name the output *.csv"
+    return None
+
+
 def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: str = "float32",
               threads=None, header: str = "auto", delimiter: str = ",", clip: bool = False,
               progress: bool = False) -> Stats:
@@ -469,8 +483,8 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
     """
     input, output = os.fspath(input), os.fspath(output)
     _paths([input])
-    if _output_format(output) != "csv":
-        raise ValueError(f"{output}: denormalize writes CSV; name the output *.csv")
+    if wrong_output_extension("denormalize", output):
+        raise ValueError(wrong_output_extension("denormalize", output))
     st = stats if isinstance(stats, Stats) else Stats.load(stats)
     in_fmt = "npy" if input.lower().endswith(".npy") else "csv"
     _check_output_folder(output)
@@ -498,6 +512,8 @@ def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: f
     same bytes, whatever the thread count.
     """
     output = os.fspath(output)
+    if wrong_output_extension("make-data", output):
+        raise ValueError(wrong_output_extension("make-data", output))
     if cols < 6:
         raise ValueError("make-data needs at least 6 columns (5 Friedman inputs and y)")
     if rows < 1:
