@@ -112,7 +112,7 @@ def check(native, root: str) -> None:
 
 
 def _refuse(error: EngineError) -> None:
-    sys.excepthook = _one_line_if_stale  # a lesson imports the engine at its top, before any code of its own runs
+    sys.excepthook = _one_line_if_refused  # a lesson imports the engine at its top, before any code of its own runs
     raise error
 
 
@@ -161,7 +161,7 @@ def _some(paths: list) -> str:
     return ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
 
 
-def _one_line_if_stale(kind, value, tb, _before=sys.excepthook) -> None:
+def _one_line_if_refused(kind, value, tb, _before=sys.excepthook) -> None:
     """``sys.excepthook`` once the engine was refused (stale, or missing): left uncaught (a lesson's ``from wideann
     import course`` at its top, before ``course.run`` could turn it into its line), the error is said as
     ``<program>: error: ...`` and the process ends with 1, as for any other user error; anything else as Python
@@ -188,8 +188,8 @@ def _one_line_if_stale(kind, value, tb, _before=sys.excepthook) -> None:
 
 
 SPEAK_WAIT_S = 10.0
-"""How long a process that leaves the saying of a stale engine to the first of its machine waits for it (as
-``course.errors.SPEAK_WAIT_S``)."""
+"""How long a process that leaves the saying of a refused engine (stale or missing) to the first of its machine
+waits for it (as ``course.errors.SPEAK_WAIT_S``)."""
 
 
 try:
