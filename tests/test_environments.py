@@ -553,6 +553,23 @@ def test_normalize_says_how_many_rows_it_wrote(tmp_path):
     assert p.stderr == "14 rows x 4 columns -> m.csv (stats applied: t.stats.json; no stats file beside it)\n", p.stderr
 
 
+def test_summary_lines_count_one_row_column_or_file_in_the_singular(tmp_path):
+    """A summary line said "1 rows" (and "1 columns", "1 stats files"): a count of one is singular."""
+    (tmp_path / "one.csv").write_text("y\n5\n")
+    p = ok("stats", "one.csv", "-o", "s.json", cwd=tmp_path)
+    assert p.stderr == "1 column, 1 row -> s.json\n", p.stderr
+    p = ok("merge-stats", "s.json", "-o", "m.json", cwd=tmp_path)
+    assert p.stderr == "1 stats file, 1 row -> m.json\n", p.stderr
+    p = ok("normalize", "one.csv", "-o", "t.npy", cwd=tmp_path)
+    assert p.stderr == "1 row x 1 column -> t.npy (stats: t.stats.json)\n", p.stderr
+    p = ok("denormalize", "t.npy", "-o", "back.csv", "--stats", "t.stats.json", cwd=tmp_path)
+    assert p.stderr == "1 row -> back.csv\n", p.stderr
+    p = ok("make-data", "-o", "d.csv", "--rows", "1", "--cols", "6", cwd=tmp_path)
+    assert p.stderr == "1 row x 6 columns -> d.csv\n", p.stderr
+    p = ok("make-data", "-o", "e.csv", "--rows", "2", "--cols", "6", cwd=tmp_path)
+    assert p.stderr == "2 rows x 6 columns -> e.csv\n", p.stderr
+
+
 # ---- locales and encodings ------------------------------------------------------------------------------
 
 def test_info_shows_what_stdout_cannot_encode_escaped(tmp_path):

@@ -181,6 +181,11 @@ def say(line: str) -> None:
         pass
 
 
+def counted(n: int, what: str) -> str:
+    """``1 row``, ``2 rows``: a summary line's count and what it counts."""
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
 def _columns_arg(cols):
     """``--columns``: ASCII digits (with a leading ``-``: from the end) are a position, anything else a name (a
     ``²`` or an Arabic-Indic ``١`` is a name, not a number)."""
@@ -206,7 +211,7 @@ def run(args) -> None:
         st = compute_stats(args.inputs, header=args.header, delimiter=args.delimiter,
                            threads=args.threads, progress=_progress(args))
         st.save(args.output)
-        say(f"{len(st.columns)} columns, {st.n_rows} rows -> {args.output}")
+        say(f"{counted(len(st.columns), 'column')}, {counted(st.n_rows, 'row')} -> {args.output}")
     elif cmd == "normalize":
         beside = default_stats_path(args.output)
         before = _identity(beside)
@@ -226,12 +231,13 @@ def run(args) -> None:
         if (asked is None or os.path.abspath(asked) != os.path.abspath(beside)) and before is not None \
                 and _identity(beside) != before:
             where += f" (the stats file beside it, {beside}, described another transform: now this table's)"
-        say(f"{rows} rows x {st.n_columns} columns -> {where}")  # (the rows written: with --stats, not the stats')
+        # (the rows written: with --stats, not the stats')
+        say(f"{counted(rows, 'row')} x {counted(st.n_columns, 'column')} -> {where}")
     elif cmd == "denormalize":
         n = denormalize(args.input, args.output, stats=args.stats, columns=_columns_arg(args.columns),
                         header=args.header, delimiter=args.delimiter, threads=args.threads,
                         progress=_progress(args))
-        say(f"{n} rows -> {args.output}")
+        say(f"{counted(n, 'row')} -> {args.output}")
     elif cmd == "merge-stats":
         parts = [Stats.load(p) for p in args.inputs]
         for path, st in zip(args.inputs[1:], parts[1:]):
@@ -241,11 +247,11 @@ def run(args) -> None:
         _refuse_the_same_stats_twice(args.inputs, parts)
         merged = Stats.merge(parts)
         merged.save(args.output)
-        say(f"{len(args.inputs)} stats files, {merged.n_rows} rows -> {args.output}")
+        say(f"{counted(len(args.inputs), 'stats file')}, {counted(merged.n_rows, 'row')} -> {args.output}")
     elif cmd == "make-data":
         make_data(args.output, args.rows, args.cols, seed=args.seed, noise=args.noise,
                   threads=args.threads, progress=_progress(args))
-        say(f"{args.rows} rows x {args.cols} columns -> {args.output}")
+        say(f"{counted(args.rows, 'row')} x {counted(args.cols, 'column')} -> {args.output}")
     elif cmd == "info":
         from .info import describe
 
