@@ -550,7 +550,8 @@ def test_normalize_says_how_many_rows_it_wrote(tmp_path):
     with open(tmp_path / "more.csv", "a") as f:
         f.write("\n")
     p = ok("normalize", "more.csv", "more.csv", "-o", "m.csv", "--stats", "t.stats.json", cwd=tmp_path)
-    assert p.stderr == "14 rows x 4 columns -> m.csv (stats applied: t.stats.json; no stats file beside it)\n", p.stderr
+    assert p.stderr == "14 rows x 4 columns -> m.csv (stats applied: t.stats.json; no stats file beside it)\n", \
+        p.stderr
 
 
 def test_summary_lines_count_one_row_column_or_file_in_the_singular(tmp_path):
