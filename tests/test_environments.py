@@ -15,7 +15,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -240,6 +239,27 @@ def test_a_write_protected_output_is_refused_as_open_refuses_it(tmp_path, args, 
     assert not any((tmp_path / o).exists() for o in others)
 
 
+def _waits_for_the_lock_of(folder, p: subprocess.Popen) -> bool:
+    """The engine run by ``p`` (or by a process ``p`` started: ``capsh``) has made its temporary in ``folder`` and
+    holds the folder open: its commit is waiting for the folder's lock, which the test holds. (Deterministic,
+    where a pause let it get there "surely": the engine opens the folder only to take that lock.)"""
+    if not temp_leftovers(folder):
+        return False
+    pids, seen = [p.pid], set()
+    while pids:
+        pid = pids.pop()
+        seen.add(pid)
+        try:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as f:
+                    pids += [int(c) for c in f.read().split() if int(c) not in seen]
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") == os.fspath(folder) for fd in os.listdir(f"/proc/{pid}/fd")):
+                return True
+        except OSError:  # (a process or descriptor gone meanwhile: looked at again in the next round)
+            continue
+    return False
+
+
 @pytest.mark.parametrize("args", [["make-data", "-o", "out.csv", "--rows", "50", "--cols", "6"],
                                   ["denormalize", "t.npy", "-o", "out.csv", "--stats", "t.stats.json"]])
 def test_a_file_write_protected_while_the_engine_writes_is_not_renamed_over(tmp_path, args):
@@ -256,9 +276,8 @@ def test_a_file_write_protected_while_the_engine_writes_is_not_renamed_over(tmp_
         fcntl.flock(folder, fcntl.LOCK_EX)
         p = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=cli_env())
-        # its temporary made (the check of its start passed); its few rows written, it waits for the lock
-        assert wait_for(lambda: temp_leftovers(tmp_path) or p.poll() is not None, 60)
-        time.sleep(0.5)
+        # its temporary made (the check of its start passed), its rows written: its commit waits for the lock
+        assert wait_for(lambda: _waits_for_the_lock_of(tmp_path, p) or p.poll() is not None, 60)
         assert p.poll() is None and out.read_bytes() == b"keep me\n", "renamed into place under another's lock"
         os.chmod(out, 0o444)
     finally:
@@ -287,8 +306,7 @@ def test_ctrl_c_stops_an_engine_waiting_for_its_folders_lock(tmp_path, args):
         fcntl.flock(folder, fcntl.LOCK_EX)
         p = subprocess.Popen(WIDEANN + args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=cli_env())
-        assert wait_for(lambda: temp_leftovers(tmp_path) or p.poll() is not None, 60)
-        time.sleep(0.5)  # (its few rows written: it waits for the lock)
+        assert wait_for(lambda: _waits_for_the_lock_of(tmp_path, p) or p.poll() is not None, 60)
         assert p.poll() is None, p.communicate()
         p.send_signal(signal.SIGINT)
         try:
