@@ -484,6 +484,35 @@ def test_a_fresh_interpreter_says_the_same(forked, work):
         assert line == res["stderr"].strip()
 
 
+def test_a_newline_in_a_file_name_is_shown_escaped_as_the_command_line_shows_it(tmp_path):
+    """A lesson's error line showed a newline in a file name as a space (``r q.csv``: the name of another file,
+    perhaps one that exists); it is ``\\x0a`` there, as in the command line's lines, whether the name is said by
+    the lesson (a missing --data, a folder where the run writes a file) or by the engine (a bad value, a file that
+    is not a stats file). A library's message of several lines is still flattened into the line (test_resume)."""
+    wideann.make_data(tmp_path / "all.csv", rows=200, cols=6, seed=1)
+    wideann.normalize([tmp_path / "all.csv"], tmp_path / "tiny.npy")
+    (tmp_path / "b\nad.csv").write_text("x1,x2,y\n1,2,3\n4,x,6\n")
+    (tmp_path / "s\nt.json").write_text('{"format": "something else"}')
+    (tmp_path / "o\nut" / "predictions.csv").mkdir(parents=True)
+    cases = [  # (arguments, what the line says after "error: ")
+        (["--data", "r\nq.csv"], "--data r\\x0aq.csv: no such file"),
+        (["--data", "b\nad.csv"], "b\\x0aad.csv, line 3, column 2: expected a number, found 'x'"),
+        (["--data", "tiny.npy", "--stats", "s\nt.json"], "s\\x0at.json: not a wideann stats file"),
+        (["--data", "tiny.npy", "--output-dir", "o\nut"], "o\\x0aut/predictions.csv: is a folder, not a file"),
+    ]
+    jobs = [{"id": f"{n}:{k}", "script": str(SCRIPTS / LESSONS[n]), "args": args, "cwd": str(tmp_path), "env": {}}
+            for n in (1, 4) for k, (args, _) in enumerate(cases)]
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "lesson_forks.py"), "2"], cwd=tmp_path,
+                       env=_env(tmp_path), input="".join(json.dumps(j) + "\n" for j in jobs), capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = {res["id"]: res for res in map(json.loads, r.stdout.splitlines())}
+    for n in (1, 4):
+        for k, (_, says) in enumerate(cases):
+            res = results[f"{n}:{k}"]
+            check_one_line(res["code"], res["stderr"], LESSONS[n], 1, f"error: {says}")
+
+
 LAUNCHED = [  # (lesson, case, config, -q): one and two processes, options, data and --resume
     (1, "batch-size-0", "cpu.yaml", True),
     (2, "bad-csv", "cpu.yaml", True),

@@ -116,6 +116,19 @@ def escape_what_stdout_cannot_encode() -> None:
             pass
 
 
+def printable(text: str) -> str:
+    """``text`` as one line of valid UTF-8: a file name's bytes that are not UTF-8 (which Python holds
+    as surrogate escapes) and control characters show as ``\\xNN`` (``\\u0085``, ``\\u2028`` for the
+    Unicode ones that break lines), as the engine shows them: the command line's lines, and the file names in
+    the lessons' error lines (:func:`wideann.course.errors.shown`)."""
+    try:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c >= " " and not "\x7f" <= c <= "\x9f" and c not in "\u2028\u2029"
+                   else f"\\x{ord(c):02x}" if c < "\x80" else f"\\u{ord(c):04x}" for c in text)
+
+
 def _bytes_or_escaped(e: UnicodeError):
     """The error handler of :func:`escape_what_stdout_cannot_encode`: surrogates back to the bytes they stand for,
     anything else the encoding cannot spell backslash-escaped."""

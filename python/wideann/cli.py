@@ -15,7 +15,7 @@ import re
 import sys
 
 from . import __version__, _atomic, _entry
-from ._entry import INTERRUPTED
+from ._entry import INTERRUPTED, printable
 from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, _check_output_folder, default_stats_path, denormalize,
                      float16_advice, float16_advice_reworded, make_data, normalize_counting_rows, compute_stats,
                      table_and_stats_are_one, wrong_output_extension)
@@ -318,18 +318,6 @@ def _one_line(e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename and e.strerror:
         msg = f"{os.fsdecode(e.filename)}: {e.strerror}"
     return printable(msg)  # (a newline in a file name as \x0a, as the summary lines show it: one line, unambiguous)
-
-
-def printable(text: str) -> str:
-    """``text`` as one line of valid UTF-8: a file name's bytes that are not UTF-8 (which Python holds
-    as surrogate escapes) and control characters show as ``\\xNN`` (``\\u0085``, ``\\u2028`` for the
-    Unicode ones that break lines), as the engine shows them."""
-    try:
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c >= " " and not "\x7f" <= c <= "\x9f" and c not in "\u2028\u2029"
-                   else f"\\x{ord(c):02x}" if c < "\x80" else f"\\u{ord(c):04x}" for c in text)
 
 
 def _stats_written(args) -> str | None:

@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import TEMP_NAME, atomic_path
+from .._entry import printable
 from ..diskspace import require_free
-from .errors import LessonError, UsageError, one_line, say_on_interrupt
+from .errors import LessonError, UsageError, one_line, say_on_interrupt, shown
 from .processes import pause, settle
 from .results import clear_results, disk_full, fsync, tensor_bytes
 from .runlock import the_run_has_started
@@ -203,7 +204,8 @@ def _data_identity(args) -> tuple[dict, dict]:
 def _option_text(value) -> str:
     if value is None:
         return "not given"
-    return " ".join(map(str, value)) if isinstance(value, list) else str(value)
+    values = value if isinstance(value, list) else [value]
+    return " ".join(printable(str(v)) for v in values)  # (file names among them: shown as the error lines show them)
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -254,11 +256,11 @@ def check_weights_only(path, process_index: int = 0) -> None:
                 with torch.serialization.safe_globals(_RNG_SAFE_GLOBALS):
                     torch.load(f, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
-            raise LessonError(f"{f}: refused: this checkpoint file holds more than tensors and plain values, and "
-                              "loading it could run code (no lesson writes such a file); resume from another "
+            raise LessonError(f"{shown(f)}: refused: this checkpoint file holds more than tensors and plain values, "
+                              "and loading it could run code (no lesson writes such a file); resume from another "
                               "checkpoint, or start again without --resume") from None
         except Exception as e:  # noqa: BLE001 - a damaged file is the user's problem, said in one line
-            raise LessonError(f"{f}: this checkpoint file cannot be read ({one_line(str(e))[:200]}); resume "
+            raise LessonError(f"{shown(f)}: this checkpoint file cannot be read ({one_line(str(e))[:200]}); resume "
                               "from another checkpoint, or start again without --resume") from None
 
 
@@ -290,8 +292,8 @@ class Checkpoints:
             return None
         given = self.options.get("resume")
         same = given in (None, "latest") or os.path.realpath(given) == os.path.realpath(newest)
-        how = "--resume" if same else f"--resume {newest} (in place of --resume {given})"
-        return (f"; its newest checkpoint is {newest}: run the same command with {how} to continue from "
+        how = "--resume" if same else f"--resume {shown(newest)} (in place of --resume {shown(given)})"
+        return (f"; its newest checkpoint is {shown(newest)}: run the same command with {how} to continue from "
                 "it (the same batches, the same final model)")
 
     def latest(self) -> Path | None:
@@ -430,7 +432,7 @@ class Checkpoints:
         # the number of processes first: the options left out are chosen for it (the batch size, say), and a
         # line about those would send the user after options they never gave
         if info.get("processes") != accelerator.num_processes:
-            raise UsageError(f"--resume: the checkpoint {path} was made by {info.get('processes')} process(es), "
+            raise UsageError(f"--resume: the checkpoint {shown(path)} was made by {info.get('processes')} process(es), "
                              f"this run has {accelerator.num_processes}: launch it as the interrupted run was")
         saved = info.get("options", {})
         differ = [k for k in sorted((set(saved) | set(self.options)) - RESUME_FREE_OPTIONS)
@@ -438,25 +440,26 @@ class Checkpoints:
         if differ:
             said = ", ".join(f"--{k.replace('_', '-')} {_option_text(saved.get(k))} (now: "
                              f"{_option_text(self.options.get(k))})" for k in differ)
-            raise UsageError(f"--resume: the checkpoint {path} was made with other options: {said}; give the "
+            raise UsageError(f"--resume: the checkpoint {shown(path)} was made with other options: {said}; give the "
                              "options of the interrupted run")
         for option, files in (info.get("data") or {}).items():  # (checkpoints before 2026-11-27: none)
             now = self.data.get(option)
             if now is not None and now != files:
-                odd = next((f"{f} is not the file it was made with (another size or content)" for f, a, b in
+                odd = next((f"{shown(f)} is not the file it was made with (another size or content)" for f, a, b in
                             zip(self.data_files[option], now, files) if a != b), f"has {len(now)} files, it had "
                            f"{len(files)}")
-                raise UsageError(f"--resume: the checkpoint {path} was made with other data: {option} {odd}; the "
-                                 "resumed run would go on training on other rows, with other stats; give the data "
+                raise UsageError(f"--resume: the checkpoint {shown(path)} was made with other data: {option} {odd}; "
+                                 "the resumed run would go on training on other rows, with other stats; give the data "
                                  "of the interrupted run, or start again without --resume")
         # the precision comes from the launcher and the device as well as --mixed-precision (left out: bf16 on a
         # GPU that has it, none on a CPU): a run resumed elsewhere would go on in another precision, and its
         # metrics.json say only the last one (checkpoints before 2026-11-28 do not record it)
         precision = info.get("mixed_precision")
         if precision is not None and precision != str(accelerator.mixed_precision):
-            raise UsageError(f"--resume: the checkpoint {path} was trained in mixed precision {precision}, this run "
-                             f"would train in {accelerator.mixed_precision} (another device, or another launcher "
-                             "setting): resume it on the kind of device, and launched as, the interrupted run was")
+            raise UsageError(f"--resume: the checkpoint {shown(path)} was trained in mixed precision {precision}, "
+                             f"this run would train in {accelerator.mixed_precision} (another device, or another "
+                             "launcher setting): resume it on the kind of device, and launched as, the interrupted "
+                             "run was")
 
     def load(self, accelerator, which: str | None = "latest") -> Path:
         """``accelerator.load_state`` from ``which`` (a ``step_N`` folder, or "latest"), every file loaded
@@ -468,17 +471,17 @@ class Checkpoints:
         """
         path = self.latest() if which in (None, "latest") else Path(which)
         if path is None:
-            raise LessonError(f"--resume: no checkpoint in {self.folder} to continue from (a run saves one every "
-                              "--checkpoint-every steps and after every epoch); run without --resume to start")
+            raise LessonError(f"--resume: no checkpoint in {shown(self.folder)} to continue from (a run saves one "
+                              "every --checkpoint-every steps and after every epoch); run without --resume to start")
         info = _info(path)
         if info is None:
-            raise LessonError(f"--resume {path}: not a complete checkpoint (no {CHECKPOINT_INFO} in it); give a "
-                              f"step_N folder of {self.folder}, or --resume alone for the newest")
+            raise LessonError(f"--resume {shown(path)}: not a complete checkpoint (no {CHECKPOINT_INFO} in it); "
+                              f"give a step_N folder of {shown(self.folder)}, or --resume alone for the newest")
         if which in (None, "latest") and (path.name, info.get("completed_ns")) in self._earlier_run():
-            raise LessonError(f"--resume: the newest checkpoint in {self.folder}, {path.name}, is an earlier run's: "
-                              "the run started here after it without --resume ended before it saved a checkpoint of "
-                              "its own; run without --resume to start again (or, to go on with that earlier run, "
-                              f"--resume {path})")
+            raise LessonError(f"--resume: the newest checkpoint in {shown(self.folder)}, {shown(path.name)}, is an "
+                              "earlier run's: the run started here after it without --resume ended before it saved a "
+                              "checkpoint of its own; run without --resume to start again (or, to go on with that "
+                              f"earlier run, --resume {shown(path)})")
         error = None
         try:  # (each process checks its own data: on several machines, the main process says what one found)
             self._check(info, path, accelerator)

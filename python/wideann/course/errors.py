@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 
-from .._entry import escape_what_stdout_cannot_encode
+from .._entry import escape_what_stdout_cannot_encode, printable
 from ..interrupts import end_with_the_launcher, stop_like_ctrl_c, the_run_takes_over
 
 
@@ -55,17 +55,33 @@ def user_error(e: BaseException) -> tuple[int, str] | None:
     if isinstance(e, LessonError):
         return e.exit_code, one_line(str(e))
     if isinstance(e, (DataError, TooFewRows, TierDoesNotFit)):
-        return 1, one_line(str(e))
+        return 1, ours(e)
     if isinstance(e, OSError) and e.errno != errno.ENOENT and (e.filename is not None or e.errno in _USER_ERRNOS):
-        what = e.strerror or str(e)
+        what = one_line(e.strerror or str(e))
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             what += ": free some space and run again (with --resume if the run has saved a checkpoint)"
-        return 1, one_line(f"{e.filename}: {what}" if e.filename is not None else what)
+        return 1, f"{shown(e.filename)}: {what}" if e.filename is not None else what
     return None
 
 
 def one_line(msg: str) -> str:
+    """``msg`` on one line: a library's message of several lines (a ``torch.load`` error) flattened, its line
+    breaks and runs of blanks one space each. The file names in a lesson's messages are :func:`shown`."""
     return " ".join(msg.split())
+
+
+def shown(path) -> str:
+    """A file name (``str``, ``bytes``, ``Path``) as a lesson's error line shows it, as the command line shows it:
+    a control character in it (a newline) and a byte that is not UTF-8 as ``\\xNN`` (:func:`~wideann._entry.printable`).
+    A newline said as a space named another file, perhaps one that exists."""
+    return printable(os.fsdecode(path))
+
+
+def ours(e: BaseException) -> str:
+    """The one line of an error in this package's words (the engine's ``DataError``, a ``ValueError`` of
+    :mod:`wideann.data` or :class:`~wideann.Stats`): one line as written, but for the file names in it, whose
+    control characters are escaped here, as the command line shows the same error (:func:`shown`)."""
+    return printable(str(e))
 
 
 def _from_a_peer(e: BaseException) -> bool:

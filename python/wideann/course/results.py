@@ -16,11 +16,12 @@ import numpy as np
 
 from .._atomic import (atomic_path, refuse_a_write_protected_file, remove_listed, temp_name, what_is_not_a_file,
                        why_not_writable)
+from .._entry import printable
 from ..diskspace import NotEnoughSpace, human_bytes, require_free
 from ..engine import denormalize
 from ..modelcard import CARD_NAME, STATS_NAME
 from ..stats import Stats
-from .errors import LessonError, UsageError
+from .errors import LessonError, UsageError, shown
 from .processes import pause, settle
 from .tables import shell_path
 
@@ -56,14 +57,14 @@ def refuse_a_run_folder_that_may_not_be_written(out_dir, args=None) -> None:
     aim = aim_folder(out_dir, args)
     if aim is not None:  # Aim's repository (accelerate gives it the run folder, where Aim keeps it in .aim/)
         if (aim.exists() or aim.is_symlink()) and not aim.is_dir():
-            raise LessonError(f"{aim}: is not a folder: the Aim tracker keeps its repository in a folder there "
+            raise LessonError(f"{shown(aim)}: is not a folder: the Aim tracker keeps its repository in a folder there "
                               "(--log-with aim); move it away, or give another --output-dir")
         folders.append(aim)
     if curves is not None:  # (refused at its first write, TensorBoard's thread printed a traceback once training
         # had begun; after a --resume had put the checkpoint's older model back and removed the later results)
         if (curves.exists() or curves.is_symlink()) and not curves.is_dir():
-            raise LessonError(f"{curves}: is not a folder: the run writes its TensorBoard curves into a folder there "
-                              "(--log-with tensorboard); move it away, or give another --output-dir")
+            raise LessonError(f"{shown(curves)}: is not a folder: the run writes its TensorBoard curves into a folder "
+                              "there (--log-with tensorboard); move it away, or give another --output-dir")
         # the folder, and the hparams folders in it that a new run removes with the earlier run's curves
         folders += [curves] + [p for p in (curves.iterdir() if curves.is_dir() else [])
                                if p.is_dir() and _HPARAMS_FOLDER.match(p.name)]
@@ -76,7 +77,7 @@ def refuse_a_run_folder_that_may_not_be_written(out_dir, args=None) -> None:
     for name in WRITTEN_AT_THE_END:
         wrong = what_is_not_a_file(out_dir / name)
         if wrong:
-            raise LessonError(f"{wrong} (the run writes its {name} there)")
+            raise LessonError(f"{printable(wrong)} (the run writes its {name} there)")
         refuse_a_write_protected_file(out_dir / name)
 
 
@@ -130,16 +131,16 @@ def refuse_curves_and_a_run_folder_in_one(out_dir: Path, curves: Path | None, le
         else:
             is_what = None
         if is_what:
-            raise UsageError(f"--output-dir {out_dir} with --log-with tensorboard: the run's curves would go into "
-                             f"{curves}, which is {is_what}: one run's curves and another's files would mix in one "
-                             "folder; give another --output-dir (runs/NAME puts the curves in "
-                             f"runs/NAME/{curves.name})")
+            raise UsageError(f"--output-dir {shown(out_dir)} with --log-with tensorboard: the run's curves would go "
+                             f"into {shown(curves)}, which is {is_what}: one run's curves and another's files would "
+                             "mix in one folder; give another --output-dir (runs/NAME puts the curves in "
+                             f"runs/NAME/{shown(curves.name)})")
     events = next(iter(sorted(out_dir.glob("events.out.tfevents.*"))), None) if out_dir.is_dir() else None
     if events is not None:
-        raise UsageError(f"--output-dir {out_dir}: this folder holds TensorBoard curves ({events.name}): it is the "
-                         f"folder of the curves of a run in {out_dir.parent} (--output-dir {out_dir.parent} --log-with "
-                         "tensorboard): that run's curves and this run's files would mix in one folder; give another "
-                         "--output-dir")
+        raise UsageError(f"--output-dir {shown(out_dir)}: this folder holds TensorBoard curves ({shown(events.name)}): "
+                         f"it is the folder of the curves of a run in {shown(out_dir.parent)} (--output-dir "
+                         f"{shown(out_dir.parent)} --log-with tensorboard): that run's curves and this run's files "
+                         "would mix in one folder; give another --output-dir")
 
 
 _cleared: set = set()  # the run folders whose earlier results this process has removed
@@ -240,7 +241,7 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
     if bad.size:  # (the engine would name its temporary file; the lessons check the test rows before training)
         k = int(bad[0])
         what = "true y" if not np.isfinite(pairs[k, 0]) else "model's prediction"
-        raise LessonError(f"{out_csv}: the {what} of test row {k + 1} (of {len(pairs)}) is "
+        raise LessonError(f"{shown(out_csv)}: the {what} of test row {k + 1} (of {len(pairs)}) is "
                           f"{pairs[k, 0 if what == 'true y' else 1]}, not a finite number: nothing to write; "
                           "lower --lr, or look for nan or inf in the test table")
     # the .npy, then the CSV (up to 2 x 25 characters a row) and its copy with the final header

@@ -21,7 +21,7 @@ import os
 import socket
 from pathlib import Path
 
-from .errors import LessonError
+from .errors import LessonError, shown
 
 LOCK_NAME = ".wideann-run.lock"
 
@@ -60,14 +60,14 @@ def hold_the_run_folder(out_dir, what: str | None = None) -> None:
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 mine = f" ({what} of this run)" if what else ""
-                raise LessonError(f"{out_dir}: another run is writing in this folder{mine} ({holder or 'a process'} "
-                                  f"holds {LOCK_NAME}): two runs in one folder would remove each other's checkpoints "
-                                  "and mix their models, results and curves; wait for it to end (or end it), or give "
-                                  "another --output-dir") from None
+                raise LessonError(f"{shown(out_dir)}: another run is writing in this folder{mine} "
+                                  f"({holder or 'a process'} holds {LOCK_NAME}): two runs in one folder would remove "
+                                  "each other's checkpoints and mix their models, results and curves; wait for it to "
+                                  "end (or end it), or give another --output-dir") from None
             if not writable and e.errno == errno.EBADF:  # (NFS locks a file opened to be read for sharing only)
-                raise LessonError(f"{path}: the lock file of another user's run ({holder or 'a process'}), which this "
-                                  "file system cannot lock without writing it: if that run has ended, remove the "
-                                  "file; else wait for it to end, or give another --output-dir") from None
+                raise LessonError(f"{shown(path)}: the lock file of another user's run ({holder or 'a process'}), "
+                                  "which this file system cannot lock without writing it: if that run has ended, "
+                                  "remove the file; else wait for it to end, or give another --output-dir") from None
             return  # no flock here (ENOLCK, EINVAL...): unlocked
         try:  # the file locked is still the one at the path: a run that ended meanwhile removes its lock file
             same = os.path.samestat(os.fstat(fd), os.stat(path))

@@ -20,7 +20,7 @@ import numpy as np
 from ..engine import DataError, default_stats_path, in_the_training_dtype, normalize
 from ..modelcard import table_dtype
 from ..stats import Stats
-from .errors import LessonError, UsageError, one_line
+from .errors import LessonError, UsageError, ours, shown
 from .processes import in_turn, settle
 
 
@@ -124,9 +124,9 @@ def _table_files(option: str, given, default=None) -> tuple[str, list[Path]]:
     items = [Path(p) for p in given] if given else [default]
     for p in items:
         if not p.exists():
-            raise LessonError(f"{option} {p}: no such file")
+            raise LessonError(f"{option} {shown(p)}: no such file")
         if p.is_dir() and not any(q.suffix.lower() == ".npy" and q.is_file() for q in p.iterdir()):
-            raise LessonError(f"{option} {p}: is a folder without .npy tables; give .npy tables (files, or a "
+            raise LessonError(f"{option} {shown(p)}: is a folder without .npy tables; give .npy tables (files, or a "
                               "folder of shards) or raw CSV files")
     csvs = [p for p in items if p.is_file() and p.suffix.lower() != ".npy"]
     if csvs and len(csvs) != len(items):
@@ -148,7 +148,7 @@ def _data_call(fn, *args, option: str = "", **kw):
     try:
         return fn(*args, **kw)
     except (DataError, ValueError) as e:  # DataError is a ValueError; both name the file
-        raise LessonError(f"{option} {e}" if option else str(e)) from None
+        raise LessonError(f"{option} {ours(e)}" if option else ours(e)) from None
 
 
 def prepare_data(args, accelerator=None) -> SimpleNamespace:
@@ -226,22 +226,22 @@ def _refuse_shared_files(train: list[Path], test: list[Path]) -> None:
     trained = {key(p): p for p in train}
     for p in test:
         if key(p) in trained:
-            also = "" if trained[key(p)] == p else f" (as {trained[key(p)]})"
-            raise UsageError(f"--test-data {p}: this file is also part of --data{also}: the model would be tested "
-                             "on rows it was trained on; give a table of other rows, or leave --test-data out for "
-                             "a seeded split of --data")
+            also = "" if trained[key(p)] == p else f" (as {shown(trained[key(p)])})"
+            raise UsageError(f"--test-data {shown(p)}: this file is also part of --data{also}: the model would be "
+                             "tested on rows it was trained on; give a table of other rows, or leave --test-data out "
+                             "for a seeded split of --data")
 
 
 def _require_file(path: Path, option: str) -> None:
     if path.is_dir():
-        raise LessonError(f"{option} {path}: is a folder, expected a file")
+        raise LessonError(f"{option} {shown(path)}: is a folder, expected a file")
     if not path.is_file():
-        raise LessonError(f"{option} {path}: no such file")
+        raise LessonError(f"{option} {shown(path)}: no such file")
 
 
 def _name(paths: list[Path]) -> str:
     """A table's name in a message: its file, or its first shard and how many more."""
-    return f"{paths[0]}" + (f" (+{len(paths) - 1} shards)" if len(paths) > 1 else "")
+    return shown(paths[0]) + (f" (+{len(paths) - 1} shards)" if len(paths) > 1 else "")
 
 
 def _table_shape(paths: list[Path], option: str) -> tuple[int, int]:
@@ -261,11 +261,12 @@ def _refuse_stats_of_another_width(stats_path: Path, train: list[Path]) -> tuple
     try:
         stats = Stats.load(stats_path)
     except ValueError as e:
-        raise LessonError(f"{one_line(str(e))} (the stats file of {_name(train)})") from None
+        raise LessonError(f"{ours(e)} (the stats file of {_name(train)})") from None
     _, cols = _table_shape(train, "--data")
     if cols != stats.n_columns:
-        raise LessonError(f"{stats_path} describes {stats.n_columns} columns but {_name(train)} has {cols}: it is "
-                          f"the stats file of another table; give the one written with {train[0].name} (--stats)")
+        raise LessonError(f"{shown(stats_path)} describes {stats.n_columns} columns but {_name(train)} has {cols}: "
+                          f"it is the stats file of another table; give the one written with {shown(train[0].name)} "
+                          "(--stats)")
     return stats, cols
 
 
@@ -279,7 +280,7 @@ def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path, 
     else:
         cols = stats.n_columns
     if stats.data_max[-1] == stats.data_min[-1]:  # a constant column normalizes to 0, and 0 reads back as that value
-        raise LessonError(f"{stats_path}: the target {stats.columns[-1]} (the last column) is {stats.data_min[-1]:g} in "
+        raise LessonError(f"{shown(stats_path)}: the target {stats.columns[-1]} (the last column) is {stats.data_min[-1]:g} in "
                           f"every row of the training table: there is nothing to learn, and any other value of it "
                           f"(in test rows) would read back as {stats.data_min[-1]:g}; check the table's last column")
     if test is not None:
@@ -287,7 +288,7 @@ def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path, 
         if test_cols != cols:
             raise LessonError(f"--test-data {_name(test)} has {test_cols} columns but the training table "
                               f"{_name(train)} has {cols}: the test table must have the training table's columns, "
-                              f"normalized with its stats (wideann normalize TEST.csv -o TEST.npy --stats {stats_path})")
+                              f"normalized with its stats (wideann normalize TEST.csv -o TEST.npy --stats {shown(stats_path)})")
         for shard in test:
             own = Path(default_stats_path(shard))
             if shard.suffix.lower() == ".npy" and own.is_file() and own.resolve() != stats_path.resolve():
@@ -296,9 +297,9 @@ def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path, 
                 except ValueError:
                     same = False
                 if not same:
-                    raise LessonError(f"--test-data {shard} was normalized with its own stats ({own}), not with "
-                                      f"the training table's: its numbers would mean something else; normalize the "
-                                      f"test CSV again with --stats {stats_path}")
+                    raise LessonError(f"--test-data {shown(shard)} was normalized with its own stats ({shown(own)}), "
+                                      "not with the training table's: its numbers would mean something else; "
+                                      f"normalize the test CSV again with --stats {shown(stats_path)}")
     return stats
 
 
