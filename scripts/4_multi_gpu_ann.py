@@ -158,8 +158,9 @@ def main():
     parser.add_argument("--resident-budget", type=course.positive_float, metavar="GIB",
                         help="device memory the held rows may take (default: half of the device's free memory)")
     # New: the option of wide tables: how hard the lasso pulls the weights of the inputs towards 0
-    parser.add_argument("--lasso", type=course.non_negative_float, default=0.1, help="after every step, the first layer's weights "
-                        "move LASSO x the learning rate towards 0 (an L1 penalty; 0: off)")
+    parser.add_argument("--lasso", type=course.non_negative_float, default=0.1,
+                        help="after every step, the first layer's weights move LASSO x the learning rate towards 0 "
+                        "(an L1 penalty; 0: off)")
 
     args = parser.parse_args()
     # Changed: cpu=True without GPUs, so that several CPU processes train together (gloo) instead of each
@@ -289,8 +290,9 @@ def main():
                 # when a batch is short, and DDP's average over processes gives the same gradient as one process
                 loss = loss_fn(prediction, y) / (args.batch_size * args.grad_accum)
                 accelerator.backward(loss)           # backward pass: gradients of the loss (loss.backward())
-            # Changed: summed squared errors, added up on the device (in float64, as a Python float would): loss.item()
-            # would make the host wait for the GPU at every step, and the GPU would idle while the host prepares the next
+            # Changed: summed squared errors, added up on the device (in float64, as a Python float would):
+            # loss.item() would make the host wait for the GPU at every step, and the GPU would idle while the host
+            # prepares the next
             state.loss_sum = state.loss_sum + loss.detach().double() * (args.batch_size * args.grad_accum)
             state.rows += len(x)  # Changed
             state.rows_trained += len(x)  # Changed
@@ -309,7 +311,8 @@ def main():
             state.global_step += 1  # Changed
 
             # the loss and the learning rate to the experiment trackers, every --log-every steps
-            if args.log_with and state.global_step % args.log_every == 0:  # Changed: only with a tracker (.item() waits for the GPU)
+            if (args.log_with  # Changed: only with a tracker (.item() waits for the GPU)
+                    and state.global_step % args.log_every == 0):
                 step_loss = loss.item() * args.grad_accum  # New: the batch's mean squared error
                 accelerator.log({"train/loss": step_loss, "train/lr": scheduler.get_last_lr()[0]},  # Changed
                                 step=state.global_step)
@@ -388,17 +391,18 @@ def main():
         plots.predicted_vs_actual(y_true, y_pred, out_dir / "predicted_vs_actual.png", title="lesson 4: test set")
 
     result = metrics.regression(y_test, prediction, files.stats)
-    final = course.write_metrics(args, accelerator, lesson="4_multi_gpu_ann", **result, epochs=len(state.history),  # Changed
-                                 best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,
-                                 train_seconds=train_seconds,
-                                 samples_per_second=sum(rows_per_process) / train_seconds,  # Changed
-                                 train_samples_per_second=sum(rows_per_process) / max(state.steps_seconds, 1e-9),  # Changed: the steps alone
-                                 data_tier=train_batches.tier, table_dtype=str(table.dtype),
-                                 world_size=accelerator.num_processes,
-                                 # New: what the global batch was made of
-                                 global_batch_size=global_batch,
-                                 grad_accum=args.grad_accum, mixed_precision=accelerator.mixed_precision,
-                                 train_rows_per_process=rows_per_process)
+    final = course.write_metrics(  # Changed
+        args, accelerator, lesson="4_multi_gpu_ann", **result, epochs=len(state.history),
+        best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,
+        train_seconds=train_seconds,
+        samples_per_second=sum(rows_per_process) / train_seconds,  # Changed
+        train_samples_per_second=sum(rows_per_process) / max(state.steps_seconds, 1e-9),  # Changed: the steps alone
+        data_tier=train_batches.tier, table_dtype=str(table.dtype),
+        world_size=accelerator.num_processes,
+        # New: what the global batch was made of
+        global_batch_size=global_batch,
+        grad_accum=args.grad_accum, mixed_precision=accelerator.mixed_precision,
+        train_rows_per_process=rows_per_process)
     # the final numbers to the experiment trackers; the end of the tracked run
     accelerator.log({f"final/{k}": v for k, v in final.items() if isinstance(v, (int, float))},
                     step=state.global_step)

@@ -106,7 +106,8 @@ CASES = [
     ("lr-nan", ALL, ["--lr", "nan"], 2, "argument --lr: must be a number above 0, got nan"),
     ("seed-negative", ALL, ["--seed", "-1"], 2, "argument --seed: must be 0 or more, got -1"),
     ("seed-too-large", ALL, ["--seed", str(2 ** 64)], 2, f"argument --seed: must be below 2**64, got {2 ** 64}"),
-    ("output-dir-empty", ALL, ["--output-dir", ""], 2, "argument --output-dir: must be a folder's path, got an empty one"),
+    ("output-dir-empty", ALL, ["--output-dir", ""], 2,
+     "argument --output-dir: must be a folder's path, got an empty one"),
     ("epochs-not-a-number", ALL, ["--epochs", "x"], 2, "argument --epochs: expected a whole number, got 'x'"),
     ("hidden-0", ALL, ["--hidden", "0"], 2, "argument --hidden: must be at least 1, got 0"),
     ("unknown-option", ALL, ["--bogus"], 2, "unrecognized arguments: --bogus"),
@@ -130,7 +131,8 @@ CASES = [
     # what the run replaces at its end, refused before any work (it was refused after all the training, or, for
     # its results, removed without a word); these run bound by file permissions (BOUND)
     ("write-protected-metrics", ALL, TINY + ["--output-dir", "protected/metrics"], 1,
-     "error: protected/metrics/metrics.json: cannot replace it: it is write-protected (make it writable, or remove it)"),
+     "error: protected/metrics/metrics.json: cannot replace it: it is write-protected (make it writable, or "
+     "remove it)"),
     ("write-protected-predictions", ALL, TINY + ["--output-dir", "protected/predictions"], 1,
      "error: protected/predictions/predictions.csv: cannot replace it: it is write-protected"),
     ("write-protected-model", (1,), TINY + ["--output-dir", "protected/model"], 1,
@@ -148,7 +150,8 @@ CASES = [
     ("curves-folder-read-only", TRACKED, TINY + ["--log-with", "tensorboard", "--output-dir", "protected/curves{n}"], 1,
      "error: protected/curves{n}/{lesson}: cannot write in this folder of the run (permission denied)"),
     ("resume-curves-folder-read-only", LONG_RUN,
-     SMALL_RUN + ["--lr", "0.005", "--log-with", "tensorboard", "--output-dir", "protected/resume-curves{n}", "--resume"],
+     SMALL_RUN + ["--lr", "0.005", "--log-with", "tensorboard", "--output-dir", "protected/resume-curves{n}",
+                  "--resume"],
      1, "error: protected/resume-curves{n}/{lesson}: cannot write in this folder of the run (permission denied)"),
     # one run's curves and another run's files in one folder: --output-dir runs puts the curves into runs/<lesson>,
     # the run folder of the lesson run without --output-dir, which its run lock did not cover
@@ -174,7 +177,8 @@ CASES = [
      "--mixed-precision fp16 needs a GPU; on the CPU use bf16 or no"),
 ]
 
-BOUND = {"write-protected-metrics", "write-protected-predictions", "write-protected-model", "write-protected-best-model",
+BOUND = {"write-protected-metrics", "write-protected-predictions", "write-protected-model",
+         "write-protected-best-model",
          "write-protected-model-card", "run-folder-read-only", "checkpoints-folder-read-only",
          "resume-write-protected-predictions", "curves-folder-read-only", "resume-curves-folder-read-only"}
 """The cases about file permissions: run as a user bound by them (as root, without the capabilities that let root
@@ -373,7 +377,8 @@ def test_what_the_run_may_not_write_is_refused_before_any_work(forked, n):
     for name in ran:
         res = forked[_run_id(n, name)]
         assert res["code"] == 1 and ".tmp" not in res["stderr"], (name, res["stderr"])
-        assert not [ln for ln in res["stdout"].splitlines() if ln.startswith(("epoch", "resumed"))], (name, res["stdout"])
+        assert not [ln for ln in res["stdout"].splitlines() if ln.startswith(("epoch", "resumed"))], \
+            (name, res["stdout"])
     assert forked["protected-untouched"], "a write-protected file, or a folder that may not be written in, changed"
 
 
@@ -695,7 +700,8 @@ def test_predictions_that_are_not_numbers_are_refused_in_one_line_naming_the_row
     stats = tmp_path / "t.stats.json"
     wideann.Stats(["x1", "y"], [0.0, 0.0], [1.0, 10.0], 3).save(stats)
     out = tmp_path / "predictions.csv"
-    for truth, pred, says in [([0.1, 0.2, 0.3], [0.1, np.inf, 0.3], "the model's prediction of test row 2 (of 3) is inf"),
+    for truth, pred, says in [([0.1, 0.2, 0.3], [0.1, np.inf, 0.3],
+                               "the model's prediction of test row 2 (of 3) is inf"),
                               ([0.1, 0.2, np.nan], [0.1, 0.2, 0.3], "the true y of test row 3 (of 3) is nan")]:
         with pytest.raises(course.LessonError) as e:
             course.write_predictions(np.array(truth), np.array(pred), stats, out)

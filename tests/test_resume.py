@@ -487,7 +487,8 @@ def test_a_step_saved_again_is_swapped_in_never_missing_and_a_ctrl_c_names_no_ea
     os.kill(pid, signal.SIGINT)
     code, out = paused.go_on(pid)
     assert code == 130 and "saves_a_step_twice.py: interrupted" in out, out[-3000:]
-    assert "its newest checkpoint is " in out and "step_00000027: run the same command with --resume" in out, out[-3000:]
+    assert "its newest checkpoint is " in out and "step_00000027: run the same command with --resume" in out, \
+        out[-3000:]
     assert "step_00000028" not in out, out[-3000:]
 
 

@@ -44,7 +44,8 @@ from .tables import EXAMPLE_NAME, check_finite, example_csv, prepare_data
 from .tracking import TRACKER_PACKAGES, add_tracking_options, tracker_config, tracker_kwargs
 
 __all__ = ["CHECKPOINT_INFO", "EXAMPLE_NAME", "RESUME_FREE_OPTIONS", "TRACKER_PACKAGES", "Checkpoints", "LessonError",
-           "UsageError", "add_tracking_options", "check_finite", "check_weights_only", "clear_results", "example_csv", "latest_checkpoint",
+           "UsageError", "add_tracking_options", "check_finite", "check_weights_only", "clear_results", "example_csv",
+           "latest_checkpoint",
            "mixed_precision", "non_negative_float", "non_negative_int", "parser", "positive_float", "positive_int",
            "prepare_data", "probability", "run", "save_model", "tracker_config", "tracker_kwargs", "user_error",
            "write_metrics", "write_predictions"]

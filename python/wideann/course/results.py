@@ -193,7 +193,8 @@ def _remove_curves(folder: Path) -> bool:
     found = False
     for sub in [folder] + [p for p in folder.iterdir() if p.is_dir() and _HPARAMS_FOLDER.match(p.name)]:
         for f in sub.iterdir():
-            if f.is_file() and (f.name.startswith("events.out.tfevents.") or (sub != folder and f.name == "hparams.yml")):
+            if f.is_file() and (f.name.startswith("events.out.tfevents.")
+                                or (sub != folder and f.name == "hparams.yml")):
                 f.unlink()
                 found = True
         if sub != folder and not any(sub.iterdir()):
@@ -217,7 +218,8 @@ def write_metrics(args, accelerator, **metrics) -> dict:
                 json.dump(metrics, f, indent=1, allow_nan=False)
                 f.write("\n")
         rmse = "not a number" if metrics["test_rmse"] is None else f"{metrics['test_rmse']:.4f}"
-        r2 = "undefined (y is the same in every test row)" if metrics["test_r2"] is None else f"{metrics['test_r2']:.4f}"
+        r2 = ("undefined (y is the same in every test row)" if metrics["test_r2"] is None
+              else f"{metrics['test_r2']:.4f}")
         print(f"test RMSE {rmse}  R² {r2}  (original units of y, "
               f"{metrics.get('test_rows', '?')} test rows)")
         epochs = f"{metrics['epochs']} epoch" + ("" if metrics["epochs"] == 1 else "s")

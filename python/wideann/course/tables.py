@@ -280,15 +280,17 @@ def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path, 
     else:
         cols = stats.n_columns
     if stats.data_max[-1] == stats.data_min[-1]:  # a constant column normalizes to 0, and 0 reads back as that value
-        raise LessonError(f"{shown(stats_path)}: the target {stats.columns[-1]} (the last column) is {stats.data_min[-1]:g} in "
-                          f"every row of the training table: there is nothing to learn, and any other value of it "
-                          f"(in test rows) would read back as {stats.data_min[-1]:g}; check the table's last column")
+        raise LessonError(f"{shown(stats_path)}: the target {stats.columns[-1]} (the last column) is "
+                          f"{stats.data_min[-1]:g} in every row of the training table: there is nothing to learn, and "
+                          f"any other value of it (in test rows) would read back as {stats.data_min[-1]:g}; check the "
+                          "table's last column")
     if test is not None:
         _, test_cols = _table_shape(test, "--test-data")
         if test_cols != cols:
             raise LessonError(f"--test-data {_name(test)} has {test_cols} columns but the training table "
                               f"{_name(train)} has {cols}: the test table must have the training table's columns, "
-                              f"normalized with its stats (wideann normalize TEST.csv -o TEST.npy --stats {shown(stats_path)})")
+                              "normalized with its stats (wideann normalize TEST.csv -o TEST.npy --stats "
+                              f"{shown(stats_path)})")
         for shard in test:
             own = Path(default_stats_path(shard))
             if shard.suffix.lower() == ".npy" and own.is_file() and own.resolve() != stats_path.resolve():
