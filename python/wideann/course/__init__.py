@@ -23,9 +23,9 @@ A lesson imports ``from wideann import course`` and calls what is below; each fi
   refused before any work); :func:`check_finite`: the validation and test rows read once before training, to refuse
   a nan or inf naming its file, row and column.
 - :mod:`~wideann.course.results` -- :func:`clear_results`: as a new run starts training, the results and
-  TensorBoard curves an earlier run left in the folder go; :func:`write_metrics`: ``metrics.json`` in the run folder, and the
-  same numbers printed; :func:`write_predictions`: test predictions back in original units through the
-  C++ denormalizer; :func:`save_model`: the model's weights, and beside them ``model.json`` and
+  TensorBoard curves an earlier run left in the folder go; :func:`write_metrics`: ``metrics.json`` in the run
+  folder, and the same numbers printed; :func:`write_predictions`: test predictions back in original units
+  through the C++ denormalizer; :func:`save_model`: the model's weights, and beside them ``model.json`` and
   ``stats.json`` for ``wideann predict`` (see :mod:`wideann.modelcard`).
 - :mod:`~wideann.course.checkpoints` -- :class:`Checkpoints`: complete-or-absent checkpoints for
   ``--resume``, loaded weights-only, that refuse a resume with other options.

@@ -44,8 +44,9 @@ def user_error(e: BaseException) -> tuple[int, str] | None:
     """``(exit code, one line)`` when ``e`` is the user's mistake rather than a bug of ours, else None.
 
     The user's: :class:`LessonError` / :class:`UsageError`, the engine's ``DataError`` (its line names
-    file, line and column), a table too small to split, rows forced into a resident tier they do not fit, and file-system errors about the user's files
-    or disk (an ``OSError`` that names a file, or a full disk, a read-only file system, no permission).
+    file, line and column), a table too small to split, rows forced into a resident tier they do not fit, and
+    file-system errors about the user's files or disk (an ``OSError`` that names a file, or a full disk, a
+    read-only file system, no permission).
     A missing file is not among them: the lessons check the files the user names, so a file missing
     later is a bug of ours (or a file deleted under a running lesson) and keeps its traceback.
     """
