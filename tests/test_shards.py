@@ -271,7 +271,7 @@ def test_wideann_info_describes_a_shard_set(sharded, tmp_path):
     r = run_cli("info", paths[0].parent)
     assert r.returncode == 0, r.stderr
     assert "4 .npy shards read as one table, 1003 x 9 float32" in r.stdout
-    assert "part-01.npy: rows 300..300 (1 rows)" in r.stdout and "stats: none beside the shards" in r.stdout
+    assert "part-01.npy: rows 300..300 (1 row)" in r.stdout and "stats: none beside the shards" in r.stdout
     np.save(paths[0].parent / "part-04.npy", np.zeros((3, 8), np.float32))
     r = run_cli("info", paths[0].parent)
     assert r.returncode == 1 and r.stdout == ""

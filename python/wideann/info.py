@@ -11,6 +11,7 @@ import numpy as np
 from ._native_checked import _native
 from ._atomic import kind_of
 from .diskspace import human_bytes
+from .cli import counted
 from .engine import lone_cr_said
 from .stats import FORMAT, Stats, read_json
 
@@ -98,7 +99,7 @@ def _describe_shards(source) -> str:
                 lines.append(f"  ... {len(paths) - 10} more shards ...")
                 continue
             a, b = int(t.starts[k]), int(t.starts[k + 1])
-            lines.append(f"  {paths[k]}: rows {a}..{b - 1} ({b - a} rows)" if b > a else f"  {paths[k]}: no rows")
+            lines.append(f"  {paths[k]}: rows {a}..{b - 1} ({counted(b - a, 'row')})" if b > a else f"  {paths[k]}: no rows")
     stats_path = stats_beside(paths)  # refuses stats files that disagree, naming the odd shard
     if stats_path is None:
         lines.append("  stats: none beside the shards (give the lessons the stats the shards were normalized "
@@ -112,7 +113,7 @@ def _describe_shards(source) -> str:
 
 def _describe_stats(path: str, st: Stats) -> str:
     constant = int(np.sum(st.data_range == 0))
-    lines = [f"{path}: wideann stats, {st.n_columns} columns, {st.n_rows} rows",
+    lines = [f"{path}: wideann stats, {counted(st.n_columns, 'column')}, {counted(st.n_rows, 'row')}",
              f"  columns: {_names(st.columns)}",
              f"  target {st.columns[-1]!r}: min {st.data_min[-1]:.6g}, max {st.data_max[-1]:.6g}",
              f"  constant columns: {constant}"]
@@ -148,14 +149,14 @@ def _describe_csv(path: str) -> str:
     is_header = kind == "header"
     body = [ln for ln in (lines[1:] if whole else lines[1:-1]) if ln.strip()]
     if whole:
-        rows = f"{len(body) + (0 if is_header or not first else 1)} rows"
+        rows = counted(len(body) + (0 if is_header or not first else 1), "row")
     elif body:
         avg = sum(len(ln) + 1 for ln in body) / len(body)
         rows = f"about {int(size / avg):,} rows (estimated from the first MiB)"
     else:
         rows = "rows unknown (the first MiB holds less than two lines)"
     return "\n".join([
-        f"{path}: CSV, {human_bytes(size)}, {len(fields)} columns, {rows}",
+        f"{path}: CSV, {human_bytes(size)}, {counted(len(fields), 'column')}, {rows}",
         f"  delimiter {delimiter!r}, header: {_verdict(kind, why, fields, name)}",
         f"  first line: {_names(fields)}",
     ])
