@@ -189,6 +189,22 @@ def test_the_program_of_a_stale_checkout_says_how_to_rebuild_in_one_line(tmp_pat
     assert program(_package_at(tmp_path / "site-packages"), "--version").returncode == 0
 
 
+
+def test_a_stale_checkout_whose_path_holds_a_newline_is_said_in_one_line(tmp_path):
+    """The line names the checkout: a newline in its path is shown escaped (\\x0a), as every error line shows a
+    name's control characters, in the program's line and in a lesson's."""
+    root = _checkout(tmp_path, "new\nline")
+    python = _package_at(root / "python")
+    (root / "csrc" / "tokenizer.cpp").write_text("// changed\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("WIDEANN_ALLOW_STALE_ENGINE", "LOCAL_RANK")}
+    program = subprocess.run([sys.executable, "-c", _FROM, python, "--version"], capture_output=True, text=True,
+                             env=env)
+    lesson = subprocess.run([sys.executable, "-c", _LESSON_FROM, python, str(ROOT / "scripts" / "1_first_ann.py")],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    for done in (program, lesson):
+        assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+        assert "new\\x0aline" in done.stderr and "Traceback" not in done.stderr
+
 # A lesson run from ``folder`` (as _FROM runs the program): ``python -c _LESSON_FROM folder script args...``.
 _LESSON_FROM = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if not type(f).__name__.startswith("
                 "'ScikitBuild')]; sys.path.insert(0, sys.argv.pop(1)); sys.argv[0] = sys.argv[1]; import runpy; "

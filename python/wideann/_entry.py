@@ -152,7 +152,7 @@ def console() -> None:
     except RuntimeError as e:  # (an engine refused: a source checkout's not rebuilt since csrc/ changed, or none
         if type(e).__module__ != f"{__package__}._native_checked":  # at all; one line, as any failure. The class
             raise  # is not imported here, to import nothing; its module is gone from sys.modules, its import failed)
-        print(f"wideann: error: {e}", file=sys.stderr)
+        print(f"wideann: error: {printable(str(e))}", file=sys.stderr)  # (a newline in the checkout's path)
         sys.exit(1)
     except KeyboardInterrupt:  # (one that main() did not turn into its line: before it began, as it is imported, or
         cli = sys.modules.get(f"{__package__}.cli")  # in the instant its handler began, as the interrupt came twice)

@@ -177,7 +177,9 @@ def _one_line_if_refused(kind, value, tb, _before=sys.excepthook) -> None:
         _before(kind, value, tb)
     elif os.environ.get("LOCAL_RANK", "0") in ("", "0") or os.environ.get("LOCAL_WORLD_SIZE", "1") in ("", "1"):
         program = sys.argv[0] if sys.argv and sys.argv[0] not in ("", "-c") else "python"  # (python -c, the REPL)
-        print(f"{os.path.basename(program)}: error: {value}", file=sys.stderr, flush=True)
+        from ._entry import printable  # (a newline in the checkout's path: still one line)
+
+        print(f"{os.path.basename(program)}: error: {printable(str(value))}", file=sys.stderr, flush=True)
     else:
         import time
 
