@@ -99,7 +99,8 @@ def _describe_shards(source) -> str:
                 lines.append(f"  ... {len(paths) - 10} more shards ...")
                 continue
             a, b = int(t.starts[k]), int(t.starts[k + 1])
-            lines.append(f"  {paths[k]}: rows {a}..{b - 1} ({counted(b - a, 'row')})" if b > a else f"  {paths[k]}: no rows")
+            lines.append(f"  {paths[k]}: rows {a}..{b - 1} ({counted(b - a, 'row')})" if b > a
+                         else f"  {paths[k]}: no rows")
     stats_path = stats_beside(paths)  # refuses stats files that disagree, naming the odd shard
     if stats_path is None:
         lines.append("  stats: none beside the shards (give the lessons the stats the shards were normalized "
