@@ -8,7 +8,8 @@ so memory use does not depend on the size of the table. A long run also needs:
 - normalization (`LayerNorm`) and dropout layers, which keep a deeper network trainable and less prone
   to memorizing the training rows;
 - a learning-rate schedule (one cycle: warm up, then anneal) instead of one fixed rate;
-- early stopping: training ends when the validation loss has not improved for `--patience` epochs;
+- early stopping: training ends when the validation loss has not improved for `--patience` epochs,
+  not counting the epochs of the schedule's warm-up (before the learning rate's peak);
 - options that depend on the size of the table: left out, `--epochs`, `--patience` and `--dropout` are
   chosen from the number of training rows and printed (`wideann.defaults`): 30, 5 and none, but 100, 20
   and 0.2 on a small table (under 2,000 training rows), where an epoch is a few steps and the validation
@@ -98,7 +99,8 @@ def main():
     parser.add_argument("--max-steps", type=course.non_negative_int, default=0,
                         help="stop after this many steps (0: no limit)")
     parser.add_argument("--patience", type=course.positive_int, help="stop when the validation loss has not "
-                        "improved for this many epochs; " + defaults.help_text("patience"))
+                        "improved for this many epochs (counted once the learning rate has peaked); "
+                        + defaults.help_text("patience"))
     parser.add_argument("--checkpoint-every", type=course.positive_int, default=500,
                         help="save a checkpoint every N steps")
     parser.add_argument("--resume", nargs="?", const="latest",
@@ -144,6 +146,9 @@ def main():
     total_steps = args.epochs * len(train_batches)
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
+    # the steps of the warm-up: early stopping counts no epoch that ends before the rate's peak (OneCycleLR's
+    # pct_start, 30%), where the large steps make the validation loss jump; a constant rate has no warm-up
+    warmup_steps = int(0.3 * total_steps) if total_steps >= 10 else 0
     if total_steps >= 10:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
     else:
@@ -233,7 +238,7 @@ def main():
             state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
 
             course.save_model(accelerator.unwrap_model(model), out_dir / "best_model.pt", accelerator, args, files)
-        else:  # New
+        elif state.global_step >= warmup_steps:  # New: a bad epoch only once the rate has peaked (see warmup_steps)
             state.bad_epochs += 1  # New
         accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  "  # Changed
                           f"validation loss {val_loss:.6f}" + ("  *best*" if state.best_epoch == epoch else "")

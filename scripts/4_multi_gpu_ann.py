@@ -142,7 +142,8 @@ def main():
     parser.add_argument("--max-steps", type=course.non_negative_int, default=0,
                         help="stop after this many steps (0: no limit)")
     parser.add_argument("--patience", type=course.positive_int, help="stop when the validation loss has not "
-                        "improved for this many epochs; " + defaults.help_text("patience"))
+                        "improved for this many epochs (counted once the learning rate has peaked); "
+                        + defaults.help_text("patience"))
     parser.add_argument("--checkpoint-every", type=course.positive_int, default=500,
                         help="save a checkpoint every N steps")
     parser.add_argument("--resume", nargs="?", const="latest",
@@ -226,6 +227,9 @@ def main():
     total_steps = args.epochs * math.ceil(len(train_batches) / args.grad_accum)  # Changed: optimizer steps
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
+    # the steps of the warm-up: early stopping counts no epoch that ends before the rate's peak (OneCycleLR's
+    # pct_start, 30%), where the large steps make the validation loss jump; a constant rate has no warm-up
+    warmup_steps = int(0.3 * total_steps) if total_steps >= 10 else 0
     if total_steps >= 10:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
     else:
@@ -341,7 +345,7 @@ def main():
             state.best_val_loss, state.best_epoch, state.bad_epochs = val_loss, epoch, 0
 
             course.save_model(accelerator.unwrap_model(model), out_dir / "best_model.pt", accelerator, args, files)
-        else:
+        elif state.global_step >= warmup_steps:
             state.bad_epochs += 1
         accelerator.print(f"epoch {epoch:3d}  training loss (MSE) {train_loss:.6f}  "
                           f"validation loss {val_loss:.6f}" + ("  *best*" if state.best_epoch == epoch else "")

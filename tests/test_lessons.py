@@ -9,6 +9,7 @@ Killed runs and --resume: tests/test_resume.py; the users' mistakes: tests/test_
 import json
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -224,3 +225,26 @@ def test_a_run_too_short_for_a_cycle_trains_at_the_learning_rate(tmp_path, tiny,
     epoch = next(line for line in out.splitlines() if line.startswith("epoch   1"))
     assert f"lr {lr}" in epoch, epoch
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs"] == 1
+
+
+def epochs_run(out: str) -> list:
+    """(epoch, was it the best so far) for each epoch line a lesson printed."""
+    return [(int(m.group(1)), "*best*" in line) for line in out.splitlines() if (m := re.match(r"epoch +(\d+) ", line))]
+
+
+@pytest.mark.parametrize("script", ["3_out_of_core_ann.py", "4_multi_gpu_ann.py"])
+def test_early_stopping_counts_no_epoch_of_the_learning_rates_warm_up(tmp_path, tiny, script):
+    # the one-cycle rate rises for the first 30% of the steps: a run stopped at an epoch there that did not improve
+    # (large steps make the validation loss jump), before the falling part of the cycle where it improves most
+    epochs, batch = 20, 64
+    out = launch(tmp_path, script, "--data", tiny / "tiny.npy", "--epochs", epochs, "--batch-size", batch,
+                 "--hidden", "32", "32", "--lr", "0.1", "--patience", "1", "--quiet", "--output-dir", tmp_path / "run")
+    steps = math.ceil(int(re.search(r"-> (\d+) training rows", out).group(1)) / batch)  # an epoch's
+    warmup = int(0.3 * epochs * steps)  # the steps before the rate's peak
+    run = epochs_run(out)
+    in_warmup = [e for e, best in run if not best and e * steps < warmup]
+    assert in_warmup, f"no bad epoch in the warm-up: the test would show nothing\n{out}"
+    # with --patience 1 the run stops after its first bad epoch past the peak, and only then
+    counted = next((e for e, best in run if not best and e * steps >= warmup), epochs)
+    assert len(run) == counted, out
+    assert ("early stop: no improvement for 1 epochs" in out) == (counted < epochs), out
