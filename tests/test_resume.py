@@ -380,6 +380,27 @@ def test_a_run_killed_as_it_reached_max_steps_ends_its_last_epoch_when_resumed(t
 QUICK3 = ["--epochs", "2", "--hidden", "8", "--batch-size", "64", "--patience", "100"]
 
 
+def test_a_run_resumed_after_a_bad_epoch_of_the_warm_up_stops_early_where_an_uninterrupted_one_does(table, tmp_path):
+    # early stopping counts no epoch that ends before the one-cycle rate's peak (here 6 epochs of 14 steps: its
+    # first 84 of 280 steps); the count is in the checkpoint and the peak comes from the options, so a run resumed
+    # just after a bad epoch of the warm-up (epoch 4) stops, with --patience 1, where an uninterrupted run stops
+    run_args = ["--epochs", "20", "--hidden", "32", "32", "--batch-size", "64", "--lr", "0.1", "--patience", "1"]
+    full = tmp_path / "full"
+    full_out = run_to_end(tmp_path, L3, ["--data", table, *run_args, "--output-dir", full])
+    lines = epoch_lines(full_out)
+    assert "*best*" not in full_out.split("epoch   4 ")[1].splitlines()[0], "epoch 4 was no bad epoch: tests nothing"
+    assert len(lines) > 6 and "early stop: no improvement for 1 epochs" in full_out, full_out[-3000:]
+    run = tmp_path / "run"
+    args = ["--data", table, *run_args, "--output-dir", run]
+    paused = Paused(tmp_path, L3, args, "checkpoint-begin:5")  # in the save after epoch 5
+    paused.wait()
+    paused.kill()
+    out = run_to_end(tmp_path, L3, [*args, "--resume"])
+    assert "step_00000056: epoch 5, step 0" in out, out[-3000:]  # from the end of epoch 4
+    assert epoch_lines(out) == {e: v for e, v in lines.items() if e >= 5}
+    assert_same_end(full, run)
+
+
 def test_resume_refuses_a_checkpoint_made_with_other_data(tmp_path):
     # the same path, other rows: a run interrupted before its first checkpoint, resumed, went on from the
     # checkpoint of the run before it, trained on other data, and reported that run's model on these rows
