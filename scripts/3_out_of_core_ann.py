@@ -152,7 +152,8 @@ def main():
     if total_steps >= 10:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
     else:
-        accelerator.print(f"too few steps ({total_steps}) for a one-cycle schedule: the learning rate stays {args.lr:g}")
+        accelerator.print(f"too few steps ({total_steps}) for a one-cycle schedule: "
+                          f"the learning rate stays {args.lr:g}")
         scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
 
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)  # Changed: + scheduler
@@ -244,8 +245,8 @@ def main():
                           f"validation loss {val_loss:.6f}" + ("  *best*" if state.best_epoch == epoch else "")
                           + f"  lr {scheduler.get_last_lr()[0]:.2e}")
         # the epoch's numbers to the experiment trackers
-        accelerator.log({"epoch/train_loss": train_loss, "epoch/val_loss": val_loss,
-                         "epoch/samples_per_second": samples_per_second, "epoch": epoch}, step=state.global_step)  # Changed
+        accelerator.log({"epoch/train_loss": train_loss, "epoch/val_loss": val_loss,  # Changed: the state's step
+                         "epoch/samples_per_second": samples_per_second, "epoch": epoch}, step=state.global_step)
         # New: on to the next epoch, after a checkpoint
         state.epoch, state.step, state.loss_sum, state.rows = epoch + 1, 0, 0.0, 0
         state.train_seconds = time.perf_counter() - start
@@ -269,17 +270,20 @@ def main():
     y_test, prediction = predict(model, test_batches, accelerator.device)
 
     # the predictions in original units, by the C++ denormalizer (predictions.csv: y_true, y_pred)
-    predictions_csv = course.write_predictions(y_test, prediction, files.stats_path, out_dir / "predictions.csv")  # Changed
+    predictions_csv = course.write_predictions(y_test, prediction, files.stats_path,  # Changed: its path, for the plot
+                                               out_dir / "predictions.csv")
     # New: a plot of them
     y_true, y_pred = np.loadtxt(predictions_csv, delimiter=",", skiprows=1, ndmin=2).T
     plots.predicted_vs_actual(y_true, y_pred, out_dir / "predicted_vs_actual.png", title="lesson 3: test set")
 
     result = metrics.regression(y_test, prediction, files.stats)
-    final = course.write_metrics(args, accelerator, lesson="3_out_of_core_ann", **result, epochs=len(state.history),  # Changed
+    final = course.write_metrics(args, accelerator, lesson="3_out_of_core_ann", **result,  # Changed
+                                 epochs=len(state.history),  # Changed
                                  best_epoch=state.best_epoch, best_val_loss=state.best_val_loss,  # Changed
                                  train_seconds=train_seconds,
                                  samples_per_second=state.rows_trained / train_seconds,  # Changed
-                                 train_samples_per_second=state.rows_trained / max(state.steps_seconds, 1e-9),  # the steps alone
+                                 # the steps alone
+                                 train_samples_per_second=state.rows_trained / max(state.steps_seconds, 1e-9),
                                  data_tier=train_batches.tier, table_dtype=str(table.dtype),
                                  world_size=accelerator.num_processes)
     # the final numbers to the experiment trackers; the end of the tracked run

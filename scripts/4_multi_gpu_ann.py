@@ -233,7 +233,8 @@ def main():
     if total_steps >= 10:
         scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
     else:
-        accelerator.print(f"too few steps ({total_steps}) for a one-cycle schedule: the learning rate stays {args.lr:g}")
+        accelerator.print(f"too few steps ({total_steps}) for a one-cycle schedule: "
+                          f"the learning rate stays {args.lr:g}")
         scheduler = torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
 
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
