@@ -48,7 +48,7 @@ from wideann import course, data, defaults, metrics, plots, progress  # Changed:
 
 # the network as a class, so that its depth and width are parameters
 class MLP(nn.Module):
-    """A multilayer perceptron: Linear + LayerNorm + ReLU + Dropout per hidden layer, then one Linear to y."""  # Changed
+    """A multilayer perceptron: Linear + LayerNorm + ReLU + Dropout per hidden layer, then a Linear to y."""  # Changed
     def __init__(self, n_inputs, hidden, dropout=0.0):  # Changed: + dropout
         super().__init__()
         layers, width = [], n_inputs

@@ -67,7 +67,7 @@ from wideann import course, data, defaults, metrics, plots, progress
 
 # the network as a class, so that its depth and width are parameters
 class MLP(nn.Module):
-    """A multilayer perceptron: Linear + LayerNorm + ReLU + Dropout per hidden layer, then one Linear to y."""
+    """A multilayer perceptron: Linear + LayerNorm + ReLU + Dropout per hidden layer, then a Linear to y."""
     def __init__(self, n_inputs, hidden, dropout=0.0):
         super().__init__()
         layers, width = [], n_inputs
