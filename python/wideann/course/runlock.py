@@ -119,16 +119,25 @@ def make_folder(folder, kind: str = "folder") -> None:
     normalizes: removed whole), so that a run refused before it has begun its work leaves none of them
     (:func:`remove_what_a_refused_run_made`)."""
     folder = Path(folder)
+    # Each folder of the path made in turn, the outermost first, and recorded only when this mkdir made it: a path
+    # tested for before (`new/../old`: no `new`, so no `new/../old` either, until `new` is made), or a folder that a
+    # run started beside this one made meanwhile, was taken for one made here, and removed (old, empty) on a refusal
     for attempt in range(5):  # (a parent that another refused run removes meanwhile is made again)
-        missing = [p for p in [folder, *folder.parents] if not p.exists()]
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            break
+            for p in [*reversed(folder.parents), folder]:
+                try:
+                    os.mkdir(p)
+                except FileNotFoundError:
+                    raise
+                except OSError:  # (there already, as Path.mkdir(exist_ok=True) takes it)
+                    if not p.is_dir():
+                        raise
+                    continue
+                _made.append((p, kind if p == folder else "folder"))
+            return
         except FileNotFoundError:
             if attempt == 4:
                 raise
-    for p in reversed(missing):  # (the outermost first)
-        _made.append((p, kind if p == folder else "folder"))
 
 
 def the_run_has_started() -> None:
