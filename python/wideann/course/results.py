@@ -333,6 +333,11 @@ def save_model(model, path, accelerator=None, args=None, files=None) -> None:
     """
     import torch
 
+    from .runlock import the_run_has_started
+
+    # (the run has trained: a failure from here, a model that diverged included, leaves the folders it made, with
+    # the tables it normalized into them; lesson 1 clears no results before it trains)
+    the_run_has_started()
     error = None
     if accelerator is None or accelerator.is_main_process:
         path = Path(path)
