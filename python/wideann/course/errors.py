@@ -14,7 +14,7 @@ import time
 import traceback
 
 from .._entry import escape_what_stdout_cannot_encode, printable
-from ..interrupts import end_with_the_launcher, stop_like_ctrl_c, the_run_takes_over
+from ..interrupts import end_with_the_launcher, ignore_interrupts, stop_like_ctrl_c, the_run_takes_over
 
 
 class LessonError(Exception):
@@ -125,9 +125,14 @@ def run(main) -> None:
             raise
         code, line = found
         if is_main_rank():
-            print(f"{_program()}: error: {line}", file=sys.stderr, flush=True)
+            # the run ends here, with its line and its code: a Ctrl-C or SIGTERM from now on would only turn the line
+            # and the cleanup below into a KeyboardInterrupt traceback, half done
+            ignore_interrupts()
+            from .processes import pause
             from .runlock import remove_what_a_refused_run_made
 
+            pause("refused")
+            print(f"{_program()}: error: {line}", file=sys.stderr, flush=True)
             _release()  # (the lock files first: they are in the folders the refused run made)
             remove_what_a_refused_run_made()
         else:
