@@ -1,0 +1,73 @@
+"""What a lesson refused before its work removes (the folders it made), and what it must keep.
+
+Each case is a real lesson run as ``python scripts/N_*.py`` on the shipped example data (or a tiny table), with
+its exit code, its stderr and the folders on disk checked afterwards.
+"""
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("accelerate")
+
+from conftest import wait_for  # noqa: E402
+from test_lessons import SCRIPTS, _env  # noqa: E402
+from test_resume import _stopped  # noqa: E402
+
+L1, L3 = SCRIPTS / "1_first_ann.py", SCRIPTS / "3_out_of_core_ann.py"
+
+
+def _run(cwd, script, *args, env=None):
+    return subprocess.run([sys.executable, str(script), "--quiet", *map(str, args)], cwd=cwd, env=env or _env(cwd),
+                          capture_output=True, text=True, timeout=600)
+
+
+def _one_line(r, script, code, says):
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == code and len(lines) == 1, (r.returncode, r.stderr[-3000:])
+    assert lines[0].startswith(f"{script.name}: error: ") and says in lines[0], lines[0]
+
+
+def test_a_folder_there_before_stays_when_the_path_to_it_goes_through_one_the_run_made(tmp_path):
+    # --output-dir new/../old: neither new nor new/../old existed until the run made new, so both were taken for
+    # folders it made; refused (a --resume with no checkpoint), it removed old, empty but the user's, with new
+    (tmp_path / "old").mkdir()
+    r = _run(tmp_path, L3, "--epochs", "1", "--output-dir", "new/../old", "--resume")
+    _one_line(r, L3, 1, "--resume: no checkpoint in new/../old/checkpoints")
+    assert (tmp_path / "old").is_dir()
+    assert not (tmp_path / "new").exists()  # (made by the run: removed)
+
+
+def test_a_run_that_trained_and_diverged_keeps_its_folder_and_its_tables(tmp_path):
+    # lesson 1 clears no results before it trains: a model that diverged was refused as a run refused before its
+    # work, and its run folder went, with the table it had normalized (51 GB at the reference scale) to do again
+    r = _run(tmp_path, L1, "--epochs", "1", "--lr", "1e30", "--output-dir", "runs/diverged")
+    _one_line(r, L1, 1, "training diverged")
+    data = tmp_path / "runs" / "diverged" / "data"
+    assert (data / "example.npy").is_file() and (data / "example.stats.json").is_file()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_while_a_refused_run_ends_leaves_its_line_and_its_cleanup(tmp_path, sig):
+    # stopped as it is refused, before its line and its cleanup (the test hook); a Ctrl-C or SIGTERM there turned
+    # them into a KeyboardInterrupt traceback, the run folder it made left behind
+    report = tmp_path / "paused"
+    env = _env(tmp_path)
+    env.update(WIDEANN_TEST_PAUSE="refused", WIDEANN_TEST_PAUSE_FILE=str(report))
+    p = subprocess.Popen([sys.executable, str(L3), "--quiet", "--epochs", "1", "--output-dir", "runs/x", "--resume"],
+                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: report.is_file() and _stopped(int(report.read_text())) or p.poll() is not None, 300)
+        assert p.poll() is None, p.communicate()
+        os.kill(p.pid, sig)
+        os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    _one_line(subprocess.CompletedProcess(p.args, p.returncode, out, err), L3, 1, "--resume: no checkpoint")
+    assert not (tmp_path / "runs").exists()
