@@ -1,4 +1,5 @@
-"""What a lesson refused before its work removes (the folders it made), and what it must keep.
+"""What a lesson refused before its work removes (the folders it made), and what it must keep; how a refused or
+interrupted run ends when a signal lands as it says so.
 
 Each case is a real lesson run as ``python scripts/N_*.py`` on the shipped example data (or a tiny table), with
 its exit code, its stderr and the folders on disk checked afterwards.
@@ -71,3 +72,28 @@ def test_a_signal_while_a_refused_run_ends_leaves_its_line_and_its_cleanup(tmp_p
             p.wait()
     _one_line(subprocess.CompletedProcess(p.args, p.returncode, out, err), L3, 1, "--resume: no checkpoint")
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_second_ctrl_c_while_an_interrupted_run_ends_leaves_its_line(tmp_path):
+    # a Ctrl-C pressed twice: the second, landing as the run said it was interrupted, cut its line with a
+    # KeyboardInterrupt traceback (and an end by the signal, not exit code 130)
+    report = tmp_path / "paused"
+    env = _env(tmp_path)
+    env.update(WIDEANN_TEST_PAUSE="interrupted", WIDEANN_TEST_PAUSE_FILE=str(report))
+    p = subprocess.Popen([sys.executable, str(L3), "--quiet", "--epochs", "1000", "--output-dir", "runs/x"],
+                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in p.stdout:  # (from here the run's own handlers take a Ctrl-C: the lesson's main() has begun)
+            if line.startswith("device:"):
+                break
+        os.kill(p.pid, signal.SIGINT)
+        assert wait_for(lambda: report.is_file() and _stopped(int(report.read_text())) or p.poll() is not None, 300)
+        assert p.poll() is None, p.communicate()
+        os.kill(p.pid, signal.SIGINT)
+        os.kill(p.pid, signal.SIGCONT)
+        _, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130 and err.startswith(f"{L3.name}: interrupted") and err.count("\n") == 1, err[-3000:]

@@ -115,6 +115,10 @@ def run(main) -> None:
         main()
     except KeyboardInterrupt:
         if is_main_rank():
+            ignore_interrupts()  # (a second Ctrl-C, as users press it, would cut the line below with a traceback)
+            from .processes import pause
+
+            pause("interrupted")
             print(_interrupted(), file=sys.stderr, flush=True)
         _exit(130)
     except Exception as e:  # noqa: BLE001 - sorted below; bugs are raised again
