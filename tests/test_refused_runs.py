@@ -97,3 +97,20 @@ def test_a_second_ctrl_c_while_an_interrupted_run_ends_leaves_its_line(tmp_path)
             p.kill()
             p.wait()
     assert p.returncode == 130 and err.startswith(f"{L3.name}: interrupted") and err.count("\n") == 1, err[-3000:]
+
+
+def test_course_run_leaves_the_signal_handlers_of_its_caller_as_they_were(capsys):
+    # (its last words are said with interrupts ignored: a caller that goes on, a test session, still takes Ctrl-C,
+    # and the processes it starts do not inherit ignored signals)
+    from wideann import course
+
+    def refused():
+        raise course.LessonError("refused")
+
+    before = signal.getsignal(signal.SIGINT)
+    for main in (refused, lambda: os.kill(os.getpid(), signal.SIGINT)):
+        with pytest.raises(SystemExit):
+            course.run(main)
+        assert signal.getsignal(signal.SIGINT) is before  # (SIGTERM and SIGHUP: course.run's own, as ever)
+        assert signal.SIG_IGN not in [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)]
+    assert capsys.readouterr().err.count("\n") == 2

@@ -104,6 +104,25 @@ def deferred():
             signal.raise_signal(sig)
 
 
+@contextlib.contextmanager
+def ignored():
+    """Ctrl-C, SIGTERM and SIGHUP ignored for the block, then their handlers put back (a signal that came meanwhile
+    is dropped): for the last words of a program that is ending anyway (its one line, the cleanup of a refused run),
+    which a signal would only cut with a ``KeyboardInterrupt`` traceback. In the main thread only."""
+    before = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in INTERRUPTS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                before[sig] = signal.signal(sig, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            if handler is not None:  # (None: a handler not set from Python, which cannot be put back)
+                signal.signal(sig, handler)
+
+
 def at_the_top_of_a_lesson() -> None:
     """A lesson's first line, before its imports (torch and accelerate take seconds): a Ctrl-C, SIGTERM or SIGHUP
     from here until :func:`wideann.course.run` takes over (:func:`the_run_takes_over`) ends the lesson with one line,

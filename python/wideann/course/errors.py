@@ -14,7 +14,7 @@ import time
 import traceback
 
 from .._entry import escape_what_stdout_cannot_encode, printable
-from ..interrupts import end_with_the_launcher, ignore_interrupts, stop_like_ctrl_c, the_run_takes_over
+from ..interrupts import end_with_the_launcher, ignored, stop_like_ctrl_c, the_run_takes_over
 
 
 class LessonError(Exception):
@@ -115,11 +115,11 @@ def run(main) -> None:
         main()
     except KeyboardInterrupt:
         if is_main_rank():
-            ignore_interrupts()  # (a second Ctrl-C, as users press it, would cut the line below with a traceback)
             from .processes import pause
 
-            pause("interrupted")
-            print(_interrupted(), file=sys.stderr, flush=True)
+            with ignored():  # (a second Ctrl-C, as users press it, would cut the line with a traceback)
+                pause("interrupted")
+                print(_interrupted(), file=sys.stderr, flush=True)
         _exit(130)
     except Exception as e:  # noqa: BLE001 - sorted below; bugs are raised again
         found = user_error(e)
@@ -129,16 +129,16 @@ def run(main) -> None:
             raise
         code, line = found
         if is_main_rank():
-            # the run ends here, with its line and its code: a Ctrl-C or SIGTERM from now on would only turn the line
-            # and the cleanup below into a KeyboardInterrupt traceback, half done
-            ignore_interrupts()
             from .processes import pause
             from .runlock import remove_what_a_refused_run_made
 
-            pause("refused")
-            print(f"{_program()}: error: {line}", file=sys.stderr, flush=True)
-            _release()  # (the lock files first: they are in the folders the refused run made)
-            remove_what_a_refused_run_made()
+            # the run ends here, with its line and its code: a Ctrl-C or SIGTERM meanwhile would only turn the line
+            # and the cleanup into a KeyboardInterrupt traceback, half done
+            with ignored():
+                pause("refused")
+                print(f"{_program()}: error: {line}", file=sys.stderr, flush=True)
+                _release()  # (the lock files first: they are in the folders the refused run made)
+                remove_what_a_refused_run_made()
         else:
             _let_the_main_process_speak()
         _exit(code)
