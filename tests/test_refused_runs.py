@@ -71,7 +71,10 @@ def test_a_signal_while_a_refused_run_ends_leaves_its_line_and_its_cleanup(tmp_p
             p.kill()
             p.wait()
     _one_line(subprocess.CompletedProcess(p.args, p.returncode, out, err), L3, 1, "--resume: no checkpoint")
-    assert not (tmp_path / "runs").exists()
+    # (the example table it normalized stays, complete, for the next run; nothing else, no lock file)
+    left = sorted(q.relative_to(tmp_path / "runs").as_posix() for q in (tmp_path / "runs").rglob("*"))
+    assert left == ["x", "x/data", "x/data/example.npy", "x/data/example.npy.sources.json",
+                    "x/data/example.stats.json"], left
 
 
 def test_a_second_ctrl_c_while_an_interrupted_run_ends_leaves_its_line(tmp_path):

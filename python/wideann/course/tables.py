@@ -75,7 +75,7 @@ def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say,
         return out, st_path
     from .runlock import make_folder
 
-    make_folder(folder, "data")  # (removed whole if the run is refused before its work: course.run)
+    make_folder(folder)  # (removed if the run is refused before its work and left it empty: course.run)
     cmd = ["wideann", "normalize", *(shell_path(c) for c in csvs), "-o", shell_path(out)]
     if stats:
         cmd += ["--stats", shell_path(stats)]
