@@ -218,7 +218,7 @@ def test_predict_refuses_what_is_not_a_usable_run(runs, tmp_path):
     assert "cannot be rebuilt" in msg and "Bilinear" in msg
     # output: a missing folder, not a CSV; wrong usage
     assert_failed_cleanly(run_cli("predict", runs / "l1", new, "-o", tmp_path / "no" / "p.csv"), names=["no"])
-    assert_failed_cleanly(run_cli("predict", runs / "l1", new, "-o", tmp_path / "p.npy"), names=["p.npy"])
+    assert_failed_cleanly(run_cli("predict", runs / "l1", new, "-o", tmp_path / "p.npy"), names=["p.npy"], code=2)
     p = run_cli("predict", runs / "l1", new, "-o", out, "--batch-size", "0")
     assert p.returncode == 2 and "--batch-size" in p.stderr and "Traceback" not in p.stderr
     assert temp_leftovers(tmp_path) == [] and not out.exists()
