@@ -117,3 +117,25 @@ def test_course_run_leaves_the_signal_handlers_of_its_caller_as_they_were(capsys
         assert signal.getsignal(signal.SIGINT) is before  # (SIGTERM and SIGHUP: course.run's own, as ever)
         assert signal.SIG_IGN not in [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)]
     assert capsys.readouterr().err.count("\n") == 2
+
+
+def test_a_sigterm_as_course_run_takes_over_from_the_lessons_first_line_is_said(tmp_path):
+    # course.run put SIGTERM back to its default (the_run_takes_over) before it made it a KeyboardInterrupt
+    # (stop_like_ctrl_c): a kill landing between the two ended the lesson by the signal, without a line
+    report = tmp_path / "paused"
+    env = _env(tmp_path)
+    env.update(WIDEANN_TEST_PAUSE="taking-over", WIDEANN_TEST_PAUSE_FILE=str(report))
+    p = subprocess.Popen([sys.executable, str(L3), "--quiet", "--epochs", "1", "--output-dir", "runs/x"],
+                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: report.is_file() and _stopped(int(report.read_text())) or p.poll() is not None, 300)
+        assert p.poll() is None, p.communicate()
+        os.kill(p.pid, signal.SIGTERM)
+        os.kill(p.pid, signal.SIGCONT)
+        _, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130 and err.startswith(f"{L3.name}: interrupted") and err.count("\n") == 1, err[-3000:]
+    assert not (tmp_path / "runs").exists()

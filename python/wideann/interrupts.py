@@ -22,12 +22,15 @@ def _interrupt(signum, frame):
 
 
 def stop_like_ctrl_c() -> None:
-    """SIGTERM and SIGHUP raise ``KeyboardInterrupt`` (in the main thread only; elsewhere, nothing changes)."""
+    """SIGTERM and SIGHUP raise ``KeyboardInterrupt`` (in the main thread only; elsewhere, nothing changes). One
+    that :func:`at_the_top_of_a_lesson` took from the default is replaced here in one step, before
+    :func:`the_run_takes_over`: put back to the default first, it ended the run silently until this call."""
     if threading.current_thread() is not threading.main_thread():
         return
     for name in SIGNALS:
         sig = getattr(signal, name, None)
-        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+        now = signal.getsignal(sig) if sig is not None else None
+        if now is signal.SIG_DFL or (now is _before_the_run and _BEFORE_THE_RUN.get(sig) is signal.SIG_DFL):
             signal.signal(sig, _interrupt)
 
 
@@ -158,9 +161,9 @@ def _before_the_run(signum, frame):
 
 
 def the_run_takes_over() -> None:
-    """The handlers :func:`at_the_top_of_a_lesson` set are put back as they were: from here on an interrupt is a
-    ``KeyboardInterrupt`` (after :func:`stop_like_ctrl_c`, SIGTERM and SIGHUP too), which the run turns into its
-    line, with what it has written cleaned up."""
+    """The handlers :func:`at_the_top_of_a_lesson` set and :func:`stop_like_ctrl_c` left are put back as they were:
+    from here on an interrupt is a ``KeyboardInterrupt`` (SIGTERM and SIGHUP too, :func:`stop_like_ctrl_c` called
+    first), which the run turns into its line, with what it has written cleaned up."""
     for sig, before in _BEFORE_THE_RUN.items():
         if signal.getsignal(sig) is _before_the_run:
             signal.signal(sig, before)

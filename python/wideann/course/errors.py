@@ -109,8 +109,13 @@ def run(main) -> None:
 
     lessons_lock_their_run_folder(True)  # one run at a time in a run folder, to the end of this one
     try:
+        # kill, a scheduler's time limit, a closed terminal: cleaned up as after Ctrl-C (set first: between the two, a
+        # SIGTERM put back to its default ended the run silently)
+        stop_like_ctrl_c()
+        from .processes import pause
+
+        pause("taking-over")
         the_run_takes_over()  # until here an interrupt ended the lesson at once (interrupts.at_the_top_of_a_lesson)
-        stop_like_ctrl_c()  # kill, a scheduler's time limit, a closed terminal: cleaned up as after Ctrl-C
         end_with_the_launcher()  # and the end of accelerate launch (or torchrun), by kill or timeout
         main()
     except KeyboardInterrupt:
