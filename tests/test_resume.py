@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -447,7 +448,6 @@ def test_the_run_folder_lock_file_of_another_users_run_is_taken_over_once_it_has
     # opened to be written, and every later run was refused with "Permission denied", though no one held it
     import fcntl
     import shlex
-    import shutil
 
     if os.geteuid() != 0 or not shutil.which("capsh"):
         pytest.skip("needs root (a file of another user) and capsh (to run as one bound by file permissions)")
@@ -998,3 +998,28 @@ def test_a_model_saved_twice_is_the_same_bytes(tmp_path):
     a, b = ((tmp_path / run / "model.pt").read_bytes() for run in ("a", "b"))
     assert a == b
     assert torch.equal(torch.load(tmp_path / "a" / "model.pt", weights_only=True)["weight"], state["weight"])
+
+
+def test_a_resume_from_another_folders_checkpoint_leaves_this_folders_earlier_run_listed(table, tmp_path):
+    # --resume other/checkpoints/step_N forgot .earlier-run.json of this run folder: killed before its first
+    # checkpoint, a bare --resume then went on, silently, with the earlier run whose results a new run had cleared
+    run, other = tmp_path / "run", tmp_path / "other"
+    args = ["--data", table, *QUICK3, "--output-dir", run]
+    run_to_end(tmp_path, L3, args)
+    earlier = course.latest_checkpoint(run / "checkpoints")
+    first = sorted((run / "checkpoints").glob("step_*"))[0]  # (of the first epoch: a run resumed from it saves one)
+    theirs = other / "checkpoints" / first.name
+    shutil.copytree(first, theirs)
+    paused = Paused(tmp_path, L3, args, "checkpoint-begin:1")  # a new run, killed before its first checkpoint
+    paused.wait()
+    paused.kill()
+    assert (run / "checkpoints" / ".earlier-run.json").is_file()
+    paused = Paused(tmp_path, L3, [*args, "--resume", theirs], "checkpoint-begin:1")
+    paused.wait()
+    paused.kill()
+    assert resumed_from(paused.log()) == str(theirs)
+    assert (run / "checkpoints" / ".earlier-run.json").is_file()
+    r = subprocess.run(_cmd(L3, [*args, "--resume"], None), cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 1 and f"{earlier.name}, is an earlier run's" in r.stderr, r.stderr[-3000:]
+    assert "resumed" not in r.stdout

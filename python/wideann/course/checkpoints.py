@@ -115,6 +115,13 @@ def _renameat2():
     return fn
 
 
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # (one of them missing)
+        return False
+
+
 def latest_checkpoint(folder) -> Path | None:
     """The newest complete checkpoint ``folder/step_N`` (None if there is none)."""
     found = _checkpoints(Path(folder))
@@ -513,7 +520,10 @@ class Checkpoints:
                             os.unlink(t)
                             _link_or_copy(kept, Path(t))
                             clear_results(run)
-                self._forget_the_earlier_run()  # (this run is the one that goes on, from here)
+                # this run is the one that goes on, from here; from another folder's checkpoint, the earlier run's
+                # checkpoints here stay listed: a bare --resume here must still refuse them
+                if _same_folder(path.parent, self.folder):
+                    self._forget_the_earlier_run()
             except Exception as e:  # noqa: BLE001
                 error = e
         settle(accelerator, error)
