@@ -1023,3 +1023,22 @@ def test_a_resume_from_another_folders_checkpoint_leaves_this_folders_earlier_ru
                        text=True, timeout=300)
     assert r.returncode == 1 and f"{earlier.name}, is an earlier run's" in r.stderr, r.stderr[-3000:]
     assert "resumed" not in r.stdout
+
+
+def test_the_temporary_file_of_a_killed_earlier_run_json_write_goes_at_the_resume_and_at_the_next_save(table,
+                                                                                                       tmp_path):
+    # a kill -9 as a new run writes .earlier-run.json leaves its temporary file in the checkpoints folder, which
+    # neither --resume nor the next save removed (they removed those of the run's files and of killed saves)
+    run = tmp_path / "run"
+    args = ["--data", table, *QUICK3, "--output-dir", run]
+    run_to_end(tmp_path, L3, args)
+    left = run / "checkpoints" / ".earlier-run.json.k1ll3d_9.tmp"
+    left.write_text('{"format": "wideann-earl')
+    assert "resumed from" in run_to_end(tmp_path, L3, [*args, "--resume"])
+    assert not left.exists()
+    left.write_text('{"format": "wideann-earl')
+    paused = Paused(tmp_path, L3, args, "checkpoint-begin:1")
+    paused.wait()
+    paused.kill()
+    assert not left.exists()
+    assert (run / "checkpoints" / ".earlier-run.json").is_file()  # (the new run's own, written whole)

@@ -380,9 +380,11 @@ class Checkpoints:
         if main:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                for p in self.folder.iterdir():  # what killed saves left behind
+                for p in self.folder.iterdir():  # what killed saves (and a killed EARLIER_RUN's write) left behind
                     if p.name.startswith((".step_", ".trash.")):
                         shutil.rmtree(p) if p.is_dir() else p.unlink()
+                    elif TEMP_NAME.match(p.name) and p.is_file():
+                        p.unlink()
                 others = [c for c in _checkpoints(self.folder) if c.name != final.name]
                 for old in others[:len(others) - max(self.keep - 1, 1)]:
                     self._remove(old)
@@ -504,8 +506,8 @@ class Checkpoints:
         settle(accelerator, error)
         if accelerator.is_main_process:
             try:
-                run = self.folder.parent  # what the killed run was writing: its files, its normalized CSVs
-                for folder in {f.parent for f in self.files} | {run / "data", run / "data" / "test"}:
+                run = self.folder.parent  # what the killed run was writing: its files, its normalized CSVs, EARLIER_RUN
+                for folder in {f.parent for f in self.files} | {run / "data", run / "data" / "test", self.folder}:
                     for p in folder.glob(".*") if folder.is_dir() else []:
                         if TEMP_NAME.match(p.name) and p.is_file():
                             p.unlink()
