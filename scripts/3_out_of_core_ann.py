@@ -167,12 +167,12 @@ def main():
     if args.resume:
         path = checkpoints.load(accelerator, args.resume)  # accelerator.load_state, every file weights-only
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
-    # Changed: the run starts, after a resume: a new run removes the results and curves an earlier one left, and
-    # --resume no longer takes that run's checkpoints; a resumed run goes on with its own (its curves continue from
-    # its checkpoint's step)
+    # Changed: the run starts, after a resume: a new run first lists the checkpoints an earlier one left (--resume
+    # alone no longer takes them), then removes its results and curves; a resumed run goes on with its own (its
+    # curves continue from its checkpoint's step)
     if not args.resume:
-        course.clear_results(out_dir, accelerator, curves=out_dir / "3_out_of_core_ann")
         checkpoints.start_new_run(accelerator)
+        course.clear_results(out_dir, accelerator, curves=out_dir / "3_out_of_core_ann")
     accelerator.init_trackers("3_out_of_core_ann", config=course.tracker_config(args),
                               init_kwargs=course.tracker_kwargs(first_step=state.global_step + 1))
 

@@ -249,12 +249,12 @@ def main():
     if args.resume:
         path = checkpoints.load(accelerator, args.resume)  # accelerator.load_state, every file weights-only
         accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
-    # the run starts, after a resume: a new run removes the results and curves an earlier one left, and
-    # --resume no longer takes that run's checkpoints; a resumed run goes on with its own (its curves continue from
-    # its checkpoint's step)
+    # the run starts, after a resume: a new run first lists the checkpoints an earlier one left (--resume
+    # alone no longer takes them), then removes its results and curves; a resumed run goes on with its own (its
+    # curves continue from its checkpoint's step)
     if not args.resume:
-        course.clear_results(out_dir, accelerator, curves=out_dir / "4_multi_gpu_ann")  # Changed: lesson name
         checkpoints.start_new_run(accelerator)
+        course.clear_results(out_dir, accelerator, curves=out_dir / "4_multi_gpu_ann")  # Changed: lesson name
     accelerator.init_trackers("4_multi_gpu_ann", config=course.tracker_config(args),  # Changed: lesson name
                               init_kwargs=course.tracker_kwargs(first_step=state.global_step + 1))
 

@@ -1042,3 +1042,22 @@ def test_the_temporary_file_of_a_killed_earlier_run_json_write_goes_at_the_resum
     paused.kill()
     assert not left.exists()
     assert (run / "checkpoints" / ".earlier-run.json").is_file()  # (the new run's own, written whole)
+
+
+@pytest.mark.parametrize("script, config", [(L3, None), (L4, "cpu.yaml")])
+def test_a_new_run_lists_the_earlier_runs_checkpoints_before_it_removes_that_runs_results(table, tmp_path, script,
+                                                                                          config):
+    # the results went first: a run killed before it listed the earlier run's checkpoints (.earlier-run.json) left
+    # no list, and a bare --resume then went on with the earlier run, silently, its results gone
+    run = tmp_path / "run"
+    args = ["--data", table, *QUICK3, "--output-dir", run]
+    run_to_end(tmp_path, script, args, config)
+    earlier = course.latest_checkpoint(run / "checkpoints")
+    paused = Paused(tmp_path, script, args, "earlier-run-listed", config)
+    paused.wait()
+    assert (run / "metrics.json").is_file()  # (listed before the earlier run's results go)
+    paused.kill()
+    r = subprocess.run(_cmd(script, [*args, "--resume"], config), cwd=tmp_path, env=_env(tmp_path),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and f"{earlier.name}, is an earlier run's" in r.stderr, r.stderr[-3000:]
+    assert "resumed" not in r.stdout

@@ -313,7 +313,9 @@ class Checkpoints:
         this run's saves prune them), but until this run has saved one, ``--resume`` alone would have taken the
         newest of them and gone on with the earlier run -- the same options and data are all it checks. So they
         are listed, atomically, in :data:`EARLIER_RUN` before training, and :meth:`load` refuses them unless named.
-        Call it on every process."""
+        Call it on every process, before :func:`~wideann.course.results.clear_results` (after it, a run killed
+        between the two left the earlier run's results gone and its checkpoints unlisted: a bare ``--resume`` went
+        on with that run, silently)."""
         error = None
         if accelerator.is_main_process:
             try:
@@ -325,6 +327,7 @@ class Checkpoints:
                         Path(tmp).write_text(text + "\n")
                         fsync(tmp)
                     fsync(self.folder)
+                    pause("earlier-run-listed")
                 else:
                     marker.unlink(missing_ok=True)
             except Exception as e:  # noqa: BLE001 - raised again by settle
