@@ -642,6 +642,33 @@ def test_a_lock_file_of_another_user_that_cannot_be_locked_read_only_is_refused_
         runlock.lessons_lock_their_run_folder(False)
 
 
+def test_a_run_folder_removed_between_its_making_and_the_lock_is_made_again(tmp_path, monkeypatch):
+    # a run refused in this folder removes the folder it made, left empty, just as another run starts there: made
+    # (there already) by the second run, gone as it opens its lock file; the open found no folder (a traceback)
+    run = tmp_path / "new" / "run"
+    real_open = os.open
+    removed = []
+
+    def refused_meanwhile(path, flags, *a):  # the other run's rmdir, landing between make_folder and the open
+        if os.fspath(path) == os.fspath(run / runlock.LOCK_NAME) and not removed:
+            run.rmdir()
+            run.parent.rmdir()
+            removed.append(run)
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(runlock.os, "open", refused_meanwhile)
+    runlock.lessons_lock_their_run_folder(True)
+    try:
+        runlock.make_folder(run)
+        runlock.hold_the_run_folder(run)
+        assert removed and (run / runlock.LOCK_NAME).is_file()
+        assert os.path.realpath(run) in runlock._held
+    finally:
+        runlock.release_run_folders()
+        runlock.lessons_lock_their_run_folder(False)
+    assert not (run / runlock.LOCK_NAME).exists()
+
+
 def test_prepare_data_outside_a_lesson_locks_nothing(table, tmp_path):
     # a test or a notebook calling it would hold the folder until its process ends, refusing the lessons run there
     from types import SimpleNamespace

@@ -52,7 +52,7 @@ def hold_the_run_folder(out_dir, what: str | None = None) -> None:
         return
     path = Path(out_dir) / LOCK_NAME
     while True:
-        fd, writable = _open(path)
+        fd, writable = _open_in(out_dir, path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -88,6 +88,18 @@ def hold_the_run_folder(out_dir, what: str | None = None) -> None:
     _held[key] = (fd, path)
     if len(_held) == 1:
         atexit.register(release_run_folders)
+
+
+def _open_in(out_dir, path: Path) -> tuple[int, bool]:
+    """:func:`_open`, with the folder made again when it went since the run made it (a run refused there removes
+    the folders it made and left empty, at any moment: between this run's :func:`make_folder` and the open, the
+    open found no folder, and this run ended in a traceback). Made by :func:`make_folder`, it is this run's."""
+    for _ in range(4):
+        try:
+            return _open(path)
+        except FileNotFoundError:
+            make_folder(out_dir)
+    return _open(path)
 
 
 def _open(path: Path) -> tuple[int, bool]:
