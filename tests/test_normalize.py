@@ -300,6 +300,32 @@ def test_apply_mode_says_it_writes_no_stats_file_and_what_then_needs_them_says_w
            "by these)" in said, said
 
 
+def test_apply_mode_says_what_is_beside_the_output_when_something_is(tmp_path, rng):
+    """The summary said nothing of the stats when anything sat at t.stats.json (a folder, the applied file itself):
+    it always names the stats applied, and what is beside the table, where none is written."""
+    train, _ = random_numeric_csv(tmp_path / "train.csv", rng, 20, 3)
+    test, _ = random_numeric_csv(tmp_path / "test.csv", rng, 9, 3)
+    ok("normalize", train, "-o", tmp_path / "train.npy")
+    applied = tmp_path / "train.stats.json"
+    (tmp_path / "t.stats.json").mkdir()
+    r = ok("normalize", test, "-o", tmp_path / "t.npy", "--stats", applied)
+    assert r.stderr == f"9 rows x 3 columns -> {tmp_path / 't.npy'} (stats applied: {applied}; no stats file beside " \
+                       f"it: {tmp_path / 't.stats.json'} is a folder)\n", r.stderr
+    assert (tmp_path / "t.stats.json").is_dir()
+    r = ok("normalize", test, "-o", tmp_path / "train.npy", "--stats", applied)  # the applied file is the one beside
+    assert r.stderr == f"9 rows x 3 columns -> {tmp_path / 'train.npy'} (stats applied: {applied}, the stats file " \
+                       f"beside it)\n", r.stderr
+    copy = tmp_path / "u.stats.json"
+    copy.write_bytes(applied.read_bytes())
+    r = ok("normalize", test, "-o", tmp_path / "u.npy", "--stats", applied)  # a copy of the same stats beside it
+    assert r.stderr == f"9 rows x 3 columns -> {tmp_path / 'u.npy'} (stats applied: {applied}; the stats file " \
+                       f"beside it, {copy}, describes the same transform)\n", r.stderr
+    os.mkfifo(tmp_path / "v.stats.json")
+    r = ok("normalize", test, "-o", tmp_path / "v.npy", "--stats", applied)
+    assert r.stderr.endswith(f"(stats applied: {applied}; no stats file beside it: {tmp_path / 'v.stats.json'} is "
+                             f"not a file)\n"), r.stderr
+
+
 def test_apply_mode_replaces_a_stats_file_beside_the_output_that_describes_another_transform(tmp_path, rng):
     train, vtr = random_numeric_csv(tmp_path / "train.csv", rng, 50, 4, scale=10)
     other, _ = random_numeric_csv(tmp_path / "other.csv", rng, 30, 4, scale=3)

@@ -221,15 +221,15 @@ def run(args) -> None:
                                                delimiter=args.delimiter, clip=args.clip, progress=_progress(args))
         except DataError as e:  # (normalize's advice names its keyword argument: here, the option)
             raise float16_advice_reworded(e, float16_advice(FLOAT32_ON_THE_COMMAND_LINE)) from None
+        asked = _stats_written(args)
+        replaced = (asked is None or os.path.abspath(asked) != os.path.abspath(beside)) and before is not None \
+            and _identity(beside) != before
         if args.stats:  # (none beside it is said: denormalize, or a lesson given the table, needs them named)
             where = args.output + (f" (a copy of the applied stats: {args.stats_out})" if args.stats_out else
-                                   "" if _identity(beside) is not None else
-                                   f" (stats applied: {args.stats}; no stats file beside it)")
+                                   "" if replaced else f" ({_applied_and_beside(args.stats, beside, st)})")
         else:
             where = f"{args.output} (stats: {args.stats_out or beside})"
-        asked = _stats_written(args)
-        if (asked is None or os.path.abspath(asked) != os.path.abspath(beside)) and before is not None \
-                and _identity(beside) != before:
+        if replaced:
             where += f" (the stats file beside it, {beside}, described another transform: now this table's)"
         # (the rows written: with --stats, not the stats')
         say(f"{counted(rows, 'row')} x {counted(st.n_columns, 'column')} -> {where}")
@@ -318,6 +318,31 @@ def _one_line(e: BaseException) -> str:
     if isinstance(e, OSError) and e.filename and e.strerror:
         msg = f"{os.fsdecode(e.filename)}: {e.strerror}"
     return printable(msg)  # (a newline in a file name as \x0a, as the summary lines show it: one line, unambiguous)
+
+
+def _applied_and_beside(applied: str, beside: str, st: Stats) -> str:
+    """What ``normalize --stats`` (no ``--stats-out``) says of the stats: the file applied, and what is beside the
+    table (``t.npy`` -> ``t.stats.json``), where it writes none: nothing, that very file, a stats file of the same
+    transform (left as it is), or something else, named (a folder, say: left as it is too)."""
+    said = f"stats applied: {applied}"
+    if not os.path.lexists(beside):
+        return f"{said}; no stats file beside it"
+    try:
+        if os.path.samefile(applied, beside):
+            return f"{said}, the stats file beside it"
+    except OSError:
+        pass
+    if os.path.isdir(beside):
+        return f"{said}; no stats file beside it: {beside} is a folder"
+    if not os.path.isfile(beside):
+        return f"{said}; no stats file beside it: {beside} is not a file"
+    try:
+        same = Stats.load(beside).same_transform(st)
+    except (OSError, ValueError):
+        same = False
+    if same:
+        return f"{said}; the stats file beside it, {beside}, describes the same transform"
+    return f"{said}; none written beside it: {beside} there is not these stats"
 
 
 def _stats_written(args) -> str | None:
