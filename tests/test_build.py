@@ -331,10 +331,18 @@ def test_a_package_folder_without_an_engine_says_so_in_one_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "wideann", "--version"], capture_output=True, text=True, env=env,
                           cwd=root / "python")
     assert done.returncode == 1 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
-    assert done.stderr.startswith(f"wideann: error: the package was imported from the source folder "
-                                  f"{root / 'python' / 'wideann'} (as `python -m` does when run from "), done.stderr
-    assert done.stderr.endswith(f"run from another folder, or build the engine there with `pip install -e .` in "
-                                f"{root}\n")
+    assert done.stderr == (f"wideann: error: the package was imported from the source folder "
+                           f"{root / 'python' / 'wideann'}, which has no built engine ({root / 'python'} is on the "
+                           f"import path: `python -m` or `-c` run from it puts it first): run from another folder, "
+                           f"or build the engine there with `pip install -e .` in {root}\n"), done.stderr
+    # PYTHONPATH naming the folder, run from elsewhere: said as such (the line said `python -m` did it)
+    done = subprocess.run([sys.executable, "-m", "wideann", "--version"], capture_output=True, text=True,
+                          env=_site(tmp_path, root / "python"), cwd=tmp_path)
+    assert done.returncode == 1 and done.stdout == "" and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr == (f"wideann: error: the package was imported from the source folder "
+                           f"{root / 'python' / 'wideann'}, which has no built engine ({root / 'python'} is on the "
+                           f"import path: PYTHONPATH names it): take it off PYTHONPATH, or build the engine there "
+                           f"with `pip install -e .` in {root}\n"), done.stderr
     # a lesson (or any program) that imports it: the same line, as the program's
     done = subprocess.run([sys.executable, "-c", "import wideann.engine"], capture_output=True, text=True, env=env,
                           cwd=root / "python")

@@ -121,13 +121,36 @@ def missing(package_dir: str) -> None:
     here = os.path.abspath(package_dir)
     root = source_root(here)
     if root is not None:
-        said = (f"the package was imported from the source folder {here} (as `python -m` does when run from "
-                f"{os.path.dirname(here)}), which has no built engine: run from another folder, or build the "
-                f"engine there with `pip install -e .` in {root}")
+        why, fix = _why_imported_from(os.path.dirname(here))
+        said = (f"the package was imported from the source folder {here}, which has no built engine{why}: {fix}"
+                f"build the engine there with `pip install -e .` in {root}")
     else:
         said = (f"the wideann package in {here} has no engine (wideann._native is missing): reinstall it with "
                 f"`pip install --force-reinstall wideann`")
     _refuse(EngineMissingError(said))
+
+
+def _why_imported_from(parent: str) -> tuple[str, str]:
+    """Why the package folder in ``parent`` was imported (what put ``parent`` on the import path: PYTHONPATH,
+    ``python -m`` or ``-c`` run from it; none known, an editable install's finder, say), and what else than a
+    build mends it: the remark and the start of the advice of :func:`missing`'s line."""
+    def same(entry: str) -> bool:
+        return os.path.abspath(entry or os.curdir) == parent
+
+    causes, fixes = [], []
+    if any(same(e) for e in os.environ.get("PYTHONPATH", "").split(os.pathsep) if e):
+        causes.append("PYTHONPATH names it")
+        fixes.append("take it off PYTHONPATH")
+    first = sys.path[0] if sys.path else None
+    if first is not None and same(first) and (first == "" or same(os.getcwd())):
+        causes.append("`python -m` or `-c` run from it puts it first")
+        fixes.append("run from another folder")
+    elif first is not None and same(first):
+        causes.append("a script in it puts it first")
+        fixes.append("move the script out of it")
+    if not causes:
+        return "", ""
+    return f" ({parent} is on the import path: {'; '.join(causes)})", f"{' and '.join(fixes)}, or "
 
 
 def passed(native, root: str) -> str | None:
