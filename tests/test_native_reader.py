@@ -220,6 +220,18 @@ def _old_mtime(path):
     os.utime(path, (1_000_000_000, 1_000_000_000))
 
 
+def test_a_table_whose_name_is_not_utf8_is_read_and_its_errors_name_it(tmp_path):
+    # the path went to the reader as text, which a name with byte 0xff has not: a TypeError before any batch (a
+    # lesson given --data t\xff.csv ended in a traceback); bytes now, shown as \xff in its messages
+    p, a = _table(tmp_path, 40, 5, np.float32, name=os.fsdecode(b"t\xff.npy"))
+    t = data.NpyTable(p)
+    x, y = _read(t, [0, 7, 39])
+    assert x.tobytes() == a[[0, 7, 39], :4].tobytes() and y.tobytes() == a[[0, 7, 39], 4:].tobytes()
+    os.truncate(p, os.path.getsize(p) - 5 * 4)
+    with pytest.raises(wideann.DataError, match=r"t\\xff.npy: unexpected end of file"):
+        _read(t, [39])
+
+
 def test_a_file_truncated_under_the_reader_is_an_error_not_a_batch(tmp_path):
     p, a = _table(tmp_path, 400, 20, np.float32)
     t = data.NpyTable(p)

@@ -45,7 +45,7 @@ def reader_of(table) -> "_native.BatchReader":
     for t in table.shards:
         if t._fd < 0:
             raise ValueError(f"{t.path}: the table is closed")
-        specs.append((t._fd, t.path, t.offset, t.n_rows, t.file_size, t.mtime_ns))
+        specs.append((t._fd, os.fsencode(t.path), t.offset, t.n_rows, t.file_size, t.mtime_ns))  # (bytes: any name)
     reader = _native.BatchReader(specs, table.n_columns, table.dtype.itemsize, threads)
     table.__dict__["_native_reader"] = (key, reader)
     return reader
