@@ -62,7 +62,7 @@ def _cmd(script, args, config):
 
 def run_to_end(cwd, script, args, config=None, timeout=300) -> str:
     r = subprocess.run(_cmd(script, args, config), cwd=cwd, env=_env(cwd), capture_output=True, text=True,
-                       timeout=timeout)
+                       errors="backslashreplace", timeout=timeout)  # (a command line it prints: a file's bytes)
     assert r.returncode == 0, f"{script} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
     return r.stdout
 
@@ -640,6 +640,64 @@ def test_a_lock_file_of_another_user_that_cannot_be_locked_read_only_is_refused_
     finally:
         runlock.release_run_folders()
         runlock.lessons_lock_their_run_folder(False)
+
+
+def _valid_utf8_json(path: Path):
+    """A JSON file every reader takes: UTF-8, and no lone surrogate (``"\\udcff"``: jq shows U+FFFD) in it."""
+    d = json.loads(path.read_bytes().decode("utf-8"))
+    json.dumps(d, ensure_ascii=False).encode("utf-8")  # (UnicodeEncodeError on a lone surrogate)
+    return d
+
+
+def test_a_data_file_whose_name_is_not_utf8_is_kept_exactly_in_valid_utf8_json(tmp_path):
+    # model.json, checkpoint.json and the table's .sources.json held the name as "\udcff"; now readable text
+    # (\xff) with its exact bytes beside it, read back exactly: the table is reused, --resume accepted, predict works
+    from wideann import modelcard
+
+    raw = tmp_path / os.fsdecode(b"t\xff.csv")
+    wideann.make_data(raw, rows=300, cols=6, seed=1)
+    run = tmp_path / "run"
+    args = ["--data", raw, *QUICK3, "--output-dir", run]
+    run_to_end(tmp_path, L3, args)
+    shown_as, exact = f"{tmp_path}/t\\xff.csv", f"{tmp_path}/t%FF.csv"
+    card = _valid_utf8_json(run / "model.json")
+    assert card["options"]["data"] == [shown_as] and card["option_bytes"] == {"data": [exact]}, card
+    assert modelcard.read(run)["options"]["data"] == [str(raw)]
+    step = sorted((run / "checkpoints").glob("step_*"))[-1]
+    info = _valid_utf8_json(step / course.CHECKPOINT_INFO)
+    assert info["options"]["data"] == [shown_as] and info["option_bytes"]["data"] == [exact], info
+    assert info["data"]["--data"][0][0] == "t\\xff.csv" and info["data_bytes"] == {"--data": [["t%FF.csv", None, None]]}
+    sources = run / "data" / os.fsdecode(b"t\xff.npy.sources.json")
+    made_from = _valid_utf8_json(sources)
+    assert made_from["sources"][0][0] == shown_as and made_from["source_bytes"][0][0] == exact, made_from
+    # read back exactly: the table normalized earlier is used, and the run resumed with the same --data
+    out = run_to_end(tmp_path, L3, [*args, "--resume"])
+    assert "normalized from" in out and "\nnormalizing with" not in out, out
+    r = subprocess.run([sys.executable, "-m", "wideann", "predict", run, raw, "-o", tmp_path / "p.csv"],
+                       cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and (tmp_path / "p.csv").is_file(), r.stderr
+    # files written before, with the surrogate, are read as they were
+    from wideann._exact_names import exact_fields
+    from wideann.course.checkpoints import EXACT_NAMES
+
+    step = sorted((run / "checkpoints").glob("step_*"))[-1]
+    old = exact_fields(json.loads((step / course.CHECKPOINT_INFO).read_text()), EXACT_NAMES)
+    assert "option_bytes" not in old and old["options"]["data"] == [str(raw)]
+    (step / course.CHECKPOINT_INFO).write_text(json.dumps(old))
+    assert "\\udcff" in (step / course.CHECKPOINT_INFO).read_text()
+    sources.write_text(json.dumps([[str(raw), *made_from["sources"][0][1:]]]))
+    out = run_to_end(tmp_path, L3, [*args, "--resume"])
+    assert "normalized from" in out and "\nnormalizing with" not in out, out
+    # exact names that are not those of the text beside them (an edit): refused in one line, not guessed
+    step = sorted((run / "checkpoints").glob("step_*"))[-1]
+    info = json.loads((step / course.CHECKPOINT_INFO).read_text())
+    info["option_bytes"] = {"data": [f"{tmp_path}/other%FF.csv"]}
+    (step / course.CHECKPOINT_INFO).write_text(json.dumps(info))
+    r = subprocess.run(_cmd(L3, [*args, "--resume"], None), cwd=tmp_path, env=_env(tmp_path), capture_output=True,
+                       text=True, errors="backslashreplace", timeout=300)
+    lines = r.stderr.splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "checkpoint.json: \"option_bytes\" does not match \"options\"" \
+        in lines[0], r.stderr
 
 
 def test_a_run_folder_removed_between_its_making_and_the_lock_is_made_again(tmp_path, monkeypatch):

@@ -17,12 +17,13 @@ The card (JSON): ``format`` ("wideann-model"), ``version``, ``weights`` (file na
 ``n_inputs``, ``target``, ``inputs`` (what the model's ``forward`` does to the inputs before the first
 layer: ``"as_is"``, or ``"centered"`` for ``2 x - 1``, lesson 4's [0, 1] -> [-1, 1]; found by the check
 below), ``layers`` (or null with ``not_rebuildable`` saying why), ``lesson`` and ``options`` (the lesson's
-command-line options), and ``sha256`` (of the weights and stats files as written: :func:`read` refuses a
-run folder whose files are not the ones its card was written with -- a run stopped between writing the
-weights and the card, or a file copied in from another run; and, as ``"card"``, of the card's own fields:
-a card edited by hand, say ``ReLU`` made ``GELU``, would rebuild a network that was never trained). A card
-without them (written before 2026-11-27) is read, and ``wideann predict`` warns what it could not check
-(:func:`unchecked`).
+command-line options; a file name among them that is not UTF-8 is readable text, its exact bytes in
+``lesson_bytes`` / ``option_bytes``: :mod:`wideann._exact_names`), and ``sha256`` (of the weights and stats
+files as written: :func:`read` refuses a run folder whose files are not the ones its card was written with --
+a run stopped between writing the weights and the card, or a file copied in from another run; and, as
+``"card"``, of the card's own fields: a card edited by hand, say ``ReLU`` made ``GELU``, would rebuild a network
+that was never trained). A card without them (written before 2026-11-27) is read, and ``wideann predict`` warns
+what it could not check (:func:`unchecked`).
 """
 from __future__ import annotations
 
@@ -31,11 +32,15 @@ import json
 from pathlib import Path
 
 from ._atomic import atomic_path
+from ._exact_names import exact_fields, spell_fields
 
 FORMAT = "wideann-model"
 VERSION = 1
 CARD_NAME = "model.json"
 STATS_NAME = "stats.json"
+EXACT_NAMES = {"options": "option_bytes", "lesson": "lesson_bytes"}
+"""The card's fields that may hold file names, and the fields of their exact bytes when one is not UTF-8
+(:mod:`wideann._exact_names`: written only then; :func:`read` gives the names back exactly)."""
 
 # layer type -> the constructor arguments that define it (read from the module's attributes)
 _LAYERS = {
@@ -210,6 +215,7 @@ def write(model, folder, weights_name: str, *, stats_path, train=None, options=N
         card["layers"], card["not_rebuildable"] = None, str(e)
     card["lesson"] = lesson
     card["options"] = _jsonable(dict(options or {}))
+    card = spell_fields(card, EXACT_NAMES)  # (a file name that is not UTF-8: readable, its bytes beside it)
 
     stats_copy, text = folder / STATS_NAME, Path(stats_path).read_bytes()
     if not (stats_copy.is_file() and stats_copy.read_bytes() == text):  # written once per run, not per save
@@ -251,6 +257,10 @@ def read(run_dir) -> dict:
         raise ValueError(f"{path}: this model cannot be rebuilt by wideann predict: "
                          f"{card.get('not_rebuildable', 'no layers described')}")
     _check_fields(path, card)
+    try:
+        card = exact_fields(card, EXACT_NAMES)  # (after the digest of the fields as written)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     for key in ("weights", "stats"):
         if not (run_dir / card[key]).is_file():
             raise FileNotFoundError(f"{run_dir / card[key]}: missing ({CARD_NAME} names it)")

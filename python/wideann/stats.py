@@ -12,7 +12,8 @@ for every name that is text), holds its exact bytes percent-encoded (``/data/in%
 valid UTF-8 JSON that any reader takes (Python's ``json`` wrote such a byte as a lone surrogate,
 ``"\\udcff"``, which jq and others read as U+FFFD, and the name was lost); ``Stats.sources`` gives the name
 as Python's ``os.fsdecode`` does (the byte as a surrogate escape), so that it opens the same file. Files
-written before, with ``"\\udcff"``, are read as they were.
+written before, with ``"\\udcff"``, are read as they were. (:mod:`wideann._exact_names` spells the names, for the
+other JSON files that hold file names too.)
 
 Numbers are written with Python's shortest round-trip repr, so a saved and re-loaded file gives the
 same doubles bit for bit. Loading, merging and saving need no numpy (so ``wideann stats`` and
@@ -26,6 +27,7 @@ import os
 from typing import Callable, NamedTuple, Sequence
 
 from ._atomic import atomic_path
+from ._exact_names import spell, unspell
 
 FORMAT = "wideann-stats"
 VERSION = 1
@@ -295,7 +297,7 @@ class Stats:
 
     # ---- file --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        spelled = [_spell_source(s) for s in self.sources]
+        spelled = [spell(s) for s in self.sources]
         d = {
             "format": FORMAT,
             "version": VERSION,
@@ -394,28 +396,10 @@ def read_json(path) -> object:
 SOURCE_BYTES = "source_bytes"
 """The key of the exact names of sources that are not UTF-8 (see the module's docstring)."""
 
-# Kept as they are in a percent-encoded name: printable ASCII but "%" (so "/data/in%FF.csv" reads as the path).
-_PLAIN = "".join(chr(c) for c in range(0x20, 0x7F) if chr(c) != "%")
-
-
-def _spell_source(source: str) -> tuple:
-    """A source as the file spells it: ``(text, None)`` for a name that is UTF-8 text; for one that is not,
-    ``(text with each such byte as \\xNN, the exact bytes percent-encoded)``."""
-    name = os.fsencode(source)
-    try:
-        return name.decode("utf-8"), None
-    except UnicodeDecodeError:
-        from urllib.parse import quote_from_bytes  # (imported for such a name only: a few milliseconds)
-
-        return name.decode("utf-8", "backslashreplace"), quote_from_bytes(name, safe=_PLAIN)
-
-
 def _exact_sources(d: dict, where: str) -> list:
     """``sources`` with each name that ``source_bytes`` holds exactly as those bytes (as ``os.fsdecode`` gives
     them). An entry whose bytes do not read as its ``sources`` entry is refused: one of the two was edited, and
     which is meant cannot be told."""
-    from urllib.parse import unquote_to_bytes
-
     _check_list(d, SOURCE_BYTES, where, _STRING_OR_NULL)
     sources, exact = list(d.get("sources", ())), d[SOURCE_BYTES]
     if len(exact) != len(sources):
@@ -424,11 +408,11 @@ def _exact_sources(d: dict, where: str) -> list:
     for i, spelled in enumerate(exact):
         if spelled is None:
             continue
-        name = unquote_to_bytes(spelled)
-        if name.decode("utf-8", "backslashreplace") != sources[i]:
+        try:
+            sources[i] = unspell(sources[i], spelled)
+        except ValueError:
             raise ValueError(f"{where}: {json.dumps(SOURCE_BYTES)}[{i}] {_short(spelled)} is not the name of "
-                             f"\"sources\"[{i}] {_short(sources[i])}")
-        sources[i] = os.fsdecode(name)
+                             f"\"sources\"[{i}] {_short(sources[i])}") from None
     return sources
 
 

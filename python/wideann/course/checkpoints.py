@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import TEMP_NAME, atomic_path
+from .._exact_names import exact_fields, spell_fields
 from .._entry import printable
 from ..diskspace import require_free
 from .errors import LessonError, UsageError, one_line, say_on_interrupt, shown
@@ -46,14 +47,28 @@ _RNG_SAFE_GLOBALS = [getattr(np, "_core", getattr(np, "core", None)).multiarray.
 """What numpy's random state in accelerate's ``random_states_N.pkl`` is made of (accelerate's own list)."""
 
 
+EXACT_NAMES = {"options": "option_bytes", "data": "data_bytes"}
+"""The fields of ``checkpoint.json`` that may hold file names, and the fields of their exact bytes when one is not
+UTF-8 (:mod:`wideann._exact_names`: written only then; :func:`_info` gives the names back exactly, so that a
+``--resume`` with the same data compares equal)."""
+
+_DAMAGED = "damaged"  # (a key of _info's dict only, never of the file: why its exact names could not be read)
+
+
 def _info(path: Path) -> dict | None:
-    """The ``checkpoint.json`` of a complete checkpoint folder, else None."""
+    """The ``checkpoint.json`` of a complete checkpoint folder, else None; its file names exact (``options``,
+    ``data``: :data:`EXACT_NAMES`)."""
     try:
         with open(path / CHECKPOINT_INFO) as f:
             info = json.load(f)
     except (OSError, ValueError):
         return None
-    return info if isinstance(info, dict) and info.get("format") == "wideann-checkpoint" else None
+    if not (isinstance(info, dict) and info.get("format") == "wideann-checkpoint"):
+        return None
+    try:
+        return exact_fields(info, EXACT_NAMES)
+    except ValueError as e:  # (said by Checkpoints.load, if it is the checkpoint resumed)
+        return {**info, _DAMAGED: str(e)}
 
 
 def _checkpoints(folder: Path) -> list[Path]:
@@ -412,7 +427,8 @@ class Checkpoints:
                         "processes": accelerator.num_processes, "mixed_precision": str(accelerator.mixed_precision),
                         "files": [f.name for f in self.files],
                         "options": self.options, "data": self.data, "completed_ns": time.time_ns()}
-                (tmp / CHECKPOINT_INFO).write_text(json.dumps(info, indent=1) + "\n")
+                text = json.dumps(spell_fields(info, EXACT_NAMES), indent=1)  # (valid UTF-8 whatever the names)
+                (tmp / CHECKPOINT_INFO).write_text(text + "\n")
                 for f in tmp.iterdir():
                     fsync(f)
                 fsync(tmp)
@@ -489,6 +505,9 @@ class Checkpoints:
         if info is None:
             raise LessonError(f"--resume {shown(path)}: not a complete checkpoint (no {CHECKPOINT_INFO} in it); "
                               f"give a step_N folder of {shown(self.folder)}, or --resume alone for the newest")
+        if _DAMAGED in info:
+            raise LessonError(f"--resume: {shown(path / CHECKPOINT_INFO)}: {info[_DAMAGED]} (edited since the run "
+                              "wrote it?); resume from another checkpoint, or start again without --resume")
         if which in (None, "latest") and (path.name, info.get("completed_ns")) in self._earlier_run():
             raise LessonError(f"--resume: the newest checkpoint in {shown(self.folder)}, {shown(path.name)}, is an "
                               "earlier run's: the run started here after it without --resume ended before it saved a "

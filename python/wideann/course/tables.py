@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .._exact_names import exact_fields, spell_fields
 from ..engine import DataError, default_stats_path, in_the_training_dtype, normalize
 from ..modelcard import table_dtype
 from ..stats import Stats
@@ -88,12 +89,18 @@ def _normalize_csv(csvs: list[Path], folder: Path, stats: Path | None, say,
         normalize(csvs, out, stats=stats, dtype=dtype)
     except DataError as e:  # (normalize's advice names an option the lessons do not have)
         raise in_the_training_dtype(e, f"the training table is {dtype}") from None
-    _sources_file(out).write_text(json.dumps(key))
+    _sources_file(out).write_text(json.dumps(spell_fields({"sources": key}, _EXACT_NAMES)) + "\n")
     return out, st_path
 
 
 def _sources_file(out: Path) -> Path:
+    """Beside a table a lesson normalized: what it was made from (:func:`_sources_key`), as ``{"sources": [...]}``,
+    with ``"source_bytes"`` when a file name is not UTF-8 (:mod:`wideann._exact_names`; a file written before
+    2026-11-28 is the bare list, read as well)."""
     return out.with_name(out.name + ".sources.json")
+
+
+_EXACT_NAMES = {"sources": "source_bytes"}
 
 
 def _sources_key(csvs, stats) -> list:
@@ -111,7 +118,10 @@ def _sources_match(out: Path, csvs, stats) -> bool:
     """The table in the run folder was made from exactly these files, as they are now (not from others of
     the same name, nor from these before they were changed or replaced)."""
     try:
-        return json.loads(_sources_file(out).read_text()) == _sources_key(csvs, stats)
+        made_from = json.loads(_sources_file(out).read_text())
+        if isinstance(made_from, dict):  # (a bare list: written before 2026-11-28)
+            made_from = exact_fields(made_from, _EXACT_NAMES).get("sources")
+        return made_from == _sources_key(csvs, stats)
     except (OSError, ValueError):
         return False
 
