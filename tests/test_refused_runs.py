@@ -32,6 +32,29 @@ def _one_line(r, script, code, says):
     assert lines[0].startswith(f"{script.name}: error: ") and says in lines[0], lines[0]
 
 
+def _signalled_at(tmp_path, hook: str, args, sig, before=None) -> subprocess.CompletedProcess:
+    """Lesson 3 run with ``args``, stopped at the test hook ``hook`` (``pause``), sent ``sig`` there and let go;
+    ``before(p)``, if given, runs first (to bring the run to the hook)."""
+    report = tmp_path / "paused"
+    env = _env(tmp_path)
+    env.update(WIDEANN_TEST_PAUSE=hook, WIDEANN_TEST_PAUSE_FILE=str(report))
+    p = subprocess.Popen([sys.executable, str(L3), "--quiet", *args], cwd=tmp_path, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if before is not None:
+            before(p)
+        assert wait_for(lambda: report.is_file() and _stopped(int(report.read_text())) or p.poll() is not None, 300)
+        assert p.poll() is None, p.communicate()
+        os.kill(p.pid, sig)
+        os.kill(p.pid, signal.SIGCONT)
+        out, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
 def test_a_folder_there_before_stays_when_the_path_to_it_goes_through_one_the_run_made(tmp_path):
     # --output-dir new/../old: neither new nor new/../old existed until the run made new, so both were taken for
     # folders it made; refused (a --resume with no checkpoint), it removed old, empty but the user's, with new
@@ -55,22 +78,8 @@ def test_a_run_that_trained_and_diverged_keeps_its_folder_and_its_tables(tmp_pat
 def test_a_signal_while_a_refused_run_ends_leaves_its_line_and_its_cleanup(tmp_path, sig):
     # stopped as it is refused, before its line and its cleanup (the test hook); a Ctrl-C or SIGTERM there turned
     # them into a KeyboardInterrupt traceback, the run folder it made left behind
-    report = tmp_path / "paused"
-    env = _env(tmp_path)
-    env.update(WIDEANN_TEST_PAUSE="refused", WIDEANN_TEST_PAUSE_FILE=str(report))
-    p = subprocess.Popen([sys.executable, str(L3), "--quiet", "--epochs", "1", "--output-dir", "runs/x", "--resume"],
-                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_for(lambda: report.is_file() and _stopped(int(report.read_text())) or p.poll() is not None, 300)
-        assert p.poll() is None, p.communicate()
-        os.kill(p.pid, sig)
-        os.kill(p.pid, signal.SIGCONT)
-        out, err = p.communicate(timeout=300)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    _one_line(subprocess.CompletedProcess(p.args, p.returncode, out, err), L3, 1, "--resume: no checkpoint")
+    r = _signalled_at(tmp_path, "refused", ["--epochs", "1", "--output-dir", "runs/x", "--resume"], sig)
+    _one_line(r, L3, 1, "--resume: no checkpoint")
     # (the example table it normalized stays, complete, for the next run; nothing else, no lock file)
     left = sorted(q.relative_to(tmp_path / "runs").as_posix() for q in (tmp_path / "runs").rglob("*"))
     assert left == ["x", "x/data", "x/data/example.npy", "x/data/example.npy.sources.json",
@@ -80,26 +89,16 @@ def test_a_signal_while_a_refused_run_ends_leaves_its_line_and_its_cleanup(tmp_p
 def test_a_second_ctrl_c_while_an_interrupted_run_ends_leaves_its_line(tmp_path):
     # a Ctrl-C pressed twice: the second, landing as the run said it was interrupted, cut its line with a
     # KeyboardInterrupt traceback (and an end by the signal, not exit code 130)
-    report = tmp_path / "paused"
-    env = _env(tmp_path)
-    env.update(WIDEANN_TEST_PAUSE="interrupted", WIDEANN_TEST_PAUSE_FILE=str(report))
-    p = subprocess.Popen([sys.executable, str(L3), "--quiet", "--epochs", "1000", "--output-dir", "runs/x"],
-                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    def ctrl_c_once_begun(p):
         for line in p.stdout:  # (from here the run's own handlers take a Ctrl-C: the lesson's main() has begun)
             if line.startswith("device:"):
                 break
         os.kill(p.pid, signal.SIGINT)
-        assert wait_for(lambda: report.is_file() and _stopped(int(report.read_text())) or p.poll() is not None, 300)
-        assert p.poll() is None, p.communicate()
-        os.kill(p.pid, signal.SIGINT)
-        os.kill(p.pid, signal.SIGCONT)
-        _, err = p.communicate(timeout=300)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == 130 and err.startswith(f"{L3.name}: interrupted") and err.count("\n") == 1, err[-3000:]
+
+    r = _signalled_at(tmp_path, "interrupted", ["--epochs", "1000", "--output-dir", "runs/x"], signal.SIGINT,
+                      before=ctrl_c_once_begun)
+    assert r.returncode == 130 and r.stderr.startswith(f"{L3.name}: interrupted") and r.stderr.count("\n") == 1, \
+        r.stderr[-3000:]
 
 
 def test_course_run_leaves_the_signal_handlers_of_its_caller_as_they_were(capsys):
@@ -122,20 +121,7 @@ def test_course_run_leaves_the_signal_handlers_of_its_caller_as_they_were(capsys
 def test_a_sigterm_as_course_run_takes_over_from_the_lessons_first_line_is_said(tmp_path):
     # course.run put SIGTERM back to its default (the_run_takes_over) before it made it a KeyboardInterrupt
     # (stop_like_ctrl_c): a kill landing between the two ended the lesson by the signal, without a line
-    report = tmp_path / "paused"
-    env = _env(tmp_path)
-    env.update(WIDEANN_TEST_PAUSE="taking-over", WIDEANN_TEST_PAUSE_FILE=str(report))
-    p = subprocess.Popen([sys.executable, str(L3), "--quiet", "--epochs", "1", "--output-dir", "runs/x"],
-                         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert wait_for(lambda: report.is_file() and _stopped(int(report.read_text())) or p.poll() is not None, 300)
-        assert p.poll() is None, p.communicate()
-        os.kill(p.pid, signal.SIGTERM)
-        os.kill(p.pid, signal.SIGCONT)
-        _, err = p.communicate(timeout=300)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    assert p.returncode == 130 and err.startswith(f"{L3.name}: interrupted") and err.count("\n") == 1, err[-3000:]
+    r = _signalled_at(tmp_path, "taking-over", ["--epochs", "1", "--output-dir", "runs/x"], signal.SIGTERM)
+    assert r.returncode == 130 and r.stderr.startswith(f"{L3.name}: interrupted") and r.stderr.count("\n") == 1, \
+        r.stderr[-3000:]
     assert not (tmp_path / "runs").exists()
