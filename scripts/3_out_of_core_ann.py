@@ -146,11 +146,13 @@ def main():
     total_steps = args.epochs * len(train_batches)
     if args.max_steps:
         total_steps = min(total_steps, args.max_steps)
-    # the steps of the warm-up: early stopping counts no epoch that ends before the rate's peak (OneCycleLR's
-    # pct_start, 30%), where the large steps make the validation loss jump; a constant rate has no warm-up
-    warmup_steps = int(0.3 * total_steps) if total_steps >= 10 else 0
+    # the warm-up, the share of the steps in which the rate rises (OneCycleLR's pct_start): early stopping counts
+    # no epoch that ends before the rate's peak, where the large steps make the validation loss jump
+    warmup = 0.3
+    warmup_steps = int(warmup * total_steps) if total_steps >= 10 else 0  # (a constant rate has no warm-up)
     if total_steps >= 10:
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=total_steps,
+                                                        pct_start=warmup)
     else:
         accelerator.print(f"too few steps ({total_steps}) for a one-cycle schedule: "
                           f"the learning rate stays {args.lr:g}")
