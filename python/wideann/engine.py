@@ -483,8 +483,9 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
     """
     input, output = os.fspath(input), os.fspath(output)
     _paths([input])
-    if wrong_output_extension("denormalize", output):
-        raise ValueError(wrong_output_extension("denormalize", output))
+    wrong = wrong_output_extension("denormalize", output)
+    if wrong:
+        raise ValueError(wrong)
     st = stats if isinstance(stats, Stats) else Stats.load(stats)
     in_fmt = "npy" if input.lower().endswith(".npy") else "csv"
     _check_output_folder(output)
@@ -512,8 +513,9 @@ def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: f
     same bytes, whatever the thread count.
     """
     output = os.fspath(output)
-    if wrong_output_extension("make-data", output):
-        raise ValueError(wrong_output_extension("make-data", output))
+    wrong = wrong_output_extension("make-data", output)
+    if wrong:
+        raise ValueError(wrong)
     if cols < 6:
         raise ValueError("make-data needs at least 6 columns (5 Friedman inputs and y)")
     if rows < 1:

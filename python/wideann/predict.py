@@ -30,7 +30,7 @@ from . import modelcard
 from ._atomic import commit_together, folder_of, remove_listed, temp_name
 from .diskspace import require_free
 from .engine import (DataError, _check_output_folder, _paths, denormalize, estimated_rows, in_the_training_dtype,
-                     normalize, output_bytes)
+                     normalize, output_bytes, wrong_output_extension)
 from .info import split_fields
 from .stats import Stats
 
@@ -175,8 +175,9 @@ def predict(run_dir, input_csv, output, *, row_numbers: bool = False, batch_size
     units to ``output`` (CSV). Returns the number of rows predicted. See the module docstring."""
     run_dir, input_csv, output = Path(run_dir), os.fspath(input_csv), os.fspath(output)
     card = modelcard.read(run_dir)
-    if not output.lower().endswith(".csv"):
-        raise ValueError(f"{output}: predict writes CSV; name the output *.csv")
+    wrong = wrong_output_extension("predict", output)
+    if wrong:
+        raise ValueError(wrong)
     if batch_size < 1:
         raise ValueError("batch size must be at least 1")
     _check_output_folder(output)
