@@ -129,6 +129,11 @@ def printable(text: str) -> str:
                    else f"\\x{ord(c):02x}" if c < "\x80" else f"\\u{ord(c):04x}" for c in text)
 
 
+def counted(n: int, what: str) -> str:
+    """``1 row``, ``2 rows``: a count and what it counts, in the command line's summaries and the lessons' lines."""
+    return f"{n} {what}" + ("" if n == 1 else "s")
+
+
 def _bytes_or_escaped(e: UnicodeError):
     """The error handler of :func:`escape_what_stdout_cannot_encode`: surrogates back to the bytes they stand for,
     anything else the encoding cannot spell backslash-escaped."""

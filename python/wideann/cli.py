@@ -15,7 +15,7 @@ import re
 import sys
 
 from . import __version__, _atomic, _entry
-from ._entry import INTERRUPTED, printable
+from ._entry import INTERRUPTED, counted, printable
 from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, _check_output_folder, default_stats_path, denormalize,
                      float16_advice, float16_advice_reworded, make_data, normalize_counting_rows, compute_stats,
                      table_and_stats_are_one, wrong_output_extension)
@@ -179,11 +179,6 @@ def say(line: str) -> None:
         print(printable(line), file=sys.stderr, flush=True)
     except (OSError, ValueError):
         pass
-
-
-def counted(n: int, what: str) -> str:
-    """``1 row``, ``2 rows``: a summary line's count and what it counts."""
-    return f"{n} {what}" + ("" if n == 1 else "s")
 
 
 def _columns_arg(cols):

@@ -10,8 +10,8 @@ import numpy as np
 
 from ._native_checked import _native
 from ._atomic import kind_of
+from ._entry import counted
 from .diskspace import human_bytes
-from .cli import counted
 from .engine import lone_cr_said
 from .stats import FORMAT, Stats, read_json
 

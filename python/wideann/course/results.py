@@ -16,7 +16,7 @@ import numpy as np
 
 from .._atomic import (atomic_path, refuse_a_write_protected_file, remove_listed, temp_name, what_is_not_a_file,
                        why_not_writable)
-from .._entry import printable
+from .._entry import counted, printable
 from ..diskspace import NotEnoughSpace, human_bytes, require_free
 from ..engine import denormalize
 from ..modelcard import CARD_NAME, STATS_NAME
@@ -222,8 +222,7 @@ def write_metrics(args, accelerator, **metrics) -> dict:
               else f"{metrics['test_r2']:.4f}")
         print(f"test RMSE {rmse}  R² {r2}  (original units of y, "
               f"{metrics.get('test_rows', '?')} test rows)")
-        epochs = f"{metrics['epochs']} epoch" + ("" if metrics["epochs"] == 1 else "s")
-        print(f"trained {epochs} in {metrics['train_seconds']:.1f} s, "
+        print(f"trained {counted(metrics['epochs'], 'epoch')} in {metrics['train_seconds']:.1f} s, "
               f"{metrics['samples_per_second']:.0f} samples/s on {metrics['world_size']} process(es)")
         print(f"-> {out / 'metrics.json'}")
     return metrics
