@@ -112,12 +112,7 @@ def ignored():
     """Ctrl-C, SIGTERM and SIGHUP ignored for the block, then their handlers put back (a signal that came meanwhile
     is dropped): for the last words of a program that is ending anyway (its one line, the cleanup of a refused run),
     which a signal would only cut with a ``KeyboardInterrupt`` traceback. In the main thread only."""
-    before = {}
-    if threading.current_thread() is threading.main_thread():
-        for name in INTERRUPTS:
-            sig = getattr(signal, name, None)
-            if sig is not None:
-                before[sig] = signal.signal(sig, signal.SIG_IGN)
+    before = _ignore_all()
     try:
         yield
     finally:
@@ -173,9 +168,15 @@ def the_run_takes_over() -> None:
 def ignore_interrupts() -> None:
     """Ctrl-C, SIGTERM and SIGHUP ignored from now on (in the main thread only; elsewhere nothing changes): for a
     program whose work is done, which a late signal must not turn into a failure."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    for name in INTERRUPTS:
-        sig = getattr(signal, name, None)
-        if sig is not None:
-            signal.signal(sig, signal.SIG_IGN)
+    _ignore_all()
+
+
+def _ignore_all() -> dict:
+    """Ctrl-C, SIGTERM and SIGHUP ignored (in the main thread only); returns the handlers they had, by signal."""
+    before = {}
+    if threading.current_thread() is threading.main_thread():
+        for name in INTERRUPTS:
+            sig = getattr(signal, name, None)
+            if sig is not None:
+                before[sig] = signal.signal(sig, signal.SIG_IGN)
+    return before

@@ -71,6 +71,13 @@ def _info(path: Path) -> dict | None:
         return {**info, _DAMAGED: str(e)}
 
 
+def _stamp(path: Path, info: dict | None = None) -> tuple:
+    """``(name, completion time)``: a checkpoint as this run's records tell it from another of the same step
+    (:data:`EARLIER_RUN`, the checkpoints a run saved or loaded); ``info``, its ``checkpoint.json``, read if not
+    given."""
+    return path.name, ((_info(path) if info is None else info) or {}).get("completed_ns")
+
+
 def _checkpoints(folder: Path) -> list[Path]:
     """Complete checkpoints, oldest first: by the time they were completed, then step. (A new run in a
     folder that still holds an old run's later steps must not resume from those.)"""
@@ -310,7 +317,7 @@ class Checkpoints:
         step it saved just before (the end of an epoch), the newest is an earlier run's."""
         newest = self.latest()
         info = _info(newest) if newest is not None else None
-        if info is None or (newest.name, info.get("completed_ns")) not in self._ours:
+        if info is None or _stamp(newest, info) not in self._ours:
             return None
         given = self.options.get("resume")
         same = given in (None, "latest") or os.path.realpath(given) == os.path.realpath(newest)
@@ -335,7 +342,7 @@ class Checkpoints:
         if accelerator.is_main_process:
             try:
                 marker = self.folder / EARLIER_RUN
-                earlier = [[p.name, (_info(p) or {}).get("completed_ns")] for p in _checkpoints(self.folder)]
+                earlier = [list(_stamp(p)) for p in _checkpoints(self.folder)]
                 if earlier:
                     with atomic_path(marker) as tmp:
                         text = json.dumps({"format": "wideann-earlier-run", "checkpoints": earlier})
@@ -438,7 +445,7 @@ class Checkpoints:
                     old = swap_folders(tmp, final)
                 else:
                     os.replace(tmp, final)
-                self._ours.add((final.name, info["completed_ns"]))  # (complete from here: a Ctrl-C may name it)
+                self._ours.add(_stamp(final, info))  # (complete from here: a Ctrl-C may name it)
                 fsync(self.folder)
                 if old is not None:
                     pause("checkpoint-swapped")
@@ -446,8 +453,7 @@ class Checkpoints:
                 for old in _checkpoints(self.folder)[:-self.keep]:
                     self._remove(old)
                 earlier = self._earlier_run()
-                if earlier and not earlier & {(c.name, (_info(c) or {}).get("completed_ns")) for c in
-                                              _checkpoints(self.folder)}:
+                if earlier and not earlier & {_stamp(c) for c in _checkpoints(self.folder)}:
                     self._forget_the_earlier_run()
             except Exception as e:  # noqa: BLE001
                 error = disk_full(e, self.folder, what, need)
@@ -508,7 +514,7 @@ class Checkpoints:
         if _DAMAGED in info:
             raise LessonError(f"--resume: {shown(path / CHECKPOINT_INFO)}: {info[_DAMAGED]} (edited since the run "
                               "wrote it?); resume from another checkpoint, or start again without --resume")
-        if which in (None, "latest") and (path.name, info.get("completed_ns")) in self._earlier_run():
+        if which in (None, "latest") and _stamp(path, info) in self._earlier_run():
             raise LessonError(f"--resume: the newest checkpoint in {shown(self.folder)}, {shown(path.name)}, is an "
                               "earlier run's: the run started here after it without --resume ended before it saved a "
                               "checkpoint of its own; run without --resume to start again (or, to go on with that "
@@ -552,5 +558,5 @@ class Checkpoints:
                 error = e
         settle(accelerator, error)
         the_run_has_started()
-        self._ours.add((path.name, info.get("completed_ns")))
+        self._ours.add(_stamp(path, info))
         return path

@@ -84,21 +84,22 @@ def refuse_a_run_folder_that_may_not_be_written(out_dir, args=None) -> None:
 def tensorboard_folder(out_dir, args) -> Path | None:
     """Where ``--log-with tensorboard`` (or ``all``, with TensorBoard installed) writes a lesson's curves,
     ``OUTPUT_DIR/<lesson>/`` (the name the lesson gives ``accelerator.init_trackers``); None without it."""
-    trackers = getattr(args, "log_with", None) or []
     lesson = getattr(args, "lesson", None)
-    if not lesson or not ("tensorboard" in trackers or ("all" in trackers and _tensorboard_installed())):
+    if not lesson or not _logs_to(args, "tensorboard"):
         return None
     return Path(out_dir) / lesson
 
 
-def _installed(tracker: str) -> bool:
+def _logs_to(args, tracker: str) -> bool:
+    """Whether the run logs to ``tracker``: named in ``--log-with``, or ``all`` there with it installed."""
+    trackers = getattr(args, "log_with", None) or []
+    if tracker in trackers:
+        return True
+    if "all" not in trackers:
+        return False
     from accelerate.tracking import get_available_trackers
 
     return tracker in [str(t) for t in get_available_trackers()]
-
-
-def _tensorboard_installed() -> bool:
-    return _installed("tensorboard")
 
 
 def aim_folder(out_dir, args) -> Path | None:
@@ -106,10 +107,7 @@ def aim_folder(out_dir, args) -> Path | None:
     tracker its ``project_dir``, the run folder, and Aim keeps a repository in its ``.aim/``; None without it.
     (The other trackers that write files write them where their own settings say, not in the run folder: MLflow
     into ``./mlruns`` or its ``MLFLOW_TRACKING_URI``, wandb into ``./wandb`` or ``WANDB_DIR``, ...)"""
-    trackers = getattr(args, "log_with", None) or []
-    if not ("aim" in trackers or ("all" in trackers and _installed("aim"))):
-        return None
-    return Path(out_dir) / ".aim"
+    return Path(out_dir) / ".aim" if _logs_to(args, "aim") else None
 
 
 _RUN_FILES = WRITTEN_AT_THE_END + ("checkpoints", "data")
