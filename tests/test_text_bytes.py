@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -243,3 +247,82 @@ def test_the_python_api_saves_and_loads_a_source_name_that_is_not_utf8(tmp_path)
     assert wideann.Stats.load(tmp_path / "s.json").sources == [name]
     with pytest.raises(ValueError, match="source 1 is not a file name"):
         wideann.Stats(["a", "y"], [0, 0], [1, 1], 2, sources=["/data/\ud800.csv"])
+
+
+def _bash_words(text: str) -> list[bytes]:
+    """The words bash reads in ``text`` (quoting undone), as bytes: what a user who pastes it runs."""
+    r = subprocess.run(["bash", "-c", "printf '%s\\0' " + text], capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split(b"\0")[:-1]
+
+
+ODD_NAMES = [b"plain.csv", b"a b.csv", b"a  b.csv", b"it's.csv", b'say "x".csv', b"$HOME.csv", b"back\\slash.csv",
+             b"new\nline.csv", b"tab\t.csv", b"cr\r.csv", b"odd\xff.csv", "é€.csv".encode(), b"\x7f\x85.csv",
+             "nel\u0085 ls\u2028.csv".encode(), b"all'\\\n\xff$x \"y\".csv", b"-dash.csv"]
+
+
+@pytest.mark.parametrize("stdout_encoding", ["utf-8", "ascii"])
+def test_shell_path_is_one_line_that_bash_reads_back_as_the_file_name(tmp_path, monkeypatch, stdout_encoding):
+    # shlex.quote put a newline into the line and a byte that is not UTF-8 raw (or a character stdout's encoding
+    # cannot spell, escaped inside '...': another name to bash); now $'...' with \xNN for those, shlex.quote otherwise
+    import io
+
+    from wideann.course.tables import shell_path
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding=stdout_encoding))
+    for name in ODD_NAMES:
+        (tmp_path / os.fsdecode(name)).write_bytes(b"")
+        quoted = shell_path(os.fsdecode(name))
+        quoted.encode(stdout_encoding)  # (printed as it is)
+        assert quoted.isprintable() and _bash_words(quoted) == [name], (name, quoted)
+        assert _bash_words(f"-- {quoted}") == [b"--", name]  # one word, wherever it stands in a line
+        r = subprocess.run(["bash", "-c", f"ls -d -- {quoted}"], cwd=tmp_path, capture_output=True, timeout=30)
+        assert r.returncode == 0 and r.stdout == name + b"\n", (name, quoted, r)
+        if _printed_as_it_is(name, stdout_encoding):
+            assert quoted == shlex.quote(os.fsdecode(name))  # most names: as before
+
+
+def _printed_as_it_is(name: bytes, encoding: str) -> bool:
+    try:
+        text = name.decode("utf-8")
+        text.encode(encoding)
+    except UnicodeError:
+        return False
+    return text.isprintable()
+
+
+def test_a_lesson_says_odd_file_names_on_one_line_that_bash_reads_back(tmp_path):
+    # lesson 1 on CSV files named with a newline, a byte that is not UTF-8 and, on a stdout that can only spell
+    # ASCII, a letter: every line about them one line (the newline broke it in two, the byte went out raw), and the
+    # names in it are the files' names to bash (the command line it prints can be pasted and run)
+    pytest.importorskip("torch")
+    pytest.importorskip("accelerate")
+    from test_lessons import SCRIPTS, _env
+
+    train, test, other = b"new\nline.csv", b"odd\xff.csv", "\u00e9t\u00e9.csv".encode()
+    for name, seed in ((train, 1), (test, 2), (other, 3)):
+        wideann.make_data(tmp_path / os.fsdecode(name), rows=200 if name == train else 50, cols=6, seed=seed)
+
+    def lesson(test_csv: bytes, **env) -> list[str]:
+        r = subprocess.run([sys.executable, str(SCRIPTS / "1_first_ann.py"), "--data", os.fsdecode(train),
+                            "--test-data", os.fsdecode(test_csv), "--epochs", "1", "--output-dir", "run"],
+                           cwd=tmp_path, env={**_env(tmp_path), **env}, capture_output=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+        lines = r.stdout.decode(env.get("PYTHONIOENCODING", "utf-8")).splitlines()  # (strict: no raw byte)
+        assert not any(line.startswith("line") for line in lines), lines
+        return lines
+
+    def said(lines, pattern) -> list[list[bytes]]:
+        return [_bash_words(" ".join(m.groups())) for m in map(re.compile(pattern).fullmatch, lines) if m]
+
+    normalizing = r"normalizing with the C\+\+ engine:  wideann normalize (.*)"
+    table, stats = b"run/data/new\nline.npy", b"run/data/new\nline.stats.json"
+    lines = lesson(test)
+    assert said(lines, normalizing) == [[train, b"-o", table],
+                                        [test, b"-o", b"run/data/test/odd\xff.npy", b"--stats", stats]], lines
+    lines = lesson(other, PYTHONIOENCODING="ascii")
+    assert said(lines, r"using (.*) \(normalized from (.*) earlier\)") == [[table, train]], lines
+    assert said(lines, normalizing) == [[other, b"-o", b"run/data/test/" + other[:-4] + b".npy", b"--stats", stats]]
+    for name in (train, test, other, table, stats):
+        assert (tmp_path / os.fsdecode(name)).is_file(), name

@@ -45,13 +45,44 @@ def example_csv() -> Path:
 
 
 def shell_path(p) -> str:
+    """A file name as the lessons' lines show it (relative to the working folder unless that takes ``../..``),
+    quoted for bash, so that a command line they print can be copied and run: ``shlex.quote`` for most names.
+    A name with a control character (a newline), a byte that is not UTF-8 or a character stdout's encoding
+    cannot spell is written in bash's ANSI-C quoting, ``$'...'``, with each of those as the ``\\xNN`` of its
+    bytes (as the project shows such names: :func:`~wideann._entry.printable`): the line stays one line, and bash
+    reads it back as the same bytes. (``shlex.quote`` put the newline itself in the line, the byte raw.)"""
     p = os.fspath(p)
     try:
         rel = os.path.relpath(p)
         p = rel if not rel.startswith(os.pardir + os.sep + os.pardir) else p
     except ValueError:
         pass
-    return shlex.quote(p)
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    if all(_plain(c, encoding) for c in p):
+        return shlex.quote(p)
+    return "$'" + "".join(("\\" + c if c in "\\'" else c) if _plain(c, encoding) else _bytes_escaped(c)
+                          for c in p) + "'"
+
+
+def _plain(c: str, encoding: str) -> bool:
+    """``c`` shown as it is in a line of a lesson: no control character, no byte that is not UTF-8 (a surrogate),
+    and one that stdout's encoding spells."""
+    if c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029" or "\ud800" <= c <= "\udfff":
+        return False
+    try:
+        c.encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _bytes_escaped(c: str) -> str:
+    """``c``'s bytes in the file name as bash's ``$'...'`` spells them: ``\\xNN`` each."""
+    try:
+        b = os.fsencode(c)
+    except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte (no file system name holds one)
+        b = c.encode("utf-8", "surrogatepass")
+    return "".join(f"\\x{n:02x}" for n in b)
 
 
 def _is_up_to_date(out: Path, sources: list[Path]) -> bool:
