@@ -511,19 +511,49 @@ def test_a_newline_in_a_file_name_is_shown_escaped_as_the_command_line_shows_it(
         (["--data", "tiny.npy", "--stats", "s\nt.json"], "s\\x0at.json: not a wideann stats file"),
         (["--data", "tiny.npy", "--output-dir", "o\nut"], "o\\x0aut/predictions.csv: is a folder, not a file"),
     ]
+    _each_says(tmp_path, cases, lessons=(1, 4))
+
+
+def _each_says(folder: Path, cases, lessons) -> None:
+    """Each case (arguments, what the line says after ``error: ``) run by each lesson in ``folder``, a forked
+    process each (``tests/lesson_forks.py``): exit code 1 and that one line."""
     # (each run in a folder of its own: two at once in one run folder, the second is refused by the run lock)
-    jobs = [{"id": f"{n}:{k}", "script": str(SCRIPTS / LESSONS[n]), "cwd": str(tmp_path), "env": {},
+    jobs = [{"id": f"{n}:{k}", "script": str(SCRIPTS / LESSONS[n]), "cwd": str(folder), "env": {},
              "args": args if "--output-dir" in args else [*args, "--output-dir", f"runs/{n}-{k}"]}
-            for n in (1, 4) for k, (args, _) in enumerate(cases)]
-    r = subprocess.run([sys.executable, str(ROOT / "tests" / "lesson_forks.py"), "2"], cwd=tmp_path,
-                       env=_env(tmp_path), input="".join(json.dumps(j) + "\n" for j in jobs), capture_output=True,
+            for n in lessons for k, (args, _) in enumerate(cases)]
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "lesson_forks.py"), "2"], cwd=folder,
+                       env=_env(folder), input="".join(json.dumps(j) + "\n" for j in jobs), capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     results = {res["id"]: res for res in map(json.loads, r.stdout.splitlines())}
-    for n in (1, 4):
+    for n in lessons:
         for k, (_, says) in enumerate(cases):
             res = results[f"{n}:{k}"]
             check_one_line(res["code"], res["stderr"], LESSONS[n], 1, f"error: {says}")
+
+
+def test_two_spaces_in_a_file_name_are_said_as_two(tmp_path):
+    """A lesson's error line made every run of blanks one space (one_line, meant to flatten a library's message of
+    several lines): ``m  n.csv`` was said as ``m n.csv``, the name of another file. Only line breaks are flattened
+    now, whoever says the name: the lesson (a missing --data, a table without its stats file, a folder where the
+    run writes a file) or the engine (a bad value, a file that is not a stats file)."""
+    from wideann.course.errors import one_line
+
+    assert one_line("a  b.csv: cannot be read (Weights only load failed.\n  Re-running  \r\nmay help.)\n") == \
+        "a  b.csv: cannot be read (Weights only load failed. Re-running may help.)"
+    wideann.make_data(tmp_path / "all.csv", rows=200, cols=6, seed=1)
+    wideann.normalize([tmp_path / "all.csv"], tmp_path / "tiny.npy")
+    (tmp_path / "b  ad.csv").write_text("x1,x2,y\n1,2,3\n4,x,6\n")
+    (tmp_path / "s  t.json").write_text('{"format": "something else"}')
+    shutil.copy(tmp_path / "tiny.npy", tmp_path / "no  stats.npy")
+    (tmp_path / "o  ut" / "predictions.csv").mkdir(parents=True)
+    _each_says(tmp_path, [
+        (["--data", "r  q.csv"], "--data r  q.csv: no such file"),
+        (["--data", "no  stats.npy"], "--data no  stats.stats.json: the stats file of no  stats.npy is missing"),
+        (["--data", "b  ad.csv"], "b  ad.csv, line 3, column 2: expected a number, found 'x'"),
+        (["--data", "tiny.npy", "--stats", "s  t.json"], "s  t.json: not a wideann stats file"),
+        (["--data", "tiny.npy", "--output-dir", "o  ut"], "o  ut/predictions.csv: is a folder, not a file"),
+    ], lessons=(1, 3))
 
 
 LAUNCHED = [  # (lesson, case, config, -q): one and two processes, options, data and --resume

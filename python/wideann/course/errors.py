@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sys
 import time
 import traceback
@@ -65,10 +66,16 @@ def user_error(e: BaseException) -> tuple[int, str] | None:
     return None
 
 
+_LINE_BREAK = re.compile(r"\s*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]\s*")
+"""A line break (any that ``str.splitlines`` breaks at) and the blanks around it."""
+
+
 def one_line(msg: str) -> str:
-    """``msg`` on one line: a library's message of several lines (a ``torch.load`` error) flattened, its line
-    breaks and runs of blanks one space each. The file names in a lesson's messages are :func:`shown`."""
-    return " ".join(msg.split())
+    """``msg`` on one line: a library's message of several lines (a ``torch.load`` error) flattened, each line
+    break with the blanks around it one space (none at either end). Other blanks stay as they are: the file names
+    in a lesson's messages are :func:`shown` (no line break in them), and a name with two spaces said with one
+    named another file."""
+    return _LINE_BREAK.sub(lambda m: "" if m.start() == 0 or m.end() == len(msg) else " ", msg)
 
 
 def shown(path) -> str:
