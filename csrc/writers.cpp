@@ -102,6 +102,11 @@ class FolderLock {
 // What is at `path` when it is not a file (one line naming it, as _atomic.what_is_not_a_file says it at the
 // start): a folder, a device, a FIFO, a socket, a stream of this process (/dev/stdout) or a link to one of them.
 // Empty when nothing is there, a file, or a link to a file or to nothing: the rename replaces those.
+// Python's has one rule more: a link in a folder that lies in /proc (/dev/fd/N, /proc/self/fd/N, whatever their
+// target). It is not needed here: this runs only at commit, again, for denormalize and make_data (normalize's
+// caller commits), and every way to them (the CLI, wideann.denormalize()/make_data(), the lessons, predict)
+// has run Python's check at the start (engine._check_output_folder). A path's folder does not move into /proc
+// meanwhile, and those names are numbers, which the output's extension check refuses before that (*.csv).
 std::string what_is_not_a_file(const std::string& path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) return "";
