@@ -433,14 +433,20 @@ def test_the_sanitized_engine_built_from_other_sources_is_refused(tmp_path, monk
         sanitized.check()
 
 
-def test_a_sanitized_run_sees_every_python_file_of_the_sources(tmp_path, monkeypatch):
-    """``build`` linked only the top-level modules to the sources; ``course/`` and ``data/`` were pip's copies,
-    and an edit to them was not seen by a sanitized run until the next ``build`` (nor a module added since). A
-    checkout and a site as ``build`` leaves them (pip's copies of the package, an engine that records the
-    sources as given: no sanitized build needed), then edits to the sources, seen by ``run``'s processes."""
+def _sanitized_module(monkeypatch):
+    """``tests/fuzz/sanitized.py``, as the module that ``import sanitized`` gives (``fuzz_engine.py``'s) too."""
     spec = importlib.util.spec_from_file_location("sanitized", ROOT / "tests" / "fuzz" / "sanitized.py")
     sanitized = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sanitized)
+    monkeypatch.setitem(sys.modules, "sanitized", sanitized)
+    return sanitized
+
+
+def _a_built_sanitized_site(tmp_path, monkeypatch, sanitized) -> tuple[Path, Path]:
+    """A checkout (its ``python/wideann``, with a module ``gone.py``) and a site as ``build`` leaves them (pip's
+    copies of the package, an engine that records the sources as given: no sanitized build needed), ``sanitized``
+    pointed at them; then edits to the sources: a module of ``course/`` and of ``data/`` changed, ``added.py``
+    added, ``gone.py`` removed. ``(sources, site)``."""
     from wideann._native_checked import _native
 
     root = _checkout(tmp_path)
@@ -457,8 +463,8 @@ def test_a_sanitized_run_sees_every_python_file_of_the_sources(tmp_path, monkeyp
     (site / "sitecustomize.py").write_text(sanitized._SITECUSTOMIZE)
     monkeypatch.setattr(sanitized, "ROOT", root)
     monkeypatch.setattr(sanitized, "SITE", site)
-    monkeypatch.setattr(sanitized, "env", lambda: {**os.environ, "PYTHONPATH": str(site),
-                                                   "PYTHONDONTWRITEBYTECODE": "1"})
+    monkeypatch.setattr(sanitized, "env", lambda base=None: {**(os.environ if base is None else base),
+                                                             "PYTHONPATH": str(site), "PYTHONDONTWRITEBYTECODE": "1"})
     sanitized.link_sources()  # as `build` does after pip
     sanitized.check()
 
@@ -467,6 +473,15 @@ def test_a_sanitized_run_sees_every_python_file_of_the_sources(tmp_path, monkeyp
             f.write("\nEDITED = True\n")
     (source / "added.py").write_text("ADDED = True\n")
     (source / "gone.py").unlink()
+    return source, site
+
+
+def test_a_sanitized_run_sees_every_python_file_of_the_sources(tmp_path, monkeypatch):
+    """``build`` linked only the top-level modules to the sources; ``course/`` and ``data/`` were pip's copies,
+    and an edit to them was not seen by a sanitized run until the next ``build`` (nor a module added since). A
+    checkout and a site as ``build`` leaves them, then edits to the sources, seen by ``run``'s processes."""
+    sanitized = _sanitized_module(monkeypatch)
+    source, site = _a_built_sanitized_site(tmp_path, monkeypatch, sanitized)
     out = tmp_path / "seen.txt"
     probe = ("import sys, wideann.course.errors as e, wideann.data.npy as n, wideann.added as a\n"
              "open(sys.argv[1], 'w').write(f'{e.EDITED} {n.EDITED} {a.ADDED}')")
@@ -474,6 +489,34 @@ def test_a_sanitized_run_sees_every_python_file_of_the_sources(tmp_path, monkeyp
     assert out.read_text() == "True True True"
     assert not os.path.lexists(site / "wideann" / "gone.py"), "a link to a module removed from the sources"
     assert os.path.exists(site / "wideann" / "_native" / "__init__.py"), "the engine was removed"
+
+
+def test_the_fuzzing_run_sees_every_python_file_of_the_sources(tmp_path, monkeypatch, capsys):
+    """``fuzz_engine.py`` only checked the sanitized engine: a module added to the package since ``build`` was not
+    in the site, and its sanitized worker failed on the import (or ran the old code of one edited). It makes the
+    links as ``sanitized.py run`` does; a run of two cases against the site of :func:`_a_built_sanitized_site`."""
+    sanitized = _sanitized_module(monkeypatch)
+    source, site = _a_built_sanitized_site(tmp_path, monkeypatch, sanitized)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # (fuzz_engine puts its folder first)
+    spec = importlib.util.spec_from_file_location("fuzz_engine", ROOT / "tests" / "fuzz" / "fuzz_engine.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    assert fuzz.sanitized is sanitized
+    monkeypatch.setattr(sys, "argv", ["fuzz_engine.py", "--cases", "2", "--seconds", "120", "--seed", "1",
+                                      "--failures", str(tmp_path / "failures")])
+    assert fuzz.main() == 0, capsys.readouterr().out
+    assert "fuzz: 2 cases" in capsys.readouterr().out
+    assert os.path.samefile(site / "wideann" / "added.py", source / "added.py"), "a module added since the build"
+    assert os.path.samefile(site / "wideann" / "course", source / "course")
+    assert not os.path.lexists(site / "wideann" / "gone.py"), "a link to a module removed from the sources"
+
+
+def test_a_sanitized_run_before_any_build_says_to_build(tmp_path, monkeypatch):
+    # the links were made before the check: with no build, a FileNotFoundError traceback instead of its line
+    sanitized = _sanitized_module(monkeypatch)
+    monkeypatch.setattr(sanitized, "SITE", tmp_path / "site")
+    with pytest.raises(SystemExit, match="run `python tests/fuzz/sanitized.py build` first"):
+        sanitized.main(["run", "true"])
 
 
 # ---- the source distribution ----------------------------------------------------------------------------------

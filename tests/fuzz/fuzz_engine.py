@@ -711,7 +711,7 @@ def main() -> int:
     normal_env = {k: v for k, v in os.environ.items() if not k.startswith("WIDEANN_")}
     workers = {"normal": Worker("normal", normal_env, work)}
     if not args.no_sanitized:
-        sanitized.check()
+        sanitized.ready()  # (as `sanitized.py run` does: a module added to the package since `build` is there too)
         workers["sanitized"] = Worker("sanitized", sanitized.env(normal_env), work)
     for w in workers.values():
         w.start()

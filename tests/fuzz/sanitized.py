@@ -81,11 +81,14 @@ def link_sources() -> None:
     """The package's Python code in SITE as links to the sources, so that only the engine needs a rebuild after a
     change: each module of ``python/wideann`` and each subpackage (``course/``, ``data/``: the folder itself,
     so that a module added to one later is there too). What ``pip install`` copied and earlier links are replaced;
-    the engine (``_native*``, not in the sources) is left. Run by ``build``, and by ``run`` before each command:
-    a module added to (or removed from) ``python/wideann`` since the build is seen by the next run. (Only the
+    the engine (``_native*``, not in the sources) is left. Run by ``build``, and by ``run`` and ``fuzz_engine.py``
+    before their work (:func:`ready`): a module added to (or removed from) ``python/wideann`` since the build is
+    seen by the next run. (Only the
     top-level modules were links: an edit of ``course/`` or ``data/`` was not seen by a sanitized run until the
     next ``build``, which tested the old code without a word.)"""
     source, site = ROOT / "python" / "wideann", SITE / "wideann"
+    if not site.is_dir():  # no build yet: check() says to make one
+        return
     code = {p.name: p for p in source.iterdir()
             if (p.suffix == ".py" and p.is_file()) or (p.is_dir() and (p / "__init__.py").is_file())}
     for p in list(site.iterdir()):
@@ -95,6 +98,14 @@ def link_sources() -> None:
             shutil.rmtree(p) if p.is_dir() else p.unlink()
     for name, target in code.items():
         (site / name).symlink_to(target, target_is_directory=target.is_dir())
+
+
+def ready() -> None:
+    """Before a use of the sanitized engine (``run``, ``fuzz_engine.py``): the Python code linked to the sources as
+    they are now (:func:`link_sources`), and the engine checked to be the sanitized one, built from csrc/ as it is
+    now (:func:`check`)."""
+    link_sources()
+    check()
 
 
 def check() -> None:
@@ -121,8 +132,7 @@ def main(argv: list[str]) -> int:
         print(f"sanitized engine in {SITE}")
         return 0
     if argv[:1] == ["run"] and len(argv) > 1:
-        link_sources()
-        check()
+        ready()
         return subprocess.run(argv[1:], env=env()).returncode
     print(__doc__, file=sys.stderr)
     return 2
