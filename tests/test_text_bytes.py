@@ -249,19 +249,20 @@ def test_the_python_api_saves_and_loads_a_source_name_that_is_not_utf8(tmp_path)
         wideann.Stats(["a", "y"], [0, 0], [1, 1], 2, sources=["/data/\ud800.csv"])
 
 
-def _bash_words(text: str) -> list[bytes]:
+def _bash_words(text: str | bytes) -> list[bytes]:
     """The words bash reads in ``text`` (quoting undone), as bytes: what a user who pastes it runs."""
-    r = subprocess.run(["bash", "-c", "printf '%s\\0' " + text], capture_output=True, timeout=30)
+    text = text if isinstance(text, bytes) else os.fsencode(text)
+    r = subprocess.run([b"bash", b"-c", b"printf '%s\\0' " + text], capture_output=True, timeout=30)
     assert r.returncode == 0, r.stderr
     return r.stdout.split(b"\0")[:-1]
 
 
 ODD_NAMES = [b"plain.csv", b"a b.csv", b"a  b.csv", b"it's.csv", b'say "x".csv', b"$HOME.csv", b"back\\slash.csv",
              b"new\nline.csv", b"tab\t.csv", b"cr\r.csv", b"odd\xff.csv", "é€.csv".encode(), b"\x7f\x85.csv",
-             "nel\u0085 ls\u2028.csv".encode(), b"all'\\\n\xff$x \"y\".csv", b"-dash.csv"]
+             "caf\u00e9.csv".encode(), "nel\u0085 ls\u2028.csv".encode(), b"all'\\\n\xff$x \"y\".csv", b"-dash.csv"]
 
 
-@pytest.mark.parametrize("stdout_encoding", ["utf-8", "ascii"])
+@pytest.mark.parametrize("stdout_encoding", ["utf-8", "ascii", "latin-1"])
 def test_shell_path_is_one_line_that_bash_reads_back_as_the_file_name(tmp_path, monkeypatch, stdout_encoding):
     # shlex.quote put a newline into the line and a byte that is not UTF-8 raw (or a character stdout's encoding
     # cannot spell, escaped inside '...': another name to bash); now $'...' with \xNN for those, shlex.quote otherwise
@@ -274,10 +275,10 @@ def test_shell_path_is_one_line_that_bash_reads_back_as_the_file_name(tmp_path, 
     for name in ODD_NAMES:
         (tmp_path / os.fsdecode(name)).write_bytes(b"")
         quoted = shell_path(os.fsdecode(name))
-        quoted.encode(stdout_encoding)  # (printed as it is)
-        assert quoted.isprintable() and _bash_words(quoted) == [name], (name, quoted)
-        assert _bash_words(f"-- {quoted}") == [b"--", name]  # one word, wherever it stands in a line
-        r = subprocess.run(["bash", "-c", f"ls -d -- {quoted}"], cwd=tmp_path, capture_output=True, timeout=30)
+        pasted = quoted.encode(stdout_encoding)  # what the terminal shows, and pastes
+        assert quoted.isprintable() and _bash_words(pasted) == [name], (name, quoted)
+        assert _bash_words(b"-- " + pasted) == [b"--", name]  # one word, wherever it stands in a line
+        r = subprocess.run([b"bash", b"-c", b"ls -d -- " + pasted], cwd=tmp_path, capture_output=True, timeout=30)
         assert r.returncode == 0 and r.stdout == name + b"\n", (name, quoted, r)
         if _printed_as_it_is(name, stdout_encoding):
             assert quoted == shlex.quote(os.fsdecode(name))  # most names: as before
@@ -286,10 +287,9 @@ def test_shell_path_is_one_line_that_bash_reads_back_as_the_file_name(tmp_path, 
 def _printed_as_it_is(name: bytes, encoding: str) -> bool:
     try:
         text = name.decode("utf-8")
-        text.encode(encoding)
+        return text.isprintable() and text.encode(encoding) == name
     except UnicodeError:
         return False
-    return text.isprintable()
 
 
 def test_a_lesson_says_odd_file_names_on_one_line_that_bash_reads_back(tmp_path):

@@ -48,9 +48,10 @@ def shell_path(p) -> str:
     """A file name as the lessons' lines show it (relative to the working folder unless that takes ``../..``),
     quoted for bash, so that a command line they print can be copied and run: ``shlex.quote`` for most names.
     A name with a control character (a newline), a byte that is not UTF-8 or a character stdout's encoding
-    cannot spell is written in bash's ANSI-C quoting, ``$'...'``, with each of those as the ``\\xNN`` of its
-    bytes (as the project shows such names: :func:`~wideann._entry.printable`): the line stays one line, and bash
-    reads it back as the same bytes. (``shlex.quote`` put the newline itself in the line, the byte raw.)"""
+    cannot spell (or spells with other bytes than the file system's) is written in bash's ANSI-C quoting,
+    ``$'...'``, with each of those as the ``\\xNN`` of its bytes (as the project shows such names:
+    :func:`~wideann._entry.printable`): the line stays one line, and bash reads it back as the same bytes.
+    (``shlex.quote`` put the newline itself in the line, the byte raw.)"""
     p = os.fspath(p)
     try:
         rel = os.path.relpath(p)
@@ -66,14 +67,13 @@ def shell_path(p) -> str:
 
 def _plain(c: str, encoding: str) -> bool:
     """``c`` shown as it is in a line of a lesson: no control character, no byte that is not UTF-8 (a surrogate),
-    and one that stdout's encoding spells."""
+    and one that stdout's encoding spells as the file name's bytes (what a terminal pastes is what it shows)."""
     if c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029" or "\ud800" <= c <= "\udfff":
         return False
     try:
-        c.encode(encoding)
-    except (UnicodeEncodeError, LookupError):
+        return c.encode(encoding) == os.fsencode(c)
+    except (UnicodeError, LookupError):
         return False
-    return True
 
 
 def _bytes_escaped(c: str) -> str:
