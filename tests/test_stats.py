@@ -78,6 +78,24 @@ def test_to_sklearn_is_a_fitted_minmaxscaler(tmp_path, rng):
     assert sk.n_samples_seen_ == 40
 
 
+@pytest.mark.filterwarnings("ignore:X does not have valid feature names")
+def test_to_sklearn_scales_a_column_of_a_tiny_range_as_the_engine_does(tmp_path):
+    """scikit-learn scales a range below 2.2e-15 by 1, as if constant: the scaler of a column spanning 1e-16 ..
+    3e-16 gave 1e-16 for 2e-16, which the engine normalizes to 0.5, and 0.5 back for a prediction of 0.5."""
+    raw = np.array([[1e-16, 1.0, 0.0, 7.0], [2e-16, 1.0 + 2**-52, 5e-300, 8.0], [3e-16, 1.0 + 2**-50, 1e-299, 9.0]])
+    src = write_csv(tmp_path / "tiny.csv", raw.tolist(), header=["a", "b", "c", "y"])
+    st = wideann.normalize(src, tmp_path / "t.npy")
+    sk = st.to_sklearn()
+    engine = np.load(tmp_path / "t.npy")
+    assert engine.tolist() == [[0, 0, 0, 0], [0.5, 0.25, 0.5, 0.5], [1, 1, 1, 1]]
+    np.testing.assert_allclose(sk.transform(raw), engine, atol=1e-6)
+    np.testing.assert_allclose(sk.inverse_transform(engine.astype(np.float64)), st.inverse_transform(engine),
+                               rtol=1e-15)
+    # a range whose reciprocal is beyond a double cannot be a scale_: refused, as a range wider than a double is
+    with pytest.raises(ValueError, match="column 'a' has a range too small for MinMaxScaler's scale"):
+        Stats(["a", "y"], [0.0, 0.0], [1e-309, 1.0], 2).to_sklearn()
+
+
 def test_merge(tmp_path, rng):
     a, va = random_numeric_csv(tmp_path / "a.csv", rng, 10, 4)
     b, vb = random_numeric_csv(tmp_path / "b.csv", rng, 3, 4)

@@ -251,7 +251,10 @@ class Stats:
         return out
 
     def to_sklearn(self):
-        """A fitted ``sklearn.preprocessing.MinMaxScaler`` with these statistics."""
+        """A fitted ``sklearn.preprocessing.MinMaxScaler`` with these statistics, scaling as :meth:`transform`
+        does. One exception, which no ``MinMaxScaler`` can hold: a constant column (max == min) is scaled by 1
+        there, so a value other than the constant ``v`` becomes ``v - min`` (here 0) and a normalized ``x`` goes
+        back to ``x + min`` (here ``min``)."""
         import numpy as np
         from sklearn.preprocessing import MinMaxScaler
 
@@ -263,6 +266,19 @@ class Stats:
             raise ValueError(f"stats: column {name!r} has a range wider than a double (min {lo:g} .. max {hi:g}); "
                              "MinMaxScaler cannot hold it (Stats.transform can)")
         scaler = MinMaxScaler().fit(np.vstack([self.data_min, self.data_max]))
+        # scikit-learn takes a range below 10 machine epsilons (2.2e-15, in the column's units) for a constant
+        # column and scales it by 1: [1e-16, 3e-16] would become [0, 2e-16], not [0, 1] as the engine writes it.
+        # Only max == min is constant here: every other column gets 1 / (max - min), as scikit-learn computes it.
+        varying = self.data_max > self.data_min
+        with np.errstate(over="ignore", divide="ignore"):
+            scale = 1.0 / (self.data_max - self.data_min)[varying]
+        if not np.all(np.isfinite(scale)):  # (a range below 5.6e-309: its reciprocal is beyond a double)
+            c = int(np.flatnonzero(varying)[np.argmin(np.isfinite(scale))])
+            raise ValueError(f"stats: column {self.columns[c]!r} has a range too small for MinMaxScaler's scale "
+                             f"(min {self.data_min[c]:g} .. max {self.data_max[c]:g}: 1 / range is beyond a double; "
+                             "Stats.transform can hold it)")
+        scaler.scale_[varying] = scale
+        scaler.min_[varying] = -self.data_min[varying] * scale
         scaler.n_samples_seen_ = self.n_rows
         scaler.feature_names_in_ = np.asarray(self.columns, dtype=object)
         return scaler
