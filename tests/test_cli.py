@@ -118,6 +118,15 @@ def test_info_on_stats_lists_columns(tmp_path):
     assert "7" in out
 
 
+def test_info_on_stats_shows_the_targets_min_and_max_as_the_file_holds_them(tmp_path):
+    """Six significant digits showed a target of 1e9 .. 1e9 + 49.5 as "min 1e+09, max 1e+09" beside "constant
+    columns: 0": a range that looked like none."""
+    (tmp_path / "d.csv").write_text("x,y\n1,1000000000.25\n2,1000000049.75\n3,1000000012.5\n")
+    ok("stats", tmp_path / "d.csv", "-o", tmp_path / "s.json")
+    out = ok("info", tmp_path / "s.json").stdout
+    assert "target 'y': min 1000000000.25, max 1000000049.75" in out, out
+
+
 def _stderr_on_a_terminal(args, cwd):
     """Run the CLI with stderr on a pseudo-terminal (100 x 24) and return what it wrote there."""
     code, text = stderr_on_a_terminal(WIDEANN + list(args), cwd, columns=100, timeout=60)

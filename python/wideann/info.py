@@ -116,7 +116,8 @@ def _describe_stats(path: str, st: Stats) -> str:
     constant = int(np.sum(st.data_range == 0))
     lines = [f"{path}: wideann stats, {counted(st.n_columns, 'column')}, {counted(st.n_rows, 'row')}",
              f"  columns: {_names(st.columns)}",
-             f"  target {st.columns[-1]!r}: min {st.data_min[-1]:.6g}, max {st.data_max[-1]:.6g}",
+             # (shortest round-trip text, as in the file: six digits showed 1e9 .. 1e9 + 50 as "min 1e+09, max 1e+09")
+             f"  target {st.columns[-1]!r}: min {st._min[-1]!r}, max {st._max[-1]!r}",
              f"  constant columns: {constant}"]
     if st.sources:
         lines.append(f"  sources: {_names(st.sources, 2)}")
