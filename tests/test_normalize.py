@@ -665,6 +665,33 @@ def test_digit_readers_parse_every_number_exactly(tmp_path, cols):
     assert outs[0] == outs[1]
 
 
+def _midpoint(x: float) -> str:
+    """The exact decimal midpoint between x and the next double up: round-to-even decides it."""
+    from decimal import Decimal, localcontext
+
+    with localcontext() as exact:
+        exact.prec = 2000  # (every double is a decimal of at most 767 significant digits)
+        return format((Decimal(x) + Decimal(float(np.nextafter(x, np.inf)))) / 2, "e")
+
+
+@pytest.mark.parametrize("reader", ["loop", "branch-free"])
+def test_numbers_beyond_the_fast_path_are_correctly_rounded(tmp_path, reader):
+    """What the exact fast path hands on (more than 19 digits, exponents beyond 22, subnormals, the ends of
+    double's range, exact midpoints and a digit past them) parses to the double Python's float() gives."""
+    from conftest import cli_env
+    texts = ["1.7976931348623157e308", "1.7976931348623158e308", "2.2250738585072011e-308", "4.9e-324",
+             "2.4703282292062327e-324", "2.4703282292062328e-324", "1e-320", "1e-400",
+             "123456789012345678901234567890e-30", "0.1e-22", "9007199254740992.5",
+             "9007199254740993.0000000000000000001", "1e23", "8.589973e9"]
+    for x in (1.0, 0.1, 9007199254740992.0, 1e300, 5e-324, 2.2250738585072014e-308, 123.456e-310, 0.3e21):
+        mid = _midpoint(x)
+        texts += [mid, mid.replace("e", "1e", 1) if "." in mid else mid]  # (a digit past the midpoint: rounds up)
+    inp = write_text(tmp_path / "numbers.csv", ",".join(texts) + "\n")
+    ok("stats", inp, "-o", tmp_path / "s.json", "--header", "no", env=cli_env(WIDEANN_DIGIT_READER=reader))
+    got = load_stats_json(tmp_path / "s.json")["min"]
+    assert [float(g) for g in got] == [float(t) + 0.0 for t in texts]
+
+
 # ---- the size normalize checks for before pass 2 --------------------------------------------------
 
 @pytest.mark.parametrize("cols", [1, 9, 10, 99, 100, 12849, 100_000])
