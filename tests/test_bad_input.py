@@ -395,6 +395,24 @@ def test_denormalize_refuses_a_header_that_names_another_stats_column(tmp_path, 
        "--stats", tmp_path / "s.json")
 
 
+def test_denormalize_refuses_columns_digits_that_name_another_column(tmp_path):
+    """Columns named by numbers (wavelengths 350 .. 2500, sensor ids): --columns 2 is position 2, but a column is
+    named 2 too; a .npy has no header to catch it, and the values came out in the units of the column at position
+    2 without a word. Digits that name a column elsewhere are refused; digits that name their own position
+    (pandas' 0, 1, 2 ...) are fine."""
+    ok("normalize", write_text(tmp_path / "t.csv", "2,1,y\n1,10,100\n3,20,300\n"), "-o", tmp_path / "t.npy",
+       "--header", "yes")
+    stats = tmp_path / "t.stats.json"
+    np.save(tmp_path / "p.npy", np.array([[0.5]], dtype=np.float32))
+    out = tmp_path / "o.csv"
+    p = run_cli("denormalize", tmp_path / "p.npy", "-o", out, "--stats", stats, "--columns", "2")
+    msg = assert_failed_cleanly(p, leftovers=[out], folder=tmp_path, names=["t.stats.json"])
+    assert "'2' is also the name of column 0" in msg and "give its position (0)" in msg and "give -1" in msg, msg
+    for cols, header, value in ((["0"], "2", "2"), (["-1"], "y", "200"), (["1"], "1", "15")):
+        ok("denormalize", tmp_path / "p.npy", "-o", out, "--stats", stats, "--columns", *cols)
+        assert out.read_text().splitlines() == [header, value], cols
+
+
 # ---- files that are not there or cannot be read ---------------------------------------------------
 
 def test_empty_file(tmp_path):

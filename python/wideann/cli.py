@@ -181,12 +181,23 @@ def say(line: str) -> None:
         pass
 
 
-def _columns_arg(cols):
+def _columns_arg(cols, stats_path: str | None = None):
     """``--columns``: ASCII digits (with a leading ``-``: from the end) are a position, anything else a name (a
-    ``²`` or an Arabic-Indic ``١`` is a name, not a number)."""
+    ``²`` or an Arabic-Indic ``١`` is a name, not a number). Digits that also name another column of the stats
+    (columns named 350 .. 2500, say) are refused: read as a position, they would give that other column's units."""
     if cols is None:
         return None
-    return [int(c) if re.fullmatch(r"-?[0-9]+", c) else c for c in cols]
+    out = [int(c) if re.fullmatch(r"-?[0-9]+", c) else c for c in cols]
+    if stats_path is not None and any(isinstance(c, int) for c in out):
+        names = Stats.load(stats_path).columns
+        n = len(names)
+        for text, c in zip(cols, out):
+            if isinstance(c, int) and text in names and not (-n <= c < n and names[c] == text):
+                other = f"; for position {c}, give {c - n}" if 0 <= c < n else ""
+                raise ValueError(f"--columns {text}: digits are a 0-based position, but {text!r} is also the name "
+                                 f"of column {names.index(text)} of {stats_path}: give its position "
+                                 f"({names.index(text)}) if that column is meant{other}")
+    return out
 
 
 def _identity(path: str):
@@ -229,7 +240,7 @@ def run(args) -> None:
         # (the rows written: with --stats, not the stats')
         say(f"{counted(rows, 'row')} x {counted(st.n_columns, 'column')} -> {where}")
     elif cmd == "denormalize":
-        n = denormalize(args.input, args.output, stats=args.stats, columns=_columns_arg(args.columns),
+        n = denormalize(args.input, args.output, stats=args.stats, columns=_columns_arg(args.columns, args.stats),
                         header=args.header, delimiter=args.delimiter, threads=args.threads,
                         progress=_progress(args))
         say(f"{counted(n, 'row')} -> {args.output}")
