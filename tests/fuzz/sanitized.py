@@ -83,9 +83,8 @@ def link_sources() -> None:
     so that a module added to one later is there too). What ``pip install`` copied and earlier links are replaced;
     the engine (``_native*``, not in the sources) is left. Run by ``build``, and by ``run`` and ``fuzz_engine.py``
     before their work (:func:`ready`): a module added to (or removed from) ``python/wideann`` since the build is
-    seen by the next run. (Only the
-    top-level modules were links: an edit of ``course/`` or ``data/`` was not seen by a sanitized run until the
-    next ``build``, which tested the old code without a word.)"""
+    seen by the next run. (Only the top-level modules were links: an edit of ``course/`` or ``data/`` was not
+    seen by a sanitized run until the next ``build``, which tested the old code without a word.)"""
     source, site = ROOT / "python" / "wideann", SITE / "wideann"
     if not site.is_dir():  # no build yet: check() says to make one
         return
