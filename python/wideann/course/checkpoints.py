@@ -125,6 +125,25 @@ def _trash_of(path: Path) -> Path:
     return path.with_name(f".trash.{path.name}.{os.getpid()}")
 
 
+_SAVE_TEMPORARY = re.compile(r"^\.(step_\d+\.tmp|trash\.step_\d+\.\d+)\Z")
+"""The names of what a checkpoint save that was killed leaves in the checkpoints folder: ``.step_N.tmp``, the folder it
+writes before the rename to ``step_N`` (:meth:`Checkpoints.save`), and ``.trash.step_N.PID``, a checkpoint on its
+way out (:func:`_trash_of`). Never a complete checkpoint (``step_N``), nor anything else."""
+
+
+def _remove_temporaries(folders, saves: bool = False) -> None:
+    """Remove what killed writes left in ``folders`` (a folder not there is skipped): the temporary files of outputs
+    written under a temporary name (:data:`~wideann._atomic.TEMP_NAME`: ``best_model.pt``, a normalized table,
+    :data:`EARLIER_RUN`), and with ``saves`` (the checkpoints folder: a new run as it starts, every save) what killed
+    checkpoint saves left (:data:`_SAVE_TEMPORARY`). Call it on the main process, with the run folder locked."""
+    for folder in map(Path, folders):
+        for p in folder.iterdir() if folder.is_dir() else []:
+            if saves and _SAVE_TEMPORARY.match(p.name):
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            elif TEMP_NAME.match(p.name) and p.is_file():
+                p.unlink()
+
+
 @functools.lru_cache(maxsize=1)
 def _renameat2():
     """libc's ``renameat2`` (glibc 2.28 and later), or None."""
@@ -405,11 +424,7 @@ class Checkpoints:
         if main:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                for p in self.folder.iterdir():  # what killed saves (and a killed EARLIER_RUN's write) left behind
-                    if p.name.startswith((".step_", ".trash.")):
-                        shutil.rmtree(p) if p.is_dir() else p.unlink()
-                    elif TEMP_NAME.match(p.name) and p.is_file():
-                        p.unlink()
+                _remove_temporaries([self.folder], saves=True)  # what killed saves (and EARLIER_RUN writes) left
                 others = [c for c in _checkpoints(self.folder) if c.name != final.name]
                 for old in others[:len(others) - max(self.keep - 1, 1)]:
                     self._remove(old)
@@ -535,10 +550,7 @@ class Checkpoints:
         if accelerator.is_main_process:
             try:
                 run = self.folder.parent  # what the killed run was writing: its files, its normalized CSVs, EARLIER_RUN
-                for folder in {f.parent for f in self.files} | {run / "data", run / "data" / "test", self.folder}:
-                    for p in folder.glob(".*") if folder.is_dir() else []:
-                        if TEMP_NAME.match(p.name) and p.is_file():
-                            p.unlink()
+                _remove_temporaries({f.parent for f in self.files} | {run / "data", run / "data" / "test", self.folder})
                 for f in self.files:
                     kept = path / f.name
                     if not kept.is_file():  # written after the checkpoint: the resumed run writes it again
