@@ -1132,6 +1132,35 @@ def test_the_temporary_file_of_a_killed_earlier_run_json_write_goes_at_the_resum
     assert (run / "checkpoints" / ".earlier-run.json").is_file()  # (the new run's own, written whole)
 
 
+def test_a_new_run_removes_what_killed_saves_left_as_it_starts(table, tmp_path):
+    # what a killed save leaves in the checkpoints folder (a checkpoint's size) went only at the next save or
+    # --resume: a new run killed before its first save left it there. Only those go: never a complete checkpoint,
+    # never a file of the user's
+    run = tmp_path / "run"
+    ckpts = run / "checkpoints"
+    args = ["--data", table, *QUICK3, "--output-dir", run]
+    run_to_end(tmp_path, L3, args)
+    paused = Paused(tmp_path, L3, args, "checkpoint-written:1")  # a new run, killed inside its first save
+    paused.wait()
+    paused.kill()
+    left = list(ckpts.glob(".step_*.tmp"))
+    assert len(left) == 1 and (left[0] / course.CHECKPOINT_INFO).is_file()
+    left += [ckpts / ".trash.step_00000001.4242", ckpts / ".earlier-run.json.k1ll3d_9.tmp"]  # a removal, a listing
+    left[1].mkdir()
+    left[2].write_text('{"format": "wideann-earl')
+    theirs = [ckpts / ".step_notes", ckpts / ".trash", ckpts / "notes.txt"]
+    for p in theirs:
+        p.write_text("mine\n")
+    complete = _complete(run)
+    assert complete
+    paused = Paused(tmp_path, L3, args, "earlier-run-listed")  # the next new run, stopped before it trains
+    paused.wait()
+    paused.kill()
+    assert [p.name for p in left if os.path.lexists(p)] == []
+    assert _complete(run) == complete
+    assert [p.read_text() for p in theirs] == ["mine\n"] * len(theirs)
+
+
 @pytest.mark.parametrize("script, config", [(L3, None), (L4, "cpu.yaml")])
 def test_a_new_run_lists_the_earlier_runs_checkpoints_before_it_removes_that_runs_results(table, tmp_path, script,
                                                                                           config):

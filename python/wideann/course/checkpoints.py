@@ -356,10 +356,12 @@ class Checkpoints:
         are listed, atomically, in :data:`EARLIER_RUN` before training, and :meth:`load` refuses them unless named.
         Call it on every process, before :func:`~wideann.course.results.clear_results` (after it, a run killed
         between the two left the earlier run's results gone and its checkpoints unlisted: a bare ``--resume`` went
-        on with that run, silently)."""
+        on with that run, silently). What killed saves left in the folder goes first (:func:`_remove_temporaries`):
+        left to this run's first save, it stayed when this run was killed before that."""
         error = None
         if accelerator.is_main_process:
             try:
+                _remove_temporaries([self.folder], saves=True)
                 marker = self.folder / EARLIER_RUN
                 earlier = [list(_stamp(p)) for p in _checkpoints(self.folder)]
                 if earlier:
