@@ -405,6 +405,23 @@ def test_the_engine_is_imported_through_the_check():
     assert found == []
 
 
+
+def test_the_wait_for_the_speaking_process_is_one_number_that_the_check_may_import():
+    """The others' wait for the process that says a refused engine (_native_checked) or a lesson's error
+    (course.errors) was defined twice, to be kept equal by hand. One definition now, in a module that the check,
+    which runs before the engine is trusted, may import: it imports nothing of the package, nor torch or numpy."""
+    import ast
+
+    defined = [str(p.relative_to(ROOT)) for p in sorted((ROOT / "python" / "wideann").rglob("*.py"))
+               for node in ast.walk(ast.parse(p.read_text())) if isinstance(node, (ast.Assign, ast.AnnAssign))
+               and any(isinstance(t, ast.Name) and t.id == "SPEAK_WAIT_S"
+                       for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))]
+    assert defined == ["python/wideann/interrupts.py"]
+    code = ("import sys; from wideann.interrupts import SPEAK_WAIT_S; "
+            "print(sorted(m for m in sys.modules if m.startswith(('wideann.', 'torch', 'numpy'))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == "['wideann.interrupts']", r.stdout + r.stderr
+
 def test_the_sanitized_engine_built_from_other_sources_is_refused(tmp_path, monkeypatch):
     """``tests/fuzz/sanitized.py run`` tested the engine its last ``build`` made, whatever csrc/ held since: the
     package's own check does not look at that copy (its sources are not beside it). A site like ``build``'s,

@@ -192,10 +192,10 @@ def _one_line_if_refused(kind, value, tb, _before=sys.excepthook) -> None:
 
     Under a launcher (``accelerate launch``, torchrun: ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` set) the first process
     of each machine says it, once for the machine's engine, and the others stay silent (every process said the
-    same line); they wait for it (:data:`SPEAK_WAIT_S` at most) before they end, as ``course.run``'s do, because
-    the launcher ends every process as soon as one has failed, and one that ended first could have the speaking
-    one killed before it had said why. (Not rank 0 alone: an engine stale on another machine only, with rank
-    0's up to date, would have ended the run without a word.)"""
+    same line); they wait for it (:data:`~wideann.interrupts.SPEAK_WAIT_S` at most) before they end, as
+    ``course.run``'s do, because the launcher ends every process as soon as one has failed, and one that ended
+    first could have the speaking one killed before it had said why. (Not rank 0 alone: an engine stale on another
+    machine only, with rank 0's up to date, would have ended the run without a word.)"""
     if not isinstance(value, EngineError):
         _before(kind, value, tb)
     elif os.environ.get("LOCAL_RANK", "0") in ("", "0") or os.environ.get("LOCAL_WORLD_SIZE", "1") in ("", "1"):
@@ -206,15 +206,12 @@ def _one_line_if_refused(kind, value, tb, _before=sys.excepthook) -> None:
     else:
         import time
 
+        from .interrupts import SPEAK_WAIT_S  # (standard modules alone: nothing that needs the engine, no torch)
+
         try:
             time.sleep(SPEAK_WAIT_S)
         except KeyboardInterrupt:  # (the launcher ends the others once the first one has failed)
             pass
-
-
-SPEAK_WAIT_S = 10.0
-"""How long a process that leaves the saying of a refused engine (stale or missing) to the first of its machine
-waits for it (as ``course.errors.SPEAK_WAIT_S``)."""
 
 
 try:

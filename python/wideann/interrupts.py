@@ -81,6 +81,15 @@ def end_with_the_launcher() -> bool:
     return True
 
 
+SPEAK_WAIT_S = 10.0
+"""How long a process of a launched run waits, after an error that another process reports, for that one to say it
+and end, before it ends itself: the launcher ends every process as soon as one has failed, and one that ended first
+could have the speaking one killed before it had said why. ``course.run``'s processes wait for the main one
+(:mod:`wideann.course.errors`); where the engine is refused, for the first process of their machine
+(:mod:`wideann._native_checked`, which runs before the engine is trusted: it may import this module, which imports
+nothing of the package, nor torch)."""
+
+
 INTERRUPTS = ("SIGINT",) + SIGNALS
 
 

@@ -15,7 +15,7 @@ import time
 import traceback
 
 from .._entry import escape_what_stdout_cannot_encode, printable
-from ..interrupts import end_with_the_launcher, ignored, stop_like_ctrl_c, the_run_takes_over
+from ..interrupts import SPEAK_WAIT_S, end_with_the_launcher, ignored, stop_like_ctrl_c, the_run_takes_over
 
 
 class LessonError(Exception):
@@ -183,14 +183,10 @@ def _interrupted() -> str:
     return line
 
 
-SPEAK_WAIT_S = 10.0
-"""How long a process other than the main one waits, after an error, for the main one to report it."""
-
-
 def _let_the_main_process_speak() -> None:
     """After an error that the main process reports (it fails at the same point: see :func:`run`), the
-    others wait for it to print its line and end -- at most :data:`SPEAK_WAIT_S` -- before they end.
-    The launcher (``accelerate launch``, torchrun) ends every process as soon as one of them has failed:
+    others wait for it to print its line and end -- at most :data:`~wideann.interrupts.SPEAK_WAIT_S` -- before
+    they end. The launcher (``accelerate launch``, torchrun) ends every process as soon as one of them has failed:
     a process that ended first could have the main one killed before it had said why."""
     if _distributed():
         try:
