@@ -1178,3 +1178,24 @@ def test_a_new_run_lists_the_earlier_runs_checkpoints_before_it_removes_that_run
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and f"{earlier.name}, is an earlier run's" in r.stderr, r.stderr[-3000:]
     assert "resumed" not in r.stdout
+
+
+def test_a_folder_named_like_a_checkpoint_or_hparams_but_for_a_final_newline_is_not_ours(tmp_path):
+    """"step_5\\n" (a user's folder, holding a copy of a checkpoint) is not the checkpoint step_5: taken as one, a
+    bare --resume went on from it and a save pruned it; nor is "1700000000.5\\n" in a curves folder TensorBoard's
+    hparams folder, which a new run empties and removes. (A regular expression's "$" matches before a final
+    newline.)"""
+    from wideann.course import checkpoints, results
+
+    for name in ("step_00000005\n", "step_00000005"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / checkpoints.CHECKPOINT_INFO).write_text('{"format": "wideann-checkpoint"}')
+    assert checkpoints.latest_checkpoint(tmp_path) == tmp_path / "step_00000005"
+    shutil.rmtree(tmp_path / "step_00000005")
+    assert checkpoints.latest_checkpoint(tmp_path) is None
+    curves = tmp_path / "curves"
+    (curves / "1700000000.5\n").mkdir(parents=True)
+    kept = curves / "1700000000.5\n" / "events.out.tfevents.1.host"
+    kept.write_bytes(b"a user's")
+    results._remove_curves(curves)
+    assert kept.read_bytes() == b"a user's"

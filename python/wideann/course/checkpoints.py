@@ -26,7 +26,7 @@ from .results import clear_results, disk_full, fsync, tensor_bytes
 from .runlock import the_run_has_started
 
 
-_CKPT = re.compile(r"^step_(\d+)$")
+_CKPT = re.compile(r"^step_(\d+)\Z")  # (not "$": it also matches before a final newline, a user's "step_5\n")
 CHECKPOINT_INFO = "checkpoint.json"
 """Written last into a checkpoint folder, before it is renamed to ``step_N``: what it is, when it was
 made, by how many processes, and the run's options."""

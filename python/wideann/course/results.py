@@ -181,7 +181,7 @@ def clear_results(out_dir, accelerator=None, curves=None) -> list[Path]:
     return removed
 
 
-_HPARAMS_FOLDER = re.compile(r"^\d+(\.\d+)?$")  # the TensorBoard tracker's hparams, one per run, named by time.time()
+_HPARAMS_FOLDER = re.compile(r"^\d+(\.\d+)?\Z")  # the TensorBoard tracker's hparams, one per run, named by time.time()
 
 
 def _remove_curves(folder: Path) -> bool:
