@@ -291,7 +291,7 @@ def check_weights_only(path, process_index: int = 0) -> None:
     path = Path(path)
     files = sorted(path.iterdir()) if path.is_dir() else [path]
     for f in files:
-        m = re.match(r"^random_states_(\d+)\.pkl$", f.name)
+        m = re.match(r"^random_states_(\d+)\.pkl\Z", f.name)
         if f.name == CHECKPOINT_INFO or not f.is_file() or (m and int(m.group(1)) != process_index):
             continue
         try:
