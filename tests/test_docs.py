@@ -126,3 +126,9 @@ def test_readme_table_of_commands_matches_help():
         for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-o)\b", synopsis):
             assert re.search(rf"(?<![\w-]){re.escape(option)}\b", usage), \
                 f"README: wideann {cmd} {option}: not in its --help"
+        # and the other way: every option of the usage line is in the table (--quiet, which every command with a
+        # progress bar takes, is said once below the table)
+        usage_line = usage.split("\n\n", 1)[0]
+        for option in set(re.findall(r"\[(--[a-z][a-z-]*)", usage_line)) - {"--quiet"}:
+            assert re.search(rf"(?<![\w-]){re.escape(option)}\b", synopsis), \
+                f"README: wideann {cmd} takes {option} (its --help), which its row of the table of commands leaves out"
