@@ -336,7 +336,10 @@ def test_apply_mode_replaces_a_stats_file_beside_the_output_that_describes_anoth
     applied = load_stats_json(tmp_path / "train.stats.json")
     # the file beside t.npy describes t.npy: a lesson given --data t.npy takes it
     assert beside["min"] == applied["min"] and beside["max"] == applied["max"] and beside["n_rows"] == 50
-    assert "described another transform: now this table's" in r.stderr
+    # one line that names the stats applied too, as apply mode's line always does
+    assert r.stderr == f"50 rows x 4 columns -> {tmp_path / 't.npy'} (stats applied: {tmp_path / 'train.stats.json'}" \
+                       f"; the stats file beside it, {tmp_path / 't.stats.json'}, described another transform: now " \
+                       "this table's)\n", r.stderr
     # a stats file beside the output with the applied transform is left as it is
     before = (tmp_path / "t.stats.json").read_bytes()
     r = ok("normalize", train, "-o", tmp_path / "t.npy", "--stats", tmp_path / "train.stats.json")
@@ -359,10 +362,13 @@ def test_stats_out_elsewhere_replaces_a_stats_file_beside_the_output_that_descri
     if mode == "apply":
         ok("normalize", train, "-o", tmp_path / "train.npy")
         extra = ["--stats", tmp_path / "train.stats.json"]
-    r = ok("normalize", train, "-o", tmp_path / "t.npy", "--stats-out", tmp_path / "elsewhere.json", *extra)
+    asked_path = tmp_path / "elsewhere.json"
+    r = ok("normalize", train, "-o", tmp_path / "t.npy", "--stats-out", asked_path, *extra)
     beside, asked = load_stats_json(tmp_path / "t.stats.json"), load_stats_json(tmp_path / "elsewhere.json")
     assert beside == asked and beside["n_rows"] == 50 and beside["sources"] == [str(train)]
-    assert "described another transform: now this table's" in r.stderr
+    said = f"a copy of the applied stats: {asked_path}" if mode == "apply" else f"stats: {asked_path}"
+    assert r.stderr == f"50 rows x 4 columns -> {tmp_path / 't.npy'} ({said}; the stats file beside it, " \
+                       f"{tmp_path / 't.stats.json'}, described another transform: now this table's)\n", r.stderr
     # one that describes the same transform is left as it is; none is not written
     before = (tmp_path / "t.stats.json").read_bytes()
     r = ok("normalize", train, "-o", tmp_path / "t.npy", "--stats-out", tmp_path / "elsewhere.json", *extra)

@@ -231,14 +231,14 @@ def run(args) -> None:
         replaced = (asked is None or os.path.abspath(asked) != os.path.abspath(beside)) and before is not None \
             and _identity(beside) != before
         if args.stats:  # (none beside it is said: denormalize, or a lesson given the table, needs them named)
-            where = args.output + (f" (a copy of the applied stats: {args.stats_out})" if args.stats_out else
-                                   "" if replaced else f" ({_applied_and_beside(args.stats, beside, st)})")
+            said = (f"a copy of the applied stats: {args.stats_out}" if args.stats_out else
+                    f"stats applied: {args.stats}" if replaced else _applied_and_beside(args.stats, beside, st))
         else:
-            where = f"{args.output} (stats: {args.stats_out or beside})"
+            said = f"stats: {args.stats_out or beside}"
         if replaced:
-            where += f" (the stats file beside it, {beside}, described another transform: now this table's)"
+            said += f"; the stats file beside it, {beside}, described another transform: now this table's"
         # (the rows written: with --stats, not the stats')
-        say(f"{counted(rows, 'row')} x {counted(st.n_columns, 'column')} -> {where}")
+        say(f"{counted(rows, 'row')} x {counted(st.n_columns, 'column')} -> {args.output} ({said})")
     elif cmd == "denormalize":
         n = denormalize(args.input, args.output, stats=args.stats, columns=_columns_arg(args.columns, args.stats),
                         header=args.header, delimiter=args.delimiter, threads=args.threads,
