@@ -823,6 +823,11 @@ def test_usage_errors_exit_2(tmp_path, args):
     (("make-data", "-o", "out.txt", "--rows", "3", "--cols", "6"), "out.txt"),
     (("denormalize", "in.csv", "-o", "out.npy", "--stats", "s.json"), "out.npy"),
     (("predict", "run", "in.csv", "-o", "out.npy"), "out.npy"),
+    # a stats file (JSON) named as a table: stats -o out.npy wrote JSON text under .npy
+    (("stats", "in.csv", "-o", "out.npy"), "out.npy"),
+    (("stats", "in.csv", "-o", "out.CSV"), "out.CSV"),
+    (("merge-stats", "a.json", "b.json", "-o", "out.csv"), "out.csv"),
+    (("normalize", "in.csv", "-o", "out.npy", "--stats-out", "out.csv"), "out.csv"),
 ])
 def test_bad_output_extension(tmp_path, argv, out):
     """An output name that says another format than the command writes is wrong usage: exit 2 before any work,

@@ -400,10 +400,24 @@ def _outputs_that_are_one(args) -> str | None:
 
 def _wrong_output_extension(args) -> str | None:
     """What is wrong with the name of the command's table output (``.npy`` or ``.csv`` for normalize, ``.csv``
-    for denormalize, make-data and predict): a usage error, said before any work."""
+    for denormalize, make-data and predict), or of a stats file it writes (JSON: not named ``.npy`` or ``.csv``,
+    which ``stats -o t.npy`` wrote JSON text into): a usage error, said before any work."""
+    if args.command in ("stats", "merge-stats"):
+        return _a_table_name(args.output, f"{args.command} writes")
+    if args.command == "normalize" and args.stats_out:
+        wrong = _a_table_name(args.stats_out, "--stats-out is")
+        if wrong:
+            return wrong
     if args.command not in ("normalize", "denormalize", "make-data", "predict"):
         return None
     return wrong_output_extension(args.command, args.output)
+
+
+def _a_table_name(path: str, what: str) -> str | None:
+    """What is wrong when a stats file's name says it is a table (``.npy``, ``.csv``)."""
+    if os.path.splitext(path)[1].lower() in (".npy", ".csv"):
+        return f"{path}: {what} a stats file (JSON); name it *.json"
+    return None
 
 
 def _output_not_a_file(args) -> str | None:
