@@ -132,3 +132,12 @@ def test_readme_table_of_commands_matches_help():
         for option in set(re.findall(r"\[(--[a-z][a-z-]*)", usage_line)) - {"--quiet"}:
             assert re.search(rf"(?<![\w-]){re.escape(option)}\b", synopsis), \
                 f"README: wideann {cmd} takes {option} (its --help), which its row of the table of commands leaves out"
+
+
+def test_a_lessons_help_gives_the_defaults_that_say_something():
+    """Each lesson's --help gives an option's default, but not a switch's ("--quiet ... (default: False)")."""
+    for script in sorted((ROOT / "scripts").glob("[0-9]_*.py")):
+        said = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True, check=True).stdout
+        flat = " ".join(said.split())
+        assert "(default: False)" not in flat and "(default: True)" not in flat, (script.name, said)
+        assert "(default: 0)" in flat, (script.name, said)  # --seed's

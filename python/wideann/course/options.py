@@ -186,9 +186,12 @@ def probability(text: str) -> float:
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows an option's default, except None (an option the lesson fills in, or one that is simply off)."""
+    """Shows an option's default, except None (an option the lesson fills in, or one that is simply off) and a
+    switch's (``--quiet``: "(default: False)" says nothing its name does not)."""
     def _get_help_string(self, action):
-        return action.help if action.default is None else super()._get_help_string(action)
+        if action.default is None or action.nargs == 0:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def parser(doc: str | None, lesson: str, *, epochs: int | None, batch_size: int | None,
