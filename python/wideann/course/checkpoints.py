@@ -280,6 +280,29 @@ def _weights_only_loads():
                 os.environ[k] = v
 
 
+@contextlib.contextmanager
+def _utf8_named(folder: Path):
+    """``folder``, or, where its name is not UTF-8 (a byte 0xff in ``--output-dir``), a link to it whose name is,
+    removed after: safetensors, which reads a checkpoint's weights (for accelerate's ``load_state`` too), refuses
+    such a path ("Path ... is not valid UTF-8"), and a run saved there could not be resumed."""
+    try:
+        os.fsencode(folder).decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    else:
+        yield folder
+        return
+    import tempfile
+
+    link = Path(tempfile.mkdtemp(prefix="wideann-checkpoint-")) / "step"
+    try:
+        os.symlink(os.path.abspath(folder), link)
+        yield link
+    finally:
+        link.unlink(missing_ok=True)
+        link.parent.rmdir()
+
+
 def check_weights_only(path, process_index: int = 0) -> None:
     """Refuse a checkpoint folder (or file) holding a file that ``torch.load(weights_only=True)`` would not
     load: one that holds more than tensors and plain values, whose loading could run code. Reads every
@@ -298,7 +321,7 @@ def check_weights_only(path, process_index: int = 0) -> None:
             if f.suffix == ".safetensors":
                 from safetensors import safe_open
 
-                with safe_open(f, framework="pt"):
+                with _utf8_named(f.parent) as folder, safe_open(folder / f.name, framework="pt"):
                     pass
             else:
                 with torch.serialization.safe_globals(_RNG_SAFE_GLOBALS):
@@ -544,8 +567,8 @@ class Checkpoints:
         settle(accelerator, error)
         try:
             check_weights_only(path, accelerator.process_index)
-            with _weights_only_loads():
-                accelerator.load_state(str(path))
+            with _weights_only_loads(), _utf8_named(path) as folder:
+                accelerator.load_state(str(folder))
         except Exception as e:  # noqa: BLE001 - raised again by settle
             error = e
         settle(accelerator, error)
