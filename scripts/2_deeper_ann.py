@@ -149,7 +149,9 @@ def main():
 
     # New: the loss curves
     plots.loss_curve(history, out_dir / "loss.png", title="lesson 2: loss per epoch")
-    accelerator.print(f"best validation loss {best_val_loss:.6f} at epoch {best_epoch} -> {out_dir / 'best_model.pt'}")
+    # a file name as bash reads it back (quoted where it holds a space, a newline, ...): see course.shell_path
+    accelerator.print(f"best validation loss {best_val_loss:.6f} at epoch {best_epoch} "
+                      f"-> {course.shell_path(out_dir / 'best_model.pt')}")
 
     # ---- 5. Test ----------------------------------------------------------------------------------
     # Predictions for rows the model never saw, compared with the truth in the original units of y.

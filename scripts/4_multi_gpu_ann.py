@@ -250,7 +250,7 @@ def main():
     checkpoints = course.Checkpoints(out_dir / "checkpoints", args, files=[out_dir / "best_model.pt"])
     if args.resume:
         path = checkpoints.load(accelerator, args.resume)  # accelerator.load_state, every file weights-only
-        accelerator.print(f"resumed from {path}: epoch {state.epoch}, step {state.step}")
+        accelerator.print(f"resumed from {course.shell_path(path)}: epoch {state.epoch}, step {state.step}")
     # the run starts, after a resume: a new run first lists the checkpoints an earlier one left (--resume
     # alone no longer takes them), then removes its results and curves; a resumed run goes on with its own (its
     # curves continue from its checkpoint's step)
@@ -375,8 +375,9 @@ def main():
     # the loss curves
     if accelerator.is_main_process:  # New
         plots.loss_curve(state.history, out_dir / "loss.png", title="lesson 4: loss per epoch")  # Changed
+    # a file name as bash reads it back (quoted where it holds a space, a newline, ...): see course.shell_path
     accelerator.print(f"best validation loss {state.best_val_loss:.6f} at epoch {state.best_epoch} "
-                      f"-> {out_dir / 'best_model.pt'}")
+                      f"-> {course.shell_path(out_dir / 'best_model.pt')}")
 
     # ---- 5. Test ----------------------------------------------------------------------------------
     # Predictions for rows the model never saw, compared with the truth in the original units of y.

@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -152,10 +153,13 @@ class Paused:
         return code, self.log()
 
 
-def resumed_from(out: str) -> str:
+def resumed_from(out: str, cwd) -> str:
+    """The checkpoint a run said it resumed from, as a path from the root: the lesson names it as bash reads it
+    (course.shell_path), relative to the folder it ran in, ``cwd``."""
     line = next((ln for ln in out.splitlines() if ln.startswith("resumed from ")), None)
     assert line, f"no 'resumed from' in the output:\n{out[-3000:]}"
-    return line.split()[2].rstrip(":")
+    (name,) = shlex.split(re.fullmatch(r"resumed from (.*): epoch \d+, step \d+", line).group(1))
+    return os.path.join(cwd, name)
 
 
 def assert_same_end(a: Path, b: Path):
@@ -202,7 +206,7 @@ def test_lesson3_killed_again_and_again_ends_as_if_never_interrupted(table, unin
     paused = Paused(tmp_path, L3, [*args, "--resume"], "model-saved:1")
     paused.wait()
     paused.kill()
-    assert resumed_from(paused.log()) == str(before), "a half-written checkpoint was loaded"
+    assert resumed_from(paused.log(), tmp_path) == str(before), "a half-written checkpoint was loaded"
     latest = course.latest_checkpoint(run / "checkpoints")
     kept = latest / "best_model.pt"
     assert not kept.exists() or kept.read_bytes() != (run / "best_model.pt").read_bytes()
@@ -211,7 +215,7 @@ def test_lesson3_killed_again_and_again_ends_as_if_never_interrupted(table, unin
     paused = Paused(tmp_path, L3, [*args, "--resume"], "checkpoint-pruning:2")
     paused.wait()
     paused.kill()
-    assert resumed_from(paused.log()) == str(latest)
+    assert resumed_from(paused.log(), tmp_path) == str(latest)
     assert list((run / "checkpoints").glob(".trash.*"))
 
     # inside the write of best_model.pt
@@ -284,7 +288,7 @@ def test_lesson4_on_two_processes_killed_again_and_again_ends_as_if_never_interr
     paused = Paused(tmp_path, L4, [*args, "--resume"], "model-saved:1", config="cpu_2proc.yaml")
     paused.wait()
     paused.kill()
-    assert resumed_from(paused.log()) == str(latest)
+    assert resumed_from(paused.log(), tmp_path) == str(latest)
 
     # training over
     paused = Paused(tmp_path, L4, [*args, "--resume"], "predictions-begin:1", config="cpu_2proc.yaml")
@@ -320,7 +324,7 @@ def test_lesson4_resumed_within_an_epoch_reports_the_training_loss_of_every_proc
     assert first is not None and json.loads((first / course.CHECKPOINT_INFO).read_text())["step"] == 5
 
     out = run_to_end(tmp_path, L4, [*args, "--resume"], config="cpu_2proc.yaml")
-    assert resumed_from(out) == str(first) and "epoch 1, step 10" in out  # within epoch 1 (14 batches)
+    assert resumed_from(out, tmp_path) == str(first) and "epoch 1, step 10" in out  # within epoch 1 (14 batches)
     assert epoch_lines(out) == epoch_lines(full_out) and 1 in epoch_lines(out)
     assert_same_end(full, run)
     m, mfull = (json.loads((r / "metrics.json").read_text()) for r in (run, full))
@@ -351,7 +355,7 @@ def test_lesson4_resumes_from_a_checkpoint_of_before_the_per_process_numbers(tab
         del state[key]
     torch.save(state, state_file)
     out = run_to_end(tmp_path, L4, [*args, "--resume"])
-    assert resumed_from(out) == str(first)
+    assert resumed_from(out, tmp_path) == str(first)
     assert json.loads((run / "metrics.json").read_text())["epochs"] == 2  # (--max-steps 30, 27 steps an epoch)
 
 
@@ -555,14 +559,14 @@ def test_a_new_run_stopped_before_its_first_checkpoint_is_not_resumed_from_an_ea
             f"--resume to start again (or, to go on with that earlier run, --resume {earlier})") in lines[0], lines[0]
     assert "resumed" not in r.stdout and course.latest_checkpoint(run / "checkpoints") == earlier
     # named, the earlier run's checkpoint is taken: that run goes on, and is the folder's run again
-    assert resumed_from(run_to_end(tmp_path, L3, [*args, "--resume", earlier])) == str(earlier)
+    assert resumed_from(run_to_end(tmp_path, L3, [*args, "--resume", earlier]), tmp_path) == str(earlier)
     assert "resumed from" in run_to_end(tmp_path, L3, [*args, "--resume"])
     # a new run that has saved a checkpoint of its own is resumed from it, and no longer lists the earlier run's
     paused = Paused(tmp_path, L3, [*args, "--checkpoint-every", "3"], "checkpoint-begin:2")
     paused.wait()
     paused.kill()
     out = run_to_end(tmp_path, L3, [*args, "--checkpoint-every", "3", "--resume"])
-    assert resumed_from(out).endswith("step_00000003")
+    assert resumed_from(out, tmp_path).endswith("step_00000003")
     assert not (run / "checkpoints" / ".earlier-run.json").exists()
 
 
@@ -860,7 +864,7 @@ def test_a_disk_that_fills_up_during_a_write(table, uninterrupted3, small_disk, 
     assert not (run / "predictions.csv").exists()
 
     filler.unlink()
-    assert resumed_from(run_to_end(tmp_path, L3, [*args, "--resume"]))
+    assert resumed_from(run_to_end(tmp_path, L3, [*args, "--resume"]), tmp_path)
     assert_same_end(uninterrupted3, run)
 
 
@@ -1105,7 +1109,7 @@ def test_a_resume_from_another_folders_checkpoint_leaves_this_folders_earlier_ru
     paused = Paused(tmp_path, L3, [*args, "--resume", theirs], "checkpoint-begin:1")
     paused.wait()
     paused.kill()
-    assert resumed_from(paused.log()) == str(theirs)
+    assert resumed_from(paused.log(), tmp_path) == str(theirs)
     assert (run / "checkpoints" / ".earlier-run.json").is_file()
     r = subprocess.run(_cmd(L3, [*args, "--resume"], None), cwd=tmp_path, env=_env(tmp_path), capture_output=True,
                        text=True, timeout=300)

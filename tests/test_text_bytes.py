@@ -293,36 +293,47 @@ def _printed_as_it_is(name: bytes, encoding: str) -> bool:
 
 
 def test_a_lesson_says_odd_file_names_on_one_line_that_bash_reads_back(tmp_path):
-    # lesson 1 on CSV files named with a newline, a byte that is not UTF-8 and, on a stdout that can only spell
-    # ASCII, a letter: every line about them one line (the newline broke it in two, the byte went out raw), and the
-    # names in it are the files' names to bash (the command line it prints can be pasted and run)
+    # lesson 3 on CSV files named with a newline, a byte that is not UTF-8 and a letter, into an --output-dir named
+    # with a newline and a byte that is not UTF-8, then --resume'd on a stdout that can only spell ASCII: every line
+    # one line (a newline in a name broke it in two, the byte went out raw: '-> best_model.pt', '-> metrics.json',
+    # 'resumed from'), and each file name in it is the file's name to bash (what it prints can be pasted and run).
+    # The resume itself: safetensors refused the checkpoint's weights under a folder whose name is not UTF-8.
     pytest.importorskip("torch")
     pytest.importorskip("accelerate")
     from test_lessons import SCRIPTS, _env
 
-    train, test, other = b"new\nline.csv", b"odd\xff.csv", "\u00e9t\u00e9.csv".encode()
-    for name, seed in ((train, 1), (test, 2), (other, 3)):
+    train, test, out = b"new\nline.csv", b"odd\xff" + "\u00e9t\u00e9.csv".encode(), b"o\nut\xff"
+    for name, seed in ((train, 1), (test, 2)):
         wideann.make_data(tmp_path / os.fsdecode(name), rows=200 if name == train else 50, cols=6, seed=seed)
 
-    def lesson(test_csv: bytes, **env) -> list[str]:
-        r = subprocess.run([sys.executable, str(SCRIPTS / "1_first_ann.py"), "--data", os.fsdecode(train),
-                            "--test-data", os.fsdecode(test_csv), "--epochs", "1", "--output-dir", "run"],
-                           cwd=tmp_path, env={**_env(tmp_path), **env}, capture_output=True, timeout=300)
+    def lesson(*more: str, **env) -> list[str]:
+        r = subprocess.run([sys.executable, str(SCRIPTS / "3_out_of_core_ann.py"), "--data", os.fsdecode(train),
+                            "--test-data", os.fsdecode(test), "--epochs", "1", "--output-dir", os.fsdecode(out),
+                            *more], cwd=tmp_path, env={**_env(tmp_path), **env}, capture_output=True, timeout=300)
         assert r.returncode == 0, r.stderr[-3000:]
-        lines = r.stdout.decode(env.get("PYTHONIOENCODING", "utf-8")).splitlines()  # (strict: no raw byte)
-        assert not any(line.startswith("line") for line in lines), lines
+        encoding = env.get("PYTHONIOENCODING", "utf-8")
+        lines = r.stdout.decode(encoding).splitlines()  # (strict: no raw byte)
+        for line in lines + r.stderr.decode(encoding).splitlines():
+            assert not line.startswith(("line", "ut")), (line, lines, r.stderr)  # (the rest of a name cut in two)
         return lines
 
     def said(lines, pattern) -> list[list[bytes]]:
         return [_bash_words(" ".join(m.groups())) for m in map(re.compile(pattern).fullmatch, lines) if m]
 
-    normalizing = r"normalizing with the C\+\+ engine:  wideann normalize (.*)"
-    table, stats = b"run/data/new\nline.npy", b"run/data/new\nline.stats.json"
-    lines = lesson(test)
-    assert said(lines, normalizing) == [[train, b"-o", table],
-                                        [test, b"-o", b"run/data/test/odd\xff.npy", b"--stats", stats]], lines
-    lines = lesson(other, PYTHONIOENCODING="ascii")
-    assert said(lines, r"using (.*) \(normalized from (.*) earlier\)") == [[table, train]], lines
-    assert said(lines, normalizing) == [[other, b"-o", b"run/data/test/" + other[:-4] + b".npy", b"--stats", stats]]
-    for name in (train, test, other, table, stats):
-        assert (tmp_path / os.fsdecode(name)).is_file(), name
+    table, stats, test_table = out + b"/data/new\nline.npy", out + b"/data/new\nline.stats.json", \
+        out + b"/data/test/" + test[:-4] + b".npy"
+    denormalizing = r"denormalizing with the C\+\+ engine, as  wideann denormalize PAIRS\.npy -o (.*) --stats (.*) " \
+                    r"--columns y y  would \(.*\)"
+    best, metrics = r"best validation loss \S+ at epoch 1 -> (.*)", r"-> (.*)"
+    results = [[[out + b"/predictions.csv", stats]], [[out + b"/best_model.pt"]], [[out + b"/metrics.json"]]]
+    lines = lesson()
+    assert said(lines, r"normalizing with the C\+\+ engine:  wideann normalize (.*)") == [
+        [train, b"-o", table], [test, b"-o", test_table, b"--stats", stats]], lines
+    assert [said(lines, denormalizing), said(lines, best), said(lines, metrics)] == results, lines
+    lines = lesson("--resume", PYTHONIOENCODING="ascii")
+    assert said(lines, r"using (.*) \(normalized from (.*) earlier\)") == [[table, train], [test_table, test]], lines
+    checkpoint = said(lines, r"resumed from (.*): epoch 2, step 0")
+    assert checkpoint == [[out + b"/checkpoints/step_00000003"]], lines
+    assert [said(lines, denormalizing), said(lines, best), said(lines, metrics)] == results, lines
+    for name in (train, test, table, stats, test_table, checkpoint[0][0], *(r[0][0] for r in results)):
+        assert (tmp_path / os.fsdecode(name)).exists(), name

@@ -21,7 +21,7 @@ A lesson imports ``from wideann import course`` and calls what is below; each fi
   the shards agree; first of all, the run folder, and the files the run replaces at its end
   (:func:`~wideann.course.results.refuse_a_run_folder_that_may_not_be_written`: one that may not be written is
   refused before any work); :func:`check_finite`: the validation and test rows read once before training, to refuse
-  a nan or inf naming its file, row and column.
+  a nan or inf naming its file, row and column; :func:`shell_path`: a file name as the lessons' lines show it.
 - :mod:`~wideann.course.results` -- :func:`clear_results`: as a new run starts training, the results and
   TensorBoard curves an earlier run left in the folder go; :func:`write_metrics`: ``metrics.json`` in the run
   folder, and the same numbers printed; :func:`write_predictions`: test predictions back in original units
@@ -34,18 +34,25 @@ A lesson imports ``from wideann import course`` and calls what is below; each fi
 - :mod:`~wideann.course.processes` -- what several processes do together: each learns whether any of
   them failed, so that the main process can say why, and the test hook that stops a run where a kill
   matters most.
+
+File names in what a lesson prints follow one rule: a line that says what the run does or made (``-> X``,
+``resumed from X``, the ``wideann normalize`` command it ran) shows each as :func:`shell_path` does, quoted for
+bash (a name with a newline or a byte that is not UTF-8 as ``$'...'``), so that it can be copied into a command;
+an error or warning line on stderr shows it as the command line does, with :func:`~wideann.course.errors.shown`
+(``\\xNN``, unquoted).
 """
 from .checkpoints import CHECKPOINT_INFO, RESUME_FREE_OPTIONS, Checkpoints, check_weights_only, latest_checkpoint
 from .errors import LessonError, UsageError, run, user_error
 from .options import (mixed_precision, non_negative_float, non_negative_int, parser, positive_float, positive_int,
                       probability)
 from .results import clear_results, save_model, write_metrics, write_predictions
-from .tables import EXAMPLE_NAME, check_finite, example_csv, prepare_data
+from .tables import EXAMPLE_NAME, check_finite, example_csv, prepare_data, shell_path
 from .tracking import TRACKER_PACKAGES, add_tracking_options, tracker_config, tracker_kwargs
 
 __all__ = ["CHECKPOINT_INFO", "EXAMPLE_NAME", "RESUME_FREE_OPTIONS", "TRACKER_PACKAGES", "Checkpoints", "LessonError",
            "UsageError", "add_tracking_options", "check_finite", "check_weights_only", "clear_results", "example_csv",
            "latest_checkpoint",
            "mixed_precision", "non_negative_float", "non_negative_int", "parser", "positive_float", "positive_int",
-           "prepare_data", "probability", "run", "save_model", "tracker_config", "tracker_kwargs", "user_error",
+           "prepare_data", "probability", "run", "save_model", "shell_path", "tracker_config", "tracker_kwargs",
+           "user_error",
            "write_metrics", "write_predictions"]

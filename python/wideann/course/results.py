@@ -222,7 +222,7 @@ def write_metrics(args, accelerator, **metrics) -> dict:
               f"{metrics.get('test_rows', '?')} test rows)")
         print(f"trained {counted(metrics['epochs'], 'epoch')} in {metrics['train_seconds']:.1f} s, "
               f"{metrics['samples_per_second']:.0f} samples/s on {metrics['world_size']} process(es)")
-        print(f"-> {out / 'metrics.json'}")
+        print(f"-> {shell_path(out / 'metrics.json')}")
     return metrics
 
 
