@@ -31,6 +31,7 @@ pytest.importorskip("accelerate")
 
 import wideann  # noqa: E402
 from conftest import wait_for  # noqa: E402
+from wideann._entry import printable  # noqa: E402
 from test_lessons import SCRIPTS, _env, _launch_cmd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -819,6 +820,9 @@ def test_ctrl_c_once_a_checkpoint_is_renamed_names_it(tmp_path, monkeypatch, cap
 @pytest.mark.parametrize("options, cause", [
     (["--config_file", "cpu.yaml"], "its accelerate config ({config}) says use_cpu: true, which launches one process "
                                     "without --multi_gpu"),
+    # a config file named with a newline and a byte that is not UTF-8: shown as the error lines show names (\xNN)
+    (["--config_file", "c\npu\udcff.yaml"], "its accelerate config ({config}) says use_cpu: true, which launches one "
+                                             "process without --multi_gpu"),
     ([], "without --multi_gpu it starts one"),
     (["--cpu"], "--cpu starts one, whatever --num_processes (and cannot go with --multi_gpu)"),
 ])
@@ -828,12 +832,14 @@ def test_the_num_processes_warning_names_what_made_one_process(tmp_path, options
     ``--cpu`` made the one-process launch; it names the cause accelerate resolved (the ``ACCELERATE_USE_CPU`` its
     one-process launcher passes on). No accelerate config but the one given (``HF_HOME`` of the test's own)."""
     config = str(ROOT / "scripts" / "configs" / "cpu.yaml")
-    options = [config if o == "cpu.yaml" else o for o in options]
+    if "c\npu\udcff.yaml" in options:
+        config = str(shutil.copy(config, tmp_path / "c\npu\udcff.yaml"))
+    options = [config if o.endswith(".yaml") else o for o in options]
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "-q", *options, "--num_processes", "2",
            "--num_cpu_threads_per_process", "1", str(SCRIPTS / LESSONS[4]), "--data", "missing.npy"]
     r = subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
     warning = f"{LESSONS[4]}: warning: accelerate launch was given --num_processes 2 but started one process " \
-              f"(WORLD_SIZE unset): {cause.format(config=config)}; for CPU processes: ACCELERATE_USE_CPU=1 " \
+              f"(WORLD_SIZE unset): {cause.format(config=printable(config))}; for CPU processes: ACCELERATE_USE_CPU=1 " \
               "accelerate launch --multi_gpu --num_processes 2 ..."
     said = [line for line in r.stderr.splitlines() if line.startswith(f"{LESSONS[4]}: warning: ")]
     assert len(said) == 1 and said[0].startswith(warning), r.stderr

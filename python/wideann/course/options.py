@@ -8,7 +8,7 @@ import argparse
 import math
 import os
 
-from .errors import UsageError, is_main_rank
+from .errors import UsageError, is_main_rank, shown
 
 
 class Options(argparse.Namespace):
@@ -67,7 +67,7 @@ def _launcher_cmdline() -> list[str]:
     """The command line of this process's parent (Linux), or [] where it cannot be read."""
     try:
         with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
-            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+            return [os.fsdecode(a) for a in f.read().split(b"\0") if a]  # (a file name's bytes kept: shown())
     except OSError:
         return []
 
@@ -118,7 +118,7 @@ def _why_one_process(options: list[str]) -> str:
                 from accelerate.commands.config import default_config_file as config
             except ImportError:
                 config = "the default one"
-        return f"its accelerate config ({config}) says use_cpu: true, which launches one process without --multi_gpu"
+        return f"its accelerate config ({shown(config)}) says use_cpu: true, which launches one process without --multi_gpu"
     return "without --multi_gpu it starts one"
 
 
