@@ -533,6 +533,17 @@ def _each_says(folder: Path, cases, lessons) -> None:
             check_one_line(res["code"], res["stderr"], LESSONS[n], 1, f"error: {says}")
 
 
+def test_a_library_message_is_one_printable_line_as_the_command_line_shows_it():
+    """one_line kept what is not printable but a line break: a tab inside the line (part of a file name a library
+    quotes, perhaps) went out raw, an escape sequence to the terminal, where the command line shows the same message
+    with printable (\\x09, \\x1b). A tab that indents a line after a line break goes with the break."""
+    from wideann.course.errors import one_line
+
+    assert one_line("Error(s) in loading state_dict:\n\tMissing key(s): t\tab.pt \x1b[31m \udcff") == \
+        "Error(s) in loading state_dict: Missing key(s): t\\x09ab.pt \\x1b[31m \\xff"
+    assert one_line("a  b.csv (c\u00e9 \\x0a)") == "a  b.csv (c\u00e9 \\x0a)"  # (a shown() name: as it was)
+
+
 def test_two_spaces_in_a_file_name_are_said_as_two(tmp_path):
     """A lesson's error line made every run of blanks one space (one_line, meant to flatten a library's message of
     several lines): ``m  n.csv`` was said as ``m n.csv``, the name of another file. Only line breaks are flattened

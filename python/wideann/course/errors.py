@@ -72,10 +72,13 @@ _LINE_BREAK = re.compile(r"\s*[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]\s*")
 
 def one_line(msg: str) -> str:
     """``msg`` on one line: a library's message of several lines (a ``torch.load`` error) flattened, each line
-    break with the blanks around it one space (none at either end). Other blanks stay as they are: the file names
+    break with the blanks around it one space (none at either end). Other spaces stay as they are: the file names
     in a lesson's messages are :func:`shown` (no line break in them), and a name with two spaces said with one
-    named another file."""
-    return _LINE_BREAK.sub(lambda m: "" if m.start() == 0 or m.end() == len(msg) else " ", msg)
+    named another file. What else is not printable is then shown as the command line shows the same message
+    (:func:`~wideann._entry.printable`): a tab left inside a line (one that follows a line break, a message's
+    indent, went with it) as ``\\x09``, not a space, since it may be part of a name the library quotes; an escape
+    character as ``\\x1b``, not sent to the terminal; a byte that is not UTF-8 as ``\\xNN``."""
+    return printable(_LINE_BREAK.sub(lambda m: "" if m.start() == 0 or m.end() == len(msg) else " ", msg))
 
 
 def shown(path) -> str:
