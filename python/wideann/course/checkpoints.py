@@ -282,9 +282,10 @@ def _weights_only_loads():
 
 @contextlib.contextmanager
 def _utf8_named(folder: Path):
-    """``folder``, or, where its name is not UTF-8 (a byte 0xff in ``--output-dir``), a link to it whose name is,
-    removed after: safetensors, which reads a checkpoint's weights (for accelerate's ``load_state`` too), refuses
-    such a path ("Path ... is not valid UTF-8"), and a run saved there could not be resumed."""
+    """``folder``, or, where its name is not UTF-8 (a byte 0xff in ``--output-dir``), a name of it that is:
+    ``/proc/self/fd/N`` of the folder held open (nothing to remove after, even after a ``kill -9``). safetensors,
+    which reads a checkpoint's weights (for accelerate's ``load_state`` too), refuses such a path ("Path ... is not
+    valid UTF-8"), and a run saved there could not be resumed."""
     try:
         os.fsencode(folder).decode("utf-8")
     except UnicodeDecodeError:
@@ -292,15 +293,11 @@ def _utf8_named(folder: Path):
     else:
         yield folder
         return
-    import tempfile
-
-    link = Path(tempfile.mkdtemp(prefix="wideann-checkpoint-")) / "step"
+    fd = os.open(folder, os.O_PATH | os.O_DIRECTORY)
     try:
-        os.symlink(os.path.abspath(folder), link)
-        yield link
+        yield Path(f"/proc/self/fd/{fd}")
     finally:
-        link.unlink(missing_ok=True)
-        link.parent.rmdir()
+        os.close(fd)
 
 
 def check_weights_only(path, process_index: int = 0) -> None:
