@@ -451,7 +451,6 @@ def test_the_run_folder_lock_file_of_another_users_run_is_taken_over_once_it_has
     # a folder shared with another user, whose run was killed there: its lock file (theirs, 0644) could not be
     # opened to be written, and every later run was refused with "Permission denied", though no one held it
     import fcntl
-    import shlex
 
     if os.geteuid() != 0 or not shutil.which("capsh"):
         pytest.skip("needs root (a file of another user) and capsh (to run as one bound by file permissions)")

@@ -328,7 +328,7 @@ def check_weights_only(path, process_index: int = 0) -> None:
                               "and loading it could run code (no lesson writes such a file); resume from another "
                               "checkpoint, or start again without --resume") from None
         except Exception as e:  # noqa: BLE001 - a damaged file is the user's problem, said in one line
-            raise LessonError(f"{shown(f)}: this checkpoint file cannot be read ({one_line(str(e))[:200]}); resume "
+            raise LessonError(f"{shown(f)}: this checkpoint file cannot be read ({one_line(str(e)[:200])}); resume "
                               "from another checkpoint, or start again without --resume") from None
 
 
