@@ -259,7 +259,8 @@ def _bash_words(text: str | bytes) -> list[bytes]:
 
 ODD_NAMES = [b"plain.csv", b"a b.csv", b"a  b.csv", b"it's.csv", b'say "x".csv', b"$HOME.csv", b"back\\slash.csv",
              b"new\nline.csv", b"tab\t.csv", b"cr\r.csv", b"odd\xff.csv", "é€.csv".encode(), b"\x7f\x85.csv",
-             "caf\u00e9.csv".encode(), "nel\u0085 ls\u2028.csv".encode(), b"all'\\\n\xff$x \"y\".csv", b"-dash.csv"]
+             "caf\u00e9.csv".encode(), "nel\u0085 ls\u2028.csv".encode(), b"all'\\\n\xff$x \"y\".csv", b"-dash.csv",
+             "zero\u200bwidth.csv".encode(), "rlo\u202evsc.csv".encode(), "nb\u00a0sp \ufeff.csv".encode()]
 
 
 @pytest.mark.parametrize("stdout_encoding", ["utf-8", "ascii", "latin-1"])

@@ -51,7 +51,10 @@ def shell_path(p) -> str:
     cannot spell (or spells with other bytes than the file system's) is written in bash's ANSI-C quoting,
     ``$'...'``, with each of those as the ``\\xNN`` of its bytes (as the project shows such names:
     :func:`~wideann._entry.printable`): the line stays one line, and bash reads it back as the same bytes.
-    (``shlex.quote`` put the newline itself in the line, the byte raw.)"""
+    (``shlex.quote`` put the newline itself in the line, the byte raw.) A character that is not printable by
+    :meth:`str.isprintable` is one of those too: a zero-width space (U+200B), a direction mark or override (U+202E
+    shows the rest of the line reversed), a no-break space: shown raw, the line would show another name than the
+    one it holds."""
     p = os.fspath(p)
     try:
         rel = os.path.relpath(p)
@@ -66,9 +69,11 @@ def shell_path(p) -> str:
 
 
 def _plain(c: str, encoding: str) -> bool:
-    """``c`` shown as it is in a line of a lesson: no control character, no byte that is not UTF-8 (a surrogate),
-    and one that stdout's encoding spells as the file name's bytes (what a terminal pastes is what it shows)."""
-    if c < " " or "\x7f" <= c <= "\x9f" or c in "\u2028\u2029" or "\ud800" <= c <= "\udfff":
+    """``c`` shown as it is in a line of a lesson: printable (no control character, line or paragraph separator,
+    format character such as U+200B or U+202E, blank other than the space, nor a byte that is not UTF-8: a
+    surrogate), and one that stdout's encoding spells as the file name's bytes (what a terminal pastes is what it
+    shows)."""
+    if not c.isprintable():
         return False
     try:
         return c.encode(encoding) == os.fsencode(c)
