@@ -54,13 +54,16 @@ def shell_path(p) -> str:
     (``shlex.quote`` put the newline itself in the line, the byte raw.) A character that is not printable by
     :meth:`str.isprintable` is one of those too: a zero-width space (U+200B), a direction mark or override (U+202E
     shows the rest of the line reversed), a no-break space: shown raw, the line would show another name than the
-    one it holds."""
+    one it holds. A relative name that starts with ``-`` gets ``./`` before it: as it is, the command it ends up
+    in would read it as an option."""
     p = os.fspath(p)
     try:
         rel = os.path.relpath(p)
         p = rel if not rel.startswith(os.pardir + os.sep + os.pardir) else p
     except ValueError:
         pass
+    if p.startswith("-"):
+        p = os.curdir + os.sep + p
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
     if all(_plain(c, encoding) for c in p):
         return shlex.quote(p)
