@@ -340,3 +340,33 @@ def test_a_lesson_says_odd_file_names_on_one_line_that_bash_reads_back(tmp_path)
     assert [said(lines, denormalizing), said(lines, best), said(lines, metrics)] == results, lines
     for name in (train, test, table, stats, test_table, checkpoint[0][0], *(r[0][0] for r in results)):
         assert (tmp_path / os.fsdecode(name)).exists(), name
+
+
+@pytest.mark.parametrize("target", ["my $y", "0"])
+def test_a_lessons_denormalize_line_runs_as_it_says(tmp_path, target):
+    # the line that says what the predictions' denormalization is, as a command: the target's name went out as it
+    # is, so "my $y" was two words to bash (and $y expanded), and a name of digits, "0", a position to the command
+    # line (position 0, refused: "0" names column 5)
+    pytest.importorskip("torch")
+    pytest.importorskip("accelerate")
+    from test_lessons import SCRIPTS, _env
+
+    wideann.make_data(tmp_path / "raw.csv", rows=200, cols=6, seed=1)
+    lines = (tmp_path / "raw.csv").read_text().splitlines(keepends=True)
+    (tmp_path / "raw.csv").write_text(lines[0].rsplit(",", 1)[0] + f",{target}\n" + "".join(lines[1:]))
+    wideann.normalize(tmp_path / "raw.csv", tmp_path / "t.npy", header="yes")
+    r = subprocess.run([sys.executable, str(SCRIPTS / "1_first_ann.py"), "--data", "t.npy", "--epochs", "1",
+                        "--output-dir", "run"], cwd=tmp_path, env=_env(tmp_path), capture_output=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    m = re.search(r"denormalizing with the C\+\+ engine, as  (wideann denormalize PAIRS\.npy .*)  would",
+                  r.stdout.decode())
+    assert m, r.stdout
+    np.save(tmp_path / "PAIRS.npy", np.array([[0.25, 0.5]], dtype=np.float32))
+    cmd = m.group(1).replace("-o run/predictions.csv", "-o pasted.csv")
+    bin_dir = os.path.dirname(sys.executable)
+    r = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, capture_output=True, timeout=60,
+                       env={**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")})
+    assert r.returncode == 0, (cmd, r.stderr)
+    st = wideann.Stats.load(tmp_path / "t.stats.json")
+    assert (tmp_path / "pasted.csv").read_text().splitlines()[1] == ",".join(
+        repr(float(v)) for v in st.inverse_transform(np.array([0.25, 0.5], dtype=np.float32)))

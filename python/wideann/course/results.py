@@ -23,7 +23,7 @@ from ..modelcard import CARD_NAME, STATS_NAME
 from ..stats import Stats
 from .errors import LessonError, UsageError, shown
 from .processes import pause, settle
-from .tables import shell_path
+from .tables import shell_path, shell_word
 
 
 RESULTS = ("metrics.json", "predictions.csv", "loss.png", "predicted_vs_actual.png")
@@ -258,9 +258,11 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
             target = names[-1]
             # the target by name, or by position when another column has its name (the first would be taken)
             column = target if names.count(target) == 1 else -1
-            # (what the command line would do; the pairs' .npy is a temporary file, removed once this is done)
+            # (what the command line would do; the pairs' .npy is a temporary file, removed once this is done) the
+            # name quoted as a file name is, and by position where the command line would take it for a position
+            said = "-1" if column == -1 or re.fullmatch(r"-?[0-9]+", column) else shell_word(column)
             print("denormalizing with the C++ engine, as  wideann denormalize PAIRS.npy -o "
-                  f"{shell_path(out_csv)} --stats {shell_path(stats_path)} --columns {column} {column}  would "
+                  f"{shell_path(out_csv)} --stats {shell_path(stats_path)} --columns {said} {said}  would "
                   "(PAIRS.npy: the normalized y_true,y_pred pairs, a temporary file)")
             denormalize(tmp, out_csv, stats=stats_path, columns=[column, column])
         finally:

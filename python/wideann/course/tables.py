@@ -64,11 +64,17 @@ def shell_path(p) -> str:
         pass
     if p.startswith("-"):
         p = os.curdir + os.sep + p
+    return shell_word(p)
+
+
+def shell_word(text: str) -> str:
+    """``text`` as one word of a command line the lessons print, quoted as :func:`shell_path` quotes a file name
+    (for a word that is not one: a column name after ``--columns``)."""
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
-    if all(_plain(c, encoding) for c in p):
-        return shlex.quote(p)
+    if all(_plain(c, encoding) for c in text):
+        return shlex.quote(text)
     return "$'" + "".join(("\\" + c if c in "\\'" else c) if _plain(c, encoding) else _bytes_escaped(c)
-                          for c in p) + "'"
+                          for c in text) + "'"
 
 
 def _plain(c: str, encoding: str) -> bool:
