@@ -2,6 +2,7 @@
 never a traceback of the engine's bindings nor a data error (exit code 1)."""
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -80,3 +81,17 @@ def test_denormalize_names_the_stats_file_for_columns_of_a_wrong_type(tmp_path):
     (tmp_path / "p.csv").write_text("y\n0.5\n")
     with pytest.raises(TypeError, match=f"^{tmp_path / 't.stats.json'}: "):
         wideann.denormalize(tmp_path / "p.csv", tmp_path / "b.csv", stats=tmp_path / "t.stats.json", columns=[True])
+
+
+def test_the_python_api_refuses_stats_out_named_as_a_table(tmp_path):
+    # normalize(stats_out="s.npy") wrote the stats' JSON text into a file named as a table, as --stats-out did
+    # before fa5c3c6; refused before any work, in fit and apply mode alike
+    wideann.make_data(tmp_path / "t.csv", rows=20, cols=6, seed=1)
+    stats = wideann.normalize([tmp_path / "t.csv"], tmp_path / "a.npy")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for name, applied in (("s.npy", None), ("s.CSV", None), ("s.Npy", stats)):
+        with pytest.raises(ValueError, match=re.escape(f"{name}: stats_out= is a stats file (JSON); name it *.json")):
+            wideann.normalize([tmp_path / "t.csv"], tmp_path / "t.npy", stats=applied, stats_out=tmp_path / name)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
+    wideann.normalize([tmp_path / "t.csv"], tmp_path / "t.npy", stats_out=tmp_path / "s")  # (no extension: fine)
+    assert wideann.Stats.load(tmp_path / "s") == stats

@@ -16,9 +16,9 @@ import sys
 
 from . import __version__, _atomic, _entry
 from ._entry import INTERRUPTED, counted, printable
-from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, _check_output_folder, default_stats_path, denormalize,
-                     float16_advice, float16_advice_reworded, make_data, normalize_counting_rows, compute_stats,
-                     table_and_stats_are_one, wrong_output_extension)
+from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, _check_output_folder, a_table_name, default_stats_path,
+                     denormalize, float16_advice, float16_advice_reworded, make_data, normalize_counting_rows,
+                     compute_stats, table_and_stats_are_one, wrong_output_extension)
 from .interrupts import ignore_interrupts, stop_like_ctrl_c
 from .stats import Stats, _first_difference
 
@@ -403,21 +403,14 @@ def _wrong_output_extension(args) -> str | None:
     for denormalize, make-data and predict), or of a stats file it writes (JSON: not named ``.npy`` or ``.csv``,
     which ``stats -o t.npy`` wrote JSON text into): a usage error, said before any work."""
     if args.command in ("stats", "merge-stats"):
-        return _a_table_name(args.output, f"{args.command} writes")
+        return a_table_name(args.output, f"{args.command} writes")
     if args.command == "normalize" and args.stats_out:
-        wrong = _a_table_name(args.stats_out, "--stats-out is")
+        wrong = a_table_name(args.stats_out, "--stats-out is")
         if wrong:
             return wrong
     if args.command not in ("normalize", "denormalize", "make-data", "predict"):
         return None
     return wrong_output_extension(args.command, args.output)
-
-
-def _a_table_name(path: str, what: str) -> str | None:
-    """What is wrong when a stats file's name says it is a table (``.npy``, ``.csv``)."""
-    if os.path.splitext(path)[1].lower() in (".npy", ".csv"):
-        return f"{path}: {what} a stats file (JSON); name it *.json"
-    return None
 
 
 def _output_not_a_file(args) -> str | None:

@@ -311,6 +311,14 @@ def wrong_output_extension(command: str, output: str) -> str | None:
     return None
 
 
+def a_table_name(path: str, what: str) -> str | None:
+    """What is wrong when a stats file's name says it is a table (``.npy``, ``.csv``): ``stats -o t.npy`` and
+    ``stats_out="s.npy"`` wrote JSON text into a file named as one. ``what`` says what the path was given as."""
+    if os.path.splitext(path)[1].lower() in (".npy", ".csv"):
+        return f"{path}: {what} a stats file (JSON); name it *.json"
+    return None
+
+
 def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: str = "float32",
               threads=None, header: str = "auto", delimiter: str = ",", clip: bool = False,
               progress: bool = False) -> Stats:
@@ -327,7 +335,8 @@ def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: st
     describes another transform (left by an earlier run) is replaced by the new table's stats in either
     mode, even when they go to ``stats_out``: the lessons take it for the table's, and a table's stats
     file never lies.
-    Values outside the fitted range stay outside [0, 1] unless ``clip``. Returns the stats used.
+    Values outside the fitted range stay outside [0, 1] unless ``clip``. Returns the stats used. A ``stats_out``
+    named as a table (``.npy``, ``.csv``) is a ``ValueError``, before any work: a stats file is JSON.
     Nothing is left at ``output`` (or at the stats path) if anything fails. Fitting, an input that is not
     the file pass 1 read when pass 2 reads it (appended to, rewritten, replaced), or that gives pass 2 other
     rows, is a ``DataError``: the stats would not describe the table.
@@ -355,6 +364,9 @@ def normalize_counting_rows(inputs, output: PathLike, *, stats=None, stats_out=N
     clash = table_and_stats_are_one(output, stats_path)
     if clash:
         raise ValueError(clash)
+    wrong = None if stats_out is None else a_table_name(stats_path, "stats_out= is")
+    if wrong:  # (as the command line's --stats-out)
+        raise ValueError(wrong)
     if stats_path is not None:
         _check_output_folder(stats_path)  # now, not after both passes
     _refuse_output_over_an_input([output, stats_path], paths, stats)
