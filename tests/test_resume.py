@@ -1151,7 +1151,9 @@ def test_a_new_run_removes_what_killed_saves_left_as_it_starts(table, tmp_path):
     left += [ckpts / ".trash.step_00000001.4242", ckpts / ".earlier-run.json.k1ll3d_9.tmp"]  # a removal, a listing
     left[1].mkdir()
     left[2].write_text('{"format": "wideann-earl')
-    theirs = [ckpts / ".step_notes", ckpts / ".trash", ckpts / "notes.txt"]
+    # (and names of ours but for their digits, not ASCII ones: \d took them)
+    theirs = [ckpts / ".step_notes", ckpts / ".trash", ckpts / "notes.txt", ckpts / ".step_\u0661.tmp",
+              ckpts / ".trash.step_00000001.\u0664\u0662"]
     for p in theirs:
         p.write_text("mine\n")
     complete = _complete(run)

@@ -26,7 +26,8 @@ from .results import clear_results, disk_full, fsync, tensor_bytes
 from .runlock import the_run_has_started
 
 
-_CKPT = re.compile(r"^step_(\d+)\Z")  # (not "$": it also matches before a final newline, a user's "step_5\n")
+_CKPT = re.compile(r"^step_([0-9]+)\Z")  # (not "$": it also matches before a final newline, a user's "step_5\n";
+#                                         not \d: it matches any script's digits, and int() reads them: "step_\u0665")
 CHECKPOINT_INFO = "checkpoint.json"
 """Written last into a checkpoint folder, before it is renamed to ``step_N``: what it is, when it was
 made, by how many processes, and the run's options."""
@@ -125,10 +126,11 @@ def _trash_of(path: Path) -> Path:
     return path.with_name(f".trash.{path.name}.{os.getpid()}")
 
 
-_SAVE_TEMPORARY = re.compile(r"^\.(step_\d+\.tmp|trash\.step_\d+\.\d+)\Z")
+_SAVE_TEMPORARY = re.compile(r"^\.(step_[0-9]+\.tmp|trash\.step_[0-9]+\.[0-9]+)\Z")
 """The names of what a checkpoint save that was killed leaves in the checkpoints folder: ``.step_N.tmp``, the folder it
 writes before the rename to ``step_N`` (:meth:`Checkpoints.save`), and ``.trash.step_N.PID``, a checkpoint on its
-way out (:func:`_trash_of`). Never a complete checkpoint (``step_N``), nor anything else."""
+way out (:func:`_trash_of`). Never a complete checkpoint (``step_N``), nor anything else (N is ASCII digits: ``\\d``
+took a user's ``.step_\\u0661.tmp`` too)."""
 
 
 def _remove_temporaries(folders, saves: bool = False) -> None:
@@ -311,7 +313,7 @@ def check_weights_only(path, process_index: int = 0) -> None:
     path = Path(path)
     files = sorted(path.iterdir()) if path.is_dir() else [path]
     for f in files:
-        m = re.match(r"^random_states_(\d+)\.pkl\Z", f.name)
+        m = re.match(r"^random_states_([0-9]+)\.pkl\Z", f.name)
         if f.name == CHECKPOINT_INFO or not f.is_file() or (m and int(m.group(1)) != process_index):
             continue
         try:

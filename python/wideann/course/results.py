@@ -181,7 +181,8 @@ def clear_results(out_dir, accelerator=None, curves=None) -> list[Path]:
     return removed
 
 
-_HPARAMS_FOLDER = re.compile(r"^\d+(\.\d+)?\Z")  # the TensorBoard tracker's hparams, one per run, named by time.time()
+_HPARAMS_FOLDER = re.compile(r"^[0-9]+(\.[0-9]+)?\Z")  # the TensorBoard tracker's hparams, one per run, named by
+#                                                         time.time() (ASCII digits: \d takes any script's)
 
 
 def _remove_curves(folder: Path) -> bool:
