@@ -342,11 +342,11 @@ def test_a_lesson_says_odd_file_names_on_one_line_that_bash_reads_back(tmp_path)
         assert (tmp_path / os.fsdecode(name)).exists(), name
 
 
-@pytest.mark.parametrize("target", ["my $y", "0"])
+@pytest.mark.parametrize("target", ["my $y", "0", "-y"])
 def test_a_lessons_denormalize_line_runs_as_it_says(tmp_path, target):
     # the line that says what the predictions' denormalization is, as a command: the target's name went out as it
     # is, so "my $y" was two words to bash (and $y expanded), and a name of digits, "0", a position to the command
-    # line (position 0, refused: "0" names column 5)
+    # line (position 0, refused: "0" names column 5), and "-y" an option
     pytest.importorskip("torch")
     pytest.importorskip("accelerate")
     from test_lessons import SCRIPTS, _env

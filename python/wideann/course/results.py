@@ -261,7 +261,9 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
             column = target if names.count(target) == 1 else -1
             # (what the command line would do; the pairs' .npy is a temporary file, removed once this is done) the
             # name quoted as a file name is, and by position where the command line would take it for a position
-            said = "-1" if column == -1 or re.fullmatch(r"-?[0-9]+", column) else shell_word(column)
+            # (digits) or for an option (a leading "-")
+            said = "-1" if column == -1 or re.fullmatch(r"-?[0-9]+", column) or column.startswith("-") \
+                else shell_word(column)
             print("denormalizing with the C++ engine, as  wideann denormalize PAIRS.npy -o "
                   f"{shell_path(out_csv)} --stats {shell_path(stats_path)} --columns {said} {said}  would "
                   "(PAIRS.npy: the normalized y_true,y_pred pairs, a temporary file)")
