@@ -344,10 +344,13 @@ def test_apply_mode_replaces_a_stats_file_beside_the_output_that_describes_anoth
     before = (tmp_path / "t.stats.json").read_bytes()
     r = ok("normalize", train, "-o", tmp_path / "t.npy", "--stats", tmp_path / "train.stats.json")
     assert (tmp_path / "t.stats.json").read_bytes() == before and "another transform" not in r.stderr
-    # one that is not a stats file at all is replaced too
+    # one that is not a stats file at all is replaced too, and said to be none (it described no transform)
     (tmp_path / "t.stats.json").write_text("not json")
-    ok("normalize", train, "-o", tmp_path / "t.npy", "--stats", tmp_path / "train.stats.json")
+    r = ok("normalize", train, "-o", tmp_path / "t.npy", "--stats", tmp_path / "train.stats.json")
     assert load_stats_json(tmp_path / "t.stats.json")["max"] == applied["max"]
+    assert r.stderr == f"50 rows x 4 columns -> {tmp_path / 't.npy'} (stats applied: {tmp_path / 'train.stats.json'}" \
+                       f"; the file beside it, {tmp_path / 't.stats.json'}, was not a stats file: now this table's " \
+                       "stats)\n", r.stderr
 
 
 @pytest.mark.parametrize("mode", ["fit", "apply"])

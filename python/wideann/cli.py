@@ -200,6 +200,15 @@ def _columns_arg(cols, stats_path: str | None = None):
     return out
 
 
+def _a_stats_file(path: str) -> bool:
+    """Whether ``path`` is a stats file (what normalize's line says of one it replaced beside its output)."""
+    try:
+        Stats.load(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _identity(path: str):
     """A file's (inode, size, modification time), or None when there is none."""
     try:
@@ -220,7 +229,7 @@ def run(args) -> None:
         say(f"{counted(len(st.columns), 'column')}, {counted(st.n_rows, 'row')} -> {args.output}")
     elif cmd == "normalize":
         beside = default_stats_path(args.output)
-        before = _identity(beside)
+        before, was_stats = _identity(beside), _a_stats_file(beside)
         try:
             st, rows = normalize_counting_rows(args.inputs, args.output, stats=args.stats, stats_out=args.stats_out,
                                                dtype=args.dtype, threads=args.threads, header=args.header,
@@ -236,7 +245,8 @@ def run(args) -> None:
         else:
             said = f"stats: {args.stats_out or beside}"
         if replaced:
-            said += f"; the stats file beside it, {beside}, described another transform: now this table's"
+            said += (f"; the stats file beside it, {beside}, described another transform: now this table's" if was_stats
+                     else f"; the file beside it, {beside}, was not a stats file: now this table's stats")
         # (the rows written: with --stats, not the stats')
         say(f"{counted(rows, 'row')} x {counted(st.n_columns, 'column')} -> {args.output} ({said})")
     elif cmd == "denormalize":
