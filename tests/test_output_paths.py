@@ -212,8 +212,9 @@ def test_the_library_refuses_an_output_that_is_one_of_its_inputs(tmp_path):
     wideann.make_data(raw, rows=20, cols=6, seed=1)
     text = raw.read_text()
     os.link(raw, tmp_path / "same.csv")
+    os.link(raw, tmp_path / "same.json")  # (stats_out=raw: refused first for its name, a table's)
     for call in (lambda: wideann.normalize(raw, raw), lambda: wideann.normalize(raw, tmp_path / "same.csv"),
-                 lambda: wideann.normalize(raw, tmp_path / "t.npy", stats_out=raw)):
+                 lambda: wideann.normalize(raw, tmp_path / "t.npy", stats_out=tmp_path / "same.json")):
         with pytest.raises(ValueError, match="is also an input of this command"):
             call()
         assert raw.read_text() == text

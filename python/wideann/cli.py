@@ -201,8 +201,11 @@ def _columns_arg(cols, stats_path: str | None = None):
 
 
 def _a_stats_file(path: str) -> bool:
-    """Whether ``path`` is a stats file (what normalize's line says of one it replaced beside its output)."""
+    """Whether ``path`` is a stats file (what normalize's line says of one it replaced beside its output). Only a
+    file is read: a FIFO there (which normalize replaces) would wait for a writer forever."""
     try:
+        if not os.path.isfile(path):
+            return False
         Stats.load(path)
     except (OSError, ValueError):
         return False
