@@ -949,7 +949,6 @@ def test_a_checkpoint_comes_back_exactly(tmp_path):
     want = {k: v.clone() for k, v in model.state_dict().items()}
     best = best_path.read_bytes()
     course.save_model({"w": torch.ones(1)}, best_path)  # written after the checkpoint
-    (tmp_path / ".best_model.pt.abcd1234.tmp").write_bytes(b"half")  # and a write that was killed
 
     acc, model, state, ckpts = _fresh(tmp_path / "c", files=[best_path], seed=1)
     assert not torch.equal(model.state_dict()["weight"], want["weight"])
@@ -957,7 +956,8 @@ def test_a_checkpoint_comes_back_exactly(tmp_path):
     assert all(torch.equal(model.state_dict()[k], want[k]) for k in want)
     assert state.epoch == 7 and state.history == [{"epoch": 1, "val_loss": float("inf")}]
     assert best_path.read_bytes() == best, "best_model.pt is not the one of the checkpoint's time"
-    assert not (tmp_path / ".best_model.pt.abcd1234.tmp").exists()
+    # (what a killed write left beside it goes as a lesson locks its run folder, resumed or not:
+    # test_killed_writes.py)
 
 
 @pytest.mark.parametrize("victim", ["custom_checkpoint_0.pkl", "optimizer.bin", "scheduler.bin",

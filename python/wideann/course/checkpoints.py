@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import TEMP_NAME, atomic_path
+from .._atomic import atomic_path
 from .._exact_names import exact_fields, spell_fields
 from .._entry import printable
 from ..diskspace import require_free
 from .errors import LessonError, UsageError, one_line, say_on_interrupt, shown
 from .processes import pause, settle
 from .results import clear_results, disk_full, fsync, tensor_bytes
-from .runlock import the_run_has_started
+from .runlock import remove_temporaries, the_run_has_started
 
 
 _CKPT = re.compile(r"^step_([0-9]+)\Z")  # (not "$": it also matches before a final newline, a user's "step_5\n";
@@ -124,26 +124,6 @@ def swap_folders(new: Path, there: Path) -> Path:
 def _trash_of(path: Path) -> Path:
     """Where a checkpoint folder goes on its way out (one rename; the next save removes what a kill left there)."""
     return path.with_name(f".trash.{path.name}.{os.getpid()}")
-
-
-_SAVE_TEMPORARY = re.compile(r"^\.(step_[0-9]+\.tmp|trash\.step_[0-9]+\.[0-9]+)\Z")
-"""The names of what a checkpoint save that was killed leaves in the checkpoints folder: ``.step_N.tmp``, the folder it
-writes before the rename to ``step_N`` (:meth:`Checkpoints.save`), and ``.trash.step_N.PID``, a checkpoint on its
-way out (:func:`_trash_of`). Never a complete checkpoint (``step_N``), nor anything else (N is ASCII digits: ``\\d``
-took a user's ``.step_\\u0661.tmp`` too)."""
-
-
-def _remove_temporaries(folders, saves: bool = False) -> None:
-    """Remove what killed writes left in ``folders`` (a folder not there is skipped): the temporary files of outputs
-    written under a temporary name (:data:`~wideann._atomic.TEMP_NAME`: ``best_model.pt``, a normalized table,
-    :data:`EARLIER_RUN`), and with ``saves`` (the checkpoints folder: a new run as it starts, every save) what killed
-    checkpoint saves left (:data:`_SAVE_TEMPORARY`). Call it on the main process, with the run folder locked."""
-    for folder in map(Path, folders):
-        for p in folder.iterdir() if folder.is_dir() else []:
-            if saves and _SAVE_TEMPORARY.match(p.name):
-                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-            elif TEMP_NAME.match(p.name) and p.is_file():
-                p.unlink()
 
 
 @functools.lru_cache(maxsize=1)
@@ -378,12 +358,13 @@ class Checkpoints:
         are listed, atomically, in :data:`EARLIER_RUN` before training, and :meth:`load` refuses them unless named.
         Call it on every process, before :func:`~wideann.course.results.clear_results` (after it, a run killed
         between the two left the earlier run's results gone and its checkpoints unlisted: a bare ``--resume`` went
-        on with that run, silently). What killed saves left in the folder goes first (:func:`_remove_temporaries`):
-        left to this run's first save, it stayed when this run was killed before that."""
+        on with that run, silently). What killed saves left in the folder goes first
+        (:func:`~wideann.course.runlock.remove_temporaries`): left to this run's first save, it stayed when this run
+        was killed before that."""
         error = None
         if accelerator.is_main_process:
             try:
-                _remove_temporaries([self.folder], saves=True)
+                remove_temporaries([self.folder], saves=True)
                 marker = self.folder / EARLIER_RUN
                 earlier = [list(_stamp(p)) for p in _checkpoints(self.folder)]
                 if earlier:
@@ -448,7 +429,7 @@ class Checkpoints:
         if main:
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
-                _remove_temporaries([self.folder], saves=True)  # what killed saves (and EARLIER_RUN writes) left
+                remove_temporaries([self.folder], saves=True)  # what killed saves (and EARLIER_RUN writes) left
                 others = [c for c in _checkpoints(self.folder) if c.name != final.name]
                 for old in others[:len(others) - max(self.keep - 1, 1)]:
                     self._remove(old)
@@ -536,8 +517,7 @@ class Checkpoints:
 
     def load(self, accelerator, which: str | None = "latest") -> Path:
         """``accelerator.load_state`` from ``which`` (a ``step_N`` folder, or "latest"), every file loaded
-        weights-only; the kept files put back as they were then, and the temporary files a killed run
-        left beside them removed. Returns the checkpoint's path.
+        weights-only; the kept files put back as they were then. Returns the checkpoint's path.
 
         Refused, in one line: no checkpoint, a folder that is not a complete checkpoint, a run with other
         options or another number of processes than the checkpoint's, a file that is not weights-only.
@@ -573,8 +553,10 @@ class Checkpoints:
         settle(accelerator, error)
         if accelerator.is_main_process:
             try:
-                run = self.folder.parent  # what the killed run was writing: its files, its normalized CSVs, EARLIER_RUN
-                _remove_temporaries({f.parent for f in self.files} | {run / "data", run / "data" / "test", self.folder})
+                run = self.folder.parent
+                # what killed writes left here (saves, EARLIER_RUN); in the run folder and its data/, the run
+                # removed it as it locked the folder (runlock.remove_what_killed_writes_left)
+                remove_temporaries([self.folder], saves=True)
                 for f in self.files:
                     kept = path / f.name
                     if not kept.is_file():  # written after the checkpoint: the resumed run writes it again

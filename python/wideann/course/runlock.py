@@ -18,9 +18,13 @@ import atexit
 import errno
 import fcntl
 import os
+import re
+import shutil
 import socket
+import stat
 from pathlib import Path
 
+from .._atomic import TEMP_NAME
 from .errors import LessonError, shown
 
 LOCK_NAME = ".wideann-run.lock"
@@ -42,14 +46,16 @@ def lessons_lock_their_run_folder(on: bool) -> None:
         _started = False
 
 
-def hold_the_run_folder(out_dir, what: str | None = None) -> None:
+def hold_the_run_folder(out_dir, what: str | None = None) -> bool:
     """Lock ``out_dir`` for this process until it ends (or :func:`release_run_folders`); :class:`LessonError`
     when another process holds it. Call it on the main process only: it alone writes the run's files. Outside of
     a lesson run by ``course.run``, nothing is locked. ``what``: what the folder is to the run, when it is not its
-    run folder (the folder of its TensorBoard curves, say), for the line that refuses it."""
+    run folder (the folder of its TensorBoard curves, say), for the line that refuses it. Returns whether this call
+    locked it (not: held already, outside of a lesson, or a file system without ``flock``): then, and only then,
+    what killed writes left there is this run's to remove (:func:`remove_what_killed_writes_left`)."""
     key = os.path.realpath(out_dir)
     if key in _held or not _in_a_lesson:
-        return
+        return False
     path = Path(out_dir) / LOCK_NAME
     while True:
         fd, writable = _open_in(out_dir, path)
@@ -68,7 +74,7 @@ def hold_the_run_folder(out_dir, what: str | None = None) -> None:
                 raise LessonError(f"{shown(path)}: the lock file of another user's run ({holder or 'a process'}), "
                                   "which this file system cannot lock without writing it: if that run has ended, "
                                   "remove the file; else wait for it to end, or give another --output-dir") from None
-            return  # no flock here (ENOLCK, EINVAL...): unlocked
+            return False  # no flock here (ENOLCK, EINVAL...): unlocked
         try:  # the file locked is still the one at the path: a run that ended meanwhile removes its lock file
             same = os.path.samestat(os.fstat(fd), os.stat(path))
         except FileNotFoundError:
@@ -88,6 +94,7 @@ def hold_the_run_folder(out_dir, what: str | None = None) -> None:
     _held[key] = (fd, path)
     if len(_held) == 1:
         atexit.register(release_run_folders)
+    return True
 
 
 def _open_in(out_dir, path: Path) -> tuple[int, bool]:
@@ -185,3 +192,51 @@ def _read(fd: int) -> str:
         return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
     except OSError:
         return ""
+
+
+SAVE_TEMPORARY = re.compile(r"^\.(step_[0-9]+\.tmp|trash\.step_[0-9]+\.[0-9]+)\Z")
+"""The names of what a checkpoint save that was killed leaves in the checkpoints folder: ``.step_N.tmp``, the folder it
+writes before the rename to ``step_N`` (:meth:`~wideann.course.Checkpoints.save`), and ``.trash.step_N.PID``, a
+checkpoint on its way out. Never a complete checkpoint (``step_N``), nor anything else (N is ASCII digits: ``\\d``
+took a user's ``.step_\\u0661.tmp`` too)."""
+
+
+def remove_temporaries(folders, saves: bool = False) -> list[tuple[Path, int]]:
+    """Remove what killed writes left in ``folders`` (a folder not there is skipped): the temporary files of
+    outputs written under a temporary name (:data:`~wideann._atomic.TEMP_NAME`: ``best_model.pt``, ``metrics.json``,
+    a normalized table...), plain files only, never a link; and with ``saves`` (the checkpoints folder) what killed
+    checkpoint saves left (:data:`SAVE_TEMPORARY`). Call it on the main process, with the run folder locked: a run
+    still writing them holds it. Returns the temporary files removed, each with the bytes it freed (a hard link to a
+    live file, a commit's kept copy, frees none). One that may not be removed (another user's, in a folder shared
+    with them) stays: a refusal for want of space names it."""
+    removed = []
+    for folder in map(Path, folders):
+        for p in sorted(folder.iterdir()) if folder.is_dir() else []:
+            try:
+                st = p.lstat()
+            except FileNotFoundError:
+                continue
+            if saves and SAVE_TEMPORARY.match(p.name):
+                shutil.rmtree(p) if stat.S_ISDIR(st.st_mode) else p.unlink()
+            elif TEMP_NAME.match(p.name) and stat.S_ISREG(st.st_mode):
+                try:
+                    p.unlink()
+                except (FileNotFoundError, PermissionError):
+                    continue
+                removed.append((p, st.st_size if st.st_nlink == 1 else 0))
+    return removed
+
+
+def remove_what_killed_writes_left(out_dir) -> list[tuple[Path, int]]:
+    """As a run starts, once it has locked its run folder (:func:`hold_the_run_folder` returned True), before any
+    work of its own there: the temporary files killed writes (``kill -9``, an OOM kill, a node failure) left in the
+    run folder and in the folders of the tables it normalizes, ``data/`` and ``data/test/`` (:func:`remove_temporaries`;
+    the checkpoints folder's go as :class:`~wideann.course.Checkpoints` starts a new run or loads one). A folder there
+    that is a link is not followed. At the reference scale a normalized table's is 51 GB, and the next run normalized
+    again beside it. Returns what was removed (:func:`remove_temporaries`)."""
+    folders = [Path(out_dir)]
+    for sub in ("data", "test"):
+        if (folders[-1] / sub).is_symlink():
+            break
+        folders.append(folders[-1] / sub)
+    return remove_temporaries(folders)

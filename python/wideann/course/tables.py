@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from .._exact_names import exact_fields, spell_fields
+from ..diskspace import human_bytes
 from ..engine import DataError, default_stats_path, in_the_training_dtype, normalize
 from ..modelcard import table_dtype
 from ..stats import Stats
@@ -217,10 +218,12 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
     main process makes the run folder (``--output-dir``) and refuses one it may not write in, or a
     write-protected file among those the run replaces at its end (see
     :func:`~wideann.course.results.refuse_a_run_folder_that_may_not_be_written`), or one where another run is
-    writing (:func:`~wideann.course.runlock.hold_the_run_folder`: it holds it to its end).
+    writing (:func:`~wideann.course.runlock.hold_the_run_folder`: it holds it to its end). Once it holds it, the
+    temporary files that killed writes left there go (:func:`~wideann.course.runlock.remove_what_killed_writes_left`),
+    in one line if there were any.
     """
     from .results import refuse_a_run_folder_that_may_not_be_written, tensorboard_folder
-    from .runlock import hold_the_run_folder, make_folder
+    from .runlock import hold_the_run_folder, make_folder, remove_what_killed_writes_left
 
     main = accelerator is None or accelerator.is_main_process
     say = print if main else (lambda *a, **k: None)
@@ -230,7 +233,8 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
         try:  # alone writes them; the others learn that it failed, and it alone says why)
             make_folder(out_dir)  # (a run refused before its work removes the folders it made: course.run)
             refuse_a_run_folder_that_may_not_be_written(out_dir, args)
-            hold_the_run_folder(out_dir)  # one run at a time in it, to the end of this one
+            if hold_the_run_folder(out_dir):  # one run at a time in it, to the end of this one
+                _say_removed(remove_what_killed_writes_left(out_dir), out_dir, say)
             curves = tensorboard_folder(out_dir, args)
             if curves is not None:  # and in the folder of its curves, which another run could take for its run folder
                 make_folder(curves)
@@ -269,6 +273,18 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
     # one process per machine normalizes; the others then find its files up to date
     train, test, stats_path, stats = in_turn(accelerator, work)
     return SimpleNamespace(train=train, test=test, stats_path=stats_path, stats=stats)
+
+
+def _say_removed(removed: list, out_dir: Path, say) -> None:
+    """One line for the temporary files a run removed as it started, naming their folder (the run folder, when
+    they were in several), as :func:`~wideann.course.results.clear_results` says what it removed."""
+    if not removed:
+        return
+    folders = {p.parent for p, _ in removed}
+    where = folders.pop() if len(folders) == 1 else out_dir
+    n = len(removed)
+    say(f"removed {n} temporary file{'s' if n > 1 else ''} an interrupted run left in {shell_path(where)} "
+        f"({human_bytes(sum(size for _, size in removed))})")
 
 
 def _refuse_shared_files(train: list[Path], test: list[Path]) -> None:
