@@ -55,7 +55,8 @@ def require_free(path, nbytes: int, what: str, mine=()) -> None:
 
 def _leftovers(folder: str, mine=()) -> str:
     """What the temporary files of killed runs (``kill -9``) in ``folder`` take, said after a refusal: they
-    are hidden, and nothing else removes them (a run still writing one holds it: its owner decides)."""
+    are hidden, and nothing else removes them (a run still writing one holds it: its owner decides), but a lesson
+    run, those in its own run folder as it locks it (:func:`~wideann.course.runlock.remove_what_killed_writes_left`)."""
     from ._atomic import TEMP_NAME
 
     found, size, linked = [], 0, 0

@@ -11,6 +11,9 @@ locks nothing, and the next run takes it over (one of another user too, in a fol
 to be read where it may not be written). A run that ends removes it. Only a lesson run by ``course.run``
 locks (a test or a notebook calling ``prepare_data`` would hold the folder until its process ends). On a file
 system without ``flock`` the run goes ahead unlocked (as :func:`wideann._atomic.folders_locked` does).
+
+Held, the folder's leftovers are the run's to remove: what killed writes left there goes before any work of its own
+(:func:`remove_what_killed_writes_left`); unlocked, or refused, a run removes none (another run may be writing them).
 """
 from __future__ import annotations
 
