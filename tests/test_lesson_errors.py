@@ -850,8 +850,8 @@ def test_the_num_processes_warning_names_what_made_one_process(tmp_path, options
            "--num_cpu_threads_per_process", "1", str(SCRIPTS / LESSONS[4]), "--data", "missing.npy"]
     r = subprocess.run(cmd, cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=300)
     warning = f"{LESSONS[4]}: warning: accelerate launch was given --num_processes 2 but started one process " \
-              f"(WORLD_SIZE unset): {cause.format(config=printable(config))}; for CPU processes: ACCELERATE_USE_CPU=1 " \
-              "accelerate launch --multi_gpu --num_processes 2 ..."
+              f"(WORLD_SIZE unset): {cause.format(config=printable(config))}; for CPU processes: " \
+              "ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 ..."
     said = [line for line in r.stderr.splitlines() if line.startswith(f"{LESSONS[4]}: warning: ")]
     assert len(said) == 1 and said[0].startswith(warning), r.stderr
     assert f"{LESSONS[4]}: error: " in r.stderr and "missing.npy" in r.stderr, r.stderr  # then the run went on

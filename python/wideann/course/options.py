@@ -118,7 +118,8 @@ def _why_one_process(options: list[str]) -> str:
                 from accelerate.commands.config import default_config_file as config
             except ImportError:
                 config = "the default one"
-        return f"its accelerate config ({shown(config)}) says use_cpu: true, which launches one process without --multi_gpu"
+        return (f"its accelerate config ({shown(config)}) says use_cpu: true, which launches one process without "
+                "--multi_gpu")
     return "without --multi_gpu it starts one"
 
 
