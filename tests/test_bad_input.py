@@ -828,6 +828,10 @@ def test_usage_errors_exit_2(tmp_path, args):
     (("stats", "in.csv", "-o", "out.CSV"), "out.CSV"),
     (("merge-stats", "a.json", "b.json", "-o", "out.csv"), "out.csv"),
     (("normalize", "in.csv", "-o", "out.npy", "--stats-out", "out.csv"), "out.csv"),
+    # "-" is standard output to most commands: stats wrote a file named "-"
+    (("stats", "in.csv", "-o", "-"), "-: stats writes a stats file, not standard output"),
+    (("merge-stats", "a.json", "b.json", "-o", "-"), "-: merge-stats writes"),
+    (("normalize", "in.csv", "-o", "out.npy", "--stats-out", "-"), "-: --stats-out is a stats file"),
 ])
 def test_bad_output_extension(tmp_path, argv, out):
     """An output name that says another format than the command writes is wrong usage: exit 2 before any work,

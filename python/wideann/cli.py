@@ -411,14 +411,21 @@ def _outputs_that_are_one(args) -> str | None:
     return table_and_stats_are_one(args.output, _stats_written(args), "--stats-out")
 
 
+def _a_stats_file_name(path: str, what: str) -> str | None:
+    if path == "-":
+        return f"-: {what} a stats file, not standard output; name it *.json"
+    return a_table_name(path, what)
+
+
 def _wrong_output_extension(args) -> str | None:
     """What is wrong with the name of the command's table output (``.npy`` or ``.csv`` for normalize, ``.csv``
     for denormalize, make-data and predict), or of a stats file it writes (JSON: not named ``.npy`` or ``.csv``,
-    which ``stats -o t.npy`` wrote JSON text into): a usage error, said before any work."""
+    which ``stats -o t.npy`` wrote JSON text into; nor ``-``, which says standard output to most commands and was
+    a file named ``-`` here): a usage error, said before any work."""
     if args.command in ("stats", "merge-stats"):
-        return a_table_name(args.output, f"{args.command} writes")
+        return _a_stats_file_name(args.output, f"{args.command} writes")
     if args.command == "normalize" and args.stats_out:
-        wrong = a_table_name(args.stats_out, "--stats-out is")
+        wrong = _a_stats_file_name(args.stats_out, "--stats-out is")
         if wrong:
             return wrong
     if args.command not in ("normalize", "denormalize", "make-data", "predict"):
