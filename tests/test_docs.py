@@ -141,3 +141,6 @@ def test_a_lessons_help_gives_the_defaults_that_say_something():
         flat = " ".join(said.split())
         assert "(default: False)" not in flat and "(default: True)" not in flat, (script.name, said)
         assert "(default: 0)" in flat, (script.name, said)  # --seed's
+        if "--hidden" in flat:  # a list as it is typed, not as Python writes it
+            assert re.search(r"\(default: [0-9]+( [0-9]+)*\)", flat[flat.index("--hidden HIDDEN"):]), said
+            assert "[1024" not in flat and "[128" not in flat, said

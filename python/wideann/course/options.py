@@ -192,6 +192,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     def _get_help_string(self, action):
         if action.default is None or action.nargs == 0:
             return action.help
+        if isinstance(action.default, (list, tuple)):  # as typed: "1024 256", not Python's "[1024, 256]"
+            return f"{action.help} (default: {' '.join(map(str, action.default))})".replace("%", "%%")
         return super()._get_help_string(action)
 
 
