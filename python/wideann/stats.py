@@ -252,9 +252,11 @@ class Stats:
 
     def to_sklearn(self):
         """A fitted ``sklearn.preprocessing.MinMaxScaler`` with these statistics, scaling as :meth:`transform`
-        does. One exception, which no ``MinMaxScaler`` can hold: a constant column (max == min) is scaled by 1
-        there, so a value other than the constant ``v`` becomes ``v - min`` (here 0) and a normalized ``x`` goes
-        back to ``x + min`` (here ``min``)."""
+        does, up to rounding: ``MinMaxScaler`` computes ``x * scale_ + min_``, not ``(x - min) / (max - min)``,
+        so in a column whose values share most of their digits (1 .. 1 + 3 ulp: 1/3 here, 0.25 there) it loses
+        what they share, as it does fitted on the data itself. One exception, which no ``MinMaxScaler`` can hold:
+        a constant column (max == min) is scaled by 1 there, so a value other than the constant ``v`` becomes
+        ``v - min`` (here 0) and a normalized ``x`` goes back to ``x + min`` (here ``min``)."""
         import numpy as np
         from sklearn.preprocessing import MinMaxScaler
 
