@@ -38,6 +38,8 @@ def _write(path, data: bytes):
     (b"\xc0\xaf", r"'\xc0\xaf'"),                                # an overlong form
     (b"1\xc2\x852", r"'1\u00852'"),                              # NEL: valid UTF-8, a line break to Python
     (b"1\xe2\x80\xa82", r"'1\u20282'"),                          # the Unicode line separator
+    (b"1\xe2\x80\xae2", r"'1\u202e2'"),                          # a right-to-left override: the rest reversed
+    (b"1\xe2\x80\x8b2", r"'1\u200b2'"),                          # a zero-width space
 ], ids=lambda v: repr(v) if isinstance(v, bytes) else None)
 @pytest.mark.parametrize("command", ["normalize", "apply", "stats", "denormalize"])
 def test_odd_bytes_in_a_field(tmp_path, field, shown, command):
@@ -133,6 +135,44 @@ def test_file_names_that_are_not_utf8(tmp_path):
                 "--stats", os.fsdecode(folder + b"/gone\xf8.json"))
     msgs.append(assert_failed_cleanly(p, names=[r"gone\xf8.json"]))
     assert not any("\\udc" in m for m in msgs), msgs
+
+
+def test_file_names_that_are_valid_text_but_lie_are_escaped_in_error_lines(tmp_path):
+    """A file name with a right-to-left override (U+202E shows the rest of the line reversed) or a zero-width space
+    (U+200B, invisible): valid UTF-8, printed raw by the command line's and the lessons' error lines, which then
+    showed another name than the file's. Now escaped as ``\\u202e`` / ``\\u200b``, the line otherwise the one a
+    plain name gets; a cell holding U+202E is escaped in the message's excerpt too."""
+    from test_lessons import SCRIPTS, _env
+
+    bad_value = HEADER + GOOD * 10 + b"7,x,9\n"
+    names = {"plain.csv": "plain.csv", "rlo\u202evsc.csv": r"rlo\u202evsc.csv",
+             "zero\u200bwidth.csv": r"zero\u200bwidth.csv"}
+    for name in names:
+        _write(tmp_path / name, bad_value)
+    _write(tmp_path / "cell.csv", HEADER + GOOD + b"7,a\xe2\x80\xaeb,9\n")
+
+    def cli(name):
+        p = run_cli("normalize", name, "-o", "o.npy", cwd=tmp_path)
+        assert_failed_cleanly(p, leftovers=[tmp_path / "o.npy"], folder=tmp_path)
+        return p.stderr.rstrip("\n")
+
+    def lesson(name):
+        r = subprocess.run([sys.executable, str(SCRIPTS / "1_first_ann.py"), "--data", name, "--epochs", "1",
+                            "--output-dir", "run"], cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True,
+                           timeout=300)
+        lines = r.stderr.splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and lines[0].startswith("1_first_ann.py: error: "), r.stderr
+        assert not (tmp_path / "run").exists(), r.stderr
+        return lines[0]
+
+    for said in (cli, lesson):
+        plain = said("plain.csv")
+        assert "plain.csv, line 22, column 2: expected a number, found 'x'" in plain, plain
+        for name, escaped in names.items():
+            line = said(name)
+            assert line.isprintable() and line == plain.replace("plain.csv", escaped), (line, plain)
+        line = said("cell.csv")
+        assert "cell.csv, line 4, column 2: expected a number, found 'a\\u202eb'" in line and line.isprintable(), line
 
 
 def test_stats_file_that_is_not_utf8(tmp_path):

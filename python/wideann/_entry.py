@@ -117,16 +117,27 @@ def escape_what_stdout_cannot_encode() -> None:
 
 
 def printable(text: str) -> str:
-    """``text`` as one line of valid UTF-8: a file name's bytes that are not UTF-8 (which Python holds
-    as surrogate escapes) and control characters show as ``\\xNN`` (``\\u0085``, ``\\u2028`` for the
-    Unicode ones that break lines), as the engine shows them: the command line's lines, and the file names in
-    the lessons' error lines (:func:`wideann.course.errors.shown`)."""
+    """``text`` as one line of valid UTF-8 that shows the text it holds: a file name's bytes that are not UTF-8
+    (which Python holds as surrogate escapes) show as ``\\xNN``, and so does every character that
+    :meth:`str.isprintable` refuses but the space: control characters (``\\x1b``; ``\\u0085``, ``\\u2028`` for the
+    Unicode ones that break lines), and the ones that make a line lie about its text: a direction override
+    (``\\u202e`` shows the rest of the line reversed), a zero-width space (``\\u200b``), a BOM (``\\ufeff``), a no-break
+    space (``\\u00a0``): the characters that the lessons' informational lines escape too
+    (:func:`wideann.course.tables.shell_path`). A character is ``\\xNN`` below U+0080, ``\\uNNNN`` from there
+    (``\\xNN`` above is a byte), ``\\UNNNNNNNN`` beyond U+FFFF, as the engine writes them in a cell's excerpt (one
+    that it leaves raw, a ``\\u202e``, is escaped here: every engine message reaches the user through this). Used
+    for the command line's lines, and the lessons' error lines (:func:`wideann.course.errors.shown`, ``ours``,
+    ``one_line``)."""
     try:
         text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a lone surrogate that is not an escaped byte
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return "".join(c if c >= " " and not "\x7f" <= c <= "\x9f" and c not in "\u2028\u2029"
-                   else f"\\x{ord(c):02x}" if c < "\x80" else f"\\u{ord(c):04x}" for c in text)
+    return "".join(c if c.isprintable() or c == " " else _escaped(c) for c in text)
+
+
+def _escaped(c: str) -> str:
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x80 else f"\\u{n:04x}" if n <= 0xFFFF else f"\\U{n:08x}"
 
 
 def counted(n: int, what: str) -> str:

@@ -83,7 +83,8 @@ def one_line(msg: str) -> str:
 
 def shown(path) -> str:
     """A file name (``str``, ``bytes``, ``Path``) as a lesson's error line shows it, as the command line shows it:
-    a control character in it (a newline) and a byte that is not UTF-8 as ``\\xNN`` (:func:`~wideann._entry.printable`).
+    a control character in it (a newline), any other character :meth:`str.isprintable` refuses (U+202E, U+200B) and
+    a byte that is not UTF-8 escaped (:func:`~wideann._entry.printable`).
     A newline said as a space named another file, perhaps one that exists."""
     return printable(os.fsdecode(path))
 
