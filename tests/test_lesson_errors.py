@@ -761,6 +761,25 @@ def test_predictions_that_are_not_numbers_are_refused_in_one_line_naming_the_row
     assert out.read_text() == "y_true,y_pred\n5,2.5\n"
 
 
+def test_a_hint_gives_the_stats_to_type_as_bash_reads_them(tmp_path):
+    """The test table's hints name the training table's stats as a value of --stats to type: quoted for bash (a
+    folder with a space and a quote was shown as it is, and pasted it was three words, one quote left open)."""
+    data = tmp_path / "it's data"
+    data.mkdir()
+    for name, cols, seed in (("t", 6, 1), ("own_test", 6, 2), ("wide", 8, 3)):
+        wideann.make_data(tmp_path / f"{name}.csv", rows=200, cols=cols, seed=seed)
+        wideann.normalize([tmp_path / f"{name}.csv"], (data if name == "t" else tmp_path) / f"{name}.npy")
+    for test in ("own_test.npy", "wide.npy"):
+        r = subprocess.run([sys.executable, str(SCRIPTS / LESSONS[1]), "--data", "it's data/t.npy", "--test-data", test,
+                            "--epochs", "1", "--output-dir", "run"], cwd=tmp_path, env=_env(tmp_path),
+                           capture_output=True, text=True, timeout=300)
+        lines = r.stderr.splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and " --stats " in lines[0], r.stderr[-3000:]
+        pasted = lines[0].split(" --stats ")[-1].removesuffix(")")
+        said = subprocess.run(["bash", "-c", "printf '%s\\0' " + pasted], cwd=tmp_path, capture_output=True)
+        assert said.returncode == 0 and said.stdout == b"it's data/t.stats.json\0", (lines[0], said)
+
+
 def test_ctrl_c_after_a_checkpoint_says_how_to_continue(tmp_path, monkeypatch, capsys):
     """A Ctrl-C on a long run (lessons 3-4) names the checkpoint it can go on from and --resume; before the run
     has saved one (the folder's checkpoints are then an earlier run's) it says no more than before."""

@@ -153,6 +153,13 @@ class Paused:
         return code, self.log()
 
 
+def _bash_words(pasted: str, cwd) -> list[bytes]:
+    """The words bash reads in ``pasted`` (a file name a lesson's line gives to type), run in ``cwd``."""
+    r = subprocess.run(["bash", "-c", "printf '%s\\0' " + pasted], cwd=cwd, capture_output=True)
+    assert r.returncode == 0, (pasted, r.stderr)
+    return r.stdout.split(b"\0")[:-1]
+
+
 def resumed_from(out: str, cwd) -> str:
     """The checkpoint a run said it resumed from, as a path from the root: the lesson names it as bash reads it
     (course.shell_path), relative to the folder it ran in, ``cwd``."""
@@ -516,6 +523,32 @@ def test_a_step_saved_again_is_swapped_in_never_missing_and_a_ctrl_c_names_no_ea
     assert "step_00000028" not in out, out[-3000:]
 
 
+def test_a_ctrl_c_hint_names_the_checkpoint_to_resume_from_as_bash_reads_it(table, tmp_path):
+    # a run resumed from a checkpoint named on the command line, interrupted once it has saved one of its own: the
+    # line says to run the same command with --resume NEWEST. The name was shown as it is: in a folder with a space
+    # and a quote, pasted into bash, it was three words, one quote left open. Now quoted for bash (shell_path).
+    run = tmp_path / "it's my run"
+    args = ["--data", table, *QUICK3, "--checkpoint-every", "7", "--output-dir", run]
+    first = Paused(tmp_path, L3, args, "checkpoint-begin:2")  # step 7 saved
+    first.wait()
+    first.kill()
+    ckpts = run / "checkpoints"
+    assert course.latest_checkpoint(ckpts).name == "step_00000007"
+    paused = Paused(tmp_path, L3, [*args, "--resume", ckpts / "step_00000007"], "checkpoint-begin:2")  # 14 saved
+    pid = paused.wait()
+    os.kill(pid, signal.SIGINT)
+    code, out = paused.go_on(pid)
+    assert code == 130, out[-3000:]
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("3_out_of_core_ann.py: interrupted")]
+    m = re.fullmatch(r".*: run the same command with --resume (.*) \(in place of --resume (.*)\) to continue from "
+                     r"it \(the same batches, the same final model\)", line)
+    assert m, line
+    newest = course.latest_checkpoint(ckpts)
+    for pasted, folder in zip(m.groups(), (newest, ckpts / "step_00000007")):
+        assert _bash_words(pasted, tmp_path) == [os.fsencode(folder.relative_to(tmp_path))], line
+    assert newest.name != "step_00000007" and (newest / course.CHECKPOINT_INFO).is_file(), newest
+
+
 def test_a_resumed_run_logs_each_epoch_once_with_its_throughput(table, tmp_path):
     # the last step of an epoch was saved by --checkpoint-every, then again after the epoch. Killed in the second save,
     # after the epoch was logged, the run resumed from the first: an epoch of no steps left, logged to TensorBoard a
@@ -541,8 +574,9 @@ def test_a_resumed_run_logs_each_epoch_once_with_its_throughput(table, tmp_path)
 def test_a_new_run_stopped_before_its_first_checkpoint_is_not_resumed_from_an_earlier_runs(table, tmp_path):
     # a run started without --resume where an earlier run had left its checkpoints, killed before it saved one of its
     # own: --resume took the earlier run's newest and went on with that run (its options and data were the same, all
-    # that --resume checked), or refused it for options "of the interrupted run" that the interrupted run had not had
-    run = tmp_path / "run"
+    # that --resume checked), or refused it for options "of the interrupted run" that the interrupted run had not had.
+    # (The run folder's name has a space and a quote: the --resume of the line, pasted into bash, names the checkpoint.)
+    run = tmp_path / "it's a run"
     args = ["--data", table, *QUICK3, "--output-dir", run]
     run_to_end(tmp_path, L3, args)
     earlier = course.latest_checkpoint(run / "checkpoints")
@@ -555,7 +589,9 @@ def test_a_new_run_stopped_before_its_first_checkpoint_is_not_resumed_from_an_ea
     assert r.returncode == 1 and len(lines) == 1, r.stderr[-3000:]
     assert (f"--resume: the newest checkpoint in {run / 'checkpoints'}, {earlier.name}, is an earlier run's: the run "
             "started here after it without --resume ended before it saved a checkpoint of its own; run without "
-            f"--resume to start again (or, to go on with that earlier run, --resume {earlier})") in lines[0], lines[0]
+            "--resume to start again (or, to go on with that earlier run, --resume ") in lines[0], lines[0]
+    assert _bash_words(lines[0].split("that earlier run, --resume ")[1].removesuffix(")"), tmp_path) == [
+        os.fsencode(earlier.relative_to(tmp_path))], lines[0]
     assert "resumed" not in r.stdout and course.latest_checkpoint(run / "checkpoints") == earlier
     # named, the earlier run's checkpoint is taken: that run goes on, and is the folder's run again
     assert resumed_from(run_to_end(tmp_path, L3, [*args, "--resume", earlier]), tmp_path) == str(earlier)

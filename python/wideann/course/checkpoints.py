@@ -24,6 +24,7 @@ from .errors import LessonError, UsageError, one_line, say_on_interrupt, shown
 from .processes import pause, settle
 from .results import clear_results, disk_full, fsync, tensor_bytes
 from .runlock import remove_temporaries, the_run_has_started
+from .tables import shell_path
 
 
 _CKPT = re.compile(r"^step_([0-9]+)\Z")  # (not "$": it also matches before a final newline, a user's "step_5\n";
@@ -342,7 +343,8 @@ class Checkpoints:
             return None
         given = self.options.get("resume")
         same = given in (None, "latest") or os.path.realpath(given) == os.path.realpath(newest)
-        how = "--resume" if same else f"--resume {shown(newest)} (in place of --resume {shown(given)})"
+        # (a command to type: its option value quoted for bash, as a lesson's informational lines quote names)
+        how = "--resume" if same else f"--resume {shell_path(newest)} (in place of --resume {shell_path(given)})"
         return (f"; its newest checkpoint is {shown(newest)}: run the same command with {how} to continue from "
                 "it (the same batches, the same final model)")
 
@@ -537,7 +539,7 @@ class Checkpoints:
             raise LessonError(f"--resume: the newest checkpoint in {shown(self.folder)}, {shown(path.name)}, is an "
                               "earlier run's: the run started here after it without --resume ended before it saved a "
                               "checkpoint of its own; run without --resume to start again (or, to go on with that "
-                              f"earlier run, --resume {shown(path)})")
+                              f"earlier run, --resume {shell_path(path)})")
         error = None
         try:  # (each process checks its own data: on several machines, the main process says what one found)
             self._check(info, path, accelerator)

@@ -361,7 +361,7 @@ def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path, 
             raise LessonError(f"--test-data {_name(test)} has {test_cols} columns but the training table "
                               f"{_name(train)} has {cols}: the test table must have the training table's columns, "
                               "normalized with its stats (wideann normalize TEST.csv -o TEST.npy --stats "
-                              f"{shown(stats_path)})")
+                              f"{shell_path(stats_path)})")
         for shard in test:
             own = Path(default_stats_path(shard))
             if shard.suffix.lower() == ".npy" and own.is_file() and own.resolve() != stats_path.resolve():
@@ -372,7 +372,7 @@ def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path, 
                 if not same:
                     raise LessonError(f"--test-data {shown(shard)} was normalized with its own stats ({shown(own)}), "
                                       "not with the training table's: its numbers would mean something else; "
-                                      f"normalize the test CSV again with --stats {shown(stats_path)}")
+                                      f"normalize the test CSV again with --stats {shell_path(stats_path)}")
     return stats
 
 
