@@ -1,6 +1,7 @@
 """What killed writes (``kill -9``, an OOM kill, a node failure) leave in a run folder goes as the next run there
 starts, ``--resume`` or not, lesson 1 too: the hidden temporary files (``wideann._atomic.TEMP_NAME``) in the run
-folder, ``data/`` and ``data/test/``, removed by the run that holds the folder's lock, before any work of its own.
+folder (those of the files a lesson writes there) and in ``data/`` and ``data/test/`` (those of tables and their
+stats files), removed by the run that holds the folder's lock, before any work of its own.
 A normalized table's is as large as the table (51 GB at the reference scale), and the next run normalized again
 beside it. Never a complete output, a file of another name, a link, or anything beyond a link or outside those
 folders; never by a run refused because another run holds the folder.
@@ -99,3 +100,43 @@ def test_lesson1_removes_a_killed_runs_model_temporary_and_nothing_else(tmp_path
     os.unlink(link)
     r = _lesson1(tmp_path, *args)
     assert r.returncode == 0 and not re.search(r"^removed \d+ temporary", r.stdout, re.M), r.stdout
+
+
+def test_a_run_folder_inside_another_run_folder_loses_nothing_to_its_sweep(tmp_path):
+    # run B writes in a/data, the data folder of a run A in a: A's sweep of its data/ took B's model as it was being
+    # written (B then failed at its rename), and a sweep of B's run folder would take A's table as it is normalized
+    outer = tmp_path / "a"
+    inner = outer / "data"
+    paused = Paused(tmp_path, L1, ["--epochs", "1", "--output-dir", inner], "model-written")
+    pid = paused.wait()
+    writing = list(inner.glob(".model.pt.*.tmp"))
+    assert len(writing) == 1
+
+    r = _lesson1(tmp_path, "--epochs", "1", "--output-dir", outer)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not re.search(r"^removed \d+ temporary", r.stdout, re.M), r.stdout
+    assert writing[0].is_file(), "another run's model, being written, was removed"
+    code, out = paused.go_on(pid)
+    assert code == 0, out[-3000:]
+    assert (inner / "model.pt").is_file() and (outer / "model.pt").is_file()
+
+
+def test_a_run_in_a_folder_of_the_users_own_removes_no_file_of_theirs(tmp_path):
+    # --output-dir . where the user keeps other work: a hidden file named as a temporary, in the folder and in a
+    # data/ of theirs, is not a killed write of a lesson's (and may be a program's being written now)
+    theirs = [tmp_path / ".notes.abcdefgh.tmp", tmp_path / ".draft.txt.abc123.tmp", tmp_path / ".x.abcdefgh.tmp.npy",
+              tmp_path / "data" / ".notes.abcdefgh.tmp", tmp_path / "data" / "test" / ".model.pt.abcdefgh.tmp"]
+    for f in theirs:
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_bytes(b"theirs")
+    ours = [tmp_path / ".metrics.json.abcdefgh.tmp", tmp_path / ".predictions.csv.abcdefgh.tmp.npy",
+            tmp_path / "data" / ".big.npy.abc123.tmp", tmp_path / "data" / "test" / ".t.stats.json.abcdefgh.tmp"]
+    for f in ours:
+        f.write_bytes(b"x" * 1000)
+
+    r = _lesson1(tmp_path, "--epochs", "1", "--output-dir", ".")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert [f for f in theirs if not f.is_file()] == []
+    assert [f for f in ours if f.exists()] == []
+    said = [ln for ln in r.stdout.splitlines() if re.match(r"removed \d+ temporary", ln)]
+    assert said == ["removed 4 temporary files an interrupted run left in . (3.9 KiB)"], r.stdout

@@ -204,12 +204,13 @@ checkpoint on its way out. Never a complete checkpoint (``step_N``), nor anythin
 took a user's ``.step_\\u0661.tmp`` too)."""
 
 
-def remove_temporaries(folders, saves: bool = False) -> list[tuple[Path, int]]:
+def remove_temporaries(folders, saves: bool = False, ours=TEMP_NAME) -> list[tuple[Path, int]]:
     """Remove what killed writes left in ``folders`` (a folder not there is skipped): the temporary files of
     outputs written under a temporary name (:data:`~wideann._atomic.TEMP_NAME`: ``best_model.pt``, ``metrics.json``,
     a normalized table...), plain files only, never a link; and with ``saves`` (the checkpoints folder) what killed
-    checkpoint saves left (:data:`SAVE_TEMPORARY`). Call it on the main process, with the run folder locked: a run
-    still writing them holds it. Returns the temporary files removed, each with the bytes it freed (a hard link to a
+    checkpoint saves left (:data:`SAVE_TEMPORARY`). ``ours``: the temporary names that are the run's there, when not
+    every one the folder holds is (:func:`remove_what_killed_writes_left`). Call it on the main process, with the run
+    folder locked: a run still writing them holds it. Returns the temporary files removed, each with the bytes it freed (a hard link to a
     live file, a commit's kept copy, frees none). One that may not be removed (another user's, in a folder shared
     with them) stays: a refusal for want of space names it."""
     removed = []
@@ -221,7 +222,7 @@ def remove_temporaries(folders, saves: bool = False) -> list[tuple[Path, int]]:
                 continue
             if saves and SAVE_TEMPORARY.match(p.name):
                 shutil.rmtree(p) if stat.S_ISDIR(st.st_mode) else p.unlink()
-            elif TEMP_NAME.match(p.name) and stat.S_ISREG(st.st_mode):
+            elif TEMP_NAME.match(p.name) and ours.match(p.name) and stat.S_ISREG(st.st_mode):
                 try:
                     p.unlink()
                 except (FileNotFoundError, PermissionError):
@@ -230,16 +231,33 @@ def remove_temporaries(folders, saves: bool = False) -> list[tuple[Path, int]]:
     return removed
 
 
-def remove_what_killed_writes_left(out_dir) -> list[tuple[Path, int]]:
+_TABLE_TEMPORARY = re.compile(r"^\..+\.(npy|stats\.json)\.[A-Za-z0-9_]{6,8}\.tmp\Z", re.DOTALL)
+"""The temporary names of what a lesson writes in ``data/`` and ``data/test/``: a normalized table ``NAME.npy`` and
+its stats file ``NAME.stats.json`` (the engine's, :data:`~wideann._atomic.TEMP_NAME`)."""
+
+
+def _temporaries_of(names) -> re.Pattern:
+    """The temporary names (:data:`~wideann._atomic.TEMP_NAME`) of the files ``names``, and of nothing else."""
+    return re.compile(r"^\.(%s)\.[A-Za-z0-9_]{6,8}\.tmp(\.npy)?\Z" % "|".join(map(re.escape, names)))
+
+
+def remove_what_killed_writes_left(out_dir, results=()) -> list[tuple[Path, int]]:
     """As a run starts, once it has locked its run folder (:func:`hold_the_run_folder` returned True), before any
     work of its own there: the temporary files killed writes (``kill -9``, an OOM kill, a node failure) left in the
     run folder and in the folders of the tables it normalizes, ``data/`` and ``data/test/`` (:func:`remove_temporaries`;
     the checkpoints folder's go as :class:`~wideann.course.Checkpoints` starts a new run or loads one). A folder there
     that is a link is not followed. At the reference scale a normalized table's is 51 GB, and the next run normalized
-    again beside it. Returns what was removed (:func:`remove_temporaries`)."""
+    again beside it. Returns what was removed (:func:`remove_temporaries`).
+
+    Only the temporaries of what a lesson writes there go: in the run folder those of ``results`` (the names of the
+    files it writes there, :data:`~wideann.course.results.WRITTEN_AT_THE_END`), in ``data/`` and ``data/test/``
+    those of tables and their stats files (:data:`_TABLE_TEMPORARY`). Any hidden ``.NAME.XXXXXX.tmp`` went: a file of
+    the user's so named in an ``--output-dir .``, and the model another run was writing in its run folder
+    ``a/data`` as this run of ``--output-dir a`` swept its ``data/`` (that run failed at its rename)."""
     folders = [Path(out_dir)]
     for sub in ("data", "test"):
         if (folders[-1] / sub).is_symlink():
             break
         folders.append(folders[-1] / sub)
-    return remove_temporaries(folders)
+    removed = remove_temporaries(folders[:1], ours=_temporaries_of(results)) if results else []
+    return removed + remove_temporaries(folders[1:], ours=_TABLE_TEMPORARY)

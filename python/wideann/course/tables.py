@@ -219,10 +219,10 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
     write-protected file among those the run replaces at its end (see
     :func:`~wideann.course.results.refuse_a_run_folder_that_may_not_be_written`), or one where another run is
     writing (:func:`~wideann.course.runlock.hold_the_run_folder`: it holds it to its end). Once it holds it, the
-    temporary files that killed writes left there go (:func:`~wideann.course.runlock.remove_what_killed_writes_left`),
-    in one line if there were any.
+    temporary files of its files that killed writes left there go
+    (:func:`~wideann.course.runlock.remove_what_killed_writes_left`), in one line if there were any.
     """
-    from .results import refuse_a_run_folder_that_may_not_be_written, tensorboard_folder
+    from .results import WRITTEN_AT_THE_END, refuse_a_run_folder_that_may_not_be_written, tensorboard_folder
     from .runlock import hold_the_run_folder, make_folder, remove_what_killed_writes_left
 
     main = accelerator is None or accelerator.is_main_process
@@ -234,7 +234,7 @@ def prepare_data(args, accelerator=None) -> SimpleNamespace:
             make_folder(out_dir)  # (a run refused before its work removes the folders it made: course.run)
             refuse_a_run_folder_that_may_not_be_written(out_dir, args)
             if hold_the_run_folder(out_dir):  # one run at a time in it, to the end of this one
-                _say_removed(remove_what_killed_writes_left(out_dir), out_dir, say)
+                _say_removed(remove_what_killed_writes_left(out_dir, WRITTEN_AT_THE_END), out_dir, say)
             curves = tensorboard_folder(out_dir, args)
             if curves is not None:  # and in the folder of its curves, which another run could take for its run folder
                 make_folder(curves)
