@@ -210,9 +210,9 @@ def remove_temporaries(folders, saves: bool = False, ours=TEMP_NAME) -> list[tup
     a normalized table...), plain files only, never a link; and with ``saves`` (the checkpoints folder) what killed
     checkpoint saves left (:data:`SAVE_TEMPORARY`). ``ours``: the temporary names that are the run's there, when not
     every one the folder holds is (:func:`remove_what_killed_writes_left`). Call it on the main process, with the run
-    folder locked: a run still writing them holds it. Returns the temporary files removed, each with the bytes it freed (a hard link to a
-    live file, a commit's kept copy, frees none). One that may not be removed (another user's, in a folder shared
-    with them) stays: a refusal for want of space names it."""
+    folder locked: a run still writing them holds it. Returns the temporary files removed, each with the bytes it
+    freed (a hard link to a live file, a commit's kept copy, frees none). One that may not be removed (another
+    user's, in a folder shared with them) stays: a refusal for want of space names it."""
     removed = []
     for folder in map(Path, folders):
         for p in sorted(folder.iterdir()) if folder.is_dir() else []:
