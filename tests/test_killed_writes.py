@@ -125,7 +125,8 @@ def test_a_run_in_a_folder_of_the_users_own_removes_no_file_of_theirs(tmp_path):
     # --output-dir . where the user keeps other work: a hidden file named as a temporary, in the folder and in a
     # data/ of theirs, is not a killed write of a lesson's (and may be a program's being written now)
     theirs = [tmp_path / ".notes.abcdefgh.tmp", tmp_path / ".draft.txt.abc123.tmp", tmp_path / ".x.abcdefgh.tmp.npy",
-              tmp_path / "data" / ".notes.abcdefgh.tmp", tmp_path / "data" / "test" / ".model.pt.abcdefgh.tmp"]
+              tmp_path / "data" / ".notes.abcdefgh.tmp", tmp_path / "data" / "test" / ".model.pt.abcdefgh.tmp",
+              tmp_path / "data" / ".t.abcdefgh.tmp.npy"]  # (a complete table: a CSV of that name normalized)
     for f in theirs:
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_bytes(b"theirs")
