@@ -1240,3 +1240,21 @@ def test_a_folder_named_like_a_checkpoint_or_hparams_but_for_a_final_newline_is_
     kept.write_bytes(b"a user's")
     results._remove_curves(curves)
     assert kept.read_bytes() == b"a user's"
+
+
+def test_a_link_named_like_an_hparams_folder_is_not_followed_by_the_removal_of_the_curves(tmp_path):
+    """A link in a curves folder to another run's hparams folder, kept under its name to view both in TensorBoard
+    (``ln -s ~/old/3_out_of_core_ann/1700000000.5 run/3_out_of_core_ann/``): a new run removed that folder's event
+    files and hparams.yml through the link, then failed at its rmdir of the link (NotADirectoryError). The link
+    stays, and so does all it points to; the run's own curves go."""
+    theirs = tmp_path / "old"
+    theirs.mkdir()
+    for name in ("events.out.tfevents.1.host", "hparams.yml"):
+        (theirs / name).write_bytes(b"another run's")
+    curves = tmp_path / "run" / "3_out_of_core_ann"
+    curves.mkdir(parents=True)
+    (curves / "events.out.tfevents.2.host").write_bytes(b"this run's")
+    (curves / "1700000000.5").symlink_to(theirs, target_is_directory=True)
+    assert course.clear_results(tmp_path / "run", curves=curves) == []
+    assert sorted(p.name for p in theirs.iterdir()) == ["events.out.tfevents.1.host", "hparams.yml"]
+    assert (curves / "1700000000.5").is_symlink() and not (curves / "events.out.tfevents.2.host").exists()

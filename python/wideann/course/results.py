@@ -67,7 +67,7 @@ def refuse_a_run_folder_that_may_not_be_written(out_dir, args=None) -> None:
                               "there (--log-with tensorboard); move it away, or give another --output-dir")
         # the folder, and the hparams folders in it that a new run removes with the earlier run's curves
         folders += [curves] + [p for p in (curves.iterdir() if curves.is_dir() else [])
-                               if p.is_dir() and _HPARAMS_FOLDER.match(p.name)]
+                               if p.is_dir() and not p.is_symlink() and _HPARAMS_FOLDER.match(p.name)]
     for folder in folders:
         if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
             code, why = why_not_writable(folder)
@@ -190,7 +190,9 @@ def _remove_curves(folder: Path) -> bool:
     if not folder.is_dir():
         return False
     found = False
-    for sub in [folder] + [p for p in folder.iterdir() if p.is_dir() and _HPARAMS_FOLDER.match(p.name)]:
+    # (a link of that name is not followed: another run's hparams folder, linked there to be viewed beside these)
+    for sub in [folder] + [p for p in folder.iterdir()
+                           if p.is_dir() and not p.is_symlink() and _HPARAMS_FOLDER.match(p.name)]:
         for f in sub.iterdir():
             if f.is_file() and (f.name.startswith("events.out.tfevents.")
                                 or (sub != folder and f.name == "hparams.yml")):
