@@ -1258,3 +1258,24 @@ def test_a_link_named_like_an_hparams_folder_is_not_followed_by_the_removal_of_t
     assert course.clear_results(tmp_path / "run", curves=curves) == []
     assert sorted(p.name for p in theirs.iterdir()) == ["events.out.tfevents.1.host", "hparams.yml"]
     assert (curves / "1700000000.5").is_symlink() and not (curves / "events.out.tfevents.2.host").exists()
+
+
+def test_a_resume_from_a_checkpoint_a_killed_save_left_unrenamed_keeps_its_files(table, tmp_path):
+    """``--resume RUN/checkpoints/.step_N.tmp``: a save killed after its last file (checkpoint.json), before its
+    rename, left a checkpoint whole under its temporary name. The load's sweep of what killed saves left removed it
+    before its kept files were put back, so the model it had kept was taken for one written after it: best_model.pt
+    deleted, the earlier results with it."""
+    run = tmp_path / "run"
+    args = ["--data", table, *L3_RUN, "--output-dir", run]
+    paused = Paused(tmp_path, L3, args, "checkpoint-written:6")
+    paused.wait()
+    paused.kill()
+    (half,) = (run / "checkpoints").glob(".step_*.tmp")
+    kept = (half / "best_model.pt").read_bytes()  # (a best model saved before it: the test needs one)
+    paused = Paused(tmp_path, L3, [*args, "--resume", half], "resumed")
+    paused.wait()
+    try:
+        assert (run / "best_model.pt").read_bytes() == kept, paused.log()[-3000:]
+        assert not half.exists()  # (its files back, it goes as every leftover of a killed save)
+    finally:
+        paused.kill()

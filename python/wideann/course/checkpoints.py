@@ -556,9 +556,6 @@ class Checkpoints:
         if accelerator.is_main_process:
             try:
                 run = self.folder.parent
-                # what killed writes left here (saves, EARLIER_RUN); in the run folder and its data/, the run
-                # removed it as it locked the folder (runlock.remove_what_killed_writes_left)
-                remove_temporaries([self.folder], saves=True)
                 for f in self.files:
                     kept = path / f.name
                     if not kept.is_file():  # written after the checkpoint: the resumed run writes it again
@@ -570,6 +567,10 @@ class Checkpoints:
                             os.unlink(t)
                             _link_or_copy(kept, Path(t))
                             clear_results(run)
+                # what killed writes left here (saves, EARLIER_RUN; in the run folder and its data/, the run removed
+                # it as it locked the folder: runlock.remove_what_killed_writes_left), once the kept files are back:
+                # the checkpoint loaded may be one of them (--resume .step_N.tmp), and its files went with it
+                remove_temporaries([self.folder], saves=True)
                 # this run is the one that goes on, from here; from another folder's checkpoint, the earlier run's
                 # checkpoints here stay listed: a bare --resume here must still refuse them
                 if _same_folder(path.parent, self.folder):
@@ -579,4 +580,5 @@ class Checkpoints:
         settle(accelerator, error)
         the_run_has_started()
         self._ours.add(_stamp(path, info))
+        pause("resumed")
         return path

@@ -71,9 +71,10 @@ _pauses: dict[str, int] = {}
 def pause(point: str) -> None:
     """Test hook at the moments a kill or a full disk matters most (``checkpoint-begin``,
     ``checkpoint-written``, ``checkpoint-swapped``, ``checkpoint-pruning``, ``model-begin``, ``model-written``,
-    ``model-saved``, ``predictions-begin``, ``earlier-run-listed``; ``refused``: a run refused, before its line and
-    the removal of the folders it made; ``interrupted``: a run interrupted, before its line; ``taking-over``: as
-    ``course.run`` starts, SIGTERM and SIGHUP taken, Ctrl-C not yet).
+    ``model-saved``, ``predictions-begin``, ``earlier-run-listed``; ``resumed``: a checkpoint loaded, its kept files
+    back; ``refused``: a run refused, before its line and the removal of the folders it made; ``interrupted``: a
+    run interrupted, before its line; ``taking-over``: as ``course.run`` starts, SIGTERM and SIGHUP taken, Ctrl-C
+    not yet).
 
     With ``WIDEANN_TEST_PAUSE=<point>[:<n>]`` the main process stops itself (SIGSTOP) the n-th time it
     reaches ``point``, after writing its pid into the file ``WIDEANN_TEST_PAUSE_FILE``: a test can then
