@@ -200,16 +200,14 @@ def _columns_arg(cols, stats_path: str | None = None):
     return out
 
 
-def _a_stats_file(path: str) -> bool:
-    """Whether ``path`` is a stats file (what normalize's line says of one it replaced beside its output). Only a
-    file is read: a FIFO there (which normalize replaces) would wait for a writer forever."""
+def _stats_at(path: str) -> Stats | None:
+    """The stats file at ``path``, or None where there is none (nothing, something else): what normalize's line says
+    of the file beside its output, read before normalize may replace it. Only a file is read: a FIFO there (which
+    normalize replaces) would wait for a writer forever."""
     try:
-        if not os.path.isfile(path):
-            return False
-        Stats.load(path)
+        return Stats.load(path) if os.path.isfile(path) else None
     except (OSError, ValueError):
-        return False
-    return True
+        return None
 
 
 def _identity(path: str):
@@ -232,7 +230,7 @@ def run(args) -> None:
         say(f"{counted(len(st.columns), 'column')}, {counted(st.n_rows, 'row')} -> {args.output}")
     elif cmd == "normalize":
         beside = default_stats_path(args.output)
-        before, was_stats = _identity(beside), _a_stats_file(beside)
+        before, there = _identity(beside), _stats_at(beside)
         try:
             st, rows = normalize_counting_rows(args.inputs, args.output, stats=args.stats, stats_out=args.stats_out,
                                                dtype=args.dtype, threads=args.threads, header=args.header,
@@ -244,11 +242,11 @@ def run(args) -> None:
             and _identity(beside) != before
         if args.stats:  # (none beside it is said: denormalize, or a lesson given the table, needs them named)
             said = (f"a copy of the applied stats: {args.stats_out}" if args.stats_out else
-                    f"stats applied: {args.stats}" if replaced else _applied_and_beside(args.stats, beside, st))
+                    f"stats applied: {args.stats}" if replaced else _applied_and_beside(args.stats, beside, st, there))
         else:
             said = f"stats: {args.stats_out or beside}"
         if replaced:
-            said += (f"; the stats file beside it, {beside}, described another transform: now this table's" if was_stats
+            said += (f"; the stats file beside it, {beside}, described another transform: now this table's" if there
                      else f"; the file beside it, {beside}, was not a stats file: now this table's stats")
         # (the rows written: with --stats, not the stats')
         say(f"{counted(rows, 'row')} x {counted(st.n_columns, 'column')} -> {args.output} ({said})")
@@ -339,10 +337,11 @@ def _one_line(e: BaseException) -> str:
     return printable(msg)  # (a newline in a file name as \x0a, as the summary lines show it: one line, unambiguous)
 
 
-def _applied_and_beside(applied: str, beside: str, st: Stats) -> str:
+def _applied_and_beside(applied: str, beside: str, st: Stats, there: Stats | None) -> str:
     """What ``normalize --stats`` (no ``--stats-out``) says of the stats: the file applied, and what is beside the
     table (``t.npy`` -> ``t.stats.json``), where it writes none: nothing, that very file, a stats file of the same
-    transform (left as it is), or something else, named (a folder, say: left as it is too)."""
+    transform (left as it is), or something else, named (a folder, say: left as it is too). ``there``: the stats
+    file beside it as read before normalize (:func:`_stats_at`; not replaced, it is the same file)."""
     said = f"stats applied: {applied}"
     if not os.path.lexists(beside):
         return f"{said}; no stats file beside it"
@@ -355,11 +354,7 @@ def _applied_and_beside(applied: str, beside: str, st: Stats) -> str:
         return f"{said}; no stats file beside it: {beside} is a folder"
     if not os.path.isfile(beside):
         return f"{said}; no stats file beside it: {beside} is not a file"
-    try:
-        same = Stats.load(beside).same_transform(st)
-    except (OSError, ValueError):
-        same = False
-    if same:
+    if there is not None and there.same_transform(st):
         return f"{said}; the stats file beside it, {beside}, describes the same transform"
     return f"{said}; none written beside it: {beside} there is not these stats"
 
