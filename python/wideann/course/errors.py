@@ -116,23 +116,20 @@ def run(main) -> None:
     teardown, finished or not (see :func:`_exit`).
     """
     escape_what_stdout_cannot_encode()  # a path or column name the locale cannot spell: escaped, not a traceback
-    from .runlock import lessons_lock_their_run_folder
+    from .processes import pause
+    from .runlock import lessons_lock_their_run_folder, remove_what_a_refused_run_made
 
     lessons_lock_their_run_folder(True)  # one run at a time in a run folder, to the end of this one
     try:
         # kill, a scheduler's time limit, a closed terminal: cleaned up as after Ctrl-C (set first: between the two, a
         # SIGTERM put back to its default ended the run silently)
         stop_like_ctrl_c()
-        from .processes import pause
-
         pause("taking-over")
         the_run_takes_over()  # until here an interrupt ended the lesson at once (interrupts.at_the_top_of_a_lesson)
         end_with_the_launcher()  # and the end of accelerate launch (or torchrun), by kill or timeout
         main()
     except KeyboardInterrupt:
         if is_main_rank():
-            from .processes import pause
-
             with ignored():  # (a second Ctrl-C, as users press it, would cut the line with a traceback)
                 pause("interrupted")
                 print(_interrupted(), file=sys.stderr, flush=True)
@@ -145,9 +142,6 @@ def run(main) -> None:
             raise
         code, line = found
         if is_main_rank():
-            from .processes import pause
-            from .runlock import remove_what_a_refused_run_made
-
             # the run ends here, with its line and its code: a Ctrl-C or SIGTERM meanwhile would only turn the line
             # and the cleanup into a KeyboardInterrupt traceback, half done
             with ignored():
