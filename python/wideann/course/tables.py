@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .._entry import counted
 from .._exact_names import exact_fields, spell_fields
 from ..diskspace import human_bytes
 from ..engine import DataError, default_stats_path, in_the_training_dtype, normalize
@@ -282,8 +283,7 @@ def _say_removed(removed: list, out_dir: Path, say) -> None:
         return
     folders = {p.parent for p, _ in removed}
     where = folders.pop() if len(folders) == 1 else out_dir
-    n = len(removed)
-    say(f"removed {n} temporary file{'s' if n > 1 else ''} an interrupted run left in {shell_path(where)} "
+    say(f"removed {counted(len(removed), 'temporary file')} an interrupted run left in {shell_path(where)} "
         f"({human_bytes(sum(size for _, size in removed))})")
 
 
