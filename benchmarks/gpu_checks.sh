@@ -8,8 +8,9 @@
 #   GB=13 bash benchmarks/gpu_checks.sh           # the raw CSV size of the reference-scale run (default 24)
 #   STEPS="1 2 3" bash benchmarks/gpu_checks.sh   # some steps only (a device call runs 10 minutes at most:
 #                                                 # steps 1-3 take about 4½, step 4 about 4, step 5 about 3,
-#                                                 # step 6 about 3, step 7 about 2, step 8 about 1
-#                                                 # (estimated); with the build)
+#                                                 # step 6 about 3 (4½ with ALT=30), step 7 about 2, step 8
+#                                                 # about 1; with the build. On an H200 on 2026-11-28: step 1
+#                                                 # 84 s, step 8 46 s, step 6 with ALT=30 250 s)
 #
 # 1. build and import; the GPU tests of the data path (tests/test_tiers.py: pinned ring, resident tier)
 # 2. benchmarks/gpu_data_path.py: ceiling / reader / streamed / resident, batch 256-4096, float32 and float16,
@@ -33,7 +34,7 @@
 #    $OUT/host_time)
 # 8. gpu_host_time.py's in_the_step alone: lesson 4's step beside a group's copy made as the streamed path
 #    made it until commit 19ddd6a (side stream, record_stream), as it makes it since (memory of the training
-#    stream), and into one kept block, alternated with the ceiling; about 1 minute (estimated)
+#    stream), and into one kept block, alternated with the ceiling; about 1 minute
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 GB=${GB:-24}
