@@ -392,6 +392,37 @@ def test_a_run_killed_as_it_reached_max_steps_ends_its_last_epoch_when_resumed(t
 QUICK3 = ["--epochs", "2", "--hidden", "8", "--batch-size", "64", "--patience", "100"]
 
 
+@pytest.fixture(scope="module")
+def finished3(table, tmp_path_factory):
+    """Lesson 3 with QUICK3 run to its end once (checkpoints step_14 and step_28): its run folder and its output.
+    The tests that need such an earlier run in their run folder each take a copy (:func:`copy_run`) and change
+    that; this one stays as the run left it."""
+    d = tmp_path_factory.mktemp("l3quick")
+    out = run_to_end(d, L3, ["--data", table, *QUICK3, "--output-dir", d / "run"])
+    return d / "run", out
+
+
+def copy_run(finished, dst: Path) -> str:
+    """A copy at ``dst`` of the run folder of ``finished`` (:func:`finished3`'s) as the run left it: each file's
+    bytes, mode and times, and the hard links between its files (a checkpoint's best_model.pt is the run's own
+    file: a copy that split the two would make --resume put it back and remove the run's results). Returns the
+    run's output."""
+    src, out = finished
+    inodes = {}
+    for folder, dirs, files in os.walk(src):
+        here = dst / Path(folder).relative_to(src)
+        here.mkdir(parents=True)
+        for name in files:
+            st = os.lstat(os.path.join(folder, name))
+            assert not os.path.islink(os.path.join(folder, name)), "a link in a finished run: copy it as a link"
+            if (st.st_dev, st.st_ino) in inodes:
+                os.link(inodes[st.st_dev, st.st_ino], here / name)
+            else:
+                shutil.copy2(os.path.join(folder, name), here / name)
+                inodes[st.st_dev, st.st_ino] = here / name
+    return out
+
+
 def test_a_run_resumed_after_a_bad_epoch_of_the_warm_up_stops_early_where_an_uninterrupted_one_does(table, tmp_path):
     # early stopping counts no epoch that ends before the one-cycle rate's peak (here 6 epochs of 14 steps: its
     # first 84 of 280 steps); the count is in the checkpoint and the peak comes from the options, so a run resumed
@@ -500,12 +531,13 @@ course.run(main)
 """
 
 
-def test_a_step_saved_again_is_swapped_in_never_missing_and_a_ctrl_c_names_no_earlier_runs_checkpoint(table, tmp_path):
+def test_a_step_saved_again_is_swapped_in_never_missing_and_a_ctrl_c_names_no_earlier_runs_checkpoint(finished3,
+                                                                                                      tmp_path):
     # the same step saved again (the end of an epoch did, after --checkpoint-every had just saved its last step). The
     # older copy went out first (and was deleted) before the new one came in: a Ctrl-C or a kill between left --resume
     # the checkpoint before, or an earlier run's, and the Ctrl-C named that one. Now the two are swapped at once.
     run = tmp_path / "run"
-    run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])  # an earlier run: step_14, step_28
+    copy_run(finished3, run)  # an earlier run: step_14, step_28
     program = tmp_path / "saves_a_step_twice.py"
     program.write_text(SAVES_A_STEP_TWICE)
     ckpts = run / "checkpoints"
@@ -571,14 +603,15 @@ def test_a_resumed_run_logs_each_epoch_once_with_its_throughput(table, tmp_path)
         assert [e.value for e in curves.Scalars("epoch")] == [1, 2], n
 
 
-def test_a_new_run_stopped_before_its_first_checkpoint_is_not_resumed_from_an_earlier_runs(table, tmp_path):
+def test_a_new_run_stopped_before_its_first_checkpoint_is_not_resumed_from_an_earlier_runs(table, finished3,
+                                                                                          tmp_path):
     # a run started without --resume where an earlier run had left its checkpoints, killed before it saved one of its
     # own: --resume took the earlier run's newest and went on with that run (its options and data were the same, all
     # that --resume checked), or refused it for options "of the interrupted run" that the interrupted run had not had.
     # (The run folder's name has a space and a quote: the --resume of the line, pasted into bash, names the checkpoint.)
     run = tmp_path / "it's a run"
     args = ["--data", table, *QUICK3, "--output-dir", run]
-    run_to_end(tmp_path, L3, args)
+    copy_run(finished3, run)
     earlier = course.latest_checkpoint(run / "checkpoints")
     paused = Paused(tmp_path, L3, args, "checkpoint-begin:1")
     paused.wait()
@@ -779,12 +812,12 @@ def test_prepare_data_outside_a_lesson_locks_nothing(table, tmp_path):
     assert "resumed" not in run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])
 
 
-def test_a_resume_that_puts_back_an_older_model_removes_the_later_models_results(tmp_path, table):
+def test_a_resume_that_puts_back_an_older_model_removes_the_later_models_results(tmp_path, table, finished3):
     # resumed from the first epoch's checkpoint of a finished run and stopped: the older best model was put back
     # beside the results of the later one
     run = tmp_path / "run"
     args = ["--data", table, *QUICK3, "--output-dir", run]
-    run_to_end(tmp_path, L3, args)
+    copy_run(finished3, run)
     first = sorted((run / "checkpoints").glob("step_*"))[0]
     older = (first / "best_model.pt").read_bytes()
     assert older != (run / "best_model.pt").read_bytes()  # epoch 2 was better
@@ -797,11 +830,12 @@ def test_a_resume_that_puts_back_an_older_model_removes_the_later_models_results
     assert not [n for n in ("metrics.json", "predictions.csv", "predicted_vs_actual.png") if (run / n).exists()]
 
 
-def test_a_run_killed_before_its_first_model_is_written_leaves_the_earlier_model_without_its_results(tmp_path, table):
+def test_a_run_killed_before_its_first_model_is_written_leaves_the_earlier_model_without_its_results(tmp_path, table,
+                                                                                                    finished3):
     # the results went as the new run started training (with the earlier run's curves: the folder's curves and
     # results are always one run's); the earlier model stays until the new run saves its own
     run = tmp_path / "run"
-    run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])
+    copy_run(finished3, run)
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     paused = Paused(tmp_path, L3, ["--data", table, *QUICK3, "--hidden", "16", "--output-dir", run], "model-begin:1")
     paused.wait()
@@ -814,9 +848,9 @@ def test_a_run_killed_before_its_first_model_is_written_leaves_the_earlier_model
         k: v for k, v in before.items() if k not in results}
 
 
-def test_a_refused_resume_leaves_the_finished_run_whole(tmp_path, table):
+def test_a_refused_resume_leaves_the_finished_run_whole(tmp_path, table, finished3):
     run = tmp_path / "run"
-    run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])
+    copy_run(finished3, run)
     before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
     assert {"metrics.json", "predictions.csv", "loss.png", "predicted_vs_actual.png"} <= set(before)
     r = subprocess.run(_cmd(L3, ["--data", table, *QUICK3, "--epochs", "3", "--output-dir", run, "--resume"], None),
@@ -825,9 +859,9 @@ def test_a_refused_resume_leaves_the_finished_run_whole(tmp_path, table):
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
 
 
-def test_a_rerun_stopped_before_its_end_leaves_no_results_of_the_run_before(table, tmp_path):
+def test_a_rerun_stopped_before_its_end_leaves_no_results_of_the_run_before(table, finished3, tmp_path):
     run = tmp_path / "run"
-    first = run_to_end(tmp_path, L3, ["--data", table, *QUICK3, "--output-dir", run])
+    first = copy_run(finished3, run)  # (its output: a first run in its folder)
     assert "removed the results" not in first
     results = ["metrics.json", "predictions.csv", "loss.png", "predicted_vs_actual.png"]
     assert all((run / name).is_file() for name in results)
@@ -1127,12 +1161,12 @@ def test_a_model_saved_twice_is_the_same_bytes(tmp_path):
     assert torch.equal(torch.load(tmp_path / "a" / "model.pt", weights_only=True)["weight"], state["weight"])
 
 
-def test_a_resume_from_another_folders_checkpoint_leaves_this_folders_earlier_run_listed(table, tmp_path):
+def test_a_resume_from_another_folders_checkpoint_leaves_this_folders_earlier_run_listed(table, finished3, tmp_path):
     # --resume other/checkpoints/step_N forgot .earlier-run.json of this run folder: killed before its first
     # checkpoint, a bare --resume then went on, silently, with the earlier run whose results a new run had cleared
     run, other = tmp_path / "run", tmp_path / "other"
     args = ["--data", table, *QUICK3, "--output-dir", run]
-    run_to_end(tmp_path, L3, args)
+    copy_run(finished3, run)
     earlier = course.latest_checkpoint(run / "checkpoints")
     first = sorted((run / "checkpoints").glob("step_*"))[0]  # (of the first epoch: a run resumed from it saves one)
     theirs = other / "checkpoints" / first.name
@@ -1153,12 +1187,13 @@ def test_a_resume_from_another_folders_checkpoint_leaves_this_folders_earlier_ru
 
 
 def test_the_temporary_file_of_a_killed_earlier_run_json_write_goes_at_the_resume_and_at_the_next_save(table,
+                                                                                                       finished3,
                                                                                                        tmp_path):
     # a kill -9 as a new run writes .earlier-run.json leaves its temporary file in the checkpoints folder, which
     # neither --resume nor the next save removed (they removed those of the run's files and of killed saves)
     run = tmp_path / "run"
     args = ["--data", table, *QUICK3, "--output-dir", run]
-    run_to_end(tmp_path, L3, args)
+    copy_run(finished3, run)
     left = run / "checkpoints" / ".earlier-run.json.k1ll3d_9.tmp"
     left.write_text('{"format": "wideann-earl')
     assert "resumed from" in run_to_end(tmp_path, L3, [*args, "--resume"])
@@ -1171,14 +1206,14 @@ def test_the_temporary_file_of_a_killed_earlier_run_json_write_goes_at_the_resum
     assert (run / "checkpoints" / ".earlier-run.json").is_file()  # (the new run's own, written whole)
 
 
-def test_a_new_run_removes_what_killed_saves_left_as_it_starts(table, tmp_path):
+def test_a_new_run_removes_what_killed_saves_left_as_it_starts(table, finished3, tmp_path):
     # what a killed save leaves in the checkpoints folder (a checkpoint's size) went only at the next save or
     # --resume: a new run killed before its first save left it there. Only those go: never a complete checkpoint,
     # never a file of the user's
     run = tmp_path / "run"
     ckpts = run / "checkpoints"
     args = ["--data", table, *QUICK3, "--output-dir", run]
-    run_to_end(tmp_path, L3, args)
+    copy_run(finished3, run)
     paused = Paused(tmp_path, L3, args, "checkpoint-written:1")  # a new run, killed inside its first save
     paused.wait()
     paused.kill()
@@ -1203,13 +1238,16 @@ def test_a_new_run_removes_what_killed_saves_left_as_it_starts(table, tmp_path):
 
 
 @pytest.mark.parametrize("script, config", [(L3, None), (L4, "cpu.yaml")])
-def test_a_new_run_lists_the_earlier_runs_checkpoints_before_it_removes_that_runs_results(table, tmp_path, script,
-                                                                                          config):
+def test_a_new_run_lists_the_earlier_runs_checkpoints_before_it_removes_that_runs_results(table, finished3, tmp_path,
+                                                                                          script, config):
     # the results went first: a run killed before it listed the earlier run's checkpoints (.earlier-run.json) left
     # no list, and a bare --resume then went on with the earlier run, silently, its results gone
     run = tmp_path / "run"
     args = ["--data", table, *QUICK3, "--output-dir", run]
-    run_to_end(tmp_path, script, args, config)
+    if script == L3:  # (the earlier run: lesson 3's, as every test takes it; lesson 4's, its own)
+        copy_run(finished3, run)
+    else:
+        run_to_end(tmp_path, script, args, config)
     earlier = course.latest_checkpoint(run / "checkpoints")
     paused = Paused(tmp_path, script, args, "earlier-run-listed", config)
     paused.wait()
