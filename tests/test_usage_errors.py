@@ -83,7 +83,7 @@ def test_denormalize_names_the_stats_file_for_columns_of_a_wrong_type(tmp_path):
         wideann.denormalize(tmp_path / "p.csv", tmp_path / "b.csv", stats=tmp_path / "t.stats.json", columns=[True])
 
 
-def test_the_python_api_refuses_stats_out_named_as_a_table(tmp_path):
+def test_the_python_api_refuses_stats_out_named_as_a_table(tmp_path, monkeypatch):
     # normalize(stats_out="s.npy") wrote the stats' JSON text into a file named as a table, as --stats-out did
     # before fa5c3c6; refused before any work, in fit and apply mode alike
     wideann.make_data(tmp_path / "t.csv", rows=20, cols=6, seed=1)
@@ -93,5 +93,24 @@ def test_the_python_api_refuses_stats_out_named_as_a_table(tmp_path):
         with pytest.raises(ValueError, match=re.escape(f"{name}: stats_out= is a stats file (JSON); name it *.json")):
             wideann.normalize([tmp_path / "t.csv"], tmp_path / "t.npy", stats=applied, stats_out=tmp_path / name)
         assert sorted(p.name for p in tmp_path.iterdir()) == before
+    monkeypatch.chdir(tmp_path)  # ("-" is a name in the working folder)
+    with pytest.raises(ValueError, match=re.escape("-: stats_out= is a stats file, not standard output; name it")):
+        wideann.normalize([tmp_path / "t.csv"], tmp_path / "t.npy", stats_out="-")  # (as --stats-out -)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
     wideann.normalize([tmp_path / "t.csv"], tmp_path / "t.npy", stats_out=tmp_path / "s")  # (no extension: fine)
     assert wideann.Stats.load(tmp_path / "s") == stats
+
+
+def test_stats_save_refuses_a_name_that_is_not_a_stats_file(tmp_path, monkeypatch):
+    # Stats.save("x.npy") wrote JSON text into a file named as a table (and "-" a file named "-"), which the command
+    # line and normalize(stats_out=) refuse: the same check, the same words, nothing written
+    stats = wideann.Stats(["x1", "y"], [0, 0], [1, 2], 3)
+    for name in ("x.npy", "x.CSV", "x.Npy"):
+        with pytest.raises(ValueError, match=re.escape(f"{name}: Stats.save writes a stats file (JSON); name it *.json")):
+            stats.save(tmp_path / name)
+    monkeypatch.chdir(tmp_path)  # ("-" is a name in the working folder)
+    with pytest.raises(ValueError, match=re.escape("-: Stats.save writes a stats file, not standard output; name it")):
+        stats.save("-")
+    assert list(tmp_path.iterdir()) == []
+    stats.save(tmp_path / "x")  # (no extension: fine)
+    assert wideann.Stats.load(tmp_path / "x") == stats

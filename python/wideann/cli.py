@@ -16,11 +16,11 @@ import sys
 
 from . import __version__, _atomic, _entry
 from ._entry import INTERRUPTED, counted, printable
-from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, _check_output_folder, a_table_name, default_stats_path,
+from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, _check_output_folder, default_stats_path,
                      denormalize, float16_advice, float16_advice_reworded, make_data, normalize_counting_rows,
                      compute_stats, table_and_stats_are_one, wrong_output_extension)
 from .interrupts import ignore_interrupts, stop_like_ctrl_c
-from .stats import Stats, _first_difference
+from .stats import Stats, _first_difference, wrong_stats_file_name
 
 
 def _delimiter(text: str) -> str:
@@ -406,21 +406,15 @@ def _outputs_that_are_one(args) -> str | None:
     return table_and_stats_are_one(args.output, _stats_written(args), "--stats-out")
 
 
-def _a_stats_file_name(path: str, what: str) -> str | None:
-    if path == "-":
-        return f"-: {what} a stats file, not standard output; name it *.json"
-    return a_table_name(path, what)
-
-
 def _wrong_output_extension(args) -> str | None:
     """What is wrong with the name of the command's table output (``.npy`` or ``.csv`` for normalize, ``.csv``
     for denormalize, make-data and predict), or of a stats file it writes (JSON: not named ``.npy`` or ``.csv``,
     which ``stats -o t.npy`` wrote JSON text into; nor ``-``, which says standard output to most commands and was
     a file named ``-`` here): a usage error, said before any work."""
     if args.command in ("stats", "merge-stats"):
-        return _a_stats_file_name(args.output, f"{args.command} writes")
+        return wrong_stats_file_name(args.output, f"{args.command} writes")
     if args.command == "normalize" and args.stats_out:
-        wrong = _a_stats_file_name(args.stats_out, "--stats-out is")
+        wrong = wrong_stats_file_name(args.stats_out, "--stats-out is")
         if wrong:
             return wrong
     if args.command not in ("normalize", "denormalize", "make-data", "predict"):

@@ -18,7 +18,7 @@ from ._atomic import (WRITTEN, commit_together, folder_of, kind_of, output_over_
                       refuse_a_write_protected_file, refuse_what_is_not_a_file, remove_listed, temp_name,
                       why_not_writable)
 from .diskspace import human_bytes, require_free
-from .stats import Stats
+from .stats import Stats, wrong_stats_file_name
 
 PathLike = Union[str, os.PathLike]
 
@@ -311,14 +311,6 @@ def wrong_output_extension(command: str, output: str) -> str | None:
     return None
 
 
-def a_table_name(path: str, what: str) -> str | None:
-    """What is wrong when a stats file's name says it is a table (``.npy``, ``.csv``): ``stats -o t.npy`` and
-    ``stats_out="s.npy"`` wrote JSON text into a file named as one. ``what`` says what the path was given as."""
-    if os.path.splitext(path)[1].lower() in (".npy", ".csv"):
-        return f"{path}: {what} a stats file (JSON); name it *.json"
-    return None
-
-
 def normalize(inputs, output: PathLike, *, stats=None, stats_out=None, dtype: str = "float32",
               threads=None, header: str = "auto", delimiter: str = ",", clip: bool = False,
               progress: bool = False) -> Stats:
@@ -364,7 +356,7 @@ def normalize_counting_rows(inputs, output: PathLike, *, stats=None, stats_out=N
     clash = table_and_stats_are_one(output, stats_path)
     if clash:
         raise ValueError(clash)
-    wrong = None if stats_out is None else a_table_name(stats_path, "stats_out= is")
+    wrong = None if stats_out is None else wrong_stats_file_name(stats_path, "stats_out= is")
     if wrong:  # (as the command line's --stats-out)
         raise ValueError(wrong)
     if stats_path is not None:

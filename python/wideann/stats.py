@@ -368,8 +368,15 @@ class Stats:
         return cls.from_dict(read_json(path), where=path)
 
     def save(self, path) -> None:
-        """Write the stats file atomically (a temporary name in the same folder, then rename)."""
+        """Write the stats file atomically (a temporary name in the same folder, then rename).
+
+        A name that says something else than a stats file is a ``ValueError``, before anything is written: a
+        table's (``.npy``, ``.csv``) or ``-`` (standard output), as the command line and ``normalize(stats_out=)``
+        refuse them (:func:`wrong_stats_file_name`)."""
         path = os.fsdecode(path)  # a bytes path too, as load takes (the temporary's name is made as text)
+        wrong = wrong_stats_file_name(path, "Stats.save writes")
+        if wrong:
+            raise ValueError(wrong)
         try:
             with atomic_path(path) as tmp:
                 self.write(tmp)
@@ -386,6 +393,19 @@ class Stats:
             # One key a line, each list on its line: readable, and compact for 12,849 columns.
             items = [f" {json.dumps(k)}: {json.dumps(v)}" for k, v in self.to_dict().items()]
             f.write("{\n" + ",\n".join(items) + "\n}\n")
+
+
+def wrong_stats_file_name(path: str, what: str) -> str | None:
+    """What is wrong when a stats file is to be written at ``path``, a name that says something else: a table's
+    (``.npy``, ``.csv``: ``stats -o t.npy`` and ``stats_out="s.npy"`` wrote JSON text into a file named as one) or
+    ``-`` (standard output to most commands: it was a file named ``-``). ``what`` says what the path was given as
+    (``"stats writes"``, ``"--stats-out is"``). The one check of :meth:`Stats.save`, ``normalize(stats_out=)`` and
+    the command line's ``stats -o``, ``merge-stats -o`` and ``--stats-out``."""
+    if path == "-":
+        return f"-: {what} a stats file, not standard output; name it *.json"
+    if os.path.splitext(path)[1].lower() in (".npy", ".csv"):
+        return f"{path}: {what} a stats file (JSON); name it *.json"
+    return None
 
 
 def read_json(path) -> object:
