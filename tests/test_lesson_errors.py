@@ -780,6 +780,28 @@ def test_a_hint_gives_the_stats_to_type_as_bash_reads_them(tmp_path):
         assert said.returncode == 0 and said.stdout == b"it's data/t.stats.json\0", (lines[0], said)
 
 
+def test_a_hint_on_stderr_is_quoted_for_the_encoding_of_stderr_not_of_stdout(tmp_path):
+    """A hint's path was quoted for stdout's encoding (UTF-8 here: ``'café/t.stats.json'``), but the line goes to
+    stderr, here ASCII, which wrote the é as ``\\xe9`` inside '...': pasted, another name. Quoted for stderr, it is
+    ``$'caf\\xc3\\xa9/...'``, the name's bytes. (PYTHONIOENCODING sets both streams: stderr is set apart here.)"""
+    (tmp_path / "café").mkdir()
+    for name, cols, seed in (("t", 6, 1), ("own_test", 6, 2), ("wide", 8, 3)):
+        wideann.make_data(tmp_path / f"{name}.csv", rows=200, cols=cols, seed=seed)
+        wideann.normalize([tmp_path / f"{name}.csv"], tmp_path / ("café" if name == "t" else "") / f"{name}.npy")
+    lesson = str(SCRIPTS / LESSONS[1])
+    for test in ("own_test.npy", "wide.npy"):
+        argv = [lesson, "--data", "café/t.npy", "--test-data", test, "--epochs", "1", "--output-dir", "run"]
+        code = (f"import runpy, sys; sys.stderr.reconfigure(encoding='ascii', errors='backslashreplace'); "
+                f"sys.argv = {argv!r}; runpy.run_path({lesson!r}, run_name='__main__')")
+        env = dict(_env(tmp_path), PYTHONIOENCODING="utf-8")
+        r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, timeout=300)
+        lines = r.stderr.decode("ascii").splitlines()
+        assert r.returncode == 1 and len(lines) == 1 and " --stats " in lines[0], r.stderr[-3000:]
+        pasted = lines[0].split(" --stats ")[-1].removesuffix(")")
+        said = subprocess.run(["bash", "-c", "printf '%s\\0' " + pasted], cwd=tmp_path, capture_output=True)
+        assert said.returncode == 0 and said.stdout == "café/t.stats.json\0".encode(), (lines[0], said)
+
+
 def test_ctrl_c_after_a_checkpoint_says_how_to_continue(tmp_path, monkeypatch, capsys):
     """A Ctrl-C on a long run (lessons 3-4) names the checkpoint it can go on from and --resume; before the run
     has saved one (the folder's checkpoints are then an earlier run's) it says no more than before."""

@@ -39,7 +39,8 @@ File names in what a lesson prints follow one rule: a line that says what the ru
 ``resumed from X``, the ``wideann normalize`` command it ran) shows each as :func:`shell_path` does, quoted for
 bash (a name with a newline or a byte that is not UTF-8 as ``$'...'``), so that it can be copied into a command;
 an error or warning line on stderr shows it as the command line does, with :func:`~wideann.course.errors.shown`
-(``\\xNN``, unquoted).
+(``\\xNN``, unquoted), but for a path it gives to type (``--stats PATH``), quoted by :func:`shell_path` for stderr's
+encoding (``stream=sys.stderr``).
 """
 from .checkpoints import CHECKPOINT_INFO, RESUME_FREE_OPTIONS, Checkpoints, check_weights_only, latest_checkpoint
 from .errors import LessonError, UsageError, run, user_error

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -343,8 +344,10 @@ class Checkpoints:
             return None
         given = self.options.get("resume")
         same = given in (None, "latest") or os.path.realpath(given) == os.path.realpath(newest)
-        # (a command to type: its option value quoted for bash, as a lesson's informational lines quote names)
-        how = "--resume" if same else f"--resume {shell_path(newest)} (in place of --resume {shell_path(given)})"
+        # (a command to type: its option value quoted for bash, as a lesson's informational lines quote names, for
+        # stderr, where the line is said)
+        how = "--resume" if same else (f"--resume {shell_path(newest, stream=sys.stderr)} (in place of --resume "
+                                       f"{shell_path(given, stream=sys.stderr)})")
         return (f"; its newest checkpoint is {shown(newest)}: run the same command with {how} to continue from "
                 "it (the same batches, the same final model)")
 
@@ -539,7 +542,7 @@ class Checkpoints:
             raise LessonError(f"--resume: the newest checkpoint in {shown(self.folder)}, {shown(path.name)}, is an "
                               "earlier run's: the run started here after it without --resume ended before it saved a "
                               "checkpoint of its own; run without --resume to start again (or, to go on with that "
-                              f"earlier run, --resume {shell_path(path)})")
+                              f"earlier run, --resume {shell_path(path, stream=sys.stderr)})")
         error = None
         try:  # (each process checks its own data: on several machines, the main process says what one found)
             self._check(info, path, accelerator)

@@ -46,18 +46,21 @@ def example_csv() -> Path:
                       "or pass --data")
 
 
-def shell_path(p) -> str:
+def shell_path(p, *, stream=None) -> str:
     """A file name as the lessons' lines show it (relative to the working folder unless that takes ``../..``),
     quoted for bash, so that a command line they print can be copied and run: ``shlex.quote`` for most names.
-    A name with a control character (a newline), a byte that is not UTF-8 or a character stdout's encoding
-    cannot spell (or spells with other bytes than the file system's) is written in bash's ANSI-C quoting,
+    A name with a control character (a newline), a byte that is not UTF-8 or a character that the encoding of
+    ``stream``, the stream the line is written to, cannot spell (or spells with other bytes than the file
+    system's) is written in bash's ANSI-C quoting,
     ``$'...'``, with each of those as the ``\\xNN`` of its bytes (as the project shows such names:
     :func:`~wideann._entry.printable`): the line stays one line, and bash reads it back as the same bytes.
     (``shlex.quote`` put the newline itself in the line, the byte raw.) A character that is not printable by
     :meth:`str.isprintable` is one of those too: a zero-width space (U+200B), a direction mark or override (U+202E
     shows the rest of the line reversed), a no-break space: shown raw, the line would show another name than the
     one it holds. A relative name that starts with ``-`` gets ``./`` before it: as it is, the command it ends up
-    in would read it as an option."""
+    in would read it as an option. ``stream`` is ``sys.stdout`` (the lessons' informational lines) unless given:
+    a hint in an error line, written to ``sys.stderr``, passes that (its encoding may differ: ``2>log`` under
+    another locale, a stderr reconfigured)."""
     p = os.fspath(p)
     try:
         rel = os.path.relpath(p)
@@ -66,13 +69,13 @@ def shell_path(p) -> str:
         pass
     if p.startswith("-"):
         p = os.curdir + os.sep + p
-    return shell_word(p)
+    return shell_word(p, stream=stream)
 
 
-def shell_word(text: str) -> str:
+def shell_word(text: str, *, stream=None) -> str:
     """``text`` as one word of a command line the lessons print, quoted as :func:`shell_path` quotes a file name
-    (for a word that is not one: a column name after ``--columns``)."""
-    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    (for a word that is not one: a column name after ``--columns``) for ``stream`` (``sys.stdout`` unless given)."""
+    encoding = getattr(sys.stdout if stream is None else stream, "encoding", None) or "utf-8"
     if all(_plain(c, encoding) for c in text):
         return shlex.quote(text)
     return "$'" + "".join(("\\" + c if c in "\\'" else c) if _plain(c, encoding) else _bytes_escaped(c)
@@ -82,7 +85,7 @@ def shell_word(text: str) -> str:
 def _plain(c: str, encoding: str) -> bool:
     """``c`` shown as it is in a line of a lesson: printable (no control character, line or paragraph separator,
     format character such as U+200B or U+202E, blank other than the space, nor a byte that is not UTF-8: a
-    surrogate), and one that stdout's encoding spells as the file name's bytes (what a terminal pastes is what it
+    surrogate), and one that the stream's encoding spells as the file name's bytes (what a terminal pastes is what it
     shows)."""
     if not c.isprintable():
         return False
@@ -361,7 +364,7 @@ def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path, 
             raise LessonError(f"--test-data {_name(test)} has {test_cols} columns but the training table "
                               f"{_name(train)} has {cols}: the test table must have the training table's columns, "
                               "normalized with its stats (wideann normalize TEST.csv -o TEST.npy --stats "
-                              f"{shell_path(stats_path)})")
+                              f"{shell_path(stats_path, stream=sys.stderr)})")
         for shard in test:
             own = Path(default_stats_path(shard))
             if shard.suffix.lower() == ".npy" and own.is_file() and own.resolve() != stats_path.resolve():
@@ -370,9 +373,10 @@ def _check_tables(train: list[Path], test: list[Path] | None, stats_path: Path, 
                 except ValueError:
                     same = False
                 if not same:
+                    again = shell_path(stats_path, stream=sys.stderr)  # (a hint: quoted for stderr, its stream)
                     raise LessonError(f"--test-data {shown(shard)} was normalized with its own stats ({shown(own)}), "
                                       "not with the training table's: its numbers would mean something else; "
-                                      f"normalize the test CSV again with --stats {shell_path(stats_path)}")
+                                      f"normalize the test CSV again with --stats {again}")
     return stats
 
 
