@@ -106,7 +106,8 @@ def test_stats_save_refuses_a_name_that_is_not_a_stats_file(tmp_path, monkeypatc
     # line and normalize(stats_out=) refuse: the same check, the same words, nothing written
     stats = wideann.Stats(["x1", "y"], [0, 0], [1, 2], 3)
     for name in ("x.npy", "x.CSV", "x.Npy"):
-        with pytest.raises(ValueError, match=re.escape(f"{name}: Stats.save writes a stats file (JSON); name it *.json")):
+        said = f"{name}: Stats.save writes a stats file (JSON); name it *.json"
+        with pytest.raises(ValueError, match=re.escape(said)):
             stats.save(tmp_path / name)
     monkeypatch.chdir(tmp_path)  # ("-" is a name in the working folder)
     with pytest.raises(ValueError, match=re.escape("-: Stats.save writes a stats file, not standard output; name it")):
