@@ -16,7 +16,7 @@ using namespace wideann;
 
 namespace {
 
-PyObject* data_error_type = nullptr;  // wideann._native.DataError
+PyObject* data_error_type = nullptr;  // wideann._native.DataError (wideann._data_error's)
 
 // An input as pass 1 read it (InputSeen), as Python holds it: (device, inode, size, mtime_ns, rows).
 using SeenTuple = std::tuple<uint64_t, uint64_t, uint64_t, int64_t, uint64_t>;
@@ -71,7 +71,9 @@ extern const char wideann_source_manifest[];
 PYBIND11_MODULE(_native, m) {
   m.doc() = "wideann's C++ engine: streaming CSV statistics, min-max normalization and its inverse";
 
-  py::register_exception<DataError>(m, "DataError", PyExc_ValueError);
+  // wideann.DataError is a class of Python's (wideann/_data_error.py: its str() is one printable line, and it
+  // carries the file's exact name), raised by the translator below for every DataError of the engine.
+  m.attr("DataError") = py::module_::import("wideann._data_error").attr("DataError");
   data_error_type = m.attr("DataError").ptr();  // the module keeps it alive
   py::register_exception_translator([](std::exception_ptr p) {
     try {

@@ -73,6 +73,30 @@ def test_python_api_gets_the_message_intact(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["bad.csv"]
 
 
+@pytest.mark.parametrize("name", [b"b\nad.csv", b"bad\xfa.csv"])
+def test_a_data_errors_str_is_one_printable_line_and_its_filename_the_exact_name(tmp_path, name):
+    """str(DataError) showed a newline of a file name raw (two lines in a caller's log) and a byte that is not UTF-8
+    as a surrogate (a log in UTF-8 could not write it); it is the one line the command line prints, and the exact
+    name is e.filename: for an error the engine raised (a bad value) and one said before it ran (a missing file)."""
+    bad = tmp_path / os.fsdecode(name)
+    bad.write_bytes(HEADER + b"1,x,3\n")
+    shown = os.fsdecode(name).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") \
+        .replace("\n", "\\x0a")
+    for path, says in ((bad, ", line 2, column 2: expected a number, found 'x'"),
+                       (tmp_path / ("missing " + os.fsdecode(name)), ": no such file")):
+        with pytest.raises(wideann.DataError) as e:
+            wideann.normalize([path], tmp_path / "o.npy")
+        line = str(e.value)
+        assert line == str(path.parent / (path.name.replace(os.fsdecode(name), shown))) + says, line
+        assert line.isprintable() and line.encode("utf-8")
+        assert e.value.filename == os.fspath(path)
+        assert os.path.exists(e.value.filename) == (path == bad)  # (the name opens the file)
+    with pytest.raises(wideann.DataError) as e:  # the output's folder, too
+        wideann.make_data(tmp_path / os.fsdecode(name) / "o.csv", rows=3, cols=6)
+    assert str(e.value).isprintable() and e.value.filename == os.fspath(tmp_path / os.fsdecode(name) / "o.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [bad.name]
+
+
 @pytest.mark.parametrize("header", ["auto", "yes"])
 def test_header_name_that_is_not_utf8(tmp_path, header):
     bad = _write(tmp_path / "bad.csv", b"a,b\xe9,y\n" + GOOD)  # Latin-1 'é'

@@ -17,13 +17,16 @@ from ._native_checked import _native
 from ._atomic import (WRITTEN, commit_together, folder_of, kind_of, output_over_an_input, refuse_a_name_too_long,
                       refuse_a_write_protected_file, refuse_what_is_not_a_file, remove_listed, temp_name,
                       why_not_writable)
+from ._entry import printable
 from .diskspace import human_bytes, require_free
 from .stats import Stats, wrong_stats_file_name
 
 PathLike = Union[str, os.PathLike]
 
 DataError = _native.DataError
-"""Raised for bad input data; the message names the file, line and column (1-based)."""
+"""Raised for bad input data; the message names the file, line and column (1-based). ``str(e)`` is one printable
+line (a newline or a byte that is not UTF-8 in a file name as ``\\xNN``) and ``e.filename`` the exact name of the
+file it is about: see :class:`wideann._data_error.DataError`, the engine's too."""
 
 DTYPES = ("float32", "float16")
 
@@ -36,17 +39,17 @@ def _paths(inputs) -> list[str]:
         raise ValueError("no input files given")
     for p in paths:
         if os.path.isdir(p):
-            raise DataError(f"{p}: is a folder, expected a CSV file")
+            raise DataError(f"{p}: is a folder, expected a CSV file", filename=p)
         if not os.path.exists(p):
-            raise DataError(f"{p}: no such file")
+            raise DataError(f"{p}: no such file", filename=p)
         # A FIFO, a pipe (<(zcat t.csv.gz)), a device: its first MiB read for the estimate of rows is gone for the
         # engine, which then waited forever for a writer that had left (Ctrl-C could not stop it), or failed
         # with "Illegal seek"; /dev/zero would be one endless line
         if not os.path.isfile(p):
             raise DataError(f"{p}: is {kind_of(p)}, expected a CSV file: inputs are read at offsets, and twice to "
-                            "fit stats, which only a file allows; write it to a file first")
+                            "fit stats, which only a file allows; write it to a file first", filename=p)
         if not os.access(p, os.R_OK):
-            raise DataError(f"{p}: cannot be read (permission denied)")
+            raise DataError(f"{p}: cannot be read (permission denied)", filename=p)
     return paths
 
 
@@ -70,7 +73,7 @@ def _check_output_folder(output: str) -> None:
     there (a plain ``open()`` would not write it either)."""
     out_dir = folder_of(output)
     if not os.path.isdir(out_dir):
-        raise DataError(f"{output}: output folder {os.path.normpath(out_dir)} does not exist")
+        raise DataError(f"{output}: output folder {os.path.normpath(out_dir)} does not exist", filename=output)
     if not os.access(out_dir, os.W_OK | os.X_OK):
         code, why = why_not_writable(out_dir)
         raise OSError(code, f"cannot write in its folder {os.path.normpath(out_dir)} ({why})", output)
@@ -110,11 +113,12 @@ def _check_header(header: str) -> str:
     return header
 
 
-def _run(fn, *args, progress: bool = False, desc: str = "", writes: str | None = None, reads=()):
+def _run(fn, *args, progress: bool = False, desc: str = "", writes: str | None = None, reads=(), named=()):
     """Run a native job on a worker thread; show progress; cancel it cleanly on Ctrl-C. ``writes``: the output
     the job itself renames into place when done (denormalize, make-data), recorded in ``_atomic.WRITTEN``
     once it is, also when a Ctrl-C came too late to stop the job (the command then says it is complete).
-    ``reads``: its CSV inputs, for :func:`_said_of_line_ends`."""
+    ``reads``: its CSV inputs, for :func:`_said_of_line_ends`; ``named``: every file it is given (its inputs and
+    output), one of which a ``DataError`` of the job that names it carries as ``filename`` (:func:`_with_its_file`)."""
     prog = _native.Progress()
     box: dict = {}
     done = threading.Event()  # waited on instead of Thread.join, which an interrupt can leave broken
@@ -161,7 +165,7 @@ def _run(fn, *args, progress: bool = False, desc: str = "", writes: str | None =
         if bar is not None:
             bar.close()
     if "error" in box:
-        raise _said_of_line_ends(box["error"], reads)
+        raise _with_its_file(_said_of_line_ends(box["error"], reads), named)
     return box.get("result")
 
 
@@ -172,8 +176,23 @@ def _said_of_line_ends(e: BaseException, paths) -> BaseException:
     if not isinstance(e, DataError):
         return e
     for p in paths:
-        if str(e).startswith(p) and (said := lone_cr_said(p)):
-            return DataError(said)
+        if _names(e, p) and (said := lone_cr_said(p)):
+            return DataError(said, filename=p)
+    return e
+
+
+def _names(e: DataError, path: str) -> bool:
+    """Whether the line of ``e`` is about the file ``path``: it starts with its name, as shown (``printable``), then
+    ``:`` or ``,`` (``a.csv, line 3, ...``)."""
+    shown, text = printable(path), str(e)
+    return text.startswith(shown) and text[len(shown):len(shown) + 1] in (":", ",")
+
+
+def _with_its_file(e: BaseException, paths) -> BaseException:
+    """``e``, a ``DataError`` of the engine's, with ``filename`` the one of ``paths`` that its line names, if any
+    (the engine's messages name the file; the exact name is the one the job was given)."""
+    if isinstance(e, DataError) and e.filename is None:
+        e.filename = next((p for p in paths if _names(e, p)), None)
     return e
 
 
@@ -228,7 +247,7 @@ def float16_advice(float32: str = FLOAT32_IN_PYTHON) -> str:
 def _advised(e: BaseException) -> BaseException:
     """The engine's error ``e``, when it refuses a value beyond float16, with :func:`float16_advice`."""
     if isinstance(e, DataError) and str(e).endswith(BEYOND_FLOAT16):
-        return DataError(f"{e}{float16_advice()}")
+        return DataError(f"{e.args[0]}{float16_advice()}", filename=e.filename)
     return e
 
 
@@ -238,7 +257,7 @@ def float16_advice_reworded(e: DataError, said: str) -> DataError:
     advice = float16_advice()
     if not str(e).endswith(BEYOND_FLOAT16 + advice):
         return e
-    return DataError(str(e)[:-len(advice)] + said)
+    return DataError(e.args[0][:-len(advice)] + said, filename=e.filename)
 
 
 def in_the_training_dtype(e: DataError, trained_on: str) -> DataError:
@@ -278,7 +297,7 @@ def _pass_one(paths: list[str], header: str, delimiter: str, threads, progress: 
     """The stats of ``paths``, and each input as pass 1 read it (the engine's file identity and rows), which
     a fit's pass 2 is given to refuse an input that changed in between."""
     r = _run(_native.compute_stats, _fsencode(paths), _check_header(header), _check_delimiter(delimiter),
-             _threads(threads), progress=progress, desc="stats", reads=paths)
+             _threads(threads), progress=progress, desc="stats", reads=paths, named=paths)
     return Stats(r["columns"], r["min"], r["max"], r["n_rows"], [os.path.abspath(p) for p in paths]), r["inputs"]
 
 
@@ -388,7 +407,8 @@ def normalize_counting_rows(inputs, output: PathLike, *, stats=None, stats_out=N
         try:
             rows = _run(functools.partial(_native.normalize, temporary=os.fsencode(table_tmp), expect=seen),
                  _fsencode(paths), os.fsencode(output), st._min, st._max, st.columns, dtype, fmt, header,
-                 delimiter, n_threads, bool(clip), progress=progress, desc="normalize", reads=paths)
+                 delimiter, n_threads, bool(clip), progress=progress, desc="normalize", reads=paths,
+                 named=[*paths, output])
         except DataError as e:
             raise _advised(e) from None
 
@@ -502,7 +522,7 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
     return _run(_native.denormalize, os.fsencode(input), in_fmt, os.fsencode(output), st._min, st._max, st.columns,
                 None if idx is None else [int(i) for i in idx], _check_header(header),
                 _check_delimiter(delimiter), _threads(threads), progress=progress, desc="denormalize", writes=output,
-                reads=[input] if in_fmt == "csv" else [])
+                reads=[input] if in_fmt == "csv" else [], named=[input, output])
 
 
 def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: float = 1.0,
@@ -528,4 +548,4 @@ def make_data(output: PathLike, rows: int, cols: int, *, seed: int = 0, noise: f
         raise ValueError("noise must be a finite number >= 0")
     _check_output_folder(output)
     _run(_native.make_data, os.fsencode(output), int(rows), int(cols), int(seed), float(noise), _threads(threads),
-         progress=progress, desc="make-data", writes=output)
+         progress=progress, desc="make-data", writes=output, named=[output])
