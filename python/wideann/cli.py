@@ -17,8 +17,8 @@ import sys
 from . import __version__, _atomic, _entry
 from ._entry import INTERRUPTED, counted, printable
 from .engine import (FLOAT32_ON_THE_COMMAND_LINE, DataError, _check_output_folder, default_stats_path,
-                     denormalize, float16_advice, float16_advice_reworded, make_data, normalize_counting_rows,
-                     compute_stats, table_and_stats_are_one, wrong_output_extension)
+                     denormalize_reading_columns, float16_advice, float16_advice_reworded, make_data,
+                     normalize_counting_rows, compute_stats, table_and_stats_are_one, wrong_output_extension)
 from .interrupts import ignore_interrupts, stop_like_ctrl_c
 from .stats import Stats, _first_difference, wrong_stats_file_name
 
@@ -181,15 +181,21 @@ def say(line: str) -> None:
         pass
 
 
-def _columns_arg(cols, stats_path: str | None = None):
-    """``--columns``: ASCII digits (with a leading ``-``: from the end) are a position, anything else a name (a
-    ``²`` or an Arabic-Indic ``١`` is a name, not a number). Digits that also name another column of the stats
-    (columns named 350 .. 2500, say) are refused: read as a position, they would give that other column's units."""
+def is_a_position(text: str) -> bool:
+    """Whether ``--columns`` reads ``text`` as a position: ASCII digits, with a leading ``-`` to count from the end
+    (a ``²`` or an Arabic-Indic ``١`` is a name, not a number). The one place that rule is written (a lesson's
+    ``wideann denormalize`` line gives a column name that reads as one by its position)."""
+    return re.fullmatch(r"-?[0-9]+", text) is not None
+
+
+def _columns_arg(cols, names: list[str], stats_path: str):
+    """``--columns``, read against ``names``, the columns of the stats file ``stats_path``: positions
+    (:func:`is_a_position`) and names. Digits that also name another column of the stats (columns named 350 ..
+    2500, say) are refused: read as a position, they would give that other column's units."""
     if cols is None:
         return None
-    out = [int(c) if re.fullmatch(r"-?[0-9]+", c) else c for c in cols]
-    if stats_path is not None and any(isinstance(c, int) for c in out):
-        names = Stats.load(stats_path).columns
+    out = [int(c) if is_a_position(c) else c for c in cols]
+    if any(isinstance(c, int) for c in out):
         n = len(names)
         for text, c in zip(cols, out):
             if isinstance(c, int) and text in names and not (-n <= c < n and names[c] == text):
@@ -251,9 +257,10 @@ def run(args) -> None:
         # (the rows written: with --stats, not the stats')
         say(f"{counted(rows, 'row')} x {counted(st.n_columns, 'column')} -> {args.output} ({said})")
     elif cmd == "denormalize":
-        n = denormalize(args.input, args.output, stats=args.stats, columns=_columns_arg(args.columns, args.stats),
-                        header=args.header, delimiter=args.delimiter, threads=args.threads,
-                        progress=_progress(args))
+        n = denormalize_reading_columns(args.input, args.output, stats=args.stats,
+                                        columns_of=lambda st: _columns_arg(args.columns, st.columns, args.stats),
+                                        header=args.header, delimiter=args.delimiter, threads=args.threads,
+                                        progress=_progress(args))
         say(f"{counted(n, 'row')} -> {args.output}")
     elif cmd == "merge-stats":
         parts = [Stats.load(p) for p in args.inputs]

@@ -505,12 +505,22 @@ def denormalize(input: PathLike, output: PathLike, *, stats, columns: Sequence |
     ``columns``, a CSV header that names another stats column than the one so taken is a ``DataError``
     (names that are no stats column's, such as ``y_pred``, are fine). Returns the number of rows written.
     """
+    return denormalize_reading_columns(input, output, stats=stats, columns_of=lambda _st: columns, header=header,
+                                       delimiter=delimiter, threads=threads, progress=progress)
+
+
+def denormalize_reading_columns(input: PathLike, output: PathLike, *, stats, columns_of, header: str = "auto",
+                                delimiter: str = ",", threads=None, progress: bool = False) -> int:
+    """:func:`denormalize`, its ``columns`` given by ``columns_of(st)``, called with the stats once they are loaded:
+    the command line reads ``--columns`` against their names (digits that also name a column) without loading the
+    stats file a second time."""
     input, output = os.fspath(input), os.fspath(output)
     _paths([input])
     wrong = wrong_output_extension("denormalize", output)
     if wrong:
         raise ValueError(wrong)
     st = stats if isinstance(stats, Stats) else Stats.load(stats)
+    columns = columns_of(st)
     in_fmt = "npy" if input.lower().endswith(".npy") else "csv"
     _check_output_folder(output)
     _refuse_output_over_an_input([output], [input], stats)

@@ -17,6 +17,7 @@ import numpy as np
 from .._atomic import (atomic_path, refuse_a_write_protected_file, remove_listed, temp_name, what_is_not_a_file,
                        why_not_writable)
 from .._entry import counted, printable
+from ..cli import is_a_position
 from ..diskspace import NotEnoughSpace, human_bytes, require_free
 from ..engine import denormalize
 from ..modelcard import CARD_NAME, STATS_NAME
@@ -264,7 +265,7 @@ def write_predictions(y_true, y_pred, stats_path, out_csv, accelerator=None) -> 
             # (what the command line would do; the pairs' .npy is a temporary file, removed once this is done) the
             # name quoted as a file name is, and by position where the command line would take it for a position
             # (digits) or for an option (a leading "-")
-            said = "-1" if column == -1 or re.fullmatch(r"-?[0-9]+", column) or column.startswith("-") \
+            said = "-1" if column == -1 or is_a_position(column) or column.startswith("-") \
                 else shell_word(column)
             print("denormalizing with the C++ engine, as  wideann denormalize PAIRS.npy -o "
                   f"{shell_path(out_csv)} --stats {shell_path(stats_path)} --columns {said} {said}  would "
