@@ -272,6 +272,26 @@ def wait_for(pred, timeout: float, interval: float = 0.01) -> bool:
     return pred()
 
 
+
+def threads(expect: int | None = None, timeout: float = 2.0) -> int:
+    """The threads of this process (``/proc/self/task``). With ``expect``: waits up to ``timeout`` s for that
+    count, the garbage collector off. A native thread that has been joined can still be listed for a moment while
+    the kernel ends it (longer on a busy machine: CI failed on it); whether the thread was stopped is what a test
+    asks, and one still running, kept alive or left for the garbage collector, still fails."""
+    import gc
+    was = gc.isenabled()
+    gc.disable()  # (a collection while waiting would stop a thread that only the collector stops)
+    try:
+        end = time.monotonic() + timeout
+        while True:
+            n = len(os.listdir("/proc/self/task"))
+            if expect is None or n == expect or time.monotonic() >= end:
+                return n
+            time.sleep(0.005)
+    finally:
+        if was:
+            gc.enable()
+
 # ---- fixtures -----------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import pytest
 import wideann
 from wideann import data
 from wideann.data.native_reader import ReadAhead
+from conftest import threads
 
 
 @pytest.fixture
@@ -195,7 +196,7 @@ def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not
             np.testing.assert_array_equal(y.numpy(), a[rows, -1:])
 
     src.table.read_index(np.arange(3), (np.empty((3, a.shape[1] - 1), np.float32), np.empty((3, 1), np.float32)))
-    before = _threads()  # with the reader's pool
+    before = threads()  # with the reader's pool
     check(1, 0, list(src.epoch(1)))
     carry = src._host_kit["carry"]  # epoch 2's first batches, read while epoch 1 ended
     assert carry.epoch == 2 and len(carry.pending) == min(prefetch, len(src))
@@ -235,19 +236,19 @@ def test_a_shuffled_source_reads_on_into_the_next_epoch_and_drops_what_it_is_not
     assert src.rows_read == (sum(len(src.shard(e)) for e in (1, 2, 3, 7, 9, 9, 10, 10, 11, 11, 12))
                              + len(src.shard(4)) - 5 * 50 + 50 - len(src.step_rows(src.epoch_order(12), len(src) - 1)))
     check(10, 0, list(src.epoch(10)))  # (reads on again)
-    assert _threads() == before + 1  # the thread reading epoch 10's first batches
+    assert threads() == before + 1  # the thread reading epoch 10's first batches
     # read ahead turned off after an epoch read on: those batches, and their thread, are let go (not kept for
     # as long as the source lives)
     src.prefetch = 0
     check(10, 0, list(src.epoch(10)))
-    assert "carry" not in src._host_kit and _threads() == before
+    assert "carry" not in src._host_kit and threads(before) == before
     src.prefetch = prefetch
     table = src.table  # (keeps the reader's pool)
     src = it = None  # a source let go stops its reading thread at once (no reference cycle waits for the collector)
-    assert _threads() == before
+    assert threads(before) == before
     unshuffled = data.ShardedBatches(table, split.train, 50, shuffle=False, prefetch=prefetch, pin_memory=False)
     list(unshuffled.epoch(0))
-    assert "carry" not in unshuffled._host_kit and _threads() == before  # evaluation sources do not read on
+    assert "carry" not in unshuffled._host_kit and threads(before) == before  # evaluation sources do not read on
 
 
 def test_a_source_that_reads_on_plans_each_epoch_once(table, monkeypatch):
@@ -316,10 +317,6 @@ def test_empty_batch_on_a_process_when_rows_run_out(table):
     assert x.shape == (0, a.shape[1] - 1) and y.shape == (0, 1)
 
 
-def _threads() -> int:
-    return len(os.listdir("/proc/self/task"))
-
-
 def test_read_ahead_errors_reach_the_consumer_and_early_exit_stops_the_thread(tmp_path):
     path = tmp_path / "t.npy"
     a = np.random.default_rng(0).random((1000, 7), dtype=np.float32)
@@ -327,12 +324,12 @@ def test_read_ahead_errors_reach_the_consumer_and_early_exit_stops_the_thread(tm
     src = data.ShardedBatches(path, np.arange(1000), 10, prefetch=2, shuffle=False, reader_threads=2,
                               pin_memory=False)  # (no CUDA threads where a GPU is present)
     src.table.read_index(np.arange(3), (np.empty((3, 6), np.float32), np.empty((3, 1), np.float32)))  # the pool
-    before = _threads()
+    before = threads()
     it = src.epoch(0)
     next(it)
-    assert _threads() == before + 1  # the read-ahead's own thread, and no Python thread
+    assert threads() == before + 1  # the read-ahead's own thread, and no Python thread
     it.close()  # a consumer that stops early must not leave the reading thread running
-    assert _threads() == before
+    assert threads(before) == before
 
     # the file shrinks under the reader: the batches read before are right, then a DataError, not a batch
     it = src.epoch(0)

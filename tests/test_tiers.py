@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 
 from wideann import data  # noqa: E402
 from wideann.data.resident import ResidentRows, device_tier  # noqa: E402
+from conftest import threads  # noqa: E402
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -614,7 +615,6 @@ def test_the_gpu_path_reads_on_only_once_an_epochs_last_step_is_handed_out(tmp_p
     # lessons 3-4 ask for an epoch's steps with itertools.islice, which never asks past the last one; a consumer
     # that stops inside the last group must not leave a thread reading the next epoch into the pinned ring
     import itertools
-    import os
 
     path, _ = _table(tmp_path, np.float32, rows=1501, cols=57)
     table = data.NpyTable(path)
@@ -622,7 +622,7 @@ def test_the_gpu_path_reads_on_only_once_an_epochs_last_step_is_handed_out(tmp_p
     cpu = data.ShardedBatches(table, split.train, 32, seed=3, prefetch=0)
     refs = {e: list(cpu.epoch(e)) for e in (1, 2, 4)}
     torch.ones(1 << 20).add_(1)  # (torch's worker threads, started by its first parallel operation: before the count)
-    threads = len(os.listdir("/proc/self/task"))  # (with the reader's pool, made by the reads above)
+    before = threads()  # (with the reader's pool, made by the reads above)
     late = _LateCuda(monkeypatch)
     gpu = _gpu_path(table, split.train, 32, group, seed=3, prefetch=3)
     n = len(gpu)
@@ -636,14 +636,14 @@ def test_the_gpu_path_reads_on_only_once_an_epochs_last_step_is_handed_out(tmp_p
     got = list(gpu.epoch(2, read_on=False))  # (the last epoch of a run: begins with the groups read on, reads none on)
     late.run()
     _same(refs[2], got)
-    assert "carry" not in gpu._gpu_kit and len(os.listdir("/proc/self/task")) == threads
+    assert "carry" not in gpu._gpu_kit and threads(before) == before
     got = list(gpu.epoch(2))
     late.run()
     _same(refs[2], got)
     it = gpu.epoch(3)
     assert len(list(itertools.islice(it, n - 1))) == n - 1
     it.close()
-    assert "carry" not in gpu._gpu_kit and len(os.listdir("/proc/self/task")) == threads
+    assert "carry" not in gpu._gpu_kit and threads(before) == before
     # groups shrunk after an epoch read on: the ring is kept with the groups read on, the rest of the epoch
     # planned anew in the smaller groups
     if group:
