@@ -279,15 +279,17 @@ def threads(expect: int | None = None, timeout: float = 2.0) -> int:
     the kernel ends it (longer on a busy machine: CI failed on it); whether the thread was stopped is what a test
     asks, and one still running, kept alive or left for the garbage collector, still fails."""
     import gc
+
+    def count() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    if expect is None:
+        return count()
     was = gc.isenabled()
     gc.disable()  # (a collection while waiting would stop a thread that only the collector stops)
     try:
-        end = time.monotonic() + timeout
-        while True:
-            n = len(os.listdir("/proc/self/task"))
-            if expect is None or n == expect or time.monotonic() >= end:
-                return n
-            time.sleep(0.005)
+        wait_for(lambda: count() == expect, timeout, interval=0.005)
+        return count()
     finally:
         if was:
             gc.enable()
